@@ -1,0 +1,1 @@
+"""The farm's driver side; for now the command line."""

@@ -1,0 +1,1 @@
+"""What runs one job on one GPU: weights, pipeline, encoding, outputs."""

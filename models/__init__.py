@@ -1,0 +1,1 @@
+"""Model catalogue, GPU table, memory requirements, settings schema and pipeline running."""

@@ -1,0 +1,194 @@
+"""The model catalogue: one JSON preset per model under models/presets/, read into typed records.
+
+A preset says what a model is (family, task, diffusers pipeline, where its weights live), what it
+weighs (components with byte sizes and dtypes, for the memory estimator and the scheduler), and
+which job sizes it accepts (resolutions, frame counts), with the defaults WanGP would apply.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+
+class Task(StrEnum):
+    T2V = "t2v"
+    I2V = "i2v"
+    TI2V = "ti2v"
+    T2I = "t2i"
+
+
+class Output(StrEnum):
+    VIDEO = "video"
+    IMAGE = "image"
+
+
+class Role(StrEnum):
+    """What a weight component does; the memory profiles treat each role differently."""
+
+    TRANSFORMER = "transformer"
+    TEXT_ENCODER = "text_encoder"
+    IMAGE_ENCODER = "image_encoder"
+    VAE = "vae"
+
+
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "nvfp4": 0.5}
+
+
+class Component(BaseModel):
+    """One weight file set of a pipeline, e.g. the transformer or the text encoder."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str  # the diffusers component folder: "transformer", "text_encoder", "vae", ...
+    role: Role
+    bytes: int = Field(ge=0)  # on disk, in `dtype`
+    dtype: str  # key of DTYPE_BYTES
+    # Text encoders that mmgp quantizes to int8 under profiles 3-5 (T5, LLaMA, Qwen LLMs).
+    quantizable: bool = False
+
+    @property
+    def params(self) -> float:
+        return self.bytes / DTYPE_BYTES[self.dtype]
+
+
+class FrameRule(BaseModel):
+    """Allowed frame counts: `offset + step*k` between `min` and `max` (Wan: 4k+1)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    step: int = Field(ge=1)
+    offset: int = Field(ge=0)
+    min: int = Field(ge=1)
+    max: int = Field(ge=1)
+
+    def allows(self, frames: int) -> bool:
+        return self.min <= frames <= self.max and (frames - self.offset) % self.step == 0
+
+    def describe(self) -> str:
+        form = f"{self.step}k+{self.offset}" if self.offset else f"a multiple of {self.step}"
+        return f"{form}, between {self.min} and {self.max}"
+
+
+class SizeRule(BaseModel):
+    """Allowed output sizes: either a fixed list of "WxH", or any size whose sides are multiples."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    multiple: int = Field(ge=1)
+    min_side: int = Field(ge=1)
+    max_side: int = Field(ge=1)
+    fixed: list[str] = []  # when non-empty, only these "WxH" are allowed
+
+    def problem(self, width: int, height: int) -> str | None:
+        """None when the size is allowed, else the rule it breaks, in words."""
+        if self.fixed:
+            if f"{width}x{height}" not in self.fixed:
+                return f"must be one of {', '.join(self.fixed)}"
+            return None
+        for side in (width, height):
+            if side % self.multiple:
+                return f"width and height must be multiples of {self.multiple}"
+            if not self.min_side <= side <= self.max_side:
+                return f"width and height must be between {self.min_side} and {self.max_side}"
+        return None
+
+
+class Defaults(BaseModel):
+    """What WanGP applies when a settings file leaves a key out."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    resolution: str
+    video_length: int = 1
+    num_inference_steps: int
+    guidance_scale: float
+    flow_shift: float | None = None
+    sample_solver: str = "unipc"
+
+
+class Latent(BaseModel):
+    """How the VAE compresses pixels and how the transformer patches latents: sizes the work."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    channels: int
+    spatial: int  # pixels per latent side
+    temporal: int = 1  # frames per latent frame (after the first)
+    patch: list[int] = [1, 2, 2]  # (t, h, w) patch of the transformer
+    hidden: int  # transformer width, for working memory
+    layers: int
+
+
+class ModelPreset(BaseModel):
+    """One model of the catalogue, as read from models/presets/<id>.json."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    name: str
+    family: str  # wan, hunyuan, ltx, flux, qwen-image
+    task: Task
+    output: Output
+    pipeline: str  # diffusers pipeline class name
+    repo: str | None  # Hugging Face repo in Diffusers format; None for tiny models built offline
+    revision: str = "main"
+    tiny: bool = False  # random weights, built offline by models.tiny
+    wangp_model_types: list[str]  # WanGP `model_type` ids that mean this model
+    fps: int | None = None  # native frame rate of a video model
+    components: list[Component]
+    frames: FrameRule | None = None  # None for image models
+    sizes: SizeRule
+    defaults: Defaults
+    latent: Latent
+    # Where byte sizes came from when not read from the repo's own file listing.
+    sizes_source: str = ""
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _video_models_have_fps_and_frames(self) -> ModelPreset:
+        if self.output is Output.VIDEO and (self.fps is None or self.frames is None):
+            raise ValueError(f"{self.id}: a video model needs fps and frames")
+        return self
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(c.bytes for c in self.components)
+
+    def component(self, role: Role) -> list[Component]:
+        return [c for c in self.components if c.role is role]
+
+
+class UnknownModel(LookupError):
+    """A model id or WanGP model_type that the catalogue does not hold."""
+
+
+@cache
+def catalogue() -> dict[str, ModelPreset]:
+    """All presets by id, read once from models/presets/."""
+    presets: dict[str, ModelPreset] = {}
+    for path in sorted(PRESETS_DIR.glob("*.json")):
+        preset = ModelPreset.model_validate(json.loads(path.read_text()))
+        if preset.id != path.stem:
+            raise ValueError(f"{path.name}: id {preset.id!r} differs from the file name")
+        presets[preset.id] = preset
+    return presets
+
+
+def get_model(name: str) -> ModelPreset:
+    """The preset for a catalogue id or a WanGP model_type; UnknownModel names the choices."""
+    models = catalogue()
+    if name in models:
+        return models[name]
+    for preset in models.values():
+        if name in preset.wangp_model_types:
+            return preset
+    raise UnknownModel(
+        f"unknown model {name!r}; known ids: {', '.join(models)} (see `wanfarm models`)"
+    )

@@ -1,0 +1,24 @@
+"""A generation request as the pipeline layer sees it: settings already validated and resolved."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Everything one pipeline call needs; sizes are already checked against the model's rules."""
+
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    frames: int  # 1 for image models
+    steps: int
+    guidance_scale: float
+    flow_shift: float | None
+    sample_solver: str
+    seed: int  # the seed actually used (never -1 here)
+    batch_size: int = 1
+    image_start: Path | None = None  # first frame for image-to-video

@@ -1,0 +1,1 @@
+"""Encoding, reproducibility metadata, WanGP queue files and post-processing."""
