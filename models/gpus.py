@@ -61,8 +61,8 @@ def arch_caps(capability: tuple[int, int]) -> ArchCaps:
     """Capabilities of a compute capability (major, minor)."""
     return ArchCaps(
         bf16=capability >= (8, 0),
-        # SageAttention 1's Triton kernels run from Turing on; WanGP offers sage from sm75.
-        sage=capability >= (7, 5),
+        # WanGP offers SageAttention 1 (Triton kernels) from sm70 on.
+        sage=capability >= (7, 0),
         sage2=capability >= (8, 0),
         flash=capability >= (8, 0),
         fp8=capability >= (8, 9),

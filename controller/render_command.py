@@ -1,0 +1,106 @@
+"""`wanfarm render`: validate every settings object first, then render them one by one."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.progress_bar import ProgressBar
+from models.attention import AttentionMode, AttentionUnavailable
+from models.memory import JobSize, estimate
+from models.profiles import Profile
+from models.runner import PipelineHost
+from models.settings import Job, SettingsError, parse_settings, resolve
+from models.weights import WeightCache, WeightsUnavailable
+from processing.settings_files import SettingsFileError, load_settings_files
+from processing.queue_zip import QueueZipError
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    source: str
+    job: Job
+
+
+def render_command(
+    sources: list[Path],
+    out_dir: Path,
+    dry_run: bool,
+    profile: Profile,
+    attention_mode: AttentionMode,
+    cache_dir: Path,
+) -> int:
+    """Render (or with dry_run only check) every settings object; nothing is written if any is invalid."""
+    with tempfile.TemporaryDirectory(prefix="wanfarm-inputs-") as work:
+        planned, problems = _plan(sources, Path(work))
+        if problems:
+            for problem in problems:
+                print(f"error: {problem}", file=sys.stderr)
+            print(f"{len(problems)} problem(s); nothing rendered", file=sys.stderr)
+            return EXIT_INVALID
+        for item in planned:
+            for warning in item.job.warnings:
+                print(f"warning: {item.source}: {warning}", file=sys.stderr)
+        if dry_run:
+            for item in planned:
+                print(_describe(item, profile))
+            print(f"{len(planned)} job(s) valid; dry run, nothing rendered")
+            return EXIT_OK
+        return _render_all(planned, out_dir, profile, attention_mode, cache_dir)
+
+
+def _plan(sources: list[Path], work: Path) -> tuple[list[PlannedJob], list[str]]:
+    planned: list[PlannedJob] = []
+    problems: list[str] = []
+    for path in sources:
+        try:
+            entries = load_settings_files(path, work)
+        except (SettingsFileError, QueueZipError) as error:
+            problems.append(str(error))
+            continue
+        for entry in entries:
+            try:
+                settings = parse_settings(entry.data, entry.source)
+                planned.append(PlannedJob(entry.source, resolve(settings, entry.base_dir, entry.source)))
+            except SettingsError as error:
+                problems.extend(f"{entry.source}: {p}" for p in error.problems)
+    return planned, problems
+
+
+def _render_all(
+    planned: list[PlannedJob], out_dir: Path, profile: Profile, attention_mode: AttentionMode, cache_dir: Path
+) -> int:
+    from gpu_agent.render import render_job, safe_stem
+
+    host = PipelineHost(WeightCache(cache_dir), attention_mode=attention_mode)
+    failed = 0
+    for number, item in enumerate(planned, start=1):
+        label = f"[{number}/{len(planned)}] {item.job.preset.id}"
+        try:
+            outputs = render_job(
+                host, item.job, out_dir, safe_stem(item.source), profile, on_progress=ProgressBar(label)
+            )
+        except (WeightsUnavailable, AttentionUnavailable, RuntimeError, ValueError) as error:
+            failed += 1
+            print(f"failed: {item.source}: {error}", file=sys.stderr)
+            continue
+        for output in outputs:
+            print(f"{item.source}: {output.path}  (seed {output.seed}, attention {output.run.attention})")
+    print(f"{len(planned) - failed} of {len(planned)} job(s) rendered into {out_dir.resolve()}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _describe(item: PlannedJob, profile: Profile) -> str:
+    first = item.job.generations[0].request
+    size = JobSize(first.width, first.height, first.frames, first.batch_size)
+    need = estimate(item.job.preset, profile, size)
+    seeds = ",".join(str(g.request.seed) for g in item.job.generations)
+    return (
+        f"{item.source}: {item.job.preset.id} {first.width}x{first.height} frames={first.frames} "
+        f"steps={first.steps} seeds={seeds}; profile {profile.value} needs "
+        f"{need.vram_bytes / 2**30:.1f} GiB VRAM, {need.ram_bytes / 2**30:.1f} GiB RAM"
+    )

@@ -1,0 +1,101 @@
+"""Rendering one resolved job into files: generate, post-process, encode with metadata.
+
+The same path serves `wanfarm render` on one machine and, later, the Ray agent of each GPU.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from models.catalogue import Output
+from models.profiles import Profile
+from models.progress import Phase, Progress, ProgressFn, ignore_progress
+from models.runner import PipelineHost, RunInfo
+from models.settings import Generation, Job
+from processing.image import save_png
+from processing.postprocess import film_grain, resize_lanczos
+from processing.video import encode_mp4
+
+PRODUCER = "WanFarm 0.1.0"
+VIDEO_CRF = 18
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """One file a job produced, and what is in it."""
+
+    path: Path
+    seed: int
+    width: int
+    height: int
+    frames: int
+    fps: int | None
+    run: RunInfo
+
+
+def render_job(
+    host: PipelineHost,
+    job: Job,
+    out_dir: Path,
+    stem: str,
+    profile: Profile = Profile.P4,
+    on_progress: ProgressFn = ignore_progress,
+) -> list[OutputFile]:
+    """Render every generation of `job` into `out_dir` as `<stem>_seed<N>[_<i>].<ext>`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs: list[OutputFile] = []
+    for generation in job.generations:
+        started = time.time()
+        result = host.generate(job.preset, generation.request, profile, on_progress)
+        on_progress(Progress(0, 1, Phase.ENCODING))
+        for index, frames in enumerate(result.frames):
+            name = f"{stem}_seed{generation.request.seed}" + (f"_{index}" if len(result.frames) > 1 else "")
+            outputs.append(_write(job, generation, _post_process(frames, generation), out_dir / name, started, result.info))
+    on_progress(Progress(1, 1, Phase.DONE))
+    return outputs
+
+
+def safe_stem(text: str, limit: int = 48) -> str:
+    """A file-name stem from free text (a prompt, a settings file name)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    return stem[:limit] or "job"
+
+
+def _post_process(frames: np.ndarray, generation: Generation) -> np.ndarray:
+    if generation.upscale != 1.0:
+        _, height, width, _ = frames.shape
+        # Even sides: yuv420p halves the chroma planes.
+        width, height = (int(round(side * generation.upscale / 2)) * 2 for side in (width, height))
+        frames = resize_lanczos(frames, width, height)
+    intensity, saturation = generation.film_grain
+    if intensity > 0:
+        frames = film_grain(frames, intensity, saturation, seed=generation.request.seed)
+    return frames
+
+
+def _write(
+    job: Job, generation: Generation, frames: np.ndarray, base: Path, started: float, run: RunInfo
+) -> OutputFile:
+    ended = time.time()
+    metadata = generation.metadata | {
+        "type": f"{PRODUCER} - {job.preset.name}",
+        "generation_time": round(ended - started),
+        "creation_date": datetime.fromtimestamp(ended).isoformat(timespec="seconds"),
+        "creation_timestamp": int(ended),
+        "wanfarm": {k: v for k, v in asdict(run).items() if k != "peak_vram_bytes"},
+    }
+    count, height, width, _ = frames.shape
+    if job.preset.output is Output.IMAGE:
+        path = base.with_suffix(".png")
+        save_png(frames[0], path, metadata)
+        return OutputFile(path, generation.request.seed, width, height, 1, None, run)
+    assert job.preset.fps is not None  # the catalogue requires fps of video models
+    path = base.with_suffix(".mp4")
+    encode_mp4(frames, path, fps=job.preset.fps, crf=VIDEO_CRF, metadata=metadata)
+    return OutputFile(path, generation.request.seed, width, height, count, job.preset.fps, run)

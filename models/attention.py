@@ -1,0 +1,120 @@
+"""Attention kernels: which are installed, which the card allows, and which one really ran.
+
+"auto" picks as WanGP does: sage2, then sage, then sdpa. Each mode maps to a diffusers attention
+backend; a counter around diffusers' backend registry records the backends that were called, so a
+job reports the kernel that ran, not the one that was asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import Any
+
+from models.gpus import ArchCaps
+
+
+class AttentionMode(StrEnum):
+    AUTO = "auto"
+    SDPA = "sdpa"
+    SAGE = "sage"
+    SAGE2 = "sage2"
+    FLASH = "flash"
+
+
+class AttentionUnavailable(ValueError):
+    """An attention mode that is not installed or that the GPU does not allow."""
+
+
+BACKENDS = {
+    AttentionMode.SDPA: "native",
+    AttentionMode.SAGE: "sage",
+    AttentionMode.SAGE2: "_sage_qk_int8_pv_fp16_cuda",
+    AttentionMode.FLASH: "flash",
+}
+MODE_OF_BACKEND = {backend: mode for mode, backend in BACKENDS.items()}
+AUTO_ORDER = (AttentionMode.SAGE2, AttentionMode.SAGE, AttentionMode.SDPA)
+
+
+def installed_modes() -> set[AttentionMode]:
+    """Modes whose kernels import here (sage needs triton; sage2 needs SageAttention 2's CUDA ops)."""
+    modes = {AttentionMode.SDPA}
+    if _imports("sageattention", "sageattn"):
+        modes.add(AttentionMode.SAGE)
+    if _imports("sageattention", "sageattn_qk_int8_pv_fp16_cuda"):
+        modes.add(AttentionMode.SAGE2)
+    if _imports("flash_attn", "flash_attn_func"):
+        modes.add(AttentionMode.FLASH)
+    return modes
+
+
+def allowed_modes(caps: ArchCaps | None) -> set[AttentionMode]:
+    """Modes the device allows; None means CPU, where only sdpa runs."""
+    if caps is None:
+        return {AttentionMode.SDPA}
+    wanted = {
+        AttentionMode.SDPA: True,
+        AttentionMode.SAGE: caps.sage,
+        AttentionMode.SAGE2: caps.sage2,
+        AttentionMode.FLASH: caps.flash,
+    }
+    return {mode for mode, ok in wanted.items() if ok}
+
+
+def choose(requested: AttentionMode, caps: ArchCaps | None) -> AttentionMode:
+    """The mode to run: `requested` if it can run here, the best available for auto."""
+    usable = installed_modes() & allowed_modes(caps)
+    if requested is AttentionMode.AUTO:
+        return next(mode for mode in AUTO_ORDER if mode in usable)
+    if requested not in usable:
+        why = "not installed" if requested not in installed_modes() else "not allowed on this device"
+        raise AttentionUnavailable(f"attention {requested.value!r} is {why}; usable here: {_names(usable)}")
+    return requested
+
+
+def apply(pipe: Any, mode: AttentionMode) -> None:
+    """Point every transformer of the pipeline at the backend of `mode`."""
+    for name, component in pipe.components.items():
+        if name.startswith("transformer") and hasattr(component, "set_attention_backend"):
+            component.set_attention_backend(BACKENDS[mode])
+
+
+@contextmanager
+def record_backends() -> Iterator[Counter[str]]:
+    """Count calls per attention mode while the block runs (diffusers' dispatcher only)."""
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    registry: dict[str, Callable[..., Any]] = _AttentionBackendRegistry._backends
+    calls: Counter[str] = Counter()
+    originals = dict(registry)
+    for backend, function in originals.items():
+        registry[backend] = _counting(function, MODE_OF_BACKEND.get(backend, backend), calls)
+    try:
+        yield calls
+    finally:
+        registry.update(originals)
+
+
+def _counting(function: Callable[..., Any], label: str, calls: Counter[str]) -> Callable[..., Any]:
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[label] += 1
+        return function(*args, **kwargs)
+
+    return counted
+
+
+def _imports(module: str, attribute: str) -> bool:
+    if importlib.util.find_spec(module) is None:
+        return False
+    try:
+        return hasattr(importlib.import_module(module), attribute)
+    except Exception:  # a kernel package that fails to import (no triton, no CUDA) is absent
+        return False
+
+
+def _names(modes: set[AttentionMode]) -> str:
+    return ", ".join(sorted(m.value for m in modes))

@@ -1,0 +1,192 @@
+"""From a GenerationRequest to a diffusers pipeline call: the sampler, the flow shift, the kwargs.
+
+Each family's pipeline names the same ideas differently (guidance_scale vs true_cfg_scale,
+num_videos_per_prompt vs num_images_per_prompt, LTX's frame_rate), and its schedulers keep the flow
+shift under different keys (UniPC/DPM++ `flow_shift`, FlowMatchEuler `shift`). The differences live
+in two small tables below, one row per family.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import torch
+from diffusers import (
+    DPMSolverMultistepScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    UniPCMultistepScheduler,
+)
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from PIL import Image
+
+from models.catalogue import ModelPreset, Output, Task
+from models.request import GenerationRequest
+
+
+@dataclass(frozen=True)
+class _Solver:
+    """A sampler as a scheduler class plus the settings that put it in flow-matching mode."""
+
+    cls: type[SchedulerMixin]
+    flow_settings: Mapping[str, Any]
+    shift_key: str  # the config key of a static flow shift
+
+
+SOLVERS: dict[str, _Solver] = {
+    "unipc": _Solver(
+        UniPCMultistepScheduler, {"prediction_type": "flow_prediction", "use_flow_sigmas": True}, "flow_shift"
+    ),
+    "euler": _Solver(FlowMatchEulerDiscreteScheduler, {}, "shift"),
+    "dpm++": _Solver(
+        DPMSolverMultistepScheduler,
+        {"prediction_type": "flow_prediction", "use_flow_sigmas": True, "algorithm_type": "dpmsolver++"},
+        "flow_shift",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class _Sampling:
+    """How a family's pipeline drives its scheduler's `set_timesteps`."""
+
+    # The pipeline passes its own sigmas: DPMSolverMultistepScheduler.set_timesteps has no `sigmas`
+    # argument, so diffusers' retrieve_timesteps would fail mid-job.
+    own_sigmas: bool
+    # The pipeline always passes `mu` (a shift computed from the image size): DPM++ then asserts
+    # dynamic shifting is on, so a fixed flow shift cannot be combined with it.
+    passes_mu: bool
+
+
+SAMPLING: dict[str, _Sampling] = {
+    "wan": _Sampling(own_sigmas=False, passes_mu=False),
+    "hunyuan": _Sampling(own_sigmas=True, passes_mu=False),
+    "ltx": _Sampling(own_sigmas=True, passes_mu=True),
+    "flux": _Sampling(own_sigmas=False, passes_mu=True),
+    "qwen-image": _Sampling(own_sigmas=True, passes_mu=True),
+}
+
+
+@dataclass(frozen=True)
+class _CallStyle:
+    """How a family's pipeline spells the arguments of one call."""
+
+    guidance_key: str  # where request.guidance_scale goes
+    # Flux-dev and HunyuanVideo embed a distilled guidance scale and only apply a negative prompt
+    # under true CFG (true_cfg_scale > 1), which the catalogue's settings never ask for.
+    negative_prompt: bool = True
+    frame_rate: bool = False  # LTX conditions its RoPE on the frame rate
+
+
+CALL_STYLES: dict[str, _CallStyle] = {
+    "wan": _CallStyle("guidance_scale"),
+    "hunyuan": _CallStyle("guidance_scale", negative_prompt=False),
+    "ltx": _CallStyle("guidance_scale", frame_rate=True),
+    "flux": _CallStyle("guidance_scale", negative_prompt=False),
+    "qwen-image": _CallStyle("true_cfg_scale"),
+}
+
+# Each pipeline's scheduler config as loaded, so every job derives its sampler from the model's own
+# settings, never from the previous job's choices.
+_native_configs: WeakKeyDictionary[DiffusionPipeline, dict[str, Any]] = WeakKeyDictionary()
+
+
+def _family_row(table: Mapping[str, Any], preset: ModelPreset) -> Any:
+    try:
+        return table[preset.family]
+    except KeyError:
+        raise ValueError(
+            f"{preset.id}: no call mapping for family {preset.family!r}; known families: {', '.join(table)}"
+        ) from None
+
+
+@contextmanager
+def _quiet_config_warnings() -> Iterator[None]:
+    # Switching scheduler class carries keys the new class does not take (e.g. Flux's
+    # base_image_seq_len, which the pipeline reads back from scheduler.config); diffusers warns about
+    # each on every switch.
+    config_logger = logging.getLogger("diffusers.configuration_utils")
+    level = config_logger.level
+    config_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        config_logger.setLevel(level)
+
+
+def configure_scheduler(pipe: DiffusionPipeline, preset: ModelPreset, request: GenerationRequest) -> None:
+    """Set the sampler (request.sample_solver: 'unipc' | 'euler' | 'dpm++', raise ValueError naming
+    the allowed ones otherwise) and flow shift (request.flow_shift when not None) on pipe.scheduler,
+    from the scheduler's own config so nothing else changes."""
+    solver = SOLVERS.get(request.sample_solver)
+    if solver is None:
+        raise ValueError(
+            f"unknown sample_solver {request.sample_solver!r}; allowed: {', '.join(SOLVERS)}"
+        )
+    sampling: _Sampling = _family_row(SAMPLING, preset)
+    if solver.cls is DPMSolverMultistepScheduler:
+        if sampling.own_sigmas:
+            raise ValueError(
+                f"sample_solver 'dpm++' is not available for {preset.id}: its pipeline sets its own "
+                "sigmas, which DPMSolverMultistepScheduler does not take; use 'unipc' or 'euler'"
+            )
+        if sampling.passes_mu and request.flow_shift is not None:
+            raise ValueError(
+                f"sample_solver 'dpm++' on {preset.id} takes its flow shift from the image size; "
+                "leave flow_shift unset, or use 'unipc' or 'euler' for a fixed shift"
+            )
+
+    native = _native_configs.setdefault(pipe, dict(pipe.scheduler.config))
+    settings: dict[str, Any] = dict(solver.flow_settings)
+    if request.flow_shift is not None:
+        settings[solver.shift_key] = request.flow_shift
+        # A fixed shift replaces the resolution-dependent one (the pipeline's `mu` is then ignored).
+        settings["use_dynamic_shifting"] = False
+    else:
+        native_shift = native.get("flow_shift", native.get("shift"))
+        if native_shift is not None:
+            settings[solver.shift_key] = native_shift
+    with _quiet_config_warnings():
+        pipe.scheduler = solver.cls.from_config(native, **settings)
+
+
+def pipeline_kwargs(
+    pipe: DiffusionPipeline, preset: ModelPreset, request: GenerationRequest, generator: torch.Generator
+) -> dict[str, Any]:
+    """Keyword arguments for pipe(...) for this family: prompt, negative_prompt, height, width,
+    num_frames (video), num_inference_steps, guidance scale (Qwen-Image uses true_cfg_scale; Flux
+    dev uses guidance_scale as distilled guidance; LTX also takes frame_rate),
+    num_videos_per_prompt / num_images_per_prompt = request.batch_size, generator, output_type="np"."""
+    style: _CallStyle = _family_row(CALL_STYLES, preset)
+    video = preset.output is Output.VIDEO
+    kwargs: dict[str, Any] = {
+        "prompt": request.prompt,
+        "height": request.height,
+        "width": request.width,
+        "num_inference_steps": request.steps,
+        style.guidance_key: request.guidance_scale,
+        "num_videos_per_prompt" if video else "num_images_per_prompt": request.batch_size,
+        "generator": generator,
+        "output_type": "np",
+    }
+    if style.negative_prompt:
+        kwargs["negative_prompt"] = request.negative_prompt
+    if video:
+        kwargs["num_frames"] = request.frames
+    if style.frame_rate:
+        if preset.fps is None:
+            raise ValueError(f"{preset.id}: {preset.pipeline} needs a frame rate, but the preset has no fps")
+        kwargs["frame_rate"] = preset.fps
+    if request.image_start is not None:
+        if preset.task not in (Task.I2V, Task.TI2V):
+            raise ValueError(f"{preset.id} is a {preset.task.value} model: it takes no start image")
+        with Image.open(request.image_start) as image:
+            kwargs["image"] = image.convert("RGB")
+    elif preset.task is Task.I2V:
+        raise ValueError(f"{preset.id} is an image-to-video model: it needs a start image")
+    return kwargs

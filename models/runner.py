@@ -1,0 +1,189 @@
+"""Running a model's pipeline: load once, keep it hot, generate with per-step progress and cancel.
+
+On CUDA the pipeline is loaded in the card's half type (bf16 from sm80, fp16 below), handed to mmgp
+under the chosen memory profile, and its transformers pointed at the chosen attention kernel. On
+CPU it runs plain in fp32: mmgp and the fused kernels need CUDA.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from models import attention
+from models.attention import AttentionMode
+from models.call_args import configure_scheduler, pipeline_kwargs
+from models.catalogue import ModelPreset, Output
+from models.device import LocalGpu, detect_gpus
+from models.profiles import Profile
+from models.progress import Cancelled, Phase, Progress, ProgressFn, ignore_progress
+from models.request import GenerationRequest
+from models.weights import WeightCache
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """How a generation really ran, for the output's record."""
+
+    device: str
+    dtype: str
+    profile: str  # the memory profile applied, or "none (cpu)"
+    attention: str  # the kernel the transformer really called
+    loaded: bool  # False when the hot pipeline was reused
+    load_seconds: float
+    generate_seconds: float
+    peak_vram_bytes: int
+
+
+@dataclass(frozen=True)
+class GenerationOutput:
+    """Frames as uint8 (outputs, frames, height, width, 3); images have one frame."""
+
+    frames: np.ndarray
+    info: RunInfo
+
+
+@dataclass
+class _Hot:
+    model_id: str
+    profile: Profile | None
+    pipe: Any
+    offload: Any  # mmgp's handle, released on unload
+    attention: AttentionMode
+
+
+class PipelineHost:
+    """Holds at most one hot pipeline; a job of the same model and profile reuses it."""
+
+    def __init__(
+        self,
+        cache: WeightCache,
+        device: str | None = None,
+        attention_mode: AttentionMode = AttentionMode.AUTO,
+    ) -> None:
+        self.cache = cache
+        gpus = detect_gpus()
+        self.device = device or ("cuda" if gpus else "cpu")
+        self.gpu: LocalGpu | None = gpus[0] if gpus and self.device.startswith("cuda") else None
+        self.attention_mode = attention_mode
+        self.loads = 0  # pipelines loaded since start: the hot path keeps this low
+        self._hot: _Hot | None = None
+
+    @property
+    def hot_model(self) -> str | None:
+        return self._hot.model_id if self._hot else None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        if self.gpu is None:
+            return torch.float32
+        return torch.bfloat16 if self.gpu.caps.bf16 else torch.float16
+
+    def generate(
+        self,
+        preset: ModelPreset,
+        request: GenerationRequest,
+        profile: Profile = Profile.P4,
+        on_progress: ProgressFn = ignore_progress,
+    ) -> GenerationOutput:
+        """Render one request; `on_progress` may raise Cancelled to stop between steps."""
+        load_started = time.monotonic()
+        loaded = self._ensure_hot(preset, profile, on_progress)
+        load_seconds = time.monotonic() - load_started
+        assert self._hot is not None
+        pipe = self._hot.pipe
+        configure_scheduler(pipe, preset, request)
+        generator = torch.Generator(device="cpu").manual_seed(request.seed)
+        kwargs = pipeline_kwargs(pipe, preset, request, generator)
+        total = request.steps
+
+        def on_step_end(_pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            on_progress(Progress(step + 1, total, Phase.DENOISING if step + 1 < total else Phase.DECODING))
+            return tensors
+
+        on_progress(Progress(0, total, Phase.DENOISING))
+        if self.gpu is not None:
+            torch.cuda.reset_peak_memory_stats()
+        started = time.monotonic()
+        with attention.record_backends() as calls, torch.inference_mode():
+            result = pipe(**kwargs, callback_on_step_end=on_step_end)
+        frames = _to_uint8(result, preset)
+        info = RunInfo(
+            device=self.device,
+            dtype=str(self.dtype).removeprefix("torch."),
+            profile=profile.value if self.gpu else "none (cpu)",
+            attention=",".join(sorted(calls)) or "sdpa",
+            loaded=loaded,
+            load_seconds=round(load_seconds, 3),
+            generate_seconds=round(time.monotonic() - started, 3),
+            peak_vram_bytes=torch.cuda.max_memory_allocated() if self.gpu else 0,
+        )
+        return GenerationOutput(frames, info)
+
+    def unload(self) -> None:
+        """Drop the hot pipeline and free its memory."""
+        if self._hot is None:
+            return
+        if self._hot.offload is not None:
+            self._hot.offload.release()
+        self._hot = None
+        if self.gpu is not None:
+            torch.cuda.empty_cache()
+
+    def _ensure_hot(self, preset: ModelPreset, profile: Profile, on_progress: ProgressFn) -> bool:
+        wanted_profile = profile if self.gpu else None
+        hot = self._hot
+        if hot and hot.model_id == preset.id and hot.profile == wanted_profile:
+            return False
+        self.unload()
+        if not self.cache.is_cached(preset):
+            on_progress(Progress(0, 1, Phase.FETCHING))
+        folder = self.cache.ensure(preset)
+        on_progress(Progress(0, 1, Phase.LOADING))
+        import diffusers
+
+        pipeline_class = getattr(diffusers, preset.pipeline)
+        pipe = pipeline_class.from_pretrained(folder, torch_dtype=self.dtype)
+        pipe.set_progress_bar_config(disable=True)
+        offload = None
+        mode = attention.choose(self.attention_mode, self.gpu.caps if self.gpu else None)
+        if self.gpu is not None and wanted_profile is not None:
+            offload = _apply_profile(pipe, wanted_profile)
+            attention.apply(pipe, mode)
+        else:
+            pipe.to(self.device)
+        self._hot = _Hot(preset.id, wanted_profile, pipe, offload, mode)
+        self.loads += 1
+        return True
+
+
+def _apply_profile(pipe: Any, profile: Profile) -> Any:
+    from models.mmgp_compat import import_offload
+
+    offload = import_offload()
+    spec = profile.spec
+    overrides: dict[str, Any] = {"quantizeTransformer": spec.quantize}
+    # WanGP's "+" variants are overrides of mmgp's base profiles.
+    if profile is Profile.P3_PLUS:
+        overrides["pinnedMemory"] = False
+    if profile is Profile.P4_PLUS:
+        overrides["asyncTransfers"] = False
+    return offload.profile(pipe, profile_no=spec.mmgp_profile, **overrides)
+
+
+def _to_uint8(result: Any, preset: ModelPreset) -> np.ndarray:
+    """The pipeline's float [0, 1] numpy output as uint8 (outputs, frames, H, W, 3)."""
+    if preset.output is Output.VIDEO:
+        array = np.asarray(result.frames)
+    else:
+        array = np.asarray(result.images)[:, None]
+    if array.ndim != 5 or array.shape[-1] != 3:
+        raise RuntimeError(f"{preset.pipeline} returned an array of shape {array.shape}, expected (N, F, H, W, 3)")
+    return (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+__all__ = ["Cancelled", "GenerationOutput", "PipelineHost", "RunInfo"]

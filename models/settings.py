@@ -1,0 +1,250 @@
+"""WanGP settings: the typed schema of the keys our models use, and their checks against a model.
+
+A settings object is what WanGP saves (a settings .json, one entry of a queue.zip, or the metadata
+embedded in an output). Keys this schema does not know are kept (they travel into the output's
+metadata) and reported, never silently dropped. Every problem names the key and the rule.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from models.catalogue import ModelPreset, Output, Task, UnknownModel, get_model
+from models.request import GenerationRequest
+
+MAX_SEED = 2**32 - 1
+RESOLUTION = re.compile(r"^(\d+)x(\d+)$")
+SOLVERS = ("unipc", "euler", "dpm++")
+UPSAMPLING = {"": 1.0, "lanczos1.5": 1.5, "lanczos2": 2.0}
+# Keys WanGP writes into an output's metadata besides the settings: accepted, not reported.
+METADATA_KEYS = frozenset(
+    {
+        "type",
+        "settings_version",
+        "base_model_type",
+        "model_filename",
+        "generation_time",
+        "creation_date",
+        "creation_timestamp",
+        "model_id",
+        "client_id",
+        "wanfarm",
+    }
+)
+
+
+class SettingsError(ValueError):
+    """Invalid settings; `problems` holds one "key: rule" line per problem."""
+
+    def __init__(self, problems: list[str], source: str = "") -> None:
+        self.problems = problems
+        where = f"{source}: " if source else ""
+        super().__init__(where + "; ".join(problems))
+
+
+class WanGPSettings(BaseModel):
+    """The WanGP settings keys the supported models use; other keys are kept in `model_extra`."""
+
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+    model_type: str = Field(min_length=1)
+    prompt: str = ""
+    negative_prompt: str = ""
+    resolution: str | None = None
+    video_length: int | None = Field(default=None, ge=1)
+    num_inference_steps: int | None = Field(default=None, ge=1, le=1000)
+    seed: int = Field(default=-1, ge=-1, le=MAX_SEED)
+    guidance_scale: float | None = Field(default=None, ge=0, le=50)
+    flow_shift: float | None = Field(default=None, gt=0, le=100)
+    sample_solver: str | None = None
+    batch_size: int = Field(default=1, ge=1, le=16)
+    repeat_generation: int = Field(default=1, ge=1, le=100)
+    activated_loras: list[str] = []
+    loras_multipliers: str = ""
+    image_start: str | list[str] | None = None
+    film_grain_intensity: float = Field(default=0.0, ge=0, le=1)
+    film_grain_saturation: float = Field(default=0.5, ge=0, le=1)
+    spatial_upsampling: str = ""
+
+    @field_validator("resolution")
+    @classmethod
+    def _resolution_is_wxh(cls, value: str | None) -> str | None:
+        if value is not None and not RESOLUTION.match(value):
+            raise ValueError('must be "WIDTHxHEIGHT", e.g. "832x480"')
+        return value
+
+    @field_validator("sample_solver")
+    @classmethod
+    def _known_solver(cls, value: str | None) -> str | None:
+        if value is not None and value not in SOLVERS:
+            raise ValueError(f"must be one of {', '.join(SOLVERS)}")
+        return value
+
+    @field_validator("spatial_upsampling")
+    @classmethod
+    def _known_upsampling(cls, value: str) -> str:
+        if value not in UPSAMPLING:
+            raise ValueError(f"must be one of {', '.join(repr(k) for k in UPSAMPLING)}")
+        return value
+
+    @field_validator("activated_loras")
+    @classmethod
+    def _no_loras_yet(cls, value: list[str]) -> list[str]:
+        if value:
+            raise ValueError("LoRAs are not supported by WanFarm yet; remove them to render")
+        return value
+
+    def unknown_keys(self) -> list[str]:
+        """Keys kept but not understood, for the user to see."""
+        return sorted(k for k in (self.model_extra or {}) if k not in METADATA_KEYS)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every key, known and unknown, as WanGP would write it."""
+        return self.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One output to produce: the pipeline request, post-processing, and the metadata to embed."""
+
+    request: GenerationRequest
+    film_grain: tuple[float, float]  # (intensity, saturation)
+    upscale: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validated settings object resolved against its model: one Generation per repeat."""
+
+    preset: ModelPreset
+    settings: WanGPSettings
+    generations: list[Generation]
+    warnings: list[str]
+
+
+def parse_settings(data: object, source: str = "") -> WanGPSettings:
+    """Validate a decoded settings object; SettingsError lists every bad key with its rule."""
+    if not isinstance(data, Mapping):
+        raise SettingsError([f"a settings object must be a JSON object, got {type(data).__name__}"], source)
+    try:
+        return WanGPSettings.model_validate(dict(data))
+    except ValidationError as error:
+        raise SettingsError([_describe(e) for e in error.errors()], source) from None
+
+
+def resolve(settings: WanGPSettings, base_dir: Path, source: str = "") -> Job:
+    """Check settings against their model and fill WanGP's defaults; seeds -1 become real seeds."""
+    try:
+        preset = get_model(settings.model_type)
+    except UnknownModel as error:
+        raise SettingsError([f"model_type: {error}"], source) from None
+    problems: list[str] = []
+    width, height = _size(settings, preset, problems)
+    frames = _frames(settings, preset, problems)
+    image_start = _image_start(settings, preset, base_dir, problems)
+    if problems:
+        raise SettingsError(problems, source)
+    defaults = preset.defaults
+    generations = []
+    for seed in _seeds(settings.seed, settings.repeat_generation):
+        request = GenerationRequest(
+            prompt=settings.prompt,
+            negative_prompt=settings.negative_prompt,
+            width=width,
+            height=height,
+            frames=frames,
+            steps=settings.num_inference_steps or defaults.num_inference_steps,
+            guidance_scale=_or(settings.guidance_scale, defaults.guidance_scale),
+            flow_shift=_or(settings.flow_shift, defaults.flow_shift),
+            sample_solver=settings.sample_solver or defaults.sample_solver,
+            seed=seed,
+            batch_size=settings.batch_size,
+            image_start=image_start,
+        )
+        metadata = settings.as_dict() | {
+            "model_id": preset.id,
+            "resolution": f"{width}x{height}",
+            "video_length": frames,
+            "num_inference_steps": request.steps,
+            "guidance_scale": request.guidance_scale,
+            "flow_shift": request.flow_shift,
+            "sample_solver": request.sample_solver,
+            "seed": seed,
+            "repeat_generation": 1,
+        }
+        generations.append(
+            Generation(
+                request=request,
+                film_grain=(settings.film_grain_intensity, settings.film_grain_saturation),
+                upscale=UPSAMPLING[settings.spatial_upsampling],
+                metadata=metadata,
+            )
+        )
+    warnings = [f"unknown key kept but not used: {k}" for k in settings.unknown_keys()]
+    return Job(preset, settings, generations, warnings)
+
+
+def _seeds(seed: int, repeats: int) -> list[int]:
+    # A random seed (-1) is drawn anew for each repeat; a fixed one steps by one, so every repeat
+    # differs and each output records the seed that reproduces it.
+    if seed < 0:
+        return [secrets.randbelow(MAX_SEED + 1) for _ in range(repeats)]
+    return [(seed + i) % (MAX_SEED + 1) for i in range(repeats)]
+
+
+def _size(settings: WanGPSettings, preset: ModelPreset, problems: list[str]) -> tuple[int, int]:
+    match = RESOLUTION.match(settings.resolution or preset.defaults.resolution)
+    assert match is not None  # the validator and the catalogue both hold "WxH"
+    width, height = int(match[1]), int(match[2])
+    rule = preset.sizes.problem(width, height)
+    if rule:
+        problems.append(f"resolution: {width}x{height} is not allowed for {preset.id}: {rule}")
+    return width, height
+
+
+def _frames(settings: WanGPSettings, preset: ModelPreset, problems: list[str]) -> int:
+    if preset.output is Output.IMAGE or preset.frames is None:
+        return 1
+    frames = settings.video_length or preset.defaults.video_length
+    if not preset.frames.allows(frames):
+        problems.append(f"video_length: {frames} is not allowed for {preset.id}: must be {preset.frames.describe()}")
+    return frames
+
+
+def _image_start(
+    settings: WanGPSettings, preset: ModelPreset, base_dir: Path, problems: list[str]
+) -> Path | None:
+    value = settings.image_start
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if value is None:
+        if preset.task is Task.I2V:
+            problems.append(f"image_start: {preset.id} turns an image into a video; give the start image")
+        return None
+    if preset.task not in (Task.I2V, Task.TI2V):
+        problems.append(f"image_start: {preset.id} is {preset.task.value} and takes no start image")
+        return None
+    path = Path(value) if Path(value).is_absolute() else base_dir / value
+    if not path.is_file():
+        problems.append(f"image_start: file {value!r} not found (looked in {base_dir})")
+    return path
+
+
+def _or(value: float | None, default: float | None) -> Any:
+    return default if value is None else value
+
+
+def _describe(error: Any) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "settings"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "missing":
+        message = "is required (the WanGP model id, e.g. \"t2v\")" if key == "model_type" else "is required"
+    return f"{key}: {message}"

@@ -1,0 +1,477 @@
+"""Tiny random-weight pipelines with the real architectures, built offline for tests and the demo.
+
+No model hub is reachable from the farm's test machines, so each tiny model is constructed from
+configs: the same diffusers and transformers classes as the real repos, shrunk to a few thousand
+parameters, with tokenizers trained here on a built-in corpus. The result is saved with
+`save_pretrained` (safetensors) and loaded back through the same `from_pretrained` path that real
+weights use. Every component is built after `torch.manual_seed(0)`, so a build is byte-identical
+from run to run and the presets can state exact component sizes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    AutoencoderKLLTXVideo,
+    AutoencoderKLQwenImage,
+    AutoencoderKLWan,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    FluxTransformer2DModel,
+    LTXPipeline,
+    LTXVideoTransformer3DModel,
+    QwenImagePipeline,
+    QwenImageTransformer2DModel,
+    UniPCMultistepScheduler,
+    WanPipeline,
+    WanTransformer3DModel,
+)
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    PreTrainedTokenizerFast,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    T5Config,
+    T5EncoderModel,
+    UMT5Config,
+    UMT5EncoderModel,
+)
+
+from models.catalogue import ModelPreset
+
+SEED = 0
+
+# QwenImagePipeline wraps every prompt in this chat template and drops its first 34 tokens (the
+# length of the prefix under the real Qwen2.5 tokenizer). The corpus below holds the template so
+# that the tiny BPE learns each of its words as one token and the prefix is 34 tokens here too;
+# otherwise the pipeline would cut into (or past) the user's prompt.
+QWEN_TEMPLATE = (
+    "<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, "
+    "text, spatial relationships of the objects and background:<|im_end|>\n<|im_start|>user\n{}"
+    "<|im_end|>\n<|im_start|>assistant\n"
+)
+QWEN_DROP_TOKENS = 34
+
+_PROMPTS = """\
+a cat dancing in the rain, cinematic lighting, slow motion
+a red fox running through a snowy forest at dawn
+an astronaut riding a horse on the moon, highly detailed
+a bowl of fruit on a wooden table, soft light, still life
+a city street at night with neon signs and wet reflections
+waves crashing on a rocky shore under a stormy sky
+a small boat drifting on a calm lake surrounded by mountains
+a portrait of an old man with a white beard, studio photo
+a dragon flying over a medieval castle, fantasy art
+a close up of a flower with dew drops, macro photography
+children playing football in a park on a sunny afternoon
+a train crossing a bridge over a river in autumn
+blurry, low quality, distorted, watermark, text, bad anatomy, worst quality
+dance monkey, bad quality, negative, ugly, static, overexposed
+"""
+
+
+def _corpus() -> Iterator[str]:
+    """Lines to train the tiny BPEs on: sample prompts plus Qwen-Image's template words."""
+    # The template text is given without its special tokens: those are added tokens, never merged.
+    template_words = QWEN_TEMPLATE.replace("<|im_start|>", "").replace("<|im_end|>", "").format("")
+    for _ in range(3):
+        yield from _PROMPTS.splitlines()
+        yield from template_words.splitlines()
+
+
+def _train(tokenizer: Tokenizer, special: list[str], alphabet: list[str]) -> None:
+    # A vocab_size above what the corpus can fill makes training run until every corpus word is one
+    # token; the vocabulary then stays a few hundred entries.
+    trainer = trainers.BpeTrainer(
+        vocab_size=4096, special_tokens=special, initial_alphabet=alphabet, show_progress=False
+    )
+    tokenizer.train_from_iterator(_corpus(), trainer)
+
+
+_ASCII = [chr(c) for c in range(32, 127)]
+
+
+def t5_tokenizer(model_max_length: int = 512) -> PreTrainedTokenizerFast:
+    """A SentencePiece-like BPE with T5's specials: <pad>=0, </s>=1, <unk>=2, and </s> appended."""
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.NFKC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    _train(tokenizer, ["<pad>", "</s>", "<unk>"], [*_ASCII, "▁"])
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=model_max_length,
+    )
+
+
+def clip_tokenizer() -> PreTrainedTokenizerFast:
+    """A lower-casing byte-level BPE with CLIP's <|startoftext|> ... <|endoftext|> framing, 77 long."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    # Ids 0 and 1: CLIPTextModel pools at the first eos id, except when eos_token_id == 2, which it
+    # treats as a legacy config and pools at the largest id instead.
+    _train(tokenizer, ["<|startoftext|>", "<|endoftext|>"], pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|startoftext|> $A <|endoftext|>",
+        pair="<|startoftext|> $A <|endoftext|> $B <|endoftext|>",
+        special_tokens=[("<|startoftext|>", 0), ("<|endoftext|>", 1)],
+    )
+    # Flux pads CLIP prompts to model_max_length, which must match the encoder's 77 positions.
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        model_max_length=77,
+    )
+
+
+# Qwen2's pre-tokenizer split: it keeps "\n" apart from the next word, so the template's prefix
+# ends on a token boundary whatever the prompt starts with.
+_QWEN_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+QWEN_SPECIALS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+
+
+def qwen_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE with Qwen2's split and chat specials; like Qwen2, it adds no BOS/EOS."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_QWEN_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    _train(tokenizer, QWEN_SPECIALS, pre_tokenizers.ByteLevel.alphabet())
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        additional_special_tokens=QWEN_SPECIALS[1:],
+        model_max_length=32768,
+    )
+
+
+def _seeded(build: Callable[[], Any]) -> Any:
+    """Construct one component from a fresh seed, so each is independent of the others' order."""
+    torch.manual_seed(SEED)
+    return build()
+
+
+def _t5_config(vocab_size: int) -> dict[str, Any]:
+    # T5 v1.1 / UMT5 shape (gated GELU, untied head), shrunk: the real encoders are 4096 wide.
+    return {
+        "vocab_size": vocab_size,
+        "d_model": 32,
+        "d_kv": 8,
+        "d_ff": 64,
+        "num_layers": 2,
+        "num_heads": 4,
+        "relative_attention_num_buckets": 32,
+        "relative_attention_max_distance": 128,
+        "feed_forward_proj": "gated-gelu",
+        "dropout_rate": 0.0,
+        "tie_word_embeddings": False,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+        "decoder_start_token_id": 0,
+    }
+
+
+def _build_wan() -> DiffusionPipeline:
+    tokenizer = t5_tokenizer()
+    text_encoder = _seeded(lambda: UMT5EncoderModel(UMT5Config(**_t5_config(len(tokenizer)))).eval())
+    transformer = _seeded(
+        lambda: WanTransformer3DModel(
+            patch_size=(1, 2, 2),
+            num_attention_heads=2,
+            attention_head_dim=12,
+            in_channels=16,
+            out_channels=16,
+            text_dim=32,
+            freq_dim=256,
+            ffn_dim=32,
+            num_layers=2,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            eps=1e-6,
+        )
+    )
+    # Wan 2.1's VAE layout (8x spatial, 4x temporal, 16 latent channels) at base width 3.
+    vae = _seeded(
+        lambda: AutoencoderKLWan(
+            base_dim=3,
+            z_dim=16,
+            dim_mult=[1, 1, 1, 1],
+            num_res_blocks=1,
+            temperal_downsample=[False, True, True],
+        )
+    )
+    # As in Wan-AI's diffusers repos: UniPC in flow-prediction mode with a fixed shift.
+    scheduler = UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0, num_train_timesteps=1000
+    )
+    return WanPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, transformer=transformer, vae=vae, scheduler=scheduler
+    )
+
+
+def _build_ltx() -> DiffusionPipeline:
+    tokenizer = t5_tokenizer(model_max_length=128)
+    text_encoder = _seeded(lambda: T5EncoderModel(T5Config(**_t5_config(len(tokenizer)))).eval())
+    transformer = _seeded(
+        lambda: LTXVideoTransformer3DModel(
+            in_channels=8,
+            out_channels=8,
+            patch_size=1,
+            patch_size_t=1,
+            num_attention_heads=2,
+            attention_head_dim=16,
+            cross_attention_dim=32,
+            num_layers=2,
+            caption_channels=32,
+        )
+    )
+    # LTX-Video's 32x spatial / 8x temporal compression (pixel patch 4, three scaling stages). The
+    # decoder_* arguments must be set too: left at their defaults the decoder alone is 237M params.
+    vae = _seeded(
+        lambda: AutoencoderKLLTXVideo(
+            latent_channels=8,
+            block_out_channels=(8, 8, 8, 8),
+            decoder_block_out_channels=(8, 8, 8, 8),
+            layers_per_block=(1, 1, 1, 1, 1),
+            decoder_layers_per_block=(1, 1, 1, 1, 1),
+            spatio_temporal_scaling=(True, True, True, False),
+            decoder_spatio_temporal_scaling=(True, True, True, False),
+            decoder_inject_noise=(False, False, False, False, False),
+            upsample_residual=(False, False, False, False),
+            upsample_factor=(1, 1, 1, 1),
+            patch_size=4,
+            patch_size_t=1,
+            encoder_causal=True,
+            decoder_causal=False,
+        )
+    )
+    # LTX-Video's scheduler config: resolution-dependent shift with a terminal stretch.
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        shift=1.0,
+        use_dynamic_shifting=True,
+        base_image_seq_len=1024,
+        max_image_seq_len=4096,
+        base_shift=0.95,
+        max_shift=2.05,
+        shift_terminal=0.1,
+    )
+    return LTXPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, transformer=transformer, vae=vae, scheduler=scheduler
+    )
+
+
+def _build_flux() -> DiffusionPipeline:
+    tokenizer = clip_tokenizer()
+    tokenizer_2 = t5_tokenizer()
+    text_encoder = _seeded(
+        lambda: CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                max_position_embeddings=77,
+                projection_dim=32,
+                hidden_act="quick_gelu",
+                bos_token_id=0,
+                eos_token_id=1,
+                pad_token_id=1,
+            )
+        ).eval()
+    )
+    text_encoder_2 = _seeded(lambda: T5EncoderModel(T5Config(**_t5_config(len(tokenizer_2)))).eval())
+    # FLUX.1-dev's layout: guidance-distilled (guidance_embeds), RoPE axes summing to the head dim.
+    transformer = _seeded(
+        lambda: FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=16,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=32,
+            pooled_projection_dim=32,
+            guidance_embeds=True,
+            axes_dims_rope=(4, 6, 6),
+        )
+    )
+    # Four blocks give Flux's 8x spatial compression; latent channels = transformer in_channels / 4.
+    vae = _seeded(
+        lambda: AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(8, 8, 8, 8),
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=4,
+            sample_size=64,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+            shift_factor=0.1159,
+            scaling_factor=0.3611,
+        )
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        shift=3.0,
+        use_dynamic_shifting=True,
+        base_image_seq_len=256,
+        max_image_seq_len=4096,
+        base_shift=0.5,
+        max_shift=1.15,
+    )
+    return FluxPipeline(
+        scheduler=scheduler,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
+        transformer=transformer,
+        vae=vae,
+        image_encoder=None,
+        feature_extractor=None,
+    )
+
+
+def _build_qwen_image() -> DiffusionPipeline:
+    tokenizer = qwen_tokenizer()
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_SPECIALS}
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 4096,
+            # M-RoPE sections (time, height, width) must sum to half the head dim (16 / 2).
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+        },
+        # The vision tower is never run for text-to-image, but the class always builds one.
+        vision_config={
+            "depth": 1,
+            "hidden_size": 16,
+            "intermediate_size": 16,
+            "num_heads": 2,
+            "out_hidden_size": 32,
+            "fullatt_block_indexes": [0],
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    text_encoder = _seeded(lambda: Qwen2_5_VLForConditionalGeneration(config).eval())
+    transformer = _seeded(
+        lambda: QwenImageTransformer2DModel(
+            patch_size=2,
+            in_channels=64,
+            out_channels=16,
+            num_layers=2,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=32,
+            guidance_embeds=False,
+            axes_dims_rope=(8, 4, 4),
+        )
+    )
+    # Qwen-Image's VAE is Wan's layout (8x spatial, 16 latent channels) run one frame at a time.
+    vae = _seeded(
+        lambda: AutoencoderKLQwenImage(
+            base_dim=3,
+            z_dim=16,
+            dim_mult=[1, 1, 1, 1],
+            num_res_blocks=1,
+            temperal_downsample=[False, True, True],
+        )
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        shift=1.0,
+        use_dynamic_shifting=True,
+        base_image_seq_len=256,
+        max_image_seq_len=8192,
+        base_shift=0.5,
+        max_shift=0.9,
+        shift_terminal=0.02,
+        time_shift_type="exponential",
+    )
+    return QwenImagePipeline(
+        scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer
+    )
+
+
+BUILDERS: dict[str, Callable[[], DiffusionPipeline]] = {
+    "wan": _build_wan,
+    "ltx": _build_ltx,
+    "flux": _build_flux,
+    "qwen-image": _build_qwen_image,
+}
+
+
+def build_tiny(preset: ModelPreset, dest: Path) -> None:
+    """Build the tiny pipeline for a tiny preset (preset.tiny is True) with random weights from a
+    fixed seed, and save_pretrained (safetensors) into dest."""
+    if not preset.tiny:
+        raise ValueError(f"{preset.id} is not a tiny preset: its weights come from {preset.repo}")
+    builder = BUILDERS.get(preset.family)
+    if builder is None:
+        raise ValueError(f"no tiny builder for family {preset.family!r}; tiny families: {', '.join(BUILDERS)}")
+    pipe = builder()
+    if type(pipe).__name__ != preset.pipeline:
+        raise ValueError(f"{preset.id} names {preset.pipeline}, but the tiny {preset.family} is {type(pipe).__name__}")
+    pipe.save_pretrained(dest, safe_serialization=True)
+
+
+def component_bytes(folder: Path) -> dict[str, int]:
+    """Bytes on disk of each component sub-folder of a saved pipeline (what a preset records)."""
+    return {
+        sub.name: sum(f.stat().st_size for f in sub.rglob("*") if f.is_file())
+        for sub in sorted(folder.iterdir())
+        if sub.is_dir()
+    }
+
+
+__all__ = ["build_tiny", "clip_tokenizer", "component_bytes", "qwen_tokenizer", "t5_tokenizer"]

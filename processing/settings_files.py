@@ -1,0 +1,71 @@
+"""Reading WanGP settings from what users hand us: a settings .json (an object or a list), a
+queue.zip, an output (.mp4 / .png) whose metadata holds its settings, or a folder of those."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from processing.metadata import read_metadata
+from processing.queue_zip import import_queue_zip
+
+SUFFIXES = (".json", ".zip", ".mp4", ".png")
+
+
+class SettingsFileError(ValueError):
+    """A settings source that cannot be read; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class SettingsEntry:
+    """One settings object as decoded, where it came from, and the folder its paths are relative to."""
+
+    source: str  # "file.json", "file.json[2]", "queue.zip#7"
+    data: object
+    base_dir: Path
+
+
+def load_settings_files(path: Path, work_dir: Path) -> list[SettingsEntry]:
+    """Every settings object in `path`; queue.zip attachments are extracted under `work_dir`."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES)
+        if not files:
+            raise SettingsFileError(f"{path}: no settings files ({', '.join(SUFFIXES)}) in this folder")
+        return [entry for file in files for entry in load_settings_files(file, work_dir)]
+    if not path.is_file():
+        raise SettingsFileError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return _from_json(path)
+    if suffix == ".zip":
+        entries = import_queue_zip(path, work_dir / path.stem)
+        return [SettingsEntry(f"{path.name}#{e.id}", e.params, work_dir / path.stem) for e in entries]
+    if suffix in (".mp4", ".png"):
+        metadata = read_metadata(path)
+        if metadata is None:
+            raise SettingsFileError(f"{path}: carries no WanGP settings metadata")
+        return [SettingsEntry(path.name, metadata, path.parent)]
+    raise SettingsFileError(f"{path}: unsupported file type {suffix!r}; give one of {', '.join(SUFFIXES)}")
+
+
+def _from_json(path: Path) -> list[SettingsEntry]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise SettingsFileError(
+            f"{path}: malformed JSON at line {error.lineno} column {error.colno}: {error.msg}"
+        )
+    except UnicodeDecodeError:
+        raise SettingsFileError(f"{path}: not a UTF-8 text file") from None
+    if isinstance(data, list):
+        # A list is a batch of settings objects, or a queue manifest of {"id", "params"} entries.
+        items = [item["params"] if _is_manifest_entry(item) else item for item in data]
+        if not items:
+            raise SettingsFileError(f"{path}: the list of settings is empty")
+        return [SettingsEntry(f"{path.name}[{i}]", item, path.parent) for i, item in enumerate(items)]
+    return [SettingsEntry(path.name, data, path.parent)]
+
+
+def _is_manifest_entry(item: object) -> bool:
+    return isinstance(item, dict) and "params" in item and isinstance(item["params"], dict)
