@@ -15,7 +15,6 @@ from models.runner import PipelineHost
 from models.settings import Job, SettingsError, parse_settings, resolve
 from models.weights import WeightCache, WeightsUnavailable
 from processing.settings_files import SettingsFileError, load_settings_files
-from processing.queue_zip import QueueZipError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -59,7 +58,7 @@ def _plan(sources: list[Path], work: Path) -> tuple[list[PlannedJob], list[str]]
     for path in sources:
         try:
             entries = load_settings_files(path, work)
-        except (SettingsFileError, QueueZipError) as error:
+        except SettingsFileError as error:
             problems.append(str(error))
             continue
         for entry in entries:

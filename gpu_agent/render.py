@@ -56,14 +56,19 @@ def render_job(
         on_progress(Progress(0, 1, Phase.ENCODING))
         for index, frames in enumerate(result.frames):
             name = f"{stem}_seed{generation.request.seed}" + (f"_{index}" if len(result.frames) > 1 else "")
-            outputs.append(_write(job, generation, _post_process(frames, generation), out_dir / name, started, result.info))
+            outputs.append(
+                _write(
+                    job, generation, _post_process(frames, generation), out_dir / name, started, result.info
+                )
+            )
     on_progress(Progress(1, 1, Phase.DONE))
     return outputs
 
 
 def safe_stem(text: str, limit: int = 48) -> str:
-    """A file-name stem from free text (a prompt, a settings file name)."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    """A file-name stem from free text: a prompt, or a source such as "jobs.json[2]" -> "jobs-2"."""
+    text = re.sub(r"\.(json|zip|mp4|png)\b", "", text, flags=re.IGNORECASE)
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")
     return stem[:limit] or "job"
 
 
@@ -71,7 +76,7 @@ def _post_process(frames: np.ndarray, generation: Generation) -> np.ndarray:
     if generation.upscale != 1.0:
         _, height, width, _ = frames.shape
         # Even sides: yuv420p halves the chroma planes.
-        width, height = (int(round(side * generation.upscale / 2)) * 2 for side in (width, height))
+        width, height = (round(side * generation.upscale / 2) * 2 for side in (width, height))
         frames = resize_lanczos(frames, width, height)
     intensity, saturation = generation.film_grain
     if intensity > 0:
@@ -92,10 +97,10 @@ def _write(
     }
     count, height, width, _ = frames.shape
     if job.preset.output is Output.IMAGE:
-        path = base.with_suffix(".png")
+        path = base.parent / f"{base.name}.png"
         save_png(frames[0], path, metadata)
         return OutputFile(path, generation.request.seed, width, height, 1, None, run)
     assert job.preset.fps is not None  # the catalogue requires fps of video models
-    path = base.with_suffix(".mp4")
+    path = base.parent / f"{base.name}.mp4"
     encode_mp4(frames, path, fps=job.preset.fps, crf=VIDEO_CRF, metadata=metadata)
     return OutputFile(path, generation.request.seed, width, height, count, job.preset.fps, run)

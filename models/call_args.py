@@ -16,24 +16,25 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 import torch
-from diffusers import (
-    DPMSolverMultistepScheduler,
-    FlowMatchEulerDiscreteScheduler,
-    UniPCMultistepScheduler,
-)
+
+# Imported from their modules: diffusers' top-level names are typed as dummy classes under mypy.
+from diffusers.configuration_utils import ConfigMixin
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.schedulers.scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
+from diffusers.schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteScheduler
+from diffusers.schedulers.scheduling_unipc_multistep import UniPCMultistepScheduler
 from PIL import Image
 
 from models.catalogue import ModelPreset, Output, Task
 from models.request import GenerationRequest
+from models.samplers import solver_problem
 
 
 @dataclass(frozen=True)
 class _Solver:
     """A sampler as a scheduler class plus the settings that put it in flow-matching mode."""
 
-    cls: type[SchedulerMixin]
+    cls: type[ConfigMixin]
     flow_settings: Mapping[str, Any]
     shift_key: str  # the config key of a static flow shift
 
@@ -48,27 +49,6 @@ SOLVERS: dict[str, _Solver] = {
         {"prediction_type": "flow_prediction", "use_flow_sigmas": True, "algorithm_type": "dpmsolver++"},
         "flow_shift",
     ),
-}
-
-
-@dataclass(frozen=True)
-class _Sampling:
-    """How a family's pipeline drives its scheduler's `set_timesteps`."""
-
-    # The pipeline passes its own sigmas: DPMSolverMultistepScheduler.set_timesteps has no `sigmas`
-    # argument, so diffusers' retrieve_timesteps would fail mid-job.
-    own_sigmas: bool
-    # The pipeline always passes `mu` (a shift computed from the image size): DPM++ then asserts
-    # dynamic shifting is on, so a fixed flow shift cannot be combined with it.
-    passes_mu: bool
-
-
-SAMPLING: dict[str, _Sampling] = {
-    "wan": _Sampling(own_sigmas=False, passes_mu=False),
-    "hunyuan": _Sampling(own_sigmas=True, passes_mu=False),
-    "ltx": _Sampling(own_sigmas=True, passes_mu=True),
-    "flux": _Sampling(own_sigmas=False, passes_mu=True),
-    "qwen-image": _Sampling(own_sigmas=True, passes_mu=True),
 }
 
 
@@ -123,24 +103,10 @@ def configure_scheduler(pipe: DiffusionPipeline, preset: ModelPreset, request: G
     """Set the sampler (request.sample_solver: 'unipc' | 'euler' | 'dpm++', raise ValueError naming
     the allowed ones otherwise) and flow shift (request.flow_shift when not None) on pipe.scheduler,
     from the scheduler's own config so nothing else changes."""
-    solver = SOLVERS.get(request.sample_solver)
-    if solver is None:
-        raise ValueError(
-            f"unknown sample_solver {request.sample_solver!r}; allowed: {', '.join(SOLVERS)}"
-        )
-    sampling: _Sampling = _family_row(SAMPLING, preset)
-    if solver.cls is DPMSolverMultistepScheduler:
-        if sampling.own_sigmas:
-            raise ValueError(
-                f"sample_solver 'dpm++' is not available for {preset.id}: its pipeline sets its own "
-                "sigmas, which DPMSolverMultistepScheduler does not take; use 'unipc' or 'euler'"
-            )
-        if sampling.passes_mu and request.flow_shift is not None:
-            raise ValueError(
-                f"sample_solver 'dpm++' on {preset.id} takes its flow shift from the image size; "
-                "leave flow_shift unset, or use 'unipc' or 'euler' for a fixed shift"
-            )
-
+    problem = solver_problem(preset.family, preset.id, request.sample_solver, request.flow_shift)
+    if problem:
+        raise ValueError(problem)
+    solver = SOLVERS[request.sample_solver]
     native = _native_configs.setdefault(pipe, dict(pipe.scheduler.config))
     settings: dict[str, Any] = dict(solver.flow_settings)
     if request.flow_shift is not None:

@@ -189,6 +189,4 @@ def get_model(name: str) -> ModelPreset:
     for preset in models.values():
         if name in preset.wangp_model_types:
             return preset
-    raise UnknownModel(
-        f"unknown model {name!r}; known ids: {', '.join(models)} (see `wanfarm models`)"
-    )
+    raise UnknownModel(f"unknown model {name!r}; known ids: {', '.join(models)} (see `wanfarm models`)")

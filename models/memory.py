@@ -87,9 +87,7 @@ def estimate(preset: ModelPreset, profile: Profile, size: JobSize) -> MemoryNeed
     return MemoryNeed(CUDA_CONTEXT + phases[peak_phase], ram, peak_phase)
 
 
-def feasible_profiles(
-    preset: ModelPreset, size: JobSize, vram_bytes: int, ram_bytes: int
-) -> list[Profile]:
+def feasible_profiles(preset: ModelPreset, size: JobSize, vram_bytes: int, ram_bytes: int) -> list[Profile]:
     """The profiles under which the job fits a card and node, in WanGP's order."""
     return [p for p in Profile if estimate(preset, p, size).fits(vram_bytes, ram_bytes)]
 

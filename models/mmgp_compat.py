@@ -23,7 +23,7 @@ def import_offload() -> ModuleType:
 def _drop_backend_argument() -> None:
     import transformers.modeling_utils as modeling_utils
 
-    current = modeling_utils.safe_open
+    current: Any = modeling_utils.safe_open
     if getattr(current, "_drops_backend", False):
         return
 
@@ -31,4 +31,4 @@ def _drop_backend_argument() -> None:
         return current(*args, **kwargs)
 
     safe_open._drops_backend = True  # type: ignore[attr-defined]
-    modeling_utils.safe_open = safe_open
+    setattr(modeling_utils, "safe_open", safe_open)  # noqa: B010 (mypy sees a class here)

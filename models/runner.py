@@ -147,7 +147,8 @@ class PipelineHost:
         import diffusers
 
         pipeline_class = getattr(diffusers, preset.pipeline)
-        pipe = pipeline_class.from_pretrained(folder, torch_dtype=self.dtype)
+        _quiet_loading()
+        pipe = pipeline_class.from_pretrained(folder, dtype=self.dtype)
         pipe.set_progress_bar_config(disable=True)
         offload = None
         mode = attention.choose(self.attention_mode, self.gpu.caps if self.gpu else None)
@@ -159,6 +160,15 @@ class PipelineHost:
         self._hot = _Hot(preset.id, wanted_profile, pipe, offload, mode)
         self.loads += 1
         return True
+
+
+def _quiet_loading() -> None:
+    # Loading progress bars of diffusers and transformers would interleave with the job's own.
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def _apply_profile(pipe: Any, profile: Profile) -> Any:
@@ -177,12 +187,12 @@ def _apply_profile(pipe: Any, profile: Profile) -> Any:
 
 def _to_uint8(result: Any, preset: ModelPreset) -> np.ndarray:
     """The pipeline's float [0, 1] numpy output as uint8 (outputs, frames, H, W, 3)."""
-    if preset.output is Output.VIDEO:
-        array = np.asarray(result.frames)
-    else:
-        array = np.asarray(result.images)[:, None]
+    video = preset.output is Output.VIDEO
+    array = np.asarray(result.frames) if video else np.asarray(result.images)[:, None]
     if array.ndim != 5 or array.shape[-1] != 3:
-        raise RuntimeError(f"{preset.pipeline} returned an array of shape {array.shape}, expected (N, F, H, W, 3)")
+        raise RuntimeError(
+            f"{preset.pipeline} returned an array of shape {array.shape}, expected (N, F, H, W, 3)"
+        )
     return (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 

@@ -18,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from models.catalogue import ModelPreset, Output, Task, UnknownModel, get_model
 from models.request import GenerationRequest
+from models.samplers import SOLVER_NAMES, solver_problem
 
 MAX_SEED = 2**32 - 1
 RESOLUTION = re.compile(r"^(\d+)x(\d+)$")
-SOLVERS = ("unipc", "euler", "dpm++")
 UPSAMPLING = {"": 1.0, "lanczos1.5": 1.5, "lanczos2": 2.0}
 # Keys WanGP writes into an output's metadata besides the settings: accepted, not reported.
 METADATA_KEYS = frozenset(
@@ -83,8 +83,8 @@ class WanGPSettings(BaseModel):
     @field_validator("sample_solver")
     @classmethod
     def _known_solver(cls, value: str | None) -> str | None:
-        if value is not None and value not in SOLVERS:
-            raise ValueError(f"must be one of {', '.join(SOLVERS)}")
+        if value is not None and value not in SOLVER_NAMES:
+            raise ValueError(f"must be one of {', '.join(SOLVER_NAMES)}")
         return value
 
     @field_validator("spatial_upsampling")
@@ -150,6 +150,10 @@ def resolve(settings: WanGPSettings, base_dir: Path, source: str = "") -> Job:
     width, height = _size(settings, preset, problems)
     frames = _frames(settings, preset, problems)
     image_start = _image_start(settings, preset, base_dir, problems)
+    solver = settings.sample_solver or preset.defaults.sample_solver
+    flow_shift = _or(settings.flow_shift, preset.defaults.flow_shift)
+    if sampler := solver_problem(preset.family, preset.id, solver, flow_shift):
+        problems.append(f"sample_solver: {sampler}")
     if problems:
         raise SettingsError(problems, source)
     defaults = preset.defaults
@@ -163,8 +167,8 @@ def resolve(settings: WanGPSettings, base_dir: Path, source: str = "") -> Job:
             frames=frames,
             steps=settings.num_inference_steps or defaults.num_inference_steps,
             guidance_scale=_or(settings.guidance_scale, defaults.guidance_scale),
-            flow_shift=_or(settings.flow_shift, defaults.flow_shift),
-            sample_solver=settings.sample_solver or defaults.sample_solver,
+            flow_shift=flow_shift,
+            sample_solver=solver,
             seed=seed,
             batch_size=settings.batch_size,
             image_start=image_start,
@@ -215,7 +219,9 @@ def _frames(settings: WanGPSettings, preset: ModelPreset, problems: list[str]) -
         return 1
     frames = settings.video_length or preset.defaults.video_length
     if not preset.frames.allows(frames):
-        problems.append(f"video_length: {frames} is not allowed for {preset.id}: must be {preset.frames.describe()}")
+        problems.append(
+            f"video_length: {frames} is not allowed for {preset.id}: must be {preset.frames.describe()}"
+        )
     return frames
 
 
@@ -246,5 +252,5 @@ def _describe(error: Any) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "settings"
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "missing":
-        message = "is required (the WanGP model id, e.g. \"t2v\")" if key == "model_type" else "is required"
+        message = 'is required (the WanGP model id, e.g. "t2v")' if key == "model_type" else "is required"
     return f"{key}: {message}"

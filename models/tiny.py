@@ -31,7 +31,6 @@ from diffusers import (
     WanPipeline,
     WanTransformer3DModel,
 )
-from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
     CLIPTextConfig,
@@ -209,7 +208,7 @@ def _t5_config(vocab_size: int) -> dict[str, Any]:
     }
 
 
-def _build_wan() -> DiffusionPipeline:
+def _build_wan() -> Any:
     tokenizer = t5_tokenizer()
     text_encoder = _seeded(lambda: UMT5EncoderModel(UMT5Config(**_t5_config(len(tokenizer)))).eval())
     transformer = _seeded(
@@ -247,7 +246,7 @@ def _build_wan() -> DiffusionPipeline:
     )
 
 
-def _build_ltx() -> DiffusionPipeline:
+def _build_ltx() -> Any:
     tokenizer = t5_tokenizer(model_max_length=128)
     text_encoder = _seeded(lambda: T5EncoderModel(T5Config(**_t5_config(len(tokenizer)))).eval())
     transformer = _seeded(
@@ -298,7 +297,7 @@ def _build_ltx() -> DiffusionPipeline:
     )
 
 
-def _build_flux() -> DiffusionPipeline:
+def _build_flux() -> Any:
     tokenizer = clip_tokenizer()
     tokenizer_2 = t5_tokenizer()
     text_encoder = _seeded(
@@ -373,9 +372,10 @@ def _build_flux() -> DiffusionPipeline:
     )
 
 
-def _build_qwen_image() -> DiffusionPipeline:
+def _build_qwen_image() -> Any:
     tokenizer = qwen_tokenizer()
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_SPECIALS}
+    vocab = tokenizer.get_vocab()
+    ids = {token: vocab[token] for token in QWEN_SPECIALS}
     config = Qwen2_5_VLConfig(
         text_config={
             "vocab_size": len(tokenizer),
@@ -443,7 +443,9 @@ def _build_qwen_image() -> DiffusionPipeline:
     )
 
 
-BUILDERS: dict[str, Callable[[], DiffusionPipeline]] = {
+# Builders return Any: under mypy, diffusers' top-level names resolve to its dummy placeholder
+# classes, which are unrelated types.
+BUILDERS: dict[str, Callable[[], Any]] = {
     "wan": _build_wan,
     "ltx": _build_ltx,
     "flux": _build_flux,
@@ -458,10 +460,14 @@ def build_tiny(preset: ModelPreset, dest: Path) -> None:
         raise ValueError(f"{preset.id} is not a tiny preset: its weights come from {preset.repo}")
     builder = BUILDERS.get(preset.family)
     if builder is None:
-        raise ValueError(f"no tiny builder for family {preset.family!r}; tiny families: {', '.join(BUILDERS)}")
+        raise ValueError(
+            f"no tiny builder for family {preset.family!r}; tiny families: {', '.join(BUILDERS)}"
+        )
     pipe = builder()
     if type(pipe).__name__ != preset.pipeline:
-        raise ValueError(f"{preset.id} names {preset.pipeline}, but the tiny {preset.family} is {type(pipe).__name__}")
+        raise ValueError(
+            f"{preset.id} names {preset.pipeline}, but the tiny {preset.family} is {type(pipe).__name__}"
+        )
     pipe.save_pretrained(dest, safe_serialization=True)
 
 

@@ -93,7 +93,8 @@ def _extract(
     limits: QueueLimits,
 ) -> None:
     """Extract `members` into work_dir through a staging folder, so a failure leaves nothing behind."""
-    created = not work_dir.exists()
+    # Folders made here, deepest first, so a failed import can take them back out.
+    created = [folder for folder in (work_dir, *work_dir.parents) if not folder.exists()]
     work_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".queue-import-", dir=work_dir))
     try:
@@ -106,8 +107,10 @@ def _extract(
         staging.rmdir()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        if created and not any(work_dir.iterdir()):
-            work_dir.rmdir()
+        for folder in created:
+            if any(folder.iterdir()):
+                break
+            folder.rmdir()
         raise
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from processing.metadata import read_metadata
-from processing.queue_zip import import_queue_zip
+from processing.queue_zip import QueueZipError, import_queue_zip
 
 SUFFIXES = (".json", ".zip", ".mp4", ".png")
 
@@ -39,7 +39,10 @@ def load_settings_files(path: Path, work_dir: Path) -> list[SettingsEntry]:
     if suffix == ".json":
         return _from_json(path)
     if suffix == ".zip":
-        entries = import_queue_zip(path, work_dir / path.stem)
+        try:
+            entries = import_queue_zip(path, work_dir / path.stem)
+        except QueueZipError as error:
+            raise SettingsFileError(f"{path}: {error}") from None
         return [SettingsEntry(f"{path.name}#{e.id}", e.params, work_dir / path.stem) for e in entries]
     if suffix in (".mp4", ".png"):
         metadata = read_metadata(path)
@@ -55,7 +58,7 @@ def _from_json(path: Path) -> list[SettingsEntry]:
     except json.JSONDecodeError as error:
         raise SettingsFileError(
             f"{path}: malformed JSON at line {error.lineno} column {error.colno}: {error.msg}"
-        )
+        ) from None
     except UnicodeDecodeError:
         raise SettingsFileError(f"{path}: not a UTF-8 text file") from None
     if isinstance(data, list):

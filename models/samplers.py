@@ -1,0 +1,51 @@
+"""Which sampler a model family can run, as pure rules: settings are checked here before any job
+starts, and models.call_args applies the same rules when it builds the scheduler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SOLVER_NAMES = ("unipc", "euler", "dpm++")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a family's pipeline drives its scheduler's `set_timesteps`."""
+
+    # The pipeline passes its own sigmas: DPMSolverMultistepScheduler.set_timesteps has no `sigmas`
+    # argument, so diffusers' retrieve_timesteps would fail mid-job.
+    own_sigmas: bool
+    # The pipeline always passes `mu` (a shift computed from the image size): DPM++ then asserts
+    # dynamic shifting is on, so a fixed flow shift cannot be combined with it.
+    passes_mu: bool
+
+
+SAMPLING: dict[str, Sampling] = {
+    "wan": Sampling(own_sigmas=False, passes_mu=False),
+    "hunyuan": Sampling(own_sigmas=True, passes_mu=False),
+    "ltx": Sampling(own_sigmas=True, passes_mu=True),
+    "flux": Sampling(own_sigmas=False, passes_mu=True),
+    "qwen-image": Sampling(own_sigmas=True, passes_mu=True),
+}
+
+
+def solver_problem(family: str, model_id: str, solver: str, flow_shift: float | None) -> str | None:
+    """None when `solver` can run on this family with this shift, else why not, in words."""
+    if solver not in SOLVER_NAMES:
+        return f"unknown sample_solver {solver!r}; allowed: {', '.join(SOLVER_NAMES)}"
+    sampling = SAMPLING.get(family)
+    if sampling is None:
+        return f"{model_id}: no sampler rules for family {family!r}; known families: {', '.join(SAMPLING)}"
+    if solver != "dpm++":
+        return None
+    if sampling.own_sigmas:
+        return (
+            f"sample_solver 'dpm++' is not available for {model_id}: its pipeline sets its own "
+            "sigmas, which DPMSolverMultistepScheduler does not take; use 'unipc' or 'euler'"
+        )
+    if sampling.passes_mu and flow_shift is not None:
+        return (
+            f"sample_solver 'dpm++' on {model_id} takes its flow shift from the image size; "
+            "leave flow_shift unset, or use 'unipc' or 'euler' for a fixed shift"
+        )
+    return None

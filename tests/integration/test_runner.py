@@ -1,0 +1,134 @@
+"""The pipeline host: hot reuse, progress, cancel, and loading after mmgp is imported."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpu_agent.render import render_job
+from models.attention import AttentionMode, AttentionUnavailable, choose
+from models.catalogue import get_model
+from models.progress import Cancelled, Phase, Progress
+from models.runner import PipelineHost
+from models.settings import Job, parse_settings, resolve
+from models.weights import WeightCache
+
+
+def _job(tmp_path: Path, **changes: object) -> Job:
+    settings = {"model_type": "wan-tiny", "prompt": "a fox", "video_length": 5, "seed": 3} | changes
+    return resolve(parse_settings(settings), tmp_path)
+
+
+def test_two_jobs_of_the_same_model_load_the_pipeline_once(tmp_path: Path, weight_cache: WeightCache) -> None:
+    host = PipelineHost(weight_cache)
+    first = render_job(host, _job(tmp_path), tmp_path / "out", "first")
+    second = render_job(host, _job(tmp_path, seed=4), tmp_path / "out", "second")
+    assert host.loads == 1 and host.hot_model == "wan-tiny"
+    assert first[0].run.loaded and not second[0].run.loaded
+
+
+def test_another_model_replaces_the_hot_one(tmp_path: Path, weight_cache: WeightCache) -> None:
+    host = PipelineHost(weight_cache)
+    render_job(host, _job(tmp_path), tmp_path / "out", "wan")
+    flux = resolve(parse_settings({"model_type": "flux-tiny", "prompt": "x", "seed": 1}), tmp_path)
+    render_job(host, flux, tmp_path / "out", "flux")
+    assert host.loads == 2 and host.hot_model == "flux-tiny"
+
+
+def test_progress_reports_every_step_then_decode_and_done(tmp_path: Path, weight_cache: WeightCache) -> None:
+    seen: list[Progress] = []
+    render_job(
+        PipelineHost(weight_cache),
+        _job(tmp_path, num_inference_steps=3),
+        tmp_path / "out",
+        "p",
+        on_progress=seen.append,
+    )
+    steps = [(p.step, p.total) for p in seen if p.phase is Phase.DENOISING]
+    assert steps == [(0, 3), (1, 3), (2, 3)]
+    phases = [p.phase for p in seen]
+    assert phases.index(Phase.DECODING) < phases.index(Phase.ENCODING) < phases.index(Phase.DONE)
+
+
+def test_a_callback_cancels_between_steps_and_nothing_is_written(
+    tmp_path: Path, weight_cache: WeightCache
+) -> None:
+    steps: list[int] = []
+
+    def cancel_at_step_2(progress: Progress) -> None:
+        if progress.phase is Phase.DENOISING:
+            steps.append(progress.step)
+            if progress.step == 2:
+                raise Cancelled("user asked")
+
+    with pytest.raises(Cancelled):
+        render_job(
+            PipelineHost(weight_cache),
+            _job(tmp_path, num_inference_steps=6),
+            tmp_path / "out",
+            "c",
+            on_progress=cancel_at_step_2,
+        )
+    assert steps == [0, 1, 2]
+    assert not list((tmp_path / "out").glob("*.mp4"))
+
+
+def test_cpu_runs_sdpa_and_refuses_gpu_only_kernels() -> None:
+    assert choose(AttentionMode.AUTO, None) is AttentionMode.SDPA
+    with pytest.raises(AttentionUnavailable, match="sage2"):
+        choose(AttentionMode.SAGE2, None)
+
+
+def test_the_attention_that_ran_is_recorded(tmp_path: Path, weight_cache: WeightCache) -> None:
+    [output] = render_job(PipelineHost(weight_cache), _job(tmp_path), tmp_path / "out", "a")
+    assert output.run.attention == "sdpa" and output.run.device == "cpu"
+
+
+def test_weights_are_cached_once_and_complete(weight_cache: WeightCache) -> None:
+    preset = get_model("wan-tiny")
+    folder = weight_cache.ensure(preset)
+    assert weight_cache.is_cached(preset) and "wan-tiny" in weight_cache.cached_ids()
+    assert (folder / "model_index.json").is_file()
+    assert not list(weight_cache.root.glob(".partial-*"))
+
+
+def test_a_real_model_without_hub_access_fails_clearly_and_caches_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models.weights import WeightsUnavailable
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache = WeightCache(tmp_path / "cache")
+    preset = get_model("t2v_1.3B")
+    with pytest.raises(
+        WeightsUnavailable, match=f"could not fetch {re.escape(preset.id)} from the Hugging Face hub"
+    ):
+        cache.ensure(preset)
+    assert cache.cached_ids() == [] and not list(cache.root.glob(".partial-*"))
+
+
+LOAD_AFTER_MMGP = """
+import sys, diffusers
+from pathlib import Path
+{prelude}
+pipe = diffusers.WanPipeline.from_pretrained(Path(sys.argv[1]))
+print("loaded", type(pipe.text_encoder).__name__)
+"""
+
+
+def test_loading_still_works_after_mmgp_is_imported(weight_cache: WeightCache) -> None:
+    folder = str(weight_cache.ensure(get_model("wan-tiny")))
+    repaired = LOAD_AFTER_MMGP.format(
+        prelude="from models.mmgp_compat import import_offload; import_offload()"
+    )
+    result = subprocess.run([sys.executable, "-c", repaired, folder], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "loaded UMT5EncoderModel" in result.stdout
+    # Without the repair the same load fails: the pitfall the wrapper exists for.
+    raw = LOAD_AFTER_MMGP.format(prelude="from mmgp import offload")
+    broken = subprocess.run([sys.executable, "-c", raw, folder], capture_output=True, text=True)
+    assert broken.returncode != 0 and "backend" in broken.stderr
