@@ -33,9 +33,10 @@ GIB = 1024**3
 CUDA_CONTEXT = int(0.6 * GIB)  # CUDA context, cuBLAS/cuDNN workspaces, allocator slack
 PROCESS_RAM = int(2.5 * GIB)  # torch, CUDA libraries and the Python process itself
 PIN_OVERHEAD = 0.5  # mmgp reserves about half again the pinned bytes
-# Live activations of one transformer block per token and unit of width: about four half-precision
-# tensors of the model's width (hidden states, attention output, a chunk of the MLP).
-ACTIVATION_BYTES = 8
+# Live activations of one transformer block per token and unit of width: about twelve half-precision
+# tensors of the model's width (residual and normed hidden states, q/k/v, attention output, and the
+# MLP's intermediate, 2.7x wide for Wan, with its activation).
+ACTIVATION_BYTES = 24
 # Peak of a VAE decoder per output pixel of one decoded chunk (fp32 feature maps at full size).
 VAE_BYTES_PER_PIXEL = 4096
 

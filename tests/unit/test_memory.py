@@ -35,8 +35,10 @@ def test_profile_5_needs_less_ram_and_vram_than_profile_1() -> None:
 
 def test_profile_1_holds_the_whole_bf16_transformer_in_vram() -> None:
     preset = get_model("t2v")
-    transformer = max(c.bytes for c in preset.components if c.role == "transformer")
-    assert estimate(preset, Profile.P1, WAN_480P).vram_bytes > transformer
+    # The Diffusers repo stores fp32; loaded, it is bf16: 2 bytes a parameter.
+    transformer = max(c.params * 2 for c in preset.components if c.role == "transformer")
+    need = estimate(preset, Profile.P1, WAN_480P).vram_bytes
+    assert transformer < need < transformer + 8 * GIB
 
 
 def test_sync_transfers_of_4_plus_need_less_vram_than_4() -> None:
