@@ -75,7 +75,11 @@ def _render_all(
 ) -> int:
     from gpu_agent.render import render_job, safe_stem
 
-    host = PipelineHost(WeightCache(cache_dir), attention_mode=attention_mode)
+    try:
+        host = PipelineHost(WeightCache(cache_dir), attention_mode=attention_mode)
+    except AttentionUnavailable as error:
+        print(f"error: --attention: {error}", file=sys.stderr)
+        return EXIT_INVALID
     failed = 0
     for number, item in enumerate(planned, start=1):
         label = f"[{number}/{len(planned)}] {item.job.preset.id}"
@@ -83,7 +87,7 @@ def _render_all(
             outputs = render_job(
                 host, item.job, out_dir, safe_stem(item.source), profile, on_progress=ProgressBar(label)
             )
-        except (WeightsUnavailable, AttentionUnavailable, RuntimeError, ValueError) as error:
+        except (WeightsUnavailable, RuntimeError, ValueError) as error:
             failed += 1
             print(f"failed: {item.source}: {error}", file=sys.stderr)
             continue

@@ -53,7 +53,6 @@ class _Hot:
     profile: Profile | None
     pipe: Any
     offload: Any  # mmgp's handle, released on unload
-    attention: AttentionMode
 
 
 class PipelineHost:
@@ -69,7 +68,8 @@ class PipelineHost:
         gpus = detect_gpus()
         self.device = device or ("cuda" if gpus else "cpu")
         self.gpu: LocalGpu | None = gpus[0] if gpus and self.device.startswith("cuda") else None
-        self.attention_mode = attention_mode
+        # Resolved now, so a kernel this machine cannot run is refused before any job starts.
+        self.attention_mode = attention.choose(attention_mode, self.gpu.caps if self.gpu else None)
         self.loads = 0  # pipelines loaded since start: the hot path keeps this low
         self._hot: _Hot | None = None
 
@@ -151,13 +151,12 @@ class PipelineHost:
         pipe = pipeline_class.from_pretrained(folder, dtype=self.dtype)
         pipe.set_progress_bar_config(disable=True)
         offload = None
-        mode = attention.choose(self.attention_mode, self.gpu.caps if self.gpu else None)
         if self.gpu is not None and wanted_profile is not None:
             offload = _apply_profile(pipe, wanted_profile)
-            attention.apply(pipe, mode)
+            attention.apply(pipe, self.attention_mode)
         else:
             pipe.to(self.device)
-        self._hot = _Hot(preset.id, wanted_profile, pipe, offload, mode)
+        self._hot = _Hot(preset.id, wanted_profile, pipe, offload)
         self.loads += 1
         return True
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import zipfile
@@ -167,6 +168,15 @@ def test_not_a_zip_exits_2(tmp_path: Path, cache_dir: Path, capsys: pytest.Captu
     assert "zip" in capsys.readouterr().err.lower()
 
 
+def test_an_attention_kernel_this_machine_lacks_exits_2(
+    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = write_settings(tmp_path, "job.json", {"model_type": "wan-tiny", "video_length": 5})
+    assert render(cache_dir, settings, "--out", tmp_path / "out", "--attention", "sage2") == 2
+    assert "--attention: attention 'sage2' is" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_console_script_exit_codes(tmp_path: Path, cache_dir: Path) -> None:
     wanfarm = shutil.which("wanfarm", path=str(Path(sys.executable).parent))
     assert wanfarm, "the wanfarm console script is installed with the package"
@@ -179,3 +189,27 @@ def test_console_script_exit_codes(tmp_path: Path, cache_dir: Path) -> None:
     listing = subprocess.run([wanfarm, "models", "--json"], capture_output=True, text=True, env=env)
     assert listing.returncode == 0
     assert {row["id"] for row in json.loads(listing.stdout)} >= {"wan-tiny", "flux-tiny"}
+
+
+def test_an_interrupted_render_exits_130_and_leaves_no_partial_file(tmp_path: Path, cache_dir: Path) -> None:
+    wanfarm = shutil.which("wanfarm", path=str(Path(sys.executable).parent))
+    assert wanfarm
+    long_job = {
+        "model_type": "wan-tiny",
+        "resolution": "256x256",
+        "video_length": 33,
+        "num_inference_steps": 200,
+    }
+    settings = write_settings(tmp_path, "long.json", long_job)
+    out = tmp_path / "out"
+    env = os.environ | {"WANFARM_CACHE": str(cache_dir)}
+    proc = subprocess.Popen(
+        [wanfarm, "render", str(settings), "--out", str(out)], stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:  # wait until it is denoising, then press Ctrl-C
+        if "denoising" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert not list(out.glob("*.mp4")) and not list(out.glob(".*"))
