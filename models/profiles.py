@@ -66,3 +66,16 @@ PROFILE_SPECS: dict[Profile, ProfileSpec] = {
     Profile.P4_PLUS: ProfileSpec(4, False, True, True, 1200, 3000, False, "4 with sync transfers"),
     Profile.P5: ProfileSpec(5, False, False, True, 400, 1000, True, "VerylowRAM_LowVRAM: fail safe"),
 }
+
+
+# From fastest to slowest, as WanGP ranks them: whole models in VRAM first (1, then int8 3/3+),
+# then sliced loading with pinned RAM (2), then the low-VRAM profiles.
+SPEED_ORDER = (
+    Profile.P1,
+    Profile.P3,
+    Profile.P3_PLUS,
+    Profile.P2,
+    Profile.P4,
+    Profile.P4_PLUS,
+    Profile.P5,
+)

@@ -1,0 +1,89 @@
+"""Jobs as the controller keeps them: states, records and events (the store persists these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED
+
+
+FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED})
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    step: int = 0
+    total: int = 0
+    phase: str = ""
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated submission, ready to be stored: settings with the seed already fixed."""
+
+    owner: str
+    priority: int
+    settings: dict[str, Any]
+    model_id: str
+    width: int
+    height: int
+    frames: int
+    steps: int
+    batch: int = 1
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as stored, after its last written transition."""
+
+    id: str
+    owner: str
+    state: JobState
+    priority: int
+    settings: dict[str, Any]
+    model_id: str
+    width: int
+    height: int
+    frames: int
+    steps: int
+    batch: int
+    created_at: float
+    updated_at: float
+    attempts: int  # attempts started so far
+    max_attempts: int
+    agent_id: str | None = None  # the agent of the current (or last) attempt
+    profile: str | None = None  # memory profile of the current attempt
+    started_at: float | None = None
+    finished_at: float | None = None
+    eta: float | None = None  # estimated finish (clock seconds), from the scheduler
+    wait_reason: str | None = None  # why a queued job is not running yet
+    progress: JobProgress = JobProgress()
+    outputs: tuple[str, ...] = ()  # object-storage keys
+    error: str | None = None
+    attempt_errors: tuple[str, ...] = ()  # one line per failed attempt
+    avoid_agents: tuple[str, ...] = ()
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One entry of a job's history: a transition, progress, an output or an error."""
+
+    job_id: str
+    seq: int  # increasing per store, so a reader can ask for what came after
+    at: float
+    kind: str  # "state", "progress", "output", "error"
+    data: dict[str, Any] = field(default_factory=dict)

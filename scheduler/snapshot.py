@@ -1,0 +1,97 @@
+"""What a policy sees (a snapshot) and what it returns (decisions): typed, immutable records.
+
+The clock is part of the snapshot (`now`), so a policy is a pure function: the controller and the
+simulator build snapshots, call `policy.place(snapshot)`, and apply the decisions themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from models.profiles import Profile
+
+
+@dataclass(frozen=True)
+class AgentView:
+    """One GPU agent as the controller last saw it."""
+
+    agent_id: str
+    node_id: str
+    gpu_name: str  # GPU-table name when known, else the device name
+    arch: str
+    capability: tuple[int, int]
+    vram_total: int  # bytes
+    vram_free: int
+    ram_total: int  # bytes, the node's
+    ram_free: int
+    disk_free: int  # bytes free for the weight cache
+    half_tflops: float  # dense half-precision throughput, for ranking speed
+    hot_model: str | None = None  # loaded in memory now
+    cached_models: frozenset[str] = frozenset()  # complete on the node's disk
+    busy_until: float | None = None  # None when idle, else when its current job should end
+    declared: bool = False  # inventory from configuration, not probed
+
+    @property
+    def idle(self) -> bool:
+        return self.busy_until is None
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    """One queued job: what it asks for and who asked."""
+
+    job_id: str
+    model_id: str
+    width: int
+    height: int
+    frames: int
+    steps: int
+    priority: int  # 0-100, higher first
+    owner: str
+    submitted_at: float
+    batch: int = 1
+    attempts: int = 0
+    avoid_agents: frozenset[str] = frozenset()  # agents an earlier attempt died on
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    now: float
+    agents: tuple[AgentView, ...]
+    pending: tuple[PendingJob, ...]
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Run `job_id` on `agent_id` under `profile`; the estimates are the policy's own."""
+
+    job_id: str
+    agent_id: str
+    profile: Profile
+    est_start: float
+    est_finish: float
+    reason: str  # why this agent: "hot", "cached", "fastest free", ...
+
+
+@dataclass(frozen=True)
+class Prefetch:
+    """Warm `model_id`'s weights into `agent_id`'s node cache while it is idle."""
+
+    agent_id: str
+    model_id: str
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A job left pending this round, and why (for the user and the dashboard)."""
+
+    job_id: str
+    reason: str
+    eta: float | None = None
+
+
+@dataclass(frozen=True)
+class Decisions:
+    assignments: tuple[Assignment, ...] = ()
+    prefetches: tuple[Prefetch, ...] = ()
+    waiting: tuple[Waiting, ...] = field(default_factory=tuple)
