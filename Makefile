@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/wanfarm render examples/ --out outputs/demo
+	$(BIN)/wanfarm demo --examples examples --out outputs/demo
 
 test: lint typecheck unit
 

@@ -6,11 +6,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from models.attention import AttentionMode
 from models.profiles import Profile
+
+if TYPE_CHECKING:
+    from controller.client import FarmClient
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -56,6 +60,58 @@ def _parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the model catalogue and what each model needs")
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     models.set_defaults(run=_run_models)
+
+    up = commands.add_parser("up", help="start a farm: join a Ray cluster or start a local one")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--data-dir", type=Path, default=Path("farm-data"), help="job store and local outputs")
+    up.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start a local one)")
+    up.add_argument(
+        "--declare-gpu",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help='run a CPU agent with this GPU-table inventory, e.g. "RTX 3060" (repeatable)',
+    )
+    up.add_argument("--api-keys", type=Path, default=None, help="JSON list of {key, owner, role}")
+    up.add_argument("--s3-bucket", default=None, help="store outputs in this S3 bucket (default: local)")
+    up.add_argument("--s3-prefix", default="wanfarm/")
+    up.add_argument("--s3-endpoint", default=None, help="S3-compatible endpoint URL")
+    up.add_argument(
+        "--weight-mirror", action="store_true", help="fill node caches from the bucket's weights/"
+    )
+    up.add_argument("--cache-budget-gb", type=float, default=None)
+    up.add_argument("--policy", default="greedy")
+    up.set_defaults(run=_run_up)
+
+    demo = commands.add_parser("demo", help="render the examples through an embedded farm, then exit")
+    demo.add_argument("--examples", type=Path, default=Path("examples"))
+    demo.add_argument("--out", type=Path, default=Path("outputs/demo"))
+    demo.set_defaults(run=_run_demo)
+
+    submit = commands.add_parser("submit", help="submit settings, a queue.zip or outputs to a farm")
+    submit.add_argument("files", type=Path, nargs="+")
+    submit.add_argument("--priority", type=int, default=50)
+    submit.add_argument("--wait", action="store_true", help="follow progress until every job ends")
+    submit.add_argument("--wait-for-capacity", action="store_true", help="queue even if no agent can run it")
+    submit.set_defaults(run=_run_submit)
+
+    status = commands.add_parser("status", help="list jobs, or show one")
+    status.add_argument("job", nargs="?")
+    status.add_argument("--state", action="append", default=None)
+    status.add_argument("--limit", type=int, default=50)
+    status.set_defaults(run=_run_status)
+
+    cancel = commands.add_parser("cancel", help="cancel a job")
+    cancel.add_argument("job")
+    cancel.set_defaults(run=_run_cancel)
+
+    agents = commands.add_parser("agents", help="list the farm's GPU agents")
+    agents.set_defaults(run=_run_agents)
+
+    for command in (submit, status, cancel, agents):
+        command.add_argument("--server", default=None, help="farm URL (default: $WANFARM_SERVER or local)")
+        command.add_argument("--api-key", default=None, help="API key (default: $WANFARM_API_KEY)")
     return parser
 
 
@@ -65,6 +121,86 @@ def _run_render(args: argparse.Namespace) -> int:
     return render_command(
         args.settings, args.out, args.dry_run, args.profile, args.attention, args.cache or default_cache()
     )
+
+
+def _run_up(args: argparse.Namespace) -> int:
+    from controller.auth import KeyConfigError
+    from controller.farm import FarmConfig, FarmConfigError
+    from controller.farm_commands import up_command
+    from gpu_agent.storage import StorageConfig
+    from models.gpus import UnknownGpu, find_gpu
+
+    try:
+        declared = tuple(find_gpu(name).name for name in args.declare_gpu)
+        storage = (
+            StorageConfig(
+                kind="s3", bucket=args.s3_bucket, prefix=args.s3_prefix, endpoint_url=args.s3_endpoint
+            )
+            if args.s3_bucket
+            else None
+        )
+        config = FarmConfig(
+            data_dir=args.data_dir,
+            host=args.host,
+            port=args.port,
+            ray_address=args.ray_address,
+            declared_gpus=declared,
+            storage=storage,
+            cache_budget_gb=args.cache_budget_gb,
+            weight_mirror=args.weight_mirror,
+            policy=args.policy,
+            api_keys=args.api_keys,
+        )
+        return up_command(config)
+    except (UnknownGpu, FarmConfigError, KeyConfigError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from controller.farm_commands import demo_command
+
+    return demo_command(args.examples, args.out, None)
+
+
+def _run_submit(args: argparse.Namespace) -> int:
+    from controller.farm_commands import submit_command
+
+    return _with_client(
+        args, lambda c: submit_command(c, args.files, args.priority, args.wait, args.wait_for_capacity)
+    )
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from controller.farm_commands import status_command
+
+    return _with_client(args, lambda c: status_command(c, args.job, args.state, args.limit))
+
+
+def _run_cancel(args: argparse.Namespace) -> int:
+    from controller.farm_commands import cancel_command
+
+    return _with_client(args, lambda c: cancel_command(c, args.job))
+
+
+def _run_agents(args: argparse.Namespace) -> int:
+    from controller.farm_commands import agents_command
+
+    return _with_client(args, agents_command)
+
+
+def _with_client(args: argparse.Namespace, command: Callable[[FarmClient], int]) -> int:
+    from controller.client import FarmClient, FarmError
+
+    client = FarmClient(args.server, args.api_key)
+    try:
+        return command(client)
+    except FarmError as error:
+        print(f"error: {error}", file=sys.stderr)
+        # A refusal of what was sent is invalid input; an unreachable or failing farm is a failure.
+        return EXIT_INVALID if 400 <= error.status < 500 else EXIT_FAILED
+    finally:
+        client.close()
 
 
 def _run_models(args: argparse.Namespace) -> int:

@@ -2,24 +2,38 @@
 
 A model is cached when its folder holds the `.complete` marker, written last; a fetch builds into a
 `.partial-*` folder and renames it into place, so an interrupted download never counts as cached.
-Sources: the cache itself, then (for tiny models) the offline builder, else the Hugging Face hub.
+Sources: the cache itself, then the farm's mirror (injected: models/ knows no storage backend),
+then (for tiny models) the offline builder, else the Hugging Face hub.
 A per-model file lock keeps two processes on one node from fetching the same model at once.
+
+With a byte budget, a fetch that overflows it evicts the least recently used models (last use is
+the mtime of `.complete`, which `ensure` touches). Several agents on one node share the folder, so
+"in use" must be visible across processes: `using()` holds a shared flock on `.inuse-<model>` and
+eviction takes it exclusively without waiting, skipping the model when it cannot. The kernel drops
+flocks when a process dies, so a crashed agent never pins a model the way a pid marker file would,
+and separate opens conflict even within one process, so threads of one agent are covered too.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from models.catalogue import ModelPreset
 
+log = logging.getLogger(__name__)
+
 COMPLETE = ".complete"
+MIRROR_SOURCE = "mirror"
 # A diffusers repo holds other formats too; fetch only what from_pretrained reads.
 HUB_PATTERNS = ["model_index.json", "*/*.json", "*/*.safetensors", "*/*.txt", "*/*.model", "*/*.jinja"]
 
@@ -28,11 +42,42 @@ class WeightsUnavailable(RuntimeError):
     """A model's weights could not be had from any source."""
 
 
-class WeightCache:
-    """Weights of models on this node's disk, under `root`."""
+class WeightMirror(Protocol):
+    """The farm's own copy of model weights, tried before the hub (e.g. an S3 bucket)."""
 
-    def __init__(self, root: Path) -> None:
+    def has(self, model_id: str) -> bool:
+        """Whether a complete copy of the model is published."""
+        ...
+
+    def download(self, model_id: str, dest: Path) -> None:
+        """Write the model's files (a diffusers folder) under `dest`."""
+        ...
+
+
+@dataclass(frozen=True)
+class Trim:
+    """What one budget check did: the models it evicted and the bytes left cached."""
+
+    evicted: tuple[str, ...]
+    cached_bytes: int
+    budget_bytes: int | None
+
+    @property
+    def over_budget(self) -> bool:
+        """Still over after evicting all it could: models in use, or one model alone is bigger."""
+        return self.budget_bytes is not None and self.cached_bytes > self.budget_bytes
+
+
+class WeightCache:
+    """Weights of models on this node's disk, under `root`, optionally within `budget_bytes`."""
+
+    def __init__(
+        self, root: Path, budget_bytes: int | None = None, mirror: WeightMirror | None = None
+    ) -> None:
         self.root = root
+        self.budget_bytes = budget_bytes
+        self.mirror = mirror
+        self.last_trim: Trim | None = None  # the budget check of the latest fetch
 
     def folder(self, preset: ModelPreset) -> Path:
         return self.root / preset.id
@@ -44,23 +89,109 @@ class WeightCache:
         """Ids of the models whose weights are complete on disk."""
         if not self.root.is_dir():
             return []
-        return sorted(p.parent.name for p in self.root.glob(f"*/{COMPLETE}"))
+        # pathlib's "*" matches dot names too: skip the `.partial-*` and `.evicting-*` folders.
+        markers = self.root.glob(f"*/{COMPLETE}")
+        return sorted(p.parent.name for p in markers if not p.parent.name.startswith("."))
+
+    def cached_bytes(self) -> int:
+        """Bytes of all complete models on disk (fetches in flight are not counted)."""
+        return sum(_folder_bytes(self.root / model_id) for model_id in self.cached_ids())
+
+    def last_source(self, model_id: str) -> str | None:
+        """Where the cached copy of the model came from; None when it is not cached."""
+        try:
+            record = json.loads((self.root / model_id / COMPLETE).read_text())
+        except (OSError, ValueError):
+            return None
+        source = record.get("source")
+        return source if isinstance(source, str) else None
 
     def ensure(self, preset: ModelPreset) -> Path:
-        """The folder of the model's weights, fetching them first when they are not cached."""
+        """The folder of the model's weights, fetching them first when they are not cached.
+
+        Hold `using(preset.id)` around this and while the files are read, or another agent on the
+        node may evict them.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
-        with self._lock(preset):
-            if not self.is_cached(preset):
+        with self._lock(preset.id):
+            fetched = not self.is_cached(preset)
+            if fetched:
                 self._fetch(preset)
-        (self.folder(preset) / COMPLETE).touch()  # last use, for eviction later
+            (self.folder(preset) / COMPLETE).touch()  # last use, for eviction
+        if fetched:
+            self.trim(keep=preset.id)
         return self.folder(preset)
+
+    @contextmanager
+    def using(self, model_id: str) -> Iterator[None]:
+        """Keep the model from being evicted, by this process or any other, inside the block."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f".inuse-{model_id}", "a") as handle:
+            # Waits only while an eviction of this model is under way; `ensure` then fetches anew.
+            fcntl.flock(handle, fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def trim(self, keep: str | None = None) -> Trim:
+        """Evict least recently used models, never `keep` or one in use, until within budget."""
+        ids = self.cached_ids()
+        sizes = {model_id: _folder_bytes(self.root / model_id) for model_id in ids}
+        total = sum(sizes.values())
+        evicted: list[str] = []
+        if self.budget_bytes is not None:
+            for model_id in sorted(ids, key=self._last_use):
+                if total <= self.budget_bytes:
+                    break
+                if model_id != keep and self.evict(model_id):
+                    total -= sizes[model_id]
+                    evicted.append(model_id)
+        report = Trim(tuple(evicted), total, self.budget_bytes)
+        if evicted:
+            log.info("weight cache evicted %s, %d bytes left", ", ".join(evicted), total)
+        if report.over_budget:
+            log.warning(
+                "weight cache holds %d bytes, over its budget of %d: the rest is in use or one model "
+                "alone exceeds it",
+                total,
+                self.budget_bytes,
+            )
+        self.last_trim = report
+        return report
+
+    def evict(self, model_id: str) -> bool:
+        """Delete the model's folder unless it is in use or being fetched; whether it was deleted."""
+        folder = self.root / model_id
+        with (
+            _try_exclusive(self.root / f".lock-{model_id}") as not_fetching,
+            _try_exclusive(self.root / f".inuse-{model_id}") as not_in_use,
+        ):
+            if not (not_fetching and not_in_use and folder.is_dir()):
+                return False
+            # One rename takes it out of the cache at once; the slow delete happens after.
+            doomed = Path(tempfile.mkdtemp(prefix=f".evicting-{model_id}-", dir=self.root))
+            folder.rename(doomed / model_id)
+        shutil.rmtree(doomed, ignore_errors=True)
+        return True
+
+    def _last_use(self, model_id: str) -> float:
+        try:
+            return (self.root / model_id / COMPLETE).stat().st_mtime
+        except FileNotFoundError:  # evicted by another agent meanwhile
+            return 0.0
 
     def _fetch(self, preset: ModelPreset) -> None:
         started = time.monotonic()
         partial = Path(tempfile.mkdtemp(prefix=f".partial-{preset.id}-", dir=self.root))
         try:
-            source = _build_tiny(preset, partial) if preset.tiny else _download(preset, partial)
-            size = sum(f.stat().st_size for f in partial.rglob("*") if f.is_file())
+            if self._mirror_has(preset.id):
+                source = self._from_mirror(preset.id, partial)
+            elif preset.tiny:
+                source = _build_tiny(preset, partial)
+            else:
+                source = _download(preset, partial)
+            size = _folder_bytes(partial)
             record = {"source": source, "bytes": size, "seconds": round(time.monotonic() - started, 3)}
             (partial / COMPLETE).write_text(json.dumps(record))
             final = self.folder(preset)
@@ -70,14 +201,59 @@ class WeightCache:
         finally:
             shutil.rmtree(partial, ignore_errors=True)
 
+    def _mirror_has(self, model_id: str) -> bool:
+        if self.mirror is None:
+            return False
+        try:
+            return self.mirror.has(model_id)
+        except Exception as error:  # the mirror only saves time: an unreachable one is skipped
+            log.warning("weight mirror unavailable for %s, skipping it: %s", model_id, error)
+            return False
+
+    def _from_mirror(self, model_id: str, dest: Path) -> str:
+        assert self.mirror is not None
+        try:
+            self.mirror.download(model_id, dest)
+        except Exception as error:  # the caller's `finally` removes what was half written
+            raise WeightsUnavailable(
+                f"could not fetch {model_id} from the weight mirror: {type(error).__name__}: {error}"
+            ) from error
+        return MIRROR_SOURCE
+
     @contextmanager
-    def _lock(self, preset: ModelPreset) -> Iterator[None]:
-        with open(self.root / f".lock-{preset.id}", "w") as handle:
+    def _lock(self, model_id: str) -> Iterator[None]:
+        with open(self.root / f".lock-{model_id}", "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _try_exclusive(path: Path) -> Iterator[bool]:
+    """Hold an exclusive flock on `path` if nobody holds one; yields whether it was taken."""
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file():
+                total += path.stat().st_size
+        except FileNotFoundError:  # another agent evicted the model while we counted
+            pass
+    return total
 
 
 def _build_tiny(preset: ModelPreset, dest: Path) -> str:

@@ -1,0 +1,184 @@
+"""The dispatch loop: read agents' events into the store, then snapshot, place, and apply.
+
+Each round: (1) for every running job, read its agent's new events and write them; a job whose
+agent is lost goes back to the queue; (2) pass cancel requests on; (3) build a snapshot, ask the
+policy, write each assignment to the store *before* telling the agent. The store is the truth:
+which agents are busy is read from it, so a restarted controller carries on where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from controller.jobs import JobRecord, JobState
+from controller.ray_cluster import AgentLost
+from controller.registry import AgentEntry, AgentRegistry
+from controller.store import JobStore
+from gpu_agent.messages import AgentEvent, AgentInventory, EventKind, RenderTask
+from scheduler.snapshot import AgentView, Decisions, PendingJob, Snapshot
+
+log = logging.getLogger(__name__)
+Policy = Callable[[Snapshot], Decisions]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: JobStore,
+        registry: AgentRegistry,
+        place: Policy,
+        clock: Callable[[], float] = time.time,
+        refresh_every_s: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.place = place
+        self.clock = clock
+        self.refresh_every_s = refresh_every_s
+        self._last_refresh = 0.0
+        self.last_round_s = 0.0  # how long the last round took, for metrics
+
+    def run(self, stop: threading.Event, interval_s: float = 0.2) -> None:
+        """Run rounds until `stop` is set; a failing round is logged, never fatal."""
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("dispatch round failed")
+            stop.wait(interval_s)
+
+    def tick(self) -> None:
+        started = time.monotonic()
+        if started - self._last_refresh >= self.refresh_every_s:
+            self._last_refresh = started
+            for agent_id in self.registry.refresh():
+                log.warning("agent %s lost", agent_id)
+        for job in self.store.running():
+            self._follow(job)
+        self._place()
+        self.last_round_s = time.monotonic() - started
+
+    def _follow(self, job: JobRecord) -> None:
+        entry = self.registry.get(job.agent_id)
+        if entry is None:
+            self.store.requeue(job.id, job.attempts, job.agent_id or "?", "agent lost", self.clock())
+            return
+        try:
+            if job.cancel_requested:
+                entry.handle.cancel(job.id, job.attempts)
+            events = entry.handle.events(entry.last_seq)
+        except AgentLost as error:
+            self.registry.drop(entry.inventory.agent_id)
+            self.store.requeue(job.id, job.attempts, entry.inventory.agent_id, str(error), self.clock())
+            return
+        for event in events:
+            entry.last_seq = max(entry.last_seq, event.seq)
+            if event.job_id == job.id and event.attempt == job.attempts:
+                self._apply(job, event)
+        if not events and not _still_running(entry.inventory, job):
+            # The agent neither runs this attempt nor has its ending: it restarted or never got it.
+            self.store.requeue(
+                job.id, job.attempts, entry.inventory.agent_id, "agent dropped the task", self.clock()
+            )
+
+    def _apply(self, job: JobRecord, event: AgentEvent) -> None:
+        now = self.clock()
+        if event.kind is EventKind.PROGRESS:
+            self.store.record_progress(job.id, job.attempts, event.step, event.total, event.phase, now)
+        elif event.kind is EventKind.OUTPUT and event.output_key:
+            self.store.add_output(job.id, job.attempts, event.output_key, now)
+        elif event.kind.final:
+            state = {
+                EventKind.SUCCEEDED: JobState.SUCCEEDED,
+                EventKind.FAILED: JobState.FAILED,
+                EventKind.CANCELED: JobState.CANCELED,
+            }[event.kind]
+            self.store.finish(job.id, job.attempts, state, event.error, now)
+
+    def _place(self) -> None:
+        queued = self.store.queued()
+        if not queued:
+            return
+        running = {job.agent_id: job for job in self.store.running()}
+        entries = {e.inventory.agent_id: e for e in self.registry.entries()}
+        snapshot = Snapshot(
+            now=self.clock(),
+            agents=tuple(
+                agent_view(e.inventory, running.get(e.inventory.agent_id)) for e in entries.values()
+            ),
+            pending=tuple(_pending(job) for job in queued),
+        )
+        decisions = self.place(snapshot)
+        for assignment in decisions.assignments:
+            self._start(
+                assignment.job_id,
+                entries[assignment.agent_id],
+                assignment.profile.value,
+                assignment.est_finish,
+            )
+        for waiting in decisions.waiting:
+            self.store.set_wait(waiting.job_id, waiting.reason, waiting.eta)
+        for prefetch in decisions.prefetches:
+            entries[prefetch.agent_id].handle.prefetch(prefetch.model_id)
+
+    def _start(self, job_id: str, entry: AgentEntry, profile: str, eta: float) -> None:
+        agent_id = entry.inventory.agent_id
+        job = self.store.start_attempt(job_id, agent_id, profile, eta, self.clock())
+        if job is None:  # canceled since the snapshot
+            return
+        try:
+            started = entry.handle.start(RenderTask(job.id, job.attempts, job.settings, profile))
+        except AgentLost as error:
+            self.registry.drop(agent_id)
+            self.store.requeue(job.id, job.attempts, agent_id, str(error), self.clock())
+            return
+        if not started:
+            self.store.requeue(job.id, job.attempts, agent_id, "agent was busy", self.clock())
+            return
+        # Until the next refresh, the registry's view must already show the agent on this attempt.
+        entry.inventory = replace(entry.inventory, current_job=job.id, current_attempt=job.attempts)
+
+
+def _still_running(inventory: AgentInventory, job: JobRecord) -> bool:
+    return inventory.current_job == job.id and inventory.current_attempt == job.attempts
+
+
+def agent_view(inventory: AgentInventory, running: JobRecord | None) -> AgentView:
+    return AgentView(
+        agent_id=inventory.agent_id,
+        node_id=inventory.node_id,
+        gpu_name=inventory.gpu_name,
+        arch=inventory.arch,
+        capability=inventory.capability,
+        vram_total=inventory.vram_total,
+        vram_free=inventory.vram_free,
+        ram_total=inventory.ram_total,
+        ram_free=inventory.ram_free,
+        disk_free=inventory.disk_free,
+        half_tflops=inventory.half_tflops,
+        hot_model=inventory.hot_model,
+        cached_models=frozenset(inventory.cached_models),
+        busy_until=(running.eta or running.updated_at) if running else None,
+        declared=inventory.declared,
+    )
+
+
+def _pending(job: JobRecord) -> PendingJob:
+    return PendingJob(
+        job_id=job.id,
+        model_id=job.model_id,
+        width=job.width,
+        height=job.height,
+        frames=job.frames,
+        steps=job.steps,
+        priority=job.priority,
+        owner=job.owner,
+        submitted_at=job.created_at,
+        batch=job.batch,
+        attempts=job.attempts,
+        avoid_agents=frozenset(job.avoid_agents),
+    )

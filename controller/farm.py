@@ -1,0 +1,162 @@
+"""A running farm: Ray cluster, job store, object storage, agents, dispatch loop and HTTP API."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from controller.api.app import create_app
+from controller.auth import KeyRing
+from controller.dispatcher import Dispatcher
+from controller.ray_cluster import Cluster
+from controller.registry import AgentRegistry, AgentSettings
+from controller.schemas import AgentOut
+from controller.service import FarmService
+from controller.store import JobStore
+from gpu_agent.storage import StorageConfig, open_store
+from scheduler.policies import get_policy
+from scheduler.snapshot import AgentView
+
+log = logging.getLogger(__name__)
+GIB = 1024**3
+
+
+class FarmConfigError(ValueError):
+    """A farm configuration that must not start; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class FarmConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8000  # 0 picks a free port
+    ray_address: str | None = None  # None starts a local Ray (the embedded default)
+    declared_gpus: tuple[str, ...] = ()  # GPU-table names for the local node's CPU agents
+    storage: StorageConfig | None = None  # default: a local folder under data_dir
+    cache_dir: Path | None = None  # default: data_dir/weights
+    cache_budget_gb: float | None = None
+    weight_mirror: bool = False
+    attention: str = "auto"
+    policy: str = "greedy"
+    api_keys: Path | None = None  # default: $WANFARM_API_KEYS, else an open farm (loopback only)
+    agent_settings_extra: dict[str, str] = field(default_factory=dict)
+
+
+class Farm:
+    def __init__(self, config: FarmConfig) -> None:
+        self.config = config
+        self.keys = KeyRing.load(config.api_keys)
+        if self.keys.open and not _loopback(config.host):
+            raise FarmConfigError(
+                f"refusing to serve {config.host} without API keys: give --api-keys FILE or set "
+                "WANFARM_API_KEYS, or bind to 127.0.0.1"
+            )
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.storage_config = config.storage or StorageConfig(kind="local", root=config.data_dir / "objects")
+        self.storage = open_store(self.storage_config)
+        self.store = JobStore(config.data_dir / "jobs.db")
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._server: uvicorn.Server | None = None
+        self.cluster: Cluster | None = None
+        self.registry: AgentRegistry | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.url = ""
+
+    def start(self) -> Farm:
+        """Join or start Ray, find or start agents, then serve; returns once the API answers."""
+        self.cluster = Cluster(self.config.ray_address, self.config.declared_gpus)
+        budget = int(self.config.cache_budget_gb * GIB) if self.config.cache_budget_gb else None
+        settings = AgentSettings(
+            storage=self.storage_config,
+            cache_dir=self.config.cache_dir or self.config.data_dir / "weights",
+            cache_budget_bytes=budget,
+            weight_mirror=self.config.weight_mirror,
+            attention=self.config.attention,
+        )
+        self.registry = AgentRegistry(self.cluster, settings)
+        self.registry.refresh()
+        self.dispatcher = Dispatcher(self.store, self.registry, get_policy(self.config.policy).place)
+        service = FarmService(self.store, self.storage, self.pool, time.time)
+        app = create_app(service, self.keys, self.agent_listing)
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host=self.config.host, port=self.config.port, log_level="warning")
+        )
+        self._spawn("dispatch", lambda: self.dispatcher.run(self._stop) if self.dispatcher else None)
+        self._spawn("http", self._server.run)
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._threads[-1].is_alive():
+                raise RuntimeError(f"the API did not start on {self.config.host}:{self.config.port}")
+            time.sleep(0.05)
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://{self.config.host}:{port}"
+        return self
+
+    def stop(self, kill_agents: bool = False) -> None:
+        """Stop serving and dispatching; agents keep running unless asked (they are detached)."""
+        self._stop.set()
+        if self._server is not None:
+            self._server.should_exit = True
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if kill_agents and self.registry is not None:
+            for entry in self.registry.entries():
+                entry.handle.kill()
+        self.store.close()
+        if self.cluster is not None and kill_agents:
+            self.cluster.shutdown()
+
+    def pool(self) -> list[AgentView]:
+        """Every known agent as the scheduler sees it (for refusals at submit)."""
+        from controller.dispatcher import agent_view
+
+        return [agent_view(e.inventory, None) for e in (self.registry.entries() if self.registry else [])]
+
+    def agent_listing(self) -> list[AgentOut]:
+        running = {job.agent_id: job.id for job in self.store.running()}
+        listing = []
+        for entry in self.registry.entries() if self.registry else []:
+            inv = entry.inventory
+            listing.append(
+                AgentOut(
+                    agent_id=inv.agent_id,
+                    node_id=inv.node_id,
+                    hostname=inv.hostname,
+                    gpu_index=inv.gpu_index,
+                    gpu_name=inv.gpu_name,
+                    arch=inv.arch,
+                    capability=f"{inv.capability[0]}.{inv.capability[1]}",
+                    vram_total=inv.vram_total,
+                    vram_free=inv.vram_free,
+                    ram_total=inv.ram_total,
+                    disk_free=inv.disk_free,
+                    cached_models=list(inv.cached_models),
+                    hot_model=inv.hot_model,
+                    declared=inv.declared,
+                    device=inv.device,
+                    busy=inv.agent_id in running,
+                    current_job=running.get(inv.agent_id),
+                )
+            )
+        return listing
+
+    def _spawn(self, name: str, target: object) -> None:
+        thread = threading.Thread(target=target, name=f"farm-{name}", daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        self._threads.append(thread)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

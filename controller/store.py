@@ -1,0 +1,537 @@
+"""The job store: jobs and their events in one SQLite file (WAL, synchronous=FULL).
+
+Each state-changing method is one short transaction, committed before it returns, so the
+controller acts only on what is already durable. Transitions load the row, decide in Python and
+write it back inside a `BEGIN IMMEDIATE` transaction, so a second process writing the same file
+cannot interleave. Thread safety: one connection per store, guarded by a lock. SQLite serialises
+writers anyway, so connections per thread would only add parallel reads, at the price of
+connections that outlive their threads and that `close()` cannot reach.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from controller.jobs import JobEvent, JobProgress, JobRecord, JobState, NewJob
+
+
+class StoreError(Exception):
+    """The store file cannot be used (a newer schema, or not a WAL-capable file)."""
+
+
+class InvalidJobError(ValueError):
+    """A job of a batch broke a rule of the schema; the batch was not stored."""
+
+
+_STATES = ", ".join(f"'{state.value}'" for state in JobState)
+
+# Migration i takes the file from user_version i to i + 1; never edit one that has shipped.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        f"""CREATE TABLE jobs (
+            id TEXT PRIMARY KEY NOT NULL,
+            owner TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ({_STATES})),
+            priority INTEGER NOT NULL CHECK (typeof(priority) = 'integer'),
+            settings TEXT NOT NULL CHECK (json_valid(settings)),
+            model_id TEXT NOT NULL,
+            width INTEGER NOT NULL CHECK (typeof(width) = 'integer' AND width > 0),
+            height INTEGER NOT NULL CHECK (typeof(height) = 'integer' AND height > 0),
+            frames INTEGER NOT NULL CHECK (typeof(frames) = 'integer' AND frames > 0),
+            steps INTEGER NOT NULL CHECK (typeof(steps) = 'integer' AND steps > 0),
+            batch INTEGER NOT NULL CHECK (typeof(batch) = 'integer' AND batch > 0),
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+            max_attempts INTEGER NOT NULL CHECK (typeof(max_attempts) = 'integer' AND max_attempts > 0),
+            agent_id TEXT,
+            profile TEXT,
+            started_at REAL,
+            finished_at REAL,
+            eta REAL,
+            wait_reason TEXT,
+            progress_step INTEGER NOT NULL DEFAULT 0,
+            progress_total INTEGER NOT NULL DEFAULT 0,
+            progress_phase TEXT NOT NULL DEFAULT '',
+            progress_logged_at REAL,
+            outputs TEXT NOT NULL DEFAULT '[]',
+            error TEXT,
+            attempt_errors TEXT NOT NULL DEFAULT '[]',
+            avoid_agents TEXT NOT NULL DEFAULT '[]',
+            cancel_requested INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX jobs_owner_id ON jobs (owner, id)",
+        "CREATE INDEX jobs_owner_state_id ON jobs (owner, state, id)",
+        "CREATE INDEX jobs_state_id ON jobs (state, id)",
+        # The queue order (priority desc, creation asc) read straight off the index.
+        "CREATE INDEX jobs_state_priority_id ON jobs (state, priority DESC, id)",
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id TEXT NOT NULL REFERENCES jobs (id),
+            at REAL NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('state', 'progress', 'output', 'error')),
+            data TEXT NOT NULL
+        )""",
+        "CREATE INDEX events_job_seq ON events (job_id, seq)",
+        "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_INSERT_JOB = """INSERT INTO jobs (id, owner, state, priority, settings, model_id, width, height, frames,
+    steps, batch, created_at, updated_at, max_attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_UPDATE_JOB = """UPDATE jobs SET state = ?, updated_at = ?, attempts = ?, agent_id = ?, profile = ?,
+    started_at = ?, finished_at = ?, eta = ?, wait_reason = ?, progress_step = ?, progress_total = ?,
+    progress_phase = ?, outputs = ?, error = ?, attempt_errors = ?, avoid_agents = ?,
+    cancel_requested = ? WHERE id = ?"""
+_INSERT_EVENT = "INSERT INTO events (job_id, at, kind, data) VALUES (?, ?, ?, ?)"
+
+
+class JobStore:
+    """Jobs and their event log, persisted in one SQLite file that may be shared by processes."""
+
+    def __init__(self, path: Path, busy_timeout_s: float = 10.0, progress_event_interval_s: float = 1.0):
+        self.path = path
+        self.progress_event_interval_s = progress_event_interval_s
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            self._conn.close()
+            raise StoreError(f"{path}: journal mode is {mode!r}, not 'wal'")
+        self._conn.execute("PRAGMA synchronous = FULL")
+        try:
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> JobStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def add_jobs(self, jobs: Sequence[NewJob], now: float) -> list[JobRecord]:
+        """Store a batch as queued jobs, whole or not at all (InvalidJobError names the bad job)."""
+        settings = [_dump_settings(job, index) for index, job in enumerate(jobs)]
+        queued_event = json.dumps({"state": JobState.QUEUED.value})
+        with self._write() as cur:
+            ids = self._new_ids(cur, len(jobs), now)
+            for index, row in enumerate(zip(ids, jobs, settings, strict=True)):
+                try:
+                    cur.execute(_INSERT_JOB, _insert_row(*row, now))
+                except sqlite3.IntegrityError as err:
+                    raise InvalidJobError(f"job {index}: {err}; batch rejected, nothing stored") from err
+            cur.executemany(_INSERT_EVENT, [(i, now, "state", queued_event) for i in ids])
+        return [_new_record(i, j, s, now) for i, j, s in zip(ids, jobs, settings, strict=True)]
+
+    def start_attempt(
+        self, job_id: str, agent_id: str, profile: str, eta: float | None, now: float
+    ) -> JobRecord | None:
+        """queued -> running on `agent_id`; None (nothing changed) if the job is not queued."""
+        with self._write() as cur:
+            job = _load(cur, job_id)
+            if job is None or job.state is not JobState.QUEUED:
+                return None
+            job = dataclasses.replace(
+                job,
+                state=JobState.RUNNING,
+                updated_at=now,
+                attempts=job.attempts + 1,
+                agent_id=agent_id,
+                profile=profile,
+                started_at=now,
+                eta=eta,
+                wait_reason=None,
+                progress=JobProgress(),
+            )
+            _save(cur, job)
+            cur.execute("UPDATE jobs SET progress_logged_at = NULL WHERE id = ?", (job_id,))
+            details = {"attempt": job.attempts, "agent_id": agent_id, "profile": profile}
+            _event(cur, job_id, now, "state", state=job.state, **details)
+            return job
+
+    def record_progress(
+        self, job_id: str, attempt: int, step: int, total: int, phase: str, now: float
+    ) -> JobRecord | None:
+        """Latest progress of the current attempt; None if the job or attempt is not running.
+
+        The row always holds the latest step; the event log gets one progress event per
+        `progress_event_interval_s`, plus every phase change and the last step.
+        """
+        with self._write() as cur:
+            job = _current(cur, job_id, attempt)
+            if job is None:
+                return None
+            sql = "SELECT progress_logged_at FROM jobs WHERE id = ?"
+            logged_at = cur.execute(sql, (job_id,)).fetchone()[0]
+            log = (
+                logged_at is None
+                or now - logged_at >= self.progress_event_interval_s
+                or phase != job.progress.phase
+                or step >= total
+            )
+            job = dataclasses.replace(job, updated_at=now, progress=JobProgress(step, total, phase))
+            _save(cur, job)
+            if log:
+                cur.execute("UPDATE jobs SET progress_logged_at = ? WHERE id = ?", (now, job_id))
+                _event(cur, job_id, now, "progress", attempt=attempt, step=step, total=total, phase=phase)
+            return job
+
+    def add_output(self, job_id: str, attempt: int, key: str, now: float) -> JobRecord | None:
+        """Record an object-storage key of the current attempt, once per key."""
+        with self._write() as cur:
+            job = _current(cur, job_id, attempt)
+            if job is None or key in job.outputs:
+                return job
+            job = dataclasses.replace(job, updated_at=now, outputs=(*job.outputs, key))
+            _save(cur, job)
+            _event(cur, job_id, now, "output", attempt=attempt, key=key)
+            return job
+
+    def finish(
+        self, job_id: str, attempt: int, state: JobState, error: str | None, now: float
+    ) -> JobRecord | None:
+        """running -> succeeded/failed/canceled for the current attempt; None if that is not running."""
+        if not state.finished:
+            raise ValueError(f"finish() needs a finished state, not {state}")
+        with self._write() as cur:
+            job = _current(cur, job_id, attempt)
+            if job is None:
+                return None
+            job = dataclasses.replace(
+                job, state=state, updated_at=now, finished_at=now, eta=None, error=error
+            )
+            _save(cur, job)
+            if error is not None:
+                _event(cur, job_id, now, "error", attempt=attempt, error=error)
+            _event(cur, job_id, now, "state", state=state, attempt=attempt, error=error)
+            return job
+
+    def requeue(self, job_id: str, attempt: int, agent_id: str, reason: str, now: float) -> JobRecord | None:
+        """The agent of the current attempt was lost: queue again, avoiding that agent.
+
+        The last allowed attempt fails with every attempt's reason; a job whose cancel was
+        requested is canceled instead. None if the attempt is not the running one.
+        """
+        with self._write() as cur:
+            job = _current(cur, job_id, attempt)
+            if job is None:
+                return None
+            errors = (*job.attempt_errors, f"attempt {attempt} on {agent_id}: {reason}")
+            avoid = job.avoid_agents if agent_id in job.avoid_agents else (*job.avoid_agents, agent_id)
+            job = dataclasses.replace(
+                job,
+                updated_at=now,
+                eta=None,
+                attempt_errors=errors,
+                avoid_agents=avoid,
+                progress=JobProgress(),
+            )
+            if job.cancel_requested:
+                job = dataclasses.replace(job, state=JobState.CANCELED, finished_at=now)
+            elif job.attempts >= job.max_attempts:
+                error = f"failed after {job.attempts} attempts: " + "; ".join(errors)
+                job = dataclasses.replace(job, state=JobState.FAILED, finished_at=now, error=error)
+            else:
+                job = dataclasses.replace(job, state=JobState.QUEUED)
+            _save(cur, job)
+            _event(cur, job_id, now, "error", attempt=attempt, agent_id=agent_id, error=reason)
+            _event(cur, job_id, now, "state", state=job.state, attempt=attempt, error=job.error)
+            return job
+
+    def request_cancel(self, job_id: str, now: float) -> JobRecord | None:
+        """Cancel a queued job at once, or mark a running one (finish(CANCELED) follows); None if unknown."""
+        with self._write() as cur:
+            job = _load(cur, job_id)
+            if job is None or job.state.finished or job.cancel_requested:
+                return job
+            if job.state is JobState.QUEUED:
+                job = dataclasses.replace(
+                    job, state=JobState.CANCELED, updated_at=now, finished_at=now, eta=None, wait_reason=None
+                )
+            else:
+                job = dataclasses.replace(job, updated_at=now, cancel_requested=True)
+            _save(cur, job)
+            _event(cur, job_id, now, "state", state=job.state, cancel_requested=True)
+            return job
+
+    def set_wait(self, job_id: str, reason: str | None, eta: float | None) -> JobRecord | None:
+        """Why a queued job waits and when it should finish (the row only, no event); None if not queued."""
+        with self._write() as cur:
+            job = _load(cur, job_id)
+            if job is None or job.state is not JobState.QUEUED:
+                return None
+            if (job.wait_reason, job.eta) != (reason, eta):
+                cur.execute("UPDATE jobs SET wait_reason = ?, eta = ? WHERE id = ?", (reason, eta, job_id))
+                job = dataclasses.replace(job, wait_reason=reason, eta=eta)
+            return job
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._read() as cur:
+            return _load(cur, job_id)
+
+    def list_jobs(
+        self,
+        owner: str | None = None,
+        states: Collection[JobState] | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[JobRecord]:
+        """Newest first, at most `limit`; pass the last id of a page as `before` for the next one."""
+        rows: list[sqlite3.Row] = []
+        with self._read() as cur:
+            for sql, params in list_queries(owner, states, limit, before):
+                rows += cur.execute(sql, params).fetchall()
+        rows.sort(key=lambda row: str(row["id"]), reverse=True)
+        return [_record(row) for row in rows[: max(limit, 0)]]
+
+    def count_by_state(self, owner: str | None = None) -> dict[JobState, int]:
+        """Jobs per state (every state present, zero included)."""
+        where, params = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
+        with self._read() as cur:
+            rows = cur.execute(f"SELECT state, count(*) FROM jobs {where} GROUP BY state", params).fetchall()
+        counts = dict.fromkeys(JobState, 0)
+        counts.update({JobState(state): n for state, n in rows})
+        return counts
+
+    def queued(self) -> list[JobRecord]:
+        """Queued jobs in queue order: priority descending, then oldest first."""
+        sql = "SELECT * FROM jobs WHERE state = ? ORDER BY priority DESC, id"
+        with self._read() as cur:
+            return [_record(row) for row in cur.execute(sql, (JobState.QUEUED.value,))]
+
+    def running(self) -> list[JobRecord]:
+        sql = "SELECT * FROM jobs WHERE state = ? ORDER BY id"
+        with self._read() as cur:
+            return [_record(row) for row in cur.execute(sql, (JobState.RUNNING.value,))]
+
+    def events(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[JobEvent]:
+        """A job's events with seq > after_seq, oldest first."""
+        sql = "SELECT * FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+        with self._read() as cur:
+            rows = cur.execute(sql, (job_id, after_seq, limit)).fetchall()
+        return [
+            JobEvent(row["job_id"], row["seq"], row["at"], row["kind"], json.loads(row["data"]))
+            for row in rows
+        ]
+
+    def latest_seq(self) -> int:
+        with self._read() as cur:
+            return int(cur.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Cursor]:
+        """One transaction holding the write lock from its start; committed (durably) on exit."""
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+                cur.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    cur.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Cursor]:
+        """One read transaction, so a multi-query read sees one snapshot."""
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN")
+            try:
+                yield cur
+            finally:
+                cur.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._write() as cur:
+            version = int(cur.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: schema version {version} is newer than {SCHEMA_VERSION}")
+            for statements in _MIGRATIONS[version:]:
+                for statement in statements:
+                    cur.execute(statement)
+            cur.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @staticmethod
+    def _new_ids(cur: sqlite3.Cursor, count: int, now: float) -> list[str]:
+        """Ids `{ms:012x}{random:04x}`, each above every id issued before, even if the clock steps back."""
+        row = cur.execute("SELECT value FROM meta WHERE key = 'last_job_id'").fetchone()
+        last = int(row[0], 16) if row else -1
+        ms = max(int(now * 1000), 0)
+        ids = []
+        for _ in range(count):
+            last = max((ms << 16) | secrets.randbits(16), last + 1)
+            ids.append(f"{last:016x}")
+        if ids:
+            cur.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_job_id', ?)", (ids[-1],))
+        return ids
+
+
+def list_queries(
+    owner: str | None, states: Collection[JobState] | None, limit: int, before: str | None
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """The index-ordered queries behind list_jobs: one per state, so each reads at most `limit` rows."""
+    state_values: list[str | None] = [None]
+    if states is not None:
+        state_values = [state.value for state in sorted(set(states))]
+    queries = []
+    for state in state_values:
+        where, params = [], []
+        for column, value in (("owner", owner), ("state", state)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        queries.append((f"SELECT * FROM jobs {clause} ORDER BY id DESC LIMIT ?", (*params, max(limit, 0))))
+    return queries
+
+
+def _dump_settings(job: NewJob, index: int) -> str:
+    try:
+        return json.dumps(job.settings, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise InvalidJobError(f"job {index}: settings are not plain JSON ({err}); nothing stored") from err
+
+
+def _insert_row(job_id: str, job: NewJob, settings: str, now: float) -> tuple[Any, ...]:
+    return (
+        job_id,
+        job.owner,
+        JobState.QUEUED.value,
+        job.priority,
+        settings,
+        job.model_id,
+        job.width,
+        job.height,
+        job.frames,
+        job.steps,
+        job.batch,
+        now,
+        now,
+        job.max_attempts,
+    )
+
+
+def _new_record(job_id: str, job: NewJob, settings: str, now: float) -> JobRecord:
+    """The record as stored: settings decoded from what was written, as get() would return them."""
+    return JobRecord(
+        id=job_id,
+        owner=job.owner,
+        state=JobState.QUEUED,
+        priority=job.priority,
+        settings=json.loads(settings),
+        model_id=job.model_id,
+        width=job.width,
+        height=job.height,
+        frames=job.frames,
+        steps=job.steps,
+        batch=job.batch,
+        created_at=now,
+        updated_at=now,
+        attempts=0,
+        max_attempts=job.max_attempts,
+    )
+
+
+def _load(cur: sqlite3.Cursor, job_id: str) -> JobRecord | None:
+    row = cur.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return None if row is None else _record(row)
+
+
+def _current(cur: sqlite3.Cursor, job_id: str, attempt: int) -> JobRecord | None:
+    """The job if it is running `attempt`; events of older attempts find None."""
+    job = _load(cur, job_id)
+    if job is None or job.state is not JobState.RUNNING or job.attempts != attempt:
+        return None
+    return job
+
+
+def _save(cur: sqlite3.Cursor, job: JobRecord) -> None:
+    """Write every mutable column of `job` (the immutable ones were fixed at insert)."""
+    cur.execute(
+        _UPDATE_JOB,
+        (
+            job.state.value,
+            job.updated_at,
+            job.attempts,
+            job.agent_id,
+            job.profile,
+            job.started_at,
+            job.finished_at,
+            job.eta,
+            job.wait_reason,
+            job.progress.step,
+            job.progress.total,
+            job.progress.phase,
+            json.dumps(job.outputs),
+            job.error,
+            json.dumps(job.attempt_errors),
+            json.dumps(job.avoid_agents),
+            int(job.cancel_requested),
+            job.id,
+        ),
+    )
+
+
+def _event(cur: sqlite3.Cursor, job_id: str, at: float, kind: str, **data: Any) -> None:
+    cur.execute(_INSERT_EVENT, (job_id, at, kind, json.dumps(data)))
+
+
+def _record(row: sqlite3.Row) -> JobRecord:
+    return JobRecord(
+        id=row["id"],
+        owner=row["owner"],
+        state=JobState(row["state"]),
+        priority=row["priority"],
+        settings=json.loads(row["settings"]),
+        model_id=row["model_id"],
+        width=row["width"],
+        height=row["height"],
+        frames=row["frames"],
+        steps=row["steps"],
+        batch=row["batch"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        agent_id=row["agent_id"],
+        profile=row["profile"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        eta=row["eta"],
+        wait_reason=row["wait_reason"],
+        progress=JobProgress(row["progress_step"], row["progress_total"], row["progress_phase"]),
+        outputs=tuple(json.loads(row["outputs"])),
+        error=row["error"],
+        attempt_errors=tuple(json.loads(row["attempt_errors"])),
+        avoid_agents=tuple(json.loads(row["avoid_agents"])),
+        cancel_requested=bool(row["cancel_requested"]),
+    )

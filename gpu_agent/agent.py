@@ -1,0 +1,182 @@
+"""The GPU agent: owns one GPU, its pipeline and its node's weight cache; runs one task at a time.
+
+It is a plain class; the controller's Ray wrapper turns it into an actor. `start` returns at once
+and the task runs on a thread, so `events`, `cancel` and `inventory` are answered while it renders
+(the actor is created with enough concurrency for that). Events stay in memory until the next task
+starts, so a restarted controller can read the end of a task it did not see finish.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import traceback
+from pathlib import Path
+from typing import Any
+
+from gpu_agent.inventory import probe_inventory
+from gpu_agent.messages import OBJECT_REF, AgentConfig, AgentEvent, AgentInventory, EventKind, RenderTask
+from gpu_agent.render import render_job, safe_stem
+from gpu_agent.storage import S3WeightMirror, open_store, output_key
+from models.attention import AttentionMode
+from models.catalogue import get_model
+from models.profiles import Profile
+from models.progress import Cancelled, Phase, Progress
+from models.runner import PipelineHost
+from models.settings import parse_settings, resolve
+from models.weights import WeightCache
+from processing.queue_zip import ATTACHMENT_KEYS
+
+CONTENT_TYPES = {".mp4": "video/mp4", ".png": "image/png"}
+
+
+class GpuAgent:
+    """One GPU's worker."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.store = open_store(config.storage)
+        mirror = S3WeightMirror(self.store) if config.weight_mirror else None
+        self.cache = WeightCache(config.cache_dir, budget_bytes=config.cache_budget_bytes, mirror=mirror)
+        device = "cpu" if config.declared_gpu else None
+        self.host = PipelineHost(self.cache, device=device, attention_mode=AttentionMode(config.attention))
+        self._lock = threading.Lock()
+        self._events: list[AgentEvent] = []
+        self._seq = 0
+        self._current: tuple[str, int] | None = None
+        self._cancel: set[tuple[str, int]] = set()
+        self._thread: threading.Thread | None = None
+
+    def ping(self) -> str:
+        return self.config.agent_id
+
+    def inventory(self) -> AgentInventory:
+        with self._lock:
+            current = self._current
+        return probe_inventory(self.config, self.cache, self.host.hot_model, current)
+
+    def start(self, task: RenderTask) -> bool:
+        """Begin a task in the background; False when another task is still running."""
+        with self._lock:
+            if self._current is not None:
+                return False
+            self._current = (task.job_id, task.attempt)
+            self._events = []
+        self._thread = threading.Thread(
+            target=self._run, args=(task,), name=f"task-{task.job_id}", daemon=True
+        )
+        self._thread.start()
+        return True
+
+    def events(self, after_seq: int = 0) -> list[AgentEvent]:
+        """Events of the current (or last) task with seq > after_seq."""
+        with self._lock:
+            return [e for e in self._events if e.seq > after_seq]
+
+    def cancel(self, job_id: str, attempt: int) -> None:
+        """Stop the task between steps; it ends with a CANCELED event."""
+        with self._lock:
+            self._cancel.add((job_id, attempt))
+
+    def prefetch(self, model_id: str) -> bool:
+        """Warm a model's weights into the node cache while idle; False when busy."""
+        with self._lock:
+            if self._current is not None:
+                return False
+        self.cache.ensure(get_model(model_id))
+        return True
+
+    def _run(self, task: RenderTask) -> None:
+        work = Path(tempfile.mkdtemp(prefix=f"wanfarm-{task.job_id}-"))
+        try:
+            keys = self._render(task, work)
+            for key in keys:
+                self._emit(task, EventKind.OUTPUT, output_key=key)
+            self._emit(task, EventKind.SUCCEEDED)
+        except Cancelled:
+            self._emit(task, EventKind.CANCELED)
+        except Exception as error:  # every failure reaches the controller as an event
+            traceback.print_exc()
+            self._emit(task, EventKind.FAILED, error=f"{type(error).__name__}: {error}")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            with self._lock:
+                self._current = None
+                self._cancel.discard((task.job_id, task.attempt))
+
+    def _render(self, task: RenderTask, work: Path) -> list[str]:
+        settings = self._fetch_inputs(task.settings, work / "inputs")
+        job = resolve(parse_settings(settings), work / "inputs", task.job_id)
+
+        def on_progress(progress: Progress) -> None:
+            if (task.job_id, task.attempt) in self._cancel:
+                raise Cancelled(task.job_id)
+            self._emit(task, EventKind.PROGRESS, progress=progress)
+
+        with self.cache.using(job.preset.id):
+            outputs = render_job(
+                self.host,
+                job,
+                work / "out",
+                safe_stem(job.preset.id),
+                Profile.parse(task.profile),
+                on_progress,
+            )
+        self._emit(task, EventKind.PROGRESS, progress=Progress(0, len(outputs), Phase.ENCODING))
+        keys = []
+        for output in outputs:
+            key = output_key(task.job_id, output.path.name)
+            self.store.put_file(
+                key, output.path, CONTENT_TYPES.get(output.path.suffix, "application/octet-stream")
+            )
+            keys.append(key)
+        return keys
+
+    def _fetch_inputs(self, settings: dict[str, Any], folder: Path) -> dict[str, Any]:
+        """Settings with object references replaced by downloaded local files."""
+        folder.mkdir(parents=True, exist_ok=True)
+        local = dict(settings)
+        for key in ATTACHMENT_KEYS:
+            value = local.get(key)
+            if isinstance(value, str) and value.startswith(OBJECT_REF):
+                local[key] = self._download(value, folder)
+            elif isinstance(value, list):
+                local[key] = [
+                    self._download(v, folder) if isinstance(v, str) and v.startswith(OBJECT_REF) else v
+                    for v in value
+                ]
+        return local
+
+    def _download(self, reference: str, folder: Path) -> str:
+        key = reference.removeprefix(OBJECT_REF)
+        dest = folder / Path(key).name
+        self.store.get_file(key, dest)
+        return dest.name
+
+    def _emit(
+        self,
+        task: RenderTask,
+        kind: EventKind,
+        progress: Progress | None = None,
+        output_key: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        with self._lock:
+            self._seq += 1
+            event = AgentEvent(
+                seq=self._seq,
+                job_id=task.job_id,
+                attempt=task.attempt,
+                kind=kind,
+                step=progress.step if progress else 0,
+                total=progress.total if progress else 0,
+                phase=progress.phase.value if progress else "",
+                output_key=output_key,
+                error=error,
+            )
+            # Progress of one task replaces the previous progress: a poller needs only the latest.
+            if kind is EventKind.PROGRESS and self._events and self._events[-1].kind is EventKind.PROGRESS:
+                self._events[-1] = event
+            else:
+                self._events.append(event)

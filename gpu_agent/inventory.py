@@ -1,0 +1,65 @@
+"""An agent's inventory: its GPU probed through torch, or declared from the GPU table."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+
+import psutil
+
+from gpu_agent.messages import AgentConfig, AgentInventory
+from models.device import detect_gpus
+from models.gpus import find_gpu
+from models.weights import WeightCache
+
+
+def probe_inventory(
+    config: AgentConfig, cache: WeightCache, hot_model: str | None, current: tuple[str, int] | None
+) -> AgentInventory:
+    """The inventory now; a declared GPU takes the table's figures, and its VRAM is all free."""
+    memory = psutil.virtual_memory()
+    cache.root.mkdir(parents=True, exist_ok=True)
+    common = {
+        "agent_id": config.agent_id,
+        "node_id": config.node_id,
+        "hostname": socket.gethostname(),
+        "gpu_index": config.gpu_index,
+        "ram_total": config.declared_ram_bytes or memory.total,
+        "ram_free": memory.available,
+        "disk_free": shutil.disk_usage(cache.root).free,
+        "cached_models": tuple(cache.cached_ids()),
+        "hot_model": hot_model,
+        "current_job": current[0] if current else None,
+        "current_attempt": current[1] if current else None,
+    }
+    if config.declared_gpu is not None:
+        spec = find_gpu(config.declared_gpu)
+        return AgentInventory(
+            gpu_name=spec.name,
+            arch=spec.arch,
+            capability=spec.capability,
+            vram_total=spec.vram_bytes,
+            vram_free=spec.vram_bytes,
+            half_tflops=spec.half_tflops,
+            declared=True,
+            device="cpu",
+            **common,
+        )
+    gpus = detect_gpus()
+    if not gpus:
+        raise RuntimeError(
+            f"agent {config.agent_id}: no CUDA device is visible; declare its GPU (--declare-gpu) "
+            "to run a CPU agent with a declared inventory"
+        )
+    gpu = gpus[0]  # Ray gives each agent one GPU, visible as device 0
+    return AgentInventory(
+        gpu_name=gpu.spec.name if gpu.spec else gpu.name,
+        arch=gpu.arch,
+        capability=gpu.capability,
+        vram_total=gpu.total_vram_bytes,
+        vram_free=gpu.free_vram_bytes,
+        half_tflops=gpu.spec.half_tflops if gpu.spec else 10.0,
+        declared=False,
+        device="cuda",
+        **common,
+    )

@@ -1,0 +1,92 @@
+"""What crosses between the controller and a GPU agent: configuration, tasks, events, inventory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from gpu_agent.storage import StorageConfig
+
+# Settings values that name an object in the farm's storage rather than a local file: the agent
+# downloads them before rendering (queue.zip attachments uploaded at submit).
+OBJECT_REF = "object:"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """How to build one agent: its GPU (probed, or declared by GPU-table name), cache and storage."""
+
+    agent_id: str
+    node_id: str
+    gpu_index: int
+    storage: StorageConfig
+    cache_dir: Path
+    cache_budget_bytes: int | None = None
+    declared_gpu: str | None = None  # GPU-table name; None means probe the real device
+    declared_ram_bytes: int | None = None
+    weight_mirror: bool = False  # fill the cache from the storage's weights/ before the hub
+    attention: str = "auto"
+
+
+@dataclass(frozen=True)
+class RenderTask:
+    """One attempt of one job on one agent."""
+
+    job_id: str
+    attempt: int
+    settings: dict[str, Any]
+    profile: str
+
+
+class EventKind(StrEnum):
+    PROGRESS = "progress"
+    OUTPUT = "output"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def final(self) -> bool:
+        return self in (EventKind.SUCCEEDED, EventKind.FAILED, EventKind.CANCELED)
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    """Something that happened to a task; `seq` increases per agent so a reader can resume."""
+
+    seq: int
+    job_id: str
+    attempt: int
+    kind: EventKind
+    step: int = 0
+    total: int = 0
+    phase: str = ""
+    output_key: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentInventory:
+    """An agent's GPU, node and cache as it reports them now."""
+
+    agent_id: str
+    node_id: str
+    hostname: str
+    gpu_index: int
+    gpu_name: str
+    arch: str
+    capability: tuple[int, int]
+    vram_total: int
+    vram_free: int
+    ram_total: int
+    ram_free: int
+    disk_free: int
+    half_tflops: float
+    cached_models: tuple[str, ...]
+    hot_model: str | None
+    declared: bool
+    device: str  # "cuda" or "cpu" (declared agents render on the CPU)
+    current_job: str | None = None
+    current_attempt: int | None = None

@@ -1,0 +1,66 @@
+"""A rough cost model of one job on one agent, in seconds: load the weights, then denoise.
+
+Only good for ranking agents and giving users an order-of-magnitude ETA; the numbers below are
+round guesses to be calibrated against finished jobs.
+
+    seconds  = load + render x PROFILE_SLOWDOWN[profile]
+    load     = 0 when the model is hot on the agent, else weight bytes / (2 GB/s if the node
+               caches it, else 100 MB/s for a download)
+    render   = steps x layers x (24 h^2 T + 4 T^2 h) / (half_tflops x 1e12 x 40%)
+where T = latent tokens x batch (models.memory.latent_tokens) and h = the transformer's width.
+24 h^2 T is two FLOPs per token for each of the ~12 h^2 weights of a block (attention projections
+and MLP); 4 T^2 h is self-attention's QK^T and AV. Guidance passes and text/VAE time are not
+counted: they scale all agents alike, so the ranking does not change.
+"""
+
+from __future__ import annotations
+
+from models.catalogue import ModelPreset
+from models.memory import latent_tokens
+from models.profiles import Profile
+from scheduler.feasibility import job_size
+from scheduler.snapshot import AgentView, PendingJob
+
+CACHED_READ_BYTES_PER_S = 2e9  # NVMe read into pinned RAM
+DOWNLOAD_BYTES_PER_S = 100e6  # a typical Hugging Face download
+UTILISATION = 0.4  # achieved fraction of the card's dense half-precision peak
+MIN_TFLOPS = 1.0  # floor for an agent of unknown throughput, so an ETA stays finite
+WEIGHT_FLOPS_PER_TOKEN = 24  # x h^2, per layer
+ATTENTION_FLOPS_PER_PAIR = 4  # x h, per pair of tokens, per layer
+# Offloading profiles trade speed for memory; relative to profile 1, as WanGP users report them.
+PROFILE_SLOWDOWN: dict[Profile, float] = {
+    Profile.P1: 1.0,
+    Profile.P3: 1.1,
+    Profile.P3_PLUS: 1.15,
+    Profile.P2: 1.3,
+    Profile.P4: 1.4,
+    Profile.P4_PLUS: 1.6,
+    Profile.P5: 2.0,
+}
+
+
+def job_seconds(preset: ModelPreset, job: PendingJob, agent: AgentView, profile: Profile) -> float:
+    """Rough wall time of the job on the agent under the profile, weights loading included."""
+    return load_seconds(preset, agent) + render_seconds(preset, job, agent) * PROFILE_SLOWDOWN[profile]
+
+
+def load_seconds(preset: ModelPreset, agent: AgentView) -> float:
+    """Time to have the model's weights in memory: none when hot, a disk read when cached."""
+    if agent.hot_model == preset.id:
+        return 0.0
+    rate = CACHED_READ_BYTES_PER_S if preset.id in agent.cached_models else DOWNLOAD_BYTES_PER_S
+    return preset.weight_bytes / rate
+
+
+def render_seconds(preset: ModelPreset, job: PendingJob, agent: AgentView) -> float:
+    """Denoising time at profile 1 speed."""
+    flops_per_s = max(agent.half_tflops, MIN_TFLOPS) * 1e12 * UTILISATION
+    return render_flops(preset, job) / flops_per_s
+
+
+def render_flops(preset: ModelPreset, job: PendingJob) -> float:
+    """FLOPs of the transformer over all steps: weight matmuls plus self-attention."""
+    tokens = latent_tokens(preset, job_size(job)) * job.batch
+    hidden = preset.latent.hidden
+    per_layer = WEIGHT_FLOPS_PER_TOKEN * hidden**2 * tokens + ATTENTION_FLOPS_PER_PAIR * tokens**2 * hidden
+    return float(job.steps * preset.latent.layers * per_layer)

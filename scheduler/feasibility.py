@@ -1,0 +1,127 @@
+"""Whether an agent can ever run a job: the architecture can run the weights and some profile fits.
+
+An agent holds one model at a time, so a job is measured against the card's and the node's whole
+memory (`vram_total`, `ram_total`), not what happens to be free while another model is loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from models.catalogue import ModelPreset
+from models.gpus import arch_caps
+from models.memory import GIB, JobSize, MemoryNeed, estimate
+from models.profiles import SPEED_ORDER, Profile
+from scheduler.snapshot import AgentView, PendingJob
+
+# Weight dtypes that need kernels only some architectures have; bf16 is absent on purpose: below
+# sm80 it runs as fp16, so bf16 weights are fine everywhere.
+_DTYPE_NEEDS = {"fp8": ("fp8", (8, 9)), "nvfp4": ("nvfp4", (12, 0))}
+
+
+def choose_profile(preset: ModelPreset, job: PendingJob, agent: AgentView) -> Profile | None:
+    """The fastest profile (SPEED_ORDER) under which the job fits the agent; None if none does."""
+    if arch_problem(preset, agent) is not None:
+        return None
+    size = job_size(job)
+    for profile in SPEED_ORDER:
+        if estimate(preset, profile, size).fits(agent.vram_total, agent.ram_total):
+            return profile
+    return None
+
+
+def why_not(preset: ModelPreset, job: PendingJob, agent: AgentView) -> str:
+    """Why the agent cannot run the job, in a short sentence (or the profile it would use)."""
+    problem = arch_problem(preset, agent)
+    if problem is not None:
+        return problem
+    profile = choose_profile(preset, job, agent)
+    if profile is not None:
+        return f"{agent.gpu_name} can run it at profile {profile}"
+    size = job_size(job)
+    profile, need = _least_vram(preset, size)
+    if need.vram_bytes > agent.vram_total:
+        return (
+            f"needs {gib(need.vram_bytes)} VRAM at profile {profile}, "
+            f"{agent.gpu_name} has {gib(agent.vram_total)}"
+        )
+    profile, need = _least_ram(preset, size, agent.vram_total)
+    return (
+        f"needs {gib(need.ram_bytes)} RAM at profile {profile}, "
+        f"the node of {agent.gpu_name} has {gib(agent.ram_total)}"
+    )
+
+
+def pool_refusal(preset: ModelPreset, job: PendingJob, agents: Sequence[AgentView]) -> str | None:
+    """None when some agent could ever run the job; else why not, in words a user can act on."""
+    what = describe_job(preset, job)
+    if not agents:
+        return f"{what} cannot run: the pool has no agents"
+    if any(choose_profile(preset, job, agent) is not None for agent in agents):
+        return None
+    able = [agent for agent in agents if arch_problem(preset, agent) is None]
+    if not able:
+        return f"{what} cannot run: {arch_problem(preset, agents[0])}; no GPU in the pool supports it"
+    size = job_size(job)
+    largest = max(able, key=lambda agent: (agent.vram_total, agent.agent_id))
+    profile, need = _least_vram(preset, size)
+    if need.vram_bytes > largest.vram_total:
+        return (
+            f"{what} needs >= {gib(need.vram_bytes)} VRAM at profile {profile}; the largest GPU in the "
+            f"pool ({largest.gpu_name}) has {gib(largest.vram_total)}"
+        )
+    roomiest = max(able, key=lambda agent: (agent.ram_total, agent.agent_id))
+    profile, need = _least_ram(preset, size, largest.vram_total)
+    if need.ram_bytes > roomiest.ram_total:
+        return (
+            f"{what} needs >= {gib(need.ram_bytes)} RAM at profile {profile}; the node with the most "
+            f"RAM in the pool has {gib(roomiest.ram_total)}"
+        )
+    # Enough VRAM on one node and enough RAM on another, but no node has both.
+    reasons = "; ".join(f"{agent.agent_id}: {why_not(preset, job, agent)}" for agent in able[:3])
+    return f"{what} cannot run: no agent has both the VRAM and the RAM ({reasons})"
+
+
+def arch_problem(preset: ModelPreset, agent: AgentView) -> str | None:
+    """None when the agent's architecture runs every weight dtype of the model, else why not."""
+    caps = arch_caps(agent.capability)
+    for component in preset.components:
+        need = _DTYPE_NEEDS.get(component.dtype)
+        if need is None:
+            continue
+        cap, (major, minor) = need
+        if not getattr(caps, cap):
+            have = f"sm{agent.capability[0]}{agent.capability[1]}"
+            return (
+                f"{preset.id} stores its {component.name} in {component.dtype}, which needs "
+                f"sm{major}{minor} or newer; {agent.gpu_name} is {have}"
+            )
+    return None
+
+
+def job_size(job: PendingJob) -> JobSize:
+    return JobSize(width=job.width, height=job.height, frames=job.frames, batch=job.batch)
+
+
+def describe_job(preset: ModelPreset, job: PendingJob) -> str:
+    """ "wan2.1-t2v-14b at 1280x720x81", or "flux.1-dev at 1024x1024 (batch 4)"."""
+    shape = f"{job.width}x{job.height}" + (f"x{job.frames}" if job.frames > 1 else "")
+    batch = f" (batch {job.batch})" if job.batch > 1 else ""
+    return f"{preset.id} at {shape}{batch}"
+
+
+def gib(n: int) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
+def _least_vram(preset: ModelPreset, size: JobSize) -> tuple[Profile, MemoryNeed]:
+    # The profile that asks least of the card; ties go to the faster one.
+    needs = [(profile, estimate(preset, profile, size)) for profile in SPEED_ORDER]
+    return min(needs, key=lambda pair: pair[1].vram_bytes)
+
+
+def _least_ram(preset: ModelPreset, size: JobSize, vram_bytes: int) -> tuple[Profile, MemoryNeed]:
+    # Among profiles the card could hold, the one that asks least of the node.
+    needs = [(profile, estimate(preset, profile, size)) for profile in SPEED_ORDER]
+    fitting = [pair for pair in needs if pair[1].vram_bytes <= vram_bytes] or needs
+    return min(fitting, key=lambda pair: pair[1].ram_bytes)

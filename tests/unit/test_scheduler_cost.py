@@ -1,0 +1,50 @@
+"""The rough cost model: what makes a job take longer, in the direction a user would expect."""
+
+from __future__ import annotations
+
+from models.catalogue import get_model
+from models.profiles import SPEED_ORDER, Profile
+from scheduler.cost import job_seconds, load_seconds, render_seconds
+from scheduler.declared import declared_agent
+from scheduler.snapshot import PendingJob
+
+WAN_14B = get_model("t2v")
+
+
+def job(steps: int = 30, frames: int = 81, batch: int = 1) -> PendingJob:
+    return PendingJob("j", WAN_14B.id, 1280, 720, frames, steps, 50, "ann", 0.0, batch=batch)
+
+
+def test_loading_is_free_when_hot_and_faster_when_cached_than_downloaded() -> None:
+    hot = declared_agent("RTX 4090", hot_model=WAN_14B.id)
+    cached = declared_agent("RTX 4090", cached_models=frozenset({WAN_14B.id}))
+    cold = declared_agent("RTX 4090")
+    assert load_seconds(WAN_14B, hot) == 0
+    assert 0 < load_seconds(WAN_14B, cached) < load_seconds(WAN_14B, cold)
+    assert load_seconds(WAN_14B, cold) == WAN_14B.weight_bytes / 100e6
+
+
+def test_render_time_is_linear_in_steps_and_shorter_on_a_faster_card() -> None:
+    agent = declared_agent("RTX 4090")
+    assert render_seconds(WAN_14B, job(steps=40), agent) == 2 * render_seconds(WAN_14B, job(steps=20), agent)
+    assert render_seconds(WAN_14B, job(), declared_agent("H100 SXM")) < render_seconds(WAN_14B, job(), agent)
+
+
+def test_more_frames_or_a_bigger_batch_take_longer() -> None:
+    agent = declared_agent("RTX 4090")
+    assert render_seconds(WAN_14B, job(frames=121), agent) > render_seconds(WAN_14B, job(frames=81), agent)
+    assert render_seconds(WAN_14B, job(batch=2), agent) > render_seconds(WAN_14B, job(), agent)
+
+
+def test_slower_profiles_take_longer() -> None:
+    agent = declared_agent("RTX 4090", hot_model=WAN_14B.id)
+    times = [job_seconds(WAN_14B, job(), agent, profile) for profile in SPEED_ORDER]
+    assert times == sorted(times)
+    assert job_seconds(WAN_14B, job(), agent, Profile.P5) == 2 * job_seconds(
+        WAN_14B, job(), agent, Profile.P1
+    )
+
+
+def test_a_720p_wan_14b_job_on_an_h100_takes_minutes_not_seconds_or_days() -> None:
+    agent = declared_agent("H100 SXM", hot_model=WAN_14B.id)
+    assert 60 < job_seconds(WAN_14B, job(), agent, Profile.P1) < 6 * 3600

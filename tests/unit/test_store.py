@@ -1,0 +1,488 @@
+"""The job store on a real SQLite file: transitions, paging, durability, concurrency and indexes."""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from controller.jobs import JobProgress, JobState, NewJob
+from controller.store import SCHEMA_VERSION, InvalidJobError, JobStore, StoreError, list_queries
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = 1_700_000_000.0
+
+
+def _job(owner: str = "ana", priority: int = 0, **changes: Any) -> NewJob:
+    fields: dict[str, Any] = {
+        "owner": owner,
+        "priority": priority,
+        "settings": {"prompt": "a fox", "seed": 7},
+        "model_id": "wan-tiny",
+        "width": 64,
+        "height": 64,
+        "frames": 9,
+        "steps": 4,
+    }
+    return NewJob(**(fields | changes))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[JobStore]:
+    with JobStore(tmp_path / "jobs.db") as opened:
+        yield opened
+
+
+def _add(store: JobStore, count: int = 1, **changes: Any) -> list[str]:
+    return [job.id for job in store.add_jobs([_job(**changes) for _ in range(count)], T0)]
+
+
+def _running(store: JobStore, agent: str = "agent-a") -> str:
+    (job_id,) = _add(store)
+    assert store.start_attempt(job_id, agent, "low_vram", eta=T0 + 60, now=T0 + 1) is not None
+    return job_id
+
+
+# -- adding and reading -------------------------------------------------------------------------
+
+
+def test_added_job_reads_back_with_settings_intact(store: JobStore) -> None:
+    settings = {"prompt": "un renard 🦊", "seed": 2**40, "cfg": 5.5, "loras": [{"name": "x", "w": 0.8}]}
+    (added,) = store.add_jobs([_job(owner="bo", priority=3, settings=settings, batch=2)], T0)
+
+    got = store.get(added.id)
+    assert got == added
+    assert got is not None
+    assert got.settings == settings
+    assert (got.owner, got.priority, got.batch, got.state, got.attempts) == ("bo", 3, 2, JobState.QUEUED, 0)
+    assert (got.created_at, got.updated_at, got.progress) == (T0, T0, JobProgress())
+    assert store.get("no-such-job") is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        _job(priority=cast(int, math.nan)),
+        _job(priority=cast(int, 1.5)),
+        _job(width=0),
+        _job(max_attempts=0),
+        _job(settings={"cfg": math.nan}),
+        _job(settings={"image": object()}),
+    ],
+    ids=["nan-priority", "float-priority", "zero-width", "no-attempts", "nan-setting", "non-json-setting"],
+)
+def test_batch_with_one_invalid_job_stores_nothing(store: JobStore, bad: NewJob) -> None:
+    with pytest.raises(InvalidJobError, match="job 1"):
+        store.add_jobs([_job(), bad, _job()], T0)
+
+    assert store.list_jobs() == []
+    assert store.count_by_state() == dict.fromkeys(JobState, 0)
+    assert store.latest_seq() == 0
+    assert len(store.add_jobs([_job(), _job()], T0)) == 2  # the store is still usable
+
+
+def test_ids_are_unique_and_ordered_by_creation_even_if_the_clock_steps_back(store: JobStore) -> None:
+    first = _add(store, 500)
+    earlier = [job.id for job in store.add_jobs([_job()] * 500, T0 - 3600)]
+    ids = first + earlier
+
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    assert all(len(job_id) == 16 for job_id in ids)
+    assert first[0].startswith(f"{int(T0 * 1000):012x}")
+
+
+def test_pages_with_before_are_disjoint_and_cover_everything_newest_first(store: JobStore) -> None:
+    ids = _add(store, 23)
+    pages, before = [], None
+    while page := store.list_jobs(limit=5, before=before):
+        pages.append([job.id for job in page])
+        before = page[-1].id
+
+    assert [len(page) for page in pages] == [5, 5, 5, 5, 3]
+    assert [job_id for page in pages for job_id in page] == ids[::-1]
+
+
+def test_list_filters_by_owner_and_states(store: JobStore) -> None:
+    ana = _add(store, 3, owner="ana")
+    bo = _add(store, 2, owner="bo")
+    store.start_attempt(ana[0], "agent-a", "p", None, T0)
+    store.request_cancel(bo[1], T0)
+
+    assert [j.id for j in store.list_jobs(owner="ana")] == ana[::-1]
+    assert [j.id for j in store.list_jobs(states={JobState.QUEUED})] == [bo[0], ana[2], ana[1]]
+    assert [j.id for j in store.list_jobs(owner="bo", states=[JobState.CANCELED])] == [bo[1]]
+    both = store.list_jobs(states=[JobState.RUNNING, JobState.CANCELED], limit=1)
+    assert [j.id for j in both] == [bo[1]]
+    assert [j.id for j in store.list_jobs(states=[JobState.RUNNING, JobState.CANCELED], before=bo[1])] == [
+        ana[0]
+    ]
+    assert store.list_jobs(owner="nobody") == []
+    assert store.count_by_state("ana") == dict.fromkeys(JobState, 0) | {
+        JobState.QUEUED: 2,
+        JobState.RUNNING: 1,
+    }
+    assert store.count_by_state()[JobState.CANCELED] == 1
+
+
+def test_queued_is_by_priority_then_oldest_first_and_running_lists_started_jobs(store: JobStore) -> None:
+    low = _add(store, 2, priority=0)
+    high = _add(store, 2, priority=5)
+    started = _add(store, 1, priority=9)[0]
+    store.start_attempt(started, "agent-a", "p", None, T0)
+
+    assert [j.id for j in store.queued()] == high + low
+    assert [j.id for j in store.running()] == [started]
+
+
+# -- transitions --------------------------------------------------------------------------------
+
+
+def test_start_then_finish_and_a_finished_job_never_changes_again(store: JobStore, tmp_path: Path) -> None:
+    (job_id,) = _add(store)
+    started = store.start_attempt(job_id, "agent-a", "low_vram", eta=T0 + 60, now=T0 + 1)
+    assert started is not None
+    assert (started.state, started.attempts, started.agent_id, started.profile) == (
+        JobState.RUNNING,
+        1,
+        "agent-a",
+        "low_vram",
+    )
+    assert (started.started_at, started.eta) == (T0 + 1, T0 + 60)
+    with JobStore(tmp_path / "jobs.db") as other:  # committed before start_attempt returned
+        assert other.get(job_id) == started
+
+    done = store.finish(job_id, 1, JobState.SUCCEEDED, None, T0 + 9)
+    assert done is not None
+    assert (done.state, done.finished_at, done.error) == (JobState.SUCCEEDED, T0 + 9, None)
+
+    assert store.start_attempt(job_id, "agent-b", "p", None, T0 + 10) is None
+    assert store.finish(job_id, 1, JobState.FAILED, "late", T0 + 10) is None
+    assert store.record_progress(job_id, 1, 3, 4, "denoise", T0 + 10) is None
+    assert store.add_output(job_id, 1, "late.mp4", T0 + 10) is None
+    assert store.requeue(job_id, 1, "agent-a", "lost", T0 + 10) is None
+    assert store.request_cancel(job_id, T0 + 10) == done
+    assert store.set_wait(job_id, "no gpu", None) is None
+    assert store.get(job_id) == done
+
+
+def test_finish_needs_a_finished_state(store: JobStore) -> None:
+    job_id = _running(store)
+    with pytest.raises(ValueError, match="finished state"):
+        store.finish(job_id, 1, JobState.QUEUED, None, T0)
+    assert store.running()[0].id == job_id
+
+
+def test_start_attempt_refuses_a_job_canceled_meanwhile(store: JobStore) -> None:
+    (job_id,) = _add(store)
+    store.request_cancel(job_id, T0)
+
+    assert store.start_attempt(job_id, "agent-a", "p", None, T0 + 1) is None
+    job = store.get(job_id)
+    assert job is not None
+    assert (job.state, job.attempts, job.agent_id) == (JobState.CANCELED, 0, None)
+
+
+def test_events_of_a_stale_attempt_are_ignored(store: JobStore) -> None:
+    job_id = _running(store, "agent-a")
+    store.requeue(job_id, 1, "agent-a", "heartbeat lost", T0 + 2)
+    store.start_attempt(job_id, "agent-b", "p", None, T0 + 3)
+
+    assert store.record_progress(job_id, 1, 3, 4, "denoise", T0 + 4) is None
+    assert store.add_output(job_id, 1, "old.mp4", T0 + 4) is None
+    assert store.finish(job_id, 1, JobState.SUCCEEDED, None, T0 + 4) is None
+    assert store.requeue(job_id, 1, "agent-a", "again", T0 + 4) is None
+    job = store.get(job_id)
+    assert job is not None
+    assert (job.state, job.attempts, job.progress, job.outputs) == (JobState.RUNNING, 2, JobProgress(), ())
+
+    assert store.record_progress(job_id, 2, 1, 4, "denoise", T0 + 5) is not None
+    assert store.finish(job_id, 2, JobState.SUCCEEDED, None, T0 + 6) is not None
+
+
+def test_progress_row_holds_the_latest_step_and_the_log_is_throttled(store: JobStore) -> None:
+    job_id = _running(store)
+    for step in range(1, 11):  # ten steps in one second: one event, then the phase change and the end
+        store.record_progress(job_id, 1, step, 10, "denoise", T0 + 2 + step / 20)
+    store.record_progress(job_id, 1, 1, 2, "decode", T0 + 2.6)
+    store.record_progress(job_id, 1, 2, 2, "decode", T0 + 2.7)
+
+    job = store.get(job_id)
+    assert job is not None
+    assert job.progress == JobProgress(2, 2, "decode")
+    logged = [(e.data["step"], e.data["phase"]) for e in store.events(job_id) if e.kind == "progress"]
+    assert logged == [(1, "denoise"), (10, "denoise"), (1, "decode"), (2, "decode")]
+
+
+def test_the_same_output_key_is_recorded_once(store: JobStore) -> None:
+    job_id = _running(store)
+    store.add_output(job_id, 1, "out/a.mp4", T0 + 2)
+    store.add_output(job_id, 1, "out/a.mp4", T0 + 3)
+    store.add_output(job_id, 1, "out/b.mp4", T0 + 4)
+
+    job = store.get(job_id)
+    assert job is not None
+    assert job.outputs == ("out/a.mp4", "out/b.mp4")
+    assert [e.data["key"] for e in store.events(job_id) if e.kind == "output"] == ["out/a.mp4", "out/b.mp4"]
+
+
+def test_requeue_avoids_the_lost_agent_and_the_next_start_counts_a_new_attempt(store: JobStore) -> None:
+    job_id = _running(store, "agent-a")
+    store.record_progress(job_id, 1, 2, 4, "denoise", T0 + 2)
+
+    requeued = store.requeue(job_id, 1, "agent-a", "heartbeat lost", T0 + 3)
+    assert requeued is not None
+    assert (requeued.state, requeued.avoid_agents, requeued.progress) == (
+        JobState.QUEUED,
+        ("agent-a",),
+        JobProgress(),
+    )
+    assert requeued.attempt_errors == ("attempt 1 on agent-a: heartbeat lost",)
+    assert [j.id for j in store.queued()] == [job_id]
+
+    restarted = store.start_attempt(job_id, "agent-b", "p", None, T0 + 4)
+    assert restarted is not None
+    assert (restarted.attempts, restarted.agent_id, restarted.avoid_agents) == (2, "agent-b", ("agent-a",))
+
+
+def test_the_third_lost_attempt_fails_the_job_with_every_reason(store: JobStore) -> None:
+    (job_id,) = _add(store, max_attempts=3)
+    for attempt, agent in enumerate(["agent-a", "agent-b", "agent-c"], start=1):
+        store.start_attempt(job_id, agent, "p", None, T0 + attempt)
+        last = store.requeue(job_id, attempt, agent, f"lost #{attempt}", T0 + attempt + 0.5)
+
+    assert last is not None
+    assert (last.state, last.attempts, last.finished_at) == (JobState.FAILED, 3, T0 + 3.5)
+    assert last.avoid_agents == ("agent-a", "agent-b", "agent-c")
+    assert last.error is not None
+    for attempt, agent in enumerate(["agent-a", "agent-b", "agent-c"], start=1):
+        assert f"attempt {attempt} on {agent}: lost #{attempt}" in last.error
+    assert store.queued() == []
+
+
+def test_cancel_of_a_queued_job_is_immediate(store: JobStore) -> None:
+    (job_id,) = _add(store)
+    store.set_wait(job_id, "no free GPU", T0 + 100)
+
+    canceled = store.request_cancel(job_id, T0 + 1)
+    assert canceled is not None
+    assert (canceled.state, canceled.finished_at, canceled.wait_reason) == (JobState.CANCELED, T0 + 1, None)
+    assert store.queued() == []
+    assert store.request_cancel("no-such-job", T0) is None
+
+
+def test_cancel_of_a_running_job_is_requested_then_finished(store: JobStore) -> None:
+    job_id = _running(store)
+
+    requested = store.request_cancel(job_id, T0 + 2)
+    assert requested is not None
+    assert (requested.state, requested.cancel_requested) == (JobState.RUNNING, True)
+    assert store.request_cancel(job_id, T0 + 3) == requested  # asking twice changes nothing
+
+    canceled = store.finish(job_id, 1, JobState.CANCELED, None, T0 + 4)
+    assert canceled is not None
+    assert canceled.state is JobState.CANCELED
+
+
+def test_a_lost_agent_of_a_job_being_canceled_cancels_it_instead_of_requeueing(store: JobStore) -> None:
+    job_id = _running(store)
+    store.request_cancel(job_id, T0 + 2)
+
+    lost = store.requeue(job_id, 1, "agent-a", "heartbeat lost", T0 + 3)
+    assert lost is not None
+    assert lost.state is JobState.CANCELED
+    assert store.queued() == []
+
+
+def test_set_wait_writes_the_row_of_a_queued_job_only_and_no_event(store: JobStore) -> None:
+    (job_id,) = _add(store)
+    seq = store.latest_seq()
+
+    waiting = store.set_wait(job_id, "waiting for 24 GB", T0 + 120)
+    assert waiting is not None
+    assert store.get(job_id) == waiting
+    assert (waiting.wait_reason, waiting.eta, waiting.updated_at) == ("waiting for 24 GB", T0 + 120, T0)
+    assert store.latest_seq() == seq
+    assert store.set_wait("no-such-job", "x", None) is None
+
+    store.start_attempt(job_id, "agent-a", "p", None, T0 + 1)
+    assert store.set_wait(job_id, "x", None) is None
+
+
+def test_events_tell_the_history_in_sequence(store: JobStore) -> None:
+    job_id = _running(store, "agent-a")
+    other = _add(store)[0]
+    store.record_progress(job_id, 1, 4, 4, "denoise", T0 + 2)
+    store.add_output(job_id, 1, "out/a.mp4", T0 + 3)
+    store.finish(job_id, 1, JobState.FAILED, "decoder crashed", T0 + 4)
+
+    events = store.events(job_id)
+    assert [(e.kind, e.data.get("state")) for e in events] == [
+        ("state", "queued"),
+        ("state", "running"),
+        ("progress", None),
+        ("output", None),
+        ("error", None),
+        ("state", "failed"),
+    ]
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+    assert all(e.job_id == job_id for e in events)
+    assert events[1].data == {"state": "running", "attempt": 1, "agent_id": "agent-a", "profile": "low_vram"}
+    assert events[4].data["error"] == "decoder crashed"
+    assert store.events(job_id, after_seq=events[3].seq) == events[4:]
+    assert store.events(job_id, limit=2) == events[:2]
+    assert store.latest_seq() == events[-1].seq
+    assert [e.kind for e in store.events(other)] == ["state"]
+
+
+# -- the file -------------------------------------------------------------------------------------
+
+
+def test_close_and_reopen_keeps_every_job_state_and_event(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with JobStore(path) as store:
+        _queued, running, done = _add(store, 3)
+        store.start_attempt(running, "agent-a", "p", None, T0 + 1)
+        store.start_attempt(done, "agent-b", "p", None, T0 + 1)
+        store.add_output(done, 1, "out/d.mp4", T0 + 2)
+        store.finish(done, 1, JobState.SUCCEEDED, None, T0 + 3)
+        before = {job.id: job for job in store.list_jobs()}
+        events = store.events(done)
+
+    with JobStore(path) as reopened:
+        assert {job.id: job for job in reopened.list_jobs()} == before
+        assert reopened.events(done) == events
+        (newer,) = _add(reopened)
+        assert newer > done  # ids keep growing across opens
+
+
+def test_file_is_in_wal_mode_with_synchronous_full(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with JobStore(path) as store:
+        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert store._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    raw = sqlite3.connect(path)
+    try:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        raw.close()
+
+
+def test_a_file_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    JobStore(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+
+    with pytest.raises(StoreError, match="newer"):
+        JobStore(path)
+
+
+_CHILD = """
+import sys, time
+from pathlib import Path
+from controller.jobs import NewJob
+from controller.store import JobStore
+
+path, stop = Path(sys.argv[1]), Path(sys.argv[2])
+job = NewJob(owner="child", priority=0, settings={}, model_id="m", width=8, height=8, frames=1, steps=1)
+with JobStore(path) as store:
+    for batches in range(1, 2001):
+        store.add_jobs([job] * 25, time.time())
+        if stop.exists():
+            break
+print(batches)
+"""
+
+
+def test_a_second_process_writes_while_this_one_reads_and_writes(tmp_path: Path) -> None:
+    path, stop = tmp_path / "jobs.db", tmp_path / "stop"
+    store = JobStore(path)
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(path), str(stop)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    seen: list[int] = []
+    deadline = time.monotonic() + 60
+    try:
+        while len({n for n in seen if n > 0}) < 3 and time.monotonic() < deadline:
+            seen.append(store.count_by_state("child")[JobState.QUEUED])
+            store.list_jobs(owner="child", limit=10)
+            _add(store, owner="parent")
+        stop.touch()
+        out, _ = child.communicate(timeout=60)
+    finally:
+        child.kill()
+        store.close()
+
+    assert child.returncode == 0
+    assert len({n for n in seen if n > 0}) >= 3  # this process saw the other one's batches arrive
+    assert seen == sorted(seen)
+    assert all(n % 25 == 0 for n in seen)  # a batch is seen whole or not at all
+    with JobStore(path) as reopened:
+        counts = reopened.count_by_state("child")
+        assert counts[JobState.QUEUED] == 25 * int(out)
+        assert reopened.count_by_state("parent")[JobState.QUEUED] == len(seen)
+
+
+def test_threads_share_one_store(store: JobStore) -> None:
+    errors: list[BaseException] = []
+
+    def work(owner: str) -> None:
+        try:
+            for _ in range(20):
+                (job_id,) = _add(store, owner=owner)
+                store.start_attempt(job_id, owner, "p", None, T0)
+                store.list_jobs(owner=owner, limit=5)
+                store.finish(job_id, 1, JobState.SUCCEEDED, None, T0 + 1)
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(f"t{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert store.count_by_state()[JobState.SUCCEEDED] == 160
+    assert len({job.id for job in store.list_jobs(limit=1000)}) == 160
+
+
+def test_ten_thousand_jobs_insert_quickly_and_every_listing_reads_an_index(store: JobStore) -> None:
+    jobs = [_job(owner=f"user{i % 7}", priority=i % 3) for i in range(10_000)]
+    started = time.perf_counter()
+    added = store.add_jobs(jobs, T0)
+    assert time.perf_counter() - started < 3.0
+    middle = added[5000].id
+
+    page = store.list_jobs(limit=50, before=middle)
+    assert [job.id for job in page] == [job.id for job in added[4950:5000]][::-1]
+
+    raw = sqlite3.connect(store.path)
+    try:
+        for owner in (None, "user3"):
+            for states in (None, [JobState.QUEUED], [JobState.QUEUED, JobState.RUNNING]):
+                for before in (None, middle):
+                    for sql, params in list_queries(owner, states, 50, before):
+                        plan = " | ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+                        filtered = owner is not None or states is not None or before is not None
+                        assert ("SEARCH jobs USING" if filtered else "SCAN jobs USING INDEX") in plan, plan
+                        assert "TEMP B-TREE" not in plan, plan  # read in index order, never sorted
+    finally:
+        raw.close()
