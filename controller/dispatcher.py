@@ -79,11 +79,21 @@ class Dispatcher:
             entry.last_seq = max(entry.last_seq, event.seq)
             if event.job_id == job.id and event.attempt == job.attempts:
                 self._apply(job, event)
+                if event.kind.final:
+                    self._reinventory(entry)
         if not events and not _still_running(entry.inventory, job):
             # The agent neither runs this attempt nor has its ending: it restarted or never got it.
             self.store.requeue(
                 job.id, job.attempts, entry.inventory.agent_id, "agent dropped the task", self.clock()
             )
+
+    def _reinventory(self, entry: AgentEntry) -> None:
+        # A finished job changes what the agent holds (hot model, cache): the next placement in
+        # this same round must see it, not the view of the last periodic refresh.
+        try:
+            entry.inventory = entry.handle.inventory()
+        except AgentLost:
+            self.registry.drop(entry.inventory.agent_id)
 
     def _apply(self, job: JobRecord, event: AgentEvent) -> None:
         now = self.clock()

@@ -20,6 +20,7 @@ from gpu_agent.messages import AgentConfig, AgentEvent, AgentInventory, RenderTa
 
 NAMESPACE = "wanfarm"
 DECLARED_LABEL = "wanfarm.io/declared-gpus"
+DECLARED_RAM_LABEL = "wanfarm.io/declared-ram-gb"
 CALL_TIMEOUT_S = 30.0
 # An agent answers events/cancel while it renders on its own thread.
 AGENT_CONCURRENCY = 4
@@ -37,6 +38,7 @@ class NodeInfo:
     hostname: str
     gpus: int
     declared: tuple[str, ...]
+    declared_ram_gb: float | None = None  # RAM a declared node offers, when not the machine's own
 
 
 class AgentHandle:
@@ -104,7 +106,9 @@ class Cluster:
             declared = decode_declared(labels.get(DECLARED_LABEL, ""))
             gpus = int(node.get("Resources", {}).get("GPU", 0))
             if gpus or declared:
-                found.append(NodeInfo(node["NodeID"], node.get("NodeManagerHostname", ""), gpus, declared))
+                ram = labels.get(DECLARED_RAM_LABEL)
+                hostname = node.get("NodeManagerHostname", "")
+                found.append(NodeInfo(node["NodeID"], hostname, gpus, declared, float(ram) if ram else None))
         return found
 
     def find_agent(self, agent_id: str) -> AgentHandle | None:

@@ -86,6 +86,7 @@ class AgentRegistry:
             cache_budget_bytes=self.settings.cache_budget_bytes,
             weight_mirror=self.settings.weight_mirror,
             attention=self.settings.attention,
+            declared_ram_bytes=int(node.declared_ram_gb * 1024**3) if node.declared_ram_gb else None,
         )
         short = node.node_id[:8]
         if node.declared:

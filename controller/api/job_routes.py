@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import ValidationError
 
 from controller.api.deps import Caller, Service, read_json, save_body_part
 from controller.api.views import job_out
@@ -27,7 +28,14 @@ async def submit(request: Request, who: Caller, service: Service) -> SubmitOut:
     """A WanGP settings object, a list of them (a batch), or {"settings": ..., "priority": 0-100}."""
     body = await read_json(request)
     if isinstance(body, dict) and "settings" in body:
-        explicit = SubmitBody.model_validate(body)
+        try:
+            explicit = SubmitBody.model_validate(body)
+        except ValidationError as error:
+            # Validated here, not by FastAPI, so its refusal must become a 422 here too (not a 500).
+            detail = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
+            raise ServiceError(
+                422, "invalid request", detail, "priority is 0-100; settings an object or list"
+            ) from None
         items = explicit.settings if isinstance(explicit.settings, list) else [explicit.settings]
         done = service.submit(who, items, explicit.priority, explicit.wait_for_capacity)
     else:
