@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # torch first, from the local CPU build: an open range would pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint typecheck unit gpu-smoke clean
+.PHONY: demo test lint typecheck unit bench gpu-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +29,11 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+# Speed targets live here, not in timed tests; each prints one JSON line and fails if it misses.
+bench: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.bench_farm_overhead
+	$(BIN)/python -m tests.benchmarks.bench_submit
 
 # Needs a CUDA machine: the tiny models under every memory profile and attention mode.
 gpu-smoke: $(STAMP)

@@ -89,6 +89,7 @@ class Cluster:
             return
         labels = {DECLARED_LABEL: encode_declared(local_gpus)} if local_gpus else None
         ray.init(
+            address="local",  # a new local cluster, never one that happens to run on this machine
             namespace=NAMESPACE,
             num_gpus=len(local_gpus) or None,
             labels=labels,

@@ -315,11 +315,12 @@ class JobStore:
         counts.update({JobState(state): n for state, n in rows})
         return counts
 
-    def queued(self) -> list[JobRecord]:
-        """Queued jobs in queue order: priority descending, then oldest first."""
-        sql = "SELECT * FROM jobs WHERE state = ? ORDER BY priority DESC, id"
+    def queued(self, limit: int | None = None) -> list[JobRecord]:
+        """Queued jobs in queue order: priority descending, then oldest first; the first `limit`."""
+        sql = "SELECT * FROM jobs WHERE state = ? ORDER BY priority DESC, id LIMIT ?"
         with self._read() as cur:
-            return [_record(row) for row in cur.execute(sql, (JobState.QUEUED.value,))]
+            rows = cur.execute(sql, (JobState.QUEUED.value, -1 if limit is None else limit))
+            return [_record(row) for row in rows]
 
     def running(self) -> list[JobRecord]:
         sql = "SELECT * FROM jobs WHERE state = ? ORDER BY id"

@@ -13,20 +13,21 @@ import tempfile
 import threading
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpu_agent.inventory import probe_inventory
 from gpu_agent.messages import OBJECT_REF, AgentConfig, AgentEvent, AgentInventory, EventKind, RenderTask
-from gpu_agent.render import render_job, safe_stem
 from gpu_agent.storage import S3WeightMirror, open_store, output_key
 from models.attention import AttentionMode
 from models.catalogue import get_model
 from models.profiles import Profile
 from models.progress import Cancelled, Phase, Progress
-from models.runner import PipelineHost
 from models.settings import parse_settings, resolve
 from models.weights import WeightCache
 from processing.queue_zip import ATTACHMENT_KEYS
+
+if TYPE_CHECKING:
+    from models.runner import PipelineHost
 
 CONTENT_TYPES = {".mp4": "video/mp4", ".png": "image/png"}
 
@@ -39,8 +40,13 @@ class GpuAgent:
         self.store = open_store(config.storage)
         mirror = S3WeightMirror(self.store) if config.weight_mirror else None
         self.cache = WeightCache(config.cache_dir, budget_bytes=config.cache_budget_bytes, mirror=mirror)
+        # torch and diffusers load here, in the actor, never in the controller that creates it.
+        from models.runner import PipelineHost
+
         device = "cpu" if config.declared_gpu else None
-        self.host = PipelineHost(self.cache, device=device, attention_mode=AttentionMode(config.attention))
+        self.host: PipelineHost = PipelineHost(
+            self.cache, device=device, attention_mode=AttentionMode(config.attention)
+        )
         self._lock = threading.Lock()
         self._events: list[AgentEvent] = []
         self._seq = 0
@@ -106,6 +112,8 @@ class GpuAgent:
                 self._cancel.discard((task.job_id, task.attempt))
 
     def _render(self, task: RenderTask, work: Path) -> list[str]:
+        from gpu_agent.render import render_job, safe_stem
+
         settings = self._fetch_inputs(task.settings, work / "inputs")
         job = resolve(parse_settings(settings), work / "inputs", task.job_id)
 

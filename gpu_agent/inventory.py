@@ -8,7 +8,6 @@ import socket
 import psutil
 
 from gpu_agent.messages import AgentConfig, AgentInventory
-from models.device import detect_gpus
 from models.gpus import find_gpu
 from models.weights import WeightCache
 
@@ -45,6 +44,8 @@ def probe_inventory(
             device="cpu",
             **common,
         )
+    from models.device import detect_gpus  # torch: only on agents that probe a real device
+
     gpus = detect_gpus()
     if not gpus:
         raise RuntimeError(
