@@ -16,7 +16,7 @@ from models.profiles import Profile
 from scheduler.cost import job_seconds
 from scheduler.feasibility import choose_profile, pool_refusal
 from scheduler.policies import register
-from scheduler.snapshot import AgentView, Assignment, Decisions, PendingJob, Snapshot, Waiting
+from scheduler.snapshot import AgentView, Assignment, Decisions, Observation, PendingJob, Snapshot, Waiting
 
 PresetLookup = Callable[[str], ModelPreset]
 
@@ -30,6 +30,9 @@ class GreedyPolicy:
     def __init__(self, presets: PresetLookup = get_model) -> None:
         # The catalogue lookup is passed in so tests and the simulator can use their own presets.
         self.presets = presets
+
+    def observe(self, observation: Observation) -> None:
+        """Greedy does not learn."""
 
     def place(self, snapshot: Snapshot) -> Decisions:
         """Assignments for the jobs that fit an idle agent now; the others wait, with a reason."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from scheduler.snapshot import Decisions, Snapshot
+from scheduler.snapshot import Decisions, Observation, Snapshot
 
 
 class Policy(Protocol):
@@ -18,6 +18,9 @@ class Policy(Protocol):
     name: str
 
     def place(self, snapshot: Snapshot) -> Decisions: ...
+
+    def observe(self, observation: Observation) -> None:
+        """Learn from a finished job (a policy that does not learn ignores it)."""
 
 
 PolicyFactory = Callable[..., Policy]

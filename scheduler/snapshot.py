@@ -30,6 +30,9 @@ class AgentView:
     cached_models: frozenset[str] = frozenset()  # complete on the node's disk
     busy_until: float | None = None  # None when idle, else when its current job should end
     declared: bool = False  # inventory from configuration, not probed
+    running_model: str | None = None  # model of the job it runs now (hot once that job ends)
+    disk_bytes_per_s: float = 2e9  # node disk read speed, for loading cached weights
+    net_bytes_per_s: float = 125e6  # node download speed, for weights not cached
 
     @property
     def idle(self) -> bool:
@@ -88,6 +91,25 @@ class Waiting:
     job_id: str
     reason: str
     eta: float | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A finished job as it really ran: what a learning policy corrects its estimates with."""
+
+    job_id: str
+    model_id: str
+    gpu_name: str
+    profile: Profile
+    width: int
+    height: int
+    frames: int
+    steps: int
+    batch: int
+    render_seconds: float  # denoising and decoding, without loading the weights
+    load_seconds: float
+    peak_vram_bytes: int | None = None  # None when not measured (CPU, declared GPUs)
+    out_of_memory: bool = False
 
 
 @dataclass(frozen=True)
