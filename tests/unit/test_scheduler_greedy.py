@@ -13,7 +13,7 @@ from scheduler.cost import job_seconds
 from scheduler.declared import declared_agent
 from scheduler.greedy import GreedyPolicy
 from scheduler.policies import get_policy, policy_names, register
-from scheduler.snapshot import AgentView, Decisions, PendingJob, Snapshot
+from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
 
 WAN_14B = get_model("t2v").id  # wan2.1-t2v-14b
 WAN_1_3B = "wan2.1-t2v-1.3b"
@@ -206,6 +206,9 @@ def test_a_registered_policy_is_found_by_name_and_names_cannot_be_taken_twice(
 
         def place(self, snapshot: Snapshot) -> Decisions:
             return Decisions()
+
+        def observe(self, observation: Observation) -> None:
+            pass
 
     assert "idle" in policy_names()
     assert get_policy("idle").place(Snapshot(NOW, (), ())) == Decisions()
