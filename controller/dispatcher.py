@@ -19,13 +19,14 @@ from controller.ray_cluster import AgentLost
 from controller.registry import AgentEntry, AgentRegistry
 from controller.store import JobStore
 from gpu_agent.messages import AgentEvent, AgentInventory, EventKind, RenderTask
-from scheduler.snapshot import AgentView, Decisions, PendingJob, Snapshot
+from models.profiles import Profile
+from scheduler.policies import Policy
+from scheduler.snapshot import AgentView, Observation, PendingJob, Snapshot
 
 log = logging.getLogger(__name__)
 # The head of the queue a round considers: enough to fill every agent many times over, while a
 # queue of 10,000 jobs costs a round no more than this.
 PLACEMENT_WINDOW = 2000
-Policy = Callable[[Snapshot], Decisions]
 
 
 class Dispatcher:
@@ -33,13 +34,13 @@ class Dispatcher:
         self,
         store: JobStore,
         registry: AgentRegistry,
-        place: Policy,
+        policy: Policy,
         clock: Callable[[], float] = time.time,
         refresh_every_s: float = 2.0,
     ) -> None:
         self.store = store
         self.registry = registry
-        self.place = place
+        self.policy = policy
         self.clock = clock
         self.refresh_every_s = refresh_every_s
         self._last_refresh = 0.0
@@ -90,12 +91,35 @@ class Dispatcher:
             if event.job_id == job.id and event.attempt == job.attempts:
                 self._apply(job, event)
                 if event.kind.final:
+                    self._learn(job, entry, event)
                     self._reinventory(entry)
         if not events and not _still_running(entry.inventory, job):
             # The agent neither runs this attempt nor has its ending: it restarted or never got it.
             self.store.requeue(
                 job.id, job.attempts, entry.inventory.agent_id, "agent dropped the task", self.clock()
             )
+
+    def _learn(self, job: JobRecord, entry: AgentEntry, event: AgentEvent) -> None:
+        # What really happened corrects the policy's speed and memory estimates.
+        out_of_memory = event.kind is EventKind.FAILED and "OutOfMemory" in (event.error or "")
+        if event.kind is not EventKind.SUCCEEDED and not out_of_memory:
+            return
+        observation = Observation(
+            job_id=job.id,
+            model_id=job.model_id,
+            gpu_name=entry.inventory.gpu_name,
+            profile=Profile.parse(job.profile or "4"),
+            width=job.width,
+            height=job.height,
+            frames=job.frames,
+            steps=job.steps,
+            batch=job.batch,
+            render_seconds=event.render_seconds,
+            load_seconds=event.load_seconds,
+            peak_vram_bytes=event.peak_vram_bytes or None,
+            out_of_memory=out_of_memory,
+        )
+        self.policy.observe(observation)
 
     def _reinventory(self, entry: AgentEntry) -> None:
         # A finished job changes what the agent holds (hot model, cache): the next placement in
@@ -134,7 +158,7 @@ class Dispatcher:
             ),
             pending=tuple(_pending(job) for job in queued),
         )
-        decisions = self.place(snapshot)
+        decisions = self.policy.place(snapshot)
         for assignment in decisions.assignments:
             self._start(
                 assignment.job_id,

@@ -82,7 +82,7 @@ class Farm:
         )
         self.registry = AgentRegistry(self.cluster, settings)
         self.registry.refresh()
-        self.dispatcher = Dispatcher(self.store, self.registry, get_policy(self.config.policy).place)
+        self.dispatcher = Dispatcher(self.store, self.registry, get_policy(self.config.policy))
         service = FarmService(self.store, self.storage, self.pool, time.time)
         app = create_app(service, self.keys, self.agent_listing)
         self._server = uvicorn.Server(

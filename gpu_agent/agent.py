@@ -27,7 +27,7 @@ from models.weights import WeightCache
 from processing.queue_zip import ATTACHMENT_KEYS
 
 if TYPE_CHECKING:
-    from models.runner import PipelineHost
+    from models.runner import PipelineHost, RunInfo
 
 CONTENT_TYPES = {".mp4": "video/mp4", ".png": "image/png"}
 
@@ -96,10 +96,10 @@ class GpuAgent:
     def _run(self, task: RenderTask) -> None:
         work = Path(tempfile.mkdtemp(prefix=f"wanfarm-{task.job_id}-"))
         try:
-            keys = self._render(task, work)
+            keys, run = self._render(task, work)
             for key in keys:
                 self._emit(task, EventKind.OUTPUT, output_key=key)
-            self._emit(task, EventKind.SUCCEEDED)
+            self._emit(task, EventKind.SUCCEEDED, run=run)
         except Cancelled:
             self._emit(task, EventKind.CANCELED)
         except Exception as error:  # every failure reaches the controller as an event
@@ -111,7 +111,7 @@ class GpuAgent:
                 self._current = None
                 self._cancel.discard((task.job_id, task.attempt))
 
-    def _render(self, task: RenderTask, work: Path) -> list[str]:
+    def _render(self, task: RenderTask, work: Path) -> tuple[list[str], RunInfo]:
         from gpu_agent.render import render_job, safe_stem
 
         settings = self._fetch_inputs(task.settings, work / "inputs")
@@ -139,7 +139,7 @@ class GpuAgent:
                 key, output.path, CONTENT_TYPES.get(output.path.suffix, "application/octet-stream")
             )
             keys.append(key)
-        return keys
+        return keys, _totals([o.run for o in outputs])
 
     def _fetch_inputs(self, settings: dict[str, Any], folder: Path) -> dict[str, Any]:
         """Settings with object references replaced by downloaded local files."""
@@ -169,6 +169,7 @@ class GpuAgent:
         progress: Progress | None = None,
         output_key: str | None = None,
         error: str | None = None,
+        run: RunInfo | None = None,
     ) -> None:
         with self._lock:
             self._seq += 1
@@ -182,9 +183,26 @@ class GpuAgent:
                 phase=progress.phase.value if progress else "",
                 output_key=output_key,
                 error=error,
+                load_seconds=run.load_seconds if run else 0.0,
+                render_seconds=run.generate_seconds if run else 0.0,
+                peak_vram_bytes=run.peak_vram_bytes if run else 0,
             )
             # Progress of one task replaces the previous progress: a poller needs only the latest.
             if kind is EventKind.PROGRESS and self._events and self._events[-1].kind is EventKind.PROGRESS:
                 self._events[-1] = event
             else:
                 self._events.append(event)
+
+
+def _totals(runs: list[RunInfo]) -> RunInfo:
+    """One attempt's figures from its outputs': a batch's outputs share one generation's RunInfo,
+    repeats add up."""
+    from dataclasses import replace
+
+    distinct = list({id(run): run for run in runs}.values())
+    return replace(
+        distinct[0],
+        load_seconds=sum(r.load_seconds for r in distinct),
+        generate_seconds=sum(r.generate_seconds for r in distinct),
+        peak_vram_bytes=max(r.peak_vram_bytes for r in distinct),
+    )

@@ -65,6 +65,10 @@ class AgentEvent:
     phase: str = ""
     output_key: str | None = None
     error: str | None = None
+    # On SUCCEEDED: how the attempt really ran, for the scheduler to learn speeds and memory from.
+    load_seconds: float = 0.0
+    render_seconds: float = 0.0
+    peak_vram_bytes: int = 0
 
 
 @dataclass(frozen=True)
