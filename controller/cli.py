@@ -113,6 +113,20 @@ def _parser() -> argparse.ArgumentParser:
     agents = commands.add_parser("agents", help="list the farm's GPU agents")
     agents.set_defaults(run=_run_agents)
 
+    simulate = commands.add_parser(
+        "simulate",
+        help="compare placement policies on a simulated pool and trace",
+        description="Run each policy over the pool and trace in the discrete-event simulator "
+        "(see the README's Simulator section for the file formats) and compare them.",
+    )
+    simulate.add_argument("--pool", type=Path, required=True, help="pool JSON file")
+    simulate.add_argument("--trace", type=Path, required=True, help="trace .jsonl, or a generator spec .json")
+    simulate.add_argument("--policy", default="greedy", help="comma-separated policy names (default: greedy)")
+    simulate.add_argument("--seed", type=int, default=0, help="seed of the ground truth's draws")
+    simulate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    simulate.add_argument("--plot", type=Path, default=None, metavar="FILE", help="write a PNG chart")
+    simulate.set_defaults(run=_run_simulate)
+
     for command in (submit, status, cancel, agents):
         command.add_argument("--server", default=None, help="farm URL (default: $WANFARM_SERVER or local)")
         command.add_argument("--api-key", default=None, help="API key (default: $WANFARM_API_KEY)")
@@ -211,6 +225,12 @@ def _run_models(args: argparse.Namespace) -> int:
     from controller.models_command import models_command
 
     return models_command(as_json=args.json)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from controller.simulate_command import simulate_command
+
+    return simulate_command(args.pool, args.trace, args.policy.split(","), args.seed, args.json, args.plot)
 
 
 if __name__ == "__main__":

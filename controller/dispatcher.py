@@ -118,6 +118,8 @@ class Dispatcher:
             load_seconds=event.load_seconds,
             peak_vram_bytes=event.peak_vram_bytes or None,
             out_of_memory=out_of_memory,
+            owner=job.owner,
+            finished_at=self.clock(),
         )
         self.policy.observe(observation)
 
@@ -210,6 +212,8 @@ def agent_view(inventory: AgentInventory, running: JobRecord | None) -> AgentVie
         cached_models=frozenset(inventory.cached_models),
         busy_until=(running.eta or running.updated_at) if running else None,
         declared=inventory.declared,
+        running_model=running.model_id if running else None,
+        running_owner=running.owner if running else None,
     )
 
 

@@ -58,4 +58,6 @@ def policy_names() -> list[str]:
 
 def _load_builtin_policies() -> None:
     # Imported here, not at the top: the built-in policies import this module to register.
-    import scheduler.greedy  # noqa: F401
+    import scheduler.baselines
+    import scheduler.greedy
+    import scheduler.wanfarm_policy  # noqa: F401

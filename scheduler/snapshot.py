@@ -33,6 +33,7 @@ class AgentView:
     running_model: str | None = None  # model of the job it runs now (hot once that job ends)
     disk_bytes_per_s: float = 2e9  # node disk read speed, for loading cached weights
     net_bytes_per_s: float = 125e6  # node download speed, for weights not cached
+    running_owner: str | None = None  # owner of the job it runs now, for per-owner fair share
 
     @property
     def idle(self) -> bool:
@@ -110,6 +111,8 @@ class Observation:
     load_seconds: float
     peak_vram_bytes: int | None = None  # None when not measured (CPU, declared GPUs)
     out_of_memory: bool = False
+    owner: str | None = None  # who asked for the job, for per-owner fair share
+    finished_at: float | None = None  # when it ended, so older service counts for less
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,81 @@
+"""What the baselines share: catalogue feasibility at face value, memoised for one round, and the
+waiting records of jobs they leave pending."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from models.catalogue import ModelPreset
+from models.profiles import Profile
+from scheduler.cost import job_seconds
+from scheduler.feasibility import choose_profile, pool_refusal
+from scheduler.snapshot import AgentView, Assignment, PendingJob, Snapshot, Waiting
+
+_Kind = tuple[str, tuple[int, int], int, int]  # what choose_profile reads of an agent
+_SizeKey = tuple[str, int, int, int, int]
+
+
+class FaceValue:
+    """choose_profile and pool_refusal for one snapshot, each worked out once per job size and card."""
+
+    def __init__(self, presets: Callable[[str], ModelPreset], agents: Sequence[AgentView]) -> None:
+        self.presets = presets
+        self.agents = agents
+        self._kinds = {agent.agent_id: _kind(agent) for agent in agents}
+        # One agent per kind is enough to decide whether any agent of the pool can run a job.
+        self._samples = list({_kind(agent): agent for agent in agents}.values())
+        self._presets: dict[str, ModelPreset | None] = {}
+        self._profiles: dict[tuple[_SizeKey, _Kind], Profile | None] = {}
+        self._refusals: dict[_SizeKey, str | None] = {}
+
+    def preset(self, model_id: str) -> ModelPreset | None:
+        """The catalogue preset, or None for an unknown model."""
+        if model_id not in self._presets:
+            try:
+                self._presets[model_id] = self.presets(model_id)
+            except LookupError:
+                self._presets[model_id] = None
+        return self._presets[model_id]
+
+    def profile(self, preset: ModelPreset, job: PendingJob, agent: AgentView) -> Profile | None:
+        """feasibility.choose_profile, memoised."""
+        key = (_size_key(job), self._kinds[agent.agent_id])
+        if key not in self._profiles:
+            self._profiles[key] = choose_profile(preset, job, agent)
+        return self._profiles[key]
+
+    def waiting(self, job: PendingJob, why: str) -> Waiting:
+        """The job waits: for `why`, unless no agent could ever run it or its model is unknown."""
+        preset = self.preset(job.model_id)
+        if preset is None:
+            return Waiting(job.job_id, f"unknown model {job.model_id!r} (see `wanfarm models`)")
+        key = _size_key(job)
+        if key not in self._refusals:
+            self._refusals[key] = pool_refusal(preset, job, self._samples)
+        refusal = self._refusals[key]
+        return Waiting(job.job_id, f"no agent can run it: {refusal}" if refusal else why)
+
+
+def idle_agents(snapshot: Snapshot) -> list[AgentView]:
+    """Idle agents in id order, so every baseline is deterministic."""
+    return sorted((agent for agent in snapshot.agents if agent.idle), key=lambda agent: agent.agent_id)
+
+
+def submit_order(job: PendingJob) -> tuple[float, str]:
+    return (job.submitted_at, job.job_id)
+
+
+def assign(
+    preset: ModelPreset, job: PendingJob, agent: AgentView, profile: Profile, now: float, reason: str
+) -> Assignment:
+    """An assignment starting now, with scheduler.cost's rough finish estimate."""
+    finish = now + job_seconds(preset, job, agent, profile)
+    return Assignment(job.job_id, agent.agent_id, profile, now, finish, reason)
+
+
+def _kind(agent: AgentView) -> _Kind:
+    return (agent.gpu_name, agent.capability, agent.vram_total, agent.ram_total)
+
+
+def _size_key(job: PendingJob) -> _SizeKey:
+    return (job.model_id, job.width, job.height, job.frames, job.batch)

@@ -1,0 +1,64 @@
+"""Baseline `locality`: the free agent that would load the model fastest, holders first.
+
+Rule: ServerlessLLM's storage-aware scheduler (sllm/serve/schedulers/storage_aware_scheduler.py,
+OSDI '24 section 5) estimates each server's model-loading time from where the checkpoint sits (in
+memory, on local SSD at the disk's bandwidth, or remote at the network's) and picks the server with
+the least, preferring servers that hold the checkpoint. Requests are served first come, first
+served; render speed is not part of the decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from models.catalogue import ModelPreset, get_model
+from scheduler.baselines.common import FaceValue, assign, idle_agents, submit_order
+from scheduler.policies import register
+from scheduler.snapshot import AgentView, Assignment, Decisions, Observation, Snapshot, Waiting
+
+
+@register("locality")
+class LocalityPolicy:
+    """Arrival order; least estimated load time among free agents holding the checkpoint, else any."""
+
+    name = "locality"
+
+    def __init__(self, presets: Callable[[str], ModelPreset] = get_model) -> None:
+        self.presets = presets
+
+    def observe(self, observation: Observation) -> None:
+        """Locality does not learn."""
+
+    def place(self, snapshot: Snapshot) -> Decisions:
+        """Each job in arrival order goes where its weights load fastest."""
+        face = FaceValue(self.presets, snapshot.agents)
+        free = idle_agents(snapshot)
+        assignments: list[Assignment] = []
+        waiting: list[Waiting] = []
+        for job in sorted(snapshot.pending, key=submit_order):
+            preset = face.preset(job.model_id)
+            able = [] if preset is None else [a for a in free if a.agent_id not in job.avoid_agents]
+            candidates = [(a, p) for a in able if preset and (p := face.profile(preset, job, a)) is not None]
+            if preset is None or not candidates:
+                waiting.append(face.waiting(job, "locality: no free agent can run it"))
+                continue
+            holders = [pair for pair in candidates if _holds(pair[0], job.model_id)] or candidates
+            agent, profile = min(holders, key=lambda pair: (load_estimate(preset, pair[0]), pair[0].agent_id))
+            reason = "hot" if agent.hot_model == job.model_id else "least load time"
+            assignments.append(assign(preset, job, agent, profile, snapshot.now, reason))
+            free.remove(agent)
+        return Decisions(assignments=tuple(assignments), waiting=tuple(waiting))
+
+
+def load_estimate(preset: ModelPreset, agent: AgentView) -> float:
+    """Seconds to have the weights in memory: 0 hot, a disk read cached, a download and a read else."""
+    if agent.hot_model == preset.id:
+        return 0.0
+    read = preset.weight_bytes / agent.disk_bytes_per_s
+    if preset.id in agent.cached_models:
+        return read
+    return preset.weight_bytes / agent.net_bytes_per_s + read
+
+
+def _holds(agent: AgentView, model_id: str) -> bool:
+    return agent.hot_model == model_id or model_id in agent.cached_models

@@ -1,0 +1,111 @@
+"""Per-round memo of what a kind of job costs on each class of agent.
+
+Thousands of pending jobs share a few shapes (model, size, steps); the profile that fits each agent
+class and the render seconds there are worked out once per shape per round, so a job costs one dict
+lookup. Per round, because the learned speed and memory corrections change between rounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from models.catalogue import ModelPreset
+from models.memory import JobSize
+from models.profiles import Profile
+from scheduler.cost import render_flops
+from scheduler.feasibility import arch_problem, describe_job, pool_refusal
+from scheduler.learning import MemoryModel, SpeedModel
+from scheduler.pool_index import AgentClass
+from scheduler.snapshot import PendingJob
+
+ShapeKey = tuple[str, int, int, int, int, int]  # model, width, height, frames, batch, steps
+
+
+@dataclass(frozen=True)
+class ClassOption:
+    """How a job shape runs on one agent class: the profile that fits and the render seconds."""
+
+    class_index: int
+    profile: Profile
+    render_s: float
+
+
+@dataclass(frozen=True)
+class JobShape:
+    """What every job of one shape costs: options fastest first, and its mean render seconds."""
+
+    preset: ModelPreset
+    weight_bytes: int
+    options: tuple[ClassOption, ...]
+    mean_render_s: float  # over the classes that can run it; 0 when none can
+    refusal: str | None  # why no agent can run it, when `options` is empty
+
+
+class ShapeBook:
+    """Shapes met this round, built on first use."""
+
+    def __init__(
+        self,
+        classes: list[AgentClass],
+        presets: Callable[[str], ModelPreset],
+        speed: SpeedModel,
+        memory: MemoryModel,
+    ) -> None:
+        self.classes = classes
+        self.presets = presets
+        self.speed = speed
+        self.memory = memory
+        # Public for the queue tail's loop, which looks up 100k jobs a round and skips the call.
+        self.known: dict[ShapeKey, JobShape | None] = {}
+        self._presets: dict[str, ModelPreset | None] = {}
+
+    def shape(self, job: PendingJob) -> JobShape | None:
+        """The job's shape; None when its model is not in the catalogue."""
+        key = (job.model_id, job.width, job.height, job.frames, job.batch, job.steps)
+        try:
+            return self.known[key]
+        except KeyError:
+            shape = self.known[key] = self._build(job)
+            return shape
+
+    def _build(self, job: PendingJob) -> JobShape | None:
+        preset = self._preset(job.model_id)
+        if preset is None:
+            return None
+        size = JobSize(job.width, job.height, job.frames, job.batch)
+        flops = render_flops(preset, job)
+        options = []
+        for index, agent_class in enumerate(self.classes):
+            if arch_problem(preset, agent_class.sample) is not None:
+                continue
+            profile = self.memory.choose_profile(preset, size, agent_class.vram_total, agent_class.ram_total)
+            if profile is None:
+                continue
+            seconds = self.speed.render_seconds(
+                flops, preset.id, agent_class.gpu_name, agent_class.half_tflops, profile
+            )
+            options.append(ClassOption(index, profile, seconds))
+        options.sort(key=lambda option: (option.render_s, option.class_index))
+        mean = sum(o.render_s for o in options) / len(options) if options else 0.0
+        refusal = None if options else self._refusal(preset, job)
+        return JobShape(preset, preset.weight_bytes, tuple(options), mean, refusal)
+
+    def _refusal(self, preset: ModelPreset, job: PendingJob) -> str:
+        # One agent of each class says as much as the whole pool, at a fraction of the cost.
+        refusal = pool_refusal(preset, job, [c.sample for c in self.classes])
+        if refusal is not None:
+            return f"no agent can run it: {refusal}"
+        scale = self.memory.factor(preset.id) * self.memory.margin
+        return (
+            f"no agent can run it: {describe_job(preset, job)} fits the largest agents only at its bare "
+            f"memory estimate, not with the x{scale:.2f} safety margin (learned need x headroom)"
+        )
+
+    def _preset(self, model_id: str) -> ModelPreset | None:
+        if model_id not in self._presets:
+            try:
+                self._presets[model_id] = self.presets(model_id)
+            except LookupError:
+                self._presets[model_id] = None
+        return self._presets[model_id]

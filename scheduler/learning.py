@@ -1,0 +1,152 @@
+"""What a learning policy corrects with finished jobs: render speed per (model, GPU) and memory need
+per model. Pure in-memory state, changed only by `observe()`.
+
+Speed: the prior is scheduler.cost's FLOPs count over the card's half-precision throughput, times the
+profile's slowdown. Once a (model, GPU) pair has finished jobs, the prediction uses the median of
+their observed seconds per (FLOP x slowdown) instead, so the FLOPs model only has to scale jobs of
+one model against each other, not be right in absolute terms.
+
+Memory: the need is models.memory.estimate times a learned factor (>= 1, raised to the largest
+observed peak / estimate, and by OOM_RAISE on an out-of-memory failure), times SAFETY_MARGIN; a
+placement must fit that in the card's VRAM and the node's RAM.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from dataclasses import dataclass
+
+from models.catalogue import ModelPreset
+from models.memory import JobSize, MemoryNeed, estimate
+from models.profiles import SPEED_ORDER, Profile
+from scheduler.cost import MIN_TFLOPS, PROFILE_SLOWDOWN, UTILISATION, render_flops
+from scheduler.feasibility import job_size
+from scheduler.snapshot import AgentView, Observation, PendingJob
+
+SPEED_WINDOW = 32  # recent observations per (model, GPU); the median of these is the estimate
+SAFETY_MARGIN = 1.1  # headroom over the learned need: the estimator is a formula, not a measurement
+OOM_RAISE = 1.2  # an out-of-memory failure proves the need is larger than we thought, by an unknown amount
+
+
+@dataclass(frozen=True)
+class SpeedKey:
+    model_id: str
+    gpu_name: str
+
+
+class SpeedModel:
+    """Seconds of rendering per (model, GPU), learned online from finished jobs."""
+
+    def __init__(self) -> None:
+        self._samples: dict[SpeedKey, deque[float]] = {}
+        self._seconds_per_flop: dict[SpeedKey, float] = {}  # the median of _samples, kept current
+
+    def observe(self, preset: ModelPreset, observation: Observation) -> None:
+        """Record a successful job's render time; failed (OOM) runs say nothing about speed."""
+        if observation.out_of_memory or observation.render_seconds <= 0:
+            return
+        job = _observed_job(observation)
+        work = render_flops(preset, job) * PROFILE_SLOWDOWN[observation.profile]
+        if work <= 0:
+            return
+        key = SpeedKey(preset.id, observation.gpu_name)
+        samples = self._samples.setdefault(key, deque(maxlen=SPEED_WINDOW))
+        samples.append(observation.render_seconds / work)
+        self._seconds_per_flop[key] = statistics.median(samples)
+
+    def observations(self, model_id: str, gpu_name: str) -> int:
+        """How many finished jobs the (model, GPU) estimate rests on (up to SPEED_WINDOW)."""
+        return len(self._samples.get(SpeedKey(model_id, gpu_name), ()))
+
+    def predict_render_seconds(
+        self, preset: ModelPreset, job: PendingJob, agent: AgentView, profile: Profile
+    ) -> float:
+        """Render seconds of the job on the agent under the profile, weights loading excluded."""
+        return self.render_seconds(
+            render_flops(preset, job), preset.id, agent.gpu_name, agent.half_tflops, profile
+        )
+
+    def render_seconds(
+        self, flops: float, model_id: str, gpu_name: str, half_tflops: float, profile: Profile
+    ) -> float:
+        """The same from a precomputed FLOPs count: the policy's hot path memoises the FLOPs."""
+        learned = self._seconds_per_flop.get(SpeedKey(model_id, gpu_name))
+        per_flop = learned if learned is not None else prior_seconds_per_flop(half_tflops)
+        return flops * PROFILE_SLOWDOWN[profile] * per_flop
+
+
+def prior_seconds_per_flop(half_tflops: float) -> float:
+    """scheduler.cost's throughput guess for a card, before any job on it has finished."""
+    return 1.0 / (max(half_tflops, MIN_TFLOPS) * 1e12 * UTILISATION)
+
+
+class MemoryModel:
+    """VRAM and RAM needs: the catalogue estimate, corrected per model by observed peaks and OOMs."""
+
+    def __init__(self, margin: float = SAFETY_MARGIN) -> None:
+        self.margin = margin
+        self._factor: dict[str, float] = {}
+        # estimate() is pure and costs tens of microseconds; a busy round asks for the same few
+        # (model, profile, size) triples thousands of times.
+        self._needs: dict[tuple[str, Profile, JobSize], MemoryNeed] = {}
+
+    def observe(self, preset: ModelPreset, observation: Observation) -> None:
+        """Raise the model's factor to an observed peak over the estimate, or by OOM_RAISE on OOM."""
+        factor = self.factor(preset.id)
+        if observation.out_of_memory:
+            self._factor[preset.id] = factor * OOM_RAISE
+            return
+        if observation.peak_vram_bytes is None:
+            return
+        need = self.need(preset, observation.profile, _observed_size(observation))
+        if need.vram_bytes > 0:
+            self._factor[preset.id] = max(factor, observation.peak_vram_bytes / need.vram_bytes)
+
+    def factor(self, model_id: str) -> float:
+        """The learned multiplier of the model's estimate; 1.0 until something says otherwise."""
+        return self._factor.get(model_id, 1.0)
+
+    def need(self, preset: ModelPreset, profile: Profile, size: JobSize) -> MemoryNeed:
+        """models.memory.estimate, memoised."""
+        key = (preset.id, profile, size)
+        need = self._needs.get(key)
+        if need is None:
+            need = self._needs[key] = estimate(preset, profile, size)
+        return need
+
+    def fits(self, preset: ModelPreset, job: PendingJob, agent: AgentView, profile: Profile) -> bool:
+        """Whether the job's learned need, with the safety margin, fits the card and the node."""
+        return self.fits_size(preset, job_size(job), agent.vram_total, agent.ram_total, profile)
+
+    def fits_size(self, preset: ModelPreset, size: JobSize, vram: int, ram: int, profile: Profile) -> bool:
+        scale = self.factor(preset.id) * self.margin
+        need = self.need(preset, profile, size)
+        return need.vram_bytes * scale <= vram and need.ram_bytes * scale <= ram
+
+    def choose_profile(self, preset: ModelPreset, size: JobSize, vram: int, ram: int) -> Profile | None:
+        """The fastest profile whose learned need fits; architecture is the caller's to check."""
+        for profile in SPEED_ORDER:
+            if self.fits_size(preset, size, vram, ram, profile):
+                return profile
+        return None
+
+
+def _observed_size(observation: Observation) -> JobSize:
+    return JobSize(observation.width, observation.height, observation.frames, observation.batch)
+
+
+def _observed_job(observation: Observation) -> PendingJob:
+    # render_flops reads only the size and steps of a job.
+    return PendingJob(
+        job_id=observation.job_id,
+        model_id=observation.model_id,
+        width=observation.width,
+        height=observation.height,
+        frames=observation.frames,
+        steps=observation.steps,
+        priority=0,
+        owner=observation.owner or "",
+        submitted_at=0.0,
+        batch=observation.batch,
+    )

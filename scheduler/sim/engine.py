@@ -1,0 +1,319 @@
+"""A discrete-event simulation that drives a policy's `place()` as the controller would.
+
+Events are arrivals, attempt ends and downloads landing, on one heap. After a change the policy is
+called at most once per `place_interval_s` of simulated time (changes in between are coalesced),
+and only while some agent is idle. Decisions are applied as the dispatcher would: an assignment
+only to an idle agent and a pending job, a prefetch only to an idle agent. Render times, memory
+and loads come from scheduler.sim.truth, never from the policy's estimates.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from models.catalogue import get_model
+from models.memory import JobSize
+from scheduler.feasibility import arch_problem
+from scheduler.policies import Policy
+from scheduler.sim.cluster import Attempt, SimAgent, SimJob, SimNode, build_cluster
+from scheduler.sim.formats import PoolSpec, TraceJob
+from scheduler.sim.metrics import PolicyReport, SimResult, jain_index, median, percentile
+from scheduler.sim.truth import TruthConfig, job_noise, render_seconds, true_memory
+from scheduler.snapshot import Assignment, Decisions, Observation, Prefetch, Snapshot
+
+MAX_ATTEMPTS = 4  # a job that fails this often is given up, as the controller would
+STALL_POLLS = 3  # calls to the policy once nothing else can happen, before leaving jobs unfinished
+STALL_POLL_S = 60.0
+
+# Event kinds; state changes at one instant are applied before the policy looks (PLACE last).
+_ARRIVAL, _END, _DOWNLOAD, _PLACE = 0, 1, 2, 3
+
+
+def simulate(
+    pool: PoolSpec,
+    trace: Iterable[TraceJob],
+    policy: Policy,
+    seed: int = 0,
+    place_interval_s: float = 1.0,
+    truth: TruthConfig | None = None,
+) -> SimResult:
+    """Run `trace` on `pool` under `policy`; the same seed gives the same result."""
+    engine = _Engine(pool, policy, seed, place_interval_s, truth or TruthConfig())
+    started = time.perf_counter()
+    engine.run(iter(trace))
+    wall = time.perf_counter() - started
+    return SimResult(engine.report(), engine.now, wall, engine.policy_wall_s)
+
+
+@dataclass
+class _Tally:
+    latencies: list[float] = field(default_factory=list)
+    eta_errors: list[float] = field(default_factory=list)
+    owner_seconds: dict[str, float] = field(default_factory=dict)
+    busy_seconds: float = 0.0
+    jobs: int = 0
+    failed: int = 0
+    cold_loads: int = 0
+    downloads: int = 0
+    bytes_downloaded: int = 0
+    oom_failures: int = 0
+    invalid: int = 0
+    place_calls: int = 0
+    first_submit: float | None = None
+    last_done: float = 0.0
+
+
+class _Engine:
+    def __init__(
+        self, pool: PoolSpec, policy: Policy, seed: int, place_interval_s: float, truth: TruthConfig
+    ) -> None:
+        self.policy = policy
+        self.seed = seed
+        self.interval = place_interval_s
+        self.truth = truth
+        self.nodes, self.agents = build_cluster(pool, truth, seed)
+        self.by_id = {agent.agent_id: agent for agent in self.agents}
+        self.views = [agent.view for agent in self.agents]
+        self.idle = len(self.agents)
+        self.pending: dict[str, SimJob] = {}
+        self.events: list[tuple[float, int, int, object]] = []
+        self.sequence = itertools.count()
+        self.now = 0.0
+        self.last_place = -float("inf")
+        self.place_due = False
+        self.tally = _Tally()
+        self.policy_wall_s = 0.0
+
+    def run(self, arrivals: Iterator[TraceJob]) -> None:
+        self._next_arrival(arrivals)
+        stall_polls = STALL_POLLS
+        while self.events:
+            when, kind, _, payload = heapq.heappop(self.events)
+            self.now = when
+            if kind == _ARRIVAL:
+                assert isinstance(payload, TraceJob)
+                self._arrive(payload)
+                self._next_arrival(arrivals)
+            elif kind == _END:
+                assert isinstance(payload, Attempt)
+                self._end(payload)
+            elif kind == _DOWNLOAD:
+                assert isinstance(payload, tuple)
+                self._landed(*payload)
+            else:
+                self.place_due = False
+                if self._place():
+                    stall_polls = STALL_POLLS
+            if kind != _PLACE:
+                self._changed()
+            if not self.events and self.pending and self.idle and stall_polls:
+                # Nothing more will happen by itself; give a policy that waits on the clock a look.
+                stall_polls -= 1
+                self._push(self.now + STALL_POLL_S, _PLACE, None)
+
+    def report(self) -> PolicyReport:
+        tally = self.tally
+        latencies = sorted(tally.latencies)
+        start = tally.first_submit or 0.0
+        makespan = max(0.0, tally.last_done - start)
+        owners = dict(sorted(tally.owner_seconds.items()))
+        total = sum(owners.values())
+        return PolicyReport(
+            policy=self.policy.name,
+            jobs=tally.jobs,
+            completed=len(latencies),
+            failed=tally.failed,
+            unfinished=len(self.pending),
+            mean_latency_s=sum(latencies) / len(latencies) if latencies else 0.0,
+            p50_latency_s=percentile(latencies, 50),
+            p95_latency_s=percentile(latencies, 95),
+            p99_latency_s=percentile(latencies, 99),
+            makespan_s=makespan,
+            gpu_busy_share=tally.busy_seconds / (len(self.agents) * makespan) if makespan else 0.0,
+            cold_loads=tally.cold_loads,
+            downloads=tally.downloads,
+            bytes_downloaded=tally.bytes_downloaded,
+            oom_failures=tally.oom_failures,
+            eta_error=median(tally.eta_errors),
+            owner_gpu_seconds=owners,
+            owner_share={owner: s / total for owner, s in owners.items()} if total else {},
+            jain_fairness=jain_index(list(owners.values())),
+            invalid_decisions=tally.invalid,
+            place_calls=tally.place_calls,
+        )
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _push(self, when: float, kind: int, payload: object) -> None:
+        heapq.heappush(self.events, (when, kind, next(self.sequence), payload))
+
+    def _next_arrival(self, arrivals: Iterator[TraceJob]) -> None:
+        job = next(arrivals, None)
+        if job is not None:
+            self._push(job.t, _ARRIVAL, job)
+
+    def _changed(self) -> None:
+        # Coalesce: one policy call per interval however many events land in it.
+        if not self.place_due:
+            self.place_due = True
+            self._push(max(self.now, self.last_place + self.interval), _PLACE, None)
+
+    def _arrive(self, trace: TraceJob) -> None:
+        tally = self.tally
+        if tally.first_submit is None:
+            tally.first_submit = trace.t
+        size = JobSize(trace.width, trace.height, trace.frames, trace.batch)
+        job = SimJob(trace, tally.jobs, job_noise(self.truth, self.seed, tally.jobs), size)
+        tally.jobs += 1
+        job.refresh_view()
+        self.pending[trace.job_id] = job
+
+    def _landed(self, node: SimNode, model_id: str) -> None:
+        del node.downloads[model_id]
+        node.cached = node.cached | {model_id}
+        self._refresh_node(node)
+
+    def _end(self, attempt: Attempt) -> None:
+        agent, job, tally = attempt.agent, attempt.job, self.tally
+        agent.attempt = None
+        self.idle += 1
+        spent = attempt.end - attempt.start
+        tally.busy_seconds += spent
+        owner = job.trace.owner
+        tally.owner_seconds[owner] = tally.owner_seconds.get(owner, 0.0) + spent
+        rendered = spent - attempt.load_s
+        if attempt.out_of_memory:
+            agent.hot_model = None  # the worker process is restarted after an OOM
+            tally.oom_failures += 1
+            job.attempts += 1
+            job.avoid = job.avoid | {agent.agent_id}
+            if job.attempts >= MAX_ATTEMPTS:
+                tally.failed += 1
+            else:
+                job.refresh_view()
+                self.pending[job.trace.job_id] = job
+        else:
+            tally.latencies.append(attempt.end - job.trace.t)
+            tally.last_done = attempt.end
+            estimated = attempt.assignment.est_finish - attempt.start
+            tally.eta_errors.append(abs(estimated - spent) / spent if spent > 0 else 0.0)
+        self._refresh_node(agent.node)
+        self.policy.observe(_observation(attempt, rendered))
+
+    # -- the policy -----------------------------------------------------------------------------
+
+    def _place(self) -> bool:
+        """Call the policy if it can do anything; True when it assigned a job."""
+        self.last_place = self.now
+        if not self.idle:
+            return False
+        snapshot = Snapshot(self.now, tuple(self.views), tuple(job.view for job in self.pending.values()))
+        started = time.perf_counter()
+        decisions = self.policy.place(snapshot)
+        self.policy_wall_s += time.perf_counter() - started
+        self.tally.place_calls += 1
+        return self._apply(decisions)
+
+    def _apply(self, decisions: Decisions) -> bool:
+        assigned = False
+        for assignment in decisions.assignments:
+            job = self.pending.get(assignment.job_id)
+            agent = self.by_id.get(assignment.agent_id)
+            if job is None or agent is None or agent.attempt is not None:
+                self.tally.invalid += 1
+                continue
+            if arch_problem(get_model(job.trace.model), agent.view) is not None:
+                self.tally.invalid += 1
+                continue
+            del self.pending[assignment.job_id]
+            self._start(job, agent, assignment)
+            assigned = True
+        for prefetch in decisions.prefetches:
+            self._prefetch(prefetch)
+        return assigned
+
+    def _start(self, job: SimJob, agent: SimAgent, assignment: Assignment) -> None:
+        trace, truth = job.trace, self.truth
+        load = self._load_seconds(agent, trace.model)
+        if agent.hot_model != trace.model:
+            self.tally.cold_loads += 1
+        render = render_seconds(trace.model, job.size, trace.steps, assignment.profile, agent.flops_per_s)
+        render *= job.noise.render
+        vram, ram = true_memory(trace.model, assignment.profile, job.size, job.noise)
+        oom = vram > agent.vram_bytes or ram > agent.node.ram_bytes
+        spent = load + (render * truth.oom_render_share if oom else render)
+        attempt = Attempt(job, agent, assignment, self.now, load, render, self.now + spent, vram, ram, oom)
+        agent.attempt = attempt
+        agent.hot_model = trace.model
+        self.idle -= 1
+        self._refresh_node(agent.node)
+        self._push(attempt.end, _END, attempt)
+
+    def _load_seconds(self, agent: SimAgent, model_id: str) -> float:
+        if agent.hot_model == model_id:
+            return 0.0
+        node = agent.node
+        weight = get_model(model_id).weight_bytes
+        if model_id in node.cached:
+            return weight / node.disk_bytes_per_s
+        # Weights arrive over the network and are read as they land (no second disk pass).
+        return self._download(node, model_id, weight) - self.now
+
+    def _download(self, node: SimNode, model_id: str, weight: int) -> float:
+        """When the model's weights will be on the node: joins a download under way."""
+        landing = node.downloads.get(model_id)
+        if landing is not None:
+            return landing
+        landing = max(self.now, node.net_free_at) + weight / node.net_bytes_per_s
+        node.net_free_at = landing
+        node.downloads[model_id] = landing
+        self.tally.downloads += 1
+        self.tally.bytes_downloaded += weight
+        self._push(landing, _DOWNLOAD, (node, model_id))
+        return landing
+
+    def _prefetch(self, prefetch: Prefetch) -> None:
+        agent = self.by_id.get(prefetch.agent_id)
+        try:
+            preset = get_model(prefetch.model_id)
+        except LookupError:
+            preset = None
+        if agent is None or preset is None or agent.attempt is not None:
+            self.tally.invalid += 1
+            return
+        node = agent.node
+        if preset.id in node.cached or preset.id in node.downloads:
+            return
+        self._download(node, preset.id, preset.weight_bytes)
+
+    def _refresh_node(self, node: SimNode) -> None:
+        # RAM in use is the node's, so every agent of the node gets a new view.
+        in_use = node.ram_in_use()
+        for agent in node.agents:
+            agent.refresh_view(in_use)
+            self.views[agent.index] = agent.view
+
+
+def _observation(attempt: Attempt, rendered: float) -> Observation:
+    trace = attempt.job.trace
+    return Observation(
+        job_id=trace.job_id,
+        model_id=trace.model,
+        gpu_name=attempt.agent.spec.name,
+        profile=attempt.assignment.profile,
+        width=trace.width,
+        height=trace.height,
+        frames=trace.frames,
+        steps=trace.steps,
+        batch=trace.batch,
+        render_seconds=rendered,
+        load_seconds=attempt.load_s,
+        peak_vram_bytes=attempt.vram_bytes,
+        out_of_memory=attempt.out_of_memory,
+        owner=trace.owner,
+        finished_at=attempt.end,
+    )

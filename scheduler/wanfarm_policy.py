@@ -1,0 +1,77 @@
+"""The wanfarm policy: earliest-finish placement with learned speed and memory, fair share and aging.
+
+Per (job, agent) the cost is: when the agent comes free + loading the weights (none when hot, a disk
+read when cached, a download and a read otherwise, at the node's own speeds) + render seconds
+(scheduler.learning: a FLOPs prior corrected by finished jobs). A job waits for a busy agent when it
+would finish sooner there than anywhere free now; same-model jobs pile onto the agent that holds the
+model hot because that costs no load; idle agents left over prefetch models that jobs queue for.
+Placements fit the learned memory need with a safety margin, so a run should never run out of
+memory. See scheduler.fair_share for the queue order and scheduler.wanfarm_round for one round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from models.catalogue import ModelPreset, get_model
+from scheduler.fair_share import ServiceLedger, order_queue
+from scheduler.job_shapes import ShapeBook
+from scheduler.learning import MemoryModel, SpeedModel
+from scheduler.policies import register
+from scheduler.pool_index import PoolIndex
+from scheduler.snapshot import Decisions, Observation, PendingJob, Snapshot
+from scheduler.wanfarm_round import PlacementRound
+
+HEAD_PER_AGENT = 4  # jobs placed (or reserved) per agent each round; the rest only get an ETA
+MIN_HEAD = 200
+
+
+@register("wanfarm")
+class WanfarmPolicy:
+    """Earliest finish over hot/cached/fastest agents, learning from every finished job."""
+
+    name = "wanfarm"
+
+    def __init__(self, presets: Callable[[str], ModelPreset] = get_model) -> None:
+        self.presets = presets
+        self.speed = SpeedModel()
+        self.memory = MemoryModel()
+        self.ledger = ServiceLedger()
+
+    def observe(self, observation: Observation) -> None:
+        """Correct speed and memory for the (model, GPU) and charge the owner the GPU time."""
+        if observation.owner is not None:
+            self.ledger.record(
+                observation.owner,
+                observation.render_seconds + observation.load_seconds,
+                observation.finished_at,
+            )
+        try:
+            preset = self.presets(observation.model_id)
+        except LookupError:
+            return
+        self.speed.observe(preset, observation)
+        self.memory.observe(preset, observation)
+
+    def place(self, snapshot: Snapshot) -> Decisions:
+        """Assignments for jobs whose best agent is free now; every other job waits with an ETA or why."""
+        if not snapshot.pending:
+            return Decisions()
+        pool = PoolIndex(snapshot.agents, snapshot.now)
+        shapes = ShapeBook(pool.classes, self.presets, self.speed, self.memory)
+        in_flight: dict[str, float] = {}
+        for agent in snapshot.agents:
+            if agent.running_owner is not None and agent.busy_until is not None:
+                remaining = max(0.0, agent.busy_until - snapshot.now)
+                in_flight[agent.running_owner] = in_flight.get(agent.running_owner, 0.0) + remaining
+
+        def service(owner: str) -> float:
+            return self.ledger.service(owner, snapshot.now) + in_flight.get(owner, 0.0)
+
+        def weight(job: PendingJob) -> float:
+            shape = shapes.shape(job)
+            return 0.0 if shape is None else shape.mean_render_s
+
+        head = max(HEAD_PER_AGENT * len(snapshot.agents), MIN_HEAD)
+        order = order_queue(snapshot.pending, snapshot.now, service, weight, head)
+        return PlacementRound(pool, shapes).run(order)

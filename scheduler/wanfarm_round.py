@@ -1,0 +1,255 @@
+"""One placement round of the wanfarm policy, on a working copy of the pool.
+
+Jobs come in queue order (scheduler.fair_share). Each job of the head takes the agent where it would
+finish earliest: max(now, agent free at) + load + render. If that agent is idle the job starts; if
+it is busy (or was given a job earlier this round) the job waits for it and reserves it, so the
+jobs behind see it taken until then, and a slow idle card is left for a job it suits. The tail of
+the queue only gets a coarse ETA. Idle agents left over warm the weights of models in demand.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scheduler.fair_share import QueueOrder
+from scheduler.job_shapes import JobShape, ShapeBook
+from scheduler.pool_index import PoolIndex
+from scheduler.snapshot import Assignment, Decisions, PendingJob, Prefetch, Waiting
+
+PREFETCH_JOBS_PER_COPY = 4  # waiting jobs of a model that justify one more idle agent caching it
+
+
+@dataclass(frozen=True)
+class _Choice:
+    index: int  # agent
+    finish: float
+    warmth: str  # "hot", "cached" or "cold"
+    option_at: int  # position in the shape's options
+
+
+@dataclass
+class _Demand:
+    waiting: int
+    shape: JobShape
+
+
+class PlacementRound:
+    """Places the jobs of one snapshot; `run()` once."""
+
+    def __init__(self, pool: PoolIndex, shapes: ShapeBook) -> None:
+        self.pool = pool
+        self.shapes = shapes
+        self.now = pool.now
+        self.assignments: list[Assignment] = []
+        self.waiting: list[Waiting] = []
+        self.demand: dict[str, _Demand] = {}
+
+    def run(self, order: QueueOrder) -> Decisions:
+        for job in order.head:
+            self._place(job)
+        self._queue_tail(order.tail, ahead=len(order.head))
+        return Decisions(tuple(self.assignments), tuple(self._prefetches()), tuple(self.waiting))
+
+    def _place(self, job: PendingJob) -> None:
+        shape = self.shapes.shape(job)
+        if shape is None:
+            self.waiting.append(Waiting(job.job_id, f"unknown model {job.model_id!r} (see `wanfarm models`)"))
+            return
+        if shape.refusal is not None:
+            self.waiting.append(Waiting(job.job_id, shape.refusal))
+            return
+        choice = self._scan(job, shape) if job.avoid_agents else self._best(job.model_id, shape)
+        if choice is None:
+            avoided = ", ".join(sorted(job.avoid_agents))
+            reason = f"no agent left to try: every agent that can run it failed it before ({avoided})"
+            self.waiting.append(Waiting(job.job_id, reason))
+            return
+        pool = self.pool
+        agent = pool.agents[choice.index]
+        if pool.startable[choice.index]:
+            option = shape.options[choice.option_at]
+            reason = {"hot": "hot", "cached": "cached"}.get(choice.warmth, "earliest finish")
+            self.assignments.append(
+                Assignment(job.job_id, agent.agent_id, option.profile, self.now, choice.finish, reason)
+            )
+        else:
+            self.waiting.append(Waiting(job.job_id, self._wait_reason(job, shape, choice), choice.finish))
+            self._count_demand(job.model_id, shape)
+        pool.reserve(choice.index, choice.finish, job.model_id)
+
+    def _best(self, model_id: str, shape: JobShape) -> _Choice | None:
+        # Options come fastest first. Nothing can finish before (earliest free agent anywhere +
+        # render), so once that passes the best finish so far the slower classes are not looked at;
+        # a class whose own earliest agent cannot beat it even with the model hot is skipped.
+        pool = self.pool
+        free_at, hot, cached, startable, top = pool.free_at, pool.hot, pool.cached, pool.startable, pool.top
+        weight = shape.weight_bytes
+        hot_heaps = pool.hot_heaps.get(model_id, {})
+        cached_heaps = pool.cached_heaps.get(model_id, {})
+        soonest = free_at[top(pool.everyone)] if pool.agents else math.inf
+        best_finish, best_index, best_warmth, best_at = math.inf, -1, "", -1
+        for at, option in enumerate(shape.options):
+            render = option.render_s
+            if soonest + render > best_finish:
+                break
+            number = option.class_index
+            first = top(pool.by_class[number])
+            if first < 0:
+                continue
+            # No agent of the class loads faster than hot if the model is hot in it, else than a
+            # disk read if cached in it, else than the fastest download of the pool.
+            if number in hot_heaps:
+                least_load = 0.0
+            elif number in cached_heaps:
+                least_load = weight * pool.fastest_read_s_per_byte
+            else:
+                least_load = weight * pool.fastest_cold_s_per_byte
+            if free_at[first] + least_load + render > best_finish:
+                continue
+            # The class's earliest agent, and unless it already holds the model the earliest that
+            # holds it hot, or cached.
+            candidates = [first]
+            if hot[first] != model_id:
+                if number in hot_heaps:
+                    candidates.append(top(hot_heaps[number]))
+                if model_id not in cached[first] and number in cached_heaps:
+                    candidates.append(top(cached_heaps[number]))
+            for index in candidates:
+                if index < 0:
+                    continue
+                if hot[index] == model_id:
+                    load, warmth = 0.0, "hot"
+                elif model_id in cached[index]:
+                    load, warmth = weight * pool.read_s_per_byte[index], "cached"
+                else:
+                    load, warmth = weight * pool.cold_s_per_byte[index], "cold"
+                finish = free_at[index] + load + render
+                if finish < best_finish or (
+                    finish == best_finish
+                    and (not startable[index], index) < (not startable[best_index], best_index)
+                ):
+                    best_finish, best_index, best_warmth, best_at = finish, index, warmth, at
+        return None if best_index < 0 else _Choice(best_index, best_finish, best_warmth, best_at)
+
+    def _scan(self, job: PendingJob, shape: JobShape) -> _Choice | None:
+        # Jobs that avoid some agents are rare (retries): look at every agent.
+        pool = self.pool
+        option_of = {option.class_index: at for at, option in enumerate(shape.options)}
+        best: _Choice | None = None
+        for index, agent in enumerate(pool.agents):
+            at = option_of.get(pool.class_of[index])
+            if at is None or agent.agent_id in job.avoid_agents:
+                continue
+            if pool.hot[index] == job.model_id:
+                load, warmth = 0.0, "hot"
+            elif job.model_id in pool.cached[index]:
+                load, warmth = shape.weight_bytes * pool.read_s_per_byte[index], "cached"
+            else:
+                load, warmth = shape.weight_bytes * pool.cold_s_per_byte[index], "cold"
+            finish = pool.free_at[index] + load + shape.options[at].render_s
+            if best is None or (finish, not pool.startable[index]) < (
+                best.finish,
+                not pool.startable[best.index],
+            ):
+                best = _Choice(index, finish, warmth, at)
+        return best
+
+    def _wait_reason(self, job: PendingJob, shape: JobShape, choice: _Choice) -> str:
+        pool = self.pool
+        agent = pool.agents[choice.index]
+        frees_in = max(0.0, pool.free_at[choice.index] - self.now)
+        idle = self._best_idle(shape)
+        if idle is None:
+            why = "every agent that can run it is busy"
+        elif choice.warmth in ("hot", "cached"):
+            why = f"model {choice.warmth} there; sooner than on the free {pool.agents[idle].gpu_name}"
+        else:
+            why = f"faster: finishes sooner than on the free {pool.agents[idle].gpu_name}"
+        return f"waiting for {agent.gpu_name} {agent.agent_id} ({why}), frees in {frees_in:.0f} s"
+
+    def _best_idle(self, shape: JobShape) -> int | None:
+        # The fastest class with an agent still startable now, for the waiting reason.
+        pool = self.pool
+        if pool.idle_left == 0:
+            return None
+        for option in shape.options:
+            index = pool.top(pool.by_class[option.class_index])
+            if index >= 0 and pool.startable[index]:
+                return index
+        return None
+
+    def _queue_tail(self, tail: tuple[PendingJob, ...], ahead: int) -> None:
+        # Coarse ETA in O(1) a job: the pool is through the head at about the mean free time, then
+        # works through the tail's render seconds spread over all agents. The loop is lean on
+        # purpose: it runs for most of a 100,000-job queue every round.
+        pool = self.pool
+        if not tail:
+            return
+        base = sum(pool.free_at) / len(pool.free_at) if pool.free_at else self.now
+        agents = max(1, len(pool.agents))
+        queued = 0.0
+        append = self.waiting.append
+        shape_of, known = self.shapes.shape, self.shapes.known
+        counts: dict[str, int] = {}
+        first_shape: dict[str, JobShape] = {}
+        for position, job in enumerate(tail, start=ahead):
+            try:
+                shape = known[(job.model_id, job.width, job.height, job.frames, job.batch, job.steps)]
+            except KeyError:
+                shape = shape_of(job)
+            if shape is None:
+                append(Waiting(job.job_id, f"unknown model {job.model_id!r} (see `wanfarm models`)"))
+            elif shape.refusal is not None:
+                append(Waiting(job.job_id, shape.refusal))
+            else:
+                queued += shape.mean_render_s
+                append(Waiting(job.job_id, f"queued behind {position} jobs", base + queued / agents))
+                count = counts.get(job.model_id, 0)
+                if not count:
+                    first_shape[job.model_id] = shape
+                counts[job.model_id] = count + 1
+        for model_id, count in counts.items():
+            self._count_demand(model_id, first_shape[model_id], count)
+
+    def _count_demand(self, model_id: str, shape: JobShape, count: int = 1) -> None:
+        demand = self.demand.get(model_id)
+        if demand is None:
+            self.demand[model_id] = _Demand(count, shape)
+        else:
+            demand.waiting += count
+
+    def _prefetches(self) -> list[Prefetch]:
+        # Replicate a model in demand onto idle agents until one idle holder per
+        # PREFETCH_JOBS_PER_COPY waiting jobs; one prefetch per agent and per node and model.
+        pool = self.pool
+        if pool.idle_left == 0 or not self.demand:
+            return []
+        idle = [index for index, free in enumerate(pool.startable) if free]
+        if not idle:
+            return []
+        prefetches: list[Prefetch] = []
+        busy: set[int] = set()
+        fastest = sorted(idle, key=lambda i: (-pool.agents[i].half_tflops, pool.agents[i].agent_id))
+        for model_id, demand in sorted(self.demand.items(), key=lambda item: (-item[1].waiting, item[0])):
+            wanted = math.ceil(demand.waiting / PREFETCH_JOBS_PER_COPY)
+            holders = sum(1 for index in idle if pool.holds(index, model_id))
+            capable = {option.class_index for option in demand.shape.options}
+            nodes: set[str] = set()
+            for index in fastest:
+                if holders >= wanted:
+                    break
+                agent = pool.agents[index]
+                if (
+                    index in busy
+                    or pool.class_of[index] not in capable
+                    or pool.holds(index, model_id)
+                    or agent.node_id in nodes
+                    or agent.disk_free < demand.shape.weight_bytes
+                ):
+                    continue
+                prefetches.append(Prefetch(agent.agent_id, model_id))
+                busy.add(index)
+                nodes.add(agent.node_id)
+                holders += 1
+        return prefetches

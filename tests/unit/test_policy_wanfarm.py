@@ -1,0 +1,262 @@
+"""The wanfarm policy on hand-built snapshots: earliest finish, learning, memory margin, fairness."""
+
+from __future__ import annotations
+
+import copy
+import random
+import statistics
+from dataclasses import replace
+
+import pytest
+
+from models.catalogue import get_model
+from models.profiles import Profile
+from scheduler.declared import declared_agent
+from scheduler.fair_share import ServiceLedger, effective_priority, order_queue
+from scheduler.learning import MemoryModel, SpeedModel
+from scheduler.policies import get_policy, policy_names
+from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
+from scheduler.wanfarm_policy import MIN_HEAD, WanfarmPolicy
+
+WAN_14B = "wan2.1-t2v-14b"
+WAN_1_3B = "wan2.1-t2v-1.3b"
+NOW = 10_000.0
+
+
+def job(
+    job_id: str = "j1",
+    model_id: str = WAN_14B,
+    *,
+    priority: int = 50,
+    owner: str = "ann",
+    submitted_at: float = NOW,
+    size: tuple[int, int, int] = (1280, 720, 81),
+    avoid: frozenset[str] = frozenset(),
+) -> PendingJob:
+    width, height, frames = size
+    return PendingJob(
+        job_id, model_id, width, height, frames, steps=30, priority=priority, owner=owner,
+        submitted_at=submitted_at, avoid_agents=avoid,
+    )  # fmt: skip
+
+
+def place(
+    agents: list[AgentView], pending: list[PendingJob], policy: WanfarmPolicy | None = None
+) -> Decisions:
+    return (policy or WanfarmPolicy()).place(Snapshot(NOW, tuple(agents), tuple(pending)))
+
+
+def placed(decisions: Decisions) -> dict[str, str]:
+    return {a.job_id: a.agent_id for a in decisions.assignments}
+
+
+def oom_on(gpu_name: str, the_job: PendingJob) -> Observation:
+    return Observation(
+        the_job.job_id, the_job.model_id, gpu_name, Profile.P4_PLUS, the_job.width, the_job.height,
+        the_job.frames, the_job.steps, 1, render_seconds=0.0, load_seconds=30.0, out_of_memory=True,
+    )  # fmt: skip
+
+
+def test_a_hot_agent_beats_a_cached_one_which_beats_a_cold_one() -> None:
+    cold = declared_agent("RTX 4090", "a-cold")
+    cached = declared_agent("RTX 4090", "b-cached", cached_models=frozenset({WAN_14B}))
+    hot = declared_agent("RTX 4090", "c-hot", hot_model=WAN_14B)
+    [first] = place([cold, cached, hot], [job()]).assignments
+    assert (first.agent_id, first.reason) == ("c-hot", "hot")
+    [second] = place([cold, cached], [job()]).assignments
+    assert (second.agent_id, second.reason) == ("b-cached", "cached")
+    assert second.est_finish > first.est_finish
+
+
+def test_a_big_job_waits_for_the_fast_card_that_frees_soon_instead_of_the_idle_slow_one() -> None:
+    slow = declared_agent("RTX 3060", "slow")
+    fast = declared_agent("RTX 4090", "fast", busy_until=NOW + 5)
+    decisions = place([slow, fast], [job()])
+    assert decisions.assignments == ()
+    [waiting] = decisions.waiting
+    assert "RTX 4090" in waiting.reason and "frees in 5 s" in waiting.reason
+    assert waiting.eta is not None and waiting.eta > NOW + 5
+
+
+def test_the_slow_card_is_used_when_the_fast_one_is_busy_for_a_long_time() -> None:
+    slow = declared_agent("RTX 3060", "slow")
+    fast = declared_agent("RTX 4090", "fast", busy_until=NOW + 1_000_000)
+    assert placed(place([slow, fast], [job()])) == {"j1": "slow"}
+
+
+def test_a_job_too_big_for_every_card_waits_and_says_why() -> None:
+    decisions = place([declared_agent("RTX 3070", "small")], [job()])
+    assert decisions.assignments == ()
+    [waiting] = decisions.waiting
+    assert waiting.reason.startswith("no agent can run it: ") and "VRAM" in waiting.reason
+    assert waiting.eta is None
+
+
+def test_after_an_out_of_memory_failure_the_same_job_no_longer_goes_to_that_card() -> None:
+    agents = [
+        declared_agent("RTX 3060", "slow"),
+        declared_agent("RTX 4090", "fast", busy_until=NOW + 1_000_000),
+    ]
+    policy = WanfarmPolicy()
+    assert placed(place(agents, [job()], policy)) == {"j1": "slow"}
+    policy.observe(oom_on("RTX 3060", job()))
+    decisions = place(agents, [job()], policy)
+    assert decisions.assignments == ()
+    assert "RTX 4090" in decisions.waiting[0].reason
+
+
+def test_no_assignment_exceeds_the_cards_vram_at_the_estimate_with_margin() -> None:
+    rng = random.Random(3)
+    cards = ["RTX 3060", "RTX 3070", "RTX 4090", "A100 80GB", "RTX 4060"]
+    agents = [
+        declared_agent(card, f"g{i}", ram_gib=rng.choice([32, 64, 128])) for i, card in enumerate(cards * 3)
+    ]
+    sizes = [(1280, 720, 81), (832, 480, 81), (832, 480, 33)]
+    jobs = [job(f"j{i}", rng.choice([WAN_14B, WAN_1_3B]), size=rng.choice(sizes)) for i in range(40)]
+    decisions = place(agents, jobs)
+    memory = MemoryModel()
+    by_id = {a.agent_id: a for a in agents}
+    by_job = {j.job_id: j for j in jobs}
+    assert decisions.assignments
+    for assignment in decisions.assignments:
+        the_job, agent = by_job[assignment.job_id], by_id[assignment.agent_id]
+        assert memory.fits(get_model(the_job.model_id), the_job, agent, assignment.profile)
+
+
+def test_an_old_low_priority_job_overtakes_a_new_high_priority_one_after_enough_waiting() -> None:
+    agent = declared_agent("RTX 4090", "a")
+    old = job("old", priority=10, submitted_at=NOW - 3600)
+    new = job("new", priority=50, submitted_at=NOW)
+    assert placed(place([agent], [new, old])) == {"old": "a"}
+    recent = job("old", priority=10, submitted_at=NOW - 60)
+    assert placed(place([agent], [new, recent])) == {"new": "a"}
+    assert effective_priority(old, NOW) == pytest.approx(70)
+
+
+def test_owners_of_equal_priority_take_turns() -> None:
+    jobs = [job(f"ann{i}", owner="ann", submitted_at=NOW - 10 + i) for i in range(3)]
+    jobs += [job(f"bob{i}", owner="bob", submitted_at=NOW - 5 + i) for i in range(3)]
+    order = order_queue(jobs, NOW, lambda owner: 0.0, lambda j: 100.0, head_size=10)
+    assert [j.owner for j in order.head] == ["ann", "bob", "ann", "bob", "ann", "bob"]
+    agents = [
+        declared_agent("RTX 4090", "a", hot_model=WAN_14B),
+        declared_agent("RTX 4090", "b", hot_model=WAN_14B),
+    ]
+    assert sorted(placed(place(agents, jobs))) == ["ann0", "bob0"]
+
+
+def test_an_owner_who_had_the_gpus_lately_goes_after_one_who_did_not() -> None:
+    policy = WanfarmPolicy()
+    done = replace(oom_on("RTX 4090", job()), out_of_memory=False, render_seconds=5000.0)
+    policy.observe(replace(done, owner="ann", finished_at=NOW - 10))
+    jobs = [job("ann0", owner="ann", submitted_at=NOW - 10), job("bob0", owner="bob", submitted_at=NOW - 5)]
+    assert placed(place([declared_agent("RTX 4090", "a")], jobs, policy)) == {"bob0": "a"}
+
+
+def test_service_of_an_owner_halves_every_half_life() -> None:
+    ledger = ServiceLedger(half_life_s=100.0)
+    ledger.record("ann", 80.0, at=0.0)
+    assert ledger.service("ann", 100.0) == pytest.approx(40.0)
+    assert ledger.service("bob", 100.0) == 0.0
+
+
+def test_after_five_runs_the_speed_prediction_is_within_a_quarter_of_what_was_observed() -> None:
+    preset, agent, the_job = get_model(WAN_14B), declared_agent("RTX 4090", "a"), job()
+    speed = SpeedModel()
+    prior = speed.predict_render_seconds(preset, the_job, agent, Profile.P4)
+    rng = random.Random(1)
+    observed = [prior * 3.0 * rng.uniform(0.9, 1.1) for _ in range(5)]
+    for seconds in observed:
+        run = replace(
+            oom_on("RTX 4090", the_job), out_of_memory=False, profile=Profile.P4, render_seconds=seconds
+        )
+        speed.observe(preset, run)
+    assert speed.observations(WAN_14B, "RTX 4090") == 5
+    predicted = speed.predict_render_seconds(preset, the_job, agent, Profile.P4)
+    assert abs(predicted - statistics.mean(observed)) < 0.25 * statistics.mean(observed)
+    assert speed.observations(WAN_14B, "RTX 3060") == 0
+
+
+def test_learned_speed_moves_the_assignments_estimate() -> None:
+    agent, the_job = declared_agent("RTX 4090", "a", hot_model=WAN_14B, ram_gib=128), job()
+    policy = WanfarmPolicy()
+    [before] = place([agent], [the_job], policy).assignments
+    run = replace(oom_on("RTX 4090", the_job), out_of_memory=False, profile=before.profile)
+    policy.observe(replace(run, render_seconds=(before.est_finish - NOW) * 2))
+    [after] = place([agent], [the_job], policy).assignments
+    assert after.est_finish - NOW == pytest.approx((before.est_finish - NOW) * 2)
+
+
+def test_idle_agents_prefetch_a_model_that_jobs_queue_for() -> None:
+    slow = declared_agent("RTX 3060", "slow")
+    fast = declared_agent("RTX 4090", "fast", busy_until=NOW + 5, hot_model=WAN_14B)
+    jobs = [job(f"j{i}", submitted_at=NOW - 10 + i) for i in range(6)]
+    decisions = place([slow, fast], jobs)
+    assert decisions.assignments == ()
+    assert [(p.agent_id, p.model_id) for p in decisions.prefetches] == [("slow", WAN_14B)]
+    cached = replace(slow, cached_models=frozenset({WAN_14B}))
+    assert place([cached, fast], jobs).prefetches == ()
+
+
+def test_every_pending_job_gets_an_assignment_or_a_waiting_with_an_eta() -> None:
+    agents = [declared_agent("RTX 4090", "a"), declared_agent("RTX 3090", "b", busy_until=NOW + 30)]
+    jobs = [
+        job(f"j{i:03d}", WAN_1_3B, size=(832, 480, 81), submitted_at=NOW - 300 + i)
+        for i in range(MIN_HEAD + 50)
+    ]
+    decisions = place(agents, jobs)
+    assert len(decisions.assignments) + len(decisions.waiting) == len(jobs)
+    assert all(w.eta is not None for w in decisions.waiting)
+    tail = [w for w in decisions.waiting if w.reason.startswith("queued behind")]
+    assert len(tail) == 50 and tail[0].reason == f"queued behind {MIN_HEAD} jobs"
+    etas = [w.eta for w in tail if w.eta is not None]
+    assert etas == sorted(etas)
+
+
+def test_an_agent_the_job_failed_on_is_avoided() -> None:
+    agents = [declared_agent("RTX 4090", "fast", hot_model=WAN_14B), declared_agent("RTX 3090", "other")]
+    assert placed(place(agents, [job(avoid=frozenset({"fast"}))])) == {"j1": "other"}
+
+
+def test_same_model_jobs_group_on_the_hot_agent() -> None:
+    agents = [
+        declared_agent("RTX 4090", "a", hot_model=WAN_1_3B),
+        declared_agent("RTX 4090", "b", hot_model=WAN_14B),
+    ]
+    small = [job(f"s{i}", WAN_1_3B, size=(832, 480, 81), submitted_at=NOW - 10 + i) for i in range(2)]
+    decisions = place(agents, [*small, job("big", submitted_at=NOW)])
+    assert placed(decisions) == {"s0": "a", "big": "b"}
+    assert "RTX 4090 a" in next(w.reason for w in decisions.waiting if w.job_id == "s1")
+
+
+def test_the_same_snapshot_gives_the_same_decisions_and_is_not_changed() -> None:
+    rng = random.Random(5)
+    agents = [
+        declared_agent(
+            card, f"g{i}", hot_model=rng.choice([None, WAN_1_3B]), busy_until=rng.choice([None, NOW + 50])
+        )
+        for i, card in enumerate(["RTX 4090", "RTX 4090", "RTX 3060", "H100 SXM", "RTX 3090"])
+    ]
+    jobs = [
+        job(
+            f"j{i}",
+            rng.choice([WAN_14B, WAN_1_3B]),
+            owner=rng.choice(["ann", "bob"]),
+            submitted_at=NOW - i % 3,
+        )
+        for i in range(12)
+    ]
+    snapshot = Snapshot(NOW, tuple(agents), tuple(jobs))
+    before = copy.deepcopy(snapshot)
+    first = WanfarmPolicy().place(snapshot)
+    assert snapshot == before
+    assert WanfarmPolicy().place(snapshot) == first
+    assert WanfarmPolicy().place(Snapshot(NOW, tuple(agents[::-1]), tuple(jobs[::-1]))) == first
+
+
+def test_the_registry_holds_wanfarm_and_the_four_baselines() -> None:
+    assert {"wanfarm", "fifo", "affinity", "horde", "locality"} <= set(policy_names())
+    assert isinstance(get_policy("wanfarm"), WanfarmPolicy)
+    assert {get_policy(name).name for name in ("fifo", "affinity", "horde", "locality")} == {
+        "fifo", "affinity", "horde", "locality",
+    }  # fmt: skip
