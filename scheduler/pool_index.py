@@ -12,11 +12,12 @@ carry the agent's version and are dropped lazily once the agent has been reserve
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass
 
 from scheduler.snapshot import AgentView
 
-_Entry = tuple[float, float, int, int]  # (free at, seconds per byte loaded cold, agent index, version)
+_Entry = tuple[float, float, int, int]  # (busy until or -inf, s per byte loaded cold, agent index, version)
 
 
 @dataclass(frozen=True)
@@ -32,31 +33,43 @@ class AgentClass:
 
 
 class PoolIndex:
-    """Agents sorted by id, with heaps of when each comes free; mutated as jobs reserve agents."""
+    """Agents sorted by id, with heaps of when each comes free; mutated as jobs reserve agents.
+
+    `PoolIndex(agents, now)` builds one from scratch; `PoolBook` keeps one across rounds and hands
+    out working copies. Heaps order agents by (busy until, or -inf when idle; seconds per byte
+    loaded cold; index), which orders them by when they come free at any `now`.
+    """
 
     def __init__(self, agents: tuple[AgentView, ...], now: float) -> None:
         self.now = now
         self.agents = sorted(agents, key=lambda agent: agent.agent_id)
         self.classes: list[AgentClass] = []
         self.class_of: list[int] = []
-        self.free_at = [now if a.busy_until is None else max(now, a.busy_until) for a in self.agents]
-        # The model an agent holds when it next comes free: a busy agent's running model.
-        self.hot = [
-            (a.running_model or a.hot_model) if a.busy_until is not None else a.hot_model for a in self.agents
-        ]
-        self.cached: list[frozenset[str]] = [a.cached_models for a in self.agents]
-        self.read_s_per_byte = [1.0 / a.disk_bytes_per_s for a in self.agents]
-        self.cold_s_per_byte = [1.0 / a.net_bytes_per_s + 1.0 / a.disk_bytes_per_s for a in self.agents]
-        self.fastest_read_s_per_byte = min(self.read_s_per_byte, default=0.0)
-        self.fastest_cold_s_per_byte = min(self.cold_s_per_byte, default=0.0)
-        self.startable = [a.busy_until is None for a in self.agents]
-        self.idle_left = sum(self.startable)
-        self.version = [0] * len(self.agents)
+        self.node_agents: dict[str, list[int]] = {}
+        self.position: dict[str, int] = {}
+        self.fastest_first: list[int] = []  # agent indexes, most TFLOPS first, then by id
+        count = len(self.agents)
+        self.key: list[float] = [0.0] * count
+        self.free_at: list[float] = [now] * count
+        self.hot: list[str | None] = [None] * count
+        self.cached: list[frozenset[str]] = [frozenset()] * count
+        self.read_s_per_byte: list[float] = [0.0] * count
+        self.cold_s_per_byte: list[float] = [0.0] * count
+        self.net_s_per_byte: list[float] = [0.0] * count
+        self.startable: list[bool] = [False] * count
+        self.idle_left = 0
+        self.version = [0] * count
         self.everyone: list[_Entry] = []
         self.by_class: list[list[_Entry]] = []
         self.hot_heaps: dict[str, dict[int, list[_Entry]]] = {}  # model -> class -> heap
         self.cached_heaps: dict[str, dict[int, list[_Entry]]] = {}
         self._index_classes()
+        for index in range(count):
+            self._load(index)
+        for members in self.node_agents.values():
+            self._share_node(members)
+        self._set_clock(now)
+        self._rebuild_heaps()
 
     def top(self, heap: list[_Entry] | None) -> int:
         """The agent on top of the heap, stale entries dropped; -1 when empty."""
@@ -75,31 +88,141 @@ class PoolIndex:
         if self.startable[index]:
             self.startable[index] = False
             self.idle_left -= 1
-        self.free_at[index] = until
+        self.free_at[index] = self.key[index] = until
         self.hot[index] = model_id
-        if model_id not in self.cached[index]:
-            self.cached[index] = self.cached[index] | {model_id}
         self.version[index] += 1
         self._push(index)
+        for other in self.node_agents[self.agents[index].node_id]:
+            if model_id not in self.cached[other]:
+                self.cached[other] = self.cached[other] | {model_id}
+                heaps = self.cached_heaps.setdefault(model_id, {})
+                heapq.heappush(heaps.setdefault(self.class_of[other], []), self._entry(other))
 
     def holds(self, index: int, model_id: str) -> bool:
         """Whether the agent has the model hot or cached, in this round's working copy."""
         return self.hot[index] == model_id or model_id in self.cached[index]
 
+    def copy(self, now: float) -> PoolIndex:
+        """A working copy at `now` that `reserve()` may change without touching this one."""
+        twin = object.__new__(PoolIndex)
+        twin.__dict__.update(self.__dict__)
+        for name in ("key", "hot", "cached", "version", "everyone"):
+            setattr(twin, name, list(getattr(self, name)))
+        twin.by_class = [list(heap) for heap in self.by_class]
+        twin.hot_heaps = {m: {c: list(h) for c, h in by.items()} for m, by in self.hot_heaps.items()}
+        twin.cached_heaps = {m: {c: list(h) for c, h in by.items()} for m, by in self.cached_heaps.items()}
+        twin._set_clock(now)
+        return twin
+
+    def update(self, agents: tuple[AgentView, ...]) -> bool:
+        """Take in the agents' new views (same ids); False when the pool's make-up changed."""
+        position = self.position
+        if len(agents) != len(self.agents):
+            return False
+        changed_nodes: set[str] = set()
+        current = self.agents
+        for agent in agents:
+            index = position.get(agent.agent_id)
+            if index is None:
+                return False
+            if current[index] is not agent:
+                if _class_key(current[index]) != _class_key(agent) or current[index].node_id != agent.node_id:
+                    return False
+                current[index] = agent
+                changed_nodes.add(agent.node_id)
+        if len(changed_nodes) * 4 > len(self.node_agents):
+            return False  # most of the pool changed: building afresh is cheaper
+        for node in changed_nodes:
+            members = self.node_agents[node]
+            for index in members:
+                self._load(index)
+            self._share_node(members)
+            for index in members:
+                self.version[index] += 1
+                self._push(index)
+        if len(self.everyone) > 2 * len(self.agents) + 64:
+            self._rebuild_heaps()
+        else:
+            # Drop stale tops here once, not in every round's copy.
+            for heap in (self.everyone, *self.by_class):
+                self.top(heap)
+            for by in (*self.hot_heaps.values(), *self.cached_heaps.values()):
+                for heap in by.values():
+                    self.top(heap)
+        return True
+
+    def _load(self, index: int) -> None:
+        # An agent's own fields from its view; _share_node then adds what its node-mates hold.
+        a = self.agents[index]
+        busy = a.busy_until is not None
+        self.key[index] = a.busy_until if a.busy_until is not None else -math.inf
+        # The model an agent holds when it next comes free: a busy agent's running model.
+        self.hot[index] = (a.running_model or a.hot_model) if busy else a.hot_model
+        self.cached[index] = a.cached_models
+        self.read_s_per_byte[index] = 1.0 / a.disk_bytes_per_s
+        self.net_s_per_byte[index] = 1.0 / a.net_bytes_per_s
+        self.cold_s_per_byte[index] = 1.0 / a.net_bytes_per_s + 1.0 / a.disk_bytes_per_s
+
+    def _share_node(self, members: list[int]) -> None:
+        # A node's disk is shared: a model another agent of the node runs (or ran last) is on its disk
+        # or landing there, so every agent of the node loads it from disk, with no second download.
+        held = {model for model in (self.hot[i] for i in members) if model is not None}
+        for i in members:
+            if not held <= self.cached[i]:
+                self.cached[i] = self.cached[i] | held
+
+    def _set_clock(self, now: float) -> None:
+        self.now = now
+        self.free_at = [key if key > now else now for key in self.key]
+        self.startable = [agent.busy_until is None for agent in self.agents]
+        self.idle_left = sum(self.startable)
+        self.fastest_read_s_per_byte = min(self.read_s_per_byte, default=0.0)
+        self.fastest_cold_s_per_byte = min(self.cold_s_per_byte, default=0.0)
+        self.fastest_net_s_per_byte = min(self.net_s_per_byte, default=0.0)
+
     def _index_classes(self) -> None:
         known: dict[tuple[object, ...], int] = {}
         for index, agent in enumerate(self.agents):
-            key = (agent.gpu_name, agent.capability, agent.half_tflops, agent.vram_total, agent.ram_total)
+            self.position[agent.agent_id] = index
+            self.node_agents.setdefault(agent.node_id, []).append(index)
+            key = _class_key(agent)
             number = known.get(key)
             if number is None:
                 number = known[key] = len(self.classes)
                 self.classes.append(_class_of(agent))
-                self.by_class.append([])
             self.class_of.append(number)
-            self._push(index)
+        agents = self.agents
+        self.fastest_first = sorted(
+            range(len(agents)), key=lambda i: (-agents[i].half_tflops, agents[i].agent_id)
+        )
+
+    def _rebuild_heaps(self) -> None:
+        self.everyone = []
+        self.by_class = [[] for _ in self.classes]
+        self.hot_heaps = {}
+        self.cached_heaps = {}
+        for index in range(len(self.agents)):
+            entry = self._entry(index)
+            number = self.class_of[index]
+            self.everyone.append(entry)
+            self.by_class[number].append(entry)
+            model = self.hot[index]
+            if model is not None:
+                self.hot_heaps.setdefault(model, {}).setdefault(number, []).append(entry)
+            for cached in self.cached[index]:
+                self.cached_heaps.setdefault(cached, {}).setdefault(number, []).append(entry)
+        heapq.heapify(self.everyone)
+        for heap in self.by_class:
+            heapq.heapify(heap)
+        for by in (*self.hot_heaps.values(), *self.cached_heaps.values()):
+            for heap in by.values():
+                heapq.heapify(heap)
+
+    def _entry(self, index: int) -> _Entry:
+        return (self.key[index], self.cold_s_per_byte[index], index, self.version[index])
 
     def _push(self, index: int) -> None:
-        entry = (self.free_at[index], self.cold_s_per_byte[index], index, self.version[index])
+        entry = self._entry(index)
         number = self.class_of[index]
         heapq.heappush(self.everyone, entry)
         heapq.heappush(self.by_class[number], entry)
@@ -108,6 +231,23 @@ class PoolIndex:
             heapq.heappush(self.hot_heaps.setdefault(model, {}).setdefault(number, []), entry)
         for cached in self.cached[index]:
             heapq.heappush(self.cached_heaps.setdefault(cached, {}).setdefault(number, []), entry)
+
+
+class PoolBook:
+    """A PoolIndex kept across rounds: each round re-reads only the agents whose view changed."""
+
+    def __init__(self) -> None:
+        self._base: PoolIndex | None = None
+
+    def index(self, agents: tuple[AgentView, ...], now: float) -> PoolIndex:
+        """A working copy of the pool as `agents` show it at `now`; the same as PoolIndex(agents, now)."""
+        if self._base is None or not self._base.update(agents):
+            self._base = PoolIndex(agents, now)
+        return self._base.copy(now)
+
+
+def _class_key(agent: AgentView) -> tuple[object, ...]:
+    return (agent.gpu_name, agent.capability, agent.half_tflops, agent.vram_total, agent.ram_total)
 
 
 def _class_of(agent: AgentView) -> AgentClass:

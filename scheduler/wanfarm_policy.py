@@ -4,7 +4,8 @@ Per (job, agent) the cost is: when the agent comes free + loading the weights (n
 read when cached, a download and a read otherwise, at the node's own speeds) + render seconds
 (scheduler.learning: a FLOPs prior corrected by finished jobs). A job waits for a busy agent when it
 would finish sooner there than anywhere free now; same-model jobs pile onto the agent that holds the
-model hot because that costs no load; idle agents left over prefetch models that jobs queue for.
+model hot because that costs no load; idle agents left over prefetch a model whose backlog outruns
+its holders.
 Placements fit the learned memory need with a safety margin, so a run should never run out of
 memory. See scheduler.fair_share for the queue order and scheduler.wanfarm_round for one round.
 """
@@ -18,7 +19,7 @@ from scheduler.fair_share import ServiceLedger, order_queue
 from scheduler.job_shapes import ShapeBook
 from scheduler.learning import MemoryModel, SpeedModel
 from scheduler.policies import register
-from scheduler.pool_index import PoolIndex
+from scheduler.pool_index import PoolBook
 from scheduler.snapshot import Decisions, Observation, PendingJob, Snapshot
 from scheduler.wanfarm_round import PlacementRound
 
@@ -37,6 +38,7 @@ class WanfarmPolicy:
         self.speed = SpeedModel()
         self.memory = MemoryModel()
         self.ledger = ServiceLedger()
+        self.pools = PoolBook()  # re-reads only the agents that changed since the last round
 
     def observe(self, observation: Observation) -> None:
         """Correct speed and memory for the (model, GPU) and charge the owner the GPU time."""
@@ -57,7 +59,7 @@ class WanfarmPolicy:
         """Assignments for jobs whose best agent is free now; every other job waits with an ETA or why."""
         if not snapshot.pending:
             return Decisions()
-        pool = PoolIndex(snapshot.agents, snapshot.now)
+        pool = self.pools.index(snapshot.agents, snapshot.now)
         shapes = ShapeBook(pool.classes, self.presets, self.speed, self.memory)
         in_flight: dict[str, float] = {}
         for agent in snapshot.agents:

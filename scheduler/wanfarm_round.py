@@ -4,7 +4,10 @@ Jobs come in queue order (scheduler.fair_share). Each job of the head takes the 
 finish earliest: max(now, agent free at) + load + render. If that agent is idle the job starts; if
 it is busy (or was given a job earlier this round) the job waits for it and reserves it, so the
 jobs behind see it taken until then, and a slow idle card is left for a job it suits. The tail of
-the queue only gets a coarse ETA. Idle agents left over warm the weights of models in demand.
+the queue only gets a coarse ETA. An agent of a node counts as caching a model that another agent of
+its node runs or ran last (the disk is shared). Idle agents left over copy a model only when its
+backlog is more than the agents holding it can clear in a few downloads' time: an early copy mostly
+costs bytes.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from scheduler.job_shapes import JobShape, ShapeBook
 from scheduler.pool_index import PoolIndex
 from scheduler.snapshot import Assignment, Decisions, PendingJob, Prefetch, Waiting
 
-PREFETCH_JOBS_PER_COPY = 4  # waiting jobs of a model that justify one more idle agent caching it
+PREFETCH_MARGIN = 8.0  # a model's backlog per holder must exceed this many downloads to copy it
 
 
 @dataclass(frozen=True)
@@ -220,26 +223,30 @@ class PlacementRound:
             demand.waiting += count
 
     def _prefetches(self) -> list[Prefetch]:
-        # Replicate a model in demand onto idle agents until one idle holder per
-        # PREFETCH_JOBS_PER_COPY waiting jobs; one prefetch per agent and per node and model.
+        # Replicate a model onto an idle agent only when its backlog is more than the agents holding
+        # it can clear within PREFETCH_MARGIN downloads' time: a copy made sooner mostly costs bytes.
+        # One prefetch per agent and per node and model.
         pool = self.pool
         if pool.idle_left == 0 or not self.demand:
             return []
-        idle = [index for index, free in enumerate(pool.startable) if free]
-        if not idle:
+        startable = pool.startable
+        fastest = [index for index in pool.fastest_first if startable[index]]
+        if not fastest:
             return []
         prefetches: list[Prefetch] = []
         busy: set[int] = set()
-        fastest = sorted(idle, key=lambda i: (-pool.agents[i].half_tflops, pool.agents[i].agent_id))
         for model_id, demand in sorted(self.demand.items(), key=lambda item: (-item[1].waiting, item[0])):
-            wanted = math.ceil(demand.waiting / PREFETCH_JOBS_PER_COPY)
-            holders = sum(1 for index in idle if pool.holds(index, model_id))
+            backlog_s = demand.waiting * demand.shape.mean_render_s
+            if backlog_s <= demand.shape.weight_bytes * pool.fastest_net_s_per_byte * PREFETCH_MARGIN:
+                continue  # not even worth a first copy on the fastest link
+            holders = sum(1 for cached in pool.cached if model_id in cached)  # cached includes hot
             capable = {option.class_index for option in demand.shape.options}
             nodes: set[str] = set()
             for index in fastest:
-                if holders >= wanted:
-                    break
                 agent = pool.agents[index]
+                download_s = demand.shape.weight_bytes * pool.net_s_per_byte[index]
+                if backlog_s <= (holders + 1) * download_s * PREFETCH_MARGIN:
+                    break
                 if (
                     index in busy
                     or pool.class_of[index] not in capable
