@@ -13,10 +13,11 @@ WIDTH = 24
 class ProgressBar:
     """A progress callback that draws `label  phase  [####....]  step/total`."""
 
-    def __init__(self, label: str, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
         self.label = label
-        self.stream = stream
-        self.live = stream.isatty()
+        # Looked up now, not at import: the process's stderr may have been replaced since.
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
         self._last_phase: Phase | None = None
 
     def __call__(self, progress: Progress) -> None:
