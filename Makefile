@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # torch first, from the local CPU build: an open range would pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint typecheck unit bench gpu-smoke clean
+.PHONY: demo test lint typecheck browser unit bench gpu-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,7 +18,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/wanfarm demo --examples examples --out outputs/demo
 
-test: lint typecheck unit
+test: lint typecheck browser unit
+
+# tests/integration/test_dashboard.py drives Debian's Chromium: installed here when missing (as
+# root); elsewhere those tests skip, except under CI=true, where they fail.
+browser:
+	command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
@@ -34,6 +40,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.bench_farm_overhead
 	$(BIN)/python -m tests.benchmarks.bench_submit
+	$(BIN)/python -m tests.benchmarks.bench_dashboard
 
 # Needs a CUDA machine: the tiny models under every memory profile and attention mode.
 gpu-smoke: $(STAMP)

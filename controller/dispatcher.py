@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from controller.jobs import JobRecord, JobState
+from controller.metrics import FarmMetrics
 from controller.ray_cluster import AgentLost
 from controller.registry import AgentEntry, AgentRegistry
 from controller.store import JobStore
@@ -37,12 +38,14 @@ class Dispatcher:
         policy: Policy,
         clock: Callable[[], float] = time.time,
         refresh_every_s: float = 2.0,
+        metrics: FarmMetrics | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.policy = policy
         self.clock = clock
         self.refresh_every_s = refresh_every_s
+        self.metrics = metrics or FarmMetrics()
         self._last_refresh = 0.0
         self._placed_at_seq = -1  # the store's event seq when placement last ran
         self.last_round_s = 0.0  # how long the last round took, for metrics
@@ -72,11 +75,12 @@ class Dispatcher:
             self._placed_at_seq = seq
             self._place()
         self.last_round_s = time.monotonic() - started
+        self.metrics.round_seconds.observe(self.last_round_s)
 
     def _follow(self, job: JobRecord) -> None:
         entry = self.registry.get(job.agent_id)
         if entry is None:
-            self.store.requeue(job.id, job.attempts, job.agent_id or "?", "agent lost", self.clock())
+            self._requeue(job.id, job.attempts, job.agent_id or "?", "agent lost", self.clock())
             return
         try:
             if job.cancel_requested:
@@ -84,7 +88,7 @@ class Dispatcher:
             events = entry.handle.events(entry.last_seq)
         except AgentLost as error:
             self.registry.drop(entry.inventory.agent_id)
-            self.store.requeue(job.id, job.attempts, entry.inventory.agent_id, str(error), self.clock())
+            self._requeue(job.id, job.attempts, entry.inventory.agent_id, str(error), self.clock())
             return
         for event in events:
             entry.last_seq = max(entry.last_seq, event.seq)
@@ -95,14 +99,21 @@ class Dispatcher:
                     self._reinventory(entry)
         if not events and not _still_running(entry.inventory, job):
             # The agent neither runs this attempt nor has its ending: it restarted or never got it.
-            self.store.requeue(
+            self._requeue(
                 job.id, job.attempts, entry.inventory.agent_id, "agent dropped the task", self.clock()
             )
+
+    def _requeue(self, job_id: str, attempt: int, agent_id: str, reason: str, now: float) -> None:
+        job = self.store.requeue(job_id, attempt, agent_id, reason, now)
+        if job is not None and job.state is JobState.QUEUED:
+            self.metrics.jobs_retried.labels(job.model_id).inc()
 
     def _learn(self, job: JobRecord, entry: AgentEntry, event: AgentEvent) -> None:
         # What really happened corrects the policy's speed and memory estimates.
         out_of_memory = event.kind is EventKind.FAILED and "OutOfMemory" in (event.error or "")
-        if event.kind is not EventKind.SUCCEEDED and not out_of_memory:
+        if event.kind is EventKind.SUCCEEDED:
+            self.metrics.record_finished_attempt(event, job.model_id, entry.inventory)
+        elif not out_of_memory:
             return
         observation = Observation(
             job_id=job.id,
@@ -161,31 +172,43 @@ class Dispatcher:
             pending=tuple(_pending(job) for job in queued),
         )
         decisions = self.policy.place(snapshot)
+        queued_since = {job.id: job.updated_at for job in queued}  # when each last entered the queue
+        for kind, count in (
+            ("assignment", len(decisions.assignments)),
+            ("prefetch", len(decisions.prefetches)),
+            ("waiting", len(decisions.waiting)),
+        ):
+            self.metrics.decisions.labels(kind).inc(count)
         for assignment in decisions.assignments:
             self._start(
                 assignment.job_id,
                 entries[assignment.agent_id],
                 assignment.profile.value,
                 assignment.est_finish,
+                queued_since[assignment.job_id],
             )
         for waiting in decisions.waiting:
             self.store.set_wait(waiting.job_id, waiting.reason, waiting.eta)
         for prefetch in decisions.prefetches:
             entries[prefetch.agent_id].handle.prefetch(prefetch.model_id)
 
-    def _start(self, job_id: str, entry: AgentEntry, profile: str, eta: float) -> None:
+    def _start(self, job_id: str, entry: AgentEntry, profile: str, eta: float, queued_since: float) -> None:
         agent_id = entry.inventory.agent_id
-        job = self.store.start_attempt(job_id, agent_id, profile, eta, self.clock())
+        now = self.clock()
+        job = self.store.start_attempt(job_id, agent_id, profile, eta, now)
         if job is None:  # canceled since the snapshot
             return
+        self.metrics.queue_seconds.labels(job.model_id, entry.inventory.gpu_name).observe(
+            max(now - queued_since, 0.0)
+        )
         try:
             started = entry.handle.start(RenderTask(job.id, job.attempts, job.settings, profile))
         except AgentLost as error:
             self.registry.drop(agent_id)
-            self.store.requeue(job.id, job.attempts, agent_id, str(error), self.clock())
+            self._requeue(job.id, job.attempts, agent_id, str(error), self.clock())
             return
         if not started:
-            self.store.requeue(job.id, job.attempts, agent_id, "agent was busy", self.clock())
+            self._requeue(job.id, job.attempts, agent_id, "agent was busy", self.clock())
             return
         # Until the next refresh, the registry's view must already show the agent on this attempt.
         entry.inventory = replace(entry.inventory, current_job=job.id, current_attempt=job.attempts)

@@ -14,11 +14,14 @@ import uvicorn
 from controller.api.app import create_app
 from controller.auth import KeyRing
 from controller.dispatcher import Dispatcher
+from controller.metrics import FarmMetrics
 from controller.ray_cluster import Cluster
 from controller.registry import AgentRegistry, AgentSettings
 from controller.schemas import AgentOut
 from controller.service import FarmService
 from controller.store import JobStore
+from controller.utilisation import UtilisationLog
+from gpu_agent.messages import AgentInventory
 from gpu_agent.storage import StorageConfig, open_store
 from scheduler.policies import get_policy
 from scheduler.snapshot import AgentView
@@ -61,6 +64,8 @@ class Farm:
         self.storage_config = config.storage or StorageConfig(kind="local", root=config.data_dir / "objects")
         self.storage = open_store(self.storage_config)
         self.store = JobStore(config.data_dir / "jobs.db")
+        self.metrics = FarmMetrics()  # this farm's own registry: farms in one process stay apart
+        self.utilisation = UtilisationLog()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: uvicorn.Server | None = None
@@ -82,9 +87,14 @@ class Farm:
         )
         self.registry = AgentRegistry(self.cluster, settings)
         self.registry.refresh()
-        self.dispatcher = Dispatcher(self.store, self.registry, get_policy(self.config.policy))
-        service = FarmService(self.store, self.storage, self.pool, time.time)
-        app = create_app(service, self.keys, self.agent_listing)
+        self.metrics.attach(self.store, self.inventories)
+        self.dispatcher = Dispatcher(
+            self.store, self.registry, get_policy(self.config.policy), metrics=self.metrics
+        )
+        service = FarmService(self.store, self.storage, self.pool, time.time, self.metrics)
+        app = create_app(service, self.keys, self.agent_listing, self.metrics)
+        app.state.utilisation = self.utilisation
+        self._spawn("utilisation", self._sample_utilisation)
         self._server = uvicorn.Server(
             uvicorn.Config(app, host=self.config.host, port=self.config.port, log_level="warning")
         )
@@ -119,6 +129,10 @@ class Farm:
 
         return [agent_view(e.inventory, None) for e in (self.registry.entries() if self.registry else [])]
 
+    def inventories(self) -> list[AgentInventory]:
+        """Every known agent's latest inventory, as the registry polled it."""
+        return [e.inventory for e in (self.registry.entries() if self.registry else [])]
+
     def agent_listing(self) -> list[AgentOut]:
         running = {job.agent_id: job.id for job in self.store.running()}
         listing = []
@@ -146,6 +160,17 @@ class Farm:
                 )
             )
         return listing
+
+    def _sample_utilisation(self) -> None:
+        """Every `every_s`, the share of agents running a job, for /v1/stats."""
+        while not self._stop.is_set():
+            try:
+                total = len(self.registry.entries()) if self.registry else 0
+                busy = len({job.agent_id for job in self.store.running()})
+                self.utilisation.record(time.time(), min(busy, total), total)
+            except Exception:
+                log.exception("utilisation sample failed")
+            self._stop.wait(self.utilisation.every_s)
 
     def _spawn(self, name: str, target: object) -> None:
         thread = threading.Thread(target=target, name=f"farm-{name}", daemon=True)  # type: ignore[arg-type]

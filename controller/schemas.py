@@ -83,3 +83,13 @@ class ErrorOut(BaseModel):
     error: str
     detail: list[str] = []
     hint: str = ""
+
+
+class StatsOut(BaseModel):
+    """Per-minute series over the last `window_s` seconds, oldest minute first."""
+
+    window_s: int
+    bucket_s: int
+    start: float  # clock seconds at the start of the first bucket
+    finished: list[int]  # jobs that succeeded or failed in each minute
+    utilisation: list[float | None]  # mean share of busy agents; None where nothing was sampled

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from controller.auth import Principal
 from controller.jobs import JobRecord, JobState, NewJob
+from controller.metrics import FarmMetrics
 from controller.store import InvalidJobError, JobStore
 from gpu_agent.messages import OBJECT_REF
 from gpu_agent.storage import ObjectStore
@@ -47,8 +48,10 @@ class FarmService:
         storage: ObjectStore,
         pool: Callable[[], list[AgentView]],
         clock: Callable[[], float],
+        metrics: FarmMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or FarmMetrics()
         self.storage = storage
         self.pool = pool
         self.clock = clock
@@ -81,6 +84,8 @@ class FarmService:
         except Exception:
             self._forget(uploaded)
             raise
+        for record in stored:
+            self.metrics.jobs_submitted.labels(record.model_id).inc()
         return Submitted(stored, warnings)
 
     def submit_queue(

@@ -315,6 +315,23 @@ class JobStore:
         counts.update({JobState(state): n for state, n in rows})
         return counts
 
+    def finished_per_minute(self, since: float, bucket_s: int = 60) -> dict[int, int]:
+        """Jobs that succeeded or failed at or after `since`, counted per slot (epoch // bucket_s)."""
+        sql = (
+            "SELECT CAST(finished_at / ? AS INTEGER) AS slot, count(*) FROM jobs "
+            "WHERE finished_at >= ? AND state IN (?, ?) GROUP BY slot"
+        )
+        params = (bucket_s, since, JobState.SUCCEEDED.value, JobState.FAILED.value)
+        with self._read() as cur:
+            return {int(slot): int(n) for slot, n in cur.execute(sql, params).fetchall()}
+
+    def queued_counts(self) -> dict[tuple[int, str], int]:
+        """Queued jobs per (priority, model), counted in SQL: a long queue is not loaded."""
+        sql = "SELECT priority, model_id, count(*) FROM jobs WHERE state = ? GROUP BY priority, model_id"
+        with self._read() as cur:
+            rows = cur.execute(sql, (JobState.QUEUED.value,)).fetchall()
+        return {(int(priority), str(model)): int(n) for priority, model, n in rows}
+
     def queued(self, limit: int | None = None) -> list[JobRecord]:
         """Queued jobs in queue order: priority descending, then oldest first; the first `limit`."""
         sql = "SELECT * FROM jobs WHERE state = ? ORDER BY priority DESC, id LIMIT ?"

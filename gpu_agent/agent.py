@@ -186,6 +186,8 @@ class GpuAgent:
                 load_seconds=run.load_seconds if run else 0.0,
                 render_seconds=run.generate_seconds if run else 0.0,
                 peak_vram_bytes=run.peak_vram_bytes if run else 0,
+                weights_source=run.weights_source if run else "hot",
+                bytes_fetched=run.bytes_fetched if run else 0,
             )
             # Progress of one task replaces the previous progress: a poller needs only the latest.
             if kind is EventKind.PROGRESS and self._events and self._events[-1].kind is EventKind.PROGRESS:
@@ -205,4 +207,10 @@ def _totals(runs: list[RunInfo]) -> RunInfo:
         load_seconds=sum(r.load_seconds for r in distinct),
         generate_seconds=sum(r.generate_seconds for r in distinct),
         peak_vram_bytes=max(r.peak_vram_bytes for r in distinct),
+        # The coldest source of any output is the attempt's: a batch loads once, then runs hot.
+        weights_source=min((r.weights_source for r in distinct), key=_COLDNESS.index),
+        bytes_fetched=sum(r.bytes_fetched for r in distinct),
     )
+
+
+_COLDNESS = ["download", "disk", "hot"]

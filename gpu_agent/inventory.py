@@ -30,6 +30,7 @@ def probe_inventory(
         "hot_model": hot_model,
         "current_job": current[0] if current else None,
         "current_attempt": current[1] if current else None,
+        "cache_bytes": cache.cached_bytes(),
     }
     if config.declared_gpu is not None:
         spec = find_gpu(config.declared_gpu)
@@ -42,6 +43,7 @@ def probe_inventory(
             half_tflops=spec.half_tflops,
             declared=True,
             device="cpu",
+            utilization=1.0 if current else 0.0,
             **common,
         )
     from models.device import detect_gpus  # torch: only on agents that probe a real device
@@ -62,5 +64,16 @@ def probe_inventory(
         half_tflops=gpu.spec.half_tflops if gpu.spec else 10.0,
         declared=False,
         device="cuda",
+        utilization=_utilization(),
         **common,
     )
+
+
+def _utilization() -> float:
+    """The card's busy share over the last sample period; 0 when NVML is not available."""
+    import torch
+
+    try:
+        return float(torch.cuda.utilization()) / 100.0
+    except Exception:  # torch reads it through pynvml, which a node may lack
+        return 0.0

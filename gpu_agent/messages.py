@@ -69,6 +69,10 @@ class AgentEvent:
     load_seconds: float = 0.0
     render_seconds: float = 0.0
     peak_vram_bytes: int = 0
+    # Where the weights came from: "hot" (already loaded), "disk" (the node cache) or "download"
+    # (fetched for this attempt, `bytes_fetched` of them), for the farm's cache metrics.
+    weights_source: str = "hot"
+    bytes_fetched: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,3 +98,5 @@ class AgentInventory:
     device: str  # "cuda" or "cpu" (declared agents render on the CPU)
     current_job: str | None = None
     current_attempt: int | None = None
+    cache_bytes: int = 0  # the node's weight cache on disk
+    utilization: float = 0.0  # the GPU's busy share (0-1); a declared agent reports 1 while rendering

@@ -37,6 +37,8 @@ class RunInfo:
     load_seconds: float
     generate_seconds: float
     peak_vram_bytes: int
+    weights_source: str = "hot"  # "hot" (reused), "disk" (the node cache) or "download" (fetched now)
+    bytes_fetched: int = 0
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class PipelineHost:
     ) -> GenerationOutput:
         """Render one request; `on_progress` may raise Cancelled to stop between steps."""
         load_started = time.monotonic()
-        loaded = self._ensure_hot(preset, profile, on_progress)
+        source, fetched_bytes = self._ensure_hot(preset, profile, on_progress)
         load_seconds = time.monotonic() - load_started
         assert self._hot is not None
         pipe = self._hot.pipe
@@ -117,10 +119,12 @@ class PipelineHost:
             dtype=str(self.dtype).removeprefix("torch."),
             profile=profile.value if self.gpu else "none (cpu)",
             attention=",".join(sorted(calls)) or "sdpa",
-            loaded=loaded,
+            loaded=source != "hot",
             load_seconds=round(load_seconds, 3),
             generate_seconds=round(time.monotonic() - started, 3),
             peak_vram_bytes=torch.cuda.max_memory_allocated() if self.gpu else 0,
+            weights_source=source,
+            bytes_fetched=fetched_bytes,
         )
         return GenerationOutput(frames, info)
 
@@ -134,13 +138,15 @@ class PipelineHost:
         if self.gpu is not None:
             torch.cuda.empty_cache()
 
-    def _ensure_hot(self, preset: ModelPreset, profile: Profile, on_progress: ProgressFn) -> bool:
+    def _ensure_hot(self, preset: ModelPreset, profile: Profile, on_progress: ProgressFn) -> tuple[str, int]:
+        """Where the weights came from ("hot", "disk" or "download") and the bytes fetched."""
         wanted_profile = profile if self.gpu else None
         hot = self._hot
         if hot and hot.model_id == preset.id and hot.profile == wanted_profile:
-            return False
+            return "hot", 0
         self.unload()
-        if not self.cache.is_cached(preset):
+        cached = self.cache.is_cached(preset)
+        if not cached:
             on_progress(Progress(0, 1, Phase.FETCHING))
         folder = self.cache.ensure(preset)
         on_progress(Progress(0, 1, Phase.LOADING))
@@ -158,7 +164,7 @@ class PipelineHost:
             pipe.to(self.device)
         self._hot = _Hot(preset.id, wanted_profile, pipe, offload)
         self.loads += 1
-        return True
+        return ("disk", 0) if cached else ("download", self.cache.fetched_bytes(preset.id))
 
 
 def _quiet_loading() -> None:

@@ -106,6 +106,15 @@ class WeightCache:
         source = record.get("source")
         return source if isinstance(source, str) else None
 
+    def fetched_bytes(self, model_id: str) -> int:
+        """How many bytes the cached copy of the model took to fetch; 0 when it is not cached."""
+        try:
+            record = json.loads((self.root / model_id / COMPLETE).read_text())
+        except (OSError, ValueError):
+            return 0
+        size = record.get("bytes")
+        return size if isinstance(size, int) else 0
+
     def ensure(self, preset: ModelPreset) -> Path:
         """The folder of the model's weights, fetching them first when they are not cached.
 

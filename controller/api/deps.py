@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 
 from controller.auth import KeyRing, Principal
 from controller.service import FarmService, ServiceError
@@ -23,12 +23,24 @@ def principal(request: Request, authorization: Annotated[str | None, Header()] =
     return who
 
 
+def media_principal(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    key: Annotated[str | None, Query()] = None,
+) -> Principal:
+    """The header, or `?key=` for media a page embeds (<video src>, <img src>) where no header can go."""
+    if authorization is None and key:
+        authorization = f"Bearer {key}"
+    return principal(request, authorization)
+
+
 def service(request: Request) -> FarmService:
     farm: FarmService = request.app.state.service
     return farm
 
 
 Caller = Annotated[Principal, Depends(principal)]
+MediaCaller = Annotated[Principal, Depends(media_principal)]
 Service = Annotated[FarmService, Depends(service)]
 
 

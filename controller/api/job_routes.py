@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import ValidationError
 
-from controller.api.deps import Caller, Service, read_json, save_body_part
+from controller.api.deps import Caller, MediaCaller, Service, read_json, save_body_part
 from controller.api.views import job_out
 from controller.jobs import JobState
 from controller.schemas import JobList, JobOut, SubmitBody, SubmitOut
@@ -81,7 +81,8 @@ def cancel_job(job_id: str, who: Caller, service: Service) -> JobOut:
 
 
 @router.get("/jobs/{job_id}/outputs/{name}")
-def get_output(job_id: str, name: str, who: Caller, service: Service) -> FileResponse:
+def get_output(job_id: str, name: str, who: MediaCaller, service: Service) -> FileResponse:
+    """One output file; the only route that also takes the key as `?key=`, so pages can embed it."""
     job = service.get(who, job_id)
     key = next((k for k in job.outputs if PurePosixPath(k).name == name), None)
     path = service.storage.local_path(key) if key else None

@@ -31,6 +31,21 @@ def test_two_jobs_of_the_same_model_load_the_pipeline_once(tmp_path: Path, weigh
     assert first[0].run.loaded and not second[0].run.loaded
 
 
+def test_a_run_says_where_its_weights_came_from(tmp_path: Path) -> None:
+    cache = WeightCache(tmp_path / "cache")
+    host = PipelineHost(cache)
+    [fetched] = render_job(host, _job(tmp_path), tmp_path / "out", "fetched")
+    [hot] = render_job(host, _job(tmp_path, seed=4), tmp_path / "out", "hot")
+    [disk] = render_job(PipelineHost(cache), _job(tmp_path), tmp_path / "out", "disk")
+    assert (fetched.run.weights_source, hot.run.weights_source, disk.run.weights_source) == (
+        "download",
+        "hot",
+        "disk",
+    )
+    assert 0 < fetched.run.bytes_fetched <= cache.cached_bytes()  # the folder adds its record file
+    assert hot.run.bytes_fetched == disk.run.bytes_fetched == 0
+
+
 def test_another_model_replaces_the_hot_one(tmp_path: Path, weight_cache: WeightCache) -> None:
     host = PipelineHost(weight_cache)
     render_job(host, _job(tmp_path), tmp_path / "out", "wan")

@@ -1,0 +1,179 @@
+"""The farm's Prometheus metrics: counters the dispatcher and service update, gauges read at scrape.
+
+Each farm has its own `CollectorRegistry` (never the process-wide default), so several farms in one
+process, as in the tests, keep separate figures. Agents' figures reach /metrics through the
+controller, which already polls their inventories and reads their events: one scrape target, and
+agents need no open port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from controller.store import JobStore
+from gpu_agent.messages import AgentEvent, AgentInventory
+
+AGENT_LABELS = ("agent", "node", "gpu_index", "gpu_model", "arch")
+QUEUE_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600)
+RENDER_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 2 * 3600)
+ROUND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+WEIGHT_SOURCES = ("hot", "disk", "download")
+
+
+class FarmMetrics:
+    """One farm's metrics; `attach` adds the scrape-time gauges over its store and agents."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.jobs_submitted = Counter(
+            "wanfarm_jobs_submitted", "Jobs accepted by the API.", ["model"], registry=r
+        )
+        self.jobs_retried = Counter(
+            "wanfarm_jobs_retried",
+            "Attempts that ended without the job (agent lost), queued again.",
+            ["model"],
+            registry=r,
+        )
+        self.queue_seconds = Histogram(
+            "wanfarm_job_queue_seconds",
+            "Time a job waited in the queue before an attempt started.",
+            ["model", "gpu_model"],
+            buckets=QUEUE_BUCKETS,
+            registry=r,
+        )
+        self.render_seconds = Histogram(
+            "wanfarm_job_render_seconds",
+            "Generation time of a succeeded attempt (weights loading excluded).",
+            ["model", "gpu_model"],
+            buckets=RENDER_BUCKETS,
+            registry=r,
+        )
+        self.load_seconds = Histogram(
+            "wanfarm_model_load_seconds",
+            "Time to make a model hot (fetch and load) for a succeeded attempt.",
+            ["model", "gpu_model"],
+            buckets=RENDER_BUCKETS,
+            registry=r,
+        )
+        self.cache_hits = Counter(
+            "wanfarm_weight_cache_hits",
+            "Attempts whose weights were already hot or on the node's disk.",
+            ["node", "kind"],
+            registry=r,
+        )
+        self.cache_misses = Counter(
+            "wanfarm_weight_cache_misses",
+            "Attempts whose weights had to be fetched.",
+            ["node", "kind"],
+            registry=r,
+        )
+        self.downloaded_bytes = Counter(
+            "wanfarm_weight_downloaded_bytes",
+            "Weight bytes fetched into node caches for attempts.",
+            ["node"],
+            registry=r,
+        )
+        self.round_seconds = Histogram(
+            "wanfarm_scheduler_round_seconds",
+            "Duration of one dispatch round.",
+            buckets=ROUND_BUCKETS,
+            registry=r,
+        )
+        self.decisions = Counter(
+            "wanfarm_scheduler_decisions", "Scheduler decisions applied, by kind.", ["kind"], registry=r
+        )
+
+    def attach(self, store: JobStore, agents: Callable[[], list[AgentInventory]]) -> None:
+        """Add the gauges read at scrape time from the job store and the agents' inventories."""
+        self.registry.register(FarmCollector(store, agents))
+
+    def exposition(self) -> bytes:
+        """The text exposition of every metric, as served on /metrics."""
+        return generate_latest(self.registry)
+
+    def record_finished_attempt(self, event: AgentEvent, model: str, inventory: AgentInventory) -> None:
+        """What a SUCCEEDED event tells about render time and the weight cache."""
+        gpu = inventory.gpu_name
+        self.render_seconds.labels(model, gpu).observe(event.render_seconds)
+        self.load_seconds.labels(model, gpu).observe(event.load_seconds)
+        source = event.weights_source if event.weights_source in WEIGHT_SOURCES else "download"
+        counter = self.cache_misses if source == "download" else self.cache_hits
+        counter.labels(inventory.node_id, source).inc()
+        if event.bytes_fetched:
+            self.downloaded_bytes.labels(inventory.node_id).inc(event.bytes_fetched)
+
+
+class FarmCollector(Collector):
+    """Gauges read when Prometheus scrapes: job counts, queue depth, and every agent's state.
+
+    The finished-jobs counter is read from the store too: every path that ends a job (an agent's
+    event, a requeue past the last attempt, a cancel while queued) counts, and a restarted
+    controller carries on from the stored total instead of zero.
+    """
+
+    def __init__(self, store: JobStore, agents: Callable[[], list[AgentInventory]]) -> None:
+        self.store = store
+        self.agents = agents
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._jobs()
+        yield from self._agents()
+
+    def _jobs(self) -> Iterable[Metric]:
+        counts = self.store.count_by_state()
+        finished = CounterMetricFamily(
+            "wanfarm_jobs_finished", "Jobs that reached a final state, by outcome.", labels=["outcome"]
+        )
+        states = GaugeMetricFamily("wanfarm_jobs", "Jobs in the store, by state.", labels=["state"])
+        for state, n in counts.items():
+            states.add_metric([state.value], n)
+            if state.finished:
+                finished.add_metric([state.value], n)
+        depth = GaugeMetricFamily(
+            "wanfarm_queue_depth", "Queued jobs by priority and model.", labels=["priority", "model"]
+        )
+        for (priority, model), n in sorted(self.store.queued_counts().items()):
+            depth.add_metric([str(priority), model], n)
+        return [finished, states, depth]
+
+    def _agents(self) -> Iterable[Metric]:
+        inventories = self.agents()
+        busy_agents = {job.agent_id for job in self.store.running()} if inventories else set()
+        up = _agent_gauge("wanfarm_agent_up", "1 for every agent that answers the controller.")
+        busy = _agent_gauge("wanfarm_agent_busy", "1 while the agent runs a job.")
+        vram_total = _agent_gauge("wanfarm_agent_vram_total_bytes", "The GPU's memory.")
+        vram_used = _agent_gauge("wanfarm_agent_vram_used_bytes", "The GPU's memory in use.")
+        utilization = _agent_gauge("wanfarm_agent_gpu_utilization_ratio", "The GPU's busy share, 0 to 1.")
+        hot = GaugeMetricFamily(
+            "wanfarm_agent_hot_model",
+            "The model loaded on the agent (info: always 1).",
+            labels=[*AGENT_LABELS, "model"],
+        )
+        cache = GaugeMetricFamily(
+            "wanfarm_weight_cache_bytes",
+            "Bytes of complete models in the node's weight cache.",
+            labels=["node"],
+        )
+        nodes: dict[str, int] = {}
+        for inv in inventories:
+            labels = [inv.agent_id, inv.node_id, str(inv.gpu_index), inv.gpu_name, inv.arch]
+            up.add_metric(labels, 1)
+            busy.add_metric(labels, 1 if inv.agent_id in busy_agents else 0)
+            vram_total.add_metric(labels, inv.vram_total)
+            vram_used.add_metric(labels, inv.vram_total - inv.vram_free)
+            utilization.add_metric(labels, inv.utilization)
+            if inv.hot_model:
+                hot.add_metric([*labels, inv.hot_model], 1)
+            nodes[inv.node_id] = inv.cache_bytes  # agents of a node share its cache
+        for node, size in sorted(nodes.items()):
+            cache.add_metric([node], size)
+        return [up, busy, vram_total, vram_used, utilization, hot, cache]
+
+
+def _agent_gauge(name: str, documentation: str) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, labels=list(AGENT_LABELS))
