@@ -8,6 +8,7 @@ starts, so a restarted controller can read the end of a task it did not see fini
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -39,7 +40,10 @@ class GpuAgent:
         self.config = config
         self.store = open_store(config.storage)
         mirror = S3WeightMirror(self.store) if config.weight_mirror else None
-        self.cache = WeightCache(config.cache_dir, budget_bytes=config.cache_budget_bytes, mirror=mirror)
+        # A node that names its own cache ($WANFARM_CACHE, e.g. a hostPath in the container image)
+        # keeps it across restarts of its Ray node; otherwise the farm's per-node folder is used.
+        cache_dir = Path(os.environ["WANFARM_CACHE"]) if os.environ.get("WANFARM_CACHE") else config.cache_dir
+        self.cache = WeightCache(cache_dir, budget_bytes=config.cache_budget_bytes, mirror=mirror)
         # torch and diffusers load here, in the actor, never in the controller that creates it.
         from models.runner import PipelineHost
 
