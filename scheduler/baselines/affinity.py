@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from models.catalogue import ModelPreset, get_model
-from scheduler.baselines.common import FaceValue, assign, idle_agents, submit_order
+from scheduler.baselines.common import Candidate, place_in_submit_order
 from scheduler.policies import register
-from scheduler.snapshot import AgentView, Assignment, Decisions, Observation, Snapshot, Waiting
+from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
 
 
 @register("affinity")
@@ -33,22 +33,14 @@ class AffinityPolicy:
 
     def place(self, snapshot: Snapshot) -> Decisions:
         """Each job in arrival order goes to a free agent holding its model, else the least loaded."""
-        face = FaceValue(self.presets, snapshot.agents)
-        free = idle_agents(snapshot)
-        assignments: list[Assignment] = []
-        waiting: list[Waiting] = []
-        for job in sorted(snapshot.pending, key=submit_order):
-            preset = face.preset(job.model_id)
-            able = [] if preset is None else [a for a in free if a.agent_id not in job.avoid_agents]
-            candidates = [(a, p) for a in able if preset and (p := face.profile(preset, job, a)) is not None]
-            if preset is None or not candidates:
-                waiting.append(face.waiting(job, "affinity: no free agent can run it"))
-                continue
-            agent, profile = min(candidates, key=lambda pair: _load_order(pair[0], job.model_id))
-            reason = "hot" if agent.hot_model == job.model_id else "least loaded"
-            assignments.append(assign(preset, job, agent, profile, snapshot.now, reason))
-            free.remove(agent)
-        return Decisions(assignments=tuple(assignments), waiting=tuple(waiting))
+        return place_in_submit_order(snapshot, self.presets, "affinity", _hot_else_least_loaded)
+
+
+def _hot_else_least_loaded(
+    preset: ModelPreset, job: PendingJob, candidates: list[Candidate]
+) -> tuple[Candidate, str]:
+    agent, profile = min(candidates, key=lambda pair: _load_order(pair[0], job.model_id))
+    return (agent, profile), "hot" if agent.hot_model == job.model_id else "least loaded"
 
 
 def _load_order(agent: AgentView, model_id: str) -> tuple[int, int, str]:

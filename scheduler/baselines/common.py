@@ -9,8 +9,11 @@ from models.catalogue import ModelPreset
 from models.profiles import Profile
 from scheduler.cost import job_seconds
 from scheduler.feasibility import choose_profile, pool_refusal
-from scheduler.snapshot import AgentView, Assignment, PendingJob, Snapshot, Waiting
+from scheduler.snapshot import AgentView, Assignment, Decisions, PendingJob, Snapshot, Waiting
 
+Candidate = tuple[AgentView, Profile]  # a free agent that can run the job, and under which profile
+# A baseline's own rule: which candidate takes the job, and the reason it gives.
+Chooser = Callable[[ModelPreset, PendingJob, list[Candidate]], tuple[Candidate, str]]
 _Kind = tuple[str, tuple[int, int], int, int]  # what choose_profile reads of an agent
 _SizeKey = tuple[str, int, int, int, int]
 
@@ -54,6 +57,35 @@ class FaceValue:
             self._refusals[key] = pool_refusal(preset, job, self._samples)
         refusal = self._refusals[key]
         return Waiting(job.job_id, f"no agent can run it: {refusal}" if refusal else why)
+
+
+def place_in_submit_order(
+    snapshot: Snapshot, presets: Callable[[str], ModelPreset], label: str, choose: Chooser
+) -> Decisions:
+    """Jobs in submit order, each on the free agent `choose` picks among those that can run it.
+
+    The loop every arrival-order baseline shares; each one differs only in its `choose` rule.
+    """
+    face = FaceValue(presets, snapshot.agents)
+    free = idle_agents(snapshot)
+    assignments: list[Assignment] = []
+    waiting: list[Waiting] = []
+    for job in sorted(snapshot.pending, key=submit_order):
+        preset = face.preset(job.model_id)
+        candidates: list[Candidate] = []
+        if preset is not None:
+            for agent in free:
+                if agent.agent_id not in job.avoid_agents:
+                    profile = face.profile(preset, job, agent)
+                    if profile is not None:
+                        candidates.append((agent, profile))
+        if preset is None or not candidates:
+            waiting.append(face.waiting(job, f"{label}: no free agent can run it"))
+            continue
+        (agent, profile), reason = choose(preset, job, candidates)
+        assignments.append(assign(preset, job, agent, profile, snapshot.now, reason))
+        free.remove(agent)
+    return Decisions(assignments=tuple(assignments), waiting=tuple(waiting))
 
 
 def idle_agents(snapshot: Snapshot) -> list[AgentView]:

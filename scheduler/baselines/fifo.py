@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from models.catalogue import ModelPreset, get_model
-from scheduler.baselines.common import FaceValue, assign, idle_agents, submit_order
+from scheduler.baselines.common import Candidate, place_in_submit_order
 from scheduler.policies import register
-from scheduler.snapshot import Assignment, Decisions, Observation, Snapshot, Waiting
+from scheduler.snapshot import Decisions, Observation, PendingJob, Snapshot
 
 
 @register("fifo")
@@ -30,22 +30,8 @@ class FifoPolicy:
 
     def place(self, snapshot: Snapshot) -> Decisions:
         """Each job in submit order takes the first idle agent that can run it, if any."""
-        face = FaceValue(self.presets, snapshot.agents)
-        free = idle_agents(snapshot)
-        assignments: list[Assignment] = []
-        waiting: list[Waiting] = []
-        for job in sorted(snapshot.pending, key=submit_order):
-            preset = face.preset(job.model_id)
-            chosen = None
-            if preset is not None:
-                for agent in free:
-                    profile = None if agent.agent_id in job.avoid_agents else face.profile(preset, job, agent)
-                    if profile is not None:
-                        chosen = agent
-                        assignments.append(assign(preset, job, agent, profile, snapshot.now, "first free"))
-                        break
-            if chosen is None:
-                waiting.append(face.waiting(job, "fifo: no free agent can run it"))
-            else:
-                free.remove(chosen)
-        return Decisions(assignments=tuple(assignments), waiting=tuple(waiting))
+        return place_in_submit_order(snapshot, self.presets, "fifo", _first_free)
+
+
+def _first_free(preset: ModelPreset, job: PendingJob, candidates: list[Candidate]) -> tuple[Candidate, str]:
+    return candidates[0], "first free"  # candidates come in agent-id order

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from models.catalogue import ModelPreset, get_model
-from scheduler.baselines.common import FaceValue, assign, idle_agents, submit_order
+from scheduler.baselines.common import Candidate, place_in_submit_order
 from scheduler.policies import register
-from scheduler.snapshot import AgentView, Assignment, Decisions, Observation, Snapshot, Waiting
+from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
 
 
 @register("locality")
@@ -31,23 +31,15 @@ class LocalityPolicy:
 
     def place(self, snapshot: Snapshot) -> Decisions:
         """Each job in arrival order goes where its weights load fastest."""
-        face = FaceValue(self.presets, snapshot.agents)
-        free = idle_agents(snapshot)
-        assignments: list[Assignment] = []
-        waiting: list[Waiting] = []
-        for job in sorted(snapshot.pending, key=submit_order):
-            preset = face.preset(job.model_id)
-            able = [] if preset is None else [a for a in free if a.agent_id not in job.avoid_agents]
-            candidates = [(a, p) for a in able if preset and (p := face.profile(preset, job, a)) is not None]
-            if preset is None or not candidates:
-                waiting.append(face.waiting(job, "locality: no free agent can run it"))
-                continue
-            holders = [pair for pair in candidates if _holds(pair[0], job.model_id)] or candidates
-            agent, profile = min(holders, key=lambda pair: (load_estimate(preset, pair[0]), pair[0].agent_id))
-            reason = "hot" if agent.hot_model == job.model_id else "least load time"
-            assignments.append(assign(preset, job, agent, profile, snapshot.now, reason))
-            free.remove(agent)
-        return Decisions(assignments=tuple(assignments), waiting=tuple(waiting))
+        return place_in_submit_order(snapshot, self.presets, "locality", _least_load_time)
+
+
+def _least_load_time(
+    preset: ModelPreset, job: PendingJob, candidates: list[Candidate]
+) -> tuple[Candidate, str]:
+    holders = [pair for pair in candidates if _holds(pair[0], job.model_id)] or candidates
+    agent, profile = min(holders, key=lambda pair: (load_estimate(preset, pair[0]), pair[0].agent_id))
+    return (agent, profile), "hot" if agent.hot_model == job.model_id else "least load time"
 
 
 def load_estimate(preset: ModelPreset, agent: AgentView) -> float:
