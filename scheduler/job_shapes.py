@@ -17,6 +17,7 @@ from scheduler.cost import render_flops
 from scheduler.feasibility import arch_problem, describe_job, pool_refusal
 from scheduler.learning import MemoryModel, SpeedModel
 from scheduler.pool_index import AgentClass
+from scheduler.presets import KnownPresets
 from scheduler.snapshot import PendingJob
 
 ShapeKey = tuple[str, int, int, int, int, int]  # model, width, height, frames, batch, steps
@@ -58,7 +59,7 @@ class ShapeBook:
         self.memory = memory
         # Public for the queue tail's loop, which looks up 100k jobs a round and skips the call.
         self.known: dict[ShapeKey, JobShape | None] = {}
-        self._presets: dict[str, ModelPreset | None] = {}
+        self._known = KnownPresets(presets)
 
     def shape(self, job: PendingJob) -> JobShape | None:
         """The job's shape; None when its model is not in the catalogue."""
@@ -70,7 +71,7 @@ class ShapeBook:
             return shape
 
     def _build(self, job: PendingJob) -> JobShape | None:
-        preset = self._preset(job.model_id)
+        preset = self._known.get(job.model_id)
         if preset is None:
             return None
         size = JobSize(job.width, job.height, job.frames, job.batch)
@@ -101,11 +102,3 @@ class ShapeBook:
             f"no agent can run it: {describe_job(preset, job)} fits the largest agents only at its bare "
             f"memory estimate, not with the x{scale:.2f} safety margin (learned need x headroom)"
         )
-
-    def _preset(self, model_id: str) -> ModelPreset | None:
-        if model_id not in self._presets:
-            try:
-                self._presets[model_id] = self.presets(model_id)
-            except LookupError:
-                self._presets[model_id] = None
-        return self._presets[model_id]

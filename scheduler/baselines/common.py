@@ -9,6 +9,7 @@ from models.catalogue import ModelPreset
 from models.profiles import Profile
 from scheduler.cost import job_seconds
 from scheduler.feasibility import choose_profile, pool_refusal
+from scheduler.presets import KnownPresets
 from scheduler.snapshot import AgentView, Assignment, Decisions, PendingJob, Snapshot, Waiting
 
 Candidate = tuple[AgentView, Profile]  # a free agent that can run the job, and under which profile
@@ -27,18 +28,13 @@ class FaceValue:
         self._kinds = {agent.agent_id: _kind(agent) for agent in agents}
         # One agent per kind is enough to decide whether any agent of the pool can run a job.
         self._samples = list({_kind(agent): agent for agent in agents}.values())
-        self._presets: dict[str, ModelPreset | None] = {}
+        self._known = KnownPresets(presets)
         self._profiles: dict[tuple[_SizeKey, _Kind], Profile | None] = {}
         self._refusals: dict[_SizeKey, str | None] = {}
 
     def preset(self, model_id: str) -> ModelPreset | None:
         """The catalogue preset, or None for an unknown model."""
-        if model_id not in self._presets:
-            try:
-                self._presets[model_id] = self.presets(model_id)
-            except LookupError:
-                self._presets[model_id] = None
-        return self._presets[model_id]
+        return self._known.get(model_id)
 
     def profile(self, preset: ModelPreset, job: PendingJob, agent: AgentView) -> Profile | None:
         """feasibility.choose_profile, memoised."""
