@@ -54,7 +54,6 @@ class ShapeBook:
         memory: MemoryModel,
     ) -> None:
         self.classes = classes
-        self.presets = presets
         self.speed = speed
         self.memory = memory
         # Public for the queue tail's loop, which looks up 100k jobs a round and skips the call.

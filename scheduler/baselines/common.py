@@ -23,7 +23,6 @@ class FaceValue:
     """choose_profile and pool_refusal for one snapshot, each worked out once per job size and card."""
 
     def __init__(self, presets: Callable[[str], ModelPreset], agents: Sequence[AgentView]) -> None:
-        self.presets = presets
         self.agents = agents
         self._kinds = {agent.agent_id: _kind(agent) for agent in agents}
         # One agent per kind is enough to decide whether any agent of the pool can run a job.
