@@ -6,14 +6,15 @@ import ipaddress
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 
 from controller.api.app import create_app
 from controller.auth import KeyRing
-from controller.dispatcher import Dispatcher
+from controller.dispatcher import Dispatcher, agent_view
 from controller.metrics import FarmMetrics
 from controller.ray_cluster import Cluster
 from controller.registry import AgentRegistry, AgentSettings
@@ -48,7 +49,6 @@ class FarmConfig:
     attention: str = "auto"
     policy: str = "greedy"
     api_keys: Path | None = None  # default: $WANFARM_API_KEYS, else an open farm (loopback only)
-    agent_settings_extra: dict[str, str] = field(default_factory=dict)
 
 
 class Farm:
@@ -88,9 +88,10 @@ class Farm:
         self.registry = AgentRegistry(self.cluster, settings)
         self.registry.refresh()
         self.metrics.attach(self.store, self.inventories)
-        self.dispatcher = Dispatcher(
+        dispatcher = Dispatcher(
             self.store, self.registry, get_policy(self.config.policy), metrics=self.metrics
         )
+        self.dispatcher = dispatcher
         service = FarmService(self.store, self.storage, self.pool, time.time, self.metrics)
         app = create_app(service, self.keys, self.agent_listing, self.metrics)
         app.state.utilisation = self.utilisation
@@ -98,7 +99,7 @@ class Farm:
         self._server = uvicorn.Server(
             uvicorn.Config(app, host=self.config.host, port=self.config.port, log_level="warning")
         )
-        self._spawn("dispatch", lambda: self.dispatcher.run(self._stop) if self.dispatcher else None)
+        self._spawn("dispatch", lambda: dispatcher.run(self._stop))
         self._spawn("http", self._server.run)
         deadline = time.monotonic() + 30
         while not self._server.started:
@@ -125,9 +126,7 @@ class Farm:
 
     def pool(self) -> list[AgentView]:
         """Every known agent as the scheduler sees it (for refusals at submit)."""
-        from controller.dispatcher import agent_view
-
-        return [agent_view(e.inventory, None) for e in (self.registry.entries() if self.registry else [])]
+        return [agent_view(inventory, None) for inventory in self.inventories()]
 
     def inventories(self) -> list[AgentInventory]:
         """Every known agent's latest inventory, as the registry polled it."""
@@ -172,8 +171,8 @@ class Farm:
                 log.exception("utilisation sample failed")
             self._stop.wait(self.utilisation.every_s)
 
-    def _spawn(self, name: str, target: object) -> None:
-        thread = threading.Thread(target=target, name=f"farm-{name}", daemon=True)  # type: ignore[arg-type]
+    def _spawn(self, name: str, target: Callable[[], object]) -> None:
+        thread = threading.Thread(target=target, name=f"farm-{name}", daemon=True)
         thread.start()
         self._threads.append(thread)
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from controller.client import FarmClient, FarmError
+from controller.client import FarmClient
 from controller.farm import Farm, FarmConfig
 from controller.progress_bar import ProgressBar
 from controller.schemas import JobOut
@@ -186,6 +186,3 @@ def _print_detail(job: JobOut) -> None:
         print(f"  error: {job.error}")
     for output in job.outputs:
         print(f"  output: {output.url}")
-
-
-__all__ = ["FarmError"]
