@@ -7,7 +7,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, Request
 
 from controller.api.deps import Caller
-from controller.models_command import ModelRow, model_row
+from controller.catalogue_view import ModelRow, model_row
 from controller.schemas import AgentOut
 from models.catalogue import catalogue
 
