@@ -41,13 +41,15 @@ AUTO_ORDER = (AttentionMode.SAGE2, AttentionMode.SAGE, AttentionMode.SDPA)
 
 
 def installed_modes() -> set[AttentionMode]:
-    """Modes whose kernels import here (sage needs triton; sage2 needs SageAttention 2's CUDA ops)."""
+    """Modes whose kernels import here and that diffusers will dispatch to (sage needs triton; sage2
+    needs SageAttention 2's CUDA ops; diffusers refuses sage below 2.1.1 and flash below 2.6.3)."""
     modes = {AttentionMode.SDPA}
-    if _imports("sageattention", "sageattn"):
+    sage = _imports("sageattention", "sageattn") and _diffusers_allows("_CAN_USE_SAGE_ATTN")
+    if sage:
         modes.add(AttentionMode.SAGE)
-    if _imports("sageattention", "sageattn_qk_int8_pv_fp16_cuda"):
+    if sage and _imports("sageattention", "sageattn_qk_int8_pv_fp16_cuda"):
         modes.add(AttentionMode.SAGE2)
-    if _imports("flash_attn", "flash_attn_func"):
+    if _imports("flash_attn", "flash_attn_func") and _diffusers_allows("_CAN_USE_FLASH_ATTN"):
         modes.add(AttentionMode.FLASH)
     return modes
 
@@ -114,6 +116,16 @@ def _imports(module: str, attribute: str) -> bool:
         return hasattr(importlib.import_module(module), attribute)
     except Exception:  # a kernel package that fails to import (no triton, no CUDA) is absent
         return False
+
+
+def _diffusers_allows(flag: str) -> bool:
+    # diffusers checks the kernel package's version once, at import, and its backends raise when it
+    # is too old (SageAttention 1.x from PyPI, say): such a kernel is as good as absent.
+    try:
+        dispatch = importlib.import_module("diffusers.models.attention_dispatch")
+    except Exception:
+        return False
+    return bool(getattr(dispatch, flag, False))
 
 
 def _names(modes: set[AttentionMode]) -> str:
