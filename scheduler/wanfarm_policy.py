@@ -25,6 +25,7 @@ from scheduler.wanfarm_round import PlacementRound
 
 HEAD_PER_AGENT = 4  # jobs placed (or reserved) per agent each round; the rest only get an ETA
 MIN_HEAD = 200
+BEHIND_SHARE = 0.5  # an owner with less than this share of the mean service is behind: no waiting
 
 
 @register("wanfarm")
@@ -39,6 +40,7 @@ class WanfarmPolicy:
         self.memory = MemoryModel()
         self.ledger = ServiceLedger()
         self.pools = PoolBook()  # re-reads only the agents that changed since the last round
+        self.handed_out: dict[str, float] = {}  # agent id -> when its latest job was assigned
 
     def observe(self, observation: Observation) -> None:
         """Correct speed and memory for the (model, GPU) and charge the owner the GPU time."""
@@ -61,11 +63,14 @@ class WanfarmPolicy:
             return Decisions()
         pool = self.pools.index(snapshot.agents, snapshot.now)
         shapes = ShapeBook(pool.classes, self.presets, self.speed, self.memory)
+        # A running job counts whole (its estimate) until it finishes and the ledger takes it over;
+        # counting only what remains would make its owner look less served the longer it runs.
         in_flight: dict[str, float] = {}
+        handed_out, now = self.handed_out, snapshot.now
         for agent in snapshot.agents:
             if agent.running_owner is not None and agent.busy_until is not None:
-                remaining = max(0.0, agent.busy_until - snapshot.now)
-                in_flight[agent.running_owner] = in_flight.get(agent.running_owner, 0.0) + remaining
+                granted = max(0.0, agent.busy_until - min(handed_out.get(agent.agent_id, now), now))
+                in_flight[agent.running_owner] = in_flight.get(agent.running_owner, 0.0) + granted
 
         def service(owner: str) -> float:
             return self.ledger.service(owner, snapshot.now) + in_flight.get(owner, 0.0)
@@ -76,4 +81,16 @@ class WanfarmPolicy:
 
         head = max(HEAD_PER_AGENT * len(snapshot.agents), MIN_HEAD)
         order = order_queue(snapshot.pending, snapshot.now, service, weight, head)
-        return PlacementRound(pool, shapes).run(order)
+        decisions = PlacementRound(pool, shapes, _behind(order.head, service)).run(order)
+        for assignment in decisions.assignments:
+            handed_out[assignment.agent_id] = assignment.est_start
+        return decisions
+
+
+def _behind(head: tuple[PendingJob, ...], service: Callable[[str], float]) -> frozenset[str]:
+    # Owners of queued jobs whose service is under BEHIND_SHARE of their mean.
+    served = {owner: service(owner) for owner in {job.owner for job in head}}
+    if len(served) < 2:
+        return frozenset()
+    bar = BEHIND_SHARE * sum(served.values()) / len(served)
+    return frozenset(owner for owner, value in served.items() if value < bar)

@@ -8,6 +8,11 @@ the queue only gets a coarse ETA. An agent of a node counts as caching a model t
 its node runs or ran last (the disk is shared). Idle agents left over copy a model only when its
 backlog is more than the agents holding it can clear in a few downloads' time: an early copy mostly
 costs bytes.
+
+Fair share (scheduler.fair_share) decides who goes first, but earliest finish alone would undo it: the
+jobs of an owner well behind its share would wait for the busy agents that suit them best while an
+owner ahead takes every idle one. So a job of an owner in `behind` takes the best idle agent rather
+than waiting, as long as one can run it.
 """
 
 from __future__ import annotations
@@ -40,9 +45,10 @@ class _Demand:
 class PlacementRound:
     """Places the jobs of one snapshot; `run()` once."""
 
-    def __init__(self, pool: PoolIndex, shapes: ShapeBook) -> None:
+    def __init__(self, pool: PoolIndex, shapes: ShapeBook, behind: frozenset[str] = frozenset()) -> None:
         self.pool = pool
         self.shapes = shapes
+        self.behind = behind  # owners well behind their fair share: their jobs do not wait
         self.now = pool.now
         self.assignments: list[Assignment] = []
         self.waiting: list[Waiting] = []
@@ -62,7 +68,15 @@ class PlacementRound:
         if shape.refusal is not None:
             self.waiting.append(Waiting(job.job_id, shape.refusal))
             return
-        choice = self._scan(job, shape) if job.avoid_agents else self._best(job.model_id, shape)
+        fair = False
+        if job.avoid_agents:
+            choice = self._scan(job, shape)
+        else:
+            choice = self._best(job.model_id, shape)
+            if choice is not None and job.owner in self.behind and not self.pool.startable[choice.index]:
+                idle = self._best(job.model_id, shape, idle_only=True) if self.pool.idle_left else None
+                if idle is not None:
+                    choice, fair = idle, True
         if choice is None:
             avoided = ", ".join(sorted(job.avoid_agents))
             reason = f"no agent left to try: every agent that can run it failed it before ({avoided})"
@@ -73,6 +87,8 @@ class PlacementRound:
         if pool.startable[choice.index]:
             option = shape.options[choice.option_at]
             reason = {"hot": "hot", "cached": "cached"}.get(choice.warmth, "earliest finish")
+            if fair:
+                reason = f"fair share: {job.owner} is behind ({choice.warmth})"
             self.assignments.append(
                 Assignment(job.job_id, agent.agent_id, option.profile, self.now, choice.finish, reason)
             )
@@ -81,10 +97,12 @@ class PlacementRound:
             self._count_demand(job.model_id, shape)
         pool.reserve(choice.index, choice.finish, job.model_id)
 
-    def _best(self, model_id: str, shape: JobShape) -> _Choice | None:
+    def _best(self, model_id: str, shape: JobShape, idle_only: bool = False) -> _Choice | None:
         # Options come fastest first. Nothing can finish before (earliest free agent anywhere +
         # render), so once that passes the best finish so far the slower classes are not looked at;
         # a class whose own earliest agent cannot beat it even with the model hot is skipped.
+        # `idle_only`: startable agents only. Idle agents top every heap (their key is -inf), so a
+        # heap whose top is busy has none.
         pool = self.pool
         free_at, hot, cached, startable, top = pool.free_at, pool.hot, pool.cached, pool.startable, pool.top
         weight = shape.weight_bytes
@@ -119,7 +137,7 @@ class PlacementRound:
                 if model_id not in cached[first] and number in cached_heaps:
                     candidates.append(top(cached_heaps[number]))
             for index in candidates:
-                if index < 0:
+                if index < 0 or (idle_only and not startable[index]):
                     continue
                 if hot[index] == model_id:
                     load, warmth = 0.0, "hot"

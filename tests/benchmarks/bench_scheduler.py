@@ -4,8 +4,8 @@ Targets (the issue's), per reference scenario at 85% offered load, against the b
 metric among the baselines that finished every job (one that gives up or leaves jobs unfinished does
 not set the bar; the table says which were left out):
 - mean latency <= 0.7x, p95 latency <= 0.6x, bytes downloaded <= 0.5x, no out-of-memory failure;
-- under overload (home-lab pool, load 1.5, four owners with equal demand and priority), the GPU time
-  each owner got while the overload lasted has Jain's index >= 0.95;
+- under overload (home-lab pool, load 1.5 for 4 hours, four owners with equal demand and priority),
+  the GPU time each owner got while the overload lasted has Jain's index >= 0.95 (mean of 5 traces);
 - median |ETA error| <= 25% over placements made once their (model, GPU) had 5 observations;
 - place() at 2,000 agents / 100,000 jobs: a round under 1 s and >= 10,000 placements/s
   (tests/benchmarks/bench_place.py);
@@ -38,6 +38,7 @@ BASELINES = ("fifo", "affinity", "horde", "locality")
 MEAN_RATIO, P95_RATIO, BYTES_RATIO = 0.7, 0.6, 0.5
 JAIN_TARGET, ETA_TARGET, ETA_AFTER = 0.95, 0.25, 5
 OVERLOAD_HOURS, OVERLOAD_LOAD, OVERLOAD_OWNERS = 4.0, 1.5, ("own-a", "own-b", "own-c", "own-d")
+OVERLOAD_SEEDS = (11, 12, 13, 14, 15)
 DAY_TARGET_S = 600.0
 
 
@@ -52,7 +53,7 @@ class Target:
 @dataclass
 class _Recorder:
     """Wraps a policy: ETA error of placements made once their (model, GPU) had ETA_AFTER observations,
-    and GPU-seconds per owner finished before `until`."""
+    and GPU-seconds per owner spent before `until` (a job running across it counts its part before)."""
 
     inner: Policy
     until: float = float("inf")
@@ -81,9 +82,12 @@ class _Recorder:
         estimate = self.estimates.pop(observation.job_id, None)
         if estimate is not None and spent > 0 and not observation.out_of_memory:
             self.errors.append(abs(estimate - spent) / spent)
-        finished = observation.finished_at if observation.finished_at is not None else 0.0
-        if observation.owner is not None and finished <= self.until:
-            self.owner_seconds[observation.owner] = self.owner_seconds.get(observation.owner, 0.0) + spent
+        if observation.owner is not None and observation.finished_at is not None:
+            # The part of the attempt that ran before `until`: GPU time granted while it lasted.
+            inside = min(observation.finished_at, self.until) - (observation.finished_at - spent)
+            if inside > 0:
+                owner = observation.owner
+                self.owner_seconds[owner] = self.owner_seconds.get(owner, 0.0) + inside
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,19 +157,27 @@ def _finished(report: PolicyReport) -> bool:
 
 
 def _overload() -> Target:
+    # Four owners of ~30 jobs each, some of them hours long, over 4 hours: one trace's index moves
+    # by a few hundredths with its luck, so the target is the mean over OVERLOAD_SEEDS traces.
     pool = load_pool(REFERENCE / "home-lab.pool.json")
-    spec = TraceSpec(pool, OVERLOAD_HOURS, OVERLOAD_LOAD, owners=OVERLOAD_OWNERS, owner_zipf_s=0.0, seed=11)
-    trace = [replace(job, priority=50) for job in iter_trace(spec)]
-    recorder = _Recorder(get_policy("wanfarm"), until=OVERLOAD_HOURS * 3600)
-    simulate(pool, trace, recorder)
-    shares = recorder.owner_seconds
-    value = jain_index([shares.get(owner, 0.0) for owner in OVERLOAD_OWNERS])
-    total = sum(shares.values()) or 1.0
-    print(
-        "overload   owner shares while overloaded: "
-        + ", ".join(f"{o} {shares.get(o, 0) / total:.3f}" for o in OVERLOAD_OWNERS)
-    )
-    return Target(round(value, 4), JAIN_TARGET, value >= JAIN_TARGET)
+    values = []
+    for seed in OVERLOAD_SEEDS:
+        spec = TraceSpec(
+            pool, OVERLOAD_HOURS, OVERLOAD_LOAD, owners=OVERLOAD_OWNERS, owner_zipf_s=0.0, seed=seed
+        )
+        trace = [replace(job, priority=50) for job in iter_trace(spec)]
+        recorder = _Recorder(get_policy("wanfarm"), until=OVERLOAD_HOURS * 3600)
+        simulate(pool, trace, recorder)
+        shares = recorder.owner_seconds
+        values.append(jain_index([shares.get(owner, 0.0) for owner in OVERLOAD_OWNERS]))
+        total = sum(shares.values()) or 1.0
+        print(
+            f"overload   seed {seed}: Jain {values[-1]:.3f}, owner shares while overloaded: "
+            + ", ".join(f"{o} {shares.get(o, 0) / total:.3f}" for o in OVERLOAD_OWNERS)
+        )
+    value = sum(values) / len(values)
+    note = f"mean of seeds {OVERLOAD_SEEDS[0]}-{OVERLOAD_SEEDS[-1]}, lowest {min(values):.3f}"
+    return Target(round(value, 4), JAIN_TARGET, value >= JAIN_TARGET, note)
 
 
 def _place_speed() -> dict[str, Target]:

@@ -153,6 +153,20 @@ def test_an_owner_who_had_the_gpus_lately_goes_after_one_who_did_not() -> None:
     assert placed(place([declared_agent("RTX 4090", "a")], jobs, policy)) == {"bob0": "a"}
 
 
+def test_an_owner_far_behind_its_share_takes_an_idle_card_rather_than_wait_for_a_better_one() -> None:
+    slow = declared_agent("RTX 3060", "slow")
+    fast = declared_agent("RTX 4090", "fast", busy_until=NOW + 5)
+    jobs = [job("ann0", owner="ann", submitted_at=NOW - 10), job("bob0", owner="bob", submitted_at=NOW - 5)]
+    even = place([slow, fast], jobs)  # nobody has had anything: both wait for the fast card
+    assert even.assignments == ()
+    policy = WanfarmPolicy()
+    done = replace(oom_on("RTX 4090", job()), out_of_memory=False, render_seconds=5000.0)
+    policy.observe(replace(done, owner="ann", finished_at=NOW - 10))
+    [assignment] = place([slow, fast], jobs, policy).assignments
+    assert (assignment.job_id, assignment.agent_id) == ("bob0", "slow")
+    assert assignment.reason.startswith("fair share: bob is behind")
+
+
 def test_service_of_an_owner_halves_every_half_life() -> None:
     ledger = ServiceLedger(half_life_s=100.0)
     ledger.record("ann", 80.0, at=0.0)
