@@ -45,6 +45,7 @@ class PoolIndex:
         self.agents = sorted(agents, key=lambda agent: agent.agent_id)
         self.classes: list[AgentClass] = []
         self.class_of: list[int] = []
+        self.class_size: list[int] = []  # agents per class
         self.node_agents: dict[str, list[int]] = {}
         self.position: dict[str, int] = {}
         self.fastest_first: list[int] = []  # agent indexes, most TFLOPS first, then by id
@@ -72,31 +73,69 @@ class PoolIndex:
         self._rebuild_heaps()
 
     def top(self, heap: list[_Entry] | None) -> int:
-        """The agent on top of the heap, stale entries dropped; -1 when empty."""
+        """The agent on top of `everyone` or a class heap; -1 when empty.
+
+        Every agent stays in these heaps: a stale entry (the agent was reserved since) on top is
+        replaced by the agent's current one, so `reserve()` need not push there itself.
+        """
+        if not heap:
+            return -1
+        version = self.version
+        while True:
+            entry = heap[0]
+            index = entry[2]
+            if version[index] == entry[3]:
+                return index
+            heapq.heapreplace(heap, self._entry(index))
+
+    def top_holding(self, heap: list[_Entry] | None, model_id: str, hot: bool) -> int:
+        """The agent on top of a hot (`hot`) or cached heap of `model_id`; -1 when empty.
+
+        As `top()`, except that a stale entry is replaced only while the agent still holds the
+        model so: a reserved agent holds its new job's model hot, and its old one only cached.
+        """
         if not heap:
             return -1
         version = self.version
         while heap:
             entry = heap[0]
-            if version[entry[2]] == entry[3]:
-                return entry[2]
-            heapq.heappop(heap)
+            index = entry[2]
+            if version[index] == entry[3]:
+                return index
+            if self.hot[index] == model_id if hot else model_id in self.cached[index]:
+                heapq.heapreplace(heap, self._entry(index))
+            else:
+                heapq.heappop(heap)
         return -1
 
     def reserve(self, index: int, until: float, model_id: str) -> None:
-        """The agent is taken until `until` by a job of `model_id`, which it then holds hot and cached."""
+        """The agent is taken until `until` (never before it frees: keys only grow, which the lazy
+        heap entries rely on) by a job of `model_id`, which it then holds hot and cached."""
         if self.startable[index]:
             self.startable[index] = False
             self.idle_left -= 1
         self.free_at[index] = self.key[index] = until
+        was_hot = self.hot[index]
         self.hot[index] = model_id
         self.version[index] += 1
-        self._push(index)
+        # Its stale entries in `everyone`, its class heap and the cached heaps are replaced when they
+        # come on top (top(), top_holding()); only heaps it was not in need an entry now.
+        if was_hot != model_id:
+            entry = self._entry(index)
+            heapq.heappush(
+                self.hot_heaps.setdefault(model_id, {}).setdefault(self.class_of[index], []), entry
+            )
         for other in self.node_agents[self.agents[index].node_id]:
             if model_id not in self.cached[other]:
                 self.cached[other] = self.cached[other] | {model_id}
                 heaps = self.cached_heaps.setdefault(model_id, {})
                 heapq.heappush(heaps.setdefault(self.class_of[other], []), self._entry(other))
+
+    def holders(self, model_id: str) -> int:
+        """How many agents hold the model hot or cached, counted per node from its first agent: a
+        node's agents share its disk (and _share_node gives each what its node-mates hold)."""
+        cached = self.cached
+        return sum(len(members) for members in self.node_agents.values() if model_id in cached[members[0]])
 
     def holds(self, index: int, model_id: str) -> bool:
         """Whether the agent has the model hot or cached, in this round's working copy."""
@@ -143,13 +182,19 @@ class PoolIndex:
         if len(self.everyone) > 2 * len(self.agents) + 64:
             self._rebuild_heaps()
         else:
-            # Drop stale tops here once, not in every round's copy.
+            # Drop stale tops here once, not in every round's copy (_push gave each changed agent a
+            # current entry in every heap it belongs to).
             for heap in (self.everyone, *self.by_class):
-                self.top(heap)
+                self._drop_stale(heap)
             for by in (*self.hot_heaps.values(), *self.cached_heaps.values()):
                 for heap in by.values():
-                    self.top(heap)
+                    self._drop_stale(heap)
         return True
+
+    def _drop_stale(self, heap: list[_Entry]) -> None:
+        version = self.version
+        while heap and version[heap[0][2]] != heap[0][3]:
+            heapq.heappop(heap)
 
     def _load(self, index: int) -> None:
         # An agent's own fields from its view; _share_node then adds what its node-mates hold.
@@ -192,6 +237,9 @@ class PoolIndex:
                 self.classes.append(_class_of(agent))
             self.class_of.append(number)
         agents = self.agents
+        self.class_size = [0] * len(self.classes)
+        for number in self.class_of:
+            self.class_size[number] += 1
         self.fastest_first = sorted(
             range(len(agents)), key=lambda i: (-agents[i].half_tflops, agents[i].agent_id)
         )

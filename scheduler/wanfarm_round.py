@@ -13,6 +13,12 @@ Fair share (scheduler.fair_share) decides who goes first, but earliest finish al
 jobs of an owner well behind its share would wait for the busy agents that suit them best while an
 owner ahead takes every idle one. So a job of an owner in `behind` takes the best idle agent rather
 than waiting, as long as one can run it.
+
+Waiting for a faster card does not scale: every job that waits for one agent of a class of n joins
+one queue for the class, and waiting pays for each job until about n x (slow / fast - 1) jobs are
+ahead. With 1,000 H100s that is a queue of thousands while the A100s idle, and every job waits. So
+when the awaited agent's class has BIG_CLASS agents or more, the job waits only for the load it
+saves (the agent frees before an idle one would have loaded the weights), not for its speed.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from scheduler.job_shapes import JobShape, ShapeBook
 from scheduler.pool_index import PoolIndex
 from scheduler.snapshot import Assignment, Decisions, PendingJob, Prefetch, Waiting
 
+BIG_CLASS = 8  # agents of one class (card and node memory) from which speed alone is no reason to wait
 PREFETCH_MARGIN = 8.0  # a model's backlog per holder must exceed this many downloads to copy it
 
 
@@ -73,10 +80,8 @@ class PlacementRound:
             choice = self._scan(job, shape)
         else:
             choice = self._best(job.model_id, shape)
-            if choice is not None and job.owner in self.behind and not self.pool.startable[choice.index]:
-                idle = self._best(job.model_id, shape, idle_only=True) if self.pool.idle_left else None
-                if idle is not None:
-                    choice, fair = idle, True
+            if choice is not None and not self.pool.startable[choice.index] and self.pool.idle_left:
+                choice, fair = self._instead_of_waiting(job, shape, choice)
         if choice is None:
             avoided = ", ".join(sorted(job.avoid_agents))
             reason = f"no agent left to try: every agent that can run it failed it before ({avoided})"
@@ -96,6 +101,22 @@ class PlacementRound:
             self.waiting.append(Waiting(job.job_id, self._wait_reason(job, shape, choice), choice.finish))
             self._count_demand(job.model_id, shape)
         pool.reserve(choice.index, choice.finish, job.model_id)
+
+    def _instead_of_waiting(self, job: PendingJob, shape: JobShape, choice: _Choice) -> tuple[_Choice, bool]:
+        # The job would wait for a busy agent: an idle one instead when its owner is behind, or when
+        # the awaited class is big and the wait is longer than the load it saves. True: fair share.
+        pool = self.pool
+        behind = job.owner in self.behind
+        if not behind and pool.class_size[pool.class_of[choice.index]] < BIG_CLASS:
+            return choice, False
+        idle = self._best(job.model_id, shape, idle_only=True)
+        if idle is None:
+            return choice, False
+        if behind:
+            return idle, True
+        options = shape.options
+        faster_by = options[idle.option_at].render_s - options[choice.option_at].render_s
+        return (idle if idle.finish <= choice.finish + max(0.0, faster_by) else choice), False
 
     def _best(self, model_id: str, shape: JobShape, idle_only: bool = False) -> _Choice | None:
         # Options come fastest first. Nothing can finish before (earliest free agent anywhere +
@@ -133,9 +154,9 @@ class PlacementRound:
             candidates = [first]
             if hot[first] != model_id:
                 if number in hot_heaps:
-                    candidates.append(top(hot_heaps[number]))
+                    candidates.append(pool.top_holding(hot_heaps[number], model_id, True))
                 if model_id not in cached[first] and number in cached_heaps:
-                    candidates.append(top(cached_heaps[number]))
+                    candidates.append(pool.top_holding(cached_heaps[number], model_id, False))
             for index in candidates:
                 if index < 0 or (idle_only and not startable[index]):
                     continue
@@ -257,7 +278,7 @@ class PlacementRound:
             backlog_s = demand.waiting * demand.shape.mean_render_s
             if backlog_s <= demand.shape.weight_bytes * pool.fastest_net_s_per_byte * PREFETCH_MARGIN:
                 continue  # not even worth a first copy on the fastest link
-            holders = sum(1 for cached in pool.cached if model_id in cached)  # cached includes hot
+            holders = pool.holders(model_id)
             capable = {option.class_index for option in demand.shape.options}
             nodes: set[str] = set()
             for index in fastest:

@@ -17,6 +17,7 @@ from scheduler.learning import MemoryModel, SpeedModel
 from scheduler.policies import get_policy, policy_names
 from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
 from scheduler.wanfarm_policy import MIN_HEAD, WanfarmPolicy
+from scheduler.wanfarm_round import BIG_CLASS
 
 WAN_14B = "wan2.1-t2v-14b"
 WAN_1_3B = "wan2.1-t2v-1.3b"
@@ -165,6 +166,25 @@ def test_an_owner_far_behind_its_share_takes_an_idle_card_rather_than_wait_for_a
     [assignment] = place([slow, fast], jobs, policy).assignments
     assert (assignment.job_id, assignment.agent_id) == ("bob0", "slow")
     assert assignment.reason.startswith("fair share: bob is behind")
+
+
+def test_a_job_waits_for_a_faster_card_in_a_small_class_but_not_in_a_big_one() -> None:
+    # A 1.3B job renders in ~19 s on an H100 and ~61 s on an A100, both holding it hot. With every
+    # H100 busy for 10 more seconds, waiting finishes sooner. With one H100 it waits; with a class
+    # of BIG_CLASS H100s that many jobs queue for, it takes the idle A100 (no load to save).
+    a_job = job(model_id=WAN_1_3B, size=(832, 480, 81))
+    a100 = declared_agent("A100 80GB", "a100", hot_model=WAN_1_3B)
+
+    def h100s(count: int) -> list[AgentView]:
+        return [
+            declared_agent("H100 SXM", f"h100-{i}", hot_model=WAN_1_3B, busy_until=NOW + 10)
+            for i in range(count)
+        ]
+
+    small = place([a100, *h100s(1)], [a_job])
+    assert small.assignments == () and "H100 SXM h100-0" in small.waiting[0].reason
+    [big] = place([a100, *h100s(BIG_CLASS)], [a_job]).assignments
+    assert big.agent_id == "a100"
 
 
 def test_service_of_an_owner_halves_every_half_life() -> None:
