@@ -12,7 +12,7 @@ costs bytes.
 Fair share (scheduler.fair_share) decides who goes first, but earliest finish alone would undo it: the
 jobs of an owner well behind its share would wait for the busy agents that suit them best while an
 owner ahead takes every idle one. So a job of an owner in `behind` takes the best idle agent rather
-than waiting, as long as one can run it.
+than waiting, if that finishes it within FAIR_SLOWDOWN times as long.
 
 Waiting for a faster card does not scale: every job that waits for one agent of a class of n joins
 one queue for the class, and waiting pays for each job until about n x (slow / fast - 1) jobs are
@@ -31,6 +31,7 @@ from scheduler.job_shapes import JobShape, ShapeBook
 from scheduler.pool_index import PoolIndex
 from scheduler.snapshot import Assignment, Decisions, PendingJob, Prefetch, Waiting
 
+FAIR_SLOWDOWN = 5.0  # how much later an owner behind its share may finish on an idle card than wait
 BIG_CLASS = 8  # agents of one class (card and node memory) from which speed alone is no reason to wait
 PREFETCH_MARGIN = 8.0  # a model's backlog per holder must exceed this many downloads to copy it
 
@@ -113,7 +114,10 @@ class PlacementRound:
         if idle is None:
             return choice, False
         if behind:
-            return idle, True
+            # Not at any price: a 14B video on a 3060 can take hours where the awaited card takes one.
+            if idle.finish - self.now <= FAIR_SLOWDOWN * (choice.finish - self.now):
+                return idle, True
+            return choice, False
         options = shape.options
         faster_by = options[idle.option_at].render_s - options[choice.option_at].render_s
         return (idle if idle.finish <= choice.finish + max(0.0, faster_by) else choice), False

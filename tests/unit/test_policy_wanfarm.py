@@ -155,17 +155,20 @@ def test_an_owner_who_had_the_gpus_lately_goes_after_one_who_did_not() -> None:
 
 
 def test_an_owner_far_behind_its_share_takes_an_idle_card_rather_than_wait_for_a_better_one() -> None:
-    slow = declared_agent("RTX 3060", "slow")
-    fast = declared_agent("RTX 4090", "fast", busy_until=NOW + 5)
+    slower = declared_agent("RTX 3090", "slower", ram_gib=128)
+    fast = declared_agent("RTX 4090", "fast", ram_gib=128, busy_until=NOW + 5)
     jobs = [job("ann0", owner="ann", submitted_at=NOW - 10), job("bob0", owner="bob", submitted_at=NOW - 5)]
-    even = place([slow, fast], jobs)  # nobody has had anything: both wait for the fast card
+    even = place([slower, fast], jobs)  # nobody has had anything: both wait for the fast card
     assert even.assignments == ()
     policy = WanfarmPolicy()
     done = replace(oom_on("RTX 4090", job()), out_of_memory=False, render_seconds=5000.0)
     policy.observe(replace(done, owner="ann", finished_at=NOW - 10))
-    [assignment] = place([slow, fast], jobs, policy).assignments
-    assert (assignment.job_id, assignment.agent_id) == ("bob0", "slow")
+    [assignment] = place([slower, fast], jobs, copy.deepcopy(policy)).assignments
+    assert (assignment.job_id, assignment.agent_id) == ("bob0", "slower")
     assert assignment.reason.startswith("fair share: bob is behind")
+    # Not at any price: on a card more than FAIR_SLOWDOWN times slower, bob still waits.
+    crawl = declared_agent("RTX 3060", "crawl", ram_gib=128)
+    assert place([crawl, fast], jobs, policy).assignments == ()
 
 
 def test_a_job_waits_for_a_faster_card_in_a_small_class_but_not_in_a_big_one() -> None:
