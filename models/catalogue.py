@@ -124,6 +124,11 @@ class Latent(BaseModel):
     patch: list[int] = [1, 2, 2]  # (t, h, w) patch of the transformer
     hidden: int  # transformer width, for working memory
     layers: int
+    ffn: int | None = None  # width of the transformer's MLP; None: 4 x hidden, the common ratio
+
+    @property
+    def ffn_width(self) -> int:
+        return self.ffn if self.ffn is not None else 4 * self.hidden
 
 
 class ModelPreset(BaseModel):

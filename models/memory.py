@@ -9,7 +9,7 @@ fp32 weights to the half type), except the VAE, kept in its stored dtype.
 VRAM peaks in one of three phases, each running one model at a time (mmgp offloads the others):
     text     = max over text/image encoders of vram(c)
     denoise  = max over transformers of vram(c)   (Wan 2.2's two experts take turns)
-               + tokens x hidden x ACTIVATION_BYTES x batch
+               + tokens x (HIDDEN_BYTES x hidden + FFN_BYTES x ffn width) x batch
     decode   = vram(vae) + VAE_BYTES_PER_PIXEL x width x height x batch
     VRAM     = CUDA_CONTEXT + max(text, denoise, decode)
 where vram(c) = size(c) when the profile has no budget (the model moves to VRAM whole), else
@@ -33,11 +33,16 @@ GIB = 1024**3
 CUDA_CONTEXT = int(0.6 * GIB)  # CUDA context, cuBLAS/cuDNN workspaces, allocator slack
 PROCESS_RAM = int(2.5 * GIB)  # torch, CUDA libraries and the Python process itself
 PIN_OVERHEAD = 0.5  # mmgp reserves about half again the pinned bytes
-# Live activations of one transformer block per token and unit of width: about twelve half-precision
-# tensors of the model's width (residual and normed hidden states, q/k/v, attention output, and the
-# MLP's intermediate, 2.7x wide for Wan, with its activation).
-ACTIVATION_BYTES = 24
-# Peak of a VAE decoder per output pixel of one decoded chunk (fp32 feature maps at full size).
+# Live activations of a denoising forward per token: bytes per unit of the transformer's width and
+# of its MLP's width. Measured on an H100 (bf16, sdpa, tests/gpu/calibrate.py, 2026-11-26): Wan 2.1
+# 1.3B (1536 wide, MLP 8960) peaks at 48.7 kB a token, the 14B (5120, MLP 13824) at 113.4 kB, at
+# 14k-76k tokens; these two constants reproduce both within 1%. The MLP term matters: one
+# constant per unit of width was 32% low for the 1.3B and 8% high for the 14B.
+HIDDEN_BYTES = 14
+FFN_BYTES = 3
+# Peak of a VAE decode over its weights, per pixel of a frame. Measured for the Wan VAE over 81
+# frames on an H100: tiled (the runner tiles on CUDA) 2.3-2.5 kB in bf16, 4.5-4.9 kB in fp32; whole
+# frames 11.8 kB in bf16 and 23.6 kB in fp32, which is why the runner tiles. Other VAEs not measured.
 VAE_BYTES_PER_PIXEL = 4096
 
 
@@ -105,7 +110,9 @@ def latent_tokens(preset: ModelPreset, size: JobSize) -> int:
 
 def working_bytes(preset: ModelPreset, size: JobSize) -> int:
     """Activation memory of the denoising transformer for this job."""
-    return latent_tokens(preset, size) * preset.latent.hidden * ACTIVATION_BYTES * size.batch
+    lat = preset.latent
+    per_token = HIDDEN_BYTES * lat.hidden + FFN_BYTES * lat.ffn_width
+    return latent_tokens(preset, size) * per_token * size.batch
 
 
 def resident_bytes(component: Component, spec: ProfileSpec) -> int:

@@ -95,7 +95,7 @@ def test_nvfp4_weights_need_blackwell() -> None:
 
 def test_why_not_names_the_vram_needed_and_the_card() -> None:
     reason = why_not(get_model(WAN_14B), job(), declared_agent("RTX 3070"))
-    assert reason == "needs 10.0 GiB VRAM at profile 5, RTX 3070 has 8.0 GiB"
+    assert reason == "needs 9.3 GiB VRAM at profile 5, RTX 3070 has 8.0 GiB"
 
 
 def test_pool_refusal_is_none_when_one_agent_can_run_it() -> None:
@@ -107,7 +107,7 @@ def test_pool_refusal_names_the_vram_needed_and_the_largest_gpu() -> None:
     agents = [declared_agent("GTX 1060 6GB"), declared_agent("RTX 3070")]
     message = pool_refusal(get_model(WAN_14B), job(), agents)
     assert message == (
-        "wan2.1-t2v-14b at 1280x720x81 needs >= 10.0 GiB VRAM at profile 5; "
+        "wan2.1-t2v-14b at 1280x720x81 needs >= 9.3 GiB VRAM at profile 5; "
         "the largest GPU in the pool (RTX 3070) has 8.0 GiB"
     )
 

@@ -53,7 +53,7 @@ def test_a_14b_job_is_never_placed_on_an_8gb_card_even_when_it_is_the_only_one()
     assert decisions.assignments == ()
     [waiting] = decisions.waiting
     assert waiting.reason.startswith("no agent can run it: ")
-    assert "10.0 GiB VRAM" in waiting.reason and "8.0 GiB" in waiting.reason
+    assert "9.3 GiB VRAM" in waiting.reason and "8.0 GiB" in waiting.reason
     assert waiting.eta is None
 
 
