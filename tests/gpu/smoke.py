@@ -35,6 +35,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--profiles", help="comma-separated, e.g. 1,4 (default: all seven)")
     args = parser.parse_args()
 
     import torch
@@ -64,6 +65,7 @@ def main() -> int:
         f"auto -> {attention.choose(AttentionMode.AUTO, gpu.caps).value}"
     )
     modes = [AttentionMode.AUTO, *sorted(usable, key=lambda m: m.value)]
+    profiles = [Profile(p) for p in args.profiles.split(",")] if args.profiles else list(Profile)
 
     rows: list[Row] = []
     cache = WeightCache(Path(tempfile.mkdtemp(prefix="wanfarm-smoke-")))
@@ -85,7 +87,7 @@ def main() -> int:
         )
         for mode in modes:
             host = PipelineHost(cache, attention_mode=mode)
-            for profile in Profile:
+            for profile in profiles:
                 started = time.monotonic()
                 try:
                     out = host.generate(preset, request, profile)
