@@ -212,7 +212,11 @@ class PlacementRound:
             why = f"model {choice.warmth} there; sooner than on the free {pool.agents[idle].gpu_name}"
         else:
             why = f"faster: finishes sooner than on the free {pool.agents[idle].gpu_name}"
-        return f"waiting for {agent.gpu_name} {agent.agent_id} ({why}), frees in {frees_in:.0f} s"
+        when = f"frees in {frees_in:.0f} s"
+        if frees_in == 0.0 and agent.busy_until is not None and agent.busy_until < self.now:
+            # Its job runs past the estimate: it frees any moment, by how much is unknown.
+            when = f"its job is {self.now - agent.busy_until:.0f} s past its estimate"
+        return f"waiting for {agent.gpu_name} {agent.agent_id} ({why}), {when}"
 
     def _best_idle(self, shape: JobShape) -> int | None:
         # The fastest class with an agent still startable now, for the waiting reason.

@@ -79,6 +79,13 @@ def test_a_big_job_waits_for_the_fast_card_that_frees_soon_instead_of_the_idle_s
     assert waiting.eta is not None and waiting.eta > NOW + 5
 
 
+def test_a_job_waiting_for_a_card_past_its_estimate_says_so() -> None:
+    slow = declared_agent("RTX 3060", "slow")
+    late = declared_agent("RTX 4090", "late", busy_until=NOW - 40)
+    [waiting] = place([slow, late], [job()]).waiting
+    assert waiting.reason.endswith("its job is 40 s past its estimate")
+
+
 def test_the_slow_card_is_used_when_the_fast_one_is_busy_for_a_long_time() -> None:
     slow = declared_agent("RTX 3060", "slow")
     fast = declared_agent("RTX 4090", "fast", busy_until=NOW + 1_000_000)
