@@ -31,7 +31,7 @@ from scheduler.job_shapes import JobShape, ShapeBook
 from scheduler.pool_index import PoolIndex
 from scheduler.snapshot import Assignment, Decisions, PendingJob, Prefetch, Waiting
 
-FAIR_SLOWDOWN = 5.0  # how much later an owner behind its share may finish on an idle card than wait
+FAIR_SLOWDOWN = 3.0  # how much later an owner behind its share may finish on an idle card than wait
 BIG_CLASS = 8  # agents of one class (card and node memory) from which speed alone is no reason to wait
 PREFETCH_MARGIN = 8.0  # a model's backlog per holder must exceed this many downloads to copy it
 
