@@ -135,13 +135,9 @@ class WeightCache:
     def using(self, model_id: str) -> Iterator[None]:
         """Keep the model from being evicted, by this process or any other, inside the block."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / f".inuse-{model_id}", "a") as handle:
-            # Waits only while an eviction of this model is under way; `ensure` then fetches anew.
-            fcntl.flock(handle, fcntl.LOCK_SH)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        # Waits only while an eviction of this model is under way; `ensure` then fetches anew.
+        with _flocked(self.root / f".inuse-{model_id}", fcntl.LOCK_SH):
+            yield
 
     def trim(self, keep: str | None = None) -> Trim:
         """Evict least recently used models, never `keep` or one in use, until within budget."""
@@ -231,12 +227,19 @@ class WeightCache:
 
     @contextmanager
     def _lock(self, model_id: str) -> Iterator[None]:
-        with open(self.root / f".lock-{model_id}", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with _flocked(self.root / f".lock-{model_id}", fcntl.LOCK_EX):
+            yield
+
+
+@contextmanager
+def _flocked(path: Path, kind: int) -> Iterator[None]:
+    """Hold a flock of `kind` (shared or exclusive) on `path`, waiting for it, inside the block."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, kind)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextmanager
