@@ -12,7 +12,7 @@ import pytest
 from models.catalogue import get_model
 from models.profiles import Profile
 from scheduler.declared import declared_agent
-from scheduler.fair_share import ServiceLedger, effective_priority, order_queue
+from scheduler.fair_share import SIZE_SHARE, ServiceLedger, effective_priority, order_queue
 from scheduler.learning import MemoryModel, SpeedModel
 from scheduler.policies import get_policy, policy_names
 from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
@@ -139,6 +139,32 @@ def test_an_old_low_priority_job_overtakes_a_new_high_priority_one_after_enough_
     recent = job("old", priority=10, submitted_at=NOW - 60)
     assert placed(place([agent], [new, recent])) == {"new": "a"}
     assert effective_priority(old, NOW) == pytest.approx(70)
+
+
+def test_a_short_job_goes_before_a_long_one_submitted_a_little_earlier_but_never_starves_it() -> None:
+    render_s = {"video": 3600.0, "image": 20.0}
+
+    def order(video_age_s: float) -> list[str]:
+        jobs = [job("video", submitted_at=NOW - video_age_s), job("image", submitted_at=NOW)]
+        head = order_queue(jobs, NOW, lambda owner: 0.0, lambda j: render_s[j.job_id], head_size=10).head
+        return [j.job_id for j in head]
+
+    # The video queues as if submitted SIZE_SHARE of its render later: the image of a minute later
+    # goes first, one submitted after that line does not.
+    line = SIZE_SHARE * (render_s["video"] - render_s["image"])
+    assert order(60.0) == ["image", "video"]
+    assert order(line - 60.0) == ["image", "video"]
+    assert order(line + 60.0) == ["video", "image"]
+
+
+def test_a_card_freeing_up_takes_the_image_before_the_hour_long_video_queued_a_minute_earlier() -> None:
+    agent = declared_agent("RTX 4090", "a", cached_models=frozenset({WAN_14B, "flux.1-schnell"}))
+    video = job("video", submitted_at=NOW - 60)
+    image = job("image", "flux.1-schnell", submitted_at=NOW, size=(1024, 1024, 1))
+    decisions = place([agent], [video, image])
+    assert placed(decisions) == {"image": "a"}
+    [waiting] = decisions.waiting
+    assert waiting.job_id == "video" and "RTX 4090" in waiting.reason
 
 
 def test_owners_of_equal_priority_take_turns() -> None:
