@@ -21,7 +21,7 @@ from scheduler.learning import MemoryModel, SpeedModel
 from scheduler.policies import register
 from scheduler.pool_index import PoolBook
 from scheduler.snapshot import Decisions, Observation, PendingJob, Snapshot
-from scheduler.wanfarm_round import PlacementRound
+from scheduler.wanfarm_round import DownloadCost, PlacementRound
 
 HEAD_PER_AGENT = 4  # jobs placed (or reserved) per agent each round; the rest only get an ETA
 MIN_HEAD = 200
@@ -33,6 +33,7 @@ class WanfarmPolicy:
     """Earliest finish over hot/cached/fastest agents, learning from every finished job."""
 
     name = "wanfarm"
+    downloads = DownloadCost()  # a download costs its time, and idle agents copy what queues up
 
     def __init__(self, presets: Callable[[str], ModelPreset] = get_model) -> None:
         self.presets = presets
@@ -81,10 +82,19 @@ class WanfarmPolicy:
 
         head = max(HEAD_PER_AGENT * len(snapshot.agents), MIN_HEAD)
         order = order_queue(snapshot.pending, snapshot.now, service, weight, head)
-        decisions = PlacementRound(pool, shapes, _behind(order.head, service)).run(order)
+        decisions = PlacementRound(pool, shapes, _behind(order.head, service), self.downloads).run(order)
         for assignment in decisions.assignments:
             handed_out[assignment.agent_id] = assignment.est_start
         return decisions
+
+
+@register("wanfarm-frugal")
+class FrugalWanfarmPolicy(WanfarmPolicy):
+    """wanfarm for a farm whose bytes cost: a download must save eight times its own time over waiting
+    for an agent that holds the model, and nothing is copied ahead of the jobs."""
+
+    name = "wanfarm-frugal"
+    downloads = DownloadCost(charge=8.0, prefetch=False)
 
 
 def _behind(head: tuple[PendingJob, ...], service: Callable[[str], float]) -> frozenset[str]:

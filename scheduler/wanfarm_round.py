@@ -19,6 +19,12 @@ one queue for the class, and waiting pays for each job until about n x (slow / f
 ahead. With 1,000 H100s that is a queue of thousands while the A100s idle, and every job waits. So
 when the awaited agent's class has BIG_CLASS agents or more, the job waits only for the load it
 saves (the agent frees before an idle one would have loaded the weights), not for its speed.
+
+Bytes: by default a download costs only its time. A farm on a metered or shared link can charge it
+more (DownloadCost): a cold agent then competes as if it finished `charge` download-times later, so a
+job waits for an agent holding its model unless copying the weights saves that much. On the home-lab
+traces a charge of 8 without prefetch halves the bytes and costs about 15% of the mean latency (see
+the README); what it saves depends on the pool, so it is a policy of its own, `wanfarm-frugal`.
 """
 
 from __future__ import annotations
@@ -37,11 +43,25 @@ PREFETCH_MARGIN = 8.0  # a model's backlog per holder must exceed this many down
 
 
 @dataclass(frozen=True)
+class DownloadCost:
+    """How a round weighs downloading weights against waiting for an agent that holds them.
+
+    `charge`: a cold candidate competes as if it finished this many download-times later than it
+    would (0: on its finish alone). With a charge, an owner behind its share is not given a cold
+    agent either, and `prefetch` says whether idle agents copy models ahead of the jobs.
+    """
+
+    charge: float = 0.0
+    prefetch: bool = True
+
+
+@dataclass(frozen=True)
 class _Choice:
     index: int  # agent
     finish: float
     warmth: str  # "hot", "cached" or "cold"
     option_at: int  # position in the shape's options
+    score: float  # finish, plus the charge for downloading the weights when cold
 
 
 @dataclass
@@ -53,10 +73,17 @@ class _Demand:
 class PlacementRound:
     """Places the jobs of one snapshot; `run()` once."""
 
-    def __init__(self, pool: PoolIndex, shapes: ShapeBook, behind: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        pool: PoolIndex,
+        shapes: ShapeBook,
+        behind: frozenset[str] = frozenset(),
+        downloads: DownloadCost = DownloadCost(),
+    ) -> None:
         self.pool = pool
         self.shapes = shapes
         self.behind = behind  # owners well behind their fair share: their jobs do not wait
+        self.downloads = downloads
         self.now = pool.now
         self.assignments: list[Assignment] = []
         self.waiting: list[Waiting] = []
@@ -66,7 +93,8 @@ class PlacementRound:
         for job in order.head:
             self._place(job)
         self._queue_tail(order.tail, ahead=len(order.head))
-        return Decisions(tuple(self.assignments), tuple(self._prefetches()), tuple(self.waiting))
+        prefetches = self._prefetches() if self.downloads.prefetch else []
+        return Decisions(tuple(self.assignments), tuple(prefetches), tuple(self.waiting))
 
     def _place(self, job: PendingJob) -> None:
         shape = self.shapes.shape(job)
@@ -115,12 +143,14 @@ class PlacementRound:
             return choice, False
         if behind:
             # Not at any price: a 14B video on a 3060 can take hours where the awaited card takes one.
-            if idle.finish - self.now <= FAIR_SLOWDOWN * (choice.finish - self.now):
+            if idle.warmth == "cold" and self.downloads.charge:
+                return choice, False
+            if idle.score - self.now <= FAIR_SLOWDOWN * (choice.score - self.now):
                 return idle, True
             return choice, False
         options = shape.options
         faster_by = options[idle.option_at].render_s - options[choice.option_at].render_s
-        return (idle if idle.finish <= choice.finish + max(0.0, faster_by) else choice), False
+        return (idle if idle.score <= choice.score + max(0.0, faster_by) else choice), False
 
     def _best(self, model_id: str, shape: JobShape, idle_only: bool = False) -> _Choice | None:
         # Options come fastest first. Nothing can finish before (earliest free agent anywhere +
@@ -131,13 +161,14 @@ class PlacementRound:
         pool = self.pool
         free_at, hot, cached, startable, top = pool.free_at, pool.hot, pool.cached, pool.startable, pool.top
         weight = shape.weight_bytes
+        charge_per_byte = weight * self.downloads.charge
         hot_heaps = pool.hot_heaps.get(model_id, {})
         cached_heaps = pool.cached_heaps.get(model_id, {})
         soonest = free_at[top(pool.everyone)] if pool.agents else math.inf
-        best_finish, best_index, best_warmth, best_at = math.inf, -1, "", -1
+        best_finish, best_index, best_warmth, best_at, best_score = math.inf, -1, "", -1, math.inf
         for at, option in enumerate(shape.options):
             render = option.render_s
-            if soonest + render > best_finish:
+            if soonest + render > best_score:
                 break
             number = option.class_index
             first = top(pool.by_class[number])
@@ -151,7 +182,7 @@ class PlacementRound:
                 least_load = weight * pool.fastest_read_s_per_byte
             else:
                 least_load = weight * pool.fastest_cold_s_per_byte
-            if free_at[first] + least_load + render > best_finish:
+            if free_at[first] + least_load + render > best_score:
                 continue
             # The class's earliest agent, and unless it already holds the model the earliest that
             # holds it hot, or cached.
@@ -164,19 +195,25 @@ class PlacementRound:
             for index in candidates:
                 if index < 0 or (idle_only and not startable[index]):
                     continue
+                charge = 0.0
                 if hot[index] == model_id:
                     load, warmth = 0.0, "hot"
                 elif model_id in cached[index]:
                     load, warmth = weight * pool.read_s_per_byte[index], "cached"
                 else:
                     load, warmth = weight * pool.cold_s_per_byte[index], "cold"
+                    charge = charge_per_byte * pool.net_s_per_byte[index]
                 finish = free_at[index] + load + render
-                if finish < best_finish or (
-                    finish == best_finish
+                score = finish + charge
+                if score < best_score or (
+                    score == best_score
                     and (not startable[index], index) < (not startable[best_index], best_index)
                 ):
                     best_finish, best_index, best_warmth, best_at = finish, index, warmth, at
-        return None if best_index < 0 else _Choice(best_index, best_finish, best_warmth, best_at)
+                    best_score = score
+        if best_index < 0:
+            return None
+        return _Choice(best_index, best_finish, best_warmth, best_at, best_score)
 
     def _scan(self, job: PendingJob, shape: JobShape) -> _Choice | None:
         # Jobs that avoid some agents are rare (retries): look at every agent.
@@ -187,18 +224,20 @@ class PlacementRound:
             at = option_of.get(pool.class_of[index])
             if at is None or agent.agent_id in job.avoid_agents:
                 continue
+            charge = 0.0
             if pool.hot[index] == job.model_id:
                 load, warmth = 0.0, "hot"
             elif job.model_id in pool.cached[index]:
                 load, warmth = shape.weight_bytes * pool.read_s_per_byte[index], "cached"
             else:
                 load, warmth = shape.weight_bytes * pool.cold_s_per_byte[index], "cold"
+                charge = shape.weight_bytes * pool.net_s_per_byte[index] * self.downloads.charge
             finish = pool.free_at[index] + load + shape.options[at].render_s
-            if best is None or (finish, not pool.startable[index]) < (
-                best.finish,
+            if best is None or (finish + charge, not pool.startable[index]) < (
+                best.score,
                 not pool.startable[best.index],
             ):
-                best = _Choice(index, finish, warmth, at)
+                best = _Choice(index, finish, warmth, at, finish + charge)
         return best
 
     def _wait_reason(self, job: PendingJob, shape: JobShape, choice: _Choice) -> str:
@@ -208,6 +247,9 @@ class PlacementRound:
         idle = self._best_idle(shape)
         if idle is None:
             why = "every agent that can run it is busy"
+        elif choice.warmth in ("hot", "cached") and self.downloads.charge:
+            free, charge = pool.agents[idle].gpu_name, self.downloads.charge
+            why = f"model {choice.warmth} there; a download to the free {free} counts {charge:g}x its time"
         elif choice.warmth in ("hot", "cached"):
             why = f"model {choice.warmth} there; sooner than on the free {pool.agents[idle].gpu_name}"
         else:

@@ -16,7 +16,7 @@ from scheduler.fair_share import SIZE_SHARE, ServiceLedger, effective_priority, 
 from scheduler.learning import MemoryModel, SpeedModel
 from scheduler.policies import get_policy, policy_names
 from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
-from scheduler.wanfarm_policy import MIN_HEAD, WanfarmPolicy
+from scheduler.wanfarm_policy import MIN_HEAD, FrugalWanfarmPolicy, WanfarmPolicy
 from scheduler.wanfarm_round import BIG_CLASS
 
 WAN_14B = "wan2.1-t2v-14b"
@@ -268,6 +268,34 @@ def test_idle_agents_prefetch_a_model_that_jobs_queue_for() -> None:
     assert place([cached, fast], jobs).prefetches == ()
 
 
+def test_a_frugal_farm_waits_for_the_agent_holding_the_model_unless_a_download_saves_far_more() -> None:
+    the_job = job(model_id=WAN_1_3B, size=(832, 480, 81))
+    idle = declared_agent("RTX 4090", "idle")
+    download_s = get_model(WAN_1_3B).weight_bytes / idle.net_bytes_per_s
+
+    def holder(busy_s: float) -> AgentView:
+        return declared_agent("RTX 4090", "holder", hot_model=WAN_1_3B, busy_until=NOW + busy_s)
+
+    # The holder frees in 3 download-times: copying the weights to the idle card finishes sooner.
+    [copied] = place([idle, holder(3 * download_s)], [the_job]).assignments
+    assert (copied.agent_id, copied.reason) == ("idle", "earliest finish")
+    frugal = place([idle, holder(3 * download_s)], [the_job], FrugalWanfarmPolicy())
+    assert frugal.assignments == ()
+    [waiting] = frugal.waiting
+    assert "waiting for RTX 4090 holder (model hot there" in waiting.reason and "counts 8x" in waiting.reason
+    # Freeing in 20 download-times, the copy saves more than it is charged: frugal copies too.
+    [late] = place([idle, holder(20 * download_s)], [the_job], FrugalWanfarmPolicy()).assignments
+    assert late.agent_id == "idle"
+
+
+def test_a_frugal_farm_copies_nothing_ahead_of_the_jobs() -> None:
+    slow = declared_agent("RTX 3060", "slow")
+    fast = declared_agent("RTX 4090", "fast", busy_until=NOW + 5, hot_model=WAN_14B)
+    jobs = [job(f"j{i}", submitted_at=NOW - 10 + i) for i in range(6)]
+    assert place([slow, fast], jobs).prefetches != ()
+    assert place([slow, fast], jobs, FrugalWanfarmPolicy()).prefetches == ()
+
+
 def test_every_pending_job_gets_an_assignment_or_a_waiting_with_an_eta() -> None:
     agents = [declared_agent("RTX 4090", "a"), declared_agent("RTX 3090", "b", busy_until=NOW + 30)]
     jobs = [
@@ -325,8 +353,9 @@ def test_the_same_snapshot_gives_the_same_decisions_and_is_not_changed() -> None
 
 
 def test_the_registry_holds_wanfarm_and_the_four_baselines() -> None:
-    assert {"wanfarm", "fifo", "affinity", "horde", "locality"} <= set(policy_names())
+    assert {"wanfarm", "wanfarm-frugal", "fifo", "affinity", "horde", "locality"} <= set(policy_names())
     assert isinstance(get_policy("wanfarm"), WanfarmPolicy)
+    assert get_policy("wanfarm-frugal").name == "wanfarm-frugal"
     assert {get_policy(name).name for name in ("fifo", "affinity", "horde", "locality")} == {
         "fifo", "affinity", "horde", "locality",
     }  # fmt: skip
