@@ -72,27 +72,14 @@ class PoolIndex:
         self._set_clock(now)
         self._rebuild_heaps()
 
-    def top(self, heap: list[_Entry] | None) -> int:
-        """The agent on top of `everyone` or a class heap; -1 when empty.
+    def top(self, heap: list[_Entry] | None, holding: str | None = None, hot: bool = False) -> int:
+        """The agent on top of a heap; -1 when empty.
 
-        Every agent stays in these heaps: a stale entry (the agent was reserved since) on top is
-        replaced by the agent's current one, so `reserve()` need not push there itself.
-        """
-        if not heap:
-            return -1
-        version = self.version
-        while True:
-            entry = heap[0]
-            index = entry[2]
-            if version[index] == entry[3]:
-                return index
-            heapq.heapreplace(heap, self._entry(index))
-
-    def top_holding(self, heap: list[_Entry] | None, model_id: str, hot: bool) -> int:
-        """The agent on top of a hot (`hot`) or cached heap of `model_id`; -1 when empty.
-
-        As `top()`, except that a stale entry is replaced only while the agent still holds the
-        model so: a reserved agent holds its new job's model hot, and its old one only cached.
+        Every agent stays in `everyone` and its class heap: a stale entry (the agent was reserved
+        since) on top is replaced by the agent's current one, so `reserve()` need not push there
+        itself. In a hot (`hot`) or cached heap of the model `holding`, a stale entry is replaced
+        only while the agent still holds the model so (a reserved agent holds its new job's model
+        hot, and its old one only cached), and dropped otherwise.
         """
         if not heap:
             return -1
@@ -102,7 +89,7 @@ class PoolIndex:
             index = entry[2]
             if version[index] == entry[3]:
                 return index
-            if self.hot[index] == model_id if hot else model_id in self.cached[index]:
+            if holding is None or (self.hot[index] == holding if hot else holding in self.cached[index]):
                 heapq.heapreplace(heap, self._entry(index))
             else:
                 heapq.heappop(heap)
@@ -119,7 +106,7 @@ class PoolIndex:
         self.hot[index] = model_id
         self.version[index] += 1
         # Its stale entries in `everyone`, its class heap and the cached heaps are replaced when they
-        # come on top (top(), top_holding()); only heaps it was not in need an entry now.
+        # come on top (top()); only heaps it was not in need an entry now.
         if was_hot != model_id:
             entry = self._entry(index)
             heapq.heappush(

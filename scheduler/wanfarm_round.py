@@ -189,9 +189,9 @@ class PlacementRound:
             candidates = [first]
             if hot[first] != model_id:
                 if number in hot_heaps:
-                    candidates.append(pool.top_holding(hot_heaps[number], model_id, True))
+                    candidates.append(pool.top(hot_heaps[number], model_id, True))
                 if model_id not in cached[first] and number in cached_heaps:
-                    candidates.append(pool.top_holding(cached_heaps[number], model_id, False))
+                    candidates.append(pool.top(cached_heaps[number], model_id, False))
             for index in candidates:
                 if index < 0 or (idle_only and not startable[index]):
                     continue

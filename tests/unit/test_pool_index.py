@@ -58,10 +58,10 @@ def test_heap_tops_are_the_earliest_agents_after_every_reservation() -> None:
                     in_class = [i for i in everyone if pool.class_of[i] == number]
                     hot = [i for i in in_class if pool.hot[i] == model]
                     hot_heap = pool.hot_heaps.get(model, {}).get(number)
-                    assert pool.top_holding(hot_heap, model, True) == _expected_top(pool, hot)
+                    assert pool.top(hot_heap, model, True) == _expected_top(pool, hot)
                     cached = [i for i in in_class if model in pool.cached[i]]
                     cached_heap = pool.cached_heaps.get(model, {}).get(number)
-                    assert pool.top_holding(cached_heap, model, False) == _expected_top(pool, cached)
+                    assert pool.top(cached_heap, model, False) == _expected_top(pool, cached)
 
 
 class _FreshEachRound(WanfarmPolicy):
