@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from scheduler.policies import Policy, get_policy
+from scheduler.sim.bounds import latency_floor
 from scheduler.sim.engine import simulate
 from scheduler.sim.formats import SimInputError, check_trace, load_pool, load_trace
 from scheduler.sim.metrics import SimResult
@@ -23,7 +24,8 @@ def simulate_command(
     as_json_output: bool,
     plot: Path | None,
 ) -> int:
-    """Simulate each policy on the same pool, trace and seed; print a table (or JSON), draw a chart."""
+    """Simulate each policy on the same pool, trace and seed; print a table (or JSON) with the latency
+    floor no policy can beat there, and draw a chart."""
     try:
         pool = load_pool(pool_path)
         # Read the trace once up front so a bad line is exit 2 before minutes of simulation.
@@ -35,10 +37,11 @@ def simulate_command(
     results: list[SimResult] = [
         simulate(pool, load_trace(trace_path), policy, seed=seed) for policy in policies
     ]
+    floor = latency_floor(pool, load_trace(trace_path), seed=seed)
     if as_json_output:
-        print(json.dumps(as_json(results), indent=2))
+        print(json.dumps(as_json(results, floor), indent=2))
     else:
-        print(as_table(results))
+        print(as_table(results, floor))
     if plot is not None:
         write_chart(results, plot)
         if not as_json_output:

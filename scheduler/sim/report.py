@@ -6,18 +6,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from scheduler.sim.bounds import LatencyFloor
 from scheduler.sim.metrics import SimResult
 
 GB = 1e9
 
 
-def as_json(results: Sequence[SimResult]) -> dict[str, Any]:
-    """{"policies": {name: figures}}: deterministic for a seed (wall times are left out)."""
-    return {"policies": {result.report.policy: result.report.to_json() for result in results}}
+def as_json(results: Sequence[SimResult], floor: LatencyFloor | None = None) -> dict[str, Any]:
+    """{"policies": {name: figures}, "floor": {...}}: deterministic for a seed (wall times are left
+    out); "floor" only when given."""
+    out: dict[str, Any] = {"policies": {result.report.policy: result.report.to_json() for result in results}}
+    if floor is not None:
+        out["floor"] = {"mean_latency_s": floor.mean_s, "p95_latency_s": floor.p95_s, "jobs": floor.jobs}
+    return out
 
 
-def as_table(results: Sequence[SimResult]) -> str:
-    """One row per policy, then each policy's owners' shares and how long it took to simulate."""
+def as_table(results: Sequence[SimResult], floor: LatencyFloor | None = None) -> str:
+    """One row per policy, the floor no policy can beat, then each policy's owners' shares and how
+    long it took to simulate."""
     header = (
         f"{'policy':<12} {'done':>7} {'fail':>5} {'left':>5} {'mean s':>9} {'p50 s':>9} {'p95 s':>9} "
         f"{'p99 s':>9} {'makespan h':>10} {'busy':>5} {'cold':>6} {'GB down':>8} {'OOM':>5} "
@@ -31,6 +37,11 @@ def as_table(results: Sequence[SimResult]) -> str:
             f"{r.p50_latency_s:>9.1f} {r.p95_latency_s:>9.1f} {r.p99_latency_s:>9.1f} "
             f"{r.makespan_s / 3600:>10.2f} {r.gpu_busy_share:>5.0%} {r.cold_loads:>6} "
             f"{r.bytes_downloaded / GB:>8.1f} {r.oom_failures:>5} {r.eta_error:>7.2f} {r.jain_fairness:>5.2f}"
+        )
+    if floor is not None:
+        lines.append(
+            f"{'floor':<12} {floor.jobs:>7} {'':>5} {'':>5} {floor.mean_s:>9.1f} {'':>9} {floor.p95_s:>9.1f}"
+            "   (no policy beats it: every job alone on its fastest card, weights hot)"
         )
     lines.append("")
     for result in results:

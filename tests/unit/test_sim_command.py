@@ -35,6 +35,19 @@ def test_json_output_has_the_documented_keys_for_greedy(capsys: pytest.CaptureFi
     assert sum(report["owner_share"].values()) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_the_output_gives_the_floor_no_policy_beats(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", *HOME_LAB, "--policy", "wanfarm,fifo", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    floor = out["floor"]
+    assert floor["jobs"] == out["policies"]["wanfarm"]["jobs"]
+    for report in out["policies"].values():
+        assert 0 < floor["mean_latency_s"] <= report["mean_latency_s"]
+        assert 0 < floor["p95_latency_s"] <= report["p95_latency_s"]
+    assert main(["simulate", *HOME_LAB, "--policy", "wanfarm"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("floor "))
+    assert f"{floor['mean_latency_s']:.1f}" in row and f"{floor['p95_latency_s']:.1f}" in row
+
+
 def test_plot_writes_a_png_and_the_table_names_each_policy(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
