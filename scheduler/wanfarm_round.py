@@ -6,8 +6,10 @@ it is busy (or was given a job earlier this round) the job waits for it and rese
 jobs behind see it taken until then, and a slow idle card is left for a job it suits. The tail of
 the queue only gets a coarse ETA. An agent of a node counts as caching a model that another agent of
 its node runs or ran last (the disk is shared). Idle agents left over copy a model only when its
-backlog is more than the agents holding it can clear in a few downloads' time: an early copy mostly
-costs bytes.
+backlog would keep the agents holding it busy for PREFETCH_MARGIN downloads' time: the jobs place
+themselves on a cold agent whenever the copy pays for them, so an early copy mostly costs bytes
+(on the 2,000-GPU day a margin of 8 downloaded 12.4 TB against 7.1 TB at 32, for 1% less mean and
+5% less p95 latency).
 
 Fair share (scheduler.fair_share) decides who goes first, but earliest finish alone would undo it: the
 jobs of an owner well behind its share would wait for the busy agents that suit them best while an
@@ -39,7 +41,7 @@ from scheduler.snapshot import Assignment, Decisions, PendingJob, Prefetch, Wait
 
 FAIR_SLOWDOWN = 3.0  # how much later an owner behind its share may finish on an idle card than wait
 BIG_CLASS = 8  # agents of one class (card and node memory) from which speed alone is no reason to wait
-PREFETCH_MARGIN = 8.0  # a model's backlog per holder must exceed this many downloads to copy it
+PREFETCH_MARGIN = 32.0  # a model's backlog per holder must exceed this many downloads to copy it
 
 
 @dataclass(frozen=True)

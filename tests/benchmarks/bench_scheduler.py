@@ -1,15 +1,18 @@
 """The wanfarm policy against the baselines: latency, downloads, OOMs, fairness, ETA honesty, speed.
 
-Targets (the issue's), per reference scenario at 85% offered load, against the best baseline on each
-metric among the baselines that finished every job (one that gives up or leaves jobs unfinished does
-not set the bar; the table says which were left out):
+Targets (the issue's), per reference scenario at 85% offered load (home lab, community pool, and the
+day on the 2,000-GPU farm), against the best baseline on each metric among the baselines that
+finished every job (one that gives up or leaves jobs unfinished does not set the bar; the table says
+which were left out; horde is not simulated on the large farm, see LARGE_BASELINES). A latency
+target's note also gives the floor (scheduler.sim.bounds) over the same bar: below it no policy goes.
 - mean latency <= 0.7x, p95 latency <= 0.6x, bytes downloaded <= 0.5x, no out-of-memory failure;
 - under overload (home-lab pool, load 1.5 for 4 hours, four owners with equal demand and priority),
   the GPU time each owner got while the overload lasted has Jain's index >= 0.95 (mean of 5 traces);
 - median |ETA error| <= 25% over placements made once their (model, GPU) had 5 observations;
 - place() at 2,000 agents / 100,000 jobs: a round under 1 s and >= 10,000 placements/s
   (tests/benchmarks/bench_place.py);
-- a day of the 2,000-GPU farm simulated in under 10 minutes (skipped with --quick).
+- a day of the 2,000-GPU farm simulated in under 10 minutes (with its comparison, about 40 minutes of
+  baselines: skipped with --quick).
 
 Run: `python -m tests.benchmarks.bench_scheduler [--quick]`. Prints a table and one JSON line
 `{"targets": {...}}`; exits 1 if a target is missed.
@@ -21,11 +24,13 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import geometric_mean
 
 from scheduler.policies import Policy, get_policy
+from scheduler.sim.bounds import LatencyFloor, latency_floor
 from scheduler.sim.engine import simulate
 from scheduler.sim.formats import load_pool, load_trace
 from scheduler.sim.generator import TraceSpec, iter_trace
@@ -45,6 +50,11 @@ OTHER_SEEDS = (101, 102, 103, 104, 105, 106)
 OTHER_HOURS = {"home-lab": 16.0, "community": 2.0}  # as long as each reference trace
 OTHER_SIM_SEEDS = (1, 2, 3, 4)  # the simulator's noise (card speeds, job luck, slow nodes) beside seed 0
 DAY_TARGET_S = 600.0
+# Horde's rounds match every pending job against every free worker, and its model and pixel filter
+# leaves jobs pending, so the queue and each round grow: at 2,000 GPUs a simulated hour takes longer
+# than this whole benchmark.
+LARGE_BASELINES = ("fifo", "affinity", "locality")
+HORDE_LEFT_OUT = "a simulated hour of the 2,000-GPU day took over 15 minutes of one core"
 
 
 @dataclass(frozen=True)
@@ -97,7 +107,7 @@ class _Recorder:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="skip the day on the 2,000-GPU farm")
+    parser.add_argument("--quick", action="store_true", help="skip the 2,000-GPU farm (about 40 minutes)")
     args = parser.parse_args(argv)
     targets: dict[str, Target] = {}
     eta_errors: list[float] = []
@@ -111,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     targets["overload_jain"] = _overload()
     targets.update(_place_speed())
     if not args.quick:
-        targets["large_farm_day_s"] = _large_farm_day()
+        targets.update(_large_farm())
     _print_table(targets)
     print(
         json.dumps(
@@ -133,28 +143,45 @@ def _scenario(scenario: str, eta_errors: list[float]) -> dict[str, Target]:
     eta_errors.extend(recorder.errors)
     frugal = simulate(pool, trace, get_policy("wanfarm-frugal")).report
     reports = {name: simulate(pool, trace, get_policy(name)).report for name in BASELINES}
-    for r in (*reports.values(), ours, frugal):
+    _print_rows(scenario, (*reports.values(), ours, frugal))
+    mean, p95, bytes_ = _ratios(frugal, _bar(reports))
+    print(f"{scenario:10} wanfarm-frugal (not a target): mean {mean:.3f} p95 {p95:.3f} bytes {bytes_:.3f}")
+    return _targets(scenario, ours, reports, latency_floor(pool, trace))
+
+
+def _print_rows(scenario: str, reports: Iterable[PolicyReport]) -> None:
+    for r in reports:
         print(
             f"{scenario:10} {r.policy:14} done {r.completed}/{r.jobs} failed {r.failed} "
             f"unfinished {r.unfinished} mean {r.mean_latency_s:7.0f} p95 {r.p95_latency_s:7.0f} "
             f"GB {r.bytes_downloaded / 1e9:7.0f} OOM {r.oom_failures}"
         )
+
+
+def _targets(
+    scenario: str, ours: PolicyReport, reports: dict[str, PolicyReport], floor: LatencyFloor
+) -> dict[str, Target]:
+    """The ratio targets of `ours` against the bar that `reports` set. A latency target's note gives
+    the floor over the same bar: the ratio no policy can go under on this scenario."""
     bar = _bar(reports)
     dropped = sorted(set(reports) - set(bar))
     if dropped:
         print(f"{scenario:10} not setting the bar (finished fewer jobs): {', '.join(dropped)}")
     note = f"best of {','.join(sorted(bar))}"
-    mean, p95, bytes_ = _ratios(frugal, bar)
-    print(f"{scenario:10} wanfarm-frugal (not a target): mean {mean:.3f} p95 {p95:.3f} bytes {bytes_:.3f}")
+    print(
+        f"{scenario:10} floor (every job alone on its fastest card): "
+        f"mean {floor.mean_s:.0f} p95 {floor.p95_s:.0f}"
+    )
 
-    def ratio(metric: str, limit: float) -> Target:
+    def ratio(metric: str, limit: float, floor_s: float | None = None) -> Target:
         best_name, best = min(((n, float(getattr(r, metric))) for n, r in bar.items()), key=lambda x: x[1])
         value = float(getattr(ours, metric)) / best if best > 0 else float("inf")
-        return Target(round(value, 3), limit, value <= limit, f"{note}: {best_name}")
+        floor_note = f"; floor {floor_s / best:.2f}x" if floor_s is not None and best > 0 else ""
+        return Target(round(value, 3), limit, value <= limit, f"{note}: {best_name}{floor_note}")
 
     return {
-        f"{scenario}.mean_latency_ratio": ratio("mean_latency_s", MEAN_RATIO),
-        f"{scenario}.p95_latency_ratio": ratio("p95_latency_s", P95_RATIO),
+        f"{scenario}.mean_latency_ratio": ratio("mean_latency_s", MEAN_RATIO, floor.mean_s),
+        f"{scenario}.p95_latency_ratio": ratio("p95_latency_s", P95_RATIO, floor.p95_s),
         f"{scenario}.bytes_downloaded_ratio": ratio("bytes_downloaded", BYTES_RATIO),
         f"{scenario}.oom_failures": Target(ours.oom_failures, 0, ours.oom_failures == 0),
         f"{scenario}.all_finished": Target(ours.completed, ours.jobs, _finished(ours)),
@@ -283,19 +310,24 @@ def _place_speed() -> dict[str, Target]:
     }
 
 
-def _large_farm_day() -> Target:
+def _large_farm() -> dict[str, Target]:
+    """The day on the 2,000-GPU farm: how long it takes to simulate, and `wanfarm` against the
+    baselines like the other scenarios (horde left out: see LARGE_BASELINES)."""
     pool = load_pool(REFERENCE / "large-farm.pool.json")
-    trace = load_trace(REFERENCE / "large-farm.trace.json")
+    trace = list(load_trace(REFERENCE / "large-farm.trace.json"))
     started = time.perf_counter()
     result = simulate(pool, trace, get_policy("wanfarm"))
     wall = time.perf_counter() - started
-    r = result.report
     print(
-        f"large-farm wanfarm done {r.completed}/{r.jobs} mean {r.mean_latency_s:.0f} "
-        f"p95 {r.p95_latency_s:.0f} "
-        f"wall {wall:.0f} s (policy {result.policy_wall_s:.0f} s, {r.place_calls} calls)"
+        f"large-farm wanfarm wall {wall:.0f} s (policy {result.policy_wall_s:.0f} s, "
+        f"{result.report.place_calls} calls)"
     )
-    return Target(round(wall, 1), DAY_TARGET_S, wall < DAY_TARGET_S)
+    reports = {name: simulate(pool, trace, get_policy(name)).report for name in LARGE_BASELINES}
+    _print_rows("large-farm", (*reports.values(), result.report))
+    print(f"large-farm horde not simulated: {HORDE_LEFT_OUT}")
+    targets = _targets("large-farm", result.report, reports, latency_floor(pool, trace))
+    targets["large_farm_day_s"] = Target(round(wall, 1), DAY_TARGET_S, wall < DAY_TARGET_S)
+    return targets
 
 
 def _print_table(targets: dict[str, Target]) -> None:
