@@ -19,7 +19,7 @@ from scheduler.feasibility import arch_problem
 from scheduler.sim.cluster import SimAgent, build_cluster
 from scheduler.sim.formats import PoolSpec, TraceJob
 from scheduler.sim.metrics import percentile
-from scheduler.sim.truth import JobNoise, TruthConfig, job_noise, render_seconds, true_memory
+from scheduler.sim.truth import JobNoise, TruthConfig, job_noise, lucky_peaks, render_seconds, true_memory
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,11 @@ def latency_floor(
         if key not in options:
             options[key] = _options(job.model, size, job.steps, kinds)
         noise = job_noise(config, seed, index)
-        fitting = [
-            option.render_s
-            for option in options[key]
-            if int(option.vram_need * noise.vram) <= option.vram
-            and int(option.ram_need * noise.ram) <= option.ram
-        ]
+        fitting = []
+        for option in options[key]:
+            vram, ram = lucky_peaks(option.vram_need, option.ram_need, noise)
+            if vram <= option.vram and ram <= option.ram:
+                fitting.append(option.render_s)
         if fitting:
             floors.append(min(fitting) * noise.render)
     floors.sort()
@@ -66,7 +65,7 @@ def latency_floor(
 @dataclass(frozen=True)
 class _Option:
     render_s: float  # before the job's own render luck
-    vram_need: int  # before the job's memory luck
+    vram_need: int  # before the job's memory luck (truth.lucky_peaks applies it, as the engine does)
     ram_need: int
     vram: int  # the card's
     ram: int  # its node's

@@ -96,7 +96,12 @@ def render_seconds(model_id: str, size: JobSize, steps: int, profile: Profile, f
 def true_memory(model_id: str, profile: Profile, size: JobSize, noise: JobNoise) -> tuple[int, int]:
     """(peak VRAM, peak RAM) in bytes of the job under `profile`."""
     need = _estimate(model_id, profile, size)
-    return int(need.vram_bytes * noise.vram), int(need.ram_bytes * noise.ram)
+    return lucky_peaks(need.vram_bytes, need.ram_bytes, noise)
+
+
+def lucky_peaks(vram_bytes: int, ram_bytes: int, noise: JobNoise) -> tuple[int, int]:
+    """(peak VRAM, peak RAM) of a job with this luck, from the peaks of a job with none."""
+    return int(vram_bytes * noise.vram), int(ram_bytes * noise.ram)
 
 
 @cache

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from models.catalogue import get_model
-from models.gpus import GIB
 from models.memory import JobSize
 from models.profiles import Profile
 from scheduler.policies import get_policy
 from scheduler.sim.bounds import latency_floor
 from scheduler.sim.engine import simulate
-from scheduler.sim.formats import NodeSpec, PoolSpec, TraceJob, load_pool, load_trace
+from scheduler.sim.formats import PoolSpec, TraceJob, load_pool, load_trace
 from scheduler.sim.truth import TruthConfig, render_seconds
+from tests.unit.test_sim_engine import NO_NOISE, REFERENCE, node
 
-REFERENCE = Path(__file__).resolve().parents[2] / "scheduler" / "sim" / "reference"
-NO_NOISE = TruthConfig(noise=False)
 FLUX = "flux.1-schnell"
-
-
-def node(name: str, gpu: str, cached: tuple[str, ...] = ()) -> NodeSpec:
-    return NodeSpec(name, 1, (gpu,), 128 * GIB, 1000 * GIB, 2e9, 1e9, frozenset(cached))
 
 
 def image(job_id: str, t: float) -> TraceJob:
