@@ -173,7 +173,7 @@ def _targets(
     )
 
     def ratio(metric: str, limit: float, floor_s: float | None = None) -> Target:
-        best_name, best = min(((n, float(getattr(r, metric))) for n, r in bar.items()), key=lambda x: x[1])
+        best_name, best = _best_of(bar, metric)
         value = float(getattr(ours, metric)) / best if best > 0 else float("inf")
         floor_note = f"; floor {floor_s / best:.2f}x" if floor_s is not None and best > 0 else ""
         return Target(round(value, 3), limit, value <= limit, f"{note}: {best_name}{floor_note}")
@@ -198,10 +198,15 @@ def _ratios(ours: PolicyReport, bar: dict[str, PolicyReport]) -> tuple[float, fl
     """Mean latency, p95 latency and bytes downloaded of `ours` over the best of `bar` at each."""
 
     def over(metric: str) -> float:
-        best = min(float(getattr(r, metric)) for r in bar.values())
+        best = _best_of(bar, metric)[1]
         return float(getattr(ours, metric)) / best if best > 0 else float("inf")
 
     return over("mean_latency_s"), over("p95_latency_s"), over("bytes_downloaded")
+
+
+def _best_of(bar: dict[str, PolicyReport], metric: str) -> tuple[str, float]:
+    """The baseline of `bar` lowest on `metric`, and its value."""
+    return min(((name, float(getattr(r, metric))) for name, r in bar.items()), key=lambda pair: pair[1])
 
 
 def _other_sim_seeds(scenario: str) -> dict[str, float]:
