@@ -257,10 +257,15 @@ def test_learned_speed_moves_the_assignments_estimate() -> None:
     assert after.est_finish - NOW == pytest.approx((before.est_finish - NOW) * 2)
 
 
-def test_idle_agents_prefetch_a_model_that_jobs_queue_for() -> None:
+def queued_for_a_busy_holder(count: int) -> tuple[AgentView, AgentView, list[PendingJob]]:
+    """An idle 3060, a 4090 holding the 14B hot that frees in 5 s, and `count` 14B jobs queued."""
     slow = declared_agent("RTX 3060", "slow")
     fast = declared_agent("RTX 4090", "fast", busy_until=NOW + 5, hot_model=WAN_14B)
-    jobs = [job(f"j{i}", submitted_at=NOW - 10 + i) for i in range(6)]
+    return slow, fast, [job(f"j{i}", submitted_at=NOW - 10 + i) for i in range(count)]
+
+
+def test_idle_agents_prefetch_a_model_that_jobs_queue_for() -> None:
+    slow, fast, jobs = queued_for_a_busy_holder(6)
     decisions = place([slow, fast], jobs)
     assert decisions.assignments == ()
     assert [(p.agent_id, p.model_id) for p in decisions.prefetches] == [("slow", WAN_14B)]
@@ -271,9 +276,7 @@ def test_idle_agents_prefetch_a_model_that_jobs_queue_for() -> None:
 def test_a_short_backlog_copies_nothing_ahead() -> None:
     # Two jobs the busy holder clears in a few downloads' time: a copy would mostly cost bytes (on
     # the 2,000-GPU day a margin of 8 downloaded 12.4 TB against 7.1 at 32, for 1-5% less latency).
-    slow = declared_agent("RTX 3060", "slow")
-    fast = declared_agent("RTX 4090", "fast", busy_until=NOW + 5, hot_model=WAN_14B)
-    jobs = [job(f"j{i}", submitted_at=NOW - 10 + i) for i in range(2)]
+    slow, fast, jobs = queued_for_a_busy_holder(2)
     decisions = place([slow, fast], jobs)
     assert decisions.assignments == () and decisions.prefetches == ()
 
@@ -299,9 +302,7 @@ def test_a_frugal_farm_waits_for_the_agent_holding_the_model_unless_a_download_s
 
 
 def test_a_frugal_farm_copies_nothing_ahead_of_the_jobs() -> None:
-    slow = declared_agent("RTX 3060", "slow")
-    fast = declared_agent("RTX 4090", "fast", busy_until=NOW + 5, hot_model=WAN_14B)
-    jobs = [job(f"j{i}", submitted_at=NOW - 10 + i) for i in range(6)]
+    slow, fast, jobs = queued_for_a_busy_holder(6)
     assert place([slow, fast], jobs).prefetches != ()
     assert place([slow, fast], jobs, FrugalWanfarmPolicy()).prefetches == ()
 
