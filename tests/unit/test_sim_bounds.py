@@ -64,3 +64,17 @@ def test_a_job_no_card_can_run_has_no_floor() -> None:
     huge = TraceJob("huge", 0.0, "wan2.1-t2v-14b", 1920, 1080, 241, 30, 50, "ann")
     floor = latency_floor(pool, [image("a", 0.0), huge], truth=NO_NOISE)
     assert floor.jobs == 1
+
+
+def test_jobs_that_arrive_together_on_one_card_wait_for_each_other_in_the_floor() -> None:
+    # Ten equal jobs at once on one card: alone each takes r, but the card renders one at a time, so
+    # the best order averages 5.5 r. The capacity bound knows the card has only so many seconds:
+    # its best prices give r (N + 1)^2 / 4N = 3.025 r, well above r and still under any policy.
+    pool = PoolSpec("one", (node("fast", "H100 SXM", cached=(FLUX,)),))
+    jobs = [image(f"j{number}", 0.0) for number in range(10)]
+    floor = latency_floor(pool, jobs, truth=NO_NOISE)
+    alone = floor.alone_mean_s
+    assert floor.p95_s == pytest.approx(alone)
+    assert floor.mean_s == pytest.approx(3.025 * alone, rel=0.01)
+    report = simulate(pool, jobs, get_policy("wanfarm"), truth=NO_NOISE).report
+    assert floor.mean_s < report.mean_latency_s
