@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         "--weight-mirror", action="store_true", help="fill node caches from the bucket's weights/"
     )
     up.add_argument("--cache-budget-gb", type=float, default=None)
-    up.add_argument("--policy", default="greedy")
+    up.add_argument("--policy", default="wanfarm")
     up.set_defaults(run=_run_up)
 
     demo = commands.add_parser("demo", help="render the examples through an embedded farm, then exit")
@@ -121,7 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--pool", type=Path, required=True, help="pool JSON file")
     simulate.add_argument("--trace", type=Path, required=True, help="trace .jsonl, or a generator spec .json")
-    simulate.add_argument("--policy", default="greedy", help="comma-separated policy names (default: greedy)")
+    simulate.add_argument(
+        "--policy", default="wanfarm", help="comma-separated policy names (default: wanfarm, the farm's)"
+    )
     simulate.add_argument("--seed", type=int, default=0, help="seed of the ground truth's draws")
     simulate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     simulate.add_argument("--plot", type=Path, default=None, metavar="FILE", help="write a PNG chart")

@@ -47,7 +47,7 @@ class FarmConfig:
     cache_budget_gb: float | None = None
     weight_mirror: bool = False
     attention: str = "auto"
-    policy: str = "greedy"
+    policy: str = "wanfarm"
     api_keys: Path | None = None  # default: $WANFARM_API_KEYS, else an open farm (loopback only)
 
 

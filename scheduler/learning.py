@@ -4,7 +4,10 @@ per model. Pure in-memory state, changed only by `observe()`.
 Speed: the prior is scheduler.cost's FLOPs count over the card's half-precision throughput, times the
 profile's slowdown. Once a (model, GPU) pair has finished jobs, the prediction uses the median of
 their observed seconds per (FLOP x slowdown) instead, so the FLOPs model only has to scale jobs of
-one model against each other, not be right in absolute terms.
+one model against each other, not be right in absolute terms. A card that has not run the model yet
+gets the prior times the model's correction on the cards that have (the median of learned / prior):
+what the FLOPs count misses (guidance passes, the VAE, a slow attention path) misses it on every
+card, and a card left at the bare prior would look faster than every card that has been measured.
 
 Memory: the need is models.memory.estimate times a learned factor (>= 1, raised to the largest
 observed peak / estimate, and by OOM_RAISE on an out-of-memory failure), times SAFETY_MARGIN; a
@@ -18,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from models.catalogue import ModelPreset
+from models.gpus import UnknownGpu, find_gpu
 from models.memory import JobSize, MemoryNeed, estimate
 from models.profiles import SPEED_ORDER, Profile
 from scheduler.cost import MIN_TFLOPS, PROFILE_SLOWDOWN, UTILISATION, render_flops
@@ -41,6 +45,9 @@ class SpeedModel:
     def __init__(self) -> None:
         self._samples: dict[SpeedKey, deque[float]] = {}
         self._seconds_per_flop: dict[SpeedKey, float] = {}  # the median of _samples, kept current
+        self._over_prior: dict[str, dict[str, float]] = {}  # model -> GPU -> learned / prior
+        self._model_factor: dict[str, float] = {}  # model -> median of its _over_prior values
+        self._tflops: dict[str, float | None] = {}  # GPU name -> table TFLOPS (None: not in the table)
 
     def observe(self, preset: ModelPreset, observation: Observation) -> None:
         """Record a successful job's render time; failed (OOM) runs say nothing about speed."""
@@ -53,7 +60,22 @@ class SpeedModel:
         key = SpeedKey(preset.id, observation.gpu_name)
         samples = self._samples.setdefault(key, deque(maxlen=SPEED_WINDOW))
         samples.append(observation.render_seconds / work)
-        self._seconds_per_flop[key] = statistics.median(samples)
+        learned = self._seconds_per_flop[key] = statistics.median(samples)
+        half_tflops = self._table_tflops(observation.gpu_name)
+        if half_tflops is None:
+            return  # no prior to compare with: the pair's own estimate is all it teaches
+        ratios = self._over_prior.setdefault(preset.id, {})
+        ratios[observation.gpu_name] = learned / prior_seconds_per_flop(half_tflops)
+        self._model_factor[preset.id] = statistics.median(ratios.values())
+
+    def _table_tflops(self, gpu_name: str) -> float | None:
+        # Looked up once per card name: a finished job is observed on the simulator's hot path.
+        if gpu_name not in self._tflops:
+            try:
+                self._tflops[gpu_name] = find_gpu(gpu_name).half_tflops
+            except UnknownGpu:
+                self._tflops[gpu_name] = None
+        return self._tflops[gpu_name]
 
     def observations(self, model_id: str, gpu_name: str) -> int:
         """How many finished jobs the (model, GPU) estimate rests on (up to SPEED_WINDOW)."""
@@ -72,7 +94,10 @@ class SpeedModel:
     ) -> float:
         """The same from a precomputed FLOPs count: the policy's hot path memoises the FLOPs."""
         learned = self._seconds_per_flop.get(SpeedKey(model_id, gpu_name))
-        per_flop = learned if learned is not None else prior_seconds_per_flop(half_tflops)
+        if learned is not None:
+            per_flop = learned
+        else:
+            per_flop = prior_seconds_per_flop(half_tflops) * self._model_factor.get(model_id, 1.0)
         return flops * PROFILE_SLOWDOWN[profile] * per_flop
 
 

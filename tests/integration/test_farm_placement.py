@@ -22,7 +22,10 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
     os.environ["HF_HUB_OFFLINE"] = "1"  # no hub here: a real model fails fast, it does not hang
     with (
         ray_cluster([SMALL, BIG]) as cluster,
-        running_farm(tmp_path_factory.mktemp("farm"), cluster.address, agents=2) as running,
+        # greedy, not the default wanfarm: these tests state greedy's rules (each job on the best idle
+        # agent, hot before faster). wanfarm's choices rest on estimated speeds, and these declared
+        # GPUs all render on the same CPU; its rules are tested on snapshots (test_policy_wanfarm).
+        running_farm(tmp_path_factory.mktemp("farm"), cluster.address, agents=2, policy="greedy") as running,
     ):
         yield running
 

@@ -247,6 +247,24 @@ def test_after_five_runs_the_speed_prediction_is_within_a_quarter_of_what_was_ob
     assert speed.observations(WAN_14B, "RTX 3060") == 0
 
 
+def test_a_card_that_has_not_run_a_model_takes_the_correction_learned_on_the_cards_that_have() -> None:
+    # The 4090 renders the 14B three times slower than the FLOPs prior says: the 3060, which has not
+    # run it, is predicted three times slower than its prior too, not faster than the measured 4090.
+    # Another model keeps its prior.
+    preset, the_job = get_model(WAN_14B), job()
+    fast, slow = declared_agent("RTX 4090", "fast"), declared_agent("RTX 3060", "slow")
+    speed = SpeedModel()
+    prior_fast = speed.predict_render_seconds(preset, the_job, fast, Profile.P4)
+    prior_slow = speed.predict_render_seconds(preset, the_job, slow, Profile.P4)
+    other = get_model("wan2.1-t2v-1.3b")
+    prior_other = speed.predict_render_seconds(other, the_job, slow, Profile.P4)
+    run = replace(oom_on("RTX 4090", the_job), out_of_memory=False, profile=Profile.P4)
+    speed.observe(preset, replace(run, render_seconds=prior_fast * 3))
+    assert speed.observations(WAN_14B, "RTX 3060") == 0
+    assert speed.predict_render_seconds(preset, the_job, slow, Profile.P4) == pytest.approx(prior_slow * 3)
+    assert speed.predict_render_seconds(other, the_job, slow, Profile.P4) == pytest.approx(prior_other)
+
+
 def test_learned_speed_moves_the_assignments_estimate() -> None:
     agent, the_job = declared_agent("RTX 4090", "a", hot_model=WAN_14B, ram_gib=128), job()
     policy = WanfarmPolicy()
