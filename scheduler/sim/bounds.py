@@ -180,8 +180,8 @@ def _capacity_mean(
     jobs = int(sizes.sum())
     best = alone * jobs
     prices = np.zeros(len(counts))
-    # Horizons up to twice (the span + the jobs' alone renders spread over every card): by then
-    # the cards have hours to spare, and a longer wait is never the cheaper choice.
+    # Every horizon gives a bound; the search stops at twice (the span + the jobs' alone renders
+    # spread over every card), where the cards have hours to spare on average.
     longest = 2 * (span + alone * jobs / cards.sum())
     for horizon in np.geomspace(max(alone, 1.0), longest, HORIZONS):
         hours = cards * (span + horizon)
