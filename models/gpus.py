@@ -83,11 +83,21 @@ def gpu_table() -> dict[str, GpuSpec]:
 
 def find_gpu(name: str) -> GpuSpec:
     """The table row for a card name or alias, case and vendor prefix ignored."""
-    wanted = _normalise(name)
+    spec = _by_any_name().get(_normalise(name))
+    if spec is None:
+        raise UnknownGpu(f"unknown GPU {name!r}; known: {', '.join(gpu_table())}")
+    return spec
+
+
+@cache
+def _by_any_name() -> dict[str, GpuSpec]:
+    # Every name and alias, normalised, to its row (the first in table order wins): the simulator
+    # looks a card up for every finished job.
+    index: dict[str, GpuSpec] = {}
     for spec in gpu_table().values():
-        if wanted in {_normalise(n) for n in (spec.name, *spec.aliases)}:
-            return spec
-    raise UnknownGpu(f"unknown GPU {name!r}; known: {', '.join(gpu_table())}")
+        for alias in (spec.name, *spec.aliases):
+            index.setdefault(_normalise(alias), spec)
+    return index
 
 
 def _normalise(name: str) -> str:

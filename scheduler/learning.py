@@ -47,7 +47,6 @@ class SpeedModel:
         self._seconds_per_flop: dict[SpeedKey, float] = {}  # the median of _samples, kept current
         self._over_prior: dict[str, dict[str, float]] = {}  # model -> GPU -> learned / prior
         self._model_factor: dict[str, float] = {}  # model -> median of its _over_prior values
-        self._tflops: dict[str, float | None] = {}  # GPU name -> table TFLOPS (None: not in the table)
 
     def observe(self, preset: ModelPreset, observation: Observation) -> None:
         """Record a successful job's render time; failed (OOM) runs say nothing about speed."""
@@ -61,21 +60,13 @@ class SpeedModel:
         samples = self._samples.setdefault(key, deque(maxlen=SPEED_WINDOW))
         samples.append(observation.render_seconds / work)
         learned = self._seconds_per_flop[key] = statistics.median(samples)
-        half_tflops = self._table_tflops(observation.gpu_name)
-        if half_tflops is None:
+        try:
+            half_tflops = find_gpu(observation.gpu_name).half_tflops
+        except UnknownGpu:
             return  # no prior to compare with: the pair's own estimate is all it teaches
         ratios = self._over_prior.setdefault(preset.id, {})
         ratios[observation.gpu_name] = learned / prior_seconds_per_flop(half_tflops)
         self._model_factor[preset.id] = statistics.median(ratios.values())
-
-    def _table_tflops(self, gpu_name: str) -> float | None:
-        # Looked up once per card name: a finished job is observed on the simulator's hot path.
-        if gpu_name not in self._tflops:
-            try:
-                self._tflops[gpu_name] = find_gpu(gpu_name).half_tflops
-            except UnknownGpu:
-                self._tflops[gpu_name] = None
-        return self._tflops[gpu_name]
 
     def observations(self, model_id: str, gpu_name: str) -> int:
         """How many finished jobs the (model, GPU) estimate rests on (up to SPEED_WINDOW)."""

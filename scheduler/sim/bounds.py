@@ -47,7 +47,7 @@ class LatencyFloor:
     mean_s: float  # the higher of the alone and the capacity bound
     p95_s: float  # alone
     jobs: int  # jobs some card of the pool can run (the others have no floor and are left out)
-    alone_mean_s: float = 0.0  # the mean if every job had its fastest card to itself
+    alone_mean_s: float  # the mean if every job had its fastest card to itself
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,9 @@ def latency_floor(
     """Mean and p95 latency no policy can go under on this pool and trace, for this seed."""
     config = truth or TruthConfig()
     groups = _speed_groups(build_cluster(pool, config, seed)[1])
+    kinds: dict[tuple[str, int, int], list[int]] = {}  # kind -> its groups' numbers
+    for number, group in enumerate(groups):
+        kinds.setdefault(group.kind, []).append(number)
     options: dict[tuple[str, JobSize, int], list[_Option]] = {}
     # Jobs with the same render times on every group (before their own render luck) form a lot:
     # under any prices they choose the same group, which makes the capacity bound cheap.
@@ -76,7 +79,7 @@ def latency_floor(
         size = JobSize(job.width, job.height, job.frames, job.batch)
         key = (job.model, size, job.steps)
         if key not in options:
-            options[key] = _options(job.model, size, job.steps, groups)
+            options[key] = _options(job.model, size, job.steps, groups, kinds)
         noise = job_noise(config, seed, index)
         fits = tuple(
             vram <= option.vram and ram <= option.ram
@@ -90,7 +93,7 @@ def latency_floor(
             lots.setdefault(renders, []).append(noise.render)
     alone = sorted(min(renders) * luck for renders, lucks in lots.items() for luck in lucks)
     if not alone:
-        return LatencyFloor(0.0, 0.0, 0)
+        return LatencyFloor(0.0, 0.0, 0, 0.0)
     alone_mean = sum(alone) / len(alone)
     capacity = _capacity_mean(lots, [group.count for group in groups], span, alone_mean)
     return LatencyFloor(max(alone_mean, capacity), percentile(alone, 95), len(alone), alone_mean)
@@ -121,12 +124,15 @@ class _Option:
     ram: int  # its node's
 
 
-def _options(model_id: str, size: JobSize, steps: int, groups: list[_Group]) -> list[_Option]:
+def _options(
+    model_id: str,
+    size: JobSize,
+    steps: int,
+    groups: list[_Group],
+    kinds: dict[tuple[str, int, int], list[int]],
+) -> list[_Option]:
     # Every (kind of card, profile) that could run a job of this shape; its luck decides which fit.
     preset = get_model(model_id)
-    kinds: dict[tuple[str, int, int], list[int]] = {}
-    for number, group in enumerate(groups):
-        kinds.setdefault(group.kind, []).append(number)
     found: list[_Option] = []
     for members in kinds.values():
         agent = groups[members[0]].fastest
