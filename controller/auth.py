@@ -82,24 +82,36 @@ def _from_file(path: Path) -> dict[str, Principal]:
         raise KeyConfigError(f"{path}: cannot read API keys: {error}") from None
     if not isinstance(rows, list):
         raise KeyConfigError(f'{path}: expected a JSON list of {{"key", "owner", "role"}} objects')
-    keys = {}
+    keys: dict[str, Principal] = {}
     for index, row in enumerate(rows):
-        if not isinstance(row, dict) or not {"key", "owner"} <= row.keys():
-            raise KeyConfigError(f"{path}[{index}]: needs at least key and owner")
-        keys[str(row["key"])] = Principal(
-            str(row["owner"]), _role(row.get("role", "submit"), f"{path}[{index}]")
-        )
+        where = f"{path}[{index}]"
+        if not isinstance(row, dict):
+            raise KeyConfigError(f'{where}: expected an object {{"key", "owner", "role"}}')
+        key, owner = row.get("key"), row.get("owner")
+        if not (isinstance(key, str) and key and isinstance(owner, str) and owner):
+            raise KeyConfigError(f"{where}: key and owner must be non-empty strings")
+        _add(keys, key, Principal(owner, _role(row.get("role", Role.SUBMIT.value), where)), where)
     return keys
 
 
 def _from_env(value: str) -> dict[str, Principal]:
-    keys = {}
+    keys: dict[str, Principal] = {}
     for index, item in enumerate(part for part in value.split(",") if part.strip()):
-        key, owner, role = [*item.strip().split(":"), "submit"][:3]
-        if not key or not owner:
-            raise KeyConfigError(f"{ENV_KEYS} entry {index + 1}: expected key:owner[:role]")
-        keys[key] = Principal(owner, _role(role, f"{ENV_KEYS} entry {index + 1}"))
+        where = f"{ENV_KEYS} entry {index + 1}"
+        fields = [field.strip() for field in item.split(":")]
+        # Exactly key:owner or key:owner:role: an extra field is a typo, never ignored.
+        if len(fields) not in (2, 3) or not fields[0] or not fields[1]:
+            raise KeyConfigError(f"{where}: expected key:owner[:role]")
+        role = fields[2] if len(fields) == 3 else Role.SUBMIT.value
+        _add(keys, fields[0], Principal(fields[1], _role(role, where)), where)
     return keys
+
+
+def _add(keys: dict[str, Principal], key: str, principal: Principal, where: str) -> None:
+    # A second entry would silently replace the first owner (or role) of the same key.
+    if key in keys:
+        raise KeyConfigError(f"{where}: this key is given twice")
+    keys[key] = principal
 
 
 def _role(value: object, where: str) -> Role:
