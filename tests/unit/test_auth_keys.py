@@ -113,7 +113,7 @@ def test_a_file_given_wins_over_the_variable(tmp_path: Path, monkeypatch: pytest
 
 def test_an_unreadable_key_file_is_refused_with_its_path(tmp_path: Path) -> None:
     (tmp_path / "keys.json").write_text("[{")
-    with pytest.raises(KeyConfigError, match="keys.json: cannot read API keys"):
+    with pytest.raises(KeyConfigError, match=r"keys\.json: cannot read API keys"):
         KeyRing.load(tmp_path / "keys.json")
 
 
