@@ -1,9 +1,11 @@
 """The dispatch loop: read agents' events into the store, then snapshot, place, and apply.
 
 Each round: (1) for every running job, read its agent's new events and write them; a job whose
-agent is lost goes back to the queue; (2) pass cancel requests on; (3) build a snapshot, ask the
-policy, write each assignment to the store *before* telling the agent. The store is the truth:
-which agents are busy is read from it, so a restarted controller carries on where it stopped.
+agent is lost goes back to the queue (not charged to the job if this controller never saw that
+attempt alive: the farm's own restart lost it); (2) pass cancel requests on; (3) build a
+snapshot, ask the policy, write each assignment to the store *before* telling the agent. The
+store is the truth: which agents are busy is read from it, so a restarted controller carries on
+where it stopped.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from controller.jobs import JobRecord, JobState
 from controller.metrics import FarmMetrics
 from controller.ray_cluster import AgentLost
 from controller.registry import AgentEntry, AgentRegistry
-from controller.store import JobStore
+from controller.store import JobStore, StoreError
 from gpu_agent.messages import AgentEvent, AgentInventory, EventKind, RenderTask
 from models.profiles import Profile
 from scheduler.policies import Policy
@@ -48,16 +50,24 @@ class Dispatcher:
         self.metrics = metrics or FarmMetrics()
         self._last_refresh = 0.0
         self._placed_at_seq = -1  # the store's event seq when placement last ran
+        # (job id, attempt) found running when this controller started and not yet seen alive on
+        # its agent; None until the first round reads them.
+        self._found_at_start: set[tuple[str, int]] | None = None
         self.last_round_s = 0.0  # how long the last round took, for metrics
 
     def run(self, stop: threading.Event, interval_s: float = 0.05) -> None:
         """Run rounds until `stop` is set; a failing round is logged, never fatal."""
         while not stop.is_set():
+            pause = interval_s
             try:
                 self.tick()
+            except StoreError as error:
+                # A store that refuses writes stays so until a restart: say it every few seconds.
+                log.error("dispatch round refused by the job store: %s", error)
+                pause = max(interval_s, self.refresh_every_s)
             except Exception:
                 log.exception("dispatch round failed")
-            stop.wait(interval_s)
+            stop.wait(pause)
 
     def tick(self) -> None:
         started = time.monotonic()
@@ -66,8 +76,7 @@ class Dispatcher:
             self._last_refresh = started
             for agent_id in self.registry.refresh():
                 log.warning("agent %s lost", agent_id)
-        for job in self.store.running():
-            self._follow(job)
+        self._follow_running()
         # Placement reads the queue: run it only when something changed (a submission, a job's
         # end, a cancel: each writes an event) or the pool may have, not on every short round.
         seq = self.store.latest_seq()
@@ -77,10 +86,24 @@ class Dispatcher:
         self.last_round_s = time.monotonic() - started
         self.metrics.round_seconds.observe(self.last_round_s)
 
-    def _follow(self, job: JobRecord) -> None:
+    def _follow_running(self) -> None:
+        running = self.store.running()
+        if self._found_at_start is None:
+            self._found_at_start = {(job.id, job.attempts) for job in running}
+        found_at_start = self._found_at_start
+        for job in running:
+            attempt = (job.id, job.attempts)
+            # A killed controller's Ray (and agents) may have died with it: an attempt lost before
+            # this controller saw it alive is the farm's loss, not the job's.
+            self._follow(job, charged=attempt not in found_at_start)
+            if self._alive(job):
+                found_at_start.discard(attempt)
+
+    def _follow(self, job: JobRecord, charged: bool) -> None:
+        """Write the agent's news of the job's attempt; queue the job again if the attempt is lost."""
         entry = self.registry.get(job.agent_id)
         if entry is None:
-            self._requeue(job.id, job.attempts, job.agent_id or "?", "agent lost", self.clock())
+            self._requeue(job.id, job.attempts, job.agent_id or "?", "agent lost", charged)
             return
         try:
             if job.cancel_requested:
@@ -88,7 +111,7 @@ class Dispatcher:
             events = entry.handle.events(entry.last_seq)
         except AgentLost as error:
             self.registry.drop(entry.inventory.agent_id)
-            self._requeue(job.id, job.attempts, entry.inventory.agent_id, str(error), self.clock())
+            self._requeue(job.id, job.attempts, entry.inventory.agent_id, str(error), charged)
             return
         for event in events:
             entry.last_seq = max(entry.last_seq, event.seq)
@@ -99,12 +122,17 @@ class Dispatcher:
                     self._reinventory(entry)
         if not events and not _still_running(entry.inventory, job):
             # The agent neither runs this attempt nor has its ending: it restarted or never got it.
-            self._requeue(
-                job.id, job.attempts, entry.inventory.agent_id, "agent dropped the task", self.clock()
-            )
+            agent_id = entry.inventory.agent_id
+            self._requeue(job.id, job.attempts, agent_id, "agent dropped the task", charged)
 
-    def _requeue(self, job_id: str, attempt: int, agent_id: str, reason: str, now: float) -> None:
-        job = self.store.requeue(job_id, attempt, agent_id, reason, now)
+    def _alive(self, job: JobRecord) -> bool:
+        entry = self.registry.get(job.agent_id)
+        return entry is not None and _still_running(entry.inventory, job)
+
+    def _requeue(self, job_id: str, attempt: int, agent_id: str, reason: str, charged: bool = True) -> None:
+        if not charged:
+            reason = f"the farm restarted ({reason})"
+        job = self.store.requeue(job_id, attempt, agent_id, reason, self.clock(), charged)
         if job is not None and job.state is JobState.QUEUED:
             self.metrics.jobs_retried.labels(job.model_id).inc()
 
@@ -205,10 +233,10 @@ class Dispatcher:
             started = entry.handle.start(RenderTask(job.id, job.attempts, job.settings, profile))
         except AgentLost as error:
             self.registry.drop(agent_id)
-            self._requeue(job.id, job.attempts, agent_id, str(error), self.clock())
+            self._requeue(job.id, job.attempts, agent_id, str(error))
             return
         if not started:
-            self._requeue(job.id, job.attempts, agent_id, "agent was busy", self.clock())
+            self._requeue(job.id, job.attempts, agent_id, "agent was busy")
             return
         # Until the next refresh, the registry's view must already show the agent on this attempt.
         entry.inventory = replace(entry.inventory, current_job=job.id, current_attempt=job.attempts)

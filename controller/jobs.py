@@ -63,7 +63,7 @@ class JobRecord:
     created_at: float
     updated_at: float
     attempts: int  # attempts started so far
-    max_attempts: int
+    max_attempts: int  # how many attempts may be charged before the job fails
     agent_id: str | None = None  # the agent of the current (or last) attempt
     profile: str | None = None  # memory profile of the current attempt
     started_at: float | None = None
@@ -76,6 +76,20 @@ class JobRecord:
     attempt_errors: tuple[str, ...] = ()  # one line per failed attempt
     avoid_agents: tuple[str, ...] = ()
     cancel_requested: bool = False
+    uncharged_attempts: int = 0  # attempts lost to the farm's own restart: not held against the job
+
+    @property
+    def charged_attempts(self) -> int:
+        return self.attempts - self.uncharged_attempts
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """A client's key for one submission: a retry with the same key gets the first result."""
+
+    owner: str
+    key: str
+    fingerprint: str  # digest of the request; the same key with another request is refused
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -20,15 +21,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from controller.jobs import JobEvent, JobProgress, JobRecord, JobState, NewJob
+from controller.jobs import IdempotencyKey, JobEvent, JobProgress, JobRecord, JobState, NewJob
 
 
 class StoreError(Exception):
-    """The store file cannot be used (a newer schema, or not a WAL-capable file)."""
+    """The store file cannot be used (a newer schema, not WAL-capable, or replaced under the store)."""
 
 
 class InvalidJobError(ValueError):
     """A job of a batch broke a rule of the schema; the batch was not stored."""
+
+
+class IdempotencyConflict(ValueError):
+    """An idempotency key already used by its owner for a different request; nothing was stored."""
+
+
+# A retried submission comes back within seconds or minutes; a key is kept a day, then forgotten.
+IDEMPOTENCY_KEEP_S = 24 * 3600
 
 
 _STATES = ", ".join(f"'{state.value}'" for state in JobState)
@@ -83,6 +92,22 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX events_job_seq ON events (job_id, seq)",
         "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
     ),
+    # Attempts lost to the farm's own restart: counted in `attempts`, not against `max_attempts`.
+    (
+        "ALTER TABLE jobs ADD COLUMN uncharged_attempts INTEGER NOT NULL DEFAULT 0 "
+        "CHECK (uncharged_attempts >= 0)",
+    ),
+    (
+        """CREATE TABLE idempotency_keys (
+            owner TEXT NOT NULL,
+            key TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            job_ids TEXT NOT NULL CHECK (json_valid(job_ids)),
+            created_at REAL NOT NULL,
+            PRIMARY KEY (owner, key)
+        )""",
+        "CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -91,8 +116,11 @@ _INSERT_JOB = """INSERT INTO jobs (id, owner, state, priority, settings, model_i
 _UPDATE_JOB = """UPDATE jobs SET state = ?, updated_at = ?, attempts = ?, agent_id = ?, profile = ?,
     started_at = ?, finished_at = ?, eta = ?, wait_reason = ?, progress_step = ?, progress_total = ?,
     progress_phase = ?, outputs = ?, error = ?, attempt_errors = ?, avoid_agents = ?,
-    cancel_requested = ? WHERE id = ?"""
+    cancel_requested = ?, uncharged_attempts = ? WHERE id = ?"""
 _INSERT_EVENT = "INSERT INTO events (job_id, at, kind, data) VALUES (?, ?, ?, ?)"
+_INSERT_KEY = (
+    "INSERT INTO idempotency_keys (owner, key, fingerprint, job_ids, created_at) VALUES (?, ?, ?, ?, ?)"
+)
 
 
 class JobStore:
@@ -111,8 +139,10 @@ class JobStore:
             self._conn.close()
             raise StoreError(f"{path}: journal mode is {mode!r}, not 'wal'")
         self._conn.execute("PRAGMA synchronous = FULL")
+        self._files: dict[Path, tuple[int, int]] = {}  # (st_dev, st_ino) of the files it opened
         try:
-            self._migrate()
+            self._migrate()  # a write, so the WAL file exists from here on
+            self._files = {file: _identity(file) for file in (path, _wal_path(path))}
         except BaseException:
             self._conn.close()
             raise
@@ -127,13 +157,37 @@ class JobStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def health(self) -> str | None:
+        """None while the database and WAL files are the ones opened; else which one went and how.
+
+        Closing any descriptor of jobs.db drops this process's locks, and another client closing
+        then deletes the WAL: writes would go on into a deleted file and be lost at restart.
+        """
+        for file, opened in self._files.items():
+            try:
+                stat = os.stat(file)
+            except FileNotFoundError:
+                return f"{file} was deleted while the store had it open"
+            if (stat.st_dev, stat.st_ino) != opened:
+                return f"{file} was replaced by another file while the store had it open"
+        return None
+
     # -- writes -------------------------------------------------------------------------------
 
-    def add_jobs(self, jobs: Sequence[NewJob], now: float) -> list[JobRecord]:
-        """Store a batch as queued jobs, whole or not at all (InvalidJobError names the bad job)."""
+    def add_jobs(
+        self, jobs: Sequence[NewJob], now: float, idempotency: IdempotencyKey | None = None
+    ) -> list[JobRecord]:
+        """Store a batch as queued jobs, whole or not at all (InvalidJobError names the bad job).
+
+        With a key its owner used before for the same request, store nothing and return that
+        request's jobs as they are now; used for another request, raise IdempotencyConflict.
+        """
         settings = [_dump_settings(job, index) for index, job in enumerate(jobs)]
         queued_event = json.dumps({"state": JobState.QUEUED.value})
         with self._write() as cur:
+            cur.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (now - IDEMPOTENCY_KEEP_S,))
+            if idempotency is not None and (replayed := _replay(cur, idempotency)) is not None:
+                return replayed
             ids = self._new_ids(cur, len(jobs), now)
             for index, row in enumerate(zip(ids, jobs, settings, strict=True)):
                 try:
@@ -141,6 +195,9 @@ class JobStore:
                 except sqlite3.IntegrityError as err:
                     raise InvalidJobError(f"job {index}: {err}; batch rejected, nothing stored") from err
             cur.executemany(_INSERT_EVENT, [(i, now, "state", queued_event) for i in ids])
+            if idempotency is not None:
+                key = idempotency
+                cur.execute(_INSERT_KEY, (key.owner, key.key, key.fingerprint, json.dumps(ids), now))
         return [_new_record(i, j, s, now) for i, j, s in zip(ids, jobs, settings, strict=True)]
 
     def start_attempt(
@@ -226,30 +283,38 @@ class JobStore:
             _event(cur, job_id, now, "state", state=state, attempt=attempt, error=error)
             return job
 
-    def requeue(self, job_id: str, attempt: int, agent_id: str, reason: str, now: float) -> JobRecord | None:
+    def requeue(
+        self, job_id: str, attempt: int, agent_id: str, reason: str, now: float, charged: bool = True
+    ) -> JobRecord | None:
         """The agent of the current attempt was lost: queue again, avoiding that agent.
 
-        The last allowed attempt fails with every attempt's reason; a job whose cancel was
-        requested is canceled instead. None if the attempt is not the running one.
+        The last allowed charged attempt fails with every attempt's reason; a job whose cancel
+        was requested is canceled instead. A loss not charged (the farm's own restart) neither
+        counts against max_attempts nor avoids the agent. None if the attempt is not running.
         """
         with self._write() as cur:
             job = _current(cur, job_id, attempt)
             if job is None:
                 return None
-            errors = (*job.attempt_errors, f"attempt {attempt} on {agent_id}: {reason}")
-            avoid = job.avoid_agents if agent_id in job.avoid_agents else (*job.avoid_agents, agent_id)
+            line = f"attempt {attempt} on {agent_id}: {reason}" + ("" if charged else "; not charged")
+            avoid = (
+                job.avoid_agents
+                if agent_id in job.avoid_agents or not charged
+                else (*job.avoid_agents, agent_id)
+            )
             job = dataclasses.replace(
                 job,
                 updated_at=now,
                 eta=None,
-                attempt_errors=errors,
+                attempt_errors=(*job.attempt_errors, line),
                 avoid_agents=avoid,
                 progress=JobProgress(),
+                uncharged_attempts=job.uncharged_attempts + (0 if charged else 1),
             )
             if job.cancel_requested:
                 job = dataclasses.replace(job, state=JobState.CANCELED, finished_at=now)
-            elif job.attempts >= job.max_attempts:
-                error = f"failed after {job.attempts} attempts: " + "; ".join(errors)
+            elif job.charged_attempts >= job.max_attempts:
+                error = f"failed after {job.charged_attempts} attempts: " + "; ".join(job.attempt_errors)
                 job = dataclasses.replace(job, state=JobState.FAILED, finished_at=now, error=error)
             else:
                 job = dataclasses.replace(job, state=JobState.QUEUED)
@@ -290,6 +355,11 @@ class JobStore:
     def get(self, job_id: str) -> JobRecord | None:
         with self._read() as cur:
             return _load(cur, job_id)
+
+    def idempotent_jobs(self, owner: str, key: str) -> tuple[str, list[JobRecord]] | None:
+        """(fingerprint, the jobs as they are now) of a submission made with `key`; None if unused."""
+        with self._read() as cur:
+            return _keyed_jobs(cur, owner, key)
 
     def list_jobs(
         self,
@@ -368,6 +438,7 @@ class JobStore:
             cur.execute("BEGIN IMMEDIATE")
             try:
                 yield cur
+                self._check_files()
                 cur.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
@@ -384,6 +455,11 @@ class JobStore:
                 yield cur
             finally:
                 cur.execute("COMMIT")
+
+    def _check_files(self) -> None:
+        problem = self.health()
+        if problem is not None:
+            raise StoreError(f"{problem}; writes are refused until the controller restarts")
 
     def _migrate(self) -> None:
         with self._write() as cur:
@@ -408,6 +484,18 @@ class JobStore:
         if ids:
             cur.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_job_id', ?)", (ids[-1],))
         return ids
+
+
+def _wal_path(path: Path) -> Path:
+    return path.with_name(path.name + "-wal")
+
+
+def _identity(file: Path) -> tuple[int, int]:
+    try:
+        stat = os.stat(file)
+    except FileNotFoundError:
+        raise StoreError(f"{file} is missing right after opening the store") from None
+    return stat.st_dev, stat.st_ino
 
 
 def list_queries(
@@ -479,6 +567,29 @@ def _new_record(job_id: str, job: NewJob, settings: str, now: float) -> JobRecor
     )
 
 
+def _replay(cur: sqlite3.Cursor, idempotency: IdempotencyKey) -> list[JobRecord] | None:
+    """The jobs a key already stored, if it was used for the same request; None if unused."""
+    found = _keyed_jobs(cur, idempotency.owner, idempotency.key)
+    if found is None:
+        return None
+    fingerprint, jobs = found
+    if fingerprint != idempotency.fingerprint:
+        raise IdempotencyConflict(
+            f"idempotency key {idempotency.key!r} was already used for a different request; nothing stored"
+        )
+    return jobs
+
+
+def _keyed_jobs(cur: sqlite3.Cursor, owner: str, key: str) -> tuple[str, list[JobRecord]] | None:
+    sql = "SELECT fingerprint, job_ids FROM idempotency_keys WHERE owner = ? AND key = ?"
+    row = cur.execute(sql, (owner, key)).fetchone()
+    if row is None:
+        return None
+    sql = "SELECT * FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
+    by_id = {job.id: job for job in map(_record, cur.execute(sql, (row["job_ids"],)))}
+    return row["fingerprint"], [by_id[job_id] for job_id in json.loads(row["job_ids"])]
+
+
 def _load(cur: sqlite3.Cursor, job_id: str) -> JobRecord | None:
     row = cur.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
     return None if row is None else _record(row)
@@ -514,6 +625,7 @@ def _save(cur: sqlite3.Cursor, job: JobRecord) -> None:
             json.dumps(job.attempt_errors),
             json.dumps(job.avoid_agents),
             int(job.cancel_requested),
+            job.uncharged_attempts,
             job.id,
         ),
     )
@@ -552,4 +664,5 @@ def _record(row: sqlite3.Row) -> JobRecord:
         attempt_errors=tuple(json.loads(row["attempt_errors"])),
         avoid_agents=tuple(json.loads(row["avoid_agents"])),
         cancel_requested=bool(row["cancel_requested"]),
+        uncharged_attempts=row["uncharged_attempts"],
     )

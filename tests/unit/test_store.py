@@ -15,8 +15,16 @@ from typing import Any, cast
 
 import pytest
 
-from controller.jobs import JobProgress, JobState, NewJob
-from controller.store import SCHEMA_VERSION, InvalidJobError, JobStore, StoreError, list_queries
+from controller.jobs import IdempotencyKey, JobProgress, JobState, NewJob
+from controller.store import (
+    _MIGRATIONS,
+    SCHEMA_VERSION,
+    IdempotencyConflict,
+    InvalidJobError,
+    JobStore,
+    StoreError,
+    list_queries,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000.0
@@ -269,6 +277,30 @@ def test_the_third_lost_attempt_fails_the_job_with_every_reason(store: JobStore)
     assert store.queued() == []
 
 
+def test_losses_not_charged_never_fail_the_job_and_keep_the_attempt_number_growing(store: JobStore) -> None:
+    (job_id,) = _add(store, max_attempts=3)
+    for attempt in range(1, 6):  # five farm restarts, each losing the attempt in flight
+        store.start_attempt(job_id, "agent-a", "p", None, T0 + attempt)
+        lost = store.requeue(
+            job_id, attempt, "agent-a", "the farm restarted", T0 + attempt + 0.5, charged=False
+        )
+        assert lost is not None
+        assert (lost.state, lost.attempts) == (JobState.QUEUED, attempt)
+    job = store.get(job_id)
+    assert job is not None
+    assert job.avoid_agents == ()  # the agent did nothing wrong: it may run the job again
+    assert job.attempt_errors[0] == "attempt 1 on agent-a: the farm restarted; not charged"
+
+    for attempt in range(6, 9):  # then three real losses: the budget of three is spent only now
+        store.start_attempt(job_id, f"agent-{attempt}", "p", None, T0 + attempt)
+        last = store.requeue(job_id, attempt, f"agent-{attempt}", "agent lost", T0 + attempt + 0.5)
+    assert last is not None
+    assert (last.state, last.attempts) == (JobState.FAILED, 8)
+    assert last.error is not None and last.error.startswith("failed after 3 attempts")
+    assert "attempt 5 on agent-a: the farm restarted; not charged" in last.error
+    assert "attempt 8 on agent-8: agent lost" in last.error
+
+
 def test_cancel_of_a_queued_job_is_immediate(store: JobStore) -> None:
     (job_id,) = _add(store)
     store.set_wait(job_id, "no free GPU", T0 + 100)
@@ -389,6 +421,80 @@ def test_a_file_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
         JobStore(path)
 
 
+def test_a_file_of_the_first_schema_is_migrated_and_keeps_its_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("PRAGMA journal_mode = WAL")
+    for statement in _MIGRATIONS[0]:
+        raw.execute(statement)
+    raw.execute("PRAGMA user_version = 1")
+    raw.execute(
+        "INSERT INTO jobs (id, owner, state, priority, settings, model_id, width, height, frames, steps,"
+        " batch, created_at, updated_at, attempts, max_attempts) VALUES"
+        " ('0000000000000001', 'ana', 'running', 0, '{}', 'wan-tiny', 64, 64, 9, 4, 1, 0, 0, 1, 1)"
+    )
+    raw.close()
+
+    with JobStore(path) as store:
+        job = store.requeue("0000000000000001", 1, "agent-a", "the farm restarted", T0, charged=False)
+        assert job is not None and job.state is JobState.QUEUED
+        assert len(store.add_jobs([_job()], T0, IdempotencyKey("ana", "k", "f"))) == 1
+
+
+# -- idempotent submission -------------------------------------------------------------------------
+
+
+def test_a_replayed_key_returns_the_first_jobs_as_they_are_now_and_stores_nothing(store: JobStore) -> None:
+    key = IdempotencyKey("ana", "retry-1", "sha256:aa")
+    first = store.add_jobs([_job(), _job()], T0, key)
+    store.start_attempt(first[0].id, "agent-a", "p", None, T0 + 1)
+    seq = store.latest_seq()
+
+    replay = store.add_jobs([_job(), _job()], T0 + 2, key)
+    assert [job.id for job in replay] == [job.id for job in first]
+    assert replay == [store.get(job.id) for job in first]
+    assert replay[0].state is JobState.RUNNING
+    assert len(store.list_jobs()) == 2
+    assert store.latest_seq() == seq  # no event either
+    assert store.idempotent_jobs("ana", "retry-1") == ("sha256:aa", replay)
+    assert store.idempotent_jobs("ana", "never-used") is None
+
+
+def test_a_key_reused_for_another_request_is_refused_and_stores_nothing(store: JobStore) -> None:
+    store.add_jobs([_job()], T0, IdempotencyKey("ana", "k", "sha256:aa"))
+
+    with pytest.raises(IdempotencyConflict, match="'k'"):
+        store.add_jobs([_job(priority=5)], T0 + 1, IdempotencyKey("ana", "k", "sha256:bb"))
+    assert len(store.list_jobs()) == 1
+
+
+def test_two_owners_may_use_the_same_key(store: JobStore) -> None:
+    ana = store.add_jobs([_job(owner="ana")], T0, IdempotencyKey("ana", "k", "sha256:aa"))
+    bo = store.add_jobs([_job(owner="bo")], T0, IdempotencyKey("bo", "k", "sha256:bb"))
+
+    assert ana[0].id != bo[0].id
+    assert [job.owner for job in store.list_jobs()] == ["bo", "ana"]
+    assert store.idempotent_jobs("bo", "k") == ("sha256:bb", bo)
+
+
+def test_an_idempotency_key_survives_reopening_the_store(tmp_path: Path) -> None:
+    key = IdempotencyKey("ana", "k", "sha256:aa")
+    with JobStore(tmp_path / "jobs.db") as store:
+        first = store.add_jobs([_job()], T0, key)
+    with JobStore(tmp_path / "jobs.db") as reopened:
+        assert reopened.add_jobs([_job()], T0 + 60, key) == first
+        assert len(reopened.list_jobs()) == 1
+
+
+def test_a_key_older_than_a_day_is_forgotten(store: JobStore) -> None:
+    old = store.add_jobs([_job()], T0, IdempotencyKey("ana", "k", "sha256:aa"))
+    later = T0 + 24 * 3600 + 1
+
+    new = store.add_jobs([_job()], later, IdempotencyKey("ana", "k", "sha256:bb"))
+    assert new[0].id != old[0].id
+    assert store.idempotent_jobs("ana", "k") == ("sha256:bb", new)
+
+
 _CHILD = """
 import sys, time
 from pathlib import Path
@@ -464,11 +570,10 @@ def test_threads_share_one_store(store: JobStore) -> None:
     assert len({job.id for job in store.list_jobs(limit=1000)}) == 160
 
 
-def test_ten_thousand_jobs_insert_quickly_and_every_listing_reads_an_index(store: JobStore) -> None:
+def test_every_listing_of_ten_thousand_jobs_reads_an_index(store: JobStore) -> None:
+    # How fast they insert is measured in tests/benchmarks/bench_store.py, not asserted here.
     jobs = [_job(owner=f"user{i % 7}", priority=i % 3) for i in range(10_000)]
-    started = time.perf_counter()
     added = store.add_jobs(jobs, T0)
-    assert time.perf_counter() - started < 3.0
     middle = added[5000].id
 
     page = store.list_jobs(limit=50, before=middle)
