@@ -24,6 +24,8 @@ from models.progress import Cancelled, Phase, Progress, ProgressFn, ignore_progr
 from models.request import GenerationRequest
 from models.weights import WeightCache
 
+NO_KERNEL = "none"  # recorded when no attention call went through the counted dispatcher
+
 
 @dataclass(frozen=True)
 class RunInfo:
@@ -32,7 +34,7 @@ class RunInfo:
     device: str
     dtype: str
     profile: str  # the memory profile applied, or "none (cpu)"
-    attention: str  # the kernel the transformer really called
+    attention: str  # the kernels the transformer really called; "none" when it called none we count
     loaded: bool  # False when the hot pipeline was reused
     load_seconds: float
     generate_seconds: float
@@ -118,7 +120,8 @@ class PipelineHost:
             device=self.device,
             dtype=str(self.dtype).removeprefix("torch."),
             profile=profile.value if self.gpu else "none (cpu)",
-            attention=",".join(sorted(calls)) or "sdpa",
+            # Never a default kernel: attention that bypassed the counted dispatcher shows as "none".
+            attention=",".join(sorted(calls)) or NO_KERNEL,
             loaded=source != "hot",
             load_seconds=round(load_seconds, 3),
             generate_seconds=round(time.monotonic() - started, 3),

@@ -1,12 +1,19 @@
-"""Shared fixtures: one weight cache per test session, so each tiny model is built once."""
+"""Shared fixtures: one weight cache per test session, so each tiny model is built once; and a
+guard that no test module leaves the variables that steer the code under test changed."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from models.weights import WeightCache
+
+# Prefixes of the variables that change what the code under test does (the hub's offline mode, S3
+# credentials, the farm's own settings); a module that sets one must put it back.
+STEERING_PREFIXES = ("HF_", "TRANSFORMERS_", "AWS_", "WANFARM_")
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +24,17 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def weight_cache(cache_dir: Path) -> WeightCache:
     return WeightCache(cache_dir)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def environment_left_as_found() -> Iterator[None]:
+    """Fail the module that leaks a steering variable into the modules that run after it."""
+    before = _steering()
+    yield
+    after = _steering()
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    assert not changed, f"this module left environment variables changed: {', '.join(changed)}"
+
+
+def _steering() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name.startswith(STEERING_PREFIXES)}

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from gpu_agent.render import render_job
+from models import attention
 from models.attention import AttentionMode, AttentionUnavailable, choose
 from models.catalogue import get_model
 from models.progress import Cancelled, Phase, Progress
@@ -98,9 +104,35 @@ def test_cpu_runs_sdpa_and_refuses_gpu_only_kernels() -> None:
         choose(AttentionMode.SAGE2, None)
 
 
-def test_the_attention_that_ran_is_recorded(tmp_path: Path, weight_cache: WeightCache) -> None:
-    [output] = render_job(PipelineHost(weight_cache), _job(tmp_path), tmp_path / "out", "a")
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"model_type": "wan-tiny", "video_length": 5},
+        {"model_type": "ltx-tiny", "video_length": 9},
+        {"model_type": "flux-tiny"},
+        {"model_type": "qwen-image-tiny"},
+    ],
+    ids=lambda settings: settings["model_type"],
+)
+def test_the_attention_kernel_that_ran_is_counted_for_every_kind_of_model(
+    tmp_path: Path, weight_cache: WeightCache, settings: dict[str, object]
+) -> None:
+    job = resolve(parse_settings({"prompt": "a fox", "seed": 3} | settings), tmp_path)
+    [output] = render_job(PipelineHost(weight_cache), job, tmp_path / "out", "a")
+    # "sdpa" only when diffusers' native backend was really called: nothing counted reads "none".
     assert output.run.attention == "sdpa" and output.run.device == "cpu"
+
+
+def test_attention_that_nothing_counted_is_recorded_as_none_not_as_a_default(
+    tmp_path: Path, weight_cache: WeightCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @contextmanager
+    def counts_nothing() -> Iterator[Counter[str]]:
+        yield Counter()
+
+    monkeypatch.setattr(attention, "record_backends", counts_nothing)
+    [output] = render_job(PipelineHost(weight_cache), _job(tmp_path), tmp_path / "out", "a")
+    assert output.run.attention == "none"
 
 
 def test_weights_are_cached_once_and_complete(weight_cache: WeightCache) -> None:
@@ -114,16 +146,36 @@ def test_weights_are_cached_once_and_complete(weight_cache: WeightCache) -> None
 def test_a_real_model_without_hub_access_fails_clearly_and_caches_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from huggingface_hub import constants
+
     from models.weights import WeightsUnavailable
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads $HF_HUB_OFFLINE once, at import: offline mode is its constant.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    connects = refuse_connections(monkeypatch)
     cache = WeightCache(tmp_path / "cache")
     preset = get_model("t2v_1.3B")
     with pytest.raises(
         WeightsUnavailable, match=f"could not fetch {re.escape(preset.id)} from the Hugging Face hub"
-    ):
+    ) as refused:
         cache.ensure(preset)
+    assert "offline" in str(refused.value).lower() and connects == []
     assert cache.cached_ids() == [] and not list(cache.root.glob(".partial-*"))
+
+
+def refuse_connections(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Make every outgoing socket connection fail; the list collects the addresses tried."""
+    tried: list[object] = []
+
+    def refuse(address: object) -> NoReturn:
+        tried.append(address)
+        raise OSError(f"test: no network ({address})")
+
+    # Name lookups too: a client resolves the hub's host before it connects.
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *args, **kwargs: refuse((host, port)))
+    monkeypatch.setattr(socket.socket, "connect", lambda _socket, address: refuse(address))
+    monkeypatch.setattr(socket.socket, "connect_ex", lambda _socket, address: refuse(address))
+    return tried
 
 
 LOAD_AFTER_MMGP = """
