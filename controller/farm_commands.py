@@ -16,8 +16,8 @@ from controller.farm import Farm, FarmConfig
 from controller.progress_bar import ProgressBar
 from controller.schemas import JobOut
 from models.progress import Phase, Progress
-from processing.queue_zip import export_queue_zip
-from processing.settings_files import SettingsFileError, load_settings_files
+from processing.queue_zip import ATTACHMENT_KEYS, export_queue_zip
+from processing.settings_files import SettingsEntry, SettingsFileError, load_settings_files
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 FINISHED = {"succeeded", "failed", "canceled"}
@@ -143,25 +143,42 @@ def _submit_files(
             jobs += client.submit_queue(path, priority).jobs
             continue
         entries = load_settings_files(path, work)
-        settings: list[Any] = [entry.data for entry in entries]
-        if any(isinstance(s, dict) and s.get("image_start") for s in settings):
-            # Local attachments travel as a queue.zip, the way WanGP bundles them.
+        if any(_names_files(entry.data) for entry in entries):
+            # The farm reads no paths: local attachments travel as a queue.zip, as WanGP bundles them.
             archive = work / f"{path.stem}.zip"
-            export_queue_zip([_absolute_attachments(e.data, e.base_dir) for e in entries], archive)
+            try:
+                export_queue_zip([_absolute_attachments(entry) for entry in entries], archive)
+            except (OSError, ValueError) as error:
+                raise SettingsFileError(f"{path}: {error}") from None
             jobs += client.submit_queue(archive, priority).jobs
         else:
-            answer = client.submit(settings, priority, wait_for_capacity)
+            answer = client.submit([entry.data for entry in entries], priority, wait_for_capacity)
             for warning in answer.warnings:
                 print(f"warning: {warning}", file=sys.stderr)
             jobs += answer.jobs
     return jobs
 
 
-def _absolute_attachments(data: object, base_dir: Path) -> dict[str, Any]:
-    settings = dict(data) if isinstance(data, dict) else {}
-    value = settings.get("image_start")
-    if isinstance(value, str) and value and not Path(value).is_absolute():
-        settings["image_start"] = str(base_dir / value)
+def _names_files(data: object) -> bool:
+    return isinstance(data, dict) and any(_file_names(data.get(key)) for key in ATTACHMENT_KEYS)
+
+
+def _file_names(value: object) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    return [item for item in items if isinstance(item, str) and item.strip()]
+
+
+def _absolute_attachments(entry: SettingsEntry) -> dict[str, Any]:
+    """The entry's settings with relative attachment names made absolute from its folder."""
+    settings = dict(entry.data) if isinstance(entry.data, dict) else {}
+    folder = entry.attachments.folder or Path.cwd()
+
+    def absolute(name: Any) -> Any:
+        return str(folder / name) if isinstance(name, str) and name.strip() else name
+
+    for key in settings.keys() & set(ATTACHMENT_KEYS):
+        value = settings[key]
+        settings[key] = [absolute(v) for v in value] if isinstance(value, list) else absolute(value)
     return settings
 
 

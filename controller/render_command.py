@@ -64,7 +64,7 @@ def _plan(sources: list[Path], work: Path) -> tuple[list[PlannedJob], list[str]]
         for entry in entries:
             try:
                 settings = parse_settings(entry.data, entry.source)
-                planned.append(PlannedJob(entry.source, resolve(settings, entry.base_dir, entry.source)))
+                planned.append(PlannedJob(entry.source, resolve(settings, entry.attachments, entry.source)))
             except SettingsError as error:
                 problems.extend(f"{entry.source}: {p}" for p in error.problems)
     return planned, problems

@@ -3,25 +3,29 @@ store them, and answer for jobs within what the caller may see. Routers stay thi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 import tempfile
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller import uploads
 from controller.auth import Principal
-from controller.jobs import JobRecord, JobState, NewJob
+from controller.jobs import IdempotencyKey, JobRecord, JobState, NewJob
 from controller.metrics import FarmMetrics
-from controller.store import InvalidJobError, JobStore
-from gpu_agent.messages import OBJECT_REF
+from controller.store import IdempotencyConflict, InvalidJobError, JobStore
 from gpu_agent.storage import ObjectStore
-from models.settings import MAX_SEED, Job, SettingsError, parse_settings, resolve
+from models.settings import MAX_SEED, Attachments, Job, SettingsError, parse_settings, resolve
 from processing.queue_zip import QueueZipError, import_queue_zip
 from scheduler.feasibility import pool_refusal
 from scheduler.snapshot import AgentView, PendingJob
 
 MAX_BATCH = 1000
+# What an Idempotency-Key may hold: it is stored with the jobs and echoed in errors.
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+KEY_REUSED = "Idempotency-Key reused with a different request"
 
 
 class ServiceError(Exception):
@@ -39,6 +43,7 @@ class ServiceError(Exception):
 class Submitted:
     jobs: list[JobRecord]
     warnings: list[str]
+    replayed: bool = False  # the jobs of an earlier request with the same Idempotency-Key
 
 
 class FarmService:
@@ -62,43 +67,38 @@ class FarmService:
         items: Sequence[object],
         priority: int = 50,
         wait_for_capacity: bool = False,
-        base_dir: Path | None = None,
+        idempotency_key: str | None = None,
     ) -> Submitted:
-        """Validate every item, then store them all or none; attachments go to object storage."""
-        if not items:
-            raise ServiceError(422, "no settings given", hint="send a settings object or a non-empty list")
-        if len(items) > MAX_BATCH:
-            raise ServiceError(413, f"a batch holds at most {MAX_BATCH} settings, got {len(items)}")
-        jobs, problems, warnings = self._validate(items, base_dir or Path(tempfile.gettempdir()))
-        if problems:
-            raise ServiceError(422, "invalid settings", problems, "fix the named keys and submit again")
-        if not wait_for_capacity:
-            self._refuse_impossible(jobs)
-        uploaded: list[str] = []
-        try:
-            new = [self._new_job(who, job, priority, uploaded) for job in jobs]
-            stored = self.store.add_jobs(new, self.clock())
-        except InvalidJobError as error:
-            self._forget(uploaded)
-            raise ServiceError(422, "invalid settings", [str(error)]) from None
-        except Exception:
-            self._forget(uploaded)
-            raise
-        for record in stored:
-            self.metrics.jobs_submitted.labels(record.model_id).inc()
-        return Submitted(stored, warnings)
+        """Validate every item, then store them all or none. Settings sent as JSON name no files:
+        attachments come in a queue.zip. A repeated Idempotency-Key returns the first jobs."""
+        request = {"items": list(items), "priority": priority, "wait_for_capacity": wait_for_capacity}
+        # The items as sent (before seeds are fixed), so a retry of the same body matches.
+        key = self._idempotency(who, idempotency_key, lambda: _digest(json.dumps(request, sort_keys=True)))
+        if replay := self._replay(key):
+            return replay
+        return self._submit(who, items, priority, wait_for_capacity, Attachments.refused(), key)
 
     def submit_queue(
-        self, who: Principal, archive: Path, priority: int, wait_for_capacity: bool
+        self,
+        who: Principal,
+        archive: Path,
+        priority: int,
+        wait_for_capacity: bool,
+        idempotency_key: str | None = None,
     ) -> Submitted:
-        """A WanGP queue.zip: its entries with their attachments, as one batch."""
+        """A WanGP queue.zip: its entries with their attachments (only files it carries), as one batch."""
+        options = json.dumps({"priority": priority, "wait_for_capacity": wait_for_capacity})
+        key = self._idempotency(who, idempotency_key, lambda: _digest(_file_digest(archive) + options))
+        if replay := self._replay(key):
+            return replay
         with tempfile.TemporaryDirectory(prefix="wanfarm-queue-") as work:
+            files = Path(work) / "files"
             try:
-                entries = import_queue_zip(archive, Path(work) / "files")
+                entries = import_queue_zip(archive, files)
             except QueueZipError as error:
                 raise ServiceError(422, "invalid queue.zip", [str(error)]) from None
             params = [entry.params for entry in entries]
-            return self.submit(who, params, priority, wait_for_capacity, Path(work) / "files")
+            return self._submit(who, params, priority, wait_for_capacity, Attachments.inside(files), key)
 
     def get(self, who: Principal, job_id: str) -> JobRecord:
         job = self.store.get(job_id)
@@ -120,14 +120,82 @@ class FarmService:
             raise ServiceError(404, f"no job {job_id!r}")
         return job
 
-    def _validate(self, items: Sequence[object], base_dir: Path) -> tuple[list[Job], list[str], list[str]]:
+    def _submit(
+        self,
+        who: Principal,
+        items: Sequence[object],
+        priority: int,
+        wait_for_capacity: bool,
+        attachments: Attachments,
+        idempotency: IdempotencyKey | None,
+    ) -> Submitted:
+        if not items:
+            raise ServiceError(422, "no settings given", hint="send a settings object or a non-empty list")
+        if len(items) > MAX_BATCH:
+            raise ServiceError(413, f"a batch holds at most {MAX_BATCH} settings, got {len(items)}")
+        jobs, problems, warnings = self._validate(items, attachments)
+        if problems:
+            raise ServiceError(422, "invalid settings", problems, "fix the named keys and submit again")
+        if not wait_for_capacity:
+            self._refuse_impossible(jobs)
+        uploaded: list[str] = []
+        try:
+            new = [self._new_job(who, job, priority, uploaded) for job in jobs]
+            stored = self.store.add_jobs(new, self.clock(), idempotency)
+        except InvalidJobError as error:
+            uploads.forget(self.storage, uploaded)
+            raise ServiceError(422, "invalid settings", [str(error)]) from None
+        except IdempotencyConflict:
+            uploads.forget(self.storage, uploaded)
+            raise _key_reused() from None
+        except Exception:
+            uploads.forget(self.storage, uploaded)
+            raise
+        # The same key committed by a concurrent request first: the store answered its jobs.
+        if [job.settings for job in stored] != [job.settings for job in new]:
+            uploads.forget(self.storage, uploaded)
+            return Submitted(stored, [], replayed=True)
+        for record in stored:
+            self.metrics.jobs_submitted.labels(record.model_id).inc()
+        return Submitted(stored, warnings)
+
+    def _idempotency(
+        self, who: Principal, key: str | None, fingerprint: Callable[[], str]
+    ) -> IdempotencyKey | None:
+        """The key with the request's digest (computed only when a key was sent)."""
+        if key is None:
+            return None
+        if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS or not key.isascii() or not key.isprintable():
+            raise ServiceError(
+                422,
+                "invalid Idempotency-Key",
+                [f"the key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters"],
+                "send a fresh random key (a UUID) with each new request",
+            )
+        return IdempotencyKey(who.owner, key, fingerprint())
+
+    def _replay(self, key: IdempotencyKey | None) -> Submitted | None:
+        """The first answer to a repeated request: nothing is validated, uploaded or stored again."""
+        if key is None:
+            return None
+        found = self.store.idempotent_jobs(key.owner, key.key)
+        if found is None:
+            return None
+        fingerprint, jobs = found
+        if fingerprint != key.fingerprint:
+            raise _key_reused()
+        return Submitted(jobs, [], replayed=True)
+
+    def _validate(
+        self, items: Sequence[object], attachments: Attachments
+    ) -> tuple[list[Job], list[str], list[str]]:
         jobs: list[Job] = []
         problems: list[str] = []
         warnings: list[str] = []
         for index, item in enumerate(items):
             where = f"settings[{index}]" if len(items) > 1 else "settings"
             try:
-                job = resolve(parse_settings(_with_fixed_seed(item)), base_dir, where)
+                job = resolve(parse_settings(_with_fixed_seed(item)), attachments, where)
             except SettingsError as error:
                 problems.extend(f"{where}: {p}" for p in error.problems)
                 continue
@@ -154,10 +222,10 @@ class FarmService:
 
     def _new_job(self, who: Principal, job: Job, priority: int, uploaded: list[str]) -> NewJob:
         settings = job.settings.as_dict()
-        image_start = job.generations[0].request.image_start
-        if image_start is not None:
-            settings["image_start"] = self._upload(image_start, f"uploads/{uuid.uuid4().hex}/", uploaded)
         first = job.generations[0].request
+        if first.image_start is not None:
+            settings["image_start"] = uploads.upload(self.storage, first.image_start, self.clock())
+            uploaded.append(settings["image_start"])
         return NewJob(
             owner=who.owner,
             priority=priority,
@@ -170,16 +238,20 @@ class FarmService:
             batch=first.batch_size,
         )
 
-    def _forget(self, uploaded: list[str]) -> None:
-        # Nothing half-written: the uploads of a refused batch go too.
-        for key in uploaded:
-            self.storage.delete_prefix(key)
 
-    def _upload(self, path: Path, prefix: str, uploaded: list[str]) -> str:
-        key = prefix + path.name
-        self.storage.put_file(key, path, "application/octet-stream")
-        uploaded.append(key)
-        return OBJECT_REF + key
+def _key_reused() -> ServiceError:
+    return ServiceError(
+        422, KEY_REUSED, hint="send a new Idempotency-Key with each new request; reuse one only to retry"
+    )
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _with_fixed_seed(item: object) -> object:

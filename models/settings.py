@@ -7,21 +7,37 @@ metadata) and reported, never silently dropped. Every problem names the key and 
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from models.catalogue import ModelPreset, Output, Task, UnknownModel, get_model
 from models.request import GenerationRequest
 from models.samplers import SOLVER_NAMES, solver_problem
+from processing.queue_records import ATTACHMENT_KEYS
 
 MAX_SEED = 2**32 - 1
-RESOLUTION = re.compile(r"^(\d+)x(\d+)$")
+# ASCII digits only (int() would read fullwidth ones), and at most 5 a side: no model renders a
+# 100,000-pixel side, and a longer run of digits is not parsed at all (int() refuses 4,301 digits).
+RESOLUTION = re.compile(r"^([0-9]{1,5})x([0-9]{1,5})$")
+# Wan's text encoder reads 512 tokens of a prompt, and WanGP's own default prompts are at most about
+# 3,600 characters; 16,000 leaves room for WanGP's several-prompts-a-line form while keeping a
+# stored job (and a page of them) small.
+MAX_PROMPT_CHARS = 16_000
+# A multiplier per LoRA, with per-phase values ("1.0;0.5"): even 100 LoRAs stay far under this.
+MAX_LORA_TEXT_CHARS = 4_000
+MAX_MODEL_TYPE_CHARS = 200
+# Where a settings object sent without its files must put them instead.
+SEND_ATTACHMENTS = (
+    "attachments travel with the request: submit a queue.zip to POST /v1/queues; "
+    "`wanfarm submit` builds one from local files"
+)
 UPSAMPLING = {"": 1.0, "lanczos1.5": 1.5, "lanczos2": 2.0}
 # Keys WanGP writes into an output's metadata besides the settings: accepted, not reported.
 METADATA_KEYS = frozenset(
@@ -49,35 +65,46 @@ class SettingsError(ValueError):
         super().__init__(where + "; ".join(problems))
 
 
+def _json_number(value: object) -> object:
+    # WanGP writes numbers as JSON numbers: "9" or true is a mistake to report, not a 9 or a 1.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"must be a number, not {type(value).__name__}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_json_number)]
+Float = Annotated[float, BeforeValidator(_json_number)]
+
+
 class WanGPSettings(BaseModel):
     """The WanGP settings keys the supported models use; other keys are kept in `model_extra`."""
 
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
-    model_type: str = Field(min_length=1)
-    prompt: str = ""
-    negative_prompt: str = ""
+    model_type: str = Field(min_length=1, max_length=MAX_MODEL_TYPE_CHARS)
+    prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
     resolution: str | None = None
-    video_length: int | None = Field(default=None, ge=1)
-    num_inference_steps: int | None = Field(default=None, ge=1, le=1000)
-    seed: int = Field(default=-1, ge=-1, le=MAX_SEED)
-    guidance_scale: float | None = Field(default=None, ge=0, le=50)
-    flow_shift: float | None = Field(default=None, gt=0, le=100)
+    video_length: Int | None = Field(default=None, ge=1)
+    num_inference_steps: Int | None = Field(default=None, ge=1, le=1000)
+    seed: Int = Field(default=-1, ge=-1, le=MAX_SEED)
+    guidance_scale: Float | None = Field(default=None, ge=0, le=50)
+    flow_shift: Float | None = Field(default=None, gt=0, le=100)
     sample_solver: str | None = None
-    batch_size: int = Field(default=1, ge=1, le=16)
-    repeat_generation: int = Field(default=1, ge=1, le=100)
+    batch_size: Int = Field(default=1, ge=1, le=16)
+    repeat_generation: Int = Field(default=1, ge=1, le=100)
     activated_loras: list[str] = []
-    loras_multipliers: str = ""
+    loras_multipliers: str = Field(default="", max_length=MAX_LORA_TEXT_CHARS)
     image_start: str | list[str] | None = None
-    film_grain_intensity: float = Field(default=0.0, ge=0, le=1)
-    film_grain_saturation: float = Field(default=0.5, ge=0, le=1)
+    film_grain_intensity: Float = Field(default=0.0, ge=0, le=1)
+    film_grain_saturation: Float = Field(default=0.5, ge=0, le=1)
     spatial_upsampling: str = ""
 
     @field_validator("resolution")
     @classmethod
     def _resolution_is_wxh(cls, value: str | None) -> str | None:
         if value is not None and not RESOLUTION.match(value):
-            raise ValueError('must be "WIDTHxHEIGHT", e.g. "832x480"')
+            raise ValueError('must be "WIDTHxHEIGHT" with 1 to 5 ASCII digits a side, e.g. "832x480"')
         return value
 
     @field_validator("sample_solver")
@@ -120,6 +147,63 @@ class Generation:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+class AttachmentRefused(ValueError):
+    """A file a settings object names that may not be read here; the message says why."""
+
+
+@dataclass(frozen=True)
+class Attachments:
+    """Which files a settings object may name: an explicit choice of whoever reads the settings.
+
+    `folder` is where relative names are found (None: the settings may name no file at all);
+    `confined` keeps every name inside `folder`, symlinks resolved.
+    """
+
+    folder: Path | None
+    confined: bool = True
+
+    @classmethod
+    def refused(cls) -> Attachments:
+        """Settings that came without their files (JSON over HTTP): naming a file is an error."""
+        return cls(None)
+
+    @classmethod
+    def inside(cls, folder: Path) -> Attachments:
+        """Files that came with the settings, extracted into `folder` (a queue.zip, an agent's inputs)."""
+        return cls(folder, confined=True)
+
+    @classmethod
+    def local(cls, folder: Path) -> Attachments:
+        """The user's own machine (`wanfarm render`): any path they can read, relative to `folder`."""
+        return cls(folder, confined=False)
+
+    def locate(self, name: str) -> Path:
+        """The file `name` stands for; AttachmentRefused when it may not be read or is missing."""
+        if self.folder is None:
+            raise AttachmentRefused(SEND_ATTACHMENTS)
+        if not self.confined:
+            path = Path(name) if Path(name).is_absolute() else self.folder / name
+        else:
+            path = self._inside(name, self.folder)
+        if not path.is_file():
+            raise AttachmentRefused(f"file {name!r} not found (looked in {self.folder})")
+        return path
+
+    @staticmethod
+    def _inside(name: str, folder: Path) -> Path:
+        root = folder.resolve()
+        # Judged on the name first, so a path outside is refused without being looked at.
+        if not Path(os.path.normpath(root / name)).is_relative_to(root):
+            raise AttachmentRefused(f"{name!r} is outside the folder of the files sent with the settings")
+        try:
+            path = (root / name).resolve()
+        except (OSError, ValueError):  # a NUL byte, a symlink loop
+            raise AttachmentRefused(f"{name!r} is not a usable file name") from None
+        if not path.is_relative_to(root):
+            raise AttachmentRefused(f"{name!r} leads outside the folder of the files sent with the settings")
+        return path
+
+
 @dataclass(frozen=True)
 class Job:
     """A validated settings object resolved against its model: one Generation per repeat."""
@@ -140,8 +224,13 @@ def parse_settings(data: object, source: str = "") -> WanGPSettings:
         raise SettingsError([_describe(e) for e in error.errors()], source) from None
 
 
-def resolve(settings: WanGPSettings, base_dir: Path, source: str = "") -> Job:
-    """Check settings against their model and fill WanGP's defaults; seeds -1 become real seeds."""
+def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: str = "") -> Job:
+    """Check settings against their model and fill WanGP's defaults; seeds -1 become real seeds.
+
+    `attachments` says which files image_start may name; a bare Path is `Attachments.inside(path)`.
+    """
+    if isinstance(attachments, Path):
+        attachments = Attachments.inside(attachments)
     try:
         preset = get_model(settings.model_type)
     except UnknownModel as error:
@@ -149,7 +238,7 @@ def resolve(settings: WanGPSettings, base_dir: Path, source: str = "") -> Job:
     problems: list[str] = []
     width, height = _size(settings, preset, problems)
     frames = _frames(settings, preset, problems)
-    image_start = _image_start(settings, preset, base_dir, problems)
+    image_start = _image_start(settings, preset, attachments, problems)
     solver = settings.sample_solver or preset.defaults.sample_solver
     flow_shift = _or(settings.flow_shift, preset.defaults.flow_shift)
     if sampler := solver_problem(preset.family, preset.id, solver, flow_shift):
@@ -226,22 +315,38 @@ def _frames(settings: WanGPSettings, preset: ModelPreset, problems: list[str]) -
 
 
 def _image_start(
-    settings: WanGPSettings, preset: ModelPreset, base_dir: Path, problems: list[str]
+    settings: WanGPSettings, preset: ModelPreset, attachments: Attachments, problems: list[str]
 ) -> Path | None:
+    if attachments.folder is None and (named := _named_attachments(settings)):
+        # Refused first and never looked up: the answer must not tell whether the file exists.
+        problems.extend(f"{key}: {SEND_ATTACHMENTS}" for key in named)
+        return None
     value = settings.image_start
     if isinstance(value, list):
         value = value[0] if value else None
-    if value is None:
+    if not value:
         if preset.task is Task.I2V:
             problems.append(f"image_start: {preset.id} turns an image into a video; give the start image")
         return None
     if preset.task not in (Task.I2V, Task.TI2V):
         problems.append(f"image_start: {preset.id} is {preset.task.value} and takes no start image")
         return None
-    path = Path(value) if Path(value).is_absolute() else base_dir / value
-    if not path.is_file():
-        problems.append(f"image_start: file {value!r} not found (looked in {base_dir})")
-    return path
+    try:
+        return attachments.locate(value)
+    except AttachmentRefused as refused:
+        problems.append(f"image_start: {refused}")
+        return None
+
+
+def _named_attachments(settings: WanGPSettings) -> list[str]:
+    """The attachment keys that name a file (a non-empty string, or a list holding one)."""
+    data = settings.as_dict()
+    return [key for key in ATTACHMENT_KEYS if _names_a_file(data.get(key))]
+
+
+def _names_a_file(value: object) -> bool:
+    items = value if isinstance(value, list) else [value]
+    return any(isinstance(item, str) and item.strip() for item in items)
 
 
 def _or(value: float | None, default: float | None) -> Any:

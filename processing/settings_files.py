@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.settings import Attachments
 from processing.metadata import read_metadata
 from processing.queue_zip import QueueZipError, import_queue_zip
 
@@ -19,11 +20,13 @@ class SettingsFileError(ValueError):
 
 @dataclass(frozen=True)
 class SettingsEntry:
-    """One settings object as decoded, where it came from, and the folder its paths are relative to."""
+    """One settings object as decoded, where it came from, and which files it may name."""
 
     source: str  # "file.json", "file.json[2]", "queue.zip#7"
     data: object
-    base_dir: Path
+    # A queue.zip's entries name only the files it carries; a .json or an output on the user's own
+    # disk names any file they can read, relative to its folder.
+    attachments: Attachments
 
 
 def load_settings_files(path: Path, work_dir: Path) -> list[SettingsEntry]:
@@ -43,12 +46,13 @@ def load_settings_files(path: Path, work_dir: Path) -> list[SettingsEntry]:
             entries = import_queue_zip(path, work_dir / path.stem)
         except QueueZipError as error:
             raise SettingsFileError(f"{path}: {error}") from None
-        return [SettingsEntry(f"{path.name}#{e.id}", e.params, work_dir / path.stem) for e in entries]
+        inside = Attachments.inside(work_dir / path.stem)
+        return [SettingsEntry(f"{path.name}#{e.id}", e.params, inside) for e in entries]
     if suffix in (".mp4", ".png"):
         metadata = read_metadata(path)
         if metadata is None:
             raise SettingsFileError(f"{path}: carries no WanGP settings metadata")
-        return [SettingsEntry(path.name, metadata, path.parent)]
+        return [SettingsEntry(path.name, metadata, Attachments.local(path.parent))]
     raise SettingsFileError(f"{path}: unsupported file type {suffix!r}; give one of {', '.join(SUFFIXES)}")
 
 
@@ -66,8 +70,9 @@ def _from_json(path: Path) -> list[SettingsEntry]:
         items = [item["params"] if _is_manifest_entry(item) else item for item in data]
         if not items:
             raise SettingsFileError(f"{path}: the list of settings is empty")
-        return [SettingsEntry(f"{path.name}[{i}]", item, path.parent) for i, item in enumerate(items)]
-    return [SettingsEntry(path.name, data, path.parent)]
+        local = Attachments.local(path.parent)
+        return [SettingsEntry(f"{path.name}[{i}]", item, local) for i, item in enumerate(items)]
+    return [SettingsEntry(path.name, data, Attachments.local(path.parent))]
 
 
 def _is_manifest_entry(item: object) -> bool:

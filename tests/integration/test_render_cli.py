@@ -115,6 +115,22 @@ def test_dry_run_validates_and_writes_nothing(
     assert "1 job(s) valid; dry run, nothing rendered" in printed
 
 
+def test_a_local_render_reads_the_users_own_start_image_wherever_it_is(
+    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Unlike the farm, `wanfarm render` runs on the user's machine: their paths are theirs to read.
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "start.png").write_bytes(b"png")
+    (tmp_path / "jobs").mkdir()
+    ti2v = {"model_type": "wan2.2-ti2v-5b", "prompt": "a lighthouse"}
+    relative = write_settings(tmp_path / "jobs", "a.json", ti2v | {"image_start": "../images/start.png"})
+    absolute = write_settings(
+        tmp_path / "jobs", "b.json", ti2v | {"image_start": str(tmp_path / "images/start.png")}
+    )
+    assert render(cache_dir, relative, absolute, "--dry-run") == 0
+    assert "2 job(s) valid" in capsys.readouterr().out
+
+
 BAD_SETTINGS = {
     "unknown model": ({"model_type": "sora-9"}, "unknown model 'sora-9'"),
     "frames not 4k+1": ({"model_type": "wan-tiny", "video_length": 10}, "video_length: 10 is not allowed"),

@@ -1,13 +1,27 @@
-"""WanGP settings: defaults, seeds, unknown keys, and errors that name the key and the rule."""
+"""WanGP settings: defaults, seeds, unknown keys, and errors that name the key and the rule.
+
+Types are WanGP's: its own settings files (defaults/*.json of deepbeepmeep/Wan2GP at commit
+8681e9f777f9f847f74a0bdefd13d5b9a6efe12d) hold JSON numbers for numeric keys (ints for counts, ints
+or floats for scales) and "WIDTHxHEIGHT" strings; a number written as a string is refused.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from models.profiles import Profile
-from models.settings import MAX_SEED, SettingsError, parse_settings, resolve
+from models.settings import (
+    MAX_PROMPT_CHARS,
+    MAX_SEED,
+    SEND_ATTACHMENTS,
+    Attachments,
+    SettingsError,
+    parse_settings,
+    resolve,
+)
 
 WAN = {"model_type": "wan-tiny", "prompt": "a fox", "resolution": "64x64", "video_length": 9}
 
@@ -97,6 +111,106 @@ def test_image_to_video_needs_its_start_image(tmp_path: Path) -> None:
         tmp_path,
     )
     assert "image_start: file 'nope.png' not found" in missing
+
+
+def test_a_resolution_of_thousands_of_digits_is_refused_naming_the_key(tmp_path: Path) -> None:
+    message = _problems(WAN | {"resolution": "9" * 4301 + "x64"}, tmp_path)
+    assert 'resolution: must be "WIDTHxHEIGHT" with 1 to 5 ASCII digits a side' in message
+
+
+@pytest.mark.parametrize("resolution", ["\uff16\uff14x64", "64x\u0664\u0664", "123456x64", "64x", "x64"])
+def test_a_resolution_side_must_be_1_to_5_ascii_digits(tmp_path: Path, resolution: str) -> None:
+    assert "resolution: must be" in _problems(WAN | {"resolution": resolution}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("video_length", "9"),
+        ("num_inference_steps", "4"),
+        ("seed", "7"),
+        ("batch_size", True),
+        ("guidance_scale", "5.0"),
+        ("flow_shift", "3"),
+        ("film_grain_intensity", False),
+    ],
+)
+def test_a_number_written_as_text_or_a_boolean_is_refused(tmp_path: Path, key: str, value: object) -> None:
+    message = _problems(WAN | {key: value}, tmp_path)
+    assert f"{key}: must be a number, not {type(value).__name__}" in message
+
+
+def test_wangps_own_numbers_are_accepted(tmp_path: Path) -> None:
+    # As in WanGP's defaults: ints for counts, ints or floats for scales (ti2v_2_2.json, t2v.json).
+    settings = parse_settings(
+        WAN | {"guidance_scale": 5, "flow_shift": 5, "num_inference_steps": 4, "seed": 42}
+    )
+    request = resolve(settings, tmp_path).generations[0].request
+    assert (request.guidance_scale, request.flow_shift, request.steps, request.seed) == (5.0, 5.0, 4, 42)
+
+
+@pytest.mark.parametrize("key", ["prompt", "negative_prompt"])
+def test_a_prompt_longer_than_the_cap_is_refused_naming_the_key_and_limit(tmp_path: Path, key: str) -> None:
+    resolve(parse_settings(WAN | {key: "a" * MAX_PROMPT_CHARS}), tmp_path)
+    message = _problems(WAN | {key: "a" * (MAX_PROMPT_CHARS + 1)}, tmp_path)
+    assert f"{key}: String should have at most {MAX_PROMPT_CHARS} characters" in message
+
+
+def test_lora_multipliers_are_capped(tmp_path: Path) -> None:
+    assert "loras_multipliers: String should have at most" in _problems(
+        WAN | {"loras_multipliers": "1.0 " * 10_000}, tmp_path
+    )
+
+
+# --- which files a settings object may name ----------------------------------------------------------
+
+TI2V = {"model_type": "wan2.2-ti2v-5b", "prompt": "a lighthouse"}
+
+
+def _image_problems(image_start: str, attachments: Attachments) -> str:
+    with pytest.raises(SettingsError) as caught:
+        resolve(parse_settings(TI2V | {"image_start": image_start}), attachments)
+    return str(caught.value)
+
+
+def test_settings_sent_without_files_may_name_none_and_nothing_is_looked_up(tmp_path: Path) -> None:
+    (tmp_path / "start.png").write_bytes(b"png")
+    refused = Attachments.refused()
+    answers = {
+        _image_problems(name, refused) for name in (str(tmp_path / "start.png"), "/nonexistent/x", "a.png")
+    }
+    assert answers == {f"image_start: {SEND_ATTACHMENTS}"}
+
+
+@pytest.mark.parametrize("name", ["/etc/hostname", "../outside.png", "sub/../../outside.png"])
+def test_files_sent_with_the_settings_are_confined_to_their_folder(tmp_path: Path, name: str) -> None:
+    (tmp_path / "outside.png").write_bytes(b"png")
+    (tmp_path / "files" / "sub").mkdir(parents=True)
+    assert "is outside the folder" in _image_problems(name, Attachments.inside(tmp_path / "files"))
+
+
+def test_a_symlink_out_of_the_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "outside.png").write_bytes(b"png")
+    (tmp_path / "files").mkdir()
+    os.symlink(tmp_path / "outside.png", tmp_path / "files" / "start.png")
+    assert "leads outside the folder" in _image_problems("start.png", Attachments.inside(tmp_path / "files"))
+
+
+def test_a_file_inside_the_folder_is_found_by_name_or_absolute_path(tmp_path: Path) -> None:
+    (tmp_path / "start.png").write_bytes(b"png")
+    for name in ("start.png", str(tmp_path / "start.png")):
+        job = resolve(parse_settings(TI2V | {"image_start": name}), Attachments.inside(tmp_path))
+        assert job.generations[0].request.image_start == (tmp_path / "start.png").resolve()
+
+
+def test_a_local_render_reads_any_path_of_the_users_machine(tmp_path: Path) -> None:
+    (tmp_path / "start.png").write_bytes(b"png")
+    (tmp_path / "settings").mkdir()
+    local = Attachments.local(tmp_path / "settings")
+    for name in (str(tmp_path / "start.png"), "../start.png"):
+        job = resolve(parse_settings(TI2V | {"image_start": name}), local)
+        assert job.generations[0].request.image_start is not None
+        assert job.generations[0].request.image_start.read_bytes() == b"png"
 
 
 def test_loras_are_refused_until_supported(tmp_path: Path) -> None:
