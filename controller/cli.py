@@ -86,6 +86,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--cache-budget-gb", type=float, default=None)
     up.add_argument("--policy", default="wanfarm")
+    up.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this Host name (repeatable; the bound address, and localhost "
+        'on loopback, always; "*" for any, behind a proxy); a 0.0.0.0 bind answers any',
+    )
+    up.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="let pages of this origin call the API, e.g. https://studio.example.com (repeatable; "
+        "default none: the dashboard is served by the farm itself)",
+    )
     up.set_defaults(run=_run_up)
 
     demo = commands.add_parser("demo", help="render the examples through an embedded farm, then exit")
@@ -170,6 +186,8 @@ def _run_up(args: argparse.Namespace) -> int:
             weight_mirror=args.weight_mirror,
             policy=args.policy,
             api_keys=args.api_keys,
+            allowed_hosts=tuple(args.allowed_host),
+            cors_origins=tuple(args.cors_origin),
         )
         return up_command(config)
     except (UnknownGpu, FarmConfigError, KeyConfigError, ValueError) as error:

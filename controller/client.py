@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,10 @@ from controller.schemas import AgentOut, ErrorOut, JobList, JobOut, SubmitOut
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 ENV_SERVER, ENV_KEY = "WANFARM_SERVER", "WANFARM_API_KEY"
+RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
+# A gateway's answer while the controller restarts; the request may or may not have been committed.
+RETRY_STATUSES = frozenset({502, 503, 504})
+RETRY_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
 class FarmError(RuntimeError):
@@ -26,21 +32,38 @@ class FarmError(RuntimeError):
 
 class FarmClient:
     def __init__(
-        self, server: str | None = None, api_key: str | None = None, timeout_s: float = 30.0
+        self,
+        server: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 30.0,
+        retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.server = (server or os.environ.get(ENV_SERVER) or DEFAULT_SERVER).rstrip("/")
         key = api_key or os.environ.get(ENV_KEY)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout_s)
+        self._http = httpx.Client(
+            base_url=self.server, headers=headers, timeout=timeout_s, transport=transport
+        )
+        self._retry_delays_s = tuple(retry_delays_s)
+        self._sleep = sleep
 
     def submit(self, settings: list[Any], priority: int = 50, wait_for_capacity: bool = False) -> SubmitOut:
+        """Submits once: a retry after a lost answer carries the same Idempotency-Key, so the farm
+        answers the first submission instead of making the jobs twice."""
         body = {"settings": settings, "priority": priority, "wait_for_capacity": wait_for_capacity}
-        return SubmitOut.model_validate(self._request("POST", "/v1/jobs", json=body))
+        return SubmitOut.model_validate(self._submit_once(lambda: {"json": body}, "/v1/jobs", {}))
 
     def submit_queue(self, archive: Path, priority: int = 50) -> SubmitOut:
+        """A queue.zip, submitted once as `submit` is (the file is sent again on a retry)."""
         with archive.open("rb") as handle:
-            files = {"file": (archive.name, handle, "application/zip")}
-            answer = self._request("POST", "/v1/queues", files=files, params={"priority": priority})
+
+            def upload() -> dict[str, Any]:
+                handle.seek(0)
+                return {"files": {"file": (archive.name, handle, "application/zip")}}
+
+            answer = self._submit_once(upload, "/v1/queues", {"priority": priority})
         return SubmitOut.model_validate(answer)
 
     def job(self, job_id: str) -> JobOut:
@@ -82,6 +105,21 @@ class FarmClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def _submit_once(self, body: Callable[[], dict[str, Any]], path: str, params: dict[str, Any]) -> Any:
+        headers = {"Idempotency-Key": str(uuid.uuid4())}  # one per logical submission, kept on retries
+        for delay in self._retry_delays_s:
+            try:
+                response: httpx.Response | None = self._http.post(
+                    path, params=params, headers=headers, **body()
+                )
+            except RETRY_ERRORS:
+                response = None  # lost on the way: perhaps committed, so the retry keeps the key
+            if response is not None and response.status_code not in RETRY_STATUSES:
+                self._check(response)
+                return response.json()
+            self._sleep(delay)
+        return self._request("POST", path, params=params, headers=headers, **body())
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import uvicorn
 
 from controller.api.app import create_app
+from controller.api.guards import is_loopback, served_hosts
 from controller.auth import KeyRing
 from controller.dispatcher import Dispatcher, agent_view
 from controller.metrics import FarmMetrics
@@ -49,13 +49,15 @@ class FarmConfig:
     attention: str = "auto"
     policy: str = "wanfarm"
     api_keys: Path | None = None  # default: $WANFARM_API_KEYS, else an open farm (loopback only)
+    allowed_hosts: tuple[str, ...] = ()  # Host names served besides the bound one; "*" for any
+    cors_origins: tuple[str, ...] = ()  # other sites whose pages may call the API
 
 
 class Farm:
     def __init__(self, config: FarmConfig) -> None:
         self.config = config
         self.keys = KeyRing.load(config.api_keys)
-        if self.keys.open and not _loopback(config.host):
+        if self.keys.open and not is_loopback(config.host):
             raise FarmConfigError(
                 f"refusing to serve {config.host} without API keys: give --api-keys FILE or set "
                 "WANFARM_API_KEYS, or bind to 127.0.0.1"
@@ -93,7 +95,14 @@ class Farm:
         )
         self.dispatcher = dispatcher
         service = FarmService(self.store, self.storage, self.pool, time.time, self.metrics)
-        app = create_app(service, self.keys, self.agent_listing, self.metrics)
+        app = create_app(
+            service,
+            self.keys,
+            self.agent_listing,
+            self.metrics,
+            hosts=served_hosts(self.config.host, self.config.allowed_hosts),
+            cors_origins=self.config.cors_origins,
+        )
         app.state.utilisation = self.utilisation
         self._spawn("utilisation", self._sample_utilisation)
         self._server = uvicorn.Server(
@@ -175,12 +184,3 @@ class Farm:
         thread = threading.Thread(target=target, name=f"farm-{name}", daemon=True)
         thread.start()
         self._threads.append(thread)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

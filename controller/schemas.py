@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+SUBMIT_KEYS = frozenset({"settings", "priority", "wait_for_capacity"})
 
 
 class SubmitBody(BaseModel):
     """`POST /v1/jobs` in its explicit form; a bare settings object or list is accepted too."""
+
+    # Strict as WanGP's own types: "yes" is not a bool, "90" not a priority, unknown keys a mistake.
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     settings: dict[str, Any] | list[dict[str, Any]]
     priority: int = Field(default=50, ge=0, le=100)
@@ -27,7 +32,9 @@ class OutputOut(BaseModel):
     url: str  # presigned (S3) or served by the API (local storage)
 
 
-class JobOut(BaseModel):
+class JobSummary(BaseModel):
+    """A job in a listing: everything but its settings, which its own page carries."""
+
     id: str
     owner: str
     state: str
@@ -46,6 +53,9 @@ class JobOut(BaseModel):
     created_at: float
     started_at: float | None
     finished_at: float | None
+
+
+class JobOut(JobSummary):
     settings: dict[str, Any]
 
 
@@ -55,7 +65,7 @@ class SubmitOut(BaseModel):
 
 
 class JobList(BaseModel):
-    jobs: list[JobOut]
+    jobs: list[JobSummary]
     next: str | None  # pass as `before` for the next page
 
 
@@ -83,6 +93,24 @@ class ErrorOut(BaseModel):
     error: str
     detail: list[str] = []
     hint: str = ""
+
+
+ERROR_MEANINGS = {
+    400: "a malformed request: bad JSON or multipart, an invalid header, or a Host this farm does not serve",
+    401: "a missing or unknown API key",
+    403: "a write from another site's page (on a farm without API keys)",
+    404: "no such job or output (another owner's job answers as absent)",
+    409: "a conflict: no agent of the pool can run it, the job has already finished, or a reused key",
+    413: "the body, batch or archive is over its limit",
+    415: "the body is not of the media type the route reads",
+    422: "the request is well-formed but invalid; `detail` names each problem",
+    429: "too many open event streams",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these refusals, each with the ErrorOut body."""
+    return {status: {"model": ErrorOut, "description": ERROR_MEANINGS[status]} for status in statuses}
 
 
 class StatsOut(BaseModel):

@@ -1,19 +1,20 @@
-"""The FastAPI application: error bodies, authentication, and the routers."""
+"""The FastAPI application: request guards, error bodies, authentication, and the routers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from controller.api import farm_routes, job_routes, metrics_routes, stats_routes
 from controller.api.dashboard_routes import mount_dashboard
+from controller.api.errors import document_errors, install_error_handlers
+from controller.api.guards import RequestGuard, StreamLimiter
 from controller.auth import KeyRing
 from controller.metrics import FarmMetrics
-from controller.schemas import AgentOut, ErrorOut
-from controller.service import FarmService, ServiceError
+from controller.schemas import AgentOut
+from controller.service import FarmService
 
 
 def create_app(
@@ -21,31 +22,40 @@ def create_app(
     keys: KeyRing,
     agents: Callable[[], list[AgentOut]],
     metrics: FarmMetrics | None = None,
+    hosts: frozenset[str] | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
-    """The API over a running farm's service; `agents` lists the pool as the registry sees it."""
-    app = FastAPI(title="WanFarm", version="0.1.0", description="A render farm for open video models.")
+    """The API over a running farm's service; `agents` lists the pool as the registry sees it.
+
+    `hosts` are the Host names it answers (None: any; see guards.served_hosts); `cors_origins` the
+    other sites whose pages may call it (none by default: the dashboard is served from here)."""
+    # No trailing-slash redirects: they echo the request's Host header into Location.
+    app = FastAPI(
+        title="WanFarm",
+        version="0.1.0",
+        description="A render farm for open video models.",
+        redirect_slashes=False,
+    )
     app.state.service = service
     app.state.keys = keys
     app.state.agents = agents
     app.state.metrics = metrics or service.metrics
+    app.state.streams = StreamLimiter()
     app.include_router(job_routes.router)
     app.include_router(farm_routes.router)
     app.include_router(metrics_routes.router)
     app.include_router(stats_routes.router)
     mount_dashboard(app)
-
-    @app.exception_handler(ServiceError)
-    async def _service_error(_: Request, error: ServiceError) -> JSONResponse:
-        body = ErrorOut(error=error.error, detail=error.detail, hint=error.hint)
-        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-        return JSONResponse(body.model_dump(), status_code=error.status, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
-        detail = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
-        body = ErrorOut(
-            error="invalid request", detail=detail, hint="see /openapi.json for the request shapes"
+    install_error_handlers(app)
+    document_errors(app)
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Idempotent-Replayed"],
         )
-        return JSONResponse(body.model_dump(), status_code=422)
-
+    # Added last, so it runs first: a request for another Host is refused before anything else.
+    app.add_middleware(RequestGuard, hosts=hosts, origins=cors_origins, check_origin=keys.open)
     return app

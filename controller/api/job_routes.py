@@ -5,58 +5,127 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
-from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
-from controller.api.deps import Caller, MediaCaller, Service, read_json, save_body_part
-from controller.api.views import job_out
+from controller.api.bodies import read_json, save_upload
+from controller.api.deps import (
+    Caller,
+    IdempotencyKey,
+    MediaCaller,
+    Service,
+    Streams,
+    archive_limit,
+    submission,
+)
+from controller.api.views import job_out, job_summary
 from controller.jobs import JobState
-from controller.schemas import JobList, JobOut, SubmitBody, SubmitOut
-from controller.service import ServiceError
+from controller.schemas import JobList, JobOut, SubmitBody, SubmitOut, error_responses
+from controller.service import ServiceError, Submitted
 
 router = APIRouter(prefix="/v1")
 EVENT_POLL_S = 0.25
+REPLAYED = "Idempotent-Replayed"
+
+_SETTINGS_DOC = {
+    "type": "object",
+    "description": "a WanGP settings object (model_type, prompt, resolution, ...)",
+    "additionalProperties": True,
+}
+_SUBMIT_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        SubmitBody.model_json_schema(),
+                        _SETTINGS_DOC,
+                        {"type": "array", "items": _SETTINGS_DOC, "description": "a batch: all or none"},
+                    ]
+                }
+            }
+        },
+    }
+}
+_QUEUE_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
+_CREATED: dict[int | str, dict[str, Any]] = {
+    201: {
+        "headers": {
+            REPLAYED: {
+                "description": "true when this answers an earlier request with the same Idempotency-Key",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+        }
+    }
+}
 
 
-@router.post("/jobs", status_code=201, response_model=SubmitOut)
-async def submit(request: Request, who: Caller, service: Service) -> SubmitOut:
-    """A WanGP settings object, a list of them (a batch), or {"settings": ..., "priority": 0-100}."""
-    body = await read_json(request)
-    if isinstance(body, dict) and "settings" in body:
-        try:
-            explicit = SubmitBody.model_validate(body)
-        except ValidationError as error:
-            # Validated here, not by FastAPI, so its refusal must become a 422 here too (not a 500).
-            detail = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
-            raise ServiceError(
-                422, "invalid request", detail, "priority is 0-100; settings an object or list"
-            ) from None
-        items = explicit.settings if isinstance(explicit.settings, list) else [explicit.settings]
-        done = service.submit(who, items, explicit.priority, explicit.wait_for_capacity)
-    else:
-        done = service.submit(who, body if isinstance(body, list) else [body])
-    return SubmitOut(jobs=[job_out(j, service.storage) for j in done.jobs], warnings=done.warnings)
+@router.post(
+    "/jobs",
+    status_code=201,
+    response_model=SubmitOut,
+    responses={**_CREATED, **error_responses(409, 413, 415, 422)},
+    openapi_extra=_SUBMIT_DOC,
+)
+async def submit(
+    request: Request, response: Response, who: Caller, service: Service, key: IdempotencyKey
+) -> SubmitOut:
+    """A WanGP settings object, a list of them (a batch), or {"settings": ..., "priority": 0-100,
+    "wait_for_capacity": bool}. With an Idempotency-Key, a retry answers the first submission."""
+    asked = submission(await read_json(request))
+    done = await run_in_threadpool(
+        service.submit, who, asked.items, asked.priority, asked.wait_for_capacity, idempotency_key=key
+    )
+    return _submitted(done, response, service)
 
 
-@router.post("/queues", status_code=201, response_model=SubmitOut)
+@router.post(
+    "/queues",
+    status_code=201,
+    response_model=SubmitOut,
+    responses={**_CREATED, **error_responses(409, 413, 415, 422)},
+    openapi_extra=_QUEUE_DOC,
+)
 async def submit_queue(
-    request: Request, who: Caller, service: Service, priority: int = 50, wait_for_capacity: bool = False
+    request: Request,
+    response: Response,
+    who: Caller,
+    service: Service,
+    key: IdempotencyKey,
+    priority: Annotated[int, Query(ge=0, le=100)] = 50,
+    wait_for_capacity: bool = False,
 ) -> SubmitOut:
     """A WanGP queue.zip as a multipart file: every entry becomes a job, all or none."""
-    if not 0 <= priority <= 100:
-        raise ServiceError(422, "priority must be between 0 and 100")
     with tempfile.TemporaryDirectory(prefix="wanfarm-upload-") as work:
-        archive = await save_body_part(request, Path(work) / "queue.zip")
-        done = service.submit_queue(who, archive, priority, wait_for_capacity)
-    return SubmitOut(jobs=[job_out(j, service.storage) for j in done.jobs], warnings=done.warnings)
+        archive = await save_upload(request, Path(work) / "queue.zip", archive_limit(request))
+        # Unpacking and copying attachments blocks: off the event loop, so other requests go on.
+        done = await run_in_threadpool(
+            service.submit_queue, who, archive, priority, wait_for_capacity, idempotency_key=key
+        )
+    return _submitted(done, response, service)
 
 
-@router.get("/jobs", response_model=JobList)
+@router.get("/jobs", response_model=JobList, responses=error_responses(422))
 def list_jobs(
     who: Caller,
     service: Service,
@@ -64,23 +133,34 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: str | None = None,
 ) -> JobList:
+    """Job summaries, newest first; a job's settings are on its own page."""
     jobs = service.list_jobs(who, state, limit, before)
     return JobList(
-        jobs=[job_out(j, service.storage) for j in jobs], next=jobs[-1].id if len(jobs) == limit else None
+        jobs=[job_summary(j, service.storage) for j in jobs],
+        next=jobs[-1].id if len(jobs) == limit else None,
     )
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut)
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=error_responses(404))
 def get_job(job_id: str, who: Caller, service: Service) -> JobOut:
     return job_out(service.get(who, job_id), service.storage)
 
 
-@router.delete("/jobs/{job_id}", response_model=JobOut)
+@router.delete("/jobs/{job_id}", response_model=JobOut, responses=error_responses(404, 409))
 def cancel_job(job_id: str, who: Caller, service: Service) -> JobOut:
-    return job_out(service.cancel(who, job_id), service.storage)
+    """Cancels a queued job at once, or asks a running one to stop; 409 once it has finished."""
+    _refuse_finished(service.get(who, job_id).state, job_id)
+    job = service.cancel(who, job_id)
+    if job.state in (JobState.SUCCEEDED, JobState.FAILED):  # it finished in between
+        _refuse_finished(job.state, job_id)
+    return job_out(job, service.storage)
 
 
-@router.get("/jobs/{job_id}/outputs/{name}")
+@router.get(
+    "/jobs/{job_id}/outputs/{name}",
+    response_class=FileResponse,
+    responses={200: {"content": {"video/*": {}, "image/*": {}}}, **error_responses(404, 422)},
+)
 def get_output(job_id: str, name: str, who: MediaCaller, service: Service) -> FileResponse:
     """One output file; the only route that also takes the key as `?key=`, so pages can embed it."""
     job = service.get(who, job_id)
@@ -91,11 +171,42 @@ def get_output(job_id: str, name: str, who: MediaCaller, service: Service) -> Fi
     return FileResponse(path, filename=name)
 
 
-@router.get("/jobs/{job_id}/events")
-async def job_events(job_id: str, who: Caller, service: Service) -> StreamingResponse:
-    """Server-sent events: the job's history, then each change as it happens, until it ends."""
+@router.get(
+    "/jobs/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, **error_responses(404, 429)},
+)
+async def job_events(job_id: str, who: Caller, service: Service, streams: Streams) -> StreamingResponse:
+    """Server-sent events: the job's history, then each change as it happens, until it ends.
+    Open streams are capped per owner and in all (429)."""
     service.get(who, job_id)
-    return StreamingResponse(_event_stream(service, job_id), media_type="text/event-stream")
+    release = streams.acquire(who.owner)
+    return _ReleasingStream(_event_stream(service, job_id), release, media_type="text/event-stream")
+
+
+def _submitted(done: Submitted, response: Response, service: Service) -> SubmitOut:
+    if done.replayed:
+        response.headers[REPLAYED] = "true"
+    return SubmitOut(jobs=[job_out(j, service.storage) for j in done.jobs], warnings=done.warnings)
+
+
+def _refuse_finished(state: JobState, job_id: str) -> None:
+    if state.finished:
+        raise ServiceError(409, f"job {job_id} already {state.value}; nothing to cancel")
+
+
+class _ReleasingStream(StreamingResponse):
+    """A stream that gives its slot back however it ends: finished, failed, or the client gone."""
+
+    def __init__(self, content: AsyncIterator[str], release: Callable[[], None], media_type: str) -> None:
+        super().__init__(content, media_type=media_type)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 async def _event_stream(service: Service, job_id: str) -> AsyncIterator[str]:

@@ -5,12 +5,18 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from controller.jobs import JobRecord
-from controller.schemas import JobOut, OutputOut, ProgressOut
+from controller.schemas import JobOut, JobSummary, OutputOut, ProgressOut
 from gpu_agent.storage import ObjectStore
 
 
 def job_out(job: JobRecord, storage: ObjectStore) -> JobOut:
-    return JobOut(
+    """The job's own page: its summary and its settings."""
+    return JobOut(**dict(job_summary(job, storage)), settings=job.settings)
+
+
+def job_summary(job: JobRecord, storage: ObjectStore) -> JobSummary:
+    """The job in a listing: no settings, so a page of long prompts stays small."""
+    return JobSummary(
         id=job.id,
         owner=job.owner,
         state=job.state.value,
@@ -29,7 +35,6 @@ def job_out(job: JobRecord, storage: ObjectStore) -> JobOut:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
-        settings=job.settings,
     )
 
 

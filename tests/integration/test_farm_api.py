@@ -16,7 +16,7 @@ import pytest
 
 from controller.client import FarmClient, FarmError
 from controller.farm import Farm
-from controller.schemas import JobOut
+from controller.schemas import JobSummary
 from models.settings import MAX_SEED
 from processing.video import read_mp4
 from tests.integration.farm_helpers import NodeSpec, ray_cluster, running_farm, tiny, wait_job, wait_until
@@ -196,6 +196,7 @@ def queue_json(*params: dict[str, Any]) -> bytes:
 
 
 MIB = 1024 * 1024
+JSON = {"Content-Type": "application/json"}
 BAD_JSON = [
     ("unknown model", {"model_type": "no-such-model", "prompt": "x"}, 422, "model_type"),
     ("frames not 4k+1", tiny("wan-tiny", video_length=10), 422, "video_length: 10"),
@@ -230,7 +231,7 @@ def test_a_bad_submission_is_refused_with_a_message_and_stores_nothing(
 def test_malformed_json_is_refused_with_400(users: Users) -> None:
     before = all_job_ids(users)
     with users.http("alice") as http:
-        answer = http.post("/v1/jobs", content=b'{"model_type": "wan-tiny", ')
+        answer = http.post("/v1/jobs", content=b'{"model_type": "wan-tiny", ', headers=JSON)
     assert answer.status_code == 400
     assert "malformed JSON" in answer.json()["error"]
     assert all_job_ids(users) == before
@@ -240,7 +241,7 @@ def test_a_chunked_body_over_1_mib_without_a_length_is_refused_with_413(users: U
     before = all_job_ids(users)
     chunks = [b'{"prompt": "', *([b"x" * 65536] * 17), b'"}']
     with users.http("alice") as http:
-        answer = http.post("/v1/jobs", content=iter(chunks))
+        answer = http.post("/v1/jobs", content=iter(chunks), headers=JSON)
     assert answer.status_code == 413
     assert all_job_ids(users) == before
 
@@ -318,11 +319,13 @@ def test_canceling_a_queued_job_cancels_it_before_it_starts(users: Users) -> Non
     assert again.state == "canceled" and again.started_at is None and again.attempts == 0
 
 
-def test_canceling_a_finished_job_leaves_it_finished(users: Users) -> None:
+def test_canceling_a_finished_job_is_refused_with_409_and_leaves_it_finished(users: Users) -> None:
     [job] = users.alice.submit([tiny("flux-tiny")]).jobs
     done = wait_job(users.alice, job.id)
     assert done.state == "succeeded"
-    assert users.alice.cancel(job.id).state == "succeeded"
+    with pytest.raises(FarmError) as refused:
+        users.alice.cancel(job.id)
+    assert refused.value.status == 409 and "already succeeded; nothing to cancel" in str(refused.value)
     after = users.alice.job(job.id)
     assert after.state == "succeeded" and [o.key for o in after.outputs] == [o.key for o in done.outputs]
 
@@ -359,7 +362,7 @@ def test_listing_by_state_pages_through_every_match_once(users: Users) -> None:
         assert wait_job(users.alice, job.id).state == "succeeded"
     expected = [job.id for job in users.alice.jobs(states=["succeeded"], limit=500).jobs]
     assert len(expected) >= 2
-    seen: list[JobOut] = []
+    seen: list[JobSummary] = []
     before: str | None = None
     with users.http("alice") as http:
         while True:
@@ -367,7 +370,7 @@ def test_listing_by_state_pages_through_every_match_once(users: Users) -> None:
                 {"before": before} if before else {}
             )
             page = http.get("/v1/jobs", params=params).json()
-            seen += [JobOut.model_validate(job) for job in page["jobs"]]
+            seen += [JobSummary.model_validate(job) for job in page["jobs"]]
             assert len(page["jobs"]) <= 1
             if page["next"] is None:
                 break
@@ -399,6 +402,14 @@ def test_models_lists_the_catalogue_for_a_caller_with_a_key(users: Users) -> Non
     assert answer.status_code == 200
     listed = json.dumps(answer.json())
     assert "wan-tiny" in listed and "wan2.2-t2v-a14b" in listed
+
+
+def test_the_farm_answers_its_own_host_names_only(users: Users) -> None:
+    port = httpx.URL(users.farm.url).port
+    with users.http("alice") as http:
+        refused = http.get("/v1/jobs", headers={"Host": f"rebound.example:{port}"})
+        assert refused.status_code == 400 and "does not serve the Host" in refused.json()["error"]
+        assert http.get("/v1/jobs", headers={"Host": f"localhost:{port}"}).status_code == 200
 
 
 def test_healthz_answers_without_a_key(users: Users) -> None:
