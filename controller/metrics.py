@@ -159,6 +159,12 @@ class FarmCollector(Collector):
             "Bytes of complete models in the node's weight cache.",
             labels=["node"],
         )
+        # By agent, not summed by node: an agent's count restarts with it, which a sum would hide.
+        storage_errors = CounterMetricFamily(
+            "wanfarm_storage_errors",
+            "Failed object storage attempts (retried or final) an agent has seen since it started.",
+            labels=["agent", "node"],
+        )
         nodes: dict[str, int] = {}
         for inv in inventories:
             labels = [inv.agent_id, inv.node_id, str(inv.gpu_index), inv.gpu_name, inv.arch]
@@ -167,12 +173,13 @@ class FarmCollector(Collector):
             vram_total.add_metric(labels, inv.vram_total)
             vram_used.add_metric(labels, inv.vram_total - inv.vram_free)
             utilization.add_metric(labels, inv.utilization)
+            storage_errors.add_metric([inv.agent_id, inv.node_id], inv.storage_errors)
             if inv.hot_model:
                 hot.add_metric([*labels, inv.hot_model], 1)
             nodes[inv.node_id] = inv.cache_bytes  # agents of a node share its cache
         for node, size in sorted(nodes.items()):
             cache.add_metric([node], size)
-        return [up, busy, vram_total, vram_used, utilization, hot, cache]
+        return [up, busy, vram_total, vram_used, utilization, hot, cache, storage_errors]
 
 
 def _agent_gauge(name: str, documentation: str) -> GaugeMetricFamily:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import threading
 import traceback
 from pathlib import Path
@@ -18,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from gpu_agent.inventory import probe_inventory
 from gpu_agent.messages import OBJECT_REF, AgentConfig, AgentEvent, AgentInventory, EventKind, RenderTask
-from gpu_agent.storage import S3WeightMirror, open_store, output_key
+from gpu_agent.storage import (
+    S3WeightMirror,
+    StorageHealth,
+    StorageMismatch,
+    open_store,
+    output_key,
+    verify_stored,
+)
+from gpu_agent.workspace import Workspace, default_parent
 from models.attention import AttentionMode
 from models.catalogue import get_model
 from models.profiles import Profile
@@ -38,7 +45,10 @@ class GpuAgent:
 
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
-        self.store = open_store(config.storage)
+        self.storage_health = StorageHealth()
+        self.store = open_store(config.storage, self.storage_health)
+        # Job folders live under the agent's own folder, emptied now: a killed agent's are not kept.
+        self.workspace = Workspace.claim(default_parent(), config.agent_id)
         mirror = S3WeightMirror(self.store) if config.weight_mirror else None
         # A node that names its own cache ($WANFARM_CACHE, e.g. a hostPath in the container image)
         # keeps it across restarts of its Ray node; otherwise the farm's per-node folder is used.
@@ -64,7 +74,7 @@ class GpuAgent:
     def inventory(self) -> AgentInventory:
         with self._lock:
             current = self._current
-        return probe_inventory(self.config, self.cache, self.host.hot_model, current)
+        return probe_inventory(self.config, self.cache, self.host.hot_model, current, self.storage_health)
 
     def start(self, task: RenderTask) -> bool:
         """Begin a task in the background; False when another task is still running."""
@@ -98,7 +108,7 @@ class GpuAgent:
         return True
 
     def _run(self, task: RenderTask) -> None:
-        work = Path(tempfile.mkdtemp(prefix=f"wanfarm-{task.job_id}-"))
+        work = self.workspace.job_folder(task.job_id)
         try:
             keys, run = self._render(task, work)
             for key in keys:
@@ -136,14 +146,19 @@ class GpuAgent:
                 on_progress,
             )
         self._emit(task, EventKind.PROGRESS, progress=Progress(0, len(outputs), Phase.ENCODING))
-        keys = []
-        for output in outputs:
-            key = output_key(task.job_id, output.path.name)
-            self.store.put_file(
-                key, output.path, CONTENT_TYPES.get(output.path.suffix, "application/octet-stream")
-            )
-            keys.append(key)
+        keys = [self._store_output(task.job_id, output.path) for output in outputs]
         return keys, _totals([o.run for o in outputs])
+
+    def _store_output(self, job_id: str, path: Path) -> str:
+        """Upload one output (the store retries) and check it arrived whole; its key."""
+        key = output_key(job_id, path.name)
+        self.store.put_file(key, path, CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
+        try:
+            verify_stored(self.store, key, path)
+        except StorageMismatch as error:  # the attempt fails: SUCCEEDED only for verified outputs
+            self.storage_health.record(f"verify {key}", error)
+            raise
+        return key
 
     def _fetch_inputs(self, settings: dict[str, Any], folder: Path) -> dict[str, Any]:
         """Settings with object references replaced by downloaded local files."""

@@ -8,12 +8,17 @@ import socket
 import psutil
 
 from gpu_agent.messages import AgentConfig, AgentInventory
+from gpu_agent.storage import StorageHealth
 from models.gpus import find_gpu
 from models.weights import WeightCache
 
 
 def probe_inventory(
-    config: AgentConfig, cache: WeightCache, hot_model: str | None, current: tuple[str, int] | None
+    config: AgentConfig,
+    cache: WeightCache,
+    hot_model: str | None,
+    current: tuple[str, int] | None,
+    storage: StorageHealth,
 ) -> AgentInventory:
     """The inventory now; a declared GPU takes the table's figures, and its VRAM is all free."""
     memory = psutil.virtual_memory()
@@ -31,6 +36,8 @@ def probe_inventory(
         "current_job": current[0] if current else None,
         "current_attempt": current[1] if current else None,
         "cache_bytes": cache.cached_bytes(),
+        "storage_errors": storage.errors,
+        "last_storage_error": storage.last_error,
     }
     if config.declared_gpu is not None:
         spec = find_gpu(config.declared_gpu)

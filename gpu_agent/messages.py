@@ -100,3 +100,7 @@ class AgentInventory:
     current_attempt: int | None = None
     cache_bytes: int = 0  # the node's weight cache on disk
     utilization: float = 0.0  # the GPU's busy share (0-1); a declared agent reports 1 while rendering
+    # Failed storage attempts since the agent started, retried or final (a node whose storage keeps
+    # failing shows a growing count), and the latest one: "<operation> <key>: <error>".
+    storage_errors: int = 0
+    last_storage_error: str | None = None

@@ -3,6 +3,11 @@
 Inputs, outputs and the weight mirror all go through `ObjectStore`, so the agent and the API work
 the same against a laptop folder, MinIO or AWS. Keys are relative, "/"-separated paths; both stores
 refuse keys that could escape their root, so a key valid on one is valid on the other.
+
+A storage error is often brief (a remount, a full disk being cleaned, a throttled or restarting S3
+endpoint), so both stores retry: S3 through botocore's standard retry mode, the local store with
+`Backoff`. Every failed attempt, retried or final, is counted in the store's `StorageHealth`, which
+an agent reports in its inventory.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ import mimetypes
 import os
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from models.weights import COMPLETE
 
@@ -27,10 +34,82 @@ MULTIPART_CHUNKSIZE = 16 * 1024 * 1024
 TEMP_PREFIX = ".wanfarm-tmp-"
 # S3's DeleteObjects takes at most this many keys a request.
 DELETE_BATCH = 1000
+# botocore's standard mode waits rand(0, 1) x 50 ms x 2^i after the i-th failure (1 s x 2^i when
+# throttled, at most 20 s): 10 attempts ride out about 13 s of outage on average, 25 s at most.
+S3_RETRY_MODE = "standard"
+S3_MAX_ATTEMPTS = 10
+# HTTP answers that count as a failed S3 attempt; a 404 is an answer (no such object), not a fault.
+S3_FAULT_STATUSES = frozenset({403, 408, 429})
+
+T = TypeVar("T")
 
 
 class ObjectMissing(KeyError):
     """No object is stored under the key."""
+
+
+class StorageError(OSError):
+    """A storage call that kept failing until its retry deadline; the message names the last error."""
+
+
+class StorageMismatch(OSError):
+    """An object that is absent or of the wrong size right after it was stored."""
+
+
+class StorageHealth:
+    """Failed storage attempts, retried or final, as one process saw them; thread-safe.
+
+    It pickles as a new, empty record: counts belong to the process that saw the failures.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def record(self, where: str, error: BaseException | str) -> None:
+        """Count one failed attempt of `where` (e.g. "put jobs/j/outputs/v.mp4")."""
+        described = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error
+        with self._lock:
+            self.errors += 1
+            self.last_error = f"{where}: {described}"
+
+    def __reduce__(self) -> tuple[type[StorageHealth], tuple[()]]:
+        return (StorageHealth, ())
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retries of a local storage call: waits of `first_s` doubling, until `deadline_s` in all.
+
+    The defaults wait 0.2, 0.4, 0.8, 1.6, 3.2 and then the rest of 10 s; the clock and the sleep
+    are injectable so tests need not wait.
+    """
+
+    first_s: float = 0.2
+    deadline_s: float = 10.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False)
+
+    def run(self, where: str, call: Callable[[], T], health: StorageHealth) -> T:
+        """`call()`, retried on OSError; StorageError naming `where` and the last error at the end."""
+        started = self.clock()
+        delay = self.first_s
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return call()
+            except OSError as error:
+                health.record(where, error)
+                spent = self.clock() - started
+                if spent >= self.deadline_s:
+                    raise StorageError(
+                        f"{where} failed {attempts} times in {spent:.1f} s; "
+                        f"last: {type(error).__name__}: {error}"
+                    ) from error
+                self.sleep(min(delay, self.deadline_s - spent))
+                delay *= 2
 
 
 @dataclass(frozen=True)
@@ -86,13 +165,25 @@ class ObjectStore(Protocol):
         ...
 
 
-def open_store(config: StorageConfig) -> ObjectStore:
-    """The store a config describes."""
+def open_store(config: StorageConfig, health: StorageHealth | None = None) -> ObjectStore:
+    """The store a config describes; its failed attempts are counted in `health` when given."""
     if config.kind == "local":
         assert config.root is not None  # checked by StorageConfig
-        return LocalStore(config.root)
+        return LocalStore(config.root, health=health)
     assert config.bucket is not None
-    return S3Store(config.bucket, config.prefix, config.endpoint_url, config.region)
+    return S3Store(config.bucket, config.prefix, config.endpoint_url, config.region, health=health)
+
+
+def verify_stored(store: ObjectStore, key: str, path: Path) -> StoredObject:
+    """The object under `key`, checked to exist with as many bytes as `path`; StorageMismatch if not."""
+    expected = path.stat().st_size
+    # A listing of the key itself is one cheap call on either store (a HEAD-like LIST on S3).
+    found = next((stored for stored in store.list(key) if stored.key == key), None)
+    if found is None:
+        raise StorageMismatch(f"{key}: not in storage right after it was stored")
+    if found.size != expected:
+        raise StorageMismatch(f"{key}: {found.size} bytes in storage, {expected} bytes were stored")
+    return found
 
 
 def output_key(job_id: str, filename: str) -> str:
@@ -108,10 +199,18 @@ def weights_prefix(model_id: str) -> str:
 
 
 class LocalStore:
-    """Objects as files under `root`; the API streams them itself (no URLs)."""
+    """Objects as files under `root`; the API streams them itself (no URLs).
 
-    def __init__(self, root: Path) -> None:
+    Reads and writes are retried with `backoff` on OSError (a folder briefly unwritable, a disk
+    remounted); each failed attempt is counted in `health`.
+    """
+
+    def __init__(
+        self, root: Path, backoff: Backoff | None = None, health: StorageHealth | None = None
+    ) -> None:
         self.root = root
+        self.backoff = backoff or Backoff()
+        self.health = health or StorageHealth()
 
     @property
     def config(self) -> StorageConfig:
@@ -121,14 +220,22 @@ class LocalStore:
         # content_type is not kept: the API guesses it from the file name when it serves the file.
         # A reader sees the old file or the new one, never a half-copied one.
         target = self._path(key)
-        _atomic_write(target, lambda temp: shutil.copyfile(path, temp))
-        return StoredObject(key, target.stat().st_size, None)
+
+        def put() -> StoredObject:
+            _atomic_write(target, lambda temp: shutil.copyfile(path, temp))
+            return StoredObject(key, target.stat().st_size, None)
+
+        return self.backoff.run(f"put {key}", put, self.health)
 
     def get_file(self, key: str, dest: Path) -> None:
         source = self._path(key)
-        if not source.is_file():
-            raise ObjectMissing(key)
-        _atomic_write(dest, lambda temp: shutil.copyfile(source, temp))
+
+        def get() -> None:
+            if not source.is_file():
+                raise ObjectMissing(key)  # a KeyError: an answer, not retried
+            _atomic_write(dest, lambda temp: shutil.copyfile(source, temp))
+
+        self.backoff.run(f"get {key}", get, self.health)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -186,6 +293,8 @@ class S3Store:
         *,
         multipart_threshold: int = MULTIPART_THRESHOLD,
         multipart_chunksize: int = MULTIPART_CHUNKSIZE,
+        max_attempts: int = S3_MAX_ATTEMPTS,
+        health: StorageHealth | None = None,
     ) -> None:
         if prefix:
             _check_prefix(prefix)
@@ -195,6 +304,8 @@ class S3Store:
         self.region = region
         self.multipart_threshold = multipart_threshold
         self.multipart_chunksize = multipart_chunksize
+        self.max_attempts = max_attempts
+        self.health = health or StorageHealth()
         self._client: Any = None
 
     @property
@@ -295,9 +406,27 @@ class S3Store:
                 "s3",
                 endpoint_url=self.endpoint_url,
                 region_name=self.region,
-                config=Config(signature_version="s3v4", s3={"addressing_style": style}),
+                config=Config(
+                    signature_version="s3v4",
+                    s3={"addressing_style": style},
+                    retries={"mode": S3_RETRY_MODE, "total_max_attempts": self.max_attempts},
+                ),
             )
+            # botocore asks this event after every attempt, whether it will retry or not.
+            self._client.meta.events.register("needs-retry.s3", self._count_failed_attempt)
         return self._client
+
+    def _count_failed_attempt(
+        self, response: Any, caught_exception: BaseException | None, operation: Any, **_: Any
+    ) -> None:
+        where = f"S3 {operation.name}"
+        if caught_exception is not None:
+            self.health.record(where, caught_exception)
+        elif response is not None:
+            status = response[0].status_code
+            if status >= 500 or status in S3_FAULT_STATUSES:
+                code = response[1].get("Error", {}).get("Code", "")
+                self.health.record(where, f"HTTP {status} {code}".strip())
 
     def _transfer(self) -> Any:
         from boto3.s3.transfer import TransferConfig

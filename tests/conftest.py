@@ -4,6 +4,7 @@ guard that no test module leaves the variables that steer the code under test ch
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,14 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def weight_cache(cache_dir: Path) -> WeightCache:
     return WeightCache(cache_dir)
+
+
+@pytest.fixture
+def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The machine's temporary folder, as agents find it (their job folders), made the test's own."""
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    return tmp_path / "tmp"
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -23,14 +23,14 @@ def _config(tmp_path: Path) -> AgentConfig:
 
 
 def test_a_node_that_names_its_cache_keeps_it_across_ray_node_ids(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, temp_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WANFARM_CACHE", str(tmp_path / "node-disk"))
     assert GpuAgent(_config(tmp_path)).cache.root == tmp_path / "node-disk"
 
 
 def test_without_it_the_farm_folder_of_the_node_is_used(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, temp_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("WANFARM_CACHE", raising=False)
     assert GpuAgent(_config(tmp_path)).cache.root == tmp_path / "farm-weights"

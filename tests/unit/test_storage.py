@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
@@ -15,14 +17,20 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from gpu_agent.storage import (
+    S3_MAX_ATTEMPTS,
+    Backoff,
     LocalStore,
     ObjectMissing,
     ObjectStore,
     S3Store,
     StorageConfig,
+    StorageError,
+    StorageHealth,
+    StorageMismatch,
     input_key,
     open_store,
     output_key,
+    verify_stored,
     weights_prefix,
 )
 
@@ -35,6 +43,18 @@ def moto_s3() -> Iterator[str]:
 
     Shared with test_weight_cache.py (it would live in a conftest).
     """
+    with throwaway_credentials():
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        try:
+            yield f"http://{host}:{port}"
+        finally:
+            server.stop()
+
+
+@contextmanager
+def throwaway_credentials() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AWS_ACCESS_KEY_ID", "testing")
         patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -43,13 +63,7 @@ def moto_s3() -> Iterator[str]:
         patch.delenv("AWS_PROFILE", raising=False)
         patch.setenv("AWS_CONFIG_FILE", os.devnull)
         patch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        try:
-            yield f"http://{host}:{port}"
-        finally:
-            server.stop()
+        yield
 
 
 def new_bucket(endpoint: str) -> str:
@@ -202,3 +216,121 @@ def test_a_store_survives_pickling_as_a_ray_actor_argument(store: ObjectStore, t
     assert [s.key for s in copy.list("a/")] == ["a/one.txt", "a/two.txt"]
     copy.get_file("a/one.txt", tmp_path / "back")
     assert (tmp_path / "back").read_bytes() == b"one"
+
+
+def briefly_a_file(folder: Path, seconds: float) -> threading.Thread:
+    """Make `folder` a regular file, so creating anything under it fails (even as root, unlike a
+    chmod), and turn it back into nothing after `seconds`, from a thread."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.write_bytes(b"in the way")
+    restore = threading.Timer(seconds, folder.unlink)
+    restore.start()
+    return restore
+
+
+@dataclass
+class FakeTime:
+    """A clock that moves only when slept on."""
+
+    now: float = 0.0
+    slept: list[float] = field(default_factory=list)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+def test_a_local_put_outlasts_a_folder_that_is_briefly_unusable(tmp_path: Path) -> None:
+    health = StorageHealth()
+    store = LocalStore(tmp_path / "store", health=health)
+    source = write_file(tmp_path / "v.mp4", b"video" * 1000)
+    restore = briefly_a_file(tmp_path / "store" / "jobs" / "j" / "outputs", 0.5)
+    stored = store.put_file("jobs/j/outputs/v.mp4", source, "video/mp4")
+    restore.join()
+    assert stored.size == 5000
+    assert (tmp_path / "store" / "jobs" / "j" / "outputs" / "v.mp4").read_bytes() == b"video" * 1000
+    assert health.errors >= 1 and "put jobs/j/outputs/v.mp4: FileExistsError" in (health.last_error or "")
+
+
+def test_a_local_get_outlasts_a_destination_folder_that_is_briefly_unusable(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    store.put_file("jobs/j/inputs/a.png", write_file(tmp_path / "a.png", b"png"), "image/png")
+    restore = briefly_a_file(tmp_path / "inputs", 0.5)
+    store.get_file("jobs/j/inputs/a.png", tmp_path / "inputs" / "a.png")
+    restore.join()
+    assert (tmp_path / "inputs" / "a.png").read_bytes() == b"png" and store.health.errors >= 1
+
+
+def test_a_local_put_that_keeps_failing_gives_up_at_the_deadline_naming_the_error(tmp_path: Path) -> None:
+    fake = FakeTime()
+    store = LocalStore(tmp_path / "store", Backoff(0.2, 10.0, sleep=fake.sleep, clock=fake.clock))
+    (tmp_path / "store" / "jobs" / "j").mkdir(parents=True)
+    (tmp_path / "store" / "jobs" / "j" / "outputs").write_bytes(b"in the way for good")
+    with pytest.raises(StorageError) as failed:
+        store.put_file("jobs/j/outputs/v.mp4", write_file(tmp_path / "v.mp4", b"v"), "video/mp4")
+    message = str(failed.value)
+    assert "put jobs/j/outputs/v.mp4 failed 7 times in 10.0 s" in message
+    assert "last: FileExistsError" in message and isinstance(failed.value.__cause__, FileExistsError)
+    assert fake.slept == pytest.approx([0.2, 0.4, 0.8, 1.6, 3.2, 3.8])
+    assert store.health.errors == 7
+
+
+def test_a_missing_object_is_an_answer_not_retried(tmp_path: Path) -> None:
+    fake = FakeTime()
+    store = LocalStore(tmp_path / "store", Backoff(sleep=fake.sleep, clock=fake.clock))
+    with pytest.raises(ObjectMissing):
+        store.get_file("jobs/j/inputs/none.png", tmp_path / "none.png")
+    assert fake.slept == [] and store.health.errors == 0
+
+
+def test_an_s3_client_retries_in_botocores_standard_mode(s3_endpoint: str) -> None:
+    store = S3Store(new_bucket(s3_endpoint), endpoint_url=s3_endpoint, region="us-east-1")
+    assert store.exists("nothing/here") is False  # connects
+    assert store._s3().meta.config.retries == {"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS}
+    assert store.health.errors == 0  # a 404 is an answer, not a failure
+
+
+def test_an_s3_upload_outlasts_a_short_outage_of_the_endpoint(tmp_path: Path) -> None:
+    with throwaway_credentials():
+        first = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        first.start()
+        host, port = first.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        bucket = new_bucket(endpoint)  # moto keeps its buckets across servers of one process
+        # Its connections are all made during the outage: none kept alive from before it.
+        store = S3Store(bucket, endpoint_url=endpoint, region="us-east-1")
+        first.stop()
+        assert first._server is not None
+        first._server.server_close()  # stop() leaves the socket listening: refuse connections now
+        second = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        back = threading.Timer(0.5, second.start)
+        back.start()
+        try:
+            stored = store.put_file(
+                "jobs/j/outputs/v.mp4", write_file(tmp_path / "v", b"v" * 99), "video/mp4"
+            )
+            assert stored.size == 99 and store.exists("jobs/j/outputs/v.mp4")
+            assert store.health.errors >= 1 and "S3 PutObject" in (store.health.last_error or "")
+        finally:
+            back.join()
+            second.stop()
+
+
+def test_the_agent_checks_an_object_after_storing_it(store: ObjectStore, tmp_path: Path) -> None:
+    source = write_file(tmp_path / "v.mp4", b"v" * 10)
+    store.put_file("jobs/j/outputs/v.mp4", source, "video/mp4")
+    assert verify_stored(store, "jobs/j/outputs/v.mp4", source).size == 10
+    with pytest.raises(StorageMismatch, match=r"jobs/j/outputs/v\.mp4: 10 bytes in storage, 12 bytes"):
+        verify_stored(store, "jobs/j/outputs/v.mp4", write_file(tmp_path / "longer", b"v" * 12))
+    with pytest.raises(StorageMismatch, match="not in storage"):
+        verify_stored(store, "jobs/j/outputs/v.mp", source)  # a prefix of a key is not the object
+
+
+def test_a_stores_health_pickles_as_a_fresh_record(store: ObjectStore) -> None:
+    health = StorageHealth()
+    health.record("put a", OSError("boom"))
+    copy = pickle.loads(pickle.dumps(health))
+    assert (health.errors, copy.errors, copy.last_error) == (1, 0, None)
