@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,15 +18,20 @@ BIG = NodeSpec(("RTX 4090",), ram_gb=32)  # 24 GB card, 32 GB RAM: fits Wan 14B,
 
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
-    os.environ["HF_HUB_OFFLINE"] = "1"  # no hub here: a real model fails fast, it does not hang
-    with (
-        ray_cluster([SMALL, BIG]) as cluster,
-        # greedy, not the default wanfarm: these tests state greedy's rules (each job on the best idle
-        # agent, hot before faster). wanfarm's choices rest on estimated speeds, and these declared
-        # GPUs all render on the same CPU; its rules are tested on snapshots (test_policy_wanfarm).
-        running_farm(tmp_path_factory.mktemp("farm"), cluster.address, agents=2, policy="greedy") as running,
-    ):
-        yield running
+    with pytest.MonkeyPatch.context() as patch:
+        # Set before the cluster starts, so its raylets and agents inherit it; undone after the module.
+        patch.setenv("HF_HUB_OFFLINE", "1")  # no hub here: a real model fails fast, it does not hang
+        with (
+            ray_cluster([SMALL, BIG]) as cluster,
+            # greedy, not the default wanfarm: these tests state greedy's rules (each job on the best
+            # idle agent, hot before faster). wanfarm's choices rest on estimated speeds, and these
+            # declared GPUs all render on the same CPU; its rules are tested on snapshots
+            # (test_policy_wanfarm).
+            running_farm(
+                tmp_path_factory.mktemp("farm"), cluster.address, agents=2, policy="greedy"
+            ) as running,
+        ):
+            yield running
 
 
 @pytest.fixture()
