@@ -47,7 +47,7 @@ class GpuAgent:
         self.config = config
         self.storage_health = StorageHealth()
         self.store = open_store(config.storage, self.storage_health)
-        # Job folders live under the agent's own folder, emptied now: a killed agent's are not kept.
+        # Job folders go under a locked folder of its own; starting, it removes what dead agents left.
         self.workspace = Workspace.claim(default_parent(), config.agent_id)
         mirror = S3WeightMirror(self.store) if config.weight_mirror else None
         # A node that names its own cache ($WANFARM_CACHE, e.g. a hostPath in the container image)
