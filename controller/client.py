@@ -55,7 +55,7 @@ class FarmClient:
         body = {"settings": settings, "priority": priority, "wait_for_capacity": wait_for_capacity}
         return SubmitOut.model_validate(self._submit_once(lambda: {"json": body}, "/v1/jobs", {}))
 
-    def submit_queue(self, archive: Path, priority: int = 50) -> SubmitOut:
+    def submit_queue(self, archive: Path, priority: int = 50, wait_for_capacity: bool = False) -> SubmitOut:
         """A queue.zip, submitted once as `submit` is (the file is sent again on a retry)."""
         with archive.open("rb") as handle:
 
@@ -63,7 +63,8 @@ class FarmClient:
                 handle.seek(0)
                 return {"files": {"file": (archive.name, handle, "application/zip")}}
 
-            answer = self._submit_once(upload, "/v1/queues", {"priority": priority})
+            params = {"priority": priority, "wait_for_capacity": wait_for_capacity}
+            answer = self._submit_once(upload, "/v1/queues", params)
         return SubmitOut.model_validate(answer)
 
     def job(self, job_id: str) -> JobOut:

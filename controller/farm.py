@@ -11,6 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
+from controller import uploads
 from controller.api.app import create_app
 from controller.api.guards import is_loopback, served_hosts
 from controller.auth import KeyRing
@@ -29,6 +30,7 @@ from scheduler.snapshot import AgentView
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
+UPLOAD_SWEEP_EVERY_S = 300.0
 
 
 class FarmConfigError(ValueError):
@@ -105,6 +107,7 @@ class Farm:
         )
         app.state.utilisation = self.utilisation
         self._spawn("utilisation", self._sample_utilisation)
+        self._spawn("uploads", self._sweep_uploads)
         self._server = uvicorn.Server(
             uvicorn.Config(app, host=self.config.host, port=self.config.port, log_level="warning")
         )
@@ -165,6 +168,8 @@ class Farm:
                     device=inv.device,
                     busy=inv.agent_id in running,
                     current_job=running.get(inv.agent_id),
+                    storage_errors=inv.storage_errors,
+                    last_storage_error=inv.last_storage_error,
                 )
             )
         return listing
@@ -179,6 +184,15 @@ class Farm:
             except Exception:
                 log.exception("utilisation sample failed")
             self._stop.wait(self.utilisation.every_s)
+
+    def _sweep_uploads(self) -> None:
+        """Delete attachments no queued or running job needs any more: at start, then every few minutes."""
+        while not self._stop.is_set():
+            try:
+                uploads.sweep(self.storage, self.store, time.time())
+            except Exception:
+                log.exception("upload sweep failed")
+            self._stop.wait(UPLOAD_SWEEP_EVERY_S)
 
     def _spawn(self, name: str, target: Callable[[], object]) -> None:
         thread = threading.Thread(target=target, name=f"farm-{name}", daemon=True)

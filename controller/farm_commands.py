@@ -99,7 +99,8 @@ def cancel_command(client: FarmClient, job_id: str) -> int:
 
 def agents_command(client: FarmClient) -> int:
     print(f"{'agent':<16} {'gpu':<14} {'arch':<9} {'VRAM':>7} {'state':<6} {'hot model':<18} cached")
-    for agent in client.agents():
+    agents = client.agents()
+    for agent in agents:
         gpu = agent.gpu_name + ("*" if agent.declared else "")
         state = "busy" if agent.busy else "idle"
         print(
@@ -107,6 +108,12 @@ def agents_command(client: FarmClient) -> int:
             f"{agent.hot_model or '-':<18} {','.join(agent.cached_models) or '-'}"
         )
     print("* declared GPU: inventory from configuration; renders on the CPU")
+    for agent in agents:
+        if agent.storage_errors:
+            # Retried errors count too: a number that keeps growing means the node's storage is failing.
+            print(
+                f"{agent.agent_id}: {agent.storage_errors} storage error(s), last: {agent.last_storage_error}"
+            )
     return EXIT_OK
 
 
@@ -140,7 +147,7 @@ def _submit_files(
     jobs: list[JobOut] = []
     for path in files:
         if path.suffix.lower() == ".zip":
-            jobs += client.submit_queue(path, priority).jobs
+            jobs += client.submit_queue(path, priority, wait_for_capacity).jobs
             continue
         entries = load_settings_files(path, work)
         if any(_names_files(entry.data) for entry in entries):
@@ -150,7 +157,7 @@ def _submit_files(
                 export_queue_zip([_absolute_attachments(entry) for entry in entries], archive)
             except (OSError, ValueError) as error:
                 raise SettingsFileError(f"{path}: {error}") from None
-            jobs += client.submit_queue(archive, priority).jobs
+            jobs += client.submit_queue(archive, priority, wait_for_capacity).jobs
         else:
             answer = client.submit([entry.data for entry in entries], priority, wait_for_capacity)
             for warning in answer.warnings:

@@ -87,6 +87,8 @@ class AgentOut(BaseModel):
     device: str
     busy: bool
     current_job: str | None
+    storage_errors: int = 0  # failed storage attempts (retried or final) since the agent started
+    last_storage_error: str | None = None
 
 
 class ErrorOut(BaseModel):

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from controller.jobs import JobRecord, JobState
 from controller.store import JobStore
-from gpu_agent.messages import OBJECT_REF
+from gpu_agent.messages import OBJECT_REF, UPLOADS_PREFIX
 from gpu_agent.storage import ObjectStore
 from processing.queue_records import ATTACHMENT_KEYS
 
-UPLOADS = "uploads/"
+UPLOADS = UPLOADS_PREFIX
 # An upload is written before its batch is committed; the sweep leaves any younger than this alone,
 # so a batch being validated and stored right now never loses its files.
 MIN_AGE_S = 600.0

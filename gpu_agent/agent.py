@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpu_agent.inventory import probe_inventory
-from gpu_agent.messages import OBJECT_REF, AgentConfig, AgentEvent, AgentInventory, EventKind, RenderTask
+from gpu_agent.messages import (
+    OBJECT_REF,
+    UPLOADS_PREFIX,
+    AgentConfig,
+    AgentEvent,
+    AgentInventory,
+    EventKind,
+    RenderTask,
+)
 from gpu_agent.storage import (
     S3WeightMirror,
     StorageHealth,
@@ -30,7 +38,7 @@ from models.attention import AttentionMode
 from models.catalogue import get_model
 from models.profiles import Profile
 from models.progress import Cancelled, Phase, Progress
-from models.settings import parse_settings, resolve
+from models.settings import Attachments, parse_settings, resolve
 from models.weights import WeightCache
 from processing.queue_zip import ATTACHMENT_KEYS
 
@@ -129,7 +137,7 @@ class GpuAgent:
         from gpu_agent.render import render_job, safe_stem
 
         settings = self._fetch_inputs(task.settings, work / "inputs")
-        job = resolve(parse_settings(settings), work / "inputs", task.job_id)
+        job = resolve(parse_settings(settings), Attachments.inside(work / "inputs"), task.job_id)
 
         def on_progress(progress: Progress) -> None:
             if (task.job_id, task.attempt) in self._cancel:
@@ -177,6 +185,10 @@ class GpuAgent:
 
     def _download(self, reference: str, folder: Path) -> str:
         key = reference.removeprefix(OBJECT_REF)
+        if not key.startswith(UPLOADS_PREFIX):
+            # Only the API writes references, and only to uploads: anything else (another job's
+            # outputs, weights) is never fetched into a job, whatever its settings say.
+            raise ValueError(f"attachment {reference!r} is not an upload of this farm")
         dest = folder / Path(key).name
         self.store.get_file(key, dest)
         return dest.name

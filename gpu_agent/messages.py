@@ -12,6 +12,7 @@ from gpu_agent.storage import StorageConfig
 # Settings values that name an object in the farm's storage rather than a local file: the agent
 # downloads them before rendering (queue.zip attachments uploaded at submit).
 OBJECT_REF = "object:"
+UPLOADS_PREFIX = "uploads/"  # the one folder of object storage that job settings may refer to
 
 
 @dataclass(frozen=True)

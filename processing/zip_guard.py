@@ -71,9 +71,9 @@ def open_zip(zip_path: Path, limits: QueueLimits) -> zipfile.ZipFile:
         with open(zip_path, "rb") as handle:
             directory_size = _central_directory_size(handle)
     except IsADirectoryError as error:
-        raise QueueZipError(f"{zip_path} is a folder, not a zip file") from error
+        raise QueueZipError(f"{zip_path.name} is a folder, not a zip file") from error
     if directory_size is None:
-        raise QueueZipError(f"{zip_path} is not a zip file (no end-of-central-directory record)")
+        raise QueueZipError(f"{zip_path.name} is not a zip file (no end-of-central-directory record)")
     # zipfile reads and parses the whole central directory up front, so bound it before opening.
     allowed = limits.max_members * _CENTRAL_DIRECTORY_BYTES_PER_MEMBER
     if directory_size > allowed:

@@ -46,10 +46,12 @@ def worker(
     made.workspace.release()
 
 
-def run_to_the_end(worker: GpuAgent, on_encoding: threading.Event | None = None) -> AgentEvent:
+def run_to_the_end(
+    worker: GpuAgent, on_encoding: threading.Event | None = None, settings: dict[str, object] = SETTINGS
+) -> AgentEvent:
     """Start the job, wait until it ended, and return its final event; `on_encoding` is set once the
     outputs are being encoded and uploaded."""
-    assert worker.start(RenderTask(JOB, 1, SETTINGS, "4"))
+    assert worker.start(RenderTask(JOB, 1, dict(settings), "4"))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         events = worker.events()
@@ -161,3 +163,14 @@ def test_metrics_count_each_agents_storage_errors(
     [family] = [f for f in text_string_to_metric_families(text) if f.name == "wanfarm_storage_errors"]
     [sample] = [s for s in family.samples if s.name == "wanfarm_storage_errors_total"]
     assert sample.labels == {"agent": "n1-gpu0", "node": "n1"} and sample.value == 2
+
+
+def test_an_agent_fetches_no_stored_object_but_an_upload_into_a_job(worker: GpuAgent, tmp_path: Path) -> None:
+    # Another job's output sits in the same storage; settings naming it must not pull it into this job.
+    other = tmp_path / "objects" / "jobs" / "job-0" / "outputs" / "secret.png"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"not yours")
+    settings = {**SETTINGS, "image_start": "object:jobs/job-0/outputs/secret.png"}
+    end = run_to_the_end(worker, settings=settings)
+    assert end.kind is EventKind.FAILED
+    assert "is not an upload of this farm" in (end.error or "")
