@@ -33,8 +33,9 @@ from models.profiles import SPEED_ORDER
 from scheduler.feasibility import arch_problem
 from scheduler.sim.cluster import SimAgent, build_cluster
 from scheduler.sim.formats import PoolSpec, TraceJob
+from scheduler.sim.memory_truth import MemoryPeaks, memory_peaks
 from scheduler.sim.metrics import percentile
-from scheduler.sim.truth import JobNoise, TruthConfig, job_noise, lucky_peaks, render_seconds, true_memory
+from scheduler.sim.truth import TruthConfig, job_noise, render_seconds
 
 SPEED_GROUPS = 32  # cards of one kind are split by drawn speed into this many groups, each priced alone
 HORIZONS = 32  # waiting horizons D tried, spread geometrically (see _capacity_mean)
@@ -80,11 +81,11 @@ def latency_floor(
         key = (job.model, size, job.steps)
         if key not in options:
             options[key] = _options(job.model, size, job.steps, groups, kinds)
-        noise = job_noise(config, seed, index)
+        noise = job_noise(config, seed, index, job.model)
         fits = tuple(
             vram <= option.vram and ram <= option.ram
             for option in options[key]
-            for vram, ram in (lucky_peaks(option.vram_need, option.ram_need, noise),)
+            for vram, ram in (option.need.lucky(noise),)
         )
         renders = best_renders.get((key, fits))
         if renders is None:
@@ -118,8 +119,7 @@ class _Option:
     """One profile on one kind of card: whether a job fits depends on the kind, its speed on the group."""
 
     renders: tuple[tuple[int, float], ...]  # (group, render seconds before the job's render luck)
-    vram_need: int  # before the job's memory luck (truth.lucky_peaks applies it, as the engine does)
-    ram_need: int
+    need: MemoryPeaks  # before the job's memory luck (MemoryPeaks.lucky applies it, as the engine does)
     vram: int  # the card's
     ram: int  # its node's
 
@@ -139,12 +139,12 @@ def _options(
         if arch_problem(preset, agent.view) is not None:
             continue
         for profile in SPEED_ORDER:
-            vram, ram = true_memory(model_id, profile, size, JobNoise())
+            need = memory_peaks(model_id, profile, size)
             renders = tuple(
                 (number, render_seconds(model_id, size, steps, profile, groups[number].fastest.flops_per_s))
                 for number in members
             )
-            found.append(_Option(renders, vram, ram, agent.vram_bytes, agent.node.ram_bytes))
+            found.append(_Option(renders, need, agent.vram_bytes, agent.node.ram_bytes))
     return found
 
 

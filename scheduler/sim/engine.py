@@ -21,8 +21,9 @@ from scheduler.feasibility import arch_problem
 from scheduler.policies import Policy
 from scheduler.sim.cluster import Attempt, SimAgent, SimJob, SimNode, build_cluster
 from scheduler.sim.formats import PoolSpec, TraceJob
+from scheduler.sim.memory_truth import true_memory
 from scheduler.sim.metrics import PolicyReport, SimResult, jain_index, median, percentile
-from scheduler.sim.truth import TruthConfig, job_noise, render_seconds, true_memory
+from scheduler.sim.truth import TruthConfig, job_noise, render_seconds
 from scheduler.snapshot import Assignment, Decisions, Observation, Prefetch, Snapshot
 
 MAX_ATTEMPTS = 4  # a job that fails this often is given up, as the controller would
@@ -167,7 +168,7 @@ class _Engine:
         if tally.first_submit is None:
             tally.first_submit = trace.t
         size = JobSize(trace.width, trace.height, trace.frames, trace.batch)
-        job = SimJob(trace, tally.jobs, job_noise(self.truth, self.seed, tally.jobs), size)
+        job = SimJob(trace, tally.jobs, job_noise(self.truth, self.seed, tally.jobs, trace.model), size)
         tally.jobs += 1
         job.refresh_view()
         self.pending[trace.job_id] = job
@@ -200,7 +201,8 @@ class _Engine:
             tally.latencies.append(attempt.end - job.trace.t)
             tally.last_done = attempt.end
             estimated = attempt.assignment.est_finish - attempt.start
-            tally.eta_errors.append(abs(estimated - spent) / spent if spent > 0 else 0.0)
+            if spent > 0:  # an instant attempt has no relative error to measure
+                tally.eta_errors.append(abs(estimated - spent) / spent)
         self._refresh_node(agent.node)
         self.policy.observe(_observation(attempt, rendered))
 

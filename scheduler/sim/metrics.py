@@ -26,10 +26,10 @@ class PolicyReport:
     downloads: int
     bytes_downloaded: int
     oom_failures: int
-    eta_error: float  # median |policy's est_finish - true finish| / true duration
+    eta_error: float | None  # median |policy's est_finish - true finish| / true duration; None: no job
     owner_gpu_seconds: dict[str, float]
     owner_share: dict[str, float]
-    jain_fairness: float  # over owners' GPU-seconds; 1 = equal
+    jain_fairness: float | None  # over owners' GPU-seconds, 1 = equal; None: fewer than two owners
     invalid_decisions: int  # assignments or prefetches the engine refused
     place_calls: int
     extra: dict[str, float] = field(default_factory=dict)
@@ -47,13 +47,12 @@ class SimResult:
     policy_wall_s: float  # of which in policy.place
 
 
-def jain_index(values: Sequence[float]) -> float:
-    """Jain's fairness index (sum x)^2 / (n sum x^2): 1 when all equal, 1/n when one has all."""
-    if not values:
-        return 1.0
+def jain_index(values: Sequence[float]) -> float | None:
+    """Jain's fairness index (sum x)^2 / (n sum x^2): 1 when all equal, 1/n when one has all. None
+    when there is nothing to compare (fewer than two values, or none above 0): not a perfect score."""
     square_sum = sum(v * v for v in values)
-    if square_sum == 0:
-        return 1.0
+    if len(values) < 2 or square_sum == 0:
+        return None
     return sum(values) ** 2 / (len(values) * square_sum)
 
 
@@ -67,8 +66,9 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
 
 
-def median(values: Sequence[float]) -> float:
-    return percentile(sorted(values), 50)
+def median(values: Sequence[float]) -> float | None:
+    """The median; None for no values (no data is not a perfect score)."""
+    return percentile(sorted(values), 50) if values else None
 
 
 def _rounded(value: object) -> object:

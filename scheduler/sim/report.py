@@ -41,7 +41,8 @@ def as_table(results: Sequence[SimResult], floor: LatencyFloor | None = None) ->
             f"{r.policy:<12} {r.completed:>7} {r.failed:>5} {r.unfinished:>5} {r.mean_latency_s:>9.1f} "
             f"{r.p50_latency_s:>9.1f} {r.p95_latency_s:>9.1f} {r.p99_latency_s:>9.1f} "
             f"{r.makespan_s / 3600:>10.2f} {r.gpu_busy_share:>5.0%} {r.cold_loads:>6} "
-            f"{r.bytes_downloaded / GB:>8.1f} {r.oom_failures:>5} {r.eta_error:>7.2f} {r.jain_fairness:>5.2f}"
+            f"{r.bytes_downloaded / GB:>8.1f} {r.oom_failures:>5} {_figure(r.eta_error):>7} "
+            f"{_figure(r.jain_fairness):>5}"
         )
     if floor is not None:
         lines.append(
@@ -95,6 +96,11 @@ def _panel(
         draw.rectangle((x0, y0, x1, bottom), fill=_COLOURS[i % len(_COLOURS)])
         draw.text((x0, max(top - 12, y0 - 12)), _label(value), fill="black")
         draw.text((x0, bottom + 5), name[:12], fill="black")
+
+
+def _figure(value: float | None) -> str:
+    # "-" where nothing was measured, so a missing figure never reads as a perfect one.
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _label(value: float) -> str:

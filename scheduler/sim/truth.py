@@ -1,20 +1,22 @@
-"""The simulator's ground truth: how long a job really takes on a card and how much memory it
-really needs. Deliberately not scheduler.cost: a policy is judged against a world it does not
-share its prior with.
+"""The simulator's ground truth: how long a job really takes on a card, and each job's luck. Deliberately
+not scheduler.cost nor models.memory: a policy is judged against a world it does not share its prior
+with. How much memory a job really needs is in scheduler.sim.memory_truth.
 
     render  = OVERHEAD + (passes x denoise FLOPs x QUANT_SLOWDOWN + decode FLOPs) / card speed,
               where a profile that streams the transformer from RAM instead waits, per step and
               pass, for its int8/half bytes over PCIe (overlapped when transfers are async)
     card    = half_tflops x efficiency (drawn per card, U(0.3, 0.5)) / 2 on a slow node (5%)
     job     = render x lognormal(0, 0.1), one draw per job (prompt, sampler, thermal luck)
-    memory  = models.memory.estimate(profile the policy chose) x lognormal(0, 0.04), VRAM and
-              RAM drawn apart; above the card (or node RAM) the attempt runs out of memory
+    memory  = scheduler.sim.memory_truth under the profile the policy chose, its working bytes (not
+              the weights) x the job's luck: VRAM x lognormal(0, 0.08) per job x lognormal(0, 0.1)
+              per model (drawn once per seed: the estimator errs one way for a model), RAM x
+              lognormal(0, 0.08); above the card (or node RAM) the attempt runs out of memory
     load    = 0 when hot, weight bytes / disk speed when cached, else the download over the
               node's link (queued behind the node's other downloads)
 
 Guidance doubles the denoising passes, except for guidance-distilled models (Flux) and those run
 without it (scale <= 1). Noise draws are keyed by the seed and the job's place in the trace, so
-every policy of one run faces the same jobs and cards.
+every policy of one run faces the same jobs and cards; a model's memory bias by the seed and its id.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from dataclasses import dataclass
 from functools import cache
 
 from models.catalogue import ModelPreset, Role, get_model
-from models.memory import JobSize, MemoryNeed, estimate, latent_tokens, resident_bytes
+from models.memory import JobSize, latent_tokens
 from models.profiles import Profile
+from scheduler.sim.memory_truth import resident_bytes
 
 OVERHEAD_S = 2.0  # text encoding, scheduler set-up and writing the file
 VAE_FLOPS_PER_PIXEL = 2.0e7  # decoder work per output pixel (Wan's VAE decodes 81 frames in ~15 s)
@@ -43,7 +46,8 @@ class TruthConfig:
     efficiency_low: float = 0.3
     efficiency_high: float = 0.5
     render_sigma: float = 0.1
-    memory_sigma: float = 0.04
+    memory_sigma: float = 0.08  # a job's working VRAM and RAM (allocator state, prompt length)
+    model_memory_sigma: float = 0.1  # a model's working VRAM, once per seed (what no one measured)
     slow_node_share: float = 0.05
     slow_node_factor: float = 2.0
     oom_render_share: float = 0.1  # an out-of-memory attempt dies this far into its render
@@ -55,24 +59,34 @@ class TruthConfig:
 
 @dataclass(frozen=True, slots=True)
 class JobNoise:
-    """One job's luck, as factors on its render time and its VRAM and RAM peaks."""
+    """One job's luck, as factors on its render time and on the working bytes of its VRAM and RAM
+    (its model's bias included in `vram`)."""
 
     render: float = 1.0
     vram: float = 1.0
     ram: float = 1.0
 
 
-def job_noise(config: TruthConfig, seed: int, index: int) -> JobNoise:
-    """The draws of the `index`-th job of the trace: the same for every policy of a run."""
+def job_noise(config: TruthConfig, seed: int, index: int, model_id: str) -> JobNoise:
+    """The draws of the `index`-th job of the trace, of `model_id`: the same for every policy of a run."""
     if not config.noise:
         return JobNoise()
     rng = random.Random(seed * 1_000_003 + index)
     sigma = config.memory_sigma
     return JobNoise(
         rng.lognormvariate(0.0, config.render_sigma),
-        rng.lognormvariate(0.0, sigma),
+        rng.lognormvariate(0.0, sigma) * model_memory_bias(config, seed, model_id),
         rng.lognormvariate(0, sigma),
     )
+
+
+@cache
+def model_memory_bias(config: TruthConfig, seed: int, model_id: str) -> float:
+    """How far the model's working VRAM is from the truth's form, drawn once per seed and model."""
+    if not config.noise:
+        return 1.0
+    # A string seed is hashed with SHA-512, so the draw does not depend on PYTHONHASHSEED.
+    return random.Random(f"{seed}/{model_id}").lognormvariate(0.0, config.model_memory_sigma)
 
 
 def card_efficiency(config: TruthConfig, rng: random.Random) -> float:
@@ -91,22 +105,6 @@ def render_seconds(model_id: str, size: JobSize, steps: int, profile: Profile, f
         # transfers the copy overlaps compute, so the slower of the two sets the pace.
         step = max(step, work.transfer_s) if work.overlapped else step + work.transfer_s
     return OVERHEAD_S + steps * step + work.decode_flops / flops_per_s
-
-
-def true_memory(model_id: str, profile: Profile, size: JobSize, noise: JobNoise) -> tuple[int, int]:
-    """(peak VRAM, peak RAM) in bytes of the job under `profile`."""
-    need = _estimate(model_id, profile, size)
-    return lucky_peaks(need.vram_bytes, need.ram_bytes, noise)
-
-
-def lucky_peaks(vram_bytes: int, ram_bytes: int, noise: JobNoise) -> tuple[int, int]:
-    """(peak VRAM, peak RAM) of a job with this luck, from the peaks of a job with none."""
-    return int(vram_bytes * noise.vram), int(ram_bytes * noise.ram)
-
-
-@cache
-def _estimate(model_id: str, profile: Profile, size: JobSize) -> MemoryNeed:
-    return estimate(get_model(model_id), profile, size)
 
 
 @dataclass(frozen=True)

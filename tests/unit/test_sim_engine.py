@@ -100,11 +100,17 @@ def test_greedy_never_puts_a_big_card_only_job_on_the_small_card() -> None:
     trace = [job(f"big{i}", i, "wan2.1-t2v-14b", (1280, 720, 81), steps=4) for i in range(4)]
     trace += [job(f"img{i}", 10 + i, "flux.1-schnell", (1024, 1024, 1), steps=4) for i in range(4)]
     policy = Recording(GreedyPolicy())
-    result = simulate(pool, trace, policy, seed=0)
-    assert result.report.completed == 8
-    cards = {o.job_id: o.gpu_name for o in policy.seen if not o.out_of_memory}
-    assert {cards[f"big{i}"] for i in range(4)} == {"RTX 3090"}
-    assert "RTX 3070" in {cards[f"img{i}"] for i in range(4)}
+    report = simulate(pool, trace, policy, seed=0).report
+    big_cards = {o.gpu_name for o in policy.seen if o.job_id.startswith("big")}  # failed attempts too
+    assert big_cards == {"RTX 3090"}
+    images = {o.job_id: o.gpu_name for o in policy.seen if o.job_id.startswith("img")}
+    assert len(images) == 4 and "RTX 3070" in images.values()
+    # Greedy sizes the 14B by the estimate at face value: profile 3, 21.9 GiB of the 3090's 24. The
+    # truth, independent of the estimator since issue 13, needs 24.8-25.7 GiB there at seed 0 (the
+    # 14B's drawn bias is +27%), so each big job runs out of memory on the 3090 once and, no other
+    # card being able to hold it, is left unfinished. (Under the old truth, the estimate x
+    # lognormal(0.04), all eight finished.)
+    assert (report.completed, report.oom_failures, report.unfinished) == (4, 4, 4)
 
 
 def test_one_agent_two_jobs_match_the_truth_model_exactly() -> None:
@@ -125,7 +131,7 @@ def test_one_agent_two_jobs_match_the_truth_model_exactly() -> None:
     assert report.gpu_busy_share == pytest.approx(1.0)
     assert (report.cold_loads, report.downloads, report.bytes_downloaded) == (1, 1, weights)
     assert report.owner_gpu_seconds == {"ann": pytest.approx(second)}
-    assert report.jain_fairness == 1.0
+    assert report.jain_fairness is None  # one owner: no fairness to measure
 
 
 class PrefetchThenRun:
