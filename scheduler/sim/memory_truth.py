@@ -26,14 +26,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from models.catalogue import DTYPE_BYTES, Component, ModelPreset, Role, get_model
 from models.memory import JobSize, latent_tokens
 from models.profiles import MIB, Profile, ProfileSpec
-
-if TYPE_CHECKING:  # truth's render time reads resident_bytes from here
-    from scheduler.sim.truth import JobNoise
 
 GIB = 1024**3
 # Fitted to the H100 calibration (tests/gpu/calibrate.py: Wan 2.1 1.3B and 14B, bf16, sdpa, one
@@ -64,6 +61,16 @@ PROCESS_RAM = int(3.0 * GIB)  # torch, CUDA libraries, diffusers and the Python 
 PIN_SLACK = 0.2
 
 
+class MemoryLuck(Protocol):
+    """A job's luck on its working bytes (sim.truth's JobNoise is one), as factors."""
+
+    @property
+    def vram(self) -> float: ...
+
+    @property
+    def ram(self) -> float: ...
+
+
 @dataclass(frozen=True, slots=True)
 class MemoryPeaks:
     """A job's memory before its luck: weights and working bytes of each VRAM phase, and RAM."""
@@ -73,7 +80,7 @@ class MemoryPeaks:
     ram_weights: int
     ram_working: int
 
-    def lucky(self, noise: JobNoise) -> tuple[int, int]:
+    def lucky(self, noise: MemoryLuck) -> tuple[int, int]:
         """(peak VRAM, peak RAM) in bytes of a job with this luck."""
         # Spelled out: sim.bounds calls this for every job and kind of card (3x faster than a loop).
         (text, text_work), (denoise, denoise_work), (decode, decode_work) = self.phases
@@ -84,7 +91,7 @@ class MemoryPeaks:
         return int(vram), int(self.ram_weights + self.ram_working * noise.ram)
 
 
-def true_memory(model_id: str, profile: Profile, size: JobSize, noise: JobNoise) -> tuple[int, int]:
+def true_memory(model_id: str, profile: Profile, size: JobSize, noise: MemoryLuck) -> tuple[int, int]:
     """(peak VRAM, peak RAM) in bytes of the job under `profile`, with its luck."""
     return memory_peaks(model_id, profile, size).lucky(noise)
 
