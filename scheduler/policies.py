@@ -59,5 +59,5 @@ def policy_names() -> list[str]:
 def _load_builtin_policies() -> None:
     # Imported here, not at the top: the built-in policies import this module to register.
     import scheduler.baselines
-    import scheduler.greedy
-    import scheduler.wanfarm_policy  # noqa: F401
+    import scheduler.baselines.greedy
+    import scheduler.wanfarm.policy  # noqa: F401

@@ -21,9 +21,9 @@ import sys
 import time
 from dataclasses import replace
 
-from scheduler.declared import declared_agent
 from scheduler.snapshot import AgentView, PendingJob, Snapshot
-from scheduler.wanfarm_policy import WanfarmPolicy
+from scheduler.wanfarm.policy import WanfarmPolicy
+from tests.declared_agents import declared_agent
 
 AGENTS, JOBS, WINDOW = 2_000, 100_000, 2_000
 FULL_ROUNDS, WINDOW_ROUNDS = 4, 20

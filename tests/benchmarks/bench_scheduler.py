@@ -311,7 +311,7 @@ def _place_speed() -> dict[str, Target]:
     rng = random.Random(7)
     agents = [bench_place._agent(i, rng) for i in range(bench_place.AGENTS)]
     pending = [bench_place._job(i, rng) for i in range(bench_place.JOBS)]
-    from scheduler.wanfarm_policy import WanfarmPolicy
+    from scheduler.wanfarm.policy import WanfarmPolicy
 
     started = time.perf_counter()
     WanfarmPolicy().place(Snapshot(bench_place.NOW, tuple(agents), tuple(pending)))

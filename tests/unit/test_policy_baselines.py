@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 
 from scheduler.baselines.horde import max_pixels
-from scheduler.declared import declared_agent
 from scheduler.policies import get_policy
 from scheduler.snapshot import AgentView, Decisions, PendingJob, Snapshot
+from tests.declared_agents import declared_agent
 
 WAN_14B = "wan2.1-t2v-14b"
 WAN_1_3B = "wan2.1-t2v-1.3b"

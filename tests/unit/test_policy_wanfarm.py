@@ -11,13 +11,13 @@ import pytest
 
 from models.catalogue import get_model
 from models.profiles import Profile
-from scheduler.declared import declared_agent
-from scheduler.fair_share import SIZE_SHARE, ServiceLedger, effective_priority, order_queue
-from scheduler.learning import MemoryModel, SpeedModel
 from scheduler.policies import get_policy, policy_names
 from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
-from scheduler.wanfarm_policy import MIN_HEAD, FrugalWanfarmPolicy, WanfarmPolicy
-from scheduler.wanfarm_round import BIG_CLASS
+from scheduler.wanfarm.fair_share import SIZE_SHARE, ServiceLedger, effective_priority, order_queue
+from scheduler.wanfarm.learning import MemoryModel, SpeedModel
+from scheduler.wanfarm.placement_round import BIG_CLASS
+from scheduler.wanfarm.policy import MIN_HEAD, FrugalWanfarmPolicy, WanfarmPolicy
+from tests.declared_agents import declared_agent
 
 WAN_14B = "wan2.1-t2v-14b"
 WAN_1_3B = "wan2.1-t2v-1.3b"

@@ -9,13 +9,13 @@ import json
 import random
 from pathlib import Path
 
-from scheduler.declared import declared_agent
-from scheduler.pool_index import PoolBook, PoolIndex
 from scheduler.sim.engine import simulate
 from scheduler.sim.formats import load_pool
 from scheduler.sim.generator import generate_trace
 from scheduler.snapshot import AgentView, Decisions, Snapshot
-from scheduler.wanfarm_policy import WanfarmPolicy
+from scheduler.wanfarm.policy import WanfarmPolicy
+from scheduler.wanfarm.pool_index import PoolBook, PoolIndex
+from tests.declared_agents import declared_agent
 
 MODELS = ("wan2.1-t2v-1.3b", "flux.1-dev", "wan2.1-t2v-14b", "qwen-image")
 

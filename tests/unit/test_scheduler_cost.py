@@ -5,8 +5,8 @@ from __future__ import annotations
 from models.catalogue import get_model
 from models.profiles import SPEED_ORDER, Profile
 from scheduler.cost import job_seconds, load_seconds, render_seconds
-from scheduler.declared import declared_agent
 from scheduler.snapshot import PendingJob
+from tests.declared_agents import declared_agent
 
 WAN_14B = get_model("t2v")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from models.catalogue import ModelPreset, get_model
 from models.memory import JobSize, estimate
 from models.profiles import SPEED_ORDER, Profile
-from scheduler.declared import declared_agent
 from scheduler.feasibility import choose_profile, pool_refusal, why_not
 from scheduler.snapshot import PendingJob
+from tests.declared_agents import declared_agent
 
 WAN_14B = get_model("t2v").id  # wan2.1-t2v-14b
 WAN_1_3B = "wan2.1-t2v-1.3b"

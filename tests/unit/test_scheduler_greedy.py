@@ -9,11 +9,11 @@ import pytest
 from models.catalogue import ModelPreset, get_model
 from models.profiles import Profile
 from scheduler import policies
+from scheduler.baselines.greedy import GreedyPolicy
 from scheduler.cost import job_seconds
-from scheduler.declared import declared_agent
-from scheduler.greedy import GreedyPolicy
 from scheduler.policies import get_policy, policy_names, register
 from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
+from tests.declared_agents import declared_agent
 
 WAN_14B = get_model("t2v").id  # wan2.1-t2v-14b
 WAN_1_3B = "wan2.1-t2v-1.3b"

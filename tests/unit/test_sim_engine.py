@@ -10,7 +10,7 @@ from models.catalogue import get_model
 from models.gpus import GIB
 from models.memory import JobSize
 from models.profiles import Profile
-from scheduler.greedy import GreedyPolicy
+from scheduler.baselines.greedy import GreedyPolicy
 from scheduler.sim.engine import simulate
 from scheduler.sim.formats import NodeSpec, PoolSpec, TraceJob, load_pool, load_trace
 from scheduler.sim.report import as_json

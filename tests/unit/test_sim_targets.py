@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.greedy import GreedyPolicy
+from scheduler.baselines.greedy import GreedyPolicy
 from scheduler.sim.engine import simulate
 from scheduler.sim.formats import PoolSpec
 from scheduler.sim.metrics import jain_index, median

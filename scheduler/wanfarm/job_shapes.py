@@ -15,10 +15,10 @@ from models.memory import JobSize
 from models.profiles import Profile
 from scheduler.cost import render_flops
 from scheduler.feasibility import arch_problem, describe_job, pool_refusal
-from scheduler.learning import MemoryModel, SpeedModel
-from scheduler.pool_index import AgentClass
 from scheduler.presets import KnownPresets
 from scheduler.snapshot import PendingJob
+from scheduler.wanfarm.learning import MemoryModel, SpeedModel
+from scheduler.wanfarm.pool_index import AgentClass
 
 ShapeKey = tuple[str, int, int, int, int, int]  # model, width, height, frames, batch, steps
 

@@ -1,4 +1,4 @@
-"""The v1 default policy: highest priority first, each job on the best idle agent that can run it.
+"""Baseline `greedy`, the farm's first policy: highest priority first, each on the best idle agent.
 
 "Best" prefers an agent with the model hot in memory, then one that caches it on disk, then the
 fastest card (half-precision TFLOPS, then VRAM). Each agent takes at most one job per round. A job

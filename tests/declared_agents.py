@@ -1,7 +1,7 @@
-"""Agent views built from the GPU table, for agents declared in configuration and for the simulator.
+"""Agent views of GPU-table cards, for the scheduler's tests and benchmarks.
 
-A declared agent has not been probed: its card's numbers come from models/gpu_table.json and its
-node's memory and disk from what the operator wrote.
+Like an agent declared in configuration, it has not been probed: its card's numbers come from
+models/gpu_table.json and its node's memory and disk from the arguments.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One placement round of the wanfarm policy, on a working copy of the pool.
 
-Jobs come in queue order (scheduler.fair_share). Each job of the head takes the agent where it would
+Jobs come in queue order (scheduler.wanfarm.fair_share). Each job of the head takes the agent where it would
 finish earliest: max(now, agent free at) + load + render. If that agent is idle the job starts; if
 it is busy (or was given a job earlier this round) the job waits for it and reserves it, so the
 jobs behind see it taken until then, and a slow idle card is left for a job it suits. The tail of
@@ -11,7 +11,7 @@ themselves on a cold agent whenever the copy pays for them, so an early copy mos
 (on the 2,000-GPU day a margin of 8 downloaded 12.4 TB against 7.1 TB at 32, for 1% less mean and
 5% less p95 latency).
 
-Fair share (scheduler.fair_share) decides who goes first, but earliest finish alone would undo it: the
+Fair share (scheduler.wanfarm.fair_share) decides who goes first, but earliest finish alone would undo it: the
 jobs of an owner well behind its share would wait for the busy agents that suit them best while an
 owner ahead takes every idle one. So a job of an owner in `behind` takes the best idle agent rather
 than waiting, if that finishes it within FAIR_SLOWDOWN times as long.
@@ -34,10 +34,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scheduler.fair_share import QueueOrder
-from scheduler.job_shapes import JobShape, ShapeBook
-from scheduler.pool_index import PoolIndex
 from scheduler.snapshot import Assignment, Decisions, PendingJob, Prefetch, Waiting
+from scheduler.wanfarm.fair_share import QueueOrder
+from scheduler.wanfarm.job_shapes import JobShape, ShapeBook
+from scheduler.wanfarm.pool_index import PoolIndex
 
 FAIR_SLOWDOWN = 3.0  # how much later an owner behind its share may finish on an idle card than wait
 BIG_CLASS = 8  # agents of one class (card and node memory) from which speed alone is no reason to wait

@@ -2,12 +2,13 @@
 
 Per (job, agent) the cost is: when the agent comes free + loading the weights (none when hot, a disk
 read when cached, a download and a read otherwise, at the node's own speeds) + render seconds
-(scheduler.learning: a FLOPs prior corrected by finished jobs). A job waits for a busy agent when it
+(scheduler.wanfarm.learning: a FLOPs prior corrected by finished jobs). A job waits for a busy agent when it
 would finish sooner there than anywhere free now; same-model jobs pile onto the agent that holds the
 model hot because that costs no load; idle agents left over prefetch a model whose backlog outruns
 its holders.
 Placements fit the learned memory need with a safety margin, so a run should never run out of
-memory. See scheduler.fair_share for the queue order and scheduler.wanfarm_round for one round.
+memory. See scheduler.wanfarm.fair_share for the queue order and
+scheduler.wanfarm.placement_round for one round.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from models.catalogue import ModelPreset, get_model
-from scheduler.fair_share import ServiceLedger, order_queue
-from scheduler.job_shapes import ShapeBook
-from scheduler.learning import MemoryModel, SpeedModel
 from scheduler.policies import register
-from scheduler.pool_index import PoolBook
 from scheduler.snapshot import Decisions, Observation, PendingJob, Snapshot
-from scheduler.wanfarm_round import DownloadCost, PlacementRound
+from scheduler.wanfarm.fair_share import ServiceLedger, order_queue
+from scheduler.wanfarm.job_shapes import ShapeBook
+from scheduler.wanfarm.learning import MemoryModel, SpeedModel
+from scheduler.wanfarm.placement_round import DownloadCost, PlacementRound
+from scheduler.wanfarm.pool_index import PoolBook
 
 HEAD_PER_AGENT = 4  # jobs placed (or reserved) per agent each round; the rest only get an ETA
 MIN_HEAD = 200
