@@ -25,7 +25,7 @@ from controller.store import JobStore
 from controller.utilisation import UtilisationLog
 from gpu_agent.messages import AgentInventory
 from gpu_agent.storage import StorageConfig, open_store
-from scheduler.policies import get_policy
+from scheduler.registry import get_policy
 from scheduler.snapshot import AgentView
 
 log = logging.getLogger(__name__)

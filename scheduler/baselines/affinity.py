@@ -15,11 +15,9 @@ from collections.abc import Callable
 
 from models.catalogue import ModelPreset, get_model
 from scheduler.baselines.common import Candidate, place_in_submit_order
-from scheduler.policies import register
 from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
 
 
-@register("affinity")
 class AffinityPolicy:
     """Arrival order; hot agent, else the free agent with fewest models loaded."""
 

@@ -12,11 +12,9 @@ from collections.abc import Callable
 
 from models.catalogue import ModelPreset, get_model
 from scheduler.baselines.common import Candidate, place_in_submit_order
-from scheduler.policies import register
 from scheduler.snapshot import Decisions, Observation, PendingJob, Snapshot
 
 
-@register("fifo")
 class FifoPolicy:
     """Submit order; first feasible free agent in agent-id order."""
 

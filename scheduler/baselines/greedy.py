@@ -15,13 +15,11 @@ from models.catalogue import ModelPreset, get_model
 from models.profiles import Profile
 from scheduler.cost import job_seconds
 from scheduler.feasibility import choose_profile, pool_refusal
-from scheduler.policies import register
 from scheduler.snapshot import AgentView, Assignment, Decisions, Observation, PendingJob, Snapshot, Waiting
 
 PresetLookup = Callable[[str], ModelPreset]
 
 
-@register("greedy")
 class GreedyPolicy:
     """Priority-ordered, one job per idle agent per round; no preemption, no prefetch."""
 

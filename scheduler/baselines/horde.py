@@ -19,14 +19,12 @@ from collections.abc import Callable
 from models.catalogue import ModelPreset, get_model
 from models.memory import GIB
 from scheduler.baselines.common import FaceValue, assign, idle_agents
-from scheduler.policies import register
 from scheduler.snapshot import AgentView, Assignment, Decisions, Observation, PendingJob, Snapshot
 
 KUDOS_AGING_S = 60.0  # one priority point per minute waited
 PIXELS_PER_GIB = 1024 * 1024 / 8  # max_pixels of a worker: 1 MP for every 8 GiB of VRAM
 
 
-@register("horde")
 class HordePolicy:
     """Worker-driven: each free agent, in id order, pops the best request it is eligible for."""
 

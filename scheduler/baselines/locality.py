@@ -13,11 +13,9 @@ from collections.abc import Callable
 
 from models.catalogue import ModelPreset, get_model
 from scheduler.baselines.common import Candidate, place_in_submit_order
-from scheduler.policies import register
 from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
 
 
-@register("locality")
 class LocalityPolicy:
     """Arrival order; least estimated load time among free agents holding the checkpoint, else any."""
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from models.catalogue import get_model
 from models.memory import JobSize
 from scheduler.feasibility import arch_problem
-from scheduler.policies import Policy
+from scheduler.policy import Policy
 from scheduler.sim.cluster import Attempt, SimAgent, SimJob, SimNode, build_cluster
 from scheduler.sim.formats import PoolSpec, TraceJob
 from scheduler.sim.memory_truth import true_memory

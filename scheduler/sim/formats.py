@@ -1,4 +1,4 @@
-"""The simulator's input files: a pool (JSON) and a trace (JSON lines, or a generator spec).
+"""The simulator's input files: a pool (JSON) and a trace of jobs (JSON lines).
 
 Units, as the README documents them: `ram_gb` and `disk_gb` are GiB; `disk_gbps` is gigabytes
 per second (a disk is rated in GB/s); `net_gbps` is gigabits per second (a link is rated in
@@ -83,7 +83,7 @@ class TraceJob:
 
 def load_pool(path: Path) -> PoolSpec:
     """Read and check a pool file: known GPU names and model ids, positive sizes and speeds."""
-    data = _read_json(path)
+    data = read_json(path)
     nodes = data.get("nodes") if isinstance(data, dict) else None
     if not isinstance(nodes, list) or not nodes:
         raise SimInputError(f"{path}: a pool is an object with a non-empty list 'nodes'")
@@ -93,27 +93,6 @@ def load_pool(path: Path) -> PoolSpec:
     if duplicate is not None:
         raise SimInputError(f"{path}: node name {duplicate!r} is used twice")
     return PoolSpec(name=path.name.split(".")[0], nodes=specs)
-
-
-def load_trace(path: Path) -> Iterator[TraceJob]:
-    """The jobs of a trace file in time order, read lazily.
-
-    A `.jsonl` file holds one job per line. A `.json` file holding {"generate": {...}} is a
-    generator spec (see scheduler.sim.generator.TraceSpec), expanded here deterministically.
-    """
-    if path.suffix == ".json":
-        from scheduler.sim.generator import expand_spec  # the generator needs formats, not vice versa
-
-        return expand_spec(path, _read_json(path))
-    if not path.is_file():
-        raise SimInputError(f"{path}: no such trace file")
-    return _read_jsonl(path)
-
-
-def check_trace(path: Path) -> None:
-    """Read the whole trace once, so a bad line is reported before any simulation starts."""
-    for _ in load_trace(path):
-        pass
 
 
 def write_trace(jobs: Iterable[TraceJob], path: Path) -> int:
@@ -162,7 +141,8 @@ def parse_job(where: str, row: object, default_id: str, previous_t: float) -> Tr
     )
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """The file's JSON; a SimInputError names the file and line when it cannot be read or parsed."""
     try:
         text = path.read_text()
     except OSError as error:
@@ -173,7 +153,8 @@ def _read_json(path: Path) -> Any:
         raise SimInputError(f"{path}:{error.lineno}: malformed JSON: {error.msg}") from None
 
 
-def _read_jsonl(path: Path) -> Iterator[TraceJob]:
+def read_jsonl(path: Path) -> Iterator[TraceJob]:
+    """The jobs of a JSON-lines trace, one a line, checked row by row as they are read."""
     previous_t = 0.0
     with path.open() as lines:
         for number, line in enumerate(lines, start=1):

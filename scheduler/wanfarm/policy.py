@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from models.catalogue import ModelPreset, get_model
-from scheduler.policies import register
 from scheduler.snapshot import Decisions, Observation, PendingJob, Snapshot
 from scheduler.wanfarm.fair_share import ServiceLedger, order_queue
 from scheduler.wanfarm.job_shapes import ShapeBook
@@ -29,7 +28,6 @@ MIN_HEAD = 200
 BEHIND_SHARE = 0.5  # an owner with less than this share of the mean service is behind: no waiting
 
 
-@register("wanfarm")
 class WanfarmPolicy:
     """Earliest finish over hot/cached/fastest agents, learning from every finished job."""
 
@@ -89,7 +87,6 @@ class WanfarmPolicy:
         return decisions
 
 
-@register("wanfarm-frugal")
 class FrugalWanfarmPolicy(WanfarmPolicy):
     """wanfarm for a farm whose bytes cost: a download must save eight times its own time over waiting
     for an agent that holds the model, and nothing is copied ahead of the jobs."""

@@ -30,13 +30,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import geometric_mean
 
-from scheduler.policies import Policy, get_policy
+from scheduler.policy import Policy
+from scheduler.registry import get_policy
 from scheduler.sim.bounds import LatencyFloor, latency_floor
 from scheduler.sim.engine import simulate
-from scheduler.sim.formats import load_pool, load_trace
+from scheduler.sim.formats import load_pool
 from scheduler.sim.generator import TraceSpec, iter_trace
 from scheduler.sim.metrics import PolicyReport, jain_index, median
 from scheduler.sim.targets import NO_DATA, Target, at_least, at_most
+from scheduler.sim.traces import load_trace
 from scheduler.snapshot import Decisions, Observation, Snapshot
 from tests.benchmarks import bench_place
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from scheduler.baselines.horde import max_pixels
-from scheduler.policies import get_policy
+from scheduler.registry import get_policy
 from scheduler.snapshot import AgentView, Decisions, PendingJob, Snapshot
 from tests.declared_agents import declared_agent
 

@@ -11,7 +11,7 @@ import pytest
 
 from models.catalogue import get_model
 from models.profiles import Profile
-from scheduler.policies import get_policy, policy_names
+from scheduler.registry import get_policy, policy_names
 from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
 from scheduler.wanfarm.fair_share import SIZE_SHARE, ServiceLedger, effective_priority, order_queue
 from scheduler.wanfarm.learning import MemoryModel, SpeedModel

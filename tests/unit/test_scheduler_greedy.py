@@ -8,10 +8,10 @@ import pytest
 
 from models.catalogue import ModelPreset, get_model
 from models.profiles import Profile
-from scheduler import policies
+from scheduler import registry
 from scheduler.baselines.greedy import GreedyPolicy
 from scheduler.cost import job_seconds
-from scheduler.policies import get_policy, policy_names, register
+from scheduler.registry import get_policy, policy_names, register
 from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
 from tests.declared_agents import declared_agent
 
@@ -198,7 +198,7 @@ def test_an_unknown_policy_name_lists_the_known_ones() -> None:
 def test_a_registered_policy_is_found_by_name_and_names_cannot_be_taken_twice(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(policies, "_REGISTRY", dict(policies._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
 
     @register("idle")
     class Idle:

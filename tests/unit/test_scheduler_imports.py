@@ -14,9 +14,9 @@ def test_importing_every_scheduler_module_loads_no_torch_ray_or_diffusers() -> N
     script = (
         "import importlib, pkgutil, sys\n"
         "import scheduler\n"
-        "for info in pkgutil.iter_modules(scheduler.__path__):\n"
-        "    importlib.import_module(f'scheduler.{info.name}')\n"
-        "from scheduler.policies import get_policy\n"
+        "for info in pkgutil.walk_packages(scheduler.__path__, 'scheduler.'):\n"
+        "    importlib.import_module(info.name)\n"
+        "from scheduler.registry import get_policy\n"
         "get_policy('greedy')\n"
         f"print(','.join(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
     )

@@ -7,10 +7,11 @@ import pytest
 from models.catalogue import get_model
 from models.memory import JobSize
 from models.profiles import Profile
-from scheduler.policies import get_policy
+from scheduler.registry import get_policy
 from scheduler.sim.bounds import latency_floor
 from scheduler.sim.engine import simulate
-from scheduler.sim.formats import PoolSpec, TraceJob, load_pool, load_trace
+from scheduler.sim.formats import PoolSpec, TraceJob, load_pool
+from scheduler.sim.traces import load_trace
 from scheduler.sim.truth import TruthConfig, render_seconds
 from tests.unit.test_sim_engine import NO_NOISE, REFERENCE, node
 

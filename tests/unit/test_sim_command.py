@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from controller.cli import main
-from scheduler.policies import policy_names
+from scheduler.registry import policy_names
 
 REFERENCE = Path(__file__).resolve().parents[2] / "scheduler" / "sim" / "reference"
 HOME_LAB = [

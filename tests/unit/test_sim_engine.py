@@ -12,8 +12,9 @@ from models.memory import JobSize
 from models.profiles import Profile
 from scheduler.baselines.greedy import GreedyPolicy
 from scheduler.sim.engine import simulate
-from scheduler.sim.formats import NodeSpec, PoolSpec, TraceJob, load_pool, load_trace
+from scheduler.sim.formats import NodeSpec, PoolSpec, TraceJob, load_pool
 from scheduler.sim.report import as_json
+from scheduler.sim.traces import load_trace
 from scheduler.sim.truth import TruthConfig, render_seconds
 from scheduler.snapshot import Assignment, Decisions, Observation, Prefetch, Snapshot
 

@@ -9,7 +9,8 @@ import pytest
 
 from controller.cli import main
 from models.gpus import GIB
-from scheduler.sim.formats import SimInputError, TraceJob, load_pool, load_trace, write_trace
+from scheduler.sim.formats import SimInputError, TraceJob, load_pool, write_trace
+from scheduler.sim.traces import load_trace
 
 REFERENCE = Path(__file__).resolve().parents[2] / "scheduler" / "sim" / "reference"
 # The examples, with a real catalogue id for "<model id>".
