@@ -103,6 +103,11 @@ def job_size(job: PendingJob) -> JobSize:
     return JobSize(width=job.width, height=job.height, frames=job.frames, batch=job.batch)
 
 
+def unknown_model(model_id: str) -> str:
+    """Why a job of a model the catalogue does not hold waits."""
+    return f"unknown model {model_id!r} (see `wanfarm models`)"
+
+
 def describe_job(preset: ModelPreset, job: PendingJob) -> str:
     """ "wan2.1-t2v-14b at 1280x720x81", or "flux.1-dev at 1024x1024 (batch 4)"."""
     shape = f"{job.width}x{job.height}" + (f"x{job.frames}" if job.frames > 1 else "")

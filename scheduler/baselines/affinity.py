@@ -11,27 +11,19 @@ loaded (fewest models), then agent id order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from models.catalogue import ModelPreset, get_model
-from scheduler.baselines.common import Candidate, place_in_submit_order
-from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
+from models.catalogue import ModelPreset
+from scheduler.baselines.common import Baseline, Candidate, place_in_submit_order
+from scheduler.snapshot import AgentView, Decisions, PendingJob, Snapshot
 
 
-class AffinityPolicy:
+class AffinityPolicy(Baseline):
     """Arrival order; hot agent, else the free agent with fewest models loaded."""
 
     name = "affinity"
 
-    def __init__(self, presets: Callable[[str], ModelPreset] = get_model) -> None:
-        self.presets = presets
-
-    def observe(self, observation: Observation) -> None:
-        """Affinity does not learn."""
-
     def place(self, snapshot: Snapshot) -> Decisions:
         """Each job in arrival order goes to a free agent holding its model, else the least loaded."""
-        return place_in_submit_order(snapshot, self.presets, "affinity", _hot_else_least_loaded)
+        return place_in_submit_order(snapshot, self.catalogue, "affinity", _hot_else_least_loaded)
 
 
 def _hot_else_least_loaded(

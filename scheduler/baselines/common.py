@@ -1,16 +1,16 @@
-"""What the baselines share: catalogue feasibility at face value, memoised for one round, and the
-waiting records of jobs they leave pending."""
+"""What the baselines share: a policy that does not learn, catalogue feasibility at face value
+(memoised for one round), the arrival-order loop, and the waiting records of jobs they leave pending."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from models.catalogue import ModelPreset
+from models.catalogue import ModelPreset, get_model
 from models.profiles import Profile
+from scheduler.catalogue_lookup import CatalogueLookup
 from scheduler.cost import job_seconds
-from scheduler.feasibility import choose_profile, pool_refusal
-from scheduler.presets import KnownPresets
-from scheduler.snapshot import AgentView, Assignment, Decisions, PendingJob, Snapshot, Waiting
+from scheduler.feasibility import choose_profile, pool_refusal, unknown_model
+from scheduler.snapshot import AgentView, Assignment, Decisions, Observation, PendingJob, Snapshot, Waiting
 
 Candidate = tuple[AgentView, Profile]  # a free agent that can run the job, and under which profile
 # A baseline's own rule: which candidate takes the job, and the reason it gives.
@@ -19,21 +19,33 @@ _Kind = tuple[str, tuple[int, int], int, int]  # what choose_profile reads of an
 _SizeKey = tuple[str, int, int, int, int]
 
 
+class Baseline:
+    """A baseline reads the catalogue through one cached lookup and does not learn."""
+
+    name: str
+
+    def __init__(self, presets: Callable[[str], ModelPreset] = get_model) -> None:
+        self.catalogue = CatalogueLookup(presets)
+
+    def observe(self, observation: Observation) -> None:
+        """Baselines do not learn."""
+
+
 class FaceValue:
     """choose_profile and pool_refusal for one snapshot, each worked out once per job size and card."""
 
-    def __init__(self, presets: Callable[[str], ModelPreset], agents: Sequence[AgentView]) -> None:
+    def __init__(self, catalogue: CatalogueLookup, agents: Sequence[AgentView]) -> None:
         self.agents = agents
         self._kinds = {agent.agent_id: _kind(agent) for agent in agents}
         # One agent per kind is enough to decide whether any agent of the pool can run a job.
         self._samples = list({_kind(agent): agent for agent in agents}.values())
-        self._known = KnownPresets(presets)
+        self._catalogue = catalogue
         self._profiles: dict[tuple[_SizeKey, _Kind], Profile | None] = {}
         self._refusals: dict[_SizeKey, str | None] = {}
 
     def preset(self, model_id: str) -> ModelPreset | None:
         """The catalogue preset, or None for an unknown model."""
-        return self._known.get(model_id)
+        return self._catalogue.preset(model_id)
 
     def profile(self, preset: ModelPreset, job: PendingJob, agent: AgentView) -> Profile | None:
         """feasibility.choose_profile, memoised."""
@@ -46,7 +58,7 @@ class FaceValue:
         """The job waits: for `why`, unless no agent could ever run it or its model is unknown."""
         preset = self.preset(job.model_id)
         if preset is None:
-            return Waiting(job.job_id, f"unknown model {job.model_id!r} (see `wanfarm models`)")
+            return Waiting(job.job_id, unknown_model(job.model_id))
         key = _size_key(job)
         if key not in self._refusals:
             self._refusals[key] = pool_refusal(preset, job, self._samples)
@@ -55,13 +67,13 @@ class FaceValue:
 
 
 def place_in_submit_order(
-    snapshot: Snapshot, presets: Callable[[str], ModelPreset], label: str, choose: Chooser
+    snapshot: Snapshot, catalogue: CatalogueLookup, label: str, choose: Chooser
 ) -> Decisions:
     """Jobs in submit order, each on the free agent `choose` picks among those that can run it.
 
     The loop every arrival-order baseline shares; each one differs only in its `choose` rule.
     """
-    face = FaceValue(presets, snapshot.agents)
+    face = FaceValue(catalogue, snapshot.agents)
     free = idle_agents(snapshot)
     assignments: list[Assignment] = []
     waiting: list[Waiting] = []

@@ -8,27 +8,19 @@ A job no free agent can run is skipped, not blocking the ones behind it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from models.catalogue import ModelPreset, get_model
-from scheduler.baselines.common import Candidate, place_in_submit_order
-from scheduler.snapshot import Decisions, Observation, PendingJob, Snapshot
+from models.catalogue import ModelPreset
+from scheduler.baselines.common import Baseline, Candidate, place_in_submit_order
+from scheduler.snapshot import Decisions, PendingJob, Snapshot
 
 
-class FifoPolicy:
+class FifoPolicy(Baseline):
     """Submit order; first feasible free agent in agent-id order."""
 
     name = "fifo"
 
-    def __init__(self, presets: Callable[[str], ModelPreset] = get_model) -> None:
-        self.presets = presets
-
-    def observe(self, observation: Observation) -> None:
-        """FIFO does not learn."""
-
     def place(self, snapshot: Snapshot) -> Decisions:
         """Each job in submit order takes the first idle agent that can run it, if any."""
-        return place_in_submit_order(snapshot, self.presets, "fifo", _first_free)
+        return place_in_submit_order(snapshot, self.catalogue, "fifo", _first_free)
 
 
 def _first_free(preset: ModelPreset, job: PendingJob, candidates: list[Candidate]) -> tuple[Candidate, str]:

@@ -8,29 +8,20 @@ the ones that can are busy, with an ETA from the earliest of them to come free.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from models.catalogue import ModelPreset, get_model
+from models.catalogue import ModelPreset
 from models.profiles import Profile
+from scheduler.baselines.common import Baseline, assign
 from scheduler.cost import job_seconds
-from scheduler.feasibility import choose_profile, pool_refusal
-from scheduler.snapshot import AgentView, Assignment, Decisions, Observation, PendingJob, Snapshot, Waiting
-
-PresetLookup = Callable[[str], ModelPreset]
+from scheduler.feasibility import choose_profile, pool_refusal, unknown_model
+from scheduler.snapshot import AgentView, Assignment, Decisions, PendingJob, Snapshot, Waiting
 
 
-class GreedyPolicy:
+class GreedyPolicy(Baseline):
     """Priority-ordered, one job per idle agent per round; no preemption, no prefetch."""
 
     name = "greedy"
-
-    def __init__(self, presets: PresetLookup = get_model) -> None:
-        # The catalogue lookup is passed in so tests and the simulator can use their own presets.
-        self.presets = presets
-
-    def observe(self, observation: Observation) -> None:
-        """Greedy does not learn."""
 
     def place(self, snapshot: Snapshot) -> Decisions:
         """Assignments for the jobs that fit an idle agent now; the others wait, with a reason."""
@@ -47,10 +38,9 @@ class GreedyPolicy:
         assignments: list[Assignment] = []
         waiting: list[Waiting] = []
         for job in sorted(snapshot.pending, key=_job_order):
-            try:
-                preset = self.presets(job.model_id)
-            except LookupError:
-                waiting.append(Waiting(job.job_id, f"unknown model {job.model_id!r} (see `wanfarm models`)"))
+            preset = self.catalogue.preset(job.model_id)
+            if preset is None:
+                waiting.append(Waiting(job.job_id, unknown_model(job.model_id)))
                 continue
             assignment = _place_one(preset, job, list(free.values()), snapshot.now)
             if assignment is None:
@@ -85,8 +75,7 @@ def _place_one(preset: ModelPreset, job: PendingJob, free: list[AgentView], now:
     if not candidates:
         return None
     best = min(candidates, key=_candidate_order)
-    finish = now + job_seconds(preset, job, best.agent, best.profile)
-    return Assignment(job.job_id, best.agent.agent_id, best.profile, now, finish, best.reason)
+    return assign(preset, job, best.agent, best.profile, now, best.reason)
 
 
 def _warmth(preset: ModelPreset, agent: AgentView) -> str:

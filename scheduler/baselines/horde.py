@@ -14,31 +14,22 @@ takes the job (real Horde workers would instead choose to load popular models).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from models.catalogue import ModelPreset, get_model
 from models.memory import GIB
-from scheduler.baselines.common import FaceValue, assign, idle_agents
-from scheduler.snapshot import AgentView, Assignment, Decisions, Observation, PendingJob, Snapshot
+from scheduler.baselines.common import Baseline, FaceValue, assign, idle_agents
+from scheduler.snapshot import AgentView, Assignment, Decisions, PendingJob, Snapshot
 
 KUDOS_AGING_S = 60.0  # one priority point per minute waited
 PIXELS_PER_GIB = 1024 * 1024 / 8  # max_pixels of a worker: 1 MP for every 8 GiB of VRAM
 
 
-class HordePolicy:
+class HordePolicy(Baseline):
     """Worker-driven: each free agent, in id order, pops the best request it is eligible for."""
 
     name = "horde"
 
-    def __init__(self, presets: Callable[[str], ModelPreset] = get_model) -> None:
-        self.presets = presets
-
-    def observe(self, observation: Observation) -> None:
-        """Horde's matching does not learn."""
-
     def place(self, snapshot: Snapshot) -> Decisions:
         """Every free agent takes the highest-priority request it advertises the model of and fits."""
-        face = FaceValue(self.presets, snapshot.agents)
+        face = FaceValue(self.catalogue, snapshot.agents)
         advertised = {model for agent in snapshot.agents for model in _advertises(agent)}
         queue = sorted(snapshot.pending, key=lambda job: _horde_order(job, snapshot.now))
         taken: set[str] = set()

@@ -9,27 +9,19 @@ served; render speed is not part of the decision.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from models.catalogue import ModelPreset, get_model
-from scheduler.baselines.common import Candidate, place_in_submit_order
-from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
+from models.catalogue import ModelPreset
+from scheduler.baselines.common import Baseline, Candidate, place_in_submit_order
+from scheduler.snapshot import AgentView, Decisions, PendingJob, Snapshot
 
 
-class LocalityPolicy:
+class LocalityPolicy(Baseline):
     """Arrival order; least estimated load time among free agents holding the checkpoint, else any."""
 
     name = "locality"
 
-    def __init__(self, presets: Callable[[str], ModelPreset] = get_model) -> None:
-        self.presets = presets
-
-    def observe(self, observation: Observation) -> None:
-        """Locality does not learn."""
-
     def place(self, snapshot: Snapshot) -> Decisions:
         """Each job in arrival order goes where its weights load fastest."""
-        return place_in_submit_order(snapshot, self.presets, "locality", _least_load_time)
+        return place_in_submit_order(snapshot, self.catalogue, "locality", _least_load_time)
 
 
 def _least_load_time(

@@ -7,15 +7,14 @@ lookup. Per round, because the learned speed and memory corrections change betwe
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from models.catalogue import ModelPreset
 from models.memory import JobSize
 from models.profiles import Profile
+from scheduler.catalogue_lookup import CatalogueLookup
 from scheduler.cost import render_flops
 from scheduler.feasibility import arch_problem, describe_job, pool_refusal
-from scheduler.presets import KnownPresets
 from scheduler.snapshot import PendingJob
 from scheduler.wanfarm.learning import MemoryModel, SpeedModel
 from scheduler.wanfarm.pool_index import AgentClass
@@ -43,13 +42,13 @@ class JobShape:
     refusal: str | None  # why no agent can run it, when `options` is empty
 
 
-class ShapeBook:
-    """Shapes met this round, built on first use."""
+class RoundShapes:
+    """Shapes met this round, built on first use and dropped with the round."""
 
     def __init__(
         self,
         classes: list[AgentClass],
-        presets: Callable[[str], ModelPreset],
+        catalogue: CatalogueLookup,
         speed: SpeedModel,
         memory: MemoryModel,
     ) -> None:
@@ -58,7 +57,7 @@ class ShapeBook:
         self.memory = memory
         # Public for the queue tail's loop, which looks up 100k jobs a round and skips the call.
         self.known: dict[ShapeKey, JobShape | None] = {}
-        self._known = KnownPresets(presets)
+        self._catalogue = catalogue
 
     def shape(self, job: PendingJob) -> JobShape | None:
         """The job's shape; None when its model is not in the catalogue."""
@@ -70,7 +69,7 @@ class ShapeBook:
             return shape
 
     def _build(self, job: PendingJob) -> JobShape | None:
-        preset = self._known.get(job.model_id)
+        preset = self._catalogue.preset(job.model_id)
         if preset is None:
             return None
         size = JobSize(job.width, job.height, job.frames, job.batch)

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 from models.catalogue import ModelPreset
 from models.gpus import UnknownGpu, find_gpu
-from models.memory import JobSize, MemoryNeed, estimate
+from models.memory import JobSize, MemoryNeed
 from models.profiles import SPEED_ORDER, Profile
+from scheduler.catalogue_lookup import CatalogueLookup
 from scheduler.cost import MIN_TFLOPS, PROFILE_SLOWDOWN, UTILISATION, render_flops
 from scheduler.feasibility import job_size
 from scheduler.snapshot import AgentView, Observation, PendingJob
@@ -100,12 +101,10 @@ def prior_seconds_per_flop(half_tflops: float) -> float:
 class MemoryModel:
     """VRAM and RAM needs: the catalogue estimate, corrected per model by observed peaks and OOMs."""
 
-    def __init__(self, margin: float = SAFETY_MARGIN) -> None:
+    def __init__(self, catalogue: CatalogueLookup | None = None, margin: float = SAFETY_MARGIN) -> None:
+        self.catalogue = catalogue if catalogue is not None else CatalogueLookup()
         self.margin = margin
         self._factor: dict[str, float] = {}
-        # estimate() is pure and costs tens of microseconds; a busy round asks for the same few
-        # (model, profile, size) triples thousands of times.
-        self._needs: dict[tuple[str, Profile, JobSize], MemoryNeed] = {}
 
     def observe(self, preset: ModelPreset, observation: Observation) -> None:
         """Raise the model's factor to an observed peak over the estimate, or by OOM_RAISE on OOM."""
@@ -124,12 +123,8 @@ class MemoryModel:
         return self._factor.get(model_id, 1.0)
 
     def need(self, preset: ModelPreset, profile: Profile, size: JobSize) -> MemoryNeed:
-        """models.memory.estimate, memoised."""
-        key = (preset.id, profile, size)
-        need = self._needs.get(key)
-        if need is None:
-            need = self._needs[key] = estimate(preset, profile, size)
-        return need
+        """models.memory.estimate, through the policy's cached catalogue lookup."""
+        return self.catalogue.need(preset, profile, size)
 
     def fits(self, preset: ModelPreset, job: PendingJob, agent: AgentView, profile: Profile) -> bool:
         """Whether the job's learned need, with the safety margin, fits the card and the node."""

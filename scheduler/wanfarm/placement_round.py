@@ -34,9 +34,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from scheduler.feasibility import unknown_model
 from scheduler.snapshot import Assignment, Decisions, PendingJob, Prefetch, Waiting
 from scheduler.wanfarm.fair_share import QueueOrder
-from scheduler.wanfarm.job_shapes import JobShape, ShapeBook
+from scheduler.wanfarm.job_shapes import JobShape, RoundShapes
 from scheduler.wanfarm.pool_index import PoolIndex
 
 FAIR_SLOWDOWN = 3.0  # how much later an owner behind its share may finish on an idle card than wait
@@ -78,7 +79,7 @@ class PlacementRound:
     def __init__(
         self,
         pool: PoolIndex,
-        shapes: ShapeBook,
+        shapes: RoundShapes,
         behind: frozenset[str] = frozenset(),
         downloads: DownloadCost = DownloadCost(),
     ) -> None:
@@ -101,7 +102,7 @@ class PlacementRound:
     def _place(self, job: PendingJob) -> None:
         shape = self.shapes.shape(job)
         if shape is None:
-            self.waiting.append(Waiting(job.job_id, f"unknown model {job.model_id!r} (see `wanfarm models`)"))
+            self.waiting.append(Waiting(job.job_id, unknown_model(job.model_id)))
             return
         if shape.refusal is not None:
             self.waiting.append(Waiting(job.job_id, shape.refusal))
@@ -297,7 +298,7 @@ class PlacementRound:
             except KeyError:
                 shape = shape_of(job)
             if shape is None:
-                append(Waiting(job.job_id, f"unknown model {job.model_id!r} (see `wanfarm models`)"))
+                append(Waiting(job.job_id, unknown_model(job.model_id)))
             elif shape.refusal is not None:
                 append(Waiting(job.job_id, shape.refusal))
             else:

@@ -16,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from models.catalogue import ModelPreset, get_model
+from scheduler.catalogue_lookup import CatalogueLookup
 from scheduler.snapshot import Decisions, Observation, PendingJob, Snapshot
 from scheduler.wanfarm.fair_share import ServiceLedger, order_queue
-from scheduler.wanfarm.job_shapes import ShapeBook
+from scheduler.wanfarm.job_shapes import RoundShapes
 from scheduler.wanfarm.learning import MemoryModel, SpeedModel
 from scheduler.wanfarm.placement_round import DownloadCost, PlacementRound
-from scheduler.wanfarm.pool_index import PoolBook
+from scheduler.wanfarm.pool_index import KeptPoolIndex
 
 HEAD_PER_AGENT = 4  # jobs placed (or reserved) per agent each round; the rest only get an ETA
 MIN_HEAD = 200
@@ -35,11 +36,11 @@ class WanfarmPolicy:
     downloads = DownloadCost()  # a download costs its time, and idle agents copy what queues up
 
     def __init__(self, presets: Callable[[str], ModelPreset] = get_model) -> None:
-        self.presets = presets
+        self.catalogue = CatalogueLookup(presets)
         self.speed = SpeedModel()
-        self.memory = MemoryModel()
+        self.memory = MemoryModel(self.catalogue)
         self.ledger = ServiceLedger()
-        self.pools = PoolBook()  # re-reads only the agents that changed since the last round
+        self.kept_pool = KeptPoolIndex()  # re-reads only the agents that changed since the last round
         self.handed_out: dict[str, float] = {}  # agent id -> when its latest job was assigned
 
     def observe(self, observation: Observation) -> None:
@@ -50,9 +51,8 @@ class WanfarmPolicy:
                 observation.render_seconds + observation.load_seconds,
                 observation.finished_at,
             )
-        try:
-            preset = self.presets(observation.model_id)
-        except LookupError:
+        preset = self.catalogue.preset(observation.model_id)
+        if preset is None:
             return
         self.speed.observe(preset, observation)
         self.memory.observe(preset, observation)
@@ -61,8 +61,8 @@ class WanfarmPolicy:
         """Assignments for jobs whose best agent is free now; every other job waits with an ETA or why."""
         if not snapshot.pending:
             return Decisions()
-        pool = self.pools.index(snapshot.agents, snapshot.now)
-        shapes = ShapeBook(pool.classes, self.presets, self.speed, self.memory)
+        pool = self.kept_pool.index(snapshot.agents, snapshot.now)
+        shapes = RoundShapes(pool.classes, self.catalogue, self.speed, self.memory)
         # A running job counts whole (its estimate) until it finishes and the ledger takes it over;
         # counting only what remains would make its owner look less served the longer it runs.
         in_flight: dict[str, float] = {}

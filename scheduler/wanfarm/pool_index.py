@@ -35,7 +35,7 @@ class AgentClass:
 class PoolIndex:
     """Agents sorted by id, with heaps of when each comes free; mutated as jobs reserve agents.
 
-    `PoolIndex(agents, now)` builds one from scratch; `PoolBook` keeps one across rounds and hands
+    `PoolIndex(agents, now)` builds one from scratch; `KeptPoolIndex` keeps one across rounds and hands
     out working copies. Heaps order agents by (busy until, or -inf when idle; seconds per byte
     loaded cold; index), which orders them by when they come free at any `now`.
     """
@@ -268,8 +268,9 @@ class PoolIndex:
             heapq.heappush(self.cached_heaps.setdefault(cached, {}).setdefault(number, []), entry)
 
 
-class PoolBook:
-    """A PoolIndex kept across rounds: each round re-reads only the agents whose view changed."""
+class KeptPoolIndex:
+    """A PoolIndex the policy keeps across rounds: each round re-reads only the agents whose view
+    changed."""
 
     def __init__(self) -> None:
         self._base: PoolIndex | None = None

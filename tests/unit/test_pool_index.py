@@ -14,7 +14,7 @@ from scheduler.sim.formats import load_pool
 from scheduler.sim.generator import generate_trace
 from scheduler.snapshot import AgentView, Decisions, Snapshot
 from scheduler.wanfarm.policy import WanfarmPolicy
-from scheduler.wanfarm.pool_index import PoolBook, PoolIndex
+from scheduler.wanfarm.pool_index import KeptPoolIndex, PoolIndex
 from tests.declared_agents import declared_agent
 
 MODELS = ("wan2.1-t2v-1.3b", "flux.1-dev", "wan2.1-t2v-14b", "qwen-image")
@@ -73,18 +73,18 @@ class _FreshEachRound(WanfarmPolicy):
 
     def place(self, snapshot: Snapshot) -> Decisions:
         twin = copy.deepcopy(self)
-        twin.pools = PoolBook()  # empty: builds PoolIndex(agents, now) afresh
+        twin.kept_pool = KeptPoolIndex()  # empty: builds PoolIndex(agents, now) afresh
         fresh = WanfarmPolicy.place(twin, snapshot)
-        base = self.pools._base
+        base = self.kept_pool._base
         kept = super().place(snapshot)
-        self.updated_in_place += base is not None and self.pools._base is base
+        self.updated_in_place += base is not None and self.kept_pool._base is base
         self.rounds += 1
         self.mismatches += fresh != kept
         return kept
 
 
 def test_an_index_kept_across_rounds_decides_as_one_built_afresh(tmp_path: Path) -> None:
-    # Many multi-GPU nodes, so that a round's changes touch few nodes and PoolBook updates the index
+    # Many multi-GPU nodes, so that a round's changes touch few nodes and KeptPoolIndex updates the index
     # in place (it rebuilds when over a quarter of the nodes changed).
     spec = {
         "nodes": [

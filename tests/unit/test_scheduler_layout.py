@@ -24,7 +24,6 @@ SHARED = {
     "scheduler.feasibility",
     "scheduler.cost",
     "scheduler.catalogue_lookup",
-    "scheduler.presets",
 }
 
 
