@@ -15,7 +15,10 @@ from controller import uploads
 from controller.auth import Principal
 from controller.jobs import IdempotencyKey, JobRecord, JobState, NewJob
 from controller.metrics import FarmMetrics
+from controller.schemas import StatsOut
+from controller.stats import window_stats
 from controller.store import IdempotencyConflict, InvalidJobError, JobStore
+from controller.utilisation import UtilisationLog
 from gpu_agent.storage import ObjectStore
 from models.settings import MAX_SEED, Attachments, Job, SettingsError, parse_settings, resolve
 from processing.queue_zip import QueueZipError, import_queue_zip
@@ -119,6 +122,10 @@ class FarmService:
         if job is None:
             raise ServiceError(404, f"no job {job_id!r}")
         return job
+
+    def stats(self, window_s: int, now: float, utilisation: UtilisationLog | None) -> StatsOut:
+        """Jobs finished and agents busy per minute over the `window_s` seconds up to `now`."""
+        return window_stats(self.store, utilisation, window_s, now)
 
     def _submit(
         self,

@@ -19,6 +19,7 @@ from models.attention import AttentionMode
 from models.call_args import configure_scheduler, pipeline_kwargs
 from models.catalogue import ModelPreset, Output
 from models.device import LocalGpu, detect_gpus
+from models.hf_logging import quiet_hf_libraries
 from models.profiles import Profile
 from models.progress import Cancelled, Phase, Progress, ProgressFn, ignore_progress
 from models.request import GenerationRequest
@@ -68,6 +69,8 @@ class PipelineHost:
         device: str | None = None,
         attention_mode: AttentionMode = AttentionMode.AUTO,
     ) -> None:
+        # This process now builds and runs pipelines: their libraries' warnings and bars go quiet.
+        quiet_hf_libraries()
         self.cache = cache
         gpus = detect_gpus()
         self.device = device or ("cuda" if gpus else "cpu")
@@ -156,7 +159,6 @@ class PipelineHost:
         import diffusers
 
         pipeline_class = getattr(diffusers, preset.pipeline)
-        _quiet_loading()
         pipe = pipeline_class.from_pretrained(folder, dtype=self.dtype)
         pipe.set_progress_bar_config(disable=True)
         offload = None
@@ -173,15 +175,6 @@ class PipelineHost:
         self._hot = _Hot(preset.id, wanted_profile, pipe, offload)
         self.loads += 1
         return ("disk", 0) if cached else ("download", self.cache.fetched_bytes(preset.id))
-
-
-def _quiet_loading() -> None:
-    # Loading progress bars of diffusers and transformers would interleave with the job's own.
-    import diffusers.utils.logging
-    import transformers.utils.logging
-
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
 
 
 def _apply_profile(pipe: Any, profile: Profile) -> Any:

@@ -45,6 +45,7 @@ from transformers import (
 )
 
 from models.catalogue import ModelPreset
+from models.hf_logging import quiet_hf_libraries
 
 SEED = 0
 
@@ -463,6 +464,7 @@ def build_tiny(preset: ModelPreset, dest: Path) -> None:
         raise ValueError(
             f"no tiny builder for family {preset.family!r}; tiny families: {', '.join(BUILDERS)}"
         )
+    quiet_hf_libraries()  # save_pretrained draws a "Writing model shards" bar per component
     pipe = builder()
     if type(pipe).__name__ != preset.pipeline:
         raise ValueError(

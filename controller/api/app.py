@@ -8,13 +8,13 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from controller.api import farm_routes, job_routes, metrics_routes, stats_routes
-from controller.api.dashboard_routes import mount_dashboard
 from controller.api.errors import document_errors, install_error_handlers
 from controller.api.guards import RequestGuard, StreamLimiter
 from controller.auth import KeyRing
 from controller.metrics import FarmMetrics
 from controller.schemas import AgentOut
 from controller.service import FarmService
+from dashboard.routes import mount_dashboard
 
 
 def create_app(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from controller.api.deps import Caller, Service
 from controller.schemas import StatsOut
-from controller.utilisation import BUCKET_S, UtilisationLog
+from controller.utilisation import UtilisationLog
 
 router = APIRouter(prefix="/v1")
 
@@ -18,15 +18,6 @@ router = APIRouter(prefix="/v1")
 def stats(
     request: Request, _: Caller, service: Service, window_s: Annotated[int, Query(ge=60, le=86400)] = 3600
 ) -> StatsOut:
-    minutes = window_s // BUCKET_S
-    start_minute = int(time.time() // BUCKET_S) - minutes + 1
-    counts = service.store.finished_per_minute(start_minute * BUCKET_S, BUCKET_S)
+    # The farm keeps its sampler's log on the app; an app without one reports no utilisation.
     log: UtilisationLog | None = getattr(request.app.state, "utilisation", None)
-    busy = log.per_minute(start_minute, minutes) if log else [None] * minutes
-    return StatsOut(
-        window_s=minutes * BUCKET_S,
-        bucket_s=BUCKET_S,
-        start=float(start_minute * BUCKET_S),
-        finished=[counts.get(start_minute + i, 0) for i in range(minutes)],
-        utilisation=busy,
-    )
+    return service.stats(window_s, time.time(), log)

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from controller.client import FarmClient
+from controller.cli.client import FarmClient
 from controller.farm import Farm, FarmConfig
 from tests.integration.farm_helpers import tiny, wait_job, wait_until
 
@@ -36,7 +36,8 @@ def _render_locally(settings: list[dict[str, object]], work: Path) -> float:
     # The farm's agent imported torch and diffusers before its clock started: so does this side.
     import diffusers
 
-    import controller.render_command  # noqa: F401
+    import controller.cli.render  # noqa: F401
+    import models.runner  # noqa: F401
     from controller.cli import main as cli
 
     _ = diffusers.WanPipeline

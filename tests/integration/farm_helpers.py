@@ -12,7 +12,7 @@ from typing import Any
 import ray
 from ray.cluster_utils import Cluster
 
-from controller.client import FarmClient
+from controller.cli.client import FarmClient
 from controller.farm import Farm, FarmConfig
 from controller.ray_cluster import DECLARED_LABEL, DECLARED_RAM_LABEL, encode_declared
 from controller.schemas import JobOut

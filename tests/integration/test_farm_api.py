@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.client import FarmClient, FarmError
+from controller.cli.client import FarmClient, FarmError
 from controller.farm import Farm
 from controller.schemas import JobSummary
 from models.settings import MAX_SEED

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.client import FarmClient
+from controller.cli.client import FarmClient
 from controller.farm import Farm
 from models.gpus import find_gpu
 from tests.integration.farm_helpers import NodeSpec, ray_cluster, running_farm, tiny, wait_job, wait_until

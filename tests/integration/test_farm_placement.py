@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.client import FarmClient, FarmError
+from controller.cli.client import FarmClient, FarmError
 from controller.farm import Farm
 from models.catalogue import get_model
 from tests.integration.farm_helpers import NodeSpec, ray_cluster, running_farm, tiny, wait_job

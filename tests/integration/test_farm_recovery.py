@@ -14,7 +14,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from controller.client import FarmClient
+from controller.cli.client import FarmClient
 from controller.ray_cluster import NAMESPACE, actor_name
 from tests.integration.farm_helpers import NodeSpec, ray_cluster, running_farm, tiny, wait_job, wait_until
 

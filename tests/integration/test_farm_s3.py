@@ -13,7 +13,7 @@ import boto3
 import httpx
 import pytest
 
-from controller.client import FarmClient
+from controller.cli.client import FarmClient
 from controller.farm import Farm
 from gpu_agent.storage import StorageConfig, open_store, upload_weights
 from models.catalogue import get_model

@@ -293,7 +293,7 @@ def test_wanfarm_up_takes_allowed_hosts_and_cors_origins(monkeypatch: pytest.Mon
         seen.append(config)
         return 0
 
-    monkeypatch.setattr("controller.farm_commands.up_command", up_command)
+    monkeypatch.setattr("controller.cli.farm.up_command", up_command)
     argv = [
         "up",
         "--allowed-host",

@@ -18,7 +18,7 @@ import pytest
 
 from controller.api.app import create_app
 from controller.auth import KeyRing
-from controller.client import FarmClient, FarmError
+from controller.cli.client import FarmClient, FarmError
 from controller.service import FarmService
 from controller.store import JobStore
 from gpu_agent.storage import LocalStore

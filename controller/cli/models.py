@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 
 from controller.catalogue_view import model_row
+from controller.cli.exits import EXIT_OK
 from models.catalogue import catalogue
 
 
@@ -13,7 +14,7 @@ def models_command(as_json: bool) -> int:
     rows = [model_row(preset) for preset in catalogue().values()]
     if as_json:
         print(json.dumps([asdict(row) for row in rows], indent=2))
-        return 0
+        return EXIT_OK
     print(
         f"{'id':<24} {'task':<5} {'weights':>8} {'VRAM p1':>8} {'VRAM p5':>8} {'RAM p5':>7}  "
         f"{'default size':<16} wangp ids"
@@ -24,4 +25,4 @@ def models_command(as_json: bool) -> int:
             f"{row.vram_gb['5']:>7.1f}G {row.ram_gb['5']:>6.1f}G  {row.default_size:<16} "
             f"{','.join(row.wangp_model_types) or '-'}"
         )
-    return 0
+    return EXIT_OK

@@ -1,22 +1,21 @@
-"""The `wanfarm` command line. Exit codes: 0 all succeeded, 1 some failed, 2 invalid input,
-130 interrupted."""
+"""The `wanfarm` parser: every command's flags, and a runner per command that imports the command's
+module only when it runs (so `--help` imports none of them)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from controller.cli.exits import EXIT_FAILED, EXIT_INVALID
 from models.attention import AttentionMode
 from models.profiles import Profile
 
 if TYPE_CHECKING:
-    from controller.client import FarmClient
-
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+    from controller.cli.client import FarmClient
 
 
 def default_cache() -> Path:
@@ -24,22 +23,8 @@ def default_cache() -> Path:
     return Path(os.environ.get("WANFARM_CACHE", Path.home() / ".cache" / "wanfarm" / "weights"))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        code: int = args.run(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        code = EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # The reader went away (`wanfarm models | head`): stop quietly, as other tools do.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = EXIT_OK
-    return code
-
-
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command; each sets `run`, the function that runs it."""
     parser = argparse.ArgumentParser(prog="wanfarm", description="A render farm for open video models.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -152,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_render(args: argparse.Namespace) -> int:
-    from controller.render_command import render_command
+    from controller.cli.render import render_command
 
     return render_command(
         args.settings, args.out, args.dry_run, args.profile, args.attention, args.cache or default_cache()
@@ -161,8 +146,8 @@ def _run_render(args: argparse.Namespace) -> int:
 
 def _run_up(args: argparse.Namespace) -> int:
     from controller.auth import KeyConfigError
+    from controller.cli.farm import up_command
     from controller.farm import FarmConfig, FarmConfigError
-    from controller.farm_commands import up_command
     from gpu_agent.storage import StorageConfig
     from models.gpus import UnknownGpu, find_gpu
 
@@ -196,13 +181,13 @@ def _run_up(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from controller.farm_commands import demo_command
+    from controller.cli.farm import demo_command
 
     return demo_command(args.examples, args.out, None)
 
 
 def _run_submit(args: argparse.Namespace) -> int:
-    from controller.farm_commands import submit_command
+    from controller.cli.submit import submit_command
 
     return _with_client(
         args, lambda c: submit_command(c, args.files, args.priority, args.wait, args.wait_for_capacity)
@@ -210,25 +195,25 @@ def _run_submit(args: argparse.Namespace) -> int:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from controller.farm_commands import status_command
+    from controller.cli.jobs import status_command
 
     return _with_client(args, lambda c: status_command(c, args.job, args.state, args.limit))
 
 
 def _run_cancel(args: argparse.Namespace) -> int:
-    from controller.farm_commands import cancel_command
+    from controller.cli.jobs import cancel_command
 
     return _with_client(args, lambda c: cancel_command(c, args.job))
 
 
 def _run_agents(args: argparse.Namespace) -> int:
-    from controller.farm_commands import agents_command
+    from controller.cli.jobs import agents_command
 
     return _with_client(args, agents_command)
 
 
 def _with_client(args: argparse.Namespace, command: Callable[[FarmClient], int]) -> int:
-    from controller.client import FarmClient, FarmError
+    from controller.cli.client import FarmClient, FarmError
 
     client = FarmClient(args.server, args.api_key)
     try:
@@ -242,16 +227,12 @@ def _with_client(args: argparse.Namespace, command: Callable[[FarmClient], int])
 
 
 def _run_models(args: argparse.Namespace) -> int:
-    from controller.models_command import models_command
+    from controller.cli.models import models_command
 
     return models_command(as_json=args.json)
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    from controller.simulate_command import simulate_command
+    from controller.cli.simulate import simulate_command
 
     return simulate_command(args.pool, args.trace, args.policy.split(","), args.seed, args.json, args.plot)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

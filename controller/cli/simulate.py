@@ -6,14 +6,15 @@ import json
 import sys
 from pathlib import Path
 
-from scheduler.policies import Policy, get_policy
+from controller.cli.exits import EXIT_INVALID, EXIT_OK
+from scheduler.policy import Policy
+from scheduler.registry import get_policy
 from scheduler.sim.bounds import latency_floor
 from scheduler.sim.engine import simulate
-from scheduler.sim.formats import SimInputError, check_trace, load_pool, load_trace
+from scheduler.sim.formats import SimInputError, load_pool
 from scheduler.sim.metrics import SimResult
 from scheduler.sim.report import as_json, as_table, write_chart
-
-EXIT_OK, EXIT_INVALID = 0, 2
+from scheduler.sim.traces import check_trace, load_trace
 
 
 def simulate_command(

@@ -7,16 +7,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.progress_bar import ProgressBar
+from controller.cli.exits import EXIT_FAILED, EXIT_INVALID, EXIT_OK
+from controller.cli.progress_bar import ProgressBar
 from models.attention import AttentionMode, AttentionUnavailable
 from models.memory import JobSize, estimate
 from models.profiles import Profile
-from models.runner import PipelineHost
 from models.settings import Job, SettingsError, parse_settings, resolve
 from models.weights import WeightCache, WeightsUnavailable
 from processing.settings_files import SettingsFileError, load_settings_files
-
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,9 @@ def _plan(sources: list[Path], work: Path) -> tuple[list[PlannedJob], list[str]]
 def _render_all(
     planned: list[PlannedJob], out_dir: Path, profile: Profile, attention_mode: AttentionMode, cache_dir: Path
 ) -> int:
+    # torch and diffusers load here, once something is really rendered: a dry run stays light.
     from gpu_agent.render import render_job, safe_stem
+    from models.runner import PipelineHost
 
     try:
         host = PipelineHost(WeightCache(cache_dir), attention_mode=attention_mode)
