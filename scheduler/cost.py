@@ -1,16 +1,12 @@
-"""A rough cost model of one job on one agent, in seconds: load the weights, then denoise.
-
-Only good for ranking agents and giving users an order-of-magnitude ETA; the numbers below are
-round guesses to be calibrated against finished jobs.
+"""A rough cost model of one job on one agent, in seconds: for ranking agents and an order-of-magnitude
+ETA, with round guesses for constants.
 
     seconds  = load + render x PROFILE_SLOWDOWN[profile]
-    load     = 0 when the model is hot on the agent, else weight bytes / (2 GB/s if the node
-               caches it, else 100 MB/s for a download)
+    load     = 0 when hot, else weight bytes / (2 GB/s if the node caches it, else 100 MB/s)
     render   = steps x layers x (24 h^2 T + 4 T^2 h) / (half_tflops x 1e12 x 40%)
-where T = latent tokens x batch (models.memory.latent_tokens) and h = the transformer's width.
-24 h^2 T is two FLOPs per token for each of the ~12 h^2 weights of a block (attention projections
-and MLP); 4 T^2 h is self-attention's QK^T and AV. Guidance passes and text/VAE time are not
-counted: they scale all agents alike, so the ranking does not change.
+
+T = latent tokens x batch, h = the transformer's width. Where the FLOPs come from and what is left
+out: docs/scheduler.md, "Cost model".
 """
 
 from __future__ import annotations

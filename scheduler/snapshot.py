@@ -1,7 +1,8 @@
 """What a policy sees (a snapshot) and what it returns (decisions): typed, immutable records.
 
-The clock is part of the snapshot (`now`), so a policy is a pure function: the controller and the
-simulator build snapshots, call `policy.place(snapshot)`, and apply the decisions themselves.
+The clock is part of the snapshot (`now`), so a policy decides from the snapshot alone: the
+controller and the simulator build snapshots, call `policy.place(snapshot)`, and apply the decisions
+themselves.
 """
 
 from __future__ import annotations

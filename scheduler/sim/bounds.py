@@ -1,22 +1,10 @@
 """The latency no policy can beat on a pool and trace, from the simulator's own truth for a seed.
 
-Two bounds, both from the same draws the engine makes (each card's speed, each job's render luck, the
-true memory under each profile), so they hold for every policy run with that seed:
-
-- Alone: every job on the card that renders it fastest, weights hot, nothing ahead of it. Each job's
-  latency is at least that, so the mean and every percentile are too (the p95 floor).
-- Capacity: the cards are few. Take any horizon D. A job's latency is either D or more, or under D,
-  and then it rendered on some card before the last arrival plus D, when every card has rendered for
-  at most that long. So the jobs' total latency is at least the least total of D for the jobs that
-  wait and the render time for the others, over the assignments that keep each card within those
-  hours (loading weights left out). Prices on the cards' hours bound that from below (Lagrangian
-  duality): each job costs the least of D and its render x (1 + its card's price), less every card's
-  hours x its price. `_capacity_mean` searches prices and horizons; whatever it finds is a bound. On
-  a farm whose fastest cards cannot take the whole load, it is well above the alone mean.
-
-The floor's mean is the higher of the two. It tells a target that cannot be met (the floor is above
-it) from one a policy misses. Both hold for a policy that finishes every job: one that leaves the
-long ones unfinished averages over the short ones only.
+Two bounds from the same draws the engine makes, so they hold for every policy run with that seed:
+alone (every job on the card that renders it fastest, weights hot, nothing ahead: also the p95
+floor) and capacity (a Lagrangian bound with prices on each card's hours). The mean's floor is the
+higher of the two; both hold for a policy that finishes every job. The proof: docs/scheduler.md,
+"The latency floor".
 """
 
 from __future__ import annotations
@@ -161,7 +149,7 @@ def _best_renders(options: list[_Option], fits: tuple[bool, ...], groups: int) -
 def _capacity_mean(
     lots: dict[tuple[float, ...], list[float]], counts: list[int], span: float, alone: float
 ) -> float:
-    """The best Lagrangian bound found on the mean latency (see the module docstring); never above
+    """The best Lagrangian bound found on the mean latency (docs/scheduler.md); never above
     the true optimum, whatever prices and horizons are tried, so the search needs no proof.
 
     For a horizon D and prices p >= 0 on each group's card-seconds, every job costs the least of D

@@ -1,15 +1,10 @@
-"""Queue order for the wanfarm policy: priority classes with aging, size, then per-owner fair share.
+"""Queue order for the wanfarm policy: priority with aging, a size penalty, then per-owner fair share.
 
-A job's effective priority is its priority plus one point per AGING_STEP_S waited, so no job starves:
-a priority-0 job passes a fresh priority-100 one after 100 minutes. A job also queues as if it had
-been submitted SIZE_SHARE of its expected render time later: a one-hour video lets the images and
-short clips of the next half hour go first, and is passed by nothing submitted after that. Short
-jobs first is what cuts the mean wait of a queue whose jobs range from seconds to hours (home lab,
-six generated traces: mean latency 0.85x -> 0.66x of the best baseline, p95 0.99x -> 0.81x), and
-the bound keeps it from starving the long ones. Among jobs of equal effective priority, the owner
-who has had the least GPU time lately (a decaying ledger of finished work, plus work running now,
-plus work handed out earlier in this ordering) goes next: weighted fair queuing across owners, in
-virtual submit order within one owner.
+A job's effective priority is its priority plus one point per AGING_STEP_S waited, so no job starves;
+it queues as if submitted SIZE_SHARE of its expected render time later, so short jobs go first for a
+bounded time. Among jobs of equal effective priority the owner with the least GPU time lately (a
+decaying ledger, plus work running and work handed out earlier in this ordering) goes next; one
+owner's jobs keep their virtual submit order. Figures: docs/scheduler.md, "Queue order".
 """
 
 from __future__ import annotations

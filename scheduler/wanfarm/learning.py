@@ -1,17 +1,11 @@
-"""What a learning policy corrects with finished jobs: render speed per (model, GPU) and memory need
-per model. Pure in-memory state, changed only by `observe()`.
+"""What the wanfarm policy learns from finished jobs, in `observe` only: render speed per (model, GPU)
+and a memory factor per model.
 
-Speed: the prior is scheduler.cost's FLOPs count over the card's half-precision throughput, times the
-profile's slowdown. Once a (model, GPU) pair has finished jobs, the prediction uses the median of
-their observed seconds per (FLOP x slowdown) instead, so the FLOPs model only has to scale jobs of
-one model against each other, not be right in absolute terms. A card that has not run the model yet
-gets the prior times the model's correction on the cards that have (the median of learned / prior):
-what the FLOPs count misses (guidance passes, the VAE, a slow attention path) misses it on every
-card, and a card left at the bare prior would look faster than every card that has been measured.
-
-Memory: the need is models.memory.estimate times a learned factor (>= 1, raised to the largest
-observed peak / estimate, and by OOM_RAISE on an out-of-memory failure), times SAFETY_MARGIN; a
-placement must fit that in the card's VRAM and the node's RAM.
+Speed: the median of observed seconds per (FLOP x profile slowdown) for the pair; before the pair has
+run, scheduler.cost's FLOPs prior times the model's median learned / prior on the cards that have.
+Memory: models.memory.estimate x the learned factor (>= 1, raised by observed peaks and by OOM_RAISE
+on an out-of-memory failure) x SAFETY_MARGIN must fit the card's VRAM and the node's RAM.
+Why: docs/scheduler.md, "Learning".
 """
 
 from __future__ import annotations

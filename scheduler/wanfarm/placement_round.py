@@ -1,32 +1,11 @@
 """One placement round of the wanfarm policy, on a working copy of the pool.
 
-Jobs come in queue order (scheduler.wanfarm.fair_share). Each job of the head takes the agent where it would
-finish earliest: max(now, agent free at) + load + render. If that agent is idle the job starts; if
-it is busy (or was given a job earlier this round) the job waits for it and reserves it, so the
-jobs behind see it taken until then, and a slow idle card is left for a job it suits. The tail of
-the queue only gets a coarse ETA. An agent of a node counts as caching a model that another agent of
-its node runs or ran last (the disk is shared). Idle agents left over copy a model only when its
-backlog would keep the agents holding it busy for PREFETCH_MARGIN downloads' time: the jobs place
-themselves on a cold agent whenever the copy pays for them, so an early copy mostly costs bytes
-(on the 2,000-GPU day a margin of 8 downloaded 12.4 TB against 7.1 TB at 32, for 1% less mean and
-5% less p95 latency).
-
-Fair share (scheduler.wanfarm.fair_share) decides who goes first, but earliest finish alone would undo it: the
-jobs of an owner well behind its share would wait for the busy agents that suit them best while an
-owner ahead takes every idle one. So a job of an owner in `behind` takes the best idle agent rather
-than waiting, if that finishes it within FAIR_SLOWDOWN times as long.
-
-Waiting for a faster card does not scale: every job that waits for one agent of a class of n joins
-one queue for the class, and waiting pays for each job until about n x (slow / fast - 1) jobs are
-ahead. With 1,000 H100s that is a queue of thousands while the A100s idle, and every job waits. So
-when the awaited agent's class has BIG_CLASS agents or more, the job waits only for the load it
-saves (the agent frees before an idle one would have loaded the weights), not for its speed.
-
-Bytes: by default a download costs only its time. A farm on a metered or shared link can charge it
-more (DownloadCost): a cold agent then competes as if it finished `charge` download-times later, so a
-job waits for an agent holding its model unless copying the weights saves that much. On the home-lab
-traces a charge of 8 without prefetch downloads 40% fewer bytes for 14% more mean latency (see the
-README); what it saves depends on the pool, so it is a policy of its own, `wanfarm-frugal`.
+Each job of the queue's head takes the agent where it would finish earliest: max(now, agent free at)
++ load + render. An idle agent starts it; a busy one (or one given a job earlier this round) is
+reserved until then and the job waits for it, so the jobs behind see it taken. The tail of the queue
+only gets a coarse ETA. An agent counts as caching a model another agent of its node runs or ran last
+(the disk is shared). Why waiting is limited, and the figures behind the constants:
+docs/scheduler.md, "The round".
 """
 
 from __future__ import annotations
@@ -40,8 +19,13 @@ from scheduler.wanfarm.fair_share import QueueOrder
 from scheduler.wanfarm.job_shapes import JobShape, RoundShapes
 from scheduler.wanfarm.pool_index import PoolIndex
 
+# Earliest finish alone would undo fair share: an owner far behind would wait for the busy cards
+# that suit it best while owners ahead take every idle one.
 FAIR_SLOWDOWN = 3.0  # how much later an owner behind its share may finish on an idle card than wait
+# Waiting for one of n fast cards pays until about n x (slow / fast - 1) jobs queue for the class:
+# with many, every job waits while the slower cards idle.
 BIG_CLASS = 8  # agents of one class (card and node memory) from which speed alone is no reason to wait
+# Jobs place themselves on a cold agent whenever the copy pays for them: an early copy mostly costs bytes.
 PREFETCH_MARGIN = 32.0  # a model's backlog per holder must exceed this many downloads to copy it
 
 

@@ -1,14 +1,10 @@
-"""The wanfarm policy: earliest-finish placement with learned speed and memory, fair share and aging.
+"""The wanfarm policy, the farm's default: earliest finish with learned speed and memory, fair share
+and aging.
 
-Per (job, agent) the cost is: when the agent comes free + loading the weights (none when hot, a disk
-read when cached, a download and a read otherwise, at the node's own speeds) + render seconds
-(scheduler.wanfarm.learning: a FLOPs prior corrected by finished jobs). A job waits for a busy agent when it
-would finish sooner there than anywhere free now; same-model jobs pile onto the agent that holds the
-model hot because that costs no load; idle agents left over prefetch a model whose backlog outruns
-its holders.
-Placements fit the learned memory need with a safety margin, so a run should never run out of
-memory. See scheduler.wanfarm.fair_share for the queue order and
-scheduler.wanfarm.placement_round for one round.
+It decides from each snapshot and learns only in `observe` (render speed, memory need, each owner's
+GPU time). A round orders the queue (fair_share), then places its head (placement_round) on a pool
+index kept across rounds (pool_index); placements fit the learned memory need with a safety margin.
+Design: docs/scheduler.md.
 """
 
 from __future__ import annotations

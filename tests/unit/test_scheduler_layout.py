@@ -60,6 +60,17 @@ def test_only_wanfarm_calls_itself_the_farms_default() -> None:
     assert claims == []
 
 
+def test_module_docstrings_state_a_contract_not_a_lab_notebook() -> None:
+    long = {
+        str(path.relative_to(SCHEDULER)): len(
+            (ast.get_docstring(ast.parse(path.read_text())) or "").splitlines()
+        )
+        for path in SCHEDULER.rglob("*.py")
+        if str(path.relative_to(SCHEDULER)) not in WORLD_MODELS
+    }
+    assert {name: lines for name, lines in long.items() if lines > DOCSTRING_LINES} == {}
+
+
 def _may_import(module: str, target: str) -> bool:
     folder = ".".join(module.split(".")[:2])
     return target in SHARED or target.startswith(f"{folder}.")
