@@ -1,6 +1,6 @@
 """VRAM and RAM a job needs: a model, a memory profile and a job size in, bytes out.
 
-The formula (documented in the README, to be calibrated on real cards):
+The formula (documented in docs/memory.md, to be calibrated on real cards):
 
 Resident size of a component, `size(c)`: its parameters x 1 byte when the profile quantizes it
 (the transformer, and T5/LLM text encoders marked `quantizable`), else x 2 bytes (mmgp converts

@@ -1,6 +1,6 @@
 """The simulator's input files: a pool (JSON) and a trace of jobs (JSON lines).
 
-Units, as the README documents them: `ram_gb` and `disk_gb` are GiB; `disk_gbps` is gigabytes
+Units, as docs/simulator.md documents them: `ram_gb` and `disk_gb` are GiB; `disk_gbps` is gigabytes
 per second (a disk is rated in GB/s); `net_gbps` is gigabits per second (a link is rated in
 Gbit/s). Every error is a SimInputError naming the file, the line or node, and the rule broken.
 """

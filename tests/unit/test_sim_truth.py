@@ -21,7 +21,7 @@ from scheduler.sim.truth import JobNoise, TruthConfig, job_noise, model_memory_b
 
 GIB = 1024**3
 ROOT = Path(__file__).resolve().parents[2]
-# Measured on an H100 by tests/gpu/calibrate.py (README, "GPU checks"): activations of one bf16
+# Measured on an H100 by tests/gpu/calibrate.py (docs/memory.md, "GPU checks"): activations of one bf16
 # denoising forward over the weights, GiB; and the tiled bf16 Wan VAE decode of 81 frames, GiB.
 ACTIVATIONS_H100 = (
     ("wan2.1-t2v-1.3b", (832, 480, 33), 0.64),
