@@ -4,6 +4,8 @@ torchvision warning from transformers, no "Writing model shards" bars while a ti
 from __future__ import annotations
 
 import json
+import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,3 +26,14 @@ def test_rendering_a_tiny_model_from_an_empty_cache_prints_only_the_jobs_progres
     assert "1 of 1 job(s) rendered" in done.stdout
     noise = [line for line in done.stderr.splitlines() if any(mark in line for mark in NOISE)]
     assert noise == []
+
+
+def test_a_verbosity_the_user_sets_for_a_library_is_kept() -> None:
+    probe = (
+        "from models.hf_logging import quiet_hf_libraries; quiet_hf_libraries(); "
+        "import diffusers.utils.logging as d, transformers.utils.logging as t; "
+        "print(t.get_verbosity(), d.get_verbosity())"
+    )
+    env = os.environ | {"TRANSFORMERS_VERBOSITY": "info"}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.split() == [str(logging.INFO), str(logging.ERROR)]
