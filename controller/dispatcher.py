@@ -1,11 +1,15 @@
 """The dispatch loop: read agents' events into the store, then snapshot, place, and apply.
 
-Each round: (1) for every running job, read its agent's new events and write them; a job whose
-agent is lost goes back to the queue (not charged to the job if this controller never saw that
-attempt alive: the farm's own restart lost it); (2) pass cancel requests on; (3) build a
-snapshot, ask the policy, write each assignment to the store *before* telling the agent. The
-store is the truth: which agents are busy is read from it, so a restarted controller carries on
-where it stopped.
+Each round: (1) pass cancel requests on and read the new events of every agent holding a running
+job, each a single wait over all agents, and write them (a round's progress in one transaction);
+a job whose agent is lost goes back to the queue (not charged to the job if this controller never
+saw that attempt alive: the farm's own restart lost it); (2) when a job changed state since the
+last look (a submission, a start, an end, a cancel) or at a refresh, build a snapshot, ask the
+policy, and write each assignment to the store *before* telling the agents, all at once. The store
+is the truth: which agents are busy is read from it, so a restarted controller carries on where it
+stopped. A round reads only the slots (id, attempt) of the running jobs and of the queue's window;
+full records are read once per attempt or stay in the queue, so a round's cost does not grow with
+the queue beyond the window.
 """
 
 from __future__ import annotations
@@ -13,23 +17,36 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
-from controller.jobs import JobRecord, JobState
+from controller.jobs import JobEvent, JobProgress, JobRecord, JobState
 from controller.metrics import FarmMetrics
-from controller.ray_cluster import AgentLost
+from controller.ray_cluster import EventPoll, TaskCancel, TaskStart
 from controller.registry import AgentEntry, AgentRegistry
-from controller.store import JobStore, StoreError
+from controller.store import AttemptStart, JobStore, ProgressUpdate, QueuedWait, StoreError
 from gpu_agent.messages import AgentEvent, AgentInventory, EventKind, RenderTask
 from models.profiles import Profile
-from scheduler.policies import Policy
-from scheduler.snapshot import AgentView, Observation, PendingJob, Snapshot
+from models.progress import Phase
+from scheduler.policy import Policy
+from scheduler.snapshot import AgentView, Assignment, Observation, PendingJob, Snapshot, Waiting
 
 log = logging.getLogger(__name__)
 # The head of the queue a round considers: enough to fill every agent many times over, while a
 # queue of 10,000 jobs costs a round no more than this.
 PLACEMENT_WINDOW = 2000
+FINAL_STATES = {
+    EventKind.SUCCEEDED: JobState.SUCCEEDED,
+    EventKind.FAILED: JobState.FAILED,
+    EventKind.CANCELED: JobState.CANCELED,
+}
+# Phases after the GPU's part: an agent whose only task reached one may take the next.
+AFTER_GPU = frozenset({Phase.ENCODING.value, Phase.DONE.value})
+# A waiting job's ETA is written again once it moved by a second or 2% of the wait left, whichever
+# is more: not every placement for each of 2,000 jobs whose ETAs shift as the jobs ahead end.
+ETA_SLACK_S, ETA_SLACK_SHARE = 1.0, 0.02
+# State events a round looks through to decide whether placement is due; past this many, it is.
+STATE_EVENTS_LOOKED_AT = 100
 
 
 class Dispatcher:
@@ -49,10 +66,15 @@ class Dispatcher:
         self.refresh_every_s = refresh_every_s
         self.metrics = metrics or FarmMetrics()
         self._last_refresh = 0.0
-        self._placed_at_seq = -1  # the store's event seq when placement last ran
+        self._place_due = False  # a refresh asked for placement in the next round
+        self._waits: list[QueuedWait] = []  # changed by the last placement, not yet written
+        self._seen_seq = -1  # the store's event seq when the last round looked for changes
+        self._started: set[str] = set()  # jobs this dispatcher started since that look
         # (job id, attempt) found running when this controller started and not yet seen alive on
         # its agent; None until the first round reads them.
         self._found_at_start: set[tuple[str, int]] | None = None
+        self._records = _Records(store)
+        self._ended: set[tuple[str, int]] = set()  # attempts this round ended or queued again
         self.last_round_s = 0.0  # how long the last round took, for metrics
 
     def run(self, stop: threading.Event, interval_s: float = 0.05) -> None:
@@ -72,69 +94,161 @@ class Dispatcher:
     def tick(self) -> None:
         started = time.monotonic()
         refreshed = started - self._last_refresh >= self.refresh_every_s
-        if refreshed:
-            self._last_refresh = started
-            for agent_id in self.registry.refresh():
-                log.warning("agent %s lost", agent_id)
-        self._follow_running()
-        # Placement reads the queue: run it only when something changed (a submission, a job's
-        # end, a cancel: each writes an event) or the pool may have, not on every short round.
-        seq = self.store.latest_seq()
-        if refreshed or seq != self._placed_at_seq:
-            self._placed_at_seq = seq
-            self._place()
+        pool_changed = refreshed and self._refresh()
+        # The last placement's waits, a round later: a placement round carries the policy's time,
+        # and a policy may reword the wait of each of 2,000 jobs every time.
+        waits, self._waits = self._waits, []
+        self.store.set_waits(waits)
+        running = self._follow_running()
+        place = self._jobs_changed_state() or pool_changed or self._place_due
+        # A refresh that changed no agent calls for placement (time has passed) in the next round:
+        # the two together would double a round's cost.
+        self._place_due = refreshed and not place
+        if place:
+            self._place(running)
         self.last_round_s = time.monotonic() - started
         self.metrics.round_seconds.observe(self.last_round_s)
 
-    def _follow_running(self) -> None:
-        running = self.store.running()
+    def _refresh(self) -> bool:
+        """Refresh the registry; whether an agent came or went."""
+        self._last_refresh = time.monotonic()
+        before = {entry.inventory.agent_id for entry in self.registry.entries()}
+        lost = self.registry.refresh()
+        for agent_id in lost:
+            log.warning("agent %s lost", agent_id)
+        return bool(lost) or before != {entry.inventory.agent_id for entry in self.registry.entries()}
+
+    def _jobs_changed_state(self) -> bool:
+        """Whether placement is due: a job changed state (a submission, an end, a cancel, a requeue)
+        since the last look. Progress is not a reason, nor the starts the last placement made
+        itself (it saw the queue without them); the pool's changes come with the refresh."""
+        seq = self.store.latest_seq()
+        own, self._started = self._started, set()
+        if seq == self._seen_seq:
+            return False
+        events = self.store.state_events_since(self._seen_seq, STATE_EVENTS_LOOKED_AT)
+        self._seen_seq = seq
+        return len(events) == STATE_EVENTS_LOOKED_AT or any(not _own_start(e, own) for e in events)
+
+    def _follow_running(self) -> list[JobRecord]:
+        """Follow every running attempt; those still running after it."""
+        self._ended = set()
+        running = self._records.running()
         if self._found_at_start is None:
             self._found_at_start = {(job.id, job.attempts) for job in running}
-        found_at_start = self._found_at_start
+        by_agent: dict[str, list[JobRecord]] = {}
         for job in running:
-            attempt = (job.id, job.attempts)
-            # A killed controller's Ray (and agents) may have died with it: an attempt lost before
-            # this controller saw it alive is the farm's loss, not the job's.
-            self._follow(job, charged=attempt not in found_at_start)
+            entry = self.registry.get(job.agent_id)
+            if entry is None:
+                self._requeue(job, job.agent_id or "?", "agent lost")
+            else:
+                by_agent.setdefault(entry.inventory.agent_id, []).append(job)
+        self._pass_cancels(by_agent)
+        self._read_events(by_agent)
+        for job in running:
             if self._alive(job):
-                found_at_start.discard(attempt)
+                # A killed controller's Ray (and agents) may have died with it: an attempt lost
+                # before this controller saw it alive is the farm's loss, not the job's.
+                self._found_at_start.discard((job.id, job.attempts))
+        return [job for job in running if (job.id, job.attempts) not in self._ended]
 
-    def _follow(self, job: JobRecord, charged: bool) -> None:
-        """Write the agent's news of the job's attempt; queue the job again if the attempt is lost."""
-        entry = self.registry.get(job.agent_id)
-        if entry is None:
-            self._requeue(job.id, job.attempts, job.agent_id or "?", "agent lost", charged)
-            return
-        try:
-            if job.cancel_requested:
-                entry.handle.cancel(job.id, job.attempts)
-            events = entry.handle.events(entry.last_seq)
-        except AgentLost as error:
-            self.registry.drop(entry.inventory.agent_id)
-            self._requeue(job.id, job.attempts, entry.inventory.agent_id, str(error), charged)
-            return
+    def _pass_cancels(self, by_agent: dict[str, list[JobRecord]]) -> None:
+        cancels = [
+            TaskCancel(self._entry(agent_id).handle, job.id, job.attempts)
+            for agent_id, jobs in by_agent.items()
+            for job in jobs
+            if job.cancel_requested
+        ]
+        answers = self.registry.cluster.cancel_tasks(cancels)
+        for cancel in cancels:
+            error = answers.lost.get(cancel.job_id)
+            agent_id = cancel.handle.agent_id
+            if error is not None and agent_id in by_agent:
+                self._lose(agent_id, by_agent.pop(agent_id), str(error))
+
+    def _read_events(self, by_agent: dict[str, list[JobRecord]]) -> None:
+        """Write every agent's news of its attempts; queue again the attempts of a lost agent."""
+        entries = {agent_id: self._entry(agent_id) for agent_id in by_agent}
+        answers = self.registry.cluster.events(EventPoll(e.handle, e.last_seq) for e in entries.values())
+        for agent_id, error in answers.lost.items():
+            self._lose(agent_id, by_agent[agent_id], str(error))
+        progress: list[ProgressUpdate] = []
+        news: list[_News] = []
+        reread: list[AgentEntry] = []
+        for agent_id, events in answers.answered.items():
+            entry = entries[agent_id]
+            if self._sort_events(entry, by_agent[agent_id], events, progress, news):
+                reread.append(entry)
+        # Every progress event precedes its attempt's outputs and end: written first, in one commit.
+        self.store.record_progress_many(progress, self.clock())
+        for item in news:
+            self._apply(item)
+        # An ended or encoding job changes what the agent holds (hot model, cache, room for one
+        # more): the next placement in this same round must see it, not the last refresh's view.
+        self.registry.reinventory(reread)
+
+    def _sort_events(
+        self,
+        entry: AgentEntry,
+        jobs: list[JobRecord],
+        events: list[AgentEvent],
+        progress: list[ProgressUpdate],
+        news: list[_News],
+    ) -> bool:
+        """File one agent's events of these attempts; whether its inventory must be read anew."""
+        attempts = {(job.id, job.attempts): job for job in jobs}
+        reread = False
         for event in events:
             entry.last_seq = max(entry.last_seq, event.seq)
-            if event.job_id == job.id and event.attempt == job.attempts:
-                self._apply(job, event)
-                if event.kind.final:
-                    self._learn(job, entry, event)
-                    self._reinventory(entry)
-        if not events and not _still_running(entry.inventory, job):
-            # The agent neither runs this attempt nor has its ending: it restarted or never got it.
-            agent_id = entry.inventory.agent_id
-            self._requeue(job.id, job.attempts, agent_id, "agent dropped the task", charged)
+            job = attempts.get((event.job_id, event.attempt))
+            if job is None:
+                continue
+            if event.kind is EventKind.PROGRESS:
+                progress.append(ProgressUpdate(job.id, job.attempts, _progress(event)))
+            else:
+                news.append(_News(job, entry, event))
+            left_gpu = len(jobs) == 1 and _after_gpu(event) and not entry.inventory.accepts_next
+            reread = reread or event.kind.final or left_gpu
+        if not events:
+            for job in jobs:
+                if not _holds(entry.inventory, job):
+                    # The agent neither runs this attempt nor has its ending: it restarted or never got it.
+                    self._requeue(job, entry.inventory.agent_id, "agent dropped the task")
+        return reread
+
+    def _apply(self, news: _News) -> None:
+        job, event = news.job, news.event
+        now = self.clock()
+        if event.kind is EventKind.OUTPUT and event.output_key:
+            self.store.add_output(job.id, job.attempts, event.output_key, now)
+        elif event.kind.final:
+            self.store.finish(job.id, job.attempts, FINAL_STATES[event.kind], event.error, now)
+            self._ended.add((job.id, job.attempts))
+            self._learn(job, news.entry, event)
 
     def _alive(self, job: JobRecord) -> bool:
         entry = self.registry.get(job.agent_id)
-        return entry is not None and _still_running(entry.inventory, job)
+        return entry is not None and _holds(entry.inventory, job)
 
-    def _requeue(self, job_id: str, attempt: int, agent_id: str, reason: str, charged: bool = True) -> None:
+    def _entry(self, agent_id: str) -> AgentEntry:
+        entry = self.registry.get(agent_id)
+        assert entry is not None, agent_id  # callers group jobs by agents the registry holds
+        return entry
+
+    def _lose(self, agent_id: str, jobs: list[JobRecord], reason: str) -> None:
+        self.registry.drop(agent_id)
+        for job in jobs:
+            self._requeue(job, agent_id, reason)
+
+    def _requeue(self, job: JobRecord, agent_id: str, reason: str) -> None:
+        charged = (job.id, job.attempts) not in (self._found_at_start or set())
         if not charged:
             reason = f"the farm restarted ({reason})"
-        job = self.store.requeue(job_id, attempt, agent_id, reason, self.clock(), charged)
-        if job is not None and job.state is JobState.QUEUED:
-            self.metrics.jobs_retried.labels(job.model_id).inc()
+        requeued = self.store.requeue(job.id, job.attempts, agent_id, reason, self.clock(), charged)
+        self._ended.add((job.id, job.attempts))
+        self._records.forget(job.id)  # back in the queue, its record is another
+        if requeued is not None and requeued.state is JobState.QUEUED:
+            self.metrics.jobs_retried.labels(requeued.model_id).inc()
 
     def _learn(self, job: JobRecord, entry: AgentEntry, event: AgentEvent) -> None:
         # What really happened corrects the policy's speed and memory estimates.
@@ -162,88 +276,195 @@ class Dispatcher:
         )
         self.policy.observe(observation)
 
-    def _reinventory(self, entry: AgentEntry) -> None:
-        # A finished job changes what the agent holds (hot model, cache): the next placement in
-        # this same round must see it, not the view of the last periodic refresh.
-        try:
-            entry.inventory = entry.handle.inventory()
-        except AgentLost:
-            self.registry.drop(entry.inventory.agent_id)
-
-    def _apply(self, job: JobRecord, event: AgentEvent) -> None:
-        now = self.clock()
-        if event.kind is EventKind.PROGRESS:
-            self.store.record_progress(job.id, job.attempts, event.step, event.total, event.phase, now)
-        elif event.kind is EventKind.OUTPUT and event.output_key:
-            self.store.add_output(job.id, job.attempts, event.output_key, now)
-        elif event.kind.final:
-            state = {
-                EventKind.SUCCEEDED: JobState.SUCCEEDED,
-                EventKind.FAILED: JobState.FAILED,
-                EventKind.CANCELED: JobState.CANCELED,
-            }[event.kind]
-            self.store.finish(job.id, job.attempts, state, event.error, now)
-
-    def _place(self) -> None:
-        if not self.registry.entries():
-            return
-        queued = self.store.queued(limit=PLACEMENT_WINDOW)
-        if not queued:
-            return
-        running = {job.agent_id: job for job in self.store.running()}
+    def _place(self, running: list[JobRecord]) -> None:
         entries = {e.inventory.agent_id: e for e in self.registry.entries()}
+        if not entries:
+            return
+        queue = self._records.queue(PLACEMENT_WINDOW)
+        if not queue:
+            return
+        by_agent: dict[str, list[JobRecord]] = {}
+        for job in running:
+            by_agent.setdefault(job.agent_id or "", []).append(job)
         snapshot = Snapshot(
             now=self.clock(),
             agents=tuple(
-                agent_view(e.inventory, running.get(e.inventory.agent_id)) for e in entries.values()
+                agent_view(e.inventory, _occupying(e.inventory, by_agent.get(agent_id, [])))
+                for agent_id, e in entries.items()
             ),
-            pending=tuple(_pending(job) for job in queued),
+            pending=tuple(queued.pending for queued in queue),
         )
         decisions = self.policy.place(snapshot)
-        queued_since = {job.id: job.updated_at for job in queued}  # when each last entered the queue
         for kind, count in (
             ("assignment", len(decisions.assignments)),
             ("prefetch", len(decisions.prefetches)),
             ("waiting", len(decisions.waiting)),
         ):
             self.metrics.decisions.labels(kind).inc(count)
-        for assignment in decisions.assignments:
-            self._start(
-                assignment.job_id,
-                entries[assignment.agent_id],
-                assignment.profile.value,
-                assignment.est_finish,
-                queued_since[assignment.job_id],
-            )
-        for waiting in decisions.waiting:
-            self.store.set_wait(waiting.job_id, waiting.reason, waiting.eta)
+        in_line = {queued.pending.job_id: queued for queued in queue}
+        self._start(decisions.assignments, entries, in_line)
+        self._set_waits(decisions.waiting, in_line, snapshot.now)
         for prefetch in decisions.prefetches:
             entries[prefetch.agent_id].handle.prefetch(prefetch.model_id)
 
-    def _start(self, job_id: str, entry: AgentEntry, profile: str, eta: float, queued_since: float) -> None:
-        agent_id = entry.inventory.agent_id
+    def _start(
+        self,
+        assignments: Sequence[Assignment],
+        entries: dict[str, AgentEntry],
+        in_line: dict[str, _Queued],
+    ) -> None:
+        """Write every assignment (one commit), then tell the agents, all at once; a refusal
+        queues the job again."""
         now = self.clock()
-        job = self.store.start_attempt(job_id, agent_id, profile, eta, now)
-        if job is None:  # canceled since the snapshot
-            return
-        self.metrics.queue_seconds.labels(job.model_id, entry.inventory.gpu_name).observe(
-            max(now - queued_since, 0.0)
+        started = self.store.start_attempts(
+            [AttemptStart(a.job_id, a.agent_id, a.profile.value, a.est_finish) for a in assignments], now
+        )  # a job canceled since the snapshot is not among them
+        self._started = {job.id for job in started}
+        sent: dict[str, tuple[JobRecord, AgentEntry]] = {}
+        for job in started:
+            entry = entries[job.agent_id or ""]
+            sent[job.id] = (job, entry)
+            waited = max(now - in_line[job.id].queued_since, 0.0)
+            self.metrics.queue_seconds.labels(job.model_id, entry.inventory.gpu_name).observe(waited)
+        answers = self.registry.cluster.start_tasks(
+            TaskStart(entry.handle, RenderTask(job.id, job.attempts, job.settings, job.profile or ""))
+            for job, entry in sent.values()
         )
-        try:
-            started = entry.handle.start(RenderTask(job.id, job.attempts, job.settings, profile))
-        except AgentLost as error:
-            self.registry.drop(agent_id)
-            self._requeue(job.id, job.attempts, agent_id, str(error))
-            return
-        if not started:
-            self._requeue(job.id, job.attempts, agent_id, "agent was busy")
-            return
-        # Until the next refresh, the registry's view must already show the agent on this attempt.
-        entry.inventory = replace(entry.inventory, current_job=job.id, current_attempt=job.attempts)
+        for job_id, (job, entry) in sent.items():
+            agent_id = entry.inventory.agent_id
+            if job_id in answers.lost:
+                self.registry.drop(agent_id)
+                self._requeue(job, agent_id, str(answers.lost[job_id]))
+            elif not answers.answered.get(job_id, False):
+                self._requeue(job, agent_id, "agent was busy")
+            else:
+                # Until the next refresh, the registry's view must already show the agent on it.
+                entry.inventory = _holding(entry.inventory, job)
+
+    def _set_waits(self, waiting: Iterable[Waiting], in_line: dict[str, _Queued], now: float) -> None:
+        """Keep the waits that changed, for the next round to write in one commit."""
+        for wait in waiting:
+            queued = in_line[wait.job_id]
+            if _moved(queued.wait, (wait.reason, wait.eta), now):
+                queued.wait = (wait.reason, wait.eta)
+                self._waits.append(QueuedWait(wait.job_id, queued.pending.attempts, wait.reason, wait.eta))
 
 
-def _still_running(inventory: AgentInventory, job: JobRecord) -> bool:
-    return inventory.current_job == job.id and inventory.current_attempt == job.attempts
+@dataclass(frozen=True)
+class _News:
+    """An agent's event that ends an attempt or adds an output to it."""
+
+    job: JobRecord
+    entry: AgentEntry
+    event: AgentEvent
+
+
+@dataclass
+class _Queued:
+    pending: PendingJob
+    queued_since: float  # when it last entered the queue
+    wait: tuple[str | None, float | None]  # (reason, eta) as last stored
+
+
+class _Records:
+    """Full records of the running attempts and of the queue's window, read once per attempt or
+    stay in the queue: a round reads ids, so settings are parsed once per job, not once per round.
+    A running record's fields that change during the attempt are stale, except cancel_requested;
+    a queued one's do not change while queued (only this dispatcher queues a job again: `forget`)."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        self._running: dict[tuple[str, int], JobRecord] = {}
+        self._queued: dict[str, _Queued] = {}
+
+    def running(self) -> list[JobRecord]:
+        attempts = self.store.running_attempts()
+        known = self._running
+        missing = [a.job_id for a in attempts if (a.job_id, a.attempt) not in known]
+        for job in self._read(missing, JobState.RUNNING):
+            known[(job.id, job.attempts)] = job
+        found = [(a, known[(a.job_id, a.attempt)]) for a in attempts if (a.job_id, a.attempt) in known]
+        self._running = {(job.id, job.attempts): job for _, job in found}
+        return [
+            replace(job, cancel_requested=a.cancel_requested)
+            if a.cancel_requested != job.cancel_requested
+            else job
+            for a, job in found
+        ]
+
+    def queue(self, limit: int) -> list[_Queued]:
+        """The first `limit` queued jobs in queue order, as the policy sees them."""
+        ids = self.store.queue_ids(limit)
+        known = self._queued
+        for job in self._read([job_id for job_id in ids if job_id not in known], JobState.QUEUED):
+            known[job.id] = _queued(job)
+        self._queued = {job_id: known[job_id] for job_id in ids if job_id in known}
+        return list(self._queued.values())
+
+    def forget(self, job_id: str) -> None:
+        self._queued.pop(job_id, None)
+
+    def _read(self, job_ids: list[str], state: JobState) -> list[JobRecord]:
+        # A job may have moved on between the two reads: a later round reads it again.
+        return [job for job in self.store.get_many(job_ids) if job.state is state] if job_ids else []
+
+
+def _queued(job: JobRecord) -> _Queued:
+    return _Queued(_pending(job), job.updated_at, (job.wait_reason, job.eta))
+
+
+def _own_start(event: JobEvent, started: set[str]) -> bool:
+    """Whether a state event is the start of an attempt this dispatcher made (not a cancel)."""
+    return (
+        event.job_id in started and event.data.get("state") == JobState.RUNNING and "agent_id" in event.data
+    )
+
+
+def _moved(stored: tuple[str | None, float | None], new: tuple[str | None, float | None], now: float) -> bool:
+    """Whether a wait is worth writing again: another reason, or an ETA that moved enough."""
+    (old_reason, old_eta), (reason, eta) = stored, new
+    if old_reason != reason or (old_eta is None) != (eta is None):
+        return True
+    if old_eta is None or eta is None:
+        return False
+    return abs(eta - old_eta) >= max(ETA_SLACK_S, ETA_SLACK_SHARE * (eta - now))
+
+
+def _progress(event: AgentEvent) -> JobProgress:
+    return JobProgress(event.step, event.total, event.phase)
+
+
+def _after_gpu(event: AgentEvent) -> bool:
+    return event.kind is EventKind.OUTPUT or (event.kind is EventKind.PROGRESS and event.phase in AFTER_GPU)
+
+
+def _holds(inventory: AgentInventory, job: JobRecord) -> bool:
+    """Whether the agent holds this attempt: on its GPU, or finishing beside the next one."""
+    attempt = (job.id, job.attempts)
+    held = (
+        (inventory.current_job, inventory.current_attempt),
+        (inventory.previous_job, inventory.previous_attempt),
+    )
+    return attempt in held
+
+
+def _holding(inventory: AgentInventory, job: JobRecord) -> AgentInventory:
+    """The inventory once `job` is sent: the task it held, if any, becomes the previous one."""
+    return replace(
+        inventory,
+        current_job=job.id,
+        current_attempt=job.attempts,
+        previous_job=inventory.current_job,
+        previous_attempt=inventory.current_attempt,
+        accepts_next=False,
+    )
+
+
+def _occupying(inventory: AgentInventory, jobs: list[JobRecord]) -> JobRecord | None:
+    """The running job that keeps the agent busy: none when its only one has left the GPU."""
+    if not jobs or (len(jobs) == 1 and inventory.accepts_next and _holds(inventory, jobs[0])):
+        return None
+    return max(jobs, key=lambda job: (job.started_at or 0.0, job.id))
 
 
 def agent_view(inventory: AgentInventory, running: JobRecord | None) -> AgentView:

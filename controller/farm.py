@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -91,6 +92,9 @@ class Farm:
         )
         self.registry = AgentRegistry(self.cluster, settings)
         self.registry.refresh()
+        # What start built (imports, Ray's client, the agents' handles) lives as long as the farm:
+        # full collections stop scanning it, which otherwise stalls dispatch rounds and requests.
+        gc.freeze()
         self.metrics.attach(self.store, self.inventories)
         dispatcher = Dispatcher(
             self.store, self.registry, get_policy(self.config.policy), metrics=self.metrics
@@ -145,7 +149,9 @@ class Farm:
         return [e.inventory for e in (self.registry.entries() if self.registry else [])]
 
     def agent_listing(self) -> list[AgentOut]:
-        running = {job.agent_id: job.id for job in self.store.running()}
+        # A pipelined agent runs two: the newest started is the one on its GPU.
+        jobs = sorted(self.store.running(), key=lambda job: job.started_at or 0.0)
+        running = {job.agent_id: job.id for job in jobs}
         listing = []
         for entry in self.registry.entries() if self.registry else []:
             inv = entry.inventory

@@ -1,18 +1,20 @@
 """Every Ray call of the farm, behind one thin wrapper.
 
-The controller's logic talks to `Cluster` (nodes, agents) and `AgentHandle` (calls on one agent);
-unit tests substitute fakes, and the integration tests prove this wrapper on a real cluster.
-A call to an agent that has died raises AgentLost, whatever Ray's own error was.
+The controller's logic talks to `Cluster` (nodes, agents, and calls on many agents at once) and
+`AgentHandle` (one agent's fire-and-forget calls); unit tests substitute tests/unit/fake_cluster.py,
+and the integration tests prove this wrapper on a real cluster. A batch call waits once for all its
+agents; an agent that has died or stays silent is reported as AgentLost without failing the others.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from gpu_agent.agent import GpuAgent
@@ -24,6 +26,7 @@ DECLARED_RAM_LABEL = "wanfarm.io/declared-ram-gb"
 CALL_TIMEOUT_S = 30.0
 # An agent answers events/cancel while it renders on its own thread.
 AGENT_CONCURRENCY = 4
+T = TypeVar("T")
 
 
 class AgentLost(RuntimeError):
@@ -42,26 +45,11 @@ class NodeInfo:
 
 
 class AgentHandle:
-    """Calls on one agent actor, each with a timeout; errors become AgentLost."""
+    """One agent actor: fire-and-forget calls here; calls that answer go through Cluster's batches."""
 
     def __init__(self, actor: Any, agent_id: str) -> None:
         self._actor = actor
         self.agent_id = agent_id
-
-    def inventory(self) -> AgentInventory:
-        result: AgentInventory = self._call("inventory")
-        return result
-
-    def start(self, task: RenderTask) -> bool:
-        result: bool = self._call("start", task)
-        return result
-
-    def events(self, after_seq: int) -> list[AgentEvent]:
-        result: list[AgentEvent] = self._call("events", after_seq)
-        return result
-
-    def cancel(self, job_id: str, attempt: int) -> None:
-        self._call("cancel", job_id, attempt)
 
     def prefetch(self, model_id: str) -> None:
         # Fire and forget: the next inventory shows the model cached.
@@ -70,11 +58,38 @@ class AgentHandle:
     def kill(self) -> None:
         ray.kill(self._actor, no_restart=True)
 
-    def _call(self, method: str, *args: Any) -> Any:
-        try:
-            return ray.get(getattr(self._actor, method).remote(*args), timeout=CALL_TIMEOUT_S)
-        except (RayActorError, GetTimeoutError) as error:
-            raise AgentLost(f"agent {self.agent_id}: {type(error).__name__}: {error}") from None
+    def remote(self, method: str, *args: Any) -> ray.ObjectRef:
+        """Send one call; its answer is read by `Cluster`'s batch calls."""
+        return getattr(self._actor, method).remote(*args)
+
+
+@dataclass(frozen=True)
+class Answers(Generic[T]):
+    """One batch call's results by key: each answer, and each call whose agent is lost."""
+
+    answered: dict[str, T] = field(default_factory=dict)
+    lost: dict[str, AgentLost] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EventPoll:
+    """Read an agent's events after `after_seq`."""
+
+    handle: AgentHandle
+    after_seq: int
+
+
+@dataclass(frozen=True)
+class TaskStart:
+    handle: AgentHandle
+    task: RenderTask
+
+
+@dataclass(frozen=True)
+class TaskCancel:
+    handle: AgentHandle
+    job_id: str
+    attempt: int
 
 
 class Cluster:
@@ -134,8 +149,58 @@ class Cluster:
         ).remote(config)
         return AgentHandle(actor, config.agent_id)
 
+    def inventories(self, handles: Iterable[AgentHandle]) -> Answers[AgentInventory]:
+        """Every agent's inventory, by agent id, asked of all at once."""
+        handles = list(handles)
+        return _gather({h.agent_id: h.remote("inventory") for h in handles}, _names(handles))
+
+    def events(self, polls: Iterable[EventPoll]) -> Answers[list[AgentEvent]]:
+        """Each agent's new events, by agent id, asked of all at once."""
+        polls = list(polls)
+        refs = {p.handle.agent_id: p.handle.remote("events", p.after_seq) for p in polls}
+        return _gather(refs, _names(p.handle for p in polls))
+
+    def start_tasks(self, starts: Iterable[TaskStart]) -> Answers[bool]:
+        """Hand each task to its agent; by job id, whether the agent took it (False: it is busy)."""
+        starts = list(starts)
+        refs = {s.task.job_id: s.handle.remote("start", s.task) for s in starts}
+        return _gather(refs, {s.task.job_id: s.handle.agent_id for s in starts})
+
+    def cancel_tasks(self, cancels: Iterable[TaskCancel]) -> Answers[None]:
+        """Pass each cancel request to its agent, by job id."""
+        cancels = list(cancels)
+        refs = {c.job_id: c.handle.remote("cancel", c.job_id, c.attempt) for c in cancels}
+        return _gather(refs, {c.job_id: c.handle.agent_id for c in cancels})
+
     def shutdown(self) -> None:
         ray.shutdown()
+
+
+def _gather(refs: dict[str, ray.ObjectRef], agents: dict[str, str]) -> Answers[Any]:
+    """Wait once for every call; one lost agent (died or silent past the timeout) fails only its own."""
+    if not refs:
+        return Answers()
+    ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=CALL_TIMEOUT_S)
+    if len(ready) == len(refs):
+        try:  # the usual round: every agent answered, read in one call
+            return Answers(dict(zip(refs, ray.get(list(refs.values())), strict=True)))
+        except RayActorError:
+            pass  # some agent died: read them one by one to know which
+    done = set(ready)
+    answers: Answers[Any] = Answers()
+    for key, ref in refs.items():
+        if ref not in done:
+            answers.lost[key] = AgentLost(f"agent {agents[key]}: no answer within {CALL_TIMEOUT_S:.0f} s")
+            continue
+        try:
+            answers.answered[key] = ray.get(ref)
+        except RayActorError as error:
+            answers.lost[key] = AgentLost(f"agent {agents[key]}: {type(error).__name__}: {error}")
+    return answers
+
+
+def _names(handles: Iterable[AgentHandle]) -> dict[str, str]:
+    return {h.agent_id: h.agent_id for h in handles}
 
 
 def actor_name(agent_id: str) -> str:

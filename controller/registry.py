@@ -2,6 +2,7 @@
 
 `refresh` reconciles the target (one agent per GPU of every live node) with what answers: a node
 that joined gets agents, an agent whose actor or node is gone is dropped and reported as lost.
+Agents are asked all at once (one wait), so a refresh costs one round trip however many there are.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from controller.ray_cluster import AgentHandle, AgentLost, Cluster, NodeInfo
+from controller.ray_cluster import AgentHandle, Cluster, NodeInfo
 from gpu_agent.messages import AgentConfig, AgentInventory
 from gpu_agent.storage import StorageConfig
 
@@ -54,27 +55,39 @@ class AgentRegistry:
         """Reconcile agents with the cluster's nodes; returns the ids of agents found lost."""
         wanted = {config.agent_id: config for node in self.cluster.nodes() for config in self._configs(node)}
         lost = [agent_id for agent_id in self._agents if agent_id not in wanted]
-        for agent_id, entry in list(self._agents.items()):
-            if agent_id in lost:
-                continue
-            try:
-                entry.inventory = entry.handle.inventory()
-            except AgentLost as error:
-                log.warning("%s", error)
-                lost.append(agent_id)
         for agent_id in lost:
-            self._agents.pop(agent_id, None)
-        for agent_id, config in wanted.items():
-            if agent_id not in self._agents and agent_id not in lost:
-                self._attach(config)
+            self._agents.pop(agent_id)
+        lost += self.reinventory(self.entries())
+        self._attach(
+            [
+                config
+                for agent_id, config in wanted.items()
+                if agent_id not in self._agents and agent_id not in lost
+            ]
+        )
         return lost
 
-    def _attach(self, config: AgentConfig) -> None:
-        handle = self.cluster.find_agent(config.agent_id) or self.cluster.start_agent(config)
-        try:
-            self._agents[config.agent_id] = AgentEntry(handle, handle.inventory())
-        except AgentLost as error:
-            log.warning("agent %s did not answer: %s", config.agent_id, error)
+    def reinventory(self, entries: list[AgentEntry]) -> list[str]:
+        """Read these agents' inventories anew; drops and returns the ids of those lost."""
+        answers = self.cluster.inventories(entry.handle for entry in entries)
+        for entry in entries:
+            inventory = answers.answered.get(entry.inventory.agent_id)
+            if inventory is not None:
+                entry.inventory = inventory
+        for agent_id, error in answers.lost.items():
+            log.warning("%s", error)
+            self.drop(agent_id)
+        return list(answers.lost)
+
+    def _attach(self, configs: list[AgentConfig]) -> None:
+        handles = [self.cluster.find_agent(c.agent_id) or self.cluster.start_agent(c) for c in configs]
+        answers = self.cluster.inventories(handles)
+        for handle in handles:
+            inventory = answers.answered.get(handle.agent_id)
+            if inventory is not None:
+                self._agents[handle.agent_id] = AgentEntry(handle, inventory)
+        for agent_id, error in answers.lost.items():
+            log.warning("agent %s did not answer: %s", agent_id, error)
 
     def _configs(self, node: NodeInfo) -> list[AgentConfig]:
         base = AgentConfig(

@@ -40,6 +40,45 @@ class IdempotencyConflict(ValueError):
 IDEMPOTENCY_KEEP_S = 24 * 3600
 
 
+@dataclasses.dataclass(frozen=True)
+class RunningAttempt:
+    """A running job read without its settings: (job_id, attempt) names the attempt, so a reader
+    can keep the full record it already has; cancel_requested is the one field that changes."""
+
+    job_id: str
+    attempt: int
+    cancel_requested: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class QueuedWait:
+    """Why a queued job waits and when it should finish, for `set_waits`."""
+
+    job_id: str
+    attempts: int  # the stay in the queue it is about: written only while the job is on it
+    reason: str | None
+    eta: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class AttemptStart:
+    """Run a queued job's next attempt on `agent_id`, for `start_attempts`."""
+
+    job_id: str
+    agent_id: str
+    profile: str
+    eta: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgressUpdate:
+    """An agent's latest progress of one attempt, for `record_progress_many`."""
+
+    job_id: str
+    attempt: int
+    progress: JobProgress
+
+
 _STATES = ", ".join(f"'{state.value}'" for state in JobState)
 
 # Migration i takes the file from user_version i to i + 1; never edit one that has shipped.
@@ -205,26 +244,15 @@ class JobStore:
     ) -> JobRecord | None:
         """queued -> running on `agent_id`; None (nothing changed) if the job is not queued."""
         with self._write() as cur:
-            job = _load(cur, job_id)
-            if job is None or job.state is not JobState.QUEUED:
-                return None
-            job = dataclasses.replace(
-                job,
-                state=JobState.RUNNING,
-                updated_at=now,
-                attempts=job.attempts + 1,
-                agent_id=agent_id,
-                profile=profile,
-                started_at=now,
-                eta=eta,
-                wait_reason=None,
-                progress=JobProgress(),
-            )
-            _save(cur, job)
-            cur.execute("UPDATE jobs SET progress_logged_at = NULL WHERE id = ?", (job_id,))
-            details = {"attempt": job.attempts, "agent_id": agent_id, "profile": profile}
-            _event(cur, job_id, now, "state", state=job.state, **details)
-            return job
+            return _start_attempt(cur, AttemptStart(job_id, agent_id, profile, eta), now)
+
+    def start_attempts(self, starts: Sequence[AttemptStart], now: float) -> list[JobRecord]:
+        """`start_attempt` for many jobs in one transaction; the jobs started (those still queued)."""
+        if not starts:
+            return []
+        with self._write() as cur:
+            started = [_start_attempt(cur, start, now) for start in starts]
+        return [job for job in started if job is not None]
 
     def record_progress(
         self, job_id: str, attempt: int, step: int, total: int, phase: str, now: float
@@ -235,23 +263,17 @@ class JobStore:
         `progress_event_interval_s`, plus every phase change and the last step.
         """
         with self._write() as cur:
-            job = _current(cur, job_id, attempt)
-            if job is None:
+            if not self._progress(cur, ProgressUpdate(job_id, attempt, JobProgress(step, total, phase)), now):
                 return None
-            sql = "SELECT progress_logged_at FROM jobs WHERE id = ?"
-            logged_at = cur.execute(sql, (job_id,)).fetchone()[0]
-            log = (
-                logged_at is None
-                or now - logged_at >= self.progress_event_interval_s
-                or phase != job.progress.phase
-                or step >= total
-            )
-            job = dataclasses.replace(job, updated_at=now, progress=JobProgress(step, total, phase))
-            _save(cur, job)
-            if log:
-                cur.execute("UPDATE jobs SET progress_logged_at = ? WHERE id = ?", (now, job_id))
-                _event(cur, job_id, now, "progress", attempt=attempt, step=step, total=total, phase=phase)
-            return job
+            return _load(cur, job_id)
+
+    def record_progress_many(self, updates: Sequence[ProgressUpdate], now: float) -> None:
+        """`record_progress` for many attempts in one transaction (one commit for a whole round)."""
+        if not updates:
+            return
+        with self._write() as cur:
+            for update in updates:
+                self._progress(cur, update, now)
 
     def add_output(self, job_id: str, attempt: int, key: str, now: float) -> JobRecord | None:
         """Record an object-storage key of the current attempt, once per key."""
@@ -339,6 +361,15 @@ class JobStore:
             _event(cur, job_id, now, "state", state=job.state, cancel_requested=True)
             return job
 
+    def set_waits(self, waits: Sequence[QueuedWait]) -> None:
+        """`set_wait` for many jobs in one transaction; a job no longer on that stay in the queue
+        (started, canceled, or queued again since) is left alone."""
+        sql = "UPDATE jobs SET wait_reason = ?, eta = ? WHERE id = ? AND attempts = ? AND state = ?"
+        queued = JobState.QUEUED.value
+        if waits:
+            with self._write() as cur:
+                cur.executemany(sql, [(w.reason, w.eta, w.job_id, w.attempts, queued) for w in waits])
+
     def set_wait(self, job_id: str, reason: str | None, eta: float | None) -> JobRecord | None:
         """Why a queued job waits and when it should finish (the row only, no event); None if not queued."""
         with self._write() as cur:
@@ -414,21 +445,77 @@ class JobStore:
         with self._read() as cur:
             return [_record(row) for row in cur.execute(sql, (JobState.RUNNING.value,))]
 
+    def queue_ids(self, limit: int) -> list[str]:
+        """The ids of the first `limit` queued jobs in queue order (read off the index alone)."""
+        sql = "SELECT id FROM jobs WHERE state = ? ORDER BY priority DESC, id LIMIT ?"
+        with self._read() as cur:
+            return [row[0] for row in cur.execute(sql, (JobState.QUEUED.value, limit))]
+
+    def running_attempts(self) -> list[RunningAttempt]:
+        """Every running attempt, by job id, without settings."""
+        sql = "SELECT id, attempts, cancel_requested FROM jobs WHERE state = ? ORDER BY id"
+        with self._read() as cur:
+            rows = cur.execute(sql, (JobState.RUNNING.value,)).fetchall()
+        return [RunningAttempt(row[0], row[1], bool(row[2])) for row in rows]
+
+    def get_many(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        """The jobs among `job_ids` that exist, in one read."""
+        sql = "SELECT * FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
+        with self._read() as cur:
+            return [_record(row) for row in cur.execute(sql, (json.dumps(list(job_ids)),))]
+
+    def state_events_since(self, seq: int, limit: int) -> list[JobEvent]:
+        """The first `limit` state events (transitions, cancel requests) after event `seq`; reads
+        only the events written since, so a poller pays for progress next to nothing."""
+        sql = "SELECT * FROM events WHERE seq > ? AND kind = 'state' ORDER BY seq LIMIT ?"
+        with self._read() as cur:
+            return [_job_event(row) for row in cur.execute(sql, (seq, limit))]
+
     def events(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[JobEvent]:
         """A job's events with seq > after_seq, oldest first."""
         sql = "SELECT * FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?"
         with self._read() as cur:
             rows = cur.execute(sql, (job_id, after_seq, limit)).fetchall()
-        return [
-            JobEvent(row["job_id"], row["seq"], row["at"], row["kind"], json.loads(row["data"]))
-            for row in rows
-        ]
+        return [_job_event(row) for row in rows]
 
     def latest_seq(self) -> int:
         with self._read() as cur:
             return int(cur.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _progress(self, cur: sqlite3.Cursor, update: ProgressUpdate, now: float) -> bool:
+        """Write one attempt's progress; False if that attempt is not running. Only the progress
+        columns are read and written: a round may carry one update per agent."""
+        sql = "SELECT state, attempts, progress_phase, progress_logged_at FROM jobs WHERE id = ?"
+        row = cur.execute(sql, (update.job_id,)).fetchone()
+        if row is None or row["state"] != JobState.RUNNING.value or row["attempts"] != update.attempt:
+            return False
+        step, total, phase = update.progress.step, update.progress.total, update.progress.phase
+        logged_at = row["progress_logged_at"]
+        log = (
+            logged_at is None
+            or now - logged_at >= self.progress_event_interval_s
+            or phase != row["progress_phase"]
+            or step >= total
+        )
+        columns = "updated_at = ?, progress_step = ?, progress_total = ?, progress_phase = ?"
+        values: list[Any] = [now, step, total, phase]
+        if log:
+            columns, values = f"{columns}, progress_logged_at = ?", [*values, now]
+        cur.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*values, update.job_id))
+        if log:
+            _event(
+                cur,
+                update.job_id,
+                now,
+                "progress",
+                attempt=update.attempt,
+                step=step,
+                total=total,
+                phase=phase,
+            )
+        return True
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Cursor]:
@@ -588,6 +675,33 @@ def _keyed_jobs(cur: sqlite3.Cursor, owner: str, key: str) -> tuple[str, list[Jo
     sql = "SELECT * FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
     by_id = {job.id: job for job in map(_record, cur.execute(sql, (row["job_ids"],)))}
     return row["fingerprint"], [by_id[job_id] for job_id in json.loads(row["job_ids"])]
+
+
+def _job_event(row: sqlite3.Row) -> JobEvent:
+    return JobEvent(row["job_id"], row["seq"], row["at"], row["kind"], json.loads(row["data"]))
+
+
+def _start_attempt(cur: sqlite3.Cursor, start: AttemptStart, now: float) -> JobRecord | None:
+    job = _load(cur, start.job_id)
+    if job is None or job.state is not JobState.QUEUED:
+        return None
+    job = dataclasses.replace(
+        job,
+        state=JobState.RUNNING,
+        updated_at=now,
+        attempts=job.attempts + 1,
+        agent_id=start.agent_id,
+        profile=start.profile,
+        started_at=now,
+        eta=start.eta,
+        wait_reason=None,
+        progress=JobProgress(),
+    )
+    _save(cur, job)
+    cur.execute("UPDATE jobs SET progress_logged_at = NULL WHERE id = ?", (job.id,))
+    details = {"attempt": job.attempts, "agent_id": start.agent_id, "profile": start.profile}
+    _event(cur, job.id, now, "state", state=job.state, **details)
+    return job
 
 
 def _load(cur: sqlite3.Cursor, job_id: str) -> JobRecord | None:

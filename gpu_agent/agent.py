@@ -1,9 +1,11 @@
-"""The GPU agent: owns one GPU, its pipeline and its node's weight cache; runs one task at a time.
+"""The GPU agent: owns one GPU, its pipeline and its node's weight cache; one task on the GPU at a time.
 
 It is a plain class; the controller's Ray wrapper turns it into an actor. `start` returns at once
 and the task runs on a thread, so `events`, `cancel` and `inventory` are answered while it renders
-(the actor is created with enough concurrency for that). Events stay in memory until the next task
-starts, so a restarted controller can read the end of a task it did not see finish.
+(the actor is created with enough concurrency for that). Depth-one pipelining: once a task has left
+the GPU (its last generation is encoding, then uploading) the agent takes one more, which renders
+while the first finishes. A task's events stay in memory until a task starts after it has ended,
+so a restarted controller can read the end of a task it did not see finish.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import shutil
 import threading
 import traceback
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,33 +75,41 @@ class GpuAgent:
         self._lock = threading.Lock()
         self._events: list[AgentEvent] = []
         self._seq = 0
-        self._current: tuple[str, int] | None = None
+        self._slots: list[_Slot] = []  # the tasks held, oldest first: at most two, one on the GPU
         self._cancel: set[tuple[str, int]] = set()
-        self._thread: threading.Thread | None = None
 
     def ping(self) -> str:
         return self.config.agent_id
 
     def inventory(self) -> AgentInventory:
         with self._lock:
-            current = self._current
-        return probe_inventory(self.config, self.cache, self.host.hot_model, current, self.storage_health)
+            slots = list(self._slots)
+            accepts_next = self._accepts_next()
+        current = slots[-1].key if slots else None
+        previous = slots[0].key if len(slots) == 2 else None
+        found = probe_inventory(self.config, self.cache, self.host.hot_model, current, self.storage_health)
+        return replace(
+            found,
+            previous_job=previous[0] if previous else None,
+            previous_attempt=previous[1] if previous else None,
+            accepts_next=accepts_next,
+        )
 
     def start(self, task: RenderTask) -> bool:
-        """Begin a task in the background; False when another task is still running."""
+        """Begin a task in the background; False unless idle or its only task has left the GPU."""
         with self._lock:
-            if self._current is not None:
+            if self._slots and not self._accepts_next():
                 return False
-            self._current = (task.job_id, task.attempt)
-            self._events = []
-        self._thread = threading.Thread(
-            target=self._run, args=(task,), name=f"task-{task.job_id}", daemon=True
-        )
-        self._thread.start()
+            self._slots.append(_Slot((task.job_id, task.attempt)))
+            held = {slot.key for slot in self._slots}
+            # Events of ended tasks go; the controller read them before it sent this one.
+            self._events = [e for e in self._events if (e.job_id, e.attempt) in held]
+        thread = threading.Thread(target=self._run, args=(task,), name=f"task-{task.job_id}", daemon=True)
+        thread.start()
         return True
 
     def events(self, after_seq: int = 0) -> list[AgentEvent]:
-        """Events of the current (or last) task with seq > after_seq."""
+        """Events with seq > after_seq, in order; an ended task's stay until the next task starts."""
         with self._lock:
             return [e for e in self._events if e.seq > after_seq]
 
@@ -110,7 +121,7 @@ class GpuAgent:
     def prefetch(self, model_id: str) -> bool:
         """Warm a model's weights into the node cache while idle; False when busy."""
         with self._lock:
-            if self._current is not None:
+            if self._slots:
                 return False
         self.cache.ensure(get_model(model_id))
         return True
@@ -130,7 +141,7 @@ class GpuAgent:
         finally:
             shutil.rmtree(work, ignore_errors=True)
             with self._lock:
-                self._current = None
+                self._slots = [slot for slot in self._slots if slot.key != (task.job_id, task.attempt)]
                 self._cancel.discard((task.job_id, task.attempt))
 
     def _render(self, task: RenderTask, work: Path) -> tuple[list[str], RunInfo]:
@@ -138,10 +149,16 @@ class GpuAgent:
 
         settings = self._fetch_inputs(task.settings, work / "inputs")
         job = resolve(parse_settings(settings), Attachments.inside(work / "inputs"), task.job_id)
+        generations_left = len(job.generations)
 
         def on_progress(progress: Progress) -> None:
-            if (task.job_id, task.attempt) in self._cancel:
-                raise Cancelled(task.job_id)
+            nonlocal generations_left
+            self._check_cancel(task)
+            if progress.phase is Phase.ENCODING:
+                generations_left -= 1
+                if generations_left == 0:
+                    # Before the event says so: whoever reads "encoding" may send the next task.
+                    self._leave_gpu(task)
             self._emit(task, EventKind.PROGRESS, progress=progress)
 
         with self.cache.using(job.preset.id):
@@ -154,8 +171,25 @@ class GpuAgent:
                 on_progress,
             )
         self._emit(task, EventKind.PROGRESS, progress=Progress(0, len(outputs), Phase.ENCODING))
-        keys = [self._store_output(task.job_id, output.path) for output in outputs]
+        keys = []
+        for output in outputs:
+            self._check_cancel(task)  # between uploads too: a pipelined task may spend a while here
+            keys.append(self._store_output(task.job_id, output.path))
         return keys, _totals([o.run for o in outputs])
+
+    def _check_cancel(self, task: RenderTask) -> None:
+        if (task.job_id, task.attempt) in self._cancel:
+            raise Cancelled(task.job_id)
+
+    def _accepts_next(self) -> bool:
+        """Under the lock: one task held, and it has left the GPU."""
+        return len(self._slots) == 1 and not self._slots[0].on_gpu
+
+    def _leave_gpu(self, task: RenderTask) -> None:
+        with self._lock:
+            for slot in self._slots:
+                if slot.key == (task.job_id, task.attempt):
+                    slot.on_gpu = False
 
     def _store_output(self, job_id: str, path: Path) -> str:
         """Upload one output (the store retries) and check it arrived whole; its key."""
@@ -220,18 +254,30 @@ class GpuAgent:
                 weights_source=run.weights_source if run else "hot",
                 bytes_fetched=run.bytes_fetched if run else 0,
             )
-            # Progress of one task replaces the previous progress: a poller needs only the latest.
-            if kind is EventKind.PROGRESS and self._events and self._events[-1].kind is EventKind.PROGRESS:
+            # Progress of one task replaces its previous progress: a poller needs only the latest.
+            last = self._events[-1] if self._events else None
+            if (
+                kind is EventKind.PROGRESS
+                and last is not None
+                and last.kind is EventKind.PROGRESS
+                and (last.job_id, last.attempt) == (task.job_id, task.attempt)
+            ):
                 self._events[-1] = event
             else:
                 self._events.append(event)
 
 
+@dataclass
+class _Slot:
+    """A task the agent holds: on the GPU until its last generation starts encoding."""
+
+    key: tuple[str, int]  # (job id, attempt)
+    on_gpu: bool = True
+
+
 def _totals(runs: list[RunInfo]) -> RunInfo:
     """One attempt's figures from its outputs': a batch's outputs share one generation's RunInfo,
     repeats add up."""
-    from dataclasses import replace
-
     distinct = list({id(run): run for run in runs}.values())
     return replace(
         distinct[0],

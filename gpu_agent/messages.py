@@ -97,8 +97,13 @@ class AgentInventory:
     hot_model: str | None
     declared: bool
     device: str  # "cuda" or "cpu" (declared agents render on the CPU)
+    # Depth-one pipelining: `current` is the newest task held (on the GPU, or finishing when alone),
+    # `previous` an older one still encoding or uploading beside it.
     current_job: str | None = None
     current_attempt: int | None = None
+    previous_job: str | None = None
+    previous_attempt: int | None = None
+    accepts_next: bool = False  # busy, but its only task has left the GPU: it takes one more now
     cache_bytes: int = 0  # the node's weight cache on disk
     utilization: float = 0.0  # the GPU's busy share (0-1); a declared agent reports 1 while rendering
     # Failed storage attempts since the agent started, retried or final (a node whose storage keeps

@@ -4,125 +4,16 @@ is queued again; a loss the farm's own restart caused is not charged to the job,
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import cast
 
 import pytest
 
 from controller.dispatcher import Dispatcher
 from controller.jobs import JobRecord, JobState, NewJob
-from controller.ray_cluster import AgentLost, Cluster, NodeInfo
-from controller.registry import AgentRegistry, AgentSettings
 from controller.store import JobStore
-from gpu_agent.messages import AgentConfig, AgentEvent, AgentInventory, EventKind, RenderTask
-from gpu_agent.storage import StorageConfig
-from models.profiles import Profile
-from scheduler.snapshot import Assignment, Decisions, Observation, Snapshot
+from tests.unit.fake_cluster import FakeCluster, fake_dispatcher
 
 T0 = 1_700_000_000.0
-GIB = 1024**3
-
-
-class FakeAgent:
-    """An agent actor as AgentHandle sees it; once killed, every call raises AgentLost."""
-
-    def __init__(self, config: AgentConfig) -> None:
-        self.agent_id = config.agent_id
-        self.alive = True
-        self.log: list[AgentEvent] = []
-        self._inventory = AgentInventory(
-            agent_id=config.agent_id,
-            node_id=config.node_id,
-            hostname="host",
-            gpu_index=config.gpu_index,
-            gpu_name=config.declared_gpu or "RTX 4090",
-            arch="ada",
-            capability=(8, 9),
-            vram_total=24 * GIB,
-            vram_free=24 * GIB,
-            ram_total=64 * GIB,
-            ram_free=64 * GIB,
-            disk_free=500 * GIB,
-            half_tflops=165.0,
-            cached_models=(),
-            hot_model=None,
-            declared=True,
-            device="cpu",
-        )
-
-    def inventory(self) -> AgentInventory:
-        self._answer()
-        return self._inventory
-
-    def start(self, task: RenderTask) -> bool:
-        self._answer()
-        self._inventory = replace(self._inventory, current_job=task.job_id, current_attempt=task.attempt)
-        return True
-
-    def events(self, after_seq: int) -> list[AgentEvent]:
-        self._answer()
-        return [event for event in self.log if event.seq > after_seq]
-
-    def cancel(self, job_id: str, attempt: int) -> None:
-        self._answer()
-
-    def prefetch(self, model_id: str) -> None:
-        pass
-
-    def kill(self) -> None:
-        self.alive = False
-
-    def succeed(self) -> None:
-        """The running attempt ends well."""
-        job_id, attempt = self._inventory.current_job, self._inventory.current_attempt
-        assert job_id is not None and attempt is not None
-        self.log.append(AgentEvent(len(self.log) + 1, job_id, attempt, EventKind.SUCCEEDED))
-        self._inventory = replace(self._inventory, current_job=None, current_attempt=None)
-
-    def _answer(self) -> None:
-        if not self.alive:
-            raise AgentLost(f"agent {self.agent_id}: actor died")
-
-
-@dataclass
-class FakeCluster:
-    """One node declaring `gpus` cards; `up` is False while a restarted Ray has no node yet."""
-
-    gpus: int = 1
-    up: bool = True
-    agents: dict[str, FakeAgent] = field(default_factory=dict)
-
-    def nodes(self) -> list[NodeInfo]:
-        return [NodeInfo("node0001", "host", 0, ("RTX 4090",) * self.gpus)] if self.up else []
-
-    def find_agent(self, agent_id: str) -> FakeAgent | None:
-        agent = self.agents.get(agent_id)
-        return agent if agent is not None and agent.alive else None
-
-    def start_agent(self, config: AgentConfig) -> FakeAgent:
-        self.agents[config.agent_id] = FakeAgent(config)
-        return self.agents[config.agent_id]
-
-
-class FirstFree:
-    """Each pending job on the first idle agent it does not avoid."""
-
-    name = "first-free"
-
-    def place(self, snapshot: Snapshot) -> Decisions:
-        idle = [agent for agent in snapshot.agents if agent.idle]
-        assignments = []
-        for job in snapshot.pending:
-            agent = next((a for a in idle if a.agent_id not in job.avoid_agents), None)
-            if agent is not None:
-                idle.remove(agent)
-                now = snapshot.now
-                assignments.append(Assignment(job.job_id, agent.agent_id, Profile.P4, now, now + 60, "free"))
-        return Decisions(assignments=tuple(assignments))
-
-    def observe(self, observation: Observation) -> None:
-        pass
 
 
 @pytest.fixture
@@ -133,10 +24,7 @@ def store(tmp_path: Path) -> Iterator[JobStore]:
 
 def _controller(store: JobStore, cluster: FakeCluster, tmp_path: Path) -> Dispatcher:
     """What `wanfarm up` builds at start: a registry refreshed once, then the dispatcher."""
-    settings = AgentSettings(StorageConfig(kind="local", root=tmp_path / "objects"), tmp_path / "cache")
-    registry = AgentRegistry(cast(Cluster, cluster), settings)
-    registry.refresh()
-    return Dispatcher(store, registry, FirstFree(), clock=lambda: T0, refresh_every_s=0.0)
+    return fake_dispatcher(store, cluster, tmp_path, clock=lambda: T0)
 
 
 def _submit(store: JobStore, max_attempts: int = 3) -> str:
