@@ -13,9 +13,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from models.gpus import ArchCaps
+if TYPE_CHECKING:
+    from models.gpus import ArchCaps  # annotations only: `--help` loads no pydantic
 
 
 class AttentionMode(StrEnum):

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import av
 from PIL import Image
 
 COMMENT_KEY = "comment"
@@ -48,6 +47,8 @@ def decode_metadata(text: str | bytes | None) -> dict[str, Any] | None:
 
 
 def _read_mp4_comment(path: Path) -> str | None:
+    import av  # here, not at the top: the command line reads JSON without loading codecs
+
     with av.open(str(path)) as container:
         tags = {str(key).lower(): value for key, value in container.metadata.items()}
     for tag in _VIDEO_COMMENT_TAGS:

@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate",
         help="compare placement policies on a simulated pool and trace",
         description="Run each policy over the pool and trace in the discrete-event simulator "
-        "(see the README's Simulator section for the file formats) and compare them.",
+        "(see docs/simulator.md for the file formats) and compare them.",
     )
     simulate.add_argument("--pool", type=Path, required=True, help="pool JSON file")
     simulate.add_argument("--trace", type=Path, required=True, help="trace .jsonl, or a generator spec .json")
