@@ -9,11 +9,11 @@ import secrets
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from controller import uploads
 from controller.auth import Principal
-from controller.jobs import IdempotencyKey, JobRecord, JobState, NewJob
+from controller.jobs import IdempotencyKey, JobEvent, JobRecord, JobState, NewJob
 from controller.metrics import FarmMetrics
 from controller.schemas import StatsOut
 from controller.stats import window_stats
@@ -122,6 +122,23 @@ class FarmService:
         if job is None:
             raise ServiceError(404, f"no job {job_id!r}")
         return job
+
+    def output_path(self, who: Principal, job_id: str, name: str) -> Path:
+        """The local file of one of the job's outputs; 404 when it has none of that name here."""
+        job = self.get(who, job_id)
+        key = next((k for k in job.outputs if PurePosixPath(k).name == name), None)
+        path = self.storage.local_path(key) if key else None
+        if path is None or not path.is_file():
+            raise ServiceError(404, f"job {job_id} has no output {name!r}")
+        return path
+
+    def history(self, job_id: str, after_seq: int) -> tuple[list[JobEvent], JobRecord | None]:
+        """The job's events after `after_seq`, then the job as it stands (None once it is gone)."""
+        return self.store.events(job_id, after_seq), self.store.get(job_id)
+
+    def health(self) -> str | None:
+        """Why the farm cannot accept jobs now (its store refuses writes), or None."""
+        return self.store.health()  # two stat calls: cheap enough for every probe
 
     def stats(self, window_s: int, now: float, utilisation: UtilisationLog | None) -> StatsOut:
         """Jobs finished and agents busy per minute over the `window_s` seconds up to `now`."""

@@ -6,11 +6,10 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 
-from controller.api.deps import Caller
+from controller.api.deps import Caller, Service
 from controller.catalogue_view import ModelRow, model_row
 from controller.schemas import AgentOut, ErrorOut
 from controller.service import ServiceError
-from controller.store import JobStore
 from models.catalogue import catalogue
 
 router = APIRouter()
@@ -28,10 +27,9 @@ def models(_: Caller) -> list[ModelRow]:
 
 
 @router.get("/healthz", responses={503: {"model": ErrorOut, "description": "the job store refuses writes"}})
-def healthz(request: Request) -> dict[str, object]:
+def healthz(request: Request, service: Service) -> dict[str, object]:
     """200 while the farm can accept jobs; 503 naming the reason once its job store cannot."""
-    store: JobStore = request.app.state.service.store
-    problem = store.health()  # two stat calls: cheap enough for every probe
+    problem = service.health()
     if problem is not None:
         hint = "restart the controller; keep every other program away from the farm's jobs.db"
         raise ServiceError(503, "the job store refuses writes", [problem], hint)

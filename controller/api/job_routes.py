@@ -6,7 +6,7 @@ import asyncio
 import json
 import tempfile
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -163,12 +163,7 @@ def cancel_job(job_id: str, who: Caller, service: Service) -> JobOut:
 )
 def get_output(job_id: str, name: str, who: MediaCaller, service: Service) -> FileResponse:
     """One output file; the only route that also takes the key as `?key=`, so pages can embed it."""
-    job = service.get(who, job_id)
-    key = next((k for k in job.outputs if PurePosixPath(k).name == name), None)
-    path = service.storage.local_path(key) if key else None
-    if path is None or not path.is_file():
-        raise ServiceError(404, f"job {job_id} has no output {name!r}")
-    return FileResponse(path, filename=name)
+    return FileResponse(service.output_path(who, job_id, name), filename=name)
 
 
 @router.get(
@@ -212,11 +207,10 @@ class _ReleasingStream(StreamingResponse):
 async def _event_stream(service: Service, job_id: str) -> AsyncIterator[str]:
     after = 0
     while True:
-        events = service.store.events(job_id, after)
+        events, job = service.history(job_id, after)
         for event in events:
             after = event.seq
             yield f"id: {event.seq}\nevent: {event.kind}\ndata: {json.dumps(event.data)}\n\n"
-        job = service.store.get(job_id)
         if job is None or (job.state.finished and not events):
             yield f"event: end\ndata: {json.dumps({'state': job.state.value if job else 'gone'})}\n\n"
             return
