@@ -14,6 +14,7 @@ the queue beyond the window.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -26,7 +27,6 @@ from controller.ray_cluster import EventPoll, TaskCancel, TaskStart
 from controller.registry import AgentEntry, AgentRegistry
 from controller.store import AttemptStart, JobStore, ProgressUpdate, QueuedWait, StoreError
 from gpu_agent.messages import AgentEvent, AgentInventory, EventKind, RenderTask
-from models.profiles import Profile
 from models.progress import Phase
 from scheduler.policy import Policy
 from scheduler.snapshot import AgentView, Assignment, Observation, PendingJob, Snapshot, Waiting
@@ -45,6 +45,7 @@ AFTER_GPU = frozenset({Phase.ENCODING.value, Phase.DONE.value})
 # A waiting job's ETA is written again once it moved by a second or 2% of the wait left, whichever
 # is more: not every placement for each of 2,000 jobs whose ETAs shift as the jobs ahead end.
 ETA_SLACK_S, ETA_SLACK_SHARE = 1.0, 0.02
+WAITS_PER_ROUND = 250  # waits written in one commit
 # State events a round looks through to decide whether placement is due; past this many, it is.
 STATE_EVENTS_LOOKED_AT = 100
 
@@ -67,7 +68,8 @@ class Dispatcher:
         self.metrics = metrics or FarmMetrics()
         self._last_refresh = 0.0
         self._place_due = False  # a refresh asked for placement in the next round
-        self._waits: list[QueuedWait] = []  # changed by the last placement, not yet written
+        self._room_made = False  # an agent's job left the GPU this round: it takes one more
+        self._waits: dict[str, QueuedWait] = {}  # changed by placements, not yet written
         self._seen_seq = -1  # the store's event seq when the last round looked for changes
         self._started: set[str] = set()  # jobs this dispatcher started since that look
         # (job id, attempt) found running when this controller started and not yet seen alive on
@@ -95,12 +97,10 @@ class Dispatcher:
         started = time.monotonic()
         refreshed = started - self._last_refresh >= self.refresh_every_s
         pool_changed = refreshed and self._refresh()
-        # The last placement's waits, a round later: a placement round carries the policy's time,
-        # and a policy may reword the wait of each of 2,000 jobs every time.
-        waits, self._waits = self._waits, []
-        self.store.set_waits(waits)
+        self._write_waits()
         running = self._follow_running()
-        place = self._jobs_changed_state() or pool_changed or self._place_due
+        room_made, self._room_made = self._room_made, False
+        place = self._jobs_changed_state() or pool_changed or self._place_due or room_made
         # A refresh that changed no agent calls for placement (time has passed) in the next round:
         # the two together would double a round's cost.
         self._place_due = refreshed and not place
@@ -186,6 +186,7 @@ class Dispatcher:
         # An ended or encoding job changes what the agent holds (hot model, cache, room for one
         # more): the next placement in this same round must see it, not the last refresh's view.
         self.registry.reinventory(reread)
+        self._room_made = any(entry.inventory.accepts_next for entry in reread)
 
     def _sort_events(
         self,
@@ -207,8 +208,7 @@ class Dispatcher:
                 progress.append(ProgressUpdate(job.id, job.attempts, _progress(event)))
             else:
                 news.append(_News(job, entry, event))
-            left_gpu = len(jobs) == 1 and _after_gpu(event) and not entry.inventory.accepts_next
-            reread = reread or event.kind.final or left_gpu
+            reread = reread or event.kind.final or (len(jobs) == 1 and _after_gpu(event))
         if not events:
             for job in jobs:
                 if not _holds(entry.inventory, job):
@@ -259,14 +259,9 @@ class Dispatcher:
             return
         observation = Observation(
             job_id=job.id,
-            model_id=job.model_id,
+            work=job.work,
             gpu_name=entry.inventory.gpu_name,
-            profile=Profile.parse(job.profile or "4"),
-            width=job.width,
-            height=job.height,
-            frames=job.frames,
-            steps=job.steps,
-            batch=job.batch,
+            profile=job.running_profile(),
             render_seconds=event.render_seconds,
             load_seconds=event.load_seconds,
             peak_vram_bytes=event.peak_vram_bytes or None,
@@ -317,7 +312,7 @@ class Dispatcher:
         queues the job again."""
         now = self.clock()
         started = self.store.start_attempts(
-            [AttemptStart(a.job_id, a.agent_id, a.profile.value, a.est_finish) for a in assignments], now
+            [AttemptStart(a.job_id, a.agent_id, a.profile, a.est_finish) for a in assignments], now
         )  # a job canceled since the snapshot is not among them
         self._started = {job.id for job in started}
         sent: dict[str, tuple[JobRecord, AgentEntry]] = {}
@@ -327,8 +322,7 @@ class Dispatcher:
             waited = max(now - in_line[job.id].queued_since, 0.0)
             self.metrics.queue_seconds.labels(job.model_id, entry.inventory.gpu_name).observe(waited)
         answers = self.registry.cluster.start_tasks(
-            TaskStart(entry.handle, RenderTask(job.id, job.attempts, job.settings, job.profile or ""))
-            for job, entry in sent.values()
+            TaskStart(entry.handle, _task(job)) for job, entry in sent.values()
         )
         for job_id, (job, entry) in sent.items():
             agent_id = entry.inventory.agent_id
@@ -347,7 +341,16 @@ class Dispatcher:
             queued = in_line[wait.job_id]
             if _moved(queued.wait, (wait.reason, wait.eta), now):
                 queued.wait = (wait.reason, wait.eta)
-                self._waits.append(QueuedWait(wait.job_id, queued.pending.attempts, wait.reason, wait.eta))
+                self._waits[wait.job_id] = QueuedWait(
+                    wait.job_id, queued.pending.attempts, wait.reason, wait.eta
+                )
+
+    def _write_waits(self) -> None:
+        # Placements' waits, from the next round on and a slice a round: a placement round carries
+        # the policy's time, a policy may reword the wait of each of 2,000 jobs each time, and a
+        # commit of them all would hold the store from submissions for tens of milliseconds.
+        ids = list(itertools.islice(self._waits, WAITS_PER_ROUND))
+        self.store.set_waits([self._waits.pop(job_id) for job_id in ids])
 
 
 @dataclass(frozen=True)
@@ -491,16 +494,10 @@ def agent_view(inventory: AgentInventory, running: JobRecord | None) -> AgentVie
 
 def _pending(job: JobRecord) -> PendingJob:
     return PendingJob(
-        job_id=job.id,
-        model_id=job.model_id,
-        width=job.width,
-        height=job.height,
-        frames=job.frames,
-        steps=job.steps,
-        priority=job.priority,
-        owner=job.owner,
-        submitted_at=job.created_at,
-        batch=job.batch,
-        attempts=job.attempts,
-        avoid_agents=frozenset(job.avoid_agents),
+        job.id, job.work, job.priority, job.owner, job.created_at, job.attempts, frozenset(job.avoid_agents)
     )
+
+
+def _task(job: JobRecord) -> RenderTask:
+    # The work as placed goes with the settings: the agent refuses settings that now resolve otherwise.
+    return RenderTask(job.id, job.attempts, job.settings, job.work, job.running_profile())

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from models.profiles import Profile
+from models.work import WorkSize
+
 
 class JobState(StrEnum):
     QUEUED = "queued"
@@ -36,12 +39,7 @@ class NewJob:
     owner: str
     priority: int
     settings: dict[str, Any]
-    model_id: str
-    width: int
-    height: int
-    frames: int
-    steps: int
-    batch: int = 1
+    work: WorkSize  # what the settings resolved to at submit: what the job is placed as
     max_attempts: int = 3
 
 
@@ -54,18 +52,13 @@ class JobRecord:
     state: JobState
     priority: int
     settings: dict[str, Any]
-    model_id: str
-    width: int
-    height: int
-    frames: int
-    steps: int
-    batch: int
+    work: WorkSize
     created_at: float
     updated_at: float
     attempts: int  # attempts started so far
     max_attempts: int  # how many attempts may be charged before the job fails
     agent_id: str | None = None  # the agent of the current (or last) attempt
-    profile: str | None = None  # memory profile of the current attempt
+    profile: Profile | None = None  # memory profile of the current (or last) attempt; None before one
     started_at: float | None = None
     finished_at: float | None = None
     eta: float | None = None  # estimated finish (clock seconds), from the scheduler
@@ -81,6 +74,20 @@ class JobRecord:
     @property
     def charged_attempts(self) -> int:
         return self.attempts - self.uncharged_attempts
+
+    @property
+    def model_id(self) -> str:
+        return self.work.model_id
+
+    def running_profile(self) -> Profile:
+        """The profile its attempt was placed under; an attempt started without one is a bug, never
+        a guess (a wrong profile would teach the scheduler wrong speeds and memory)."""
+        if self.profile is None:
+            raise ValueError(
+                f"job {self.id} attempt {self.attempts} is {self.state} without a memory profile: "
+                "every attempt is stored with the profile it was placed under"
+            )
+        return self.profile
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from gpu_agent.storage import ObjectStore
 from models.settings import MAX_SEED, Attachments, Job, SettingsError, parse_settings, resolve
 from processing.queue_zip import QueueZipError, import_queue_zip
 from scheduler.feasibility import pool_refusal
-from scheduler.snapshot import AgentView, PendingJob
+from scheduler.snapshot import AgentView
 
 MAX_BATCH = 1000
 # What an Idempotency-Key may hold: it is stored with the jobs and echoed in errors.
@@ -233,7 +233,7 @@ class FarmService:
             return  # a farm still starting has no agents yet: its jobs wait for them
         reasons = []
         for job in jobs:
-            reason = pool_refusal(job.preset, _pending(job), agents)
+            reason = pool_refusal(job.preset, job.work, agents)
             if reason:
                 reasons.append(reason)
         if reasons:
@@ -250,17 +250,7 @@ class FarmService:
         if first.image_start is not None:
             settings["image_start"] = uploads.upload(self.storage, first.image_start, self.clock())
             uploaded.append(settings["image_start"])
-        return NewJob(
-            owner=who.owner,
-            priority=priority,
-            settings=settings,
-            model_id=job.preset.id,
-            width=first.width,
-            height=first.height,
-            frames=first.frames,
-            steps=first.steps,
-            batch=first.batch_size,
-        )
+        return NewJob(owner=who.owner, priority=priority, settings=settings, work=job.work)
 
 
 def _key_reused() -> ServiceError:
@@ -284,19 +274,3 @@ def _with_fixed_seed(item: object) -> object:
     if isinstance(item, dict) and item.get("seed", -1) == -1:
         return {**item, "seed": secrets.randbelow(MAX_SEED + 1)}
     return item
-
-
-def _pending(job: Job) -> PendingJob:
-    first = job.generations[0].request
-    return PendingJob(
-        job_id="new",
-        model_id=job.preset.id,
-        width=first.width,
-        height=first.height,
-        frames=first.frames,
-        steps=first.steps,
-        priority=0,
-        owner="",
-        submitted_at=0.0,
-        batch=first.batch_size,
-    )

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from controller.jobs import IdempotencyKey, JobEvent, JobProgress, JobRecord, JobState, NewJob
+from models.profiles import Profile
+from models.work import WorkSize
 
 
 class StoreError(Exception):
@@ -66,7 +68,7 @@ class AttemptStart:
 
     job_id: str
     agent_id: str
-    profile: str
+    profile: Profile
     eta: float | None
 
 
@@ -240,7 +242,7 @@ class JobStore:
         return [_new_record(i, j, s, now) for i, j, s in zip(ids, jobs, settings, strict=True)]
 
     def start_attempt(
-        self, job_id: str, agent_id: str, profile: str, eta: float | None, now: float
+        self, job_id: str, agent_id: str, profile: Profile, eta: float | None, now: float
     ) -> JobRecord | None:
         """queued -> running on `agent_id`; None (nothing changed) if the job is not queued."""
         with self._write() as cur:
@@ -615,22 +617,17 @@ def _dump_settings(job: NewJob, index: int) -> str:
 
 
 def _insert_row(job_id: str, job: NewJob, settings: str, now: float) -> tuple[Any, ...]:
-    return (
-        job_id,
-        job.owner,
-        JobState.QUEUED.value,
-        job.priority,
-        settings,
-        job.model_id,
-        job.width,
-        job.height,
-        job.frames,
-        job.steps,
-        job.batch,
-        now,
-        now,
-        job.max_attempts,
-    )
+    fixed = (job_id, job.owner, JobState.QUEUED.value, job.priority, settings)
+    return (*fixed, *_work_columns(job.work), now, now, job.max_attempts)
+
+
+def _work_columns(work: WorkSize) -> tuple[str, int, int, int, int, int]:
+    # The order of _INSERT_JOB's columns model_id ... batch.
+    return (work.model_id, work.width, work.height, work.frames, work.steps, work.batch)
+
+
+def _work(row: sqlite3.Row) -> WorkSize:
+    return WorkSize(row["model_id"], row["width"], row["height"], row["frames"], row["steps"], row["batch"])
 
 
 def _new_record(job_id: str, job: NewJob, settings: str, now: float) -> JobRecord:
@@ -641,12 +638,7 @@ def _new_record(job_id: str, job: NewJob, settings: str, now: float) -> JobRecor
         state=JobState.QUEUED,
         priority=job.priority,
         settings=json.loads(settings),
-        model_id=job.model_id,
-        width=job.width,
-        height=job.height,
-        frames=job.frames,
-        steps=job.steps,
-        batch=job.batch,
+        work=job.work,
         created_at=now,
         updated_at=now,
         attempts=0,
@@ -699,7 +691,7 @@ def _start_attempt(cur: sqlite3.Cursor, start: AttemptStart, now: float) -> JobR
     )
     _save(cur, job)
     cur.execute("UPDATE jobs SET progress_logged_at = NULL WHERE id = ?", (job.id,))
-    details = {"attempt": job.attempts, "agent_id": start.agent_id, "profile": start.profile}
+    details = {"attempt": job.attempts, "agent_id": start.agent_id, "profile": start.profile.value}
     _event(cur, job.id, now, "state", state=job.state, **details)
     return job
 
@@ -726,7 +718,7 @@ def _save(cur: sqlite3.Cursor, job: JobRecord) -> None:
             job.updated_at,
             job.attempts,
             job.agent_id,
-            job.profile,
+            None if job.profile is None else job.profile.value,
             job.started_at,
             job.finished_at,
             job.eta,
@@ -756,18 +748,13 @@ def _record(row: sqlite3.Row) -> JobRecord:
         state=JobState(row["state"]),
         priority=row["priority"],
         settings=json.loads(row["settings"]),
-        model_id=row["model_id"],
-        width=row["width"],
-        height=row["height"],
-        frames=row["frames"],
-        steps=row["steps"],
-        batch=row["batch"],
+        work=_work(row),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         attempts=row["attempts"],
         max_attempts=row["max_attempts"],
         agent_id=row["agent_id"],
-        profile=row["profile"],
+        profile=None if row["profile"] is None else Profile(row["profile"]),
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         eta=row["eta"],

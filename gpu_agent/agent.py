@@ -4,8 +4,9 @@ It is a plain class; the controller's Ray wrapper turns it into an actor. `start
 and the task runs on a thread, so `events`, `cancel` and `inventory` are answered while it renders
 (the actor is created with enough concurrency for that). Depth-one pipelining: once a task has left
 the GPU (its last generation is encoding, then uploading) the agent takes one more, which renders
-while the first finishes. A task's events stay in memory until a task starts after it has ended,
-so a restarted controller can read the end of a task it did not see finish.
+while the first finishes. An ended task's events stay in memory until another task has ended and
+a new one starts, so the controller (or a restarted one) can read the end of a task it did not see
+finish.
 """
 
 from __future__ import annotations
@@ -39,9 +40,8 @@ from gpu_agent.storage import (
 from gpu_agent.workspace import Workspace, default_parent
 from models.attention import AttentionMode
 from models.catalogue import get_model
-from models.profiles import Profile
 from models.progress import Cancelled, Phase, Progress
-from models.settings import Attachments, parse_settings, resolve
+from models.settings import Attachments, Job, parse_settings, resolve
 from models.weights import WeightCache
 from processing.queue_zip import ATTACHMENT_KEYS
 
@@ -49,6 +49,11 @@ if TYPE_CHECKING:
     from models.runner import PipelineHost, RunInfo
 
 CONTENT_TYPES = {".mp4": "video/mp4", ".png": "image/png"}
+
+
+class WorkChanged(ValueError):
+    """The task's settings no longer resolve to the work it was placed as (the catalogue changed
+    since submit): rendering them would run something the scheduler did not place."""
 
 
 class GpuAgent:
@@ -66,8 +71,14 @@ class GpuAgent:
         cache_dir = Path(os.environ["WANFARM_CACHE"]) if os.environ.get("WANFARM_CACHE") else config.cache_dir
         self.cache = WeightCache(cache_dir, budget_bytes=config.cache_budget_bytes, mirror=mirror)
         # torch and diffusers load here, in the actor, never in the controller that creates it.
+        import torch
+
         from models.runner import PipelineHost
 
+        if config.declared_gpu:
+            # Ray gives an actor that holds no CPU one thread; a declared agent renders on the CPU,
+            # so it takes its share of the node's cores, as `wanfarm render` takes them all.
+            torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // max(config.node_agents, 1)))
         device = "cpu" if config.declared_gpu else None
         self.host: PipelineHost = PipelineHost(
             self.cache, device=device, attention_mode=AttentionMode(config.attention)
@@ -76,6 +87,7 @@ class GpuAgent:
         self._events: list[AgentEvent] = []
         self._seq = 0
         self._slots: list[_Slot] = []  # the tasks held, oldest first: at most two, one on the GPU
+        self._last_ended: tuple[str, int] | None = None  # the task that ended last
         self._cancel: set[tuple[str, int]] = set()
 
     def ping(self) -> str:
@@ -101,9 +113,10 @@ class GpuAgent:
             if self._slots and not self._accepts_next():
                 return False
             self._slots.append(_Slot((task.job_id, task.attempt)))
-            held = {slot.key for slot in self._slots}
-            # Events of ended tasks go; the controller read them before it sent this one.
-            self._events = [e for e in self._events if (e.job_id, e.attempt) in held]
+            # Events of ended tasks go, but the last one's: the controller sent this task once
+            # that one had left the GPU, and it may have ended since, unread.
+            kept = {slot.key for slot in self._slots} | {self._last_ended}
+            self._events = [e for e in self._events if (e.job_id, e.attempt) in kept]
         thread = threading.Thread(target=self._run, args=(task,), name=f"task-{task.job_id}", daemon=True)
         thread.start()
         return True
@@ -142,13 +155,15 @@ class GpuAgent:
             shutil.rmtree(work, ignore_errors=True)
             with self._lock:
                 self._slots = [slot for slot in self._slots if slot.key != (task.job_id, task.attempt)]
+                self._last_ended = (task.job_id, task.attempt)
                 self._cancel.discard((task.job_id, task.attempt))
 
     def _render(self, task: RenderTask, work: Path) -> tuple[list[str], RunInfo]:
         from gpu_agent.render import render_job, safe_stem
 
         settings = self._fetch_inputs(task.settings, work / "inputs")
-        job = resolve(parse_settings(settings), Attachments.inside(work / "inputs"), task.job_id)
+        resolved = resolve(parse_settings(settings), Attachments.inside(work / "inputs"), task.job_id)
+        job = _as_placed(resolved, task)  # never render what was not placed
         generations_left = len(job.generations)
 
         def on_progress(progress: Progress) -> None:
@@ -167,7 +182,7 @@ class GpuAgent:
                 job,
                 work / "out",
                 safe_stem(job.preset.id),
-                Profile.parse(task.profile),
+                task.profile,
                 on_progress,
             )
         self._emit(task, EventKind.PROGRESS, progress=Progress(0, len(outputs), Phase.ENCODING))
@@ -273,6 +288,16 @@ class _Slot:
 
     key: tuple[str, int]  # (job id, attempt)
     on_gpu: bool = True
+
+
+def _as_placed(job: Job, task: RenderTask) -> Job:
+    """The resolved job, when it is the work the task was placed as; else WorkChanged names both."""
+    if job.work != task.work:
+        raise WorkChanged(
+            f"placed as {task.work.describe()} but these settings now resolve to {job.work.describe()}; "
+            "resubmit the job to place it as it now is"
+        )
+    return job
 
 
 def _totals(runs: list[RunInfo]) -> RunInfo:

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from gpu_agent.storage import StorageConfig
+from models.profiles import Profile
+from models.work import WorkSize
 
 # Settings values that name an object in the farm's storage rather than a local file: the agent
 # downloads them before rendering (queue.zip attachments uploaded at submit).
@@ -29,16 +31,19 @@ class AgentConfig:
     declared_ram_bytes: int | None = None
     weight_mirror: bool = False  # fill the cache from the storage's weights/ before the hub
     attention: str = "auto"
+    node_agents: int = 1  # agents of its node, sharing its cores
 
 
 @dataclass(frozen=True)
 class RenderTask:
-    """One attempt of one job on one agent."""
+    """One attempt of one job on one agent: the settings, the work they were placed as, and the
+    memory profile placement chose for it."""
 
     job_id: str
     attempt: int
     settings: dict[str, Any]
-    profile: str
+    work: WorkSize
+    profile: Profile
 
 
 class EventKind(StrEnum):

@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from models.catalogue import ModelPreset, Output, Task, UnknownModel, get_model
 from models.request import GenerationRequest
 from models.samplers import SOLVER_NAMES, solver_problem
+from models.work import WorkSize
 from processing.queue_records import ATTACHMENT_KEYS
 
 MAX_SEED = 2**32 - 1
@@ -206,10 +207,12 @@ class Attachments:
 
 @dataclass(frozen=True)
 class Job:
-    """A validated settings object resolved against its model: one Generation per repeat."""
+    """A validated settings object resolved against its model: one Generation per repeat, all of
+    the same `work`."""
 
     preset: ModelPreset
     settings: WanGPSettings
+    work: WorkSize
     generations: list[Generation]
     warnings: list[str]
 
@@ -246,26 +249,28 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
     if problems:
         raise SettingsError(problems, source)
     defaults = preset.defaults
+    steps = settings.num_inference_steps or defaults.num_inference_steps
+    work = WorkSize(preset.id, width, height, frames, steps, settings.batch_size)
     generations = []
     for seed in _seeds(settings.seed, settings.repeat_generation):
         request = GenerationRequest(
             prompt=settings.prompt,
             negative_prompt=settings.negative_prompt,
-            width=width,
-            height=height,
-            frames=frames,
-            steps=settings.num_inference_steps or defaults.num_inference_steps,
+            width=work.width,
+            height=work.height,
+            frames=work.frames,
+            steps=work.steps,
             guidance_scale=_or(settings.guidance_scale, defaults.guidance_scale),
             flow_shift=flow_shift,
             sample_solver=solver,
             seed=seed,
-            batch_size=settings.batch_size,
+            batch_size=work.batch,
             image_start=image_start,
         )
         metadata = settings.as_dict() | {
             "model_id": preset.id,
-            "resolution": f"{width}x{height}",
-            "video_length": frames,
+            "resolution": f"{work.width}x{work.height}",
+            "video_length": work.frames,
             "num_inference_steps": request.steps,
             "guidance_scale": request.guidance_scale,
             "flow_shift": request.flow_shift,
@@ -282,7 +287,7 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
             )
         )
     warnings = [f"unknown key kept but not used: {k}" for k in settings.unknown_keys()]
-    return Job(preset, settings, generations, warnings)
+    return Job(preset, settings, work, generations, warnings)
 
 
 def _seeds(seed: int, repeats: int) -> list[int]:

@@ -14,8 +14,8 @@ from __future__ import annotations
 from models.catalogue import ModelPreset
 from models.memory import latent_tokens
 from models.profiles import Profile
-from scheduler.feasibility import job_size
-from scheduler.snapshot import AgentView, PendingJob
+from models.work import WorkSize
+from scheduler.snapshot import AgentView
 
 CACHED_READ_BYTES_PER_S = 2e9  # NVMe read into pinned RAM
 DOWNLOAD_BYTES_PER_S = 100e6  # a typical Hugging Face download
@@ -35,9 +35,9 @@ PROFILE_SLOWDOWN: dict[Profile, float] = {
 }
 
 
-def job_seconds(preset: ModelPreset, job: PendingJob, agent: AgentView, profile: Profile) -> float:
-    """Rough wall time of the job on the agent under the profile, weights loading included."""
-    return load_seconds(preset, agent) + render_seconds(preset, job, agent) * PROFILE_SLOWDOWN[profile]
+def job_seconds(preset: ModelPreset, work: WorkSize, agent: AgentView, profile: Profile) -> float:
+    """Rough wall time of the work on the agent under the profile, weights loading included."""
+    return load_seconds(preset, agent) + render_seconds(preset, work, agent) * PROFILE_SLOWDOWN[profile]
 
 
 def load_seconds(preset: ModelPreset, agent: AgentView) -> float:
@@ -48,15 +48,15 @@ def load_seconds(preset: ModelPreset, agent: AgentView) -> float:
     return preset.weight_bytes / rate
 
 
-def render_seconds(preset: ModelPreset, job: PendingJob, agent: AgentView) -> float:
+def render_seconds(preset: ModelPreset, work: WorkSize, agent: AgentView) -> float:
     """Denoising time at profile 1 speed."""
     flops_per_s = max(agent.half_tflops, MIN_TFLOPS) * 1e12 * UTILISATION
-    return render_flops(preset, job) / flops_per_s
+    return render_flops(preset, work) / flops_per_s
 
 
-def render_flops(preset: ModelPreset, job: PendingJob) -> float:
+def render_flops(preset: ModelPreset, work: WorkSize) -> float:
     """FLOPs of the transformer over all steps: weight matmuls plus self-attention."""
-    tokens = latent_tokens(preset, job_size(job)) * job.batch
+    tokens = latent_tokens(preset, work.size) * work.batch
     hidden = preset.latent.hidden
     per_layer = WEIGHT_FLOPS_PER_TOKEN * hidden**2 * tokens + ATTENTION_FLOPS_PER_PAIR * tokens**2 * hidden
-    return float(job.steps * preset.latent.layers * per_layer)
+    return float(work.steps * preset.latent.layers * per_layer)

@@ -12,33 +12,34 @@ from models.catalogue import ModelPreset
 from models.gpus import arch_caps
 from models.memory import GIB, JobSize, MemoryNeed, estimate
 from models.profiles import SPEED_ORDER, Profile
-from scheduler.snapshot import AgentView, PendingJob
+from models.work import WorkSize
+from scheduler.snapshot import AgentView
 
 # Weight dtypes that need kernels only some architectures have; bf16 is absent on purpose: below
 # sm80 it runs as fp16, so bf16 weights are fine everywhere.
 _DTYPE_NEEDS = {"fp8": ("fp8", (8, 9)), "nvfp4": ("nvfp4", (12, 0))}
 
 
-def choose_profile(preset: ModelPreset, job: PendingJob, agent: AgentView) -> Profile | None:
-    """The fastest profile (SPEED_ORDER) under which the job fits the agent; None if none does."""
+def choose_profile(preset: ModelPreset, work: WorkSize, agent: AgentView) -> Profile | None:
+    """The fastest profile (SPEED_ORDER) under which the work fits the agent; None if none does."""
     if arch_problem(preset, agent) is not None:
         return None
-    size = job_size(job)
+    size = work.size
     for profile in SPEED_ORDER:
         if estimate(preset, profile, size).fits(agent.vram_total, agent.ram_total):
             return profile
     return None
 
 
-def why_not(preset: ModelPreset, job: PendingJob, agent: AgentView) -> str:
-    """Why the agent cannot run the job, in a short sentence (or the profile it would use)."""
+def why_not(preset: ModelPreset, work: WorkSize, agent: AgentView) -> str:
+    """Why the agent cannot run the work, in a short sentence (or the profile it would use)."""
     problem = arch_problem(preset, agent)
     if problem is not None:
         return problem
-    profile = choose_profile(preset, job, agent)
+    profile = choose_profile(preset, work, agent)
     if profile is not None:
         return f"{agent.gpu_name} can run it at profile {profile}"
-    size = job_size(job)
+    size = work.size
     profile, need = _least_vram(preset, size)
     if need.vram_bytes > agent.vram_total:
         return (
@@ -52,17 +53,17 @@ def why_not(preset: ModelPreset, job: PendingJob, agent: AgentView) -> str:
     )
 
 
-def pool_refusal(preset: ModelPreset, job: PendingJob, agents: Sequence[AgentView]) -> str | None:
-    """None when some agent could ever run the job; else why not, in words a user can act on."""
-    what = describe_job(preset, job)
+def pool_refusal(preset: ModelPreset, work: WorkSize, agents: Sequence[AgentView]) -> str | None:
+    """None when some agent could ever run the work; else why not, in words a user can act on."""
+    what = describe_job(preset, work)
     if not agents:
         return f"{what} cannot run: the pool has no agents"
-    if any(choose_profile(preset, job, agent) is not None for agent in agents):
+    if any(choose_profile(preset, work, agent) is not None for agent in agents):
         return None
     able = [agent for agent in agents if arch_problem(preset, agent) is None]
     if not able:
         return f"{what} cannot run: {arch_problem(preset, agents[0])}; no GPU in the pool supports it"
-    size = job_size(job)
+    size = work.size
     largest = max(able, key=lambda agent: (agent.vram_total, agent.agent_id))
     profile, need = _least_vram(preset, size)
     if need.vram_bytes > largest.vram_total:
@@ -78,7 +79,7 @@ def pool_refusal(preset: ModelPreset, job: PendingJob, agents: Sequence[AgentVie
             f"RAM in the pool has {gib(roomiest.ram_total)}"
         )
     # Enough VRAM on one node and enough RAM on another, but no node has both.
-    reasons = "; ".join(f"{agent.agent_id}: {why_not(preset, job, agent)}" for agent in able[:3])
+    reasons = "; ".join(f"{agent.agent_id}: {why_not(preset, work, agent)}" for agent in able[:3])
     return f"{what} cannot run: no agent has both the VRAM and the RAM ({reasons})"
 
 
@@ -99,20 +100,14 @@ def arch_problem(preset: ModelPreset, agent: AgentView) -> str | None:
     return None
 
 
-def job_size(job: PendingJob) -> JobSize:
-    return JobSize(width=job.width, height=job.height, frames=job.frames, batch=job.batch)
-
-
 def unknown_model(model_id: str) -> str:
     """Why a job of a model the catalogue does not hold waits."""
     return f"unknown model {model_id!r} (see `wanfarm models`)"
 
 
-def describe_job(preset: ModelPreset, job: PendingJob) -> str:
+def describe_job(preset: ModelPreset, work: WorkSize) -> str:
     """ "wan2.1-t2v-14b at 1280x720x81", or "flux.1-dev at 1024x1024 (batch 4)"."""
-    shape = f"{job.width}x{job.height}" + (f"x{job.frames}" if job.frames > 1 else "")
-    batch = f" (batch {job.batch})" if job.batch > 1 else ""
-    return f"{preset.id} at {shape}{batch}"
+    return f"{preset.id} at {work.dimensions()}"
 
 
 def gib(n: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from models.profiles import Profile
+from models.work import WorkSize
 
 
 @dataclass(frozen=True)
@@ -46,15 +47,10 @@ class PendingJob:
     """One queued job: what it asks for and who asked."""
 
     job_id: str
-    model_id: str
-    width: int
-    height: int
-    frames: int
-    steps: int
+    work: WorkSize
     priority: int  # 0-100, higher first
     owner: str
     submitted_at: float
-    batch: int = 1
     attempts: int = 0
     avoid_agents: frozenset[str] = frozenset()  # agents an earlier attempt died on
 
@@ -100,14 +96,9 @@ class Observation:
     """A finished job as it really ran: what a learning policy corrects its estimates with."""
 
     job_id: str
-    model_id: str
+    work: WorkSize
     gpu_name: str
     profile: Profile
-    width: int
-    height: int
-    frames: int
-    steps: int
-    batch: int
     render_seconds: float  # denoising and decoding, without loading the weights
     load_seconds: float
     peak_vram_bytes: int | None = None  # None when not measured (CPU, declared GPUs)

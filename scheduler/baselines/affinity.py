@@ -12,25 +12,19 @@ loaded (fewest models), then agent id order.
 from __future__ import annotations
 
 from models.catalogue import ModelPreset
-from scheduler.baselines.common import Baseline, Candidate, place_in_submit_order
-from scheduler.snapshot import AgentView, Decisions, PendingJob, Snapshot
+from scheduler.baselines.common import Candidate, Choice, SubmitOrderBaseline
+from scheduler.snapshot import AgentView, PendingJob
 
 
-class AffinityPolicy(Baseline):
+class AffinityPolicy(SubmitOrderBaseline):
     """Arrival order; hot agent, else the free agent with fewest models loaded."""
 
     name = "affinity"
 
-    def place(self, snapshot: Snapshot) -> Decisions:
-        """Each job in arrival order goes to a free agent holding its model, else the least loaded."""
-        return place_in_submit_order(snapshot, self.catalogue, "affinity", _hot_else_least_loaded)
-
-
-def _hot_else_least_loaded(
-    preset: ModelPreset, job: PendingJob, candidates: list[Candidate]
-) -> tuple[Candidate, str]:
-    agent, profile = min(candidates, key=lambda pair: _load_order(pair[0], job.model_id))
-    return (agent, profile), "hot" if agent.hot_model == job.model_id else "least loaded"
+    def choose(self, preset: ModelPreset, job: PendingJob, candidates: list[Candidate]) -> Choice:
+        model_id = job.work.model_id
+        agent, profile = min(candidates, key=lambda pair: _load_order(pair[0], model_id))
+        return (agent, profile), "hot" if agent.hot_model == model_id else "least loaded"
 
 
 def _load_order(agent: AgentView, model_id: str) -> tuple[int, int, str]:

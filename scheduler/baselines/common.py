@@ -13,10 +13,8 @@ from scheduler.feasibility import choose_profile, pool_refusal, unknown_model
 from scheduler.snapshot import AgentView, Assignment, Decisions, Observation, PendingJob, Snapshot, Waiting
 
 Candidate = tuple[AgentView, Profile]  # a free agent that can run the job, and under which profile
-# A baseline's own rule: which candidate takes the job, and the reason it gives.
-Chooser = Callable[[ModelPreset, PendingJob, list[Candidate]], tuple[Candidate, str]]
+Choice = tuple[Candidate, str]  # the candidate that takes the job, and the reason it gives
 _Kind = tuple[str, tuple[int, int], int, int]  # what choose_profile reads of an agent
-_SizeKey = tuple[str, int, int, int, int]
 
 
 class Baseline:
@@ -40,8 +38,9 @@ class FaceValue:
         # One agent per kind is enough to decide whether any agent of the pool can run a job.
         self._samples = list({_kind(agent): agent for agent in agents}.values())
         self._catalogue = catalogue
-        self._profiles: dict[tuple[_SizeKey, _Kind], Profile | None] = {}
-        self._refusals: dict[_SizeKey, str | None] = {}
+        # Keyed by WorkSize.key: feasibility depends on the work and the card alone.
+        self._profiles: dict[tuple[tuple[object, ...], _Kind], Profile | None] = {}
+        self._refusals: dict[tuple[object, ...], str | None] = {}
 
     def preset(self, model_id: str) -> ModelPreset | None:
         """The catalogue preset, or None for an unknown model."""
@@ -49,50 +48,53 @@ class FaceValue:
 
     def profile(self, preset: ModelPreset, job: PendingJob, agent: AgentView) -> Profile | None:
         """feasibility.choose_profile, memoised."""
-        key = (_size_key(job), self._kinds[agent.agent_id])
+        key = (job.work.key, self._kinds[agent.agent_id])
         if key not in self._profiles:
-            self._profiles[key] = choose_profile(preset, job, agent)
+            self._profiles[key] = choose_profile(preset, job.work, agent)
         return self._profiles[key]
 
     def waiting(self, job: PendingJob, why: str) -> Waiting:
         """The job waits: for `why`, unless no agent could ever run it or its model is unknown."""
-        preset = self.preset(job.model_id)
+        work = job.work
+        preset = self.preset(work.model_id)
         if preset is None:
-            return Waiting(job.job_id, unknown_model(job.model_id))
-        key = _size_key(job)
-        if key not in self._refusals:
-            self._refusals[key] = pool_refusal(preset, job, self._samples)
-        refusal = self._refusals[key]
+            return Waiting(job.job_id, unknown_model(work.model_id))
+        if work.key not in self._refusals:
+            self._refusals[work.key] = pool_refusal(preset, work, self._samples)
+        refusal = self._refusals[work.key]
         return Waiting(job.job_id, f"no agent can run it: {refusal}" if refusal else why)
 
 
-def place_in_submit_order(
-    snapshot: Snapshot, catalogue: CatalogueLookup, label: str, choose: Chooser
-) -> Decisions:
-    """Jobs in submit order, each on the free agent `choose` picks among those that can run it.
+class SubmitOrderBaseline(Baseline):
+    """Jobs in submit order, each on the free agent `choose` picks among those that can run it: the
+    arrival-order baselines share this loop and differ only in their `choose` rule."""
 
-    The loop every arrival-order baseline shares; each one differs only in its `choose` rule.
-    """
-    face = FaceValue(catalogue, snapshot.agents)
-    free = idle_agents(snapshot)
-    assignments: list[Assignment] = []
-    waiting: list[Waiting] = []
-    for job in sorted(snapshot.pending, key=submit_order):
-        preset = face.preset(job.model_id)
-        candidates: list[Candidate] = []
-        if preset is not None:
-            for agent in free:
-                if agent.agent_id not in job.avoid_agents:
-                    profile = face.profile(preset, job, agent)
-                    if profile is not None:
-                        candidates.append((agent, profile))
-        if preset is None or not candidates:
-            waiting.append(face.waiting(job, f"{label}: no free agent can run it"))
-            continue
-        (agent, profile), reason = choose(preset, job, candidates)
-        assignments.append(assign(preset, job, agent, profile, snapshot.now, reason))
-        free.remove(agent)
-    return Decisions(assignments=tuple(assignments), waiting=tuple(waiting))
+    def place(self, snapshot: Snapshot) -> Decisions:
+        """Each job in submit order to the free agent its rule picks, if any free agent can run it."""
+        face = FaceValue(self.catalogue, snapshot.agents)
+        free = idle_agents(snapshot)
+        assignments: list[Assignment] = []
+        waiting: list[Waiting] = []
+        for job in sorted(snapshot.pending, key=submit_order):
+            preset = face.preset(job.work.model_id)
+            candidates: list[Candidate] = []
+            if preset is not None:
+                for agent in free:
+                    if agent.agent_id not in job.avoid_agents:
+                        profile = face.profile(preset, job, agent)
+                        if profile is not None:
+                            candidates.append((agent, profile))
+            if preset is None or not candidates:
+                waiting.append(face.waiting(job, f"{self.name}: no free agent can run it"))
+                continue
+            (agent, profile), reason = self.choose(preset, job, candidates)
+            assignments.append(assign(preset, job, agent, profile, snapshot.now, reason))
+            free.remove(agent)
+        return Decisions(assignments=tuple(assignments), waiting=tuple(waiting))
+
+    def choose(self, preset: ModelPreset, job: PendingJob, candidates: list[Candidate]) -> Choice:
+        """The candidate that takes the job (candidates come in agent-id order), and the reason it gives."""
+        raise NotImplementedError
 
 
 def idle_agents(snapshot: Snapshot) -> list[AgentView]:
@@ -108,13 +110,9 @@ def assign(
     preset: ModelPreset, job: PendingJob, agent: AgentView, profile: Profile, now: float, reason: str
 ) -> Assignment:
     """An assignment starting now, with scheduler.cost's rough finish estimate."""
-    finish = now + job_seconds(preset, job, agent, profile)
+    finish = now + job_seconds(preset, job.work, agent, profile)
     return Assignment(job.job_id, agent.agent_id, profile, now, finish, reason)
 
 
 def _kind(agent: AgentView) -> _Kind:
     return (agent.gpu_name, agent.capability, agent.vram_total, agent.ram_total)
-
-
-def _size_key(job: PendingJob) -> _SizeKey:
-    return (job.model_id, job.width, job.height, job.frames, job.batch)

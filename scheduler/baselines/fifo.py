@@ -9,19 +9,14 @@ A job no free agent can run is skipped, not blocking the ones behind it.
 from __future__ import annotations
 
 from models.catalogue import ModelPreset
-from scheduler.baselines.common import Baseline, Candidate, place_in_submit_order
-from scheduler.snapshot import Decisions, PendingJob, Snapshot
+from scheduler.baselines.common import Candidate, Choice, SubmitOrderBaseline
+from scheduler.snapshot import PendingJob
 
 
-class FifoPolicy(Baseline):
+class FifoPolicy(SubmitOrderBaseline):
     """Submit order; first feasible free agent in agent-id order."""
 
     name = "fifo"
 
-    def place(self, snapshot: Snapshot) -> Decisions:
-        """Each job in submit order takes the first idle agent that can run it, if any."""
-        return place_in_submit_order(snapshot, self.catalogue, "fifo", _first_free)
-
-
-def _first_free(preset: ModelPreset, job: PendingJob, candidates: list[Candidate]) -> tuple[Candidate, str]:
-    return candidates[0], "first free"  # candidates come in agent-id order
+    def choose(self, preset: ModelPreset, job: PendingJob, candidates: list[Candidate]) -> Choice:
+        return candidates[0], "first free"

@@ -38,9 +38,9 @@ class GreedyPolicy(Baseline):
         assignments: list[Assignment] = []
         waiting: list[Waiting] = []
         for job in sorted(snapshot.pending, key=_job_order):
-            preset = self.catalogue.preset(job.model_id)
+            preset = self.catalogue.preset(job.work.model_id)
             if preset is None:
-                waiting.append(Waiting(job.job_id, unknown_model(job.model_id)))
+                waiting.append(Waiting(job.job_id, unknown_model(job.work.model_id)))
                 continue
             assignment = _place_one(preset, job, list(free.values()), snapshot.now)
             if assignment is None:
@@ -69,7 +69,7 @@ def _place_one(preset: ModelPreset, job: PendingJob, free: list[AgentView], now:
     for agent in free:
         if agent.agent_id in job.avoid_agents:
             continue
-        profile = choose_profile(preset, job, agent)
+        profile = choose_profile(preset, job.work, agent)
         if profile is not None:
             candidates.append(_Candidate(agent, profile, _warmth(preset, agent)))
     if not candidates:
@@ -97,14 +97,14 @@ def _candidate_order(candidate: _Candidate) -> tuple[int, float, int, str]:
 def _wait(
     preset: ModelPreset, job: PendingJob, agents: tuple[AgentView, ...], free_at: dict[str, float]
 ) -> Waiting:
-    refusal = pool_refusal(preset, job, agents)
+    refusal = pool_refusal(preset, job.work, agents)
     if refusal is not None:
         return Waiting(job.job_id, f"no agent can run it: {refusal}")
     capable = [
         (agent, profile)
         for agent in agents
         if agent.agent_id not in job.avoid_agents
-        and (profile := choose_profile(preset, job, agent)) is not None
+        and (profile := choose_profile(preset, job.work, agent)) is not None
     ]
     if not capable:
         avoided = ", ".join(sorted(job.avoid_agents))
@@ -113,6 +113,6 @@ def _wait(
         )
     # Every capable agent is busy or was taken this round, so each has a time it comes free.
     eta = min(
-        free_at[agent.agent_id] + job_seconds(preset, job, agent, profile) for agent, profile in capable
+        free_at[agent.agent_id] + job_seconds(preset, job.work, agent, profile) for agent, profile in capable
     )
     return Waiting(job.job_id, "waiting for a free agent that can run it", eta)

@@ -38,11 +38,11 @@ class HordePolicy(Baseline):
             for job in queue:
                 if job.job_id in taken or not _eligible(agent, job, advertised):
                     continue
-                preset = face.preset(job.model_id)
+                preset = face.preset(job.work.model_id)
                 profile = None if preset is None else face.profile(preset, job, agent)
                 if preset is None or profile is None:
                     continue
-                reason = "advertised" if job.model_id in advertised else "no worker advertises it"
+                reason = "advertised" if job.work.model_id in advertised else "no worker advertises it"
                 assignments.append(assign(preset, job, agent, profile, snapshot.now, reason))
                 taken.add(job.job_id)
                 break
@@ -58,9 +58,10 @@ def max_pixels(agent: AgentView) -> int:
 
 
 def _eligible(agent: AgentView, job: PendingJob, advertised: set[str]) -> bool:
-    if agent.agent_id in job.avoid_agents or job.width * job.height > max_pixels(agent):
+    work = job.work
+    if agent.agent_id in job.avoid_agents or work.width * work.height > max_pixels(agent):
         return False
-    return job.model_id in _advertises(agent) or job.model_id not in advertised
+    return work.model_id in _advertises(agent) or work.model_id not in advertised
 
 
 def _advertises(agent: AgentView) -> set[str]:
@@ -77,6 +78,7 @@ def _horde_order(job: PendingJob, now: float) -> tuple[float, float, str]:
 
 
 def _why_waiting(job: PendingJob, advertised: set[str]) -> str:
-    if job.model_id in advertised:
-        return f"horde: no free worker advertising {job.model_id} accepts {job.width}x{job.height}"
+    work = job.work
+    if work.model_id in advertised:
+        return f"horde: no free worker advertising {work.model_id} accepts {work.width}x{work.height}"
     return "horde: no free agent can run it"

@@ -10,26 +10,19 @@ served; render speed is not part of the decision.
 from __future__ import annotations
 
 from models.catalogue import ModelPreset
-from scheduler.baselines.common import Baseline, Candidate, place_in_submit_order
-from scheduler.snapshot import AgentView, Decisions, PendingJob, Snapshot
+from scheduler.baselines.common import Candidate, Choice, SubmitOrderBaseline
+from scheduler.snapshot import AgentView, PendingJob
 
 
-class LocalityPolicy(Baseline):
+class LocalityPolicy(SubmitOrderBaseline):
     """Arrival order; least estimated load time among free agents holding the checkpoint, else any."""
 
     name = "locality"
 
-    def place(self, snapshot: Snapshot) -> Decisions:
-        """Each job in arrival order goes where its weights load fastest."""
-        return place_in_submit_order(snapshot, self.catalogue, "locality", _least_load_time)
-
-
-def _least_load_time(
-    preset: ModelPreset, job: PendingJob, candidates: list[Candidate]
-) -> tuple[Candidate, str]:
-    holders = [pair for pair in candidates if _holds(pair[0], job.model_id)] or candidates
-    agent, profile = min(holders, key=lambda pair: (load_estimate(preset, pair[0]), pair[0].agent_id))
-    return (agent, profile), "hot" if agent.hot_model == job.model_id else "least load time"
+    def choose(self, preset: ModelPreset, job: PendingJob, candidates: list[Candidate]) -> Choice:
+        holders = [pair for pair in candidates if _holds(pair[0], job.work.model_id)] or candidates
+        agent, profile = min(holders, key=lambda pair: (load_estimate(preset, pair[0]), pair[0].agent_id))
+        return (agent, profile), "hot" if agent.hot_model == job.work.model_id else "least load time"
 
 
 def load_estimate(preset: ModelPreset, agent: AgentView) -> float:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.catalogue import get_model
-from models.memory import JobSize
 from models.profiles import SPEED_ORDER
+from models.work import WorkSize
 from scheduler.feasibility import arch_problem
 from scheduler.sim.cluster import SimAgent, build_cluster
 from scheduler.sim.formats import PoolSpec, TraceJob
@@ -57,19 +57,18 @@ def latency_floor(
     kinds: dict[tuple[str, int, int], list[int]] = {}  # kind -> its groups' numbers
     for number, group in enumerate(groups):
         kinds.setdefault(group.kind, []).append(number)
-    options: dict[tuple[str, JobSize, int], list[_Option]] = {}
+    options: dict[tuple[object, ...], list[_Option]] = {}  # by WorkSize.key
     # Jobs with the same render times on every group (before their own render luck) form a lot:
     # under any prices they choose the same group, which makes the capacity bound cheap.
     lots: dict[tuple[float, ...], list[float]] = {}
-    best_renders: dict[tuple[tuple[str, JobSize, int], tuple[bool, ...]], tuple[float, ...]] = {}
+    best_renders: dict[tuple[tuple[object, ...], tuple[bool, ...]], tuple[float, ...]] = {}
     span = 0.0
     for index, job in enumerate(trace):
         span = max(span, job.t)
-        size = JobSize(job.width, job.height, job.frames, job.batch)
-        key = (job.model, size, job.steps)
+        key = job.work.key
         if key not in options:
-            options[key] = _options(job.model, size, job.steps, groups, kinds)
-        noise = job_noise(config, seed, index, job.model)
+            options[key] = _options(job.work, groups, kinds)
+        noise = job_noise(config, seed, index, job.work.model_id)
         fits = tuple(
             vram <= option.vram and ram <= option.ram
             for option in options[key]
@@ -113,23 +112,19 @@ class _Option:
 
 
 def _options(
-    model_id: str,
-    size: JobSize,
-    steps: int,
-    groups: list[_Group],
-    kinds: dict[tuple[str, int, int], list[int]],
+    work: WorkSize, groups: list[_Group], kinds: dict[tuple[str, int, int], list[int]]
 ) -> list[_Option]:
     # Every (kind of card, profile) that could run a job of this shape; its luck decides which fit.
-    preset = get_model(model_id)
+    preset = get_model(work.model_id)
     found: list[_Option] = []
     for members in kinds.values():
         agent = groups[members[0]].fastest
         if arch_problem(preset, agent.view) is not None:
             continue
         for profile in SPEED_ORDER:
-            need = memory_peaks(model_id, profile, size)
+            need = memory_peaks(work.model_id, profile, work.size)
             renders = tuple(
-                (number, render_seconds(model_id, size, steps, profile, groups[number].fastest.flops_per_s))
+                (number, render_seconds(work, profile, groups[number].fastest.flops_per_s))
                 for number in members
             )
             found.append(_Option(renders, need, agent.vram_bytes, agent.node.ram_bytes))

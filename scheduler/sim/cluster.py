@@ -10,7 +10,6 @@ import random
 from dataclasses import dataclass, field
 
 from models.gpus import GpuSpec, find_gpu
-from models.memory import JobSize
 from scheduler.sim.formats import PoolSpec, TraceJob
 from scheduler.sim.truth import JobNoise, TruthConfig, card_efficiency
 from scheduler.snapshot import AgentView, Assignment, PendingJob
@@ -39,27 +38,13 @@ class SimJob:
     trace: TraceJob
     index: int  # place in the trace: keys the job's noise
     noise: JobNoise
-    size: JobSize
     attempts: int = 0
     avoid: frozenset[str] = frozenset()
     view: PendingJob = field(init=False)
 
     def refresh_view(self) -> None:
         t = self.trace
-        self.view = PendingJob(
-            job_id=t.job_id,
-            model_id=t.model,
-            width=t.width,
-            height=t.height,
-            frames=t.frames,
-            steps=t.steps,
-            priority=t.priority,
-            owner=t.owner,
-            submitted_at=t.t,
-            batch=t.batch,
-            attempts=self.attempts,
-            avoid_agents=self.avoid,
-        )
+        self.view = PendingJob(t.job_id, t.work, t.priority, t.owner, t.t, self.attempts, self.avoid)
 
 
 @dataclass(slots=True, eq=False)
@@ -111,7 +96,7 @@ class SimAgent:
             # The policy's own ETA, never the truth: it must live with its estimates.
             busy_until=attempt.assignment.est_finish if attempt else None,
             declared=True,
-            running_model=attempt.job.trace.model if attempt else None,
+            running_model=attempt.job.trace.work.model_id if attempt else None,
             running_owner=attempt.job.trace.owner if attempt else None,
             disk_bytes_per_s=node.disk_bytes_per_s,
             net_bytes_per_s=node.net_bytes_per_s,

@@ -16,7 +16,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from models.catalogue import get_model
-from models.memory import JobSize
 from scheduler.feasibility import arch_problem
 from scheduler.policy import Policy
 from scheduler.sim.cluster import Attempt, SimAgent, SimJob, SimNode, build_cluster
@@ -167,8 +166,7 @@ class _Engine:
         tally = self.tally
         if tally.first_submit is None:
             tally.first_submit = trace.t
-        size = JobSize(trace.width, trace.height, trace.frames, trace.batch)
-        job = SimJob(trace, tally.jobs, job_noise(self.truth, self.seed, tally.jobs, trace.model), size)
+        job = SimJob(trace, tally.jobs, job_noise(self.truth, self.seed, tally.jobs, trace.work.model_id))
         tally.jobs += 1
         job.refresh_view()
         self.pending[trace.job_id] = job
@@ -228,7 +226,7 @@ class _Engine:
             if job is None or agent is None or agent.attempt is not None:
                 self.tally.invalid += 1
                 continue
-            if arch_problem(get_model(job.trace.model), agent.view) is not None:
+            if arch_problem(get_model(job.trace.work.model_id), agent.view) is not None:
                 self.tally.invalid += 1
                 continue
             del self.pending[assignment.job_id]
@@ -239,18 +237,18 @@ class _Engine:
         return assigned
 
     def _start(self, job: SimJob, agent: SimAgent, assignment: Assignment) -> None:
-        trace, truth = job.trace, self.truth
-        load = self._load_seconds(agent, trace.model)
-        if agent.hot_model != trace.model:
+        work, truth = job.trace.work, self.truth
+        load = self._load_seconds(agent, work.model_id)
+        if agent.hot_model != work.model_id:
             self.tally.cold_loads += 1
-        render = render_seconds(trace.model, job.size, trace.steps, assignment.profile, agent.flops_per_s)
+        render = render_seconds(work, assignment.profile, agent.flops_per_s)
         render *= job.noise.render
-        vram, ram = true_memory(trace.model, assignment.profile, job.size, job.noise)
+        vram, ram = true_memory(work.model_id, assignment.profile, work.size, job.noise)
         oom = vram > agent.vram_bytes or ram > agent.node.ram_bytes
         spent = load + (render * truth.oom_render_share if oom else render)
         attempt = Attempt(job, agent, assignment, self.now, load, render, self.now + spent, vram, ram, oom)
         agent.attempt = attempt
-        agent.hot_model = trace.model
+        agent.hot_model = work.model_id
         self.idle -= 1
         self._refresh_node(agent.node)
         self._push(attempt.end, _END, attempt)
@@ -304,14 +302,9 @@ def _observation(attempt: Attempt, rendered: float) -> Observation:
     trace = attempt.job.trace
     return Observation(
         job_id=trace.job_id,
-        model_id=trace.model,
+        work=trace.work,
         gpu_name=attempt.agent.spec.name,
         profile=attempt.assignment.profile,
-        width=trace.width,
-        height=trace.height,
-        frames=trace.frames,
-        steps=trace.steps,
-        batch=trace.batch,
         render_seconds=rendered,
         load_seconds=attempt.load_s,
         peak_vram_bytes=attempt.vram_bytes,

@@ -16,6 +16,7 @@ from typing import Any
 
 from models.catalogue import UnknownModel, get_model
 from models.gpus import GIB, UnknownGpu, find_gpu
+from models.work import WorkSize
 
 _RESOLUTION = re.compile(r"^(\d+)x(\d+)$")
 _NODE_KEYS = {"name", "count", "gpus", "ram_gb", "disk_gb", "disk_gbps", "net_gbps", "cached"}
@@ -52,32 +53,28 @@ class PoolSpec:
 
 @dataclass(frozen=True, slots=True)
 class TraceJob:
-    """One submission: when, which model, what size, and who asked."""
+    """One submission: when, what work (its model a catalogue id), and who asked."""
 
     job_id: str
     t: float  # seconds from the start of the trace
-    model: str  # catalogue id
-    width: int
-    height: int
-    frames: int
-    steps: int
+    work: WorkSize
     priority: int
     owner: str
-    batch: int = 1
 
     def to_json(self) -> dict[str, Any]:
+        work = self.work
         row: dict[str, Any] = {
             "id": self.job_id,
             "t": round(self.t, 3),
-            "model": self.model,
-            "resolution": f"{self.width}x{self.height}",
-            "frames": self.frames,
-            "steps": self.steps,
+            "model": work.model_id,
+            "resolution": f"{work.width}x{work.height}",
+            "frames": work.frames,
+            "steps": work.steps,
             "priority": self.priority,
             "owner": self.owner,
         }
-        if self.batch != 1:
-            row["batch"] = self.batch
+        if work.batch != 1:
+            row["batch"] = work.batch
         return row
 
 
@@ -127,18 +124,16 @@ def parse_job(where: str, row: object, default_id: str, previous_t: float) -> Tr
     priority = _integer(where, row, "priority", 50)
     if not 0 <= priority <= 100:
         raise SimInputError(f"{where}: priority {priority} is outside 0-100")
-    return TraceJob(
-        job_id=_text(where, row, "id", default_id),
-        t=t,
-        model=preset.id,
+    work = WorkSize(
+        model_id=preset.id,
         width=int(match[1]),
         height=int(match[2]),
         frames=_integer(where, row, "frames", default_frames),
         steps=_integer(where, row, "steps", preset.defaults.num_inference_steps),
-        priority=priority,
-        owner=_text(where, row, "owner", "anonymous"),
         batch=_integer(where, row, "batch", 1),
     )
+    owner = _text(where, row, "owner", "anonymous")
+    return TraceJob(_text(where, row, "id", default_id), t, work, priority, owner)
 
 
 def read_json(path: Path) -> Any:

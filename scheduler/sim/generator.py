@@ -25,6 +25,7 @@ from models.catalogue import ModelPreset, Output, get_model
 from models.gpus import find_gpu
 from models.memory import JobSize, estimate
 from models.profiles import SPEED_ORDER, Profile
+from models.work import WorkSize
 from scheduler.sim.formats import PoolSpec, SimInputError, TraceJob, load_pool, write_trace
 from scheduler.sim.truth import TruthConfig, render_seconds
 
@@ -93,23 +94,16 @@ def iter_trace(spec: TraceSpec) -> Iterator[TraceJob]:
     priority_cdf = _cdf([share for _, share in PRIORITIES])
     end = spec.hours * 3600
     for index, t in enumerate(_arrivals(rng, rate, end, spec.arrival)):
-        size, steps, model = kinds[_pick(rng, kind_cdf)][0]
         yield TraceJob(
             job_id=f"j{index:07d}",
             t=round(t, 3),
-            model=model,
-            width=size.width,
-            height=size.height,
-            frames=size.frames,
-            steps=steps,
+            work=kinds[_pick(rng, kind_cdf)][0],
             priority=PRIORITIES[_pick(rng, priority_cdf)][0],
             owner=spec.owners[_pick(rng, owner_cdf)],
         )
 
 
-def arrival_rate(
-    pool: PoolSpec, kinds: Sequence[tuple[tuple[JobSize, int, str], float]], load: float
-) -> float:
+def arrival_rate(pool: PoolSpec, kinds: Sequence[tuple[WorkSize, float]], load: float) -> float:
     """Jobs per second so that offered work = load x capacity (see the module docstring)."""
     config = TruthConfig()
     slow = 1 + config.slow_node_share * (config.slow_node_factor - 1)
@@ -125,13 +119,13 @@ def arrival_rate(
     capacity = sum(speed[gpu.name] * count for gpu, _, count in cards)
     work = 0.0
     weights = 0.0
-    for (size, steps, model), weight in kinds:
-        preset = get_model(model)
+    for kind, weight in kinds:
+        preset = get_model(kind.model_id)
         costs = []
         for gpu, ram, count in cards:
-            profile = _fastest_fit(preset, size, gpu.vram_bytes, ram)
+            profile = _fastest_fit(preset, kind.size, gpu.vram_bytes, ram)
             if profile is not None:
-                seconds = render_seconds(model, size, steps, profile, speed[gpu.name])
+                seconds = render_seconds(kind, profile, speed[gpu.name])
                 costs.append((seconds * speed[gpu.name], count))
         if costs:  # a job no card can run adds no work anyone could do
             work += weight * sum(c * n for c, n in costs) / sum(n for _, n in costs)
@@ -168,37 +162,33 @@ def expand_spec(path: Path, data: Any) -> Iterator[TraceJob]:
         raise SimInputError(f"{path}: generate: {error}") from None
 
 
-def _job_kinds(spec: TraceSpec) -> list[tuple[tuple[JobSize, int, str], float]]:
-    # Every (size, steps, model) with its probability: model Zipf x size mix.
+def _job_kinds(spec: TraceSpec) -> list[tuple[WorkSize, float]]:
+    # Every kind of work with its probability: model Zipf x size mix.
     popularity = _zipf(len(spec.models), spec.zipf_s)
     total = sum(popularity)
     kinds = []
     for model, weight in zip(spec.models, popularity, strict=True):
         preset = get_model(model)
-        for (size, steps), share in zip(_sizes(preset), spec.size_mix, strict=True):
-            kinds.append(((size, steps, preset.id), weight / total * share))
+        for work, share in zip(_works(preset), spec.size_mix, strict=True):
+            kinds.append((work, weight / total * share))
     return kinds
 
 
-def _sizes(preset: ModelPreset) -> list[tuple[JobSize, int]]:
+def _works(preset: ModelPreset) -> list[WorkSize]:
     """Small, default and large jobs of a model: fewer frames, the default, a bigger frame/image."""
     width, height = (int(side) for side in preset.defaults.resolution.split("x"))
     steps = preset.defaults.num_inference_steps
     if preset.output is Output.IMAGE:
-        return [
-            (JobSize(*_snap(preset, 768, 768)), steps),
-            (JobSize(*_snap(preset, 1024, 1024)), steps),
-            (JobSize(*_snap(preset, 1328, 1328)), steps),
-        ]
+        return [WorkSize(preset.id, *_snap(preset, side, side), 1, steps) for side in (768, 1024, 1328)]
     frames = preset.defaults.video_length
     assert preset.frames is not None
     rule = preset.frames
     short = max(rule.min, rule.offset + (frames // 2 - rule.offset) // rule.step * rule.step)
     big_w, big_h = _snap(preset, int(width * 1.5), int(height * 1.5))
     return [
-        (JobSize(width, height, short), steps),
-        (JobSize(width, height, frames), steps),
-        (JobSize(big_w, big_h, frames), steps),
+        WorkSize(preset.id, width, height, short, steps),
+        WorkSize(preset.id, width, height, frames, steps),
+        WorkSize(preset.id, big_w, big_h, frames, steps),
     ]
 
 

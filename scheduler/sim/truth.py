@@ -28,6 +28,7 @@ from functools import cache
 from models.catalogue import ModelPreset, Role, get_model
 from models.memory import JobSize, latent_tokens
 from models.profiles import Profile
+from models.work import WorkSize
 from scheduler.sim.memory_truth import resident_bytes
 
 OVERHEAD_S = 2.0  # text encoding, scheduler set-up and writing the file
@@ -96,19 +97,19 @@ def card_efficiency(config: TruthConfig, rng: random.Random) -> float:
     return rng.uniform(config.efficiency_low, config.efficiency_high)
 
 
-def render_seconds(model_id: str, size: JobSize, steps: int, profile: Profile, flops_per_s: float) -> float:
+def render_seconds(work: WorkSize, profile: Profile, flops_per_s: float) -> float:
     """Noise-free render time of a job on a card achieving `flops_per_s`, weights already loaded."""
-    work = _work(model_id, size, profile)
-    step = work.step_flops / flops_per_s
-    if work.transfer_s:
+    cost = _cost(work.model_id, work.size, profile)
+    step = cost.step_flops / flops_per_s
+    if cost.transfer_s:
         # Streaming profiles move the transformer over PCIe once per pass and step; with async
         # transfers the copy overlaps compute, so the slower of the two sets the pace.
-        step = max(step, work.transfer_s) if work.overlapped else step + work.transfer_s
-    return OVERHEAD_S + steps * step + work.decode_flops / flops_per_s
+        step = max(step, cost.transfer_s) if cost.overlapped else step + cost.transfer_s
+    return OVERHEAD_S + work.steps * step + cost.decode_flops / flops_per_s
 
 
 @dataclass(frozen=True)
-class _Work:
+class _Cost:
     step_flops: float  # one denoising step, all guidance passes
     decode_flops: float
     transfer_s: float  # PCIe seconds per step when the profile streams the transformer, else 0
@@ -116,7 +117,7 @@ class _Work:
 
 
 @cache
-def _work(model_id: str, size: JobSize, profile: Profile) -> _Work:
+def _cost(model_id: str, size: JobSize, profile: Profile) -> _Cost:
     preset = get_model(model_id)
     passes = _passes(preset)
     spec = profile.spec
@@ -126,7 +127,7 @@ def _work(model_id: str, size: JobSize, profile: Profile) -> _Work:
     if spec.transformer_budget_mib is not None:
         moved = passes * sum(resident_bytes(c, spec) for c in preset.component(Role.TRANSFORMER))
         transfer = moved / (PCIE_BYTES_PER_S if spec.pin_transformer else UNPINNED_PCIE_BYTES_PER_S)
-    return _Work(step_flops, decode, transfer, spec.async_transfers)
+    return _Cost(step_flops, decode, transfer, spec.async_transfers)
 
 
 def _passes(preset: ModelPreset) -> int:

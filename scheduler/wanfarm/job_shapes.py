@@ -1,6 +1,6 @@
 """Per-round memo of what a kind of job costs on each class of agent.
 
-Thousands of pending jobs share a few shapes (model, size, steps); the profile that fits each agent
+Thousands of pending jobs share a few kinds of work (models.work.WorkSize); the profile that fits each agent
 class and the render seconds there are worked out once per shape per round, so a job costs one dict
 lookup. Per round, because the learned speed and memory corrections change between rounds.
 """
@@ -10,16 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.catalogue import ModelPreset
-from models.memory import JobSize
 from models.profiles import Profile
+from models.work import WorkSize
 from scheduler.catalogue_lookup import CatalogueLookup
 from scheduler.cost import render_flops
 from scheduler.feasibility import arch_problem, describe_job, pool_refusal
 from scheduler.snapshot import PendingJob
 from scheduler.wanfarm.learning import MemoryModel, SpeedModel
 from scheduler.wanfarm.pool_index import AgentClass
-
-ShapeKey = tuple[str, int, int, int, int, int]  # model, width, height, frames, batch, steps
 
 
 @dataclass(frozen=True)
@@ -56,24 +54,23 @@ class RoundShapes:
         self.speed = speed
         self.memory = memory
         # Public for the queue tail's loop, which looks up 100k jobs a round and skips the call.
-        self.known: dict[ShapeKey, JobShape | None] = {}
+        self.known: dict[tuple[object, ...], JobShape | None] = {}  # keyed by WorkSize.key
         self._catalogue = catalogue
 
     def shape(self, job: PendingJob) -> JobShape | None:
         """The job's shape; None when its model is not in the catalogue."""
-        key = (job.model_id, job.width, job.height, job.frames, job.batch, job.steps)
         try:
-            return self.known[key]
+            return self.known[job.work.key]
         except KeyError:
-            shape = self.known[key] = self._build(job)
+            shape = self.known[job.work.key] = self._build(job.work)
             return shape
 
-    def _build(self, job: PendingJob) -> JobShape | None:
-        preset = self._catalogue.preset(job.model_id)
+    def _build(self, work: WorkSize) -> JobShape | None:
+        preset = self._catalogue.preset(work.model_id)
         if preset is None:
             return None
-        size = JobSize(job.width, job.height, job.frames, job.batch)
-        flops = render_flops(preset, job)
+        size = work.size
+        flops = render_flops(preset, work)
         options = []
         for index, agent_class in enumerate(self.classes):
             if arch_problem(preset, agent_class.sample) is not None:
@@ -87,16 +84,16 @@ class RoundShapes:
             options.append(ClassOption(index, profile, seconds))
         options.sort(key=lambda option: (option.render_s, option.class_index))
         mean = sum(o.render_s for o in options) / len(options) if options else 0.0
-        refusal = None if options else self._refusal(preset, job)
+        refusal = None if options else self._refusal(preset, work)
         return JobShape(preset, preset.weight_bytes, tuple(options), mean, refusal)
 
-    def _refusal(self, preset: ModelPreset, job: PendingJob) -> str:
+    def _refusal(self, preset: ModelPreset, work: WorkSize) -> str:
         # One agent of each class says as much as the whole pool, at a fraction of the cost.
-        refusal = pool_refusal(preset, job, [c.sample for c in self.classes])
+        refusal = pool_refusal(preset, work, [c.sample for c in self.classes])
         if refusal is not None:
             return f"no agent can run it: {refusal}"
         scale = self.memory.factor(preset.id) * self.memory.margin
         return (
-            f"no agent can run it: {describe_job(preset, job)} fits the largest agents only at its bare "
+            f"no agent can run it: {describe_job(preset, work)} fits the largest agents only at its bare "
             f"memory estimate, not with the x{scale:.2f} safety margin (learned need x headroom)"
         )

@@ -18,10 +18,10 @@ from models.catalogue import ModelPreset
 from models.gpus import UnknownGpu, find_gpu
 from models.memory import JobSize, MemoryNeed
 from models.profiles import SPEED_ORDER, Profile
+from models.work import WorkSize
 from scheduler.catalogue_lookup import CatalogueLookup
 from scheduler.cost import MIN_TFLOPS, PROFILE_SLOWDOWN, UTILISATION, render_flops
-from scheduler.feasibility import job_size
-from scheduler.snapshot import AgentView, Observation, PendingJob
+from scheduler.snapshot import AgentView, Observation
 
 SPEED_WINDOW = 32  # recent observations per (model, GPU); the median of these is the estimate
 SAFETY_MARGIN = 1.1  # headroom over the learned need: the estimator is a formula, not a measurement
@@ -47,13 +47,12 @@ class SpeedModel:
         """Record a successful job's render time; failed (OOM) runs say nothing about speed."""
         if observation.out_of_memory or observation.render_seconds <= 0:
             return
-        job = _observed_job(observation)
-        work = render_flops(preset, job) * PROFILE_SLOWDOWN[observation.profile]
-        if work <= 0:
+        flops = render_flops(preset, observation.work) * PROFILE_SLOWDOWN[observation.profile]
+        if flops <= 0:
             return
         key = SpeedKey(preset.id, observation.gpu_name)
         samples = self._samples.setdefault(key, deque(maxlen=SPEED_WINDOW))
-        samples.append(observation.render_seconds / work)
+        samples.append(observation.render_seconds / flops)
         learned = self._seconds_per_flop[key] = statistics.median(samples)
         try:
             half_tflops = find_gpu(observation.gpu_name).half_tflops
@@ -68,11 +67,11 @@ class SpeedModel:
         return len(self._samples.get(SpeedKey(model_id, gpu_name), ()))
 
     def predict_render_seconds(
-        self, preset: ModelPreset, job: PendingJob, agent: AgentView, profile: Profile
+        self, preset: ModelPreset, work: WorkSize, agent: AgentView, profile: Profile
     ) -> float:
-        """Render seconds of the job on the agent under the profile, weights loading excluded."""
+        """Render seconds of the work on the agent under the profile, weights loading excluded."""
         return self.render_seconds(
-            render_flops(preset, job), preset.id, agent.gpu_name, agent.half_tflops, profile
+            render_flops(preset, work), preset.id, agent.gpu_name, agent.half_tflops, profile
         )
 
     def render_seconds(
@@ -108,7 +107,7 @@ class MemoryModel:
             return
         if observation.peak_vram_bytes is None:
             return
-        need = self.need(preset, observation.profile, _observed_size(observation))
+        need = self.need(preset, observation.profile, observation.work.size)
         if need.vram_bytes > 0:
             self._factor[preset.id] = max(factor, observation.peak_vram_bytes / need.vram_bytes)
 
@@ -120,9 +119,9 @@ class MemoryModel:
         """models.memory.estimate, through the policy's cached catalogue lookup."""
         return self.catalogue.need(preset, profile, size)
 
-    def fits(self, preset: ModelPreset, job: PendingJob, agent: AgentView, profile: Profile) -> bool:
-        """Whether the job's learned need, with the safety margin, fits the card and the node."""
-        return self.fits_size(preset, job_size(job), agent.vram_total, agent.ram_total, profile)
+    def fits(self, preset: ModelPreset, work: WorkSize, agent: AgentView, profile: Profile) -> bool:
+        """Whether the work's learned need, with the safety margin, fits the card and the node."""
+        return self.fits_size(preset, work.size, agent.vram_total, agent.ram_total, profile)
 
     def fits_size(self, preset: ModelPreset, size: JobSize, vram: int, ram: int, profile: Profile) -> bool:
         scale = self.factor(preset.id) * self.margin
@@ -135,23 +134,3 @@ class MemoryModel:
             if self.fits_size(preset, size, vram, ram, profile):
                 return profile
         return None
-
-
-def _observed_size(observation: Observation) -> JobSize:
-    return JobSize(observation.width, observation.height, observation.frames, observation.batch)
-
-
-def _observed_job(observation: Observation) -> PendingJob:
-    # render_flops reads only the size and steps of a job.
-    return PendingJob(
-        job_id=observation.job_id,
-        model_id=observation.model_id,
-        width=observation.width,
-        height=observation.height,
-        frames=observation.frames,
-        steps=observation.steps,
-        priority=0,
-        owner=observation.owner or "",
-        submitted_at=0.0,
-        batch=observation.batch,
-    )

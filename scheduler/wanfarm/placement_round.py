@@ -85,8 +85,9 @@ class PlacementRound:
 
     def _place(self, job: PendingJob) -> None:
         shape = self.shapes.shape(job)
+        model_id = job.work.model_id
         if shape is None:
-            self.waiting.append(Waiting(job.job_id, unknown_model(job.model_id)))
+            self.waiting.append(Waiting(job.job_id, unknown_model(model_id)))
             return
         if shape.refusal is not None:
             self.waiting.append(Waiting(job.job_id, shape.refusal))
@@ -95,7 +96,7 @@ class PlacementRound:
         if job.avoid_agents:
             choice = self._scan(job, shape)
         else:
-            choice = self._best(job.model_id, shape)
+            choice = self._best(model_id, shape)
             if choice is not None and not self.pool.startable[choice.index] and self.pool.idle_left:
                 choice, fair = self._instead_of_waiting(job, shape, choice)
         if choice is None:
@@ -115,8 +116,8 @@ class PlacementRound:
             )
         else:
             self.waiting.append(Waiting(job.job_id, self._wait_reason(job, shape, choice), choice.finish))
-            self._count_demand(job.model_id, shape)
-        pool.reserve(choice.index, choice.finish, job.model_id)
+            self._count_demand(model_id, shape)
+        pool.reserve(choice.index, choice.finish, model_id)
 
     def _instead_of_waiting(self, job: PendingJob, shape: JobShape, choice: _Choice) -> tuple[_Choice, bool]:
         # The job would wait for a busy agent: an idle one instead when its owner is behind, or when
@@ -125,7 +126,7 @@ class PlacementRound:
         behind = job.owner in self.behind
         if not behind and pool.class_size[pool.class_of[choice.index]] < BIG_CLASS:
             return choice, False
-        idle = self._best(job.model_id, shape, idle_only=True)
+        idle = self._best(job.work.model_id, shape, idle_only=True)
         if idle is None:
             return choice, False
         if behind:
@@ -206,15 +207,16 @@ class PlacementRound:
         # Jobs that avoid some agents are rare (retries): look at every agent.
         pool = self.pool
         option_of = {option.class_index: at for at, option in enumerate(shape.options)}
+        model_id = job.work.model_id
         best: _Choice | None = None
         for index, agent in enumerate(pool.agents):
             at = option_of.get(pool.class_of[index])
             if at is None or agent.agent_id in job.avoid_agents:
                 continue
             charge = 0.0
-            if pool.hot[index] == job.model_id:
+            if pool.hot[index] == model_id:
                 load, warmth = 0.0, "hot"
-            elif job.model_id in pool.cached[index]:
+            elif model_id in pool.cached[index]:
                 load, warmth = shape.weight_bytes * pool.read_s_per_byte[index], "cached"
             else:
                 load, warmth = shape.weight_bytes * pool.cold_s_per_byte[index], "cold"
@@ -237,7 +239,7 @@ class PlacementRound:
         elif (
             choice.warmth in ("hot", "cached")
             and self.downloads.charge
-            and not pool.holds(idle, job.model_id)
+            and not pool.holds(idle, job.work.model_id)
         ):
             free, charge = pool.agents[idle].gpu_name, self.downloads.charge
             why = f"model {choice.warmth} there; a download to the free {free} counts {charge:g}x its time"
@@ -277,21 +279,23 @@ class PlacementRound:
         counts: dict[str, int] = {}
         first_shape: dict[str, JobShape] = {}
         for position, job in enumerate(tail, start=ahead):
+            work = job.work
             try:
-                shape = known[(job.model_id, job.width, job.height, job.frames, job.batch, job.steps)]
+                shape = known[work.key]
             except KeyError:
                 shape = shape_of(job)
             if shape is None:
-                append(Waiting(job.job_id, unknown_model(job.model_id)))
+                append(Waiting(job.job_id, unknown_model(work.model_id)))
             elif shape.refusal is not None:
                 append(Waiting(job.job_id, shape.refusal))
             else:
                 queued += shape.mean_render_s
                 append(Waiting(job.job_id, f"queued behind {position} jobs", base + queued / agents))
-                count = counts.get(job.model_id, 0)
+                model_id = work.model_id
+                count = counts.get(model_id, 0)
                 if not count:
-                    first_shape[job.model_id] = shape
-                counts[job.model_id] = count + 1
+                    first_shape[model_id] = shape
+                counts[model_id] = count + 1
         for model_id, count in counts.items():
             self._count_demand(model_id, first_shape[model_id], count)
 

@@ -47,7 +47,7 @@ class WanfarmPolicy:
                 observation.render_seconds + observation.load_seconds,
                 observation.finished_at,
             )
-        preset = self.catalogue.preset(observation.model_id)
+        preset = self.catalogue.preset(observation.work.model_id)
         if preset is None:
             return
         self.speed.observe(preset, observation)

@@ -282,16 +282,10 @@ class KeptPoolIndex:
         return self._base.copy(now)
 
 
-def _class_key(agent: AgentView) -> tuple[object, ...]:
+def _class_key(agent: AgentView) -> tuple[str, tuple[int, int], float, int, int]:
+    # AgentClass's fields before `sample`, in their order.
     return (agent.gpu_name, agent.capability, agent.half_tflops, agent.vram_total, agent.ram_total)
 
 
 def _class_of(agent: AgentView) -> AgentClass:
-    return AgentClass(
-        gpu_name=agent.gpu_name,
-        capability=agent.capability,
-        half_tflops=agent.half_tflops,
-        vram_total=agent.vram_total,
-        ram_total=agent.ram_total,
-        sample=agent,
-    )
+    return AgentClass(*_class_key(agent), sample=agent)

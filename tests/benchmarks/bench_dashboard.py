@@ -16,10 +16,13 @@ import time
 from pathlib import Path
 
 from controller.farm import Farm, FarmConfig
-from controller.jobs import JobState, NewJob
+from controller.jobs import JobState
 from controller.store import JobStore
+from models.profiles import Profile
+from models.work import WorkSize
 from tests.integration.farm_helpers import wait_until
 from tests.integration.test_dashboard import CHROMIUM, CHROMIUM_ARGS
+from tests.job_records import new_job
 
 QUEUED, FINISHED = 9_800, 200
 TARGET_S = 2.0
@@ -67,21 +70,12 @@ def _fill(path: Path) -> None:
     """The jobs straight into the store, before the farm opens it."""
     now = time.time()
     # Wan 2.2 A14B, 720p, 193 frames, batch 8: ~163 GiB of VRAM, so no agent can take it.
-    big = NewJob(
-        owner="local",
-        priority=50,
-        settings={"model_type": "t2v_2_2", "prompt": "a storm at sea", "seed": 1},
-        model_id="wan2.2-t2v-a14b",
-        width=1280,
-        height=720,
-        frames=193,
-        steps=30,
-        batch=8,
-    )
+    settings = {"model_type": "t2v_2_2", "prompt": "a storm at sea", "seed": 1}
+    big = new_job("local", settings=settings, work=WorkSize("wan2.2-t2v-a14b", 1280, 720, 193, 30, batch=8))
     with JobStore(path) as store:
         done = store.add_jobs([big] * FINISHED, now - 3000)
         for index, job in enumerate(done):
-            store.start_attempt(job.id, "gone", "3", None, now - 2900 + index)
+            store.start_attempt(job.id, "gone", Profile.P3, None, now - 2900 + index)
             state = JobState.SUCCEEDED if index % 10 else JobState.FAILED
             store.finish(job.id, 1, state, None if index % 10 else "boom", now - 2800 + index * 10)
         store.add_jobs([big] * QUEUED, now - 60)

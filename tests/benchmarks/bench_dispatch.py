@@ -34,10 +34,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from controller.jobs import JobState, NewJob
+from controller.jobs import JobState
 from controller.store import JobStore
 from scheduler.policy import Policy
 from scheduler.registry import get_policy
+from tests.job_records import new_job
 from tests.unit.fake_cluster import FakeCluster, FirstFree, fake_dispatcher
 
 LATENCY_S = 0.001
@@ -153,16 +154,7 @@ def _ray_polls(agents: int, per_node: int = 4, rounds: int = 30) -> dict[str, ob
 def _queue(store: JobStore, count: int) -> None:
     owners = ("ana", "bo", "cy", "di")
     jobs = [
-        NewJob(
-            owners[i % 4],
-            0,
-            {"model_type": "wan-tiny", "prompt": f"job {i}", "seed": i},
-            "wan-tiny",
-            64,
-            64,
-            9,
-            4,
-        )
+        new_job(owners[i % 4], 0, {"model_type": "wan-tiny", "prompt": f"job {i}", "seed": i})
         for i in range(count)
     ]
     store.add_jobs(jobs, time.time())

@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import replace
 
+from models.work import WorkSize
 from scheduler.snapshot import AgentView, PendingJob, Snapshot
 from scheduler.wanfarm.policy import WanfarmPolicy
 from tests.declared_agents import declared_agent
@@ -29,16 +30,15 @@ AGENTS, JOBS, WINDOW = 2_000, 100_000, 2_000
 FULL_ROUNDS, WINDOW_ROUNDS = 4, 20
 TARGET_ROUND_S, TARGET_RATE = 1.0, 10_000
 CARDS = ("RTX 3060", "RTX 3090", "RTX 4080", "RTX 4090", "RTX 5090", "L40S", "A10", "A100 80GB", "H100 SXM")
-# (model, width, height, frames, steps)
 SHAPES = (
-    ("wan2.1-t2v-1.3b", 832, 480, 81, 30),
-    ("wan2.1-t2v-14b", 1280, 720, 81, 30),
-    ("wan2.1-t2v-14b", 832, 480, 81, 30),
-    ("wan2.2-ti2v-5b", 1280, 704, 121, 40),
-    ("ltx-video-2b", 768, 512, 97, 30),
-    ("flux.1-dev", 1024, 1024, 1, 28),
-    ("flux.1-schnell", 1024, 1024, 1, 4),
-    ("qwen-image", 1328, 1328, 1, 30),
+    WorkSize("wan2.1-t2v-1.3b", 832, 480, 81, 30),
+    WorkSize("wan2.1-t2v-14b", 1280, 720, 81, 30),
+    WorkSize("wan2.1-t2v-14b", 832, 480, 81, 30),
+    WorkSize("wan2.2-ti2v-5b", 1280, 704, 121, 40),
+    WorkSize("ltx-video-2b", 768, 512, 97, 30),
+    WorkSize("flux.1-dev", 1024, 1024, 1, 28),
+    WorkSize("flux.1-schnell", 1024, 1024, 1, 4),
+    WorkSize("qwen-image", 1328, 1328, 1, 30),
 )
 NOW = 100_000.0
 
@@ -85,7 +85,7 @@ def _sustained(
         decisions = policy.place(snapshot)
         spent += time.perf_counter() - started
         placed += len(decisions.assignments)
-        model_of = {job.job_id: job.model_id for job in pending}
+        model_of = {job.job_id: job.work.model_id for job in pending}
         ran = {a.agent_id: model_of[a.job_id] for a in decisions.assignments}
         agents = [replace(a, hot_model=ran[a.agent_id]) if a.agent_id in ran else a for a in agents]
         done = {a.job_id for a in decisions.assignments}
@@ -96,7 +96,7 @@ def _sustained(
 
 def _agent(i: int, rng: random.Random) -> AgentView:
     card = CARDS[i % len(CARDS)]
-    models = [shape[0] for shape in SHAPES]
+    models = [shape.model_id for shape in SHAPES]
     agent = declared_agent(
         card,
         f"agent-{i:04d}",
@@ -109,14 +109,9 @@ def _agent(i: int, rng: random.Random) -> AgentView:
 
 
 def _job(i: int, rng: random.Random) -> PendingJob:
-    model, width, height, frames, steps = rng.choice(SHAPES)
     return PendingJob(
         job_id=f"job-{i:06d}",
-        model_id=model,
-        width=width,
-        height=height,
-        frames=frames,
-        steps=steps,
+        work=rng.choice(SHAPES),
         priority=rng.choice((0, 50, 50, 100)),
         owner=f"owner-{rng.randrange(20)}",
         submitted_at=NOW - rng.uniform(0, 7200),

@@ -77,7 +77,7 @@ class _Recorder:
     def place(self, snapshot: Snapshot) -> Decisions:
         decisions = self.inner.place(snapshot)
         gpu_of = {agent.agent_id: agent.gpu_name for agent in snapshot.agents}
-        model_of = {job.job_id: job.model_id for job in snapshot.pending}
+        model_of = {job.job_id: job.work.model_id for job in snapshot.pending}
         for assignment in decisions.assignments:
             pair = (model_of.get(assignment.job_id, ""), gpu_of.get(assignment.agent_id, ""))
             if self.seen.get(pair, 0) >= ETA_AFTER:
@@ -86,7 +86,7 @@ class _Recorder:
 
     def observe(self, observation: Observation) -> None:
         self.inner.observe(observation)
-        pair = (observation.model_id, observation.gpu_name)
+        pair = (observation.work.model_id, observation.gpu_name)
         self.seen[pair] = self.seen.get(pair, 0) + 1
         spent = observation.render_seconds + observation.load_seconds
         estimate = self.estimates.pop(observation.job_id, None)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from controller.jobs import IdempotencyKey, NewJob
 from controller.store import JobStore
+from tests.job_records import new_job
 
 BATCH = 10_000
 SINGLES = 500
@@ -42,7 +43,7 @@ def main() -> int:
 
 def _job(i: int) -> NewJob:
     settings = {"prompt": f"a fox, take {i}", "seed": i}
-    return NewJob(f"user{i % 7}", i % 3, settings, "wan-tiny", width=64, height=64, frames=9, steps=4)
+    return new_job(f"user{i % 7}", i % 3, settings)
 
 
 def _batch(store: JobStore) -> float:

@@ -105,16 +105,17 @@ def _transformer_rows(
     from diffusers import WanTransformer3DModel
 
     from models.catalogue import get_model
-    from models.memory import JobSize, latent_tokens, working_bytes
+    from models.memory import latent_tokens, working_bytes
+    from models.work import WorkSize
     from scheduler.cost import render_flops
-    from scheduler.snapshot import PendingJob
 
     preset = get_model(model_id)
     model = _random_on_cuda(WanTransformer3DModel, config)
     weights = torch.cuda.memory_allocated()
     rows = []
     for width, height, frames in sizes:
-        size = JobSize(width, height, frames)
+        work = WorkSize(model_id, width, height, frames, steps=1)  # one forward
+        size = work.size
         lat = preset.latent
         latents = torch.randn(
             1, lat.channels, 1 + (frames - 1) // lat.temporal, height // lat.spatial, width // lat.spatial,
@@ -133,8 +134,7 @@ def _transformer_rows(
             step_s = time.perf_counter() - started
         activations = torch.cuda.max_memory_allocated() - base
         estimate = working_bytes(preset, size)
-        job = PendingJob("calibrate", model_id, width, height, frames, 1, 50, "calibrate", 0.0)
-        tflops = render_flops(preset, job) / step_s / 1e12
+        tflops = render_flops(preset, work) / step_s / 1e12
         rows.append(
             TransformerRow(
                 model_id, f"{width}x{height}x{frames}", latent_tokens(preset, size),

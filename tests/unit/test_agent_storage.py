@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,43 +14,26 @@ from prometheus_client.parser import text_string_to_metric_families
 from controller.metrics import FarmMetrics
 from controller.store import JobStore
 from gpu_agent.agent import GpuAgent
-from gpu_agent.messages import AgentConfig, AgentEvent, EventKind, RenderTask
-from gpu_agent.storage import ObjectStore, StorageConfig, StoredObject, output_key
+from gpu_agent.messages import AgentEvent, EventKind, RenderTask
+from gpu_agent.storage import ObjectStore, StoredObject, output_key
 from gpu_agent.workspace import Workspace, default_parent
 from models.progress import Phase
+from tests.job_records import placed_task
+from tests.unit.tiny_agent import SETTINGS, agent
 
 JOB = "job-1"
-SETTINGS = {"model_type": "qwen-image-tiny", "prompt": "a fox", "seed": 3}
-
-
-def agent(tmp_path: Path, cache_dir: Path, agent_id: str = "n1-gpu0") -> GpuAgent:
-    config = AgentConfig(
-        agent_id=agent_id,
-        node_id="n1",
-        gpu_index=0,
-        storage=StorageConfig(kind="local", root=tmp_path / "objects"),
-        cache_dir=cache_dir,  # the session's: each tiny model is built once
-        declared_gpu="RTX 4090",
-    )
-    return GpuAgent(config)
-
-
-@pytest.fixture
-def worker(
-    tmp_path: Path, cache_dir: Path, temp_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[GpuAgent]:
-    monkeypatch.delenv("WANFARM_CACHE", raising=False)
-    made = agent(tmp_path, cache_dir)
-    yield made
-    made.workspace.release()
 
 
 def run_to_the_end(
-    worker: GpuAgent, on_encoding: threading.Event | None = None, settings: dict[str, object] = SETTINGS
+    worker: GpuAgent,
+    on_encoding: threading.Event | None = None,
+    settings: dict[str, object] = SETTINGS,
+    task: RenderTask | None = None,
 ) -> AgentEvent:
-    """Start the job, wait until it ended, and return its final event; `on_encoding` is set once the
-    outputs are being encoded and uploaded."""
-    assert worker.start(RenderTask(JOB, 1, dict(settings), "4"))
+    """Start the job (placed as its settings resolve now, unless `task` says otherwise), wait until it
+    ended, and return its final event; `on_encoding` is set once the outputs are being encoded and
+    uploaded."""
+    assert worker.start(task or placed_task(JOB, settings))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         events = worker.events()

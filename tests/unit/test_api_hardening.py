@@ -24,10 +24,12 @@ from controller.api.guards import StreamLimiter, served_hosts
 from controller.auth import KeyRing, Principal, Role
 from controller.cli import main
 from controller.farm import FarmConfig
-from controller.jobs import JobState, NewJob
+from controller.jobs import JobState
 from controller.service import FarmService, Submitted
 from controller.store import JobStore
 from gpu_agent.storage import LocalStore
+from models.profiles import Profile
+from tests.job_records import new_job
 from tests.unit.served_app import serve
 
 T0 = 1_700_000_000.0
@@ -349,7 +351,7 @@ def test_a_listing_carries_summaries_and_the_jobs_page_its_settings(
     http: TestClient, store: JobStore
 ) -> None:
     long_prompt = "a fox " * 20_000  # 120 kB, stored before any prompt cap
-    job = NewJob("ana", 50, tiny(prompt=long_prompt), "wan-tiny", 64, 64, 9, 4)
+    job = new_job(settings=tiny(prompt=long_prompt))
     [record] = store.add_jobs([job], T0)
     listing = http.get("/v1/jobs")
     assert listing.status_code == 200 and len(listing.content) < 2000
@@ -415,11 +417,11 @@ def test_starlettes_own_404_and_405_answer_the_error_shape(http: TestClient) -> 
 def test_canceling_a_finished_job_is_a_409_naming_its_state(
     http: TestClient, store: JobStore, state: JobState
 ) -> None:
-    [job] = store.add_jobs([NewJob("ana", 50, tiny(), "wan-tiny", 64, 64, 9, 4)], T0)
+    [job] = store.add_jobs([new_job(settings=tiny())], T0)
     if state is JobState.CANCELED:
         store.request_cancel(job.id, T0 + 1)
     else:
-        store.start_attempt(job.id, "a1", "3", None, T0 + 1)
+        store.start_attempt(job.id, "a1", Profile.P3, None, T0 + 1)
         store.finish(job.id, 1, state, None if state is JobState.SUCCEEDED else "boom", T0 + 2)
     assert_error(
         http.delete(f"/v1/jobs/{job.id}"), 409, f"job {job.id} already {state.value}; nothing to cancel"
@@ -428,7 +430,7 @@ def test_canceling_a_finished_job_is_a_409_naming_its_state(
 
 
 def test_canceling_a_queued_job_cancels_it(http: TestClient, store: JobStore) -> None:
-    [job] = store.add_jobs([NewJob("ana", 50, tiny(), "wan-tiny", 64, 64, 9, 4)], T0)
+    [job] = store.add_jobs([new_job(settings=tiny())], T0)
     answer = http.delete(f"/v1/jobs/{job.id}")
     assert answer.status_code == 200 and answer.json()["state"] == "canceled"
 
@@ -465,8 +467,8 @@ def test_event_streams_are_capped_per_owner_and_in_all_and_freed_by_a_disconnect
 ) -> None:
     app = make_app()
     app.state.streams = StreamLimiter(per_owner=2, total=3)
-    anas = store.add_jobs([NewJob("ana", 50, tiny(), "wan-tiny", 64, 64, 9, 4)], T0)[0].id
-    bobs = store.add_jobs([NewJob("bob", 50, tiny(), "wan-tiny", 64, 64, 9, 4)], T0)[0].id
+    anas = store.add_jobs([new_job("ana", settings=tiny())], T0)[0].id
+    bobs = store.add_jobs([new_job("bob", settings=tiny())], T0)[0].id
     with serve(app) as url, httpx.Client(base_url=url, timeout=10) as client:
         ana = [_open_stream(client, anas, ANA) for _ in range(2)]
         assert all(stream.status_code == 200 for stream in ana)

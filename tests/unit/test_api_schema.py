@@ -21,6 +21,7 @@ from controller.jobs import NewJob
 from controller.service import FarmService
 from controller.store import JobStore
 from gpu_agent.storage import LocalStore, ObjectStore
+from tests.job_records import new_job
 
 KEY = "schema-key"
 SEED = 13
@@ -64,16 +65,7 @@ def test_every_operation_answers_as_its_schema_says(case: schemathesis.Case, app
 
 
 def _job() -> NewJob:
-    return NewJob(
-        owner="ana",
-        priority=50,
-        settings={"model_type": "wan-tiny", "prompt": "a fox", "seed": 7},
-        model_id="wan-tiny",
-        width=64,
-        height=64,
-        frames=9,
-        steps=4,
-    )
+    return new_job(settings={"model_type": "wan-tiny", "prompt": "a fox", "seed": 7})
 
 
 def test_the_schema_documents_every_refusal_in_the_error_shape() -> None:

@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 
 from controller.api.app import create_app
 from controller.auth import ENV_KEYS, KeyConfigError, KeyRing, Principal, Role
-from controller.jobs import NewJob
 from controller.service import FarmService
 from controller.store import JobStore
 from gpu_agent.storage import LocalStore
+from tests.job_records import new_job
 
 
 def from_env(monkeypatch: pytest.MonkeyPatch, value: str) -> KeyRing:
@@ -122,17 +122,7 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestC
     """The API with keys from the variable, and one job of ana's in its store; yields its id."""
     keys = from_env(monkeypatch, "k-ana:ana,k-bob:bob,k-root:root:admin")
     with JobStore(tmp_path / "jobs.db") as store:
-        job = NewJob(
-            owner="ana",
-            priority=50,
-            settings={"prompt": "a fox", "seed": 7},
-            model_id="wan-tiny",
-            width=64,
-            height=64,
-            frames=9,
-            steps=4,
-        )
-        [stored] = store.add_jobs([job], time.time())
+        [stored] = store.add_jobs([new_job()], time.time())
         service = FarmService(store, LocalStore(tmp_path / "objects"), lambda: [], time.time)
         with TestClient(create_app(service, keys, lambda: [])) as http:
             yield http, stored.id

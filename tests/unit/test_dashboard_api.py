@@ -12,27 +12,16 @@ from fastapi.testclient import TestClient
 
 from controller.api.app import create_app
 from controller.auth import KeyRing, Principal, Role
-from controller.jobs import JobState, NewJob
+from controller.jobs import JobState
 from controller.service import FarmService
 from controller.store import JobStore
 from controller.utilisation import UtilisationLog
 from gpu_agent.storage import LocalStore
+from models.profiles import Profile
+from tests.job_records import new_job
 
 KEY = "k-1"
 MINUTE = 60
-
-
-def _job() -> NewJob:
-    return NewJob(
-        owner="ana",
-        priority=50,
-        settings={"prompt": "a fox", "seed": 7},
-        model_id="wan-tiny",
-        width=64,
-        height=64,
-        frames=9,
-        steps=4,
-    )
 
 
 @pytest.fixture
@@ -42,8 +31,8 @@ def store(tmp_path: Path) -> Iterator[JobStore]:
 
 
 def _finish(store: JobStore, at: float, state: JobState = JobState.SUCCEEDED, output: str = "") -> str:
-    [job] = store.add_jobs([_job()], at - 5)
-    store.start_attempt(job.id, "a1", "3", None, at - 4)
+    [job] = store.add_jobs([new_job()], at - 5)
+    store.start_attempt(job.id, "a1", Profile.P3, None, at - 4)
     if output:
         store.add_output(job.id, 1, output, at - 1)
     store.finish(job.id, 1, state, None if state is JobState.SUCCEEDED else "boom", at)
@@ -58,7 +47,7 @@ def test_finished_per_minute_counts_succeeded_and_failed_jobs_by_minute_since_th
     _finish(store, t0 + 1)
     _finish(store, t0 + 59, JobState.FAILED)
     _finish(store, t0 + 61)
-    [queued] = store.add_jobs([_job()], t0)
+    [queued] = store.add_jobs([new_job()], t0)
     store.request_cancel(queued.id, t0 + 2)  # canceled work is not throughput
     minute = int(t0 // MINUTE)
     assert store.finished_per_minute(t0, MINUTE) == {minute: 2, minute + 1: 1}

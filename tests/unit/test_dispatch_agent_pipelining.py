@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from gpu_agent.agent import GpuAgent
-from gpu_agent.messages import AgentEvent, EventKind, RenderTask
+from gpu_agent.messages import AgentEvent, EventKind
 from gpu_agent.storage import ObjectStore, StoredObject
-from tests.unit.test_agent_storage import SETTINGS, agent
+from tests.job_records import placed_task
+from tests.unit.tiny_agent import SETTINGS
 
 WAIT_S = 300
 
@@ -45,16 +44,6 @@ class GatedUploads:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
-
-
-@pytest.fixture
-def worker(
-    tmp_path: Path, cache_dir: Path, temp_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[GpuAgent]:
-    monkeypatch.delenv("WANFARM_CACHE", raising=False)
-    made = agent(tmp_path, cache_dir)
-    yield made
-    made.workspace.release()
 
 
 def _gate_generations(worker: GpuAgent, from_call: int, gate: Gate) -> None:
@@ -94,12 +83,12 @@ def test_an_agent_uploading_its_task_takes_one_more_refuses_a_third_and_both_suc
 ) -> None:
     uploads = Gate()
     worker.store = GatedUploads(worker.store, uploads)  # type: ignore[assignment]
-    assert worker.start(RenderTask("a", 1, dict(SETTINGS), "4"))
+    assert worker.start(placed_task("a", SETTINGS))
     uploads.reached.wait(WAIT_S)
     assert worker.inventory().accepts_next
 
-    assert worker.start(RenderTask("b", 1, dict(SETTINGS, seed=4), "4"))
-    assert not worker.start(RenderTask("c", 1, dict(SETTINGS, seed=5), "4"))
+    assert worker.start(placed_task("b", dict(SETTINGS, seed=4)))
+    assert not worker.start(placed_task("c", dict(SETTINGS, seed=5)))
     held = worker.inventory()
     assert (held.current_job, held.previous_job, held.accepts_next) == ("b", "a", False)
     uploads.opened.set()
@@ -116,11 +105,11 @@ def test_an_agent_uploading_its_task_takes_one_more_refuses_a_third_and_both_suc
 def test_a_task_between_two_generations_still_holds_the_gpu(worker: GpuAgent) -> None:
     second = Gate()
     _gate_generations(worker, from_call=2, gate=second)
-    assert worker.start(RenderTask("a", 1, dict(SETTINGS, repeat_generation=2), "4"))
+    assert worker.start(placed_task("a", dict(SETTINGS, repeat_generation=2)))
     second.reached.wait(WAIT_S)  # the first generation was encoded; the second waits to start
 
     assert not worker.inventory().accepts_next
-    assert not worker.start(RenderTask("b", 1, dict(SETTINGS), "4"))
+    assert not worker.start(placed_task("b", SETTINGS))
     second.opened.set()
     assert _ends(worker, "a")["a"].kind is EventKind.SUCCEEDED
 
@@ -129,9 +118,9 @@ def test_a_cancel_stops_either_task_of_a_pipelined_agent(worker: GpuAgent) -> No
     gate = Gate()
     worker.store = GatedUploads(worker.store, gate)  # type: ignore[assignment]
     _gate_generations(worker, from_call=2, gate=gate)  # the second task waits before denoising
-    assert worker.start(RenderTask("a", 1, dict(SETTINGS, batch_size=2), "4"))  # two uploads
+    assert worker.start(placed_task("a", dict(SETTINGS, batch_size=2)))  # two uploads
     gate.reached.wait(WAIT_S)
-    assert worker.start(RenderTask("b", 1, dict(SETTINGS), "4"))
+    assert worker.start(placed_task("b", SETTINGS))
 
     worker.cancel("a", 1)
     worker.cancel("b", 1)
@@ -140,3 +129,13 @@ def test_a_cancel_stops_either_task_of_a_pipelined_agent(worker: GpuAgent) -> No
     ends = _ends(worker, "a", "b")
     assert [ends[job].kind for job in ("a", "b")] == [EventKind.CANCELED, EventKind.CANCELED], ends
     assert not [e for e in worker.events() if e.kind is EventKind.OUTPUT]
+
+
+def test_the_end_of_a_task_stays_readable_after_the_next_task_starts(worker: GpuAgent) -> None:
+    assert worker.start(placed_task("a", SETTINGS))
+    _until(lambda: worker.inventory().current_job is None, "the first task to end")
+
+    assert worker.start(placed_task("b", dict(SETTINGS, seed=4)))  # sent before its end was read
+
+    assert [e.kind for e in worker.events() if e.job_id == "a" and e.kind.final] == [EventKind.SUCCEEDED]
+    _ends(worker, "b")

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from controller.dispatcher import Dispatcher
-from controller.jobs import JobRecord, JobState, NewJob
+from controller.jobs import JobRecord, JobState
 from controller.store import JobStore
 from gpu_agent.messages import EventKind, RenderTask
 from models.progress import Phase
 from scheduler.snapshot import Decisions, Observation, Snapshot, Waiting
+from tests.job_records import new_job
 from tests.unit.fake_cluster import FakeAgent, FakeCluster, FirstFree, fake_dispatcher
 
 T0 = 1_700_000_000.0
@@ -26,10 +27,7 @@ def store(tmp_path: Path) -> Iterator[JobStore]:
 
 
 def _submit(store: JobStore, count: int = 1, max_attempts: int = 3) -> list[str]:
-    jobs = [
-        NewJob("ana", 0, {"prompt": f"fox {i}"}, "wan-tiny", 64, 64, 9, 4, max_attempts=max_attempts)
-        for i in range(count)
-    ]
+    jobs = [new_job("ana", 0, {"prompt": f"fox {i}"}, max_attempts=max_attempts) for i in range(count)]
     return [job.id for job in store.add_jobs(jobs, T0)]
 
 
@@ -148,6 +146,39 @@ def test_an_agent_whose_job_left_the_gpu_takes_the_next_one_and_both_finish(
     dispatcher.tick()
     assert [_get(store, j).state for j in (first, second)] == [JobState.SUCCEEDED, JobState.SUCCEEDED]
     assert _get(store, third).state is JobState.RUNNING
+
+
+def test_the_next_job_starts_as_soon_as_the_last_one_left_the_gpu_not_at_the_next_refresh(
+    store: JobStore, tmp_path: Path
+) -> None:
+    first, second = _submit(store, 2)
+    cluster = FakeCluster()
+    dispatcher = _dispatcher(store, cluster, tmp_path)
+    dispatcher.refresh_every_s = 3600.0
+    dispatcher.tick()
+    dispatcher.tick()
+    cluster.agents["node0001-gpu0"].leave_gpu()
+
+    dispatcher.tick()  # reads "encoding", the agent's room for one more, and fills it
+
+    assert [_get(store, j).state for j in (first, second)] == [JobState.RUNNING, JobState.RUNNING]
+
+
+def test_a_job_that_ends_just_before_the_next_one_reaches_its_agent_still_succeeds(
+    store: JobStore, tmp_path: Path
+) -> None:
+    first, second = _submit(store, 2)
+    cluster = FakeCluster()
+    dispatcher = _dispatcher(store, cluster, tmp_path)
+    dispatcher.tick()
+    agent = cluster.agents["node0001-gpu0"]
+    agent.leave_gpu()
+    agent.on_start = lambda task: agent.succeed(first)  # its upload ends as the next task arrives
+
+    dispatcher.tick()
+    dispatcher.tick()
+
+    assert [_get(store, j).state for j in (first, second)] == [JobState.SUCCEEDED, JobState.RUNNING]
 
 
 def test_a_restarted_controller_finds_both_jobs_of_a_pipelined_agent(store: JobStore, tmp_path: Path) -> None:

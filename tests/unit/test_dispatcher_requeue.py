@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from controller.dispatcher import Dispatcher
-from controller.jobs import JobRecord, JobState, NewJob
+from controller.jobs import JobRecord, JobState
 from controller.store import JobStore
+from models.profiles import Profile
+from tests.job_records import new_job
 from tests.unit.fake_cluster import FakeCluster, fake_dispatcher
 
 T0 = 1_700_000_000.0
@@ -28,7 +30,7 @@ def _controller(store: JobStore, cluster: FakeCluster, tmp_path: Path) -> Dispat
 
 
 def _submit(store: JobStore, max_attempts: int = 3) -> str:
-    job = NewJob("ana", 0, {"prompt": "a fox"}, "wan-tiny", 64, 64, 9, 4, max_attempts=max_attempts)
+    job = new_job("ana", 0, {"prompt": "a fox"}, max_attempts=max_attempts)
     return store.add_jobs([job], T0)[0].id
 
 
@@ -116,14 +118,14 @@ def test_an_attempt_its_agent_never_got_before_the_crash_is_not_charged(
     store: JobStore, tmp_path: Path
 ) -> None:
     never_sent = _submit(store)
-    other = store.add_jobs([NewJob("bo", 9, {}, "wan-tiny", 64, 64, 9, 4)], T0)[0].id
+    other = store.add_jobs([new_job("bo", 9, {})], T0)[0].id
     cluster = FakeCluster(gpus=1)  # a Ray cluster of its own: it outlives the controller
     _controller(store, cluster, tmp_path).tick()
     agent = cluster.agents["node0001-gpu0"]
     agent.succeed()  # the agent's log keeps the other job's news
     store.finish(other, 1, JobState.SUCCEEDED, None, T0 + 1)
     # The controller wrote the next attempt, then was killed before telling the agent.
-    store.start_attempt(never_sent, agent.agent_id, "4", None, T0 + 2)
+    store.start_attempt(never_sent, agent.agent_id, Profile.P4, None, T0 + 2)
 
     dispatcher = _controller(store, cluster, tmp_path)
     dispatcher.tick()  # reads the old news: nothing of this attempt yet

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,7 @@ from scheduler.baselines.horde import max_pixels
 from scheduler.registry import get_policy
 from scheduler.snapshot import AgentView, Decisions, PendingJob, Snapshot
 from tests.declared_agents import declared_agent
+from tests.job_records import pending_job
 
 WAN_14B = "wan2.1-t2v-14b"
 WAN_1_3B = "wan2.1-t2v-1.3b"
@@ -19,19 +21,10 @@ NOW = 10_000.0
 BASELINES = ("fifo", "affinity", "horde", "locality")
 
 
-def job(
-    job_id: str = "j1",
-    model_id: str = WAN_1_3B,
-    *,
-    priority: int = 50,
-    submitted_at: float = NOW,
-    size: tuple[int, int, int] = (832, 480, 81),
-) -> PendingJob:
-    width, height, frames = size
-    return PendingJob(
-        job_id, model_id, width, height, frames, steps=30, priority=priority, owner="ann",
-        submitted_at=submitted_at,
-    )  # fmt: skip
+def job(job_id: str = "j1", model_id: str = WAN_1_3B, **changes: Any) -> PendingJob:
+    """A 480p Wan 1.3B video submitted now, unless told otherwise."""
+    defaults: dict[str, Any] = {"size": (832, 480, 81), "submitted_at": NOW}
+    return pending_job(job_id, model_id, **(defaults | changes))
 
 
 def place(name: str, agents: list[AgentView], pending: list[PendingJob]) -> Decisions:

@@ -6,6 +6,7 @@ import copy
 import random
 import statistics
 from dataclasses import replace
+from functools import partial
 
 import pytest
 
@@ -18,27 +19,14 @@ from scheduler.wanfarm.learning import MemoryModel, SpeedModel
 from scheduler.wanfarm.placement_round import BIG_CLASS
 from scheduler.wanfarm.policy import MIN_HEAD, FrugalWanfarmPolicy, WanfarmPolicy
 from tests.declared_agents import declared_agent
+from tests.job_records import WAN_14B, pending_job
 
-WAN_14B = "wan2.1-t2v-14b"
 WAN_1_3B = "wan2.1-t2v-1.3b"
 NOW = 10_000.0
 
 
-def job(
-    job_id: str = "j1",
-    model_id: str = WAN_14B,
-    *,
-    priority: int = 50,
-    owner: str = "ann",
-    submitted_at: float = NOW,
-    size: tuple[int, int, int] = (1280, 720, 81),
-    avoid: frozenset[str] = frozenset(),
-) -> PendingJob:
-    width, height, frames = size
-    return PendingJob(
-        job_id, model_id, width, height, frames, steps=30, priority=priority, owner=owner,
-        submitted_at=submitted_at, avoid_agents=avoid,
-    )  # fmt: skip
+# A 720p Wan 14B video submitted now, unless told otherwise.
+job = partial(pending_job, submitted_at=NOW)
 
 
 def place(
@@ -53,8 +41,8 @@ def placed(decisions: Decisions) -> dict[str, str]:
 
 def oom_on(gpu_name: str, the_job: PendingJob) -> Observation:
     return Observation(
-        the_job.job_id, the_job.model_id, gpu_name, Profile.P4_PLUS, the_job.width, the_job.height,
-        the_job.frames, the_job.steps, 1, render_seconds=0.0, load_seconds=30.0, out_of_memory=True,
+        the_job.job_id, the_job.work, gpu_name, Profile.P4_PLUS, render_seconds=0.0, load_seconds=30.0,
+        out_of_memory=True,
     )  # fmt: skip
 
 
@@ -128,7 +116,7 @@ def test_no_assignment_exceeds_the_cards_vram_at_the_estimate_with_margin() -> N
     assert decisions.assignments
     for assignment in decisions.assignments:
         the_job, agent = by_job[assignment.job_id], by_id[assignment.agent_id]
-        assert memory.fits(get_model(the_job.model_id), the_job, agent, assignment.profile)
+        assert memory.fits(get_model(the_job.work.model_id), the_job.work, agent, assignment.profile)
 
 
 def test_an_old_low_priority_job_overtakes_a_new_high_priority_one_after_enough_waiting() -> None:
@@ -233,7 +221,7 @@ def test_service_of_an_owner_halves_every_half_life() -> None:
 def test_after_five_runs_the_speed_prediction_is_within_a_quarter_of_what_was_observed() -> None:
     preset, agent, the_job = get_model(WAN_14B), declared_agent("RTX 4090", "a"), job()
     speed = SpeedModel()
-    prior = speed.predict_render_seconds(preset, the_job, agent, Profile.P4)
+    prior = speed.predict_render_seconds(preset, the_job.work, agent, Profile.P4)
     rng = random.Random(1)
     observed = [prior * 3.0 * rng.uniform(0.9, 1.1) for _ in range(5)]
     for seconds in observed:
@@ -242,7 +230,7 @@ def test_after_five_runs_the_speed_prediction_is_within_a_quarter_of_what_was_ob
         )
         speed.observe(preset, run)
     assert speed.observations(WAN_14B, "RTX 4090") == 5
-    predicted = speed.predict_render_seconds(preset, the_job, agent, Profile.P4)
+    predicted = speed.predict_render_seconds(preset, the_job.work, agent, Profile.P4)
     assert abs(predicted - statistics.mean(observed)) < 0.25 * statistics.mean(observed)
     assert speed.observations(WAN_14B, "RTX 3060") == 0
 
@@ -254,15 +242,17 @@ def test_a_card_that_has_not_run_a_model_takes_the_correction_learned_on_the_car
     preset, the_job = get_model(WAN_14B), job()
     fast, slow = declared_agent("RTX 4090", "fast"), declared_agent("RTX 3060", "slow")
     speed = SpeedModel()
-    prior_fast = speed.predict_render_seconds(preset, the_job, fast, Profile.P4)
-    prior_slow = speed.predict_render_seconds(preset, the_job, slow, Profile.P4)
+    prior_fast = speed.predict_render_seconds(preset, the_job.work, fast, Profile.P4)
+    prior_slow = speed.predict_render_seconds(preset, the_job.work, slow, Profile.P4)
     other = get_model("wan2.1-t2v-1.3b")
-    prior_other = speed.predict_render_seconds(other, the_job, slow, Profile.P4)
+    prior_other = speed.predict_render_seconds(other, the_job.work, slow, Profile.P4)
     run = replace(oom_on("RTX 4090", the_job), out_of_memory=False, profile=Profile.P4)
     speed.observe(preset, replace(run, render_seconds=prior_fast * 3))
     assert speed.observations(WAN_14B, "RTX 3060") == 0
-    assert speed.predict_render_seconds(preset, the_job, slow, Profile.P4) == pytest.approx(prior_slow * 3)
-    assert speed.predict_render_seconds(other, the_job, slow, Profile.P4) == pytest.approx(prior_other)
+    assert speed.predict_render_seconds(preset, the_job.work, slow, Profile.P4) == pytest.approx(
+        prior_slow * 3
+    )
+    assert speed.predict_render_seconds(other, the_job.work, slow, Profile.P4) == pytest.approx(prior_other)
 
 
 def test_learned_speed_moves_the_assignments_estimate() -> None:

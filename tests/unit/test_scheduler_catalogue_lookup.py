@@ -11,6 +11,7 @@ from models.profiles import Profile
 from scheduler.registry import get_policy, policy_names
 from scheduler.snapshot import Observation, PendingJob, Snapshot
 from tests.declared_agents import declared_agent
+from tests.job_records import pending_job
 
 MODELS = ("wan2.1-t2v-1.3b", "flux.1-schnell", "no-such-model")
 
@@ -33,11 +34,18 @@ def test_a_policy_looks_each_model_up_once_across_rounds_and_observations(name: 
 
 
 def _job(job_id: str, model_id: str) -> PendingJob:
-    return PendingJob(job_id, model_id, 832, 480, 33, steps=20, priority=50, owner="ann", submitted_at=0.0)
+    return pending_job(job_id, model_id, size=(832, 480, 33), steps=20)
 
 
 def _finished(job_id: str, model_id: str) -> Observation:
+    work = _job(job_id, model_id).work
     return Observation(
-        job_id, model_id, "RTX 4090", Profile.P1, 832, 480, 33, 20, 1,
-        render_seconds=30.0, load_seconds=2.0, owner="ann", finished_at=50.0,
-    )  # fmt: skip
+        job_id,
+        work,
+        "RTX 4090",
+        Profile.P1,
+        render_seconds=30.0,
+        load_seconds=2.0,
+        owner="ann",
+        finished_at=50.0,
+    )

@@ -14,23 +14,14 @@ from scheduler.cost import job_seconds
 from scheduler.registry import get_policy, policy_names, register
 from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
 from tests.declared_agents import declared_agent
+from tests.job_records import pending_job
 
 WAN_14B = get_model("t2v").id  # wan2.1-t2v-14b
 WAN_1_3B = "wan2.1-t2v-1.3b"
 NOW = 1000.0
 
 
-def job(
-    job_id: str = "j1",
-    model_id: str = WAN_14B,
-    priority: int = 50,
-    submitted_at: float = 0.0,
-    avoid: frozenset[str] = frozenset(),
-) -> PendingJob:
-    return PendingJob(
-        job_id, model_id, 1280, 720, 81, steps=30, priority=priority, owner="ann",
-        submitted_at=submitted_at, avoid_agents=avoid,
-    )  # fmt: skip
+job = pending_job  # a 720p Wan 14B video, submitted at 0
 
 
 def place(agents: list[AgentView], pending: list[PendingJob]) -> Decisions:
@@ -134,7 +125,7 @@ def test_busy_agents_are_not_assigned_and_the_wait_has_an_eta_from_the_earliest(
     assert waiting.reason == "waiting for a free agent that can run it"
     preset = get_model(WAN_14B)
     profile = Profile.P3  # what a 4090 with 64 GiB uses for this job
-    assert waiting.eta == pytest.approx(NOW + 100 + job_seconds(preset, job(), soon, profile))
+    assert waiting.eta == pytest.approx(NOW + 100 + job_seconds(preset, job().work, soon, profile))
 
 
 def test_a_job_waiting_behind_one_placed_this_round_gets_an_eta_after_it() -> None:

@@ -24,6 +24,8 @@ from controller.service import FarmService, ServiceError, Submitted
 from controller.store import JobStore
 from gpu_agent.messages import OBJECT_REF
 from gpu_agent.storage import LocalStore
+from models.profiles import Profile
+from models.work import WorkSize
 
 ALICE = Principal("alice", Role.SUBMIT)
 BOB = Principal("bob", Role.SUBMIT)
@@ -87,6 +89,13 @@ def submit_queue(farm: Farm, archive: Path, who: Principal = ALICE, **options: A
 
 
 # --- attachments over HTTP: item 1 of issue 13 ------------------------------------------------------
+
+
+def test_a_submission_is_stored_as_the_work_its_settings_resolve_to(farm: Farm) -> None:
+    [job] = farm.service.submit(ALICE, [{**TINY, "num_inference_steps": 6, "batch_size": 2}]).jobs
+    expected = WorkSize("wan-tiny", 64, 64, 9, 6, batch=2)  # size and frames from the model's defaults
+    stored = farm.store.get(job.id)
+    assert stored is not None and (job.work, stored.work) == (expected, expected)
 
 
 def test_json_settings_naming_a_host_file_are_refused_and_store_nothing(farm: Farm, tmp_path: Path) -> None:
@@ -168,7 +177,7 @@ def test_a_sweep_deletes_a_finished_jobs_upload_and_keeps_active_ones(farm: Farm
     with_start = TI2V | {"image_start": "start.png"}
     done, waiting, running = submit_queue(farm, queue_zip(tmp_path, with_start, with_start, with_start)).jobs
     farm.service.cancel(ALICE, done.id)  # a queued job is canceled at once
-    farm.store.start_attempt(running.id, "agent-1", "3", None, farm.clock())
+    farm.store.start_attempt(running.id, "agent-1", Profile.P3, None, farm.clock())
     farm.clock.now += 11 * MINUTE
     deleted = uploads.sweep(farm.storage, farm.store, farm.clock())
     assert not uploaded(farm, done.id) and uploaded(farm, waiting.id) and uploaded(farm, running.id)

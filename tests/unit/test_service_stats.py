@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from controller.jobs import JobState, NewJob
+from controller.jobs import JobState
 from controller.service import FarmService
 from controller.store import JobStore
 from controller.utilisation import UtilisationLog
 from gpu_agent.storage import LocalStore
+from models.profiles import Profile
+from tests.job_records import new_job
 
 MINUTE = 60
 NOW = 1_700_000_000.0 + 30  # half a minute into the last bucket
@@ -26,18 +28,8 @@ def service(tmp_path: Path) -> Iterator[FarmService]:
 
 
 def _finish(store: JobStore, at: float, state: JobState) -> None:
-    job = NewJob(
-        owner="ana",
-        priority=50,
-        settings={"prompt": "a fox", "seed": 7},
-        model_id="wan-tiny",
-        width=64,
-        height=64,
-        frames=9,
-        steps=4,
-    )
-    [added] = store.add_jobs([job], at - 5)
-    store.start_attempt(added.id, "a1", "3", None, at - 4)
+    [added] = store.add_jobs([new_job()], at - 5)
+    store.start_attempt(added.id, "a1", Profile.P3, None, at - 4)
     store.finish(added.id, 1, state, None if state is JobState.SUCCEEDED else "boom", at)
 
 

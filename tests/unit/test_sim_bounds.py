@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from models.catalogue import get_model
-from models.memory import JobSize
 from models.profiles import Profile
+from models.work import WorkSize
 from scheduler.registry import get_policy
 from scheduler.sim.bounds import latency_floor
 from scheduler.sim.engine import simulate
@@ -19,14 +19,13 @@ FLUX = "flux.1-schnell"
 
 
 def image(job_id: str, t: float) -> TraceJob:
-    return TraceJob(job_id, t, FLUX, 1024, 1024, 1, 4, 50, "ann")
+    return TraceJob(job_id, t, WorkSize(FLUX, 1024, 1024, 1, 4), 50, "ann")
 
 
 def test_a_job_s_floor_is_its_render_on_the_fastest_card() -> None:
     pool = PoolSpec("two", (node("slow", "RTX 3060"), node("fast", "RTX 4090")))
     floor = latency_floor(pool, [image("a", 0.0)], truth=NO_NOISE)
-    size = JobSize(1024, 1024, 1, 1)
-    on_4090 = render_seconds(FLUX, size, 4, Profile.P1, 165.2e12 * NO_NOISE.mean_efficiency)
+    on_4090 = render_seconds(image("a", 0.0).work, Profile.P1, 165.2e12 * NO_NOISE.mean_efficiency)
     assert floor.jobs == 1
     assert floor.mean_s == pytest.approx(on_4090)
     assert floor.p95_s == pytest.approx(on_4090)
@@ -62,7 +61,7 @@ def test_no_policy_beats_the_floor_on_a_reference_scenario(scenario: str) -> Non
 
 def test_a_job_no_card_can_run_has_no_floor() -> None:
     pool = PoolSpec("small", (node("small", "RTX 3060"),))
-    huge = TraceJob("huge", 0.0, "wan2.1-t2v-14b", 1920, 1080, 241, 30, 50, "ann")
+    huge = TraceJob("huge", 0.0, WorkSize("wan2.1-t2v-14b", 1920, 1080, 241, 30), 50, "ann")
     floor = latency_floor(pool, [image("a", 0.0), huge], truth=NO_NOISE)
     assert floor.jobs == 1
 

@@ -8,8 +8,8 @@ import pytest
 
 from models.catalogue import get_model
 from models.gpus import GIB
-from models.memory import JobSize
 from models.profiles import Profile
+from models.work import WorkSize
 from scheduler.baselines.greedy import GreedyPolicy
 from scheduler.sim.engine import simulate
 from scheduler.sim.formats import NodeSpec, PoolSpec, TraceJob, load_pool
@@ -29,7 +29,7 @@ def node(
 
 
 def job(job_id: str, t: float, model: str, size: tuple[int, int, int], steps: int = 30) -> TraceJob:
-    return TraceJob(job_id, t, model, size[0], size[1], size[2], steps, 50, "ann")
+    return TraceJob(job_id, t, WorkSize(model, *size, steps), 50, "ann")
 
 
 class Recording:
@@ -121,7 +121,7 @@ def test_one_agent_two_jobs_match_the_truth_model_exactly() -> None:
     trace = [job("a", 0.0, model, size), job("b", 0.0, model, size)]
     result = simulate(pool, trace, GreedyPolicy(), seed=0, truth=NO_NOISE)
     weights = get_model(model).weight_bytes
-    render = render_seconds(model, JobSize(*size), 30, Profile.P1, 165.2e12 * 0.4)
+    render = render_seconds(trace[0].work, Profile.P1, 165.2e12 * 0.4)
     first = weights / 1e9 + render  # downloaded at 1 GB/s, then rendered
     second = first + render  # waits for the agent, then finds the model hot
     report = result.report
@@ -144,10 +144,10 @@ class PrefetchThenRun:
         [agent] = snapshot.agents
         assignments, prefetches = [], []
         for pending in snapshot.pending:
-            if pending.model_id in agent.cached_models and agent.idle:
+            if pending.work.model_id in agent.cached_models and agent.idle:
                 assignments.append(Assignment(pending.job_id, agent.agent_id, Profile.P1, 0, 0, "cached"))
             else:
-                prefetches.append(Prefetch(agent.agent_id, pending.model_id))
+                prefetches.append(Prefetch(agent.agent_id, pending.work.model_id))
         return Decisions(assignments=tuple(assignments), prefetches=tuple(prefetches))
 
     def observe(self, observation: Observation) -> None:
@@ -157,9 +157,10 @@ class PrefetchThenRun:
 def test_a_prefetch_downloads_once_in_the_background_and_the_job_then_loads_from_disk() -> None:
     model, size = "flux.1-schnell", (1024, 1024, 1)
     pool = PoolSpec("p", (node("solo", "RTX 4090", net=1e9),))
-    result = simulate(pool, [job("a", 0.0, model, size, steps=4)], PrefetchThenRun(), seed=0, truth=NO_NOISE)
+    image = job("a", 0.0, model, size, steps=4)
+    result = simulate(pool, [image], PrefetchThenRun(), seed=0, truth=NO_NOISE)
     weights = get_model(model).weight_bytes
-    render = render_seconds(model, JobSize(*size), 4, Profile.P1, 165.2e12 * 0.4)
+    render = render_seconds(image.work, Profile.P1, 165.2e12 * 0.4)
     report = result.report
     assert (report.downloads, report.bytes_downloaded, report.completed) == (1, weights, 1)
     # Downloaded at 1 GB/s, then read from the node's disk at 2 GB/s.

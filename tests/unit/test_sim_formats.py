@@ -9,6 +9,7 @@ import pytest
 
 from controller.cli import main
 from models.gpus import GIB
+from models.work import WorkSize
 from scheduler.sim.formats import SimInputError, TraceJob, load_pool, write_trace
 from scheduler.sim.traces import load_trace
 
@@ -43,13 +44,13 @@ def test_the_documented_pool_example_loads_with_its_units(tmp_path: Path) -> Non
 
 def test_the_documented_trace_example_loads(tmp_path: Path) -> None:
     [job] = load_trace(write(tmp_path, "t.jsonl", TRACE_EXAMPLE + "\n"))
-    assert job == TraceJob("job-1", 12.5, "wan2.1-t2v-1.3b", 832, 480, 81, 30, 50, "alice")
+    assert job == TraceJob("job-1", 12.5, WorkSize("wan2.1-t2v-1.3b", 832, 480, 81, 30), 50, "alice")
 
 
 def test_a_written_trace_reads_back_the_same(tmp_path: Path) -> None:
     jobs = [
-        TraceJob("a", 0.0, "flux.1-dev", 1024, 1024, 1, 28, 80, "bob"),
-        TraceJob("b", 3.5, "wan2.1-t2v-14b", 832, 480, 81, 30, 50, "ann", batch=2),
+        TraceJob("a", 0.0, WorkSize("flux.1-dev", 1024, 1024, 1, 28), 80, "bob"),
+        TraceJob("b", 3.5, WorkSize("wan2.1-t2v-14b", 832, 480, 81, 30, batch=2), 50, "ann"),
     ]
     path = tmp_path / "t.jsonl"
     assert write_trace(jobs, path) == 2
@@ -69,7 +70,7 @@ def test_a_generator_spec_expands_deterministically() -> None:
     second = load_trace(REFERENCE / "large-farm.trace.json")
     head = [next(first) for _ in range(200)]
     assert head == [next(second) for _ in range(200)]
-    assert len({job.model for job in head}) > 3 and len({job.owner for job in head}) > 3
+    assert len({job.work.model_id for job in head}) > 3 and len({job.owner for job in head}) > 3
 
 
 @pytest.mark.parametrize(
@@ -103,31 +104,27 @@ def test_a_bad_trace_is_refused_naming_the_line(tmp_path: Path, lines: list[str]
         list(load_trace(path))
 
 
-def test_the_command_exits_2_naming_an_unknown_gpu(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("pool_text", "trace_text", "options", "named"),
+    [
+        (POOL_EXAMPLE.replace("RTX 3060", "GTX 9000"), TRACE_EXAMPLE + "\n", [], "unknown GPU 'GTX 9000'"),
+        (POOL_EXAMPLE, f"{TRACE_EXAMPLE}\n{TRACE_EXAMPLE}\n{{oops\n", [], "t.jsonl:3: malformed JSON line"),
+        (POOL_EXAMPLE, TRACE_EXAMPLE + "\n", ["--policy", "greedy,nope"], "unknown placement policy 'nope'"),
+    ],
+    ids=["unknown-gpu", "malformed-line", "unknown-policy"],
+)
+def test_the_command_exits_2_naming_what_is_wrong(
+    pool_text: str,
+    trace_text: str,
+    options: list[str],
+    named: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    pool = write(tmp_path, "p.json", POOL_EXAMPLE.replace("RTX 3060", "GTX 9000"))
-    trace = write(tmp_path, "t.jsonl", TRACE_EXAMPLE + "\n")
-    assert main(["simulate", "--pool", str(pool), "--trace", str(trace)]) == 2
-    assert "unknown GPU 'GTX 9000'" in capsys.readouterr().err
-
-
-def test_the_command_exits_2_naming_a_malformed_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    pool = write(tmp_path, "p.json", POOL_EXAMPLE)
-    trace = write(tmp_path, "t.jsonl", f"{TRACE_EXAMPLE}\n{TRACE_EXAMPLE}\n{{oops\n")
-    assert main(["simulate", "--pool", str(pool), "--trace", str(trace)]) == 2
-    assert "t.jsonl:3: malformed JSON line" in capsys.readouterr().err
-
-
-def test_the_command_exits_2_for_an_unknown_policy(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    pool = write(tmp_path, "p.json", POOL_EXAMPLE)
-    trace = write(tmp_path, "t.jsonl", TRACE_EXAMPLE + "\n")
-    assert main(["simulate", "--pool", str(pool), "--trace", str(trace), "--policy", "greedy,nope"]) == 2
-    assert "unknown placement policy 'nope'" in capsys.readouterr().err
+    pool = write(tmp_path, "p.json", pool_text)
+    trace = write(tmp_path, "t.jsonl", trace_text)
+    assert main(["simulate", "--pool", str(pool), "--trace", str(trace), *options]) == 2
+    assert named in capsys.readouterr().err
 
 
 def test_a_generator_spec_with_an_unknown_model_is_refused(tmp_path: Path) -> None:

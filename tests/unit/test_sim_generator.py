@@ -27,7 +27,7 @@ def test_half_the_load_is_about_half_the_jobs() -> None:
 
 def test_models_follow_their_zipf_rank_and_times_stay_in_order() -> None:
     jobs = generate_trace(POOL, MODELS, hours=6, arrival="bursty", seed=2)
-    counts = Counter(job.model for job in jobs)
+    counts = Counter(job.work.model_id for job in jobs)
     assert counts[MODELS[0]] > counts[MODELS[1]] > counts[MODELS[2]] > 0
     times = [job.t for job in jobs]
     assert times == sorted(times) and times[-1] < 6 * 3600

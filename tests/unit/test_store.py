@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,23 +26,16 @@ from controller.store import (
     StoreError,
     list_queries,
 )
+from models.profiles import Profile
+from models.work import WorkSize
+from tests.job_records import TINY_WORK, new_job
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000.0
 
 
 def _job(owner: str = "ana", priority: int = 0, **changes: Any) -> NewJob:
-    fields: dict[str, Any] = {
-        "owner": owner,
-        "priority": priority,
-        "settings": {"prompt": "a fox", "seed": 7},
-        "model_id": "wan-tiny",
-        "width": 64,
-        "height": 64,
-        "frames": 9,
-        "steps": 4,
-    }
-    return NewJob(**(fields | changes))
+    return new_job(owner, priority, **changes)
 
 
 @pytest.fixture
@@ -56,7 +50,7 @@ def _add(store: JobStore, count: int = 1, **changes: Any) -> list[str]:
 
 def _running(store: JobStore, agent: str = "agent-a") -> str:
     (job_id,) = _add(store)
-    assert store.start_attempt(job_id, agent, "low_vram", eta=T0 + 60, now=T0 + 1) is not None
+    assert store.start_attempt(job_id, agent, Profile.P4_PLUS, eta=T0 + 60, now=T0 + 1) is not None
     return job_id
 
 
@@ -65,13 +59,14 @@ def _running(store: JobStore, agent: str = "agent-a") -> str:
 
 def test_added_job_reads_back_with_settings_intact(store: JobStore) -> None:
     settings = {"prompt": "un renard 🦊", "seed": 2**40, "cfg": 5.5, "loras": [{"name": "x", "w": 0.8}]}
-    (added,) = store.add_jobs([_job(owner="bo", priority=3, settings=settings, batch=2)], T0)
+    work = replace(TINY_WORK, batch=2)
+    (added,) = store.add_jobs([_job(owner="bo", priority=3, settings=settings, work=work)], T0)
 
     got = store.get(added.id)
     assert got == added
     assert got is not None
     assert got.settings == settings
-    assert (got.owner, got.priority, got.batch, got.state, got.attempts) == ("bo", 3, 2, JobState.QUEUED, 0)
+    assert (got.owner, got.priority, got.work, got.state, got.attempts) == ("bo", 3, work, JobState.QUEUED, 0)
     assert (got.created_at, got.updated_at, got.progress) == (T0, T0, JobProgress())
     assert store.get("no-such-job") is None
 
@@ -81,7 +76,7 @@ def test_added_job_reads_back_with_settings_intact(store: JobStore) -> None:
     [
         _job(priority=cast(int, math.nan)),
         _job(priority=cast(int, 1.5)),
-        _job(width=0),
+        _job(work=replace(TINY_WORK, width=0)),
         _job(max_attempts=0),
         _job(settings={"cfg": math.nan}),
         _job(settings={"image": object()}),
@@ -123,7 +118,7 @@ def test_pages_with_before_are_disjoint_and_cover_everything_newest_first(store:
 def test_list_filters_by_owner_and_states(store: JobStore) -> None:
     ana = _add(store, 3, owner="ana")
     bo = _add(store, 2, owner="bo")
-    store.start_attempt(ana[0], "agent-a", "p", None, T0)
+    store.start_attempt(ana[0], "agent-a", Profile.P1, None, T0)
     store.request_cancel(bo[1], T0)
 
     assert [j.id for j in store.list_jobs(owner="ana")] == ana[::-1]
@@ -146,7 +141,7 @@ def test_queued_is_by_priority_then_oldest_first_and_running_lists_started_jobs(
     low = _add(store, 2, priority=0)
     high = _add(store, 2, priority=5)
     started = _add(store, 1, priority=9)[0]
-    store.start_attempt(started, "agent-a", "p", None, T0)
+    store.start_attempt(started, "agent-a", Profile.P1, None, T0)
 
     assert [j.id for j in store.queued()] == high + low
     assert [j.id for j in store.running()] == [started]
@@ -157,13 +152,13 @@ def test_queued_is_by_priority_then_oldest_first_and_running_lists_started_jobs(
 
 def test_start_then_finish_and_a_finished_job_never_changes_again(store: JobStore, tmp_path: Path) -> None:
     (job_id,) = _add(store)
-    started = store.start_attempt(job_id, "agent-a", "low_vram", eta=T0 + 60, now=T0 + 1)
+    started = store.start_attempt(job_id, "agent-a", Profile.P4_PLUS, eta=T0 + 60, now=T0 + 1)
     assert started is not None
     assert (started.state, started.attempts, started.agent_id, started.profile) == (
         JobState.RUNNING,
         1,
         "agent-a",
-        "low_vram",
+        Profile.P4_PLUS,
     )
     assert (started.started_at, started.eta) == (T0 + 1, T0 + 60)
     with JobStore(tmp_path / "jobs.db") as other:  # committed before start_attempt returned
@@ -173,7 +168,7 @@ def test_start_then_finish_and_a_finished_job_never_changes_again(store: JobStor
     assert done is not None
     assert (done.state, done.finished_at, done.error) == (JobState.SUCCEEDED, T0 + 9, None)
 
-    assert store.start_attempt(job_id, "agent-b", "p", None, T0 + 10) is None
+    assert store.start_attempt(job_id, "agent-b", Profile.P1, None, T0 + 10) is None
     assert store.finish(job_id, 1, JobState.FAILED, "late", T0 + 10) is None
     assert store.record_progress(job_id, 1, 3, 4, "denoise", T0 + 10) is None
     assert store.add_output(job_id, 1, "late.mp4", T0 + 10) is None
@@ -190,11 +185,25 @@ def test_finish_needs_a_finished_state(store: JobStore) -> None:
     assert store.running()[0].id == job_id
 
 
+def test_a_job_reads_back_its_work_whole_and_its_profile_as_a_profile(
+    store: JobStore, tmp_path: Path
+) -> None:
+    work = WorkSize("wan2.1-t2v-14b", 1280, 720, 81, 30, batch=2)
+    [added] = store.add_jobs([_job(work=work)], T0)
+    store.start_attempt(added.id, "agent-a", Profile.P3_PLUS, None, T0 + 1)
+
+    with JobStore(tmp_path / "jobs.db") as other:  # read from the file, not from the writer's records
+        again = other.get(added.id)
+    assert again is not None
+    assert again.work == work
+    assert again.profile is Profile.P3_PLUS  # not the column's text "3+", which equals it as a str
+
+
 def test_start_attempt_refuses_a_job_canceled_meanwhile(store: JobStore) -> None:
     (job_id,) = _add(store)
     store.request_cancel(job_id, T0)
 
-    assert store.start_attempt(job_id, "agent-a", "p", None, T0 + 1) is None
+    assert store.start_attempt(job_id, "agent-a", Profile.P1, None, T0 + 1) is None
     job = store.get(job_id)
     assert job is not None
     assert (job.state, job.attempts, job.agent_id) == (JobState.CANCELED, 0, None)
@@ -203,7 +212,7 @@ def test_start_attempt_refuses_a_job_canceled_meanwhile(store: JobStore) -> None
 def test_events_of_a_stale_attempt_are_ignored(store: JobStore) -> None:
     job_id = _running(store, "agent-a")
     store.requeue(job_id, 1, "agent-a", "heartbeat lost", T0 + 2)
-    store.start_attempt(job_id, "agent-b", "p", None, T0 + 3)
+    store.start_attempt(job_id, "agent-b", Profile.P1, None, T0 + 3)
 
     assert store.record_progress(job_id, 1, 3, 4, "denoise", T0 + 4) is None
     assert store.add_output(job_id, 1, "old.mp4", T0 + 4) is None
@@ -257,7 +266,7 @@ def test_requeue_avoids_the_lost_agent_and_the_next_start_counts_a_new_attempt(s
     assert requeued.attempt_errors == ("attempt 1 on agent-a: heartbeat lost",)
     assert [j.id for j in store.queued()] == [job_id]
 
-    restarted = store.start_attempt(job_id, "agent-b", "p", None, T0 + 4)
+    restarted = store.start_attempt(job_id, "agent-b", Profile.P1, None, T0 + 4)
     assert restarted is not None
     assert (restarted.attempts, restarted.agent_id, restarted.avoid_agents) == (2, "agent-b", ("agent-a",))
 
@@ -265,7 +274,7 @@ def test_requeue_avoids_the_lost_agent_and_the_next_start_counts_a_new_attempt(s
 def test_the_third_lost_attempt_fails_the_job_with_every_reason(store: JobStore) -> None:
     (job_id,) = _add(store, max_attempts=3)
     for attempt, agent in enumerate(["agent-a", "agent-b", "agent-c"], start=1):
-        store.start_attempt(job_id, agent, "p", None, T0 + attempt)
+        store.start_attempt(job_id, agent, Profile.P1, None, T0 + attempt)
         last = store.requeue(job_id, attempt, agent, f"lost #{attempt}", T0 + attempt + 0.5)
 
     assert last is not None
@@ -280,7 +289,7 @@ def test_the_third_lost_attempt_fails_the_job_with_every_reason(store: JobStore)
 def test_losses_not_charged_never_fail_the_job_and_keep_the_attempt_number_growing(store: JobStore) -> None:
     (job_id,) = _add(store, max_attempts=3)
     for attempt in range(1, 6):  # five farm restarts, each losing the attempt in flight
-        store.start_attempt(job_id, "agent-a", "p", None, T0 + attempt)
+        store.start_attempt(job_id, "agent-a", Profile.P1, None, T0 + attempt)
         lost = store.requeue(
             job_id, attempt, "agent-a", "the farm restarted", T0 + attempt + 0.5, charged=False
         )
@@ -292,7 +301,7 @@ def test_losses_not_charged_never_fail_the_job_and_keep_the_attempt_number_growi
     assert job.attempt_errors[0] == "attempt 1 on agent-a: the farm restarted; not charged"
 
     for attempt in range(6, 9):  # then three real losses: the budget of three is spent only now
-        store.start_attempt(job_id, f"agent-{attempt}", "p", None, T0 + attempt)
+        store.start_attempt(job_id, f"agent-{attempt}", Profile.P1, None, T0 + attempt)
         last = store.requeue(job_id, attempt, f"agent-{attempt}", "agent lost", T0 + attempt + 0.5)
     assert last is not None
     assert (last.state, last.attempts) == (JobState.FAILED, 8)
@@ -346,7 +355,7 @@ def test_set_wait_writes_the_row_of_a_queued_job_only_and_no_event(store: JobSto
     assert store.latest_seq() == seq
     assert store.set_wait("no-such-job", "x", None) is None
 
-    store.start_attempt(job_id, "agent-a", "p", None, T0 + 1)
+    store.start_attempt(job_id, "agent-a", Profile.P1, None, T0 + 1)
     assert store.set_wait(job_id, "x", None) is None
 
 
@@ -368,7 +377,7 @@ def test_events_tell_the_history_in_sequence(store: JobStore) -> None:
     ]
     assert [e.seq for e in events] == sorted(e.seq for e in events)
     assert all(e.job_id == job_id for e in events)
-    assert events[1].data == {"state": "running", "attempt": 1, "agent_id": "agent-a", "profile": "low_vram"}
+    assert events[1].data == {"state": "running", "attempt": 1, "agent_id": "agent-a", "profile": "4+"}
     assert events[4].data["error"] == "decoder crashed"
     assert store.events(job_id, after_seq=events[3].seq) == events[4:]
     assert store.events(job_id, limit=2) == events[:2]
@@ -383,8 +392,8 @@ def test_close_and_reopen_keeps_every_job_state_and_event(tmp_path: Path) -> Non
     path = tmp_path / "jobs.db"
     with JobStore(path) as store:
         _queued, running, done = _add(store, 3)
-        store.start_attempt(running, "agent-a", "p", None, T0 + 1)
-        store.start_attempt(done, "agent-b", "p", None, T0 + 1)
+        store.start_attempt(running, "agent-a", Profile.P1, None, T0 + 1)
+        store.start_attempt(done, "agent-b", Profile.P1, None, T0 + 1)
         store.add_output(done, 1, "out/d.mp4", T0 + 2)
         store.finish(done, 1, JobState.SUCCEEDED, None, T0 + 3)
         before = {job.id: job for job in store.list_jobs()}
@@ -447,7 +456,7 @@ def test_a_file_of_the_first_schema_is_migrated_and_keeps_its_jobs(tmp_path: Pat
 def test_a_replayed_key_returns_the_first_jobs_as_they_are_now_and_stores_nothing(store: JobStore) -> None:
     key = IdempotencyKey("ana", "retry-1", "sha256:aa")
     first = store.add_jobs([_job(), _job()], T0, key)
-    store.start_attempt(first[0].id, "agent-a", "p", None, T0 + 1)
+    store.start_attempt(first[0].id, "agent-a", Profile.P1, None, T0 + 1)
     seq = store.latest_seq()
 
     replay = store.add_jobs([_job(), _job()], T0 + 2, key)
@@ -500,9 +509,10 @@ import sys, time
 from pathlib import Path
 from controller.jobs import NewJob
 from controller.store import JobStore
+from models.work import WorkSize
 
 path, stop = Path(sys.argv[1]), Path(sys.argv[2])
-job = NewJob(owner="child", priority=0, settings={}, model_id="m", width=8, height=8, frames=1, steps=1)
+job = NewJob(owner="child", priority=0, settings={}, work=WorkSize("m", 8, 8, 1, 1))
 with JobStore(path) as store:
     for batches in range(1, 2001):
         store.add_jobs([job] * 25, time.time())
@@ -553,7 +563,7 @@ def test_threads_share_one_store(store: JobStore) -> None:
         try:
             for _ in range(20):
                 (job_id,) = _add(store, owner=owner)
-                store.start_attempt(job_id, owner, "p", None, T0)
+                store.start_attempt(job_id, owner, Profile.P1, None, T0)
                 store.list_jobs(owner=owner, limit=5)
                 store.finish(job_id, 1, JobState.SUCCEEDED, None, T0 + 1)
         except BaseException as err:

@@ -19,6 +19,7 @@ from controller.jobs import JobState, NewJob
 from controller.service import FarmService
 from controller.store import JobStore, StoreError
 from gpu_agent.storage import LocalStore
+from tests.job_records import new_job
 
 T0 = 1_700_000_000.0
 # Another SQLite client that opens the file and closes it: the last one out deletes the WAL.
@@ -28,8 +29,7 @@ _OTHER_CLIENT = (
 
 
 def _job() -> NewJob:
-    settings = {"prompt": "a fox", "seed": 7}
-    return NewJob("ana", 0, settings, "wan-tiny", width=64, height=64, frames=9, steps=4)
+    return new_job(priority=0)
 
 
 @pytest.fixture
