@@ -104,7 +104,16 @@ class AgentRegistry:
         short = node.node_id[:8]
         if node.declared:
             return [
-                replace(base, agent_id=f"{short}-gpu{i}", gpu_index=i, declared_gpu=name)
+                replace(
+                    base,
+                    agent_id=f"{short}-gpu{i}",
+                    gpu_index=i,
+                    declared_gpu=name,
+                    node_agents=len(node.declared),
+                )
                 for i, name in enumerate(node.declared)
             ]
-        return [replace(base, agent_id=f"{short}-gpu{i}", gpu_index=i) for i in range(node.gpus)]
+        return [
+            replace(base, agent_id=f"{short}-gpu{i}", gpu_index=i, node_agents=node.gpus)
+            for i in range(node.gpus)
+        ]

@@ -53,6 +53,7 @@ class FakeAgent:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.agent_id = config.agent_id
+        self.config = config
         self.alive = True
         self.refuse = False  # answer every start with "busy"
         self.on_start: Callable[[RenderTask], None] | None = None  # called as a task arrives
@@ -65,6 +66,7 @@ class FakeAgent:
         self.cancels: list[tuple[str, int]] = []  # every cancel it was told
         self.prefetched: list[str] = []
         self._seq = 0
+        self._last_ended: tuple[str, int] | None = None
         self._inventory = AgentInventory(
             agent_id=config.agent_id,
             node_id=config.node_id,
@@ -108,8 +110,8 @@ class FakeAgent:
             return False
         self.tasks.append(FakeTask(task, self.clock(), self.render_s() if self.render_s else None))
         self.started.append(task)
-        held = {held.key for held in self.tasks}
-        self.log = [e for e in self.log if (e.job_id, e.attempt) in held]
+        kept = {held.key for held in self.tasks} | {self._last_ended}
+        self.log = [e for e in self.log if (e.job_id, e.attempt) in kept]
         return True
 
     def events(self, after_seq: int) -> list[AgentEvent]:
@@ -144,8 +146,7 @@ class FakeAgent:
 
     def end(self, kind: EventKind, job_id: str | None = None, error: str | None = None) -> None:
         held = next(t for t in self.tasks if job_id is None or t.task.job_id == job_id)
-        self.tasks.remove(held)
-        self._emit(held.task, kind, error=error, render_seconds=self.clock() - held.started)
+        self._end(held, kind, error=error, render_seconds=self.clock() - held.started)
 
     def restart(self) -> None:
         """The actor came back empty (same name, nothing held, no events)."""
@@ -166,11 +167,15 @@ class FakeAgent:
                 held.step = step
                 self.leave_gpu(held)
             elif not held.on_gpu and elapsed >= held.render_s * 1.05:
-                self.tasks.remove(held)
-                self._emit(held.task, EventKind.SUCCEEDED, render_seconds=held.render_s)
+                self._end(held, EventKind.SUCCEEDED, render_seconds=held.render_s)
 
     def _accepts_next(self) -> bool:
         return len(self.tasks) == 1 and not self.tasks[0].on_gpu
+
+    def _end(self, held: FakeTask, kind: EventKind, **fields: Any) -> None:
+        self.tasks.remove(held)
+        self._last_ended = held.key
+        self._emit(held.task, kind, **fields)
 
     def _emit(self, task: RenderTask, kind: EventKind, **fields: Any) -> None:
         self._seq += 1
