@@ -13,7 +13,6 @@ from gpu_agent.messages import OBJECT_REF, UPLOADS_PREFIX
 from gpu_agent.storage import ObjectStore
 from processing.queue_records import ATTACHMENT_KEYS
 
-UPLOADS = UPLOADS_PREFIX
 # An upload is written before its batch is committed; the sweep leaves any younger than this alone,
 # so a batch being validated and stored right now never loses its files.
 MIN_AGE_S = 600.0
@@ -24,7 +23,7 @@ ACTIVE = (JobState.QUEUED, JobState.RUNNING)
 
 def upload(storage: ObjectStore, path: Path, now: float) -> str:
     """Store the file under a fresh prefix that records `now`; the reference for a job's settings."""
-    key = f"{UPLOADS}{int(now * 1000)}-{uuid.uuid4().hex}/{path.name}"
+    key = f"{UPLOADS_PREFIX}{int(now * 1000)}-{uuid.uuid4().hex}/{path.name}"
     storage.put_file(key, path, "application/octet-stream")
     return OBJECT_REF + key
 
@@ -41,7 +40,7 @@ def sweep(storage: ObjectStore, store: JobStore, now: float, min_age_s: float = 
     Uploads outlive their jobs otherwise: finished and canceled jobs, and batches refused or
     crashed before they were stored, leave theirs behind. Returns the prefixes deleted.
     """
-    old = {_prefix(o.key) for o in storage.list(UPLOADS) if _age_s(_prefix(o.key), now) >= min_age_s}
+    old = {_prefix(o.key) for o in storage.list(UPLOADS_PREFIX) if _age_s(_prefix(o.key), now) >= min_age_s}
     # Read after listing: a job stored since then has uploads younger than min_age_s.
     doomed = sorted(old - _referenced(store))
     for prefix in doomed:
@@ -55,7 +54,7 @@ def _referenced(store: JobStore) -> set[str]:
         _prefix(value.removeprefix(OBJECT_REF))
         for job in _active_jobs(store)
         for value in _attachment_values(job)
-        if value.startswith(OBJECT_REF + UPLOADS)
+        if value.startswith(OBJECT_REF + UPLOADS_PREFIX)
     }
 
 
@@ -78,11 +77,11 @@ def _attachment_values(job: JobRecord) -> list[str]:
 
 def _prefix(key: str) -> str:
     """`uploads/<id>/` of a key under it."""
-    return UPLOADS + key.removeprefix(UPLOADS).split("/", 1)[0] + "/"
+    return UPLOADS_PREFIX + key.removeprefix(UPLOADS_PREFIX).split("/", 1)[0] + "/"
 
 
 def _age_s(prefix: str, now: float) -> float:
-    stamp, dash, _ = prefix.removeprefix(UPLOADS).partition("-")
+    stamp, dash, _ = prefix.removeprefix(UPLOADS_PREFIX).partition("-")
     if not dash or not stamp.isdigit():
         # Written before uploads carried their time (`uploads/<hex>/`): from an earlier run, so old.
         return float("inf")

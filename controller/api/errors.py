@@ -44,11 +44,16 @@ def error_response(status: int, body: ErrorOut, headers: dict[str, str] | None =
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
-async def _service_error(_: Request, error: ServiceError) -> JSONResponse:
+def refusal_response(error: ServiceError) -> JSONResponse:
+    """A refusal in the error shape: from a route's handler or from middleware before any route."""
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
     return error_response(
         error.status, ErrorOut(error=error.error, detail=error.detail, hint=error.hint), headers
     )
+
+
+async def _service_error(_: Request, error: ServiceError) -> JSONResponse:
+    return refusal_response(error)
 
 
 async def _invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:

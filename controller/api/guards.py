@@ -10,10 +10,9 @@ from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from controller.schemas import ErrorOut
+from controller.api.errors import refusal_response
 from controller.service import ServiceError
 
 ANY_HOST = "*"
@@ -74,8 +73,7 @@ class RequestGuard:
         if refusal is None:
             await self.app(scope, receive, send)
             return
-        body = ErrorOut(error=refusal.error, detail=refusal.detail, hint=refusal.hint)
-        await JSONResponse(body.model_dump(), status_code=refusal.status)(scope, receive, send)
+        await refusal_response(refusal)(scope, receive, send)
 
     def _refusal(self, scope: Scope) -> ServiceError | None:
         headers = Headers(scope=scope)

@@ -22,7 +22,7 @@ from controller.auth import Principal, Role
 from controller.jobs import JobState
 from controller.service import FarmService, ServiceError, Submitted
 from controller.store import JobStore
-from gpu_agent.messages import OBJECT_REF
+from gpu_agent.messages import OBJECT_REF, UPLOADS_PREFIX
 from gpu_agent.storage import LocalStore
 from models.profiles import Profile
 from models.work import WorkSize
@@ -53,7 +53,7 @@ class Farm:
     clock: Clock
 
     def uploads(self) -> list[str]:
-        return [stored.key for stored in self.storage.list(uploads.UPLOADS)]
+        return [stored.key for stored in self.storage.list(UPLOADS_PREFIX)]
 
     def all_jobs(self) -> list[str]:
         return [job.id for job in self.store.list_jobs(limit=1000)]
@@ -139,7 +139,7 @@ def test_a_queue_zip_naming_a_file_outside_itself_is_refused(farm: Farm, tmp_pat
 def test_a_queue_zips_attachment_is_stored_for_its_job(farm: Farm, tmp_path: Path) -> None:
     [job] = submit_queue(farm, queue_zip(tmp_path, TI2V | {"image_start": "start.png"})).jobs
     reference = job.settings["image_start"]
-    assert reference.startswith(OBJECT_REF + uploads.UPLOADS) and reference.endswith("/start.png")
+    assert reference.startswith(OBJECT_REF + UPLOADS_PREFIX) and reference.endswith("/start.png")
     copy = tmp_path / "copy.png"
     farm.storage.get_file(reference.removeprefix(OBJECT_REF), copy)
     assert copy.read_bytes() == PNG
