@@ -25,7 +25,7 @@ from controller.jobs import JobEvent, JobProgress, JobRecord, JobState
 from controller.metrics import FarmMetrics
 from controller.ray_cluster import EventPoll, TaskCancel, TaskStart
 from controller.registry import AgentEntry, AgentRegistry
-from controller.store import AttemptStart, JobStore, ProgressUpdate, QueuedWait, StoreError
+from controller.store import AttemptStart, JobStore, ProgressUpdate, QueuedJob, QueuedWait, StoreError
 from gpu_agent.messages import AgentEvent, AgentInventory, EventKind, RenderTask
 from models.progress import Phase
 from scheduler.policy import Policy
@@ -77,6 +77,7 @@ class Dispatcher:
         self._found_at_start: set[tuple[str, int]] | None = None
         self._records = _Records(store)
         self._ended: set[tuple[str, int]] = set()  # attempts this round ended or queued again
+        self._views = _Views()
         self.last_round_s = 0.0  # how long the last round took, for metrics
 
     def run(self, stop: threading.Event, interval_s: float = 0.05) -> None:
@@ -145,11 +146,12 @@ class Dispatcher:
                 by_agent.setdefault(entry.inventory.agent_id, []).append(job)
         self._pass_cancels(by_agent)
         self._read_events(by_agent)
-        for job in running:
-            if self._alive(job):
-                # A killed controller's Ray (and agents) may have died with it: an attempt lost
-                # before this controller saw it alive is the farm's loss, not the job's.
-                self._found_at_start.discard((job.id, job.attempts))
+        if self._found_at_start:
+            for job in running:
+                if self._alive(job):
+                    # A killed controller's Ray (and agents) may have died with it: an attempt lost
+                    # before this controller saw it alive is the farm's loss, not the job's.
+                    self._found_at_start.discard((job.id, job.attempts))
         return [job for job in running if (job.id, job.attempts) not in self._ended]
 
     def _pass_cancels(self, by_agent: dict[str, list[JobRecord]]) -> None:
@@ -179,10 +181,13 @@ class Dispatcher:
             entry = entries[agent_id]
             if self._sort_events(entry, by_agent[agent_id], events, progress, news):
                 reread.append(entry)
-        # Every progress event precedes its attempt's outputs and end: written first, in one commit.
-        self.store.record_progress_many(progress, self.clock())
-        for item in news:
-            self._apply(item)
+        # Every progress event precedes its attempt's outputs and end: written first; the round's
+        # progress, outputs and ends are one commit.
+        if progress or news:
+            with self.store.batch():
+                self.store.record_progress_many(progress, self.clock())
+                for item in news:
+                    self._apply(item)
         # An ended or encoding job changes what the agent holds (hot model, cache, room for one
         # more): the next placement in this same round must see it, not the last refresh's view.
         self.registry.reinventory(reread)
@@ -197,23 +202,24 @@ class Dispatcher:
         news: list[_News],
     ) -> bool:
         """File one agent's events of these attempts; whether its inventory must be read anew."""
-        attempts = {(job.id, job.attempts): job for job in jobs}
-        reread = False
-        for event in events:
-            entry.last_seq = max(entry.last_seq, event.seq)
-            job = attempts.get((event.job_id, event.attempt))
-            if job is None:
-                continue
-            if event.kind is EventKind.PROGRESS:
-                progress.append(ProgressUpdate(job.id, job.attempts, _progress(event)))
-            else:
-                news.append(_News(job, entry, event))
-            reread = reread or event.kind.final or (len(jobs) == 1 and _after_gpu(event))
         if not events:
             for job in jobs:
                 if not _holds(entry.inventory, job):
                     # The agent neither runs this attempt nor has its ending: it restarted or never got it.
                     self._requeue(job, entry.inventory.agent_id, "agent dropped the task")
+            return False
+        attempts = {(job.id, job.attempts): job for job in jobs}
+        reread = False
+        for event in events:
+            entry.last_seq = max(entry.last_seq, event.seq)
+            held = attempts.get((event.job_id, event.attempt))
+            if held is None:
+                continue
+            if event.kind is EventKind.PROGRESS:
+                progress.append(ProgressUpdate(held.id, held.attempts, _progress(event)))
+            else:
+                news.append(_News(held, entry, event))
+            reread = reread or event.kind.final or (len(jobs) == 1 and _after_gpu(event))
         return reread
 
     def _apply(self, news: _News) -> None:
@@ -283,10 +289,7 @@ class Dispatcher:
             by_agent.setdefault(job.agent_id or "", []).append(job)
         snapshot = Snapshot(
             now=self.clock(),
-            agents=tuple(
-                agent_view(e.inventory, _occupying(e.inventory, by_agent.get(agent_id, [])))
-                for agent_id, e in entries.items()
-            ),
+            agents=self._views.of(entries, by_agent),
             pending=tuple(queued.pending for queued in queue),
         )
         decisions = self.policy.place(snapshot)
@@ -315,6 +318,7 @@ class Dispatcher:
             [AttemptStart(a.job_id, a.agent_id, a.profile, a.est_finish) for a in assignments], now
         )  # a job canceled since the snapshot is not among them
         self._started = {job.id for job in started}
+        self._records.add_running(started)
         sent: dict[str, tuple[JobRecord, AgentEntry]] = {}
         for job in started:
             entry = entries[job.agent_id or ""]
@@ -369,11 +373,33 @@ class _Queued:
     wait: tuple[str | None, float | None]  # (reason, eta) as last stored
 
 
+class _Views:
+    """The agents as a placement sees them, rebuilt only for an agent whose inventory or running job
+    changed since the last placement: most of 500 agents are as they were."""
+
+    def __init__(self) -> None:
+        self._views: dict[str, tuple[AgentInventory, JobRecord | None, AgentView]] = {}
+
+    def of(
+        self, entries: dict[str, AgentEntry], running: dict[str, list[JobRecord]]
+    ) -> tuple[AgentView, ...]:
+        views: dict[str, tuple[AgentInventory, JobRecord | None, AgentView]] = {}
+        for agent_id, entry in entries.items():
+            occupying = _occupying(entry.inventory, running.get(agent_id, []))
+            kept = self._views.get(agent_id)
+            if kept is not None and kept[0] is entry.inventory and kept[1] is occupying:
+                views[agent_id] = kept
+            else:
+                views[agent_id] = (entry.inventory, occupying, agent_view(entry.inventory, occupying))
+        self._views = views
+        return tuple(view for _, _, view in views.values())
+
+
 class _Records:
-    """Full records of the running attempts and of the queue's window, read once per attempt or
-    stay in the queue: a round reads ids, so settings are parsed once per job, not once per round.
-    A running record's fields that change during the attempt are stale, except cancel_requested;
-    a queued one's do not change while queued (only this dispatcher queues a job again: `forget`)."""
+    """The running attempts' full records and the queue window's jobs (read without settings), each
+    read once per attempt or stay in the queue: a round reads ids, not records. A running record's
+    fields that change during the attempt are stale, except cancel_requested; a queued one's do not
+    change while queued (only this dispatcher queues a job again: `forget`)."""
 
     def __init__(self, store: JobStore) -> None:
         self.store = store
@@ -395,12 +421,17 @@ class _Records:
             for a, job in found
         ]
 
+    def add_running(self, jobs: Iterable[JobRecord]) -> None:
+        """Attempts just started, as the store wrote them: the next round need not read them again."""
+        self._running.update(((job.id, job.attempts), job) for job in jobs)
+
     def queue(self, limit: int) -> list[_Queued]:
         """The first `limit` queued jobs in queue order, as the policy sees them."""
         ids = self.store.queue_ids(limit)
         known = self._queued
-        for job in self._read([job_id for job_id in ids if job_id not in known], JobState.QUEUED):
-            known[job.id] = _queued(job)
+        missing = [job_id for job_id in ids if job_id not in known]
+        for job in self.store.queued_jobs(missing) if missing else ():
+            known[job.job_id] = _queued(job)
         self._queued = {job_id: known[job_id] for job_id in ids if job_id in known}
         return list(self._queued.values())
 
@@ -412,8 +443,17 @@ class _Records:
         return [job for job in self.store.get_many(job_ids) if job.state is state] if job_ids else []
 
 
-def _queued(job: JobRecord) -> _Queued:
-    return _Queued(_pending(job), job.updated_at, (job.wait_reason, job.eta))
+def _queued(job: QueuedJob) -> _Queued:
+    pending = PendingJob(
+        job.job_id,
+        job.work,
+        job.priority,
+        job.owner,
+        job.created_at,
+        job.attempts,
+        frozenset(job.avoid_agents),
+    )
+    return _Queued(pending, job.queued_since, (job.wait_reason, job.eta))
 
 
 def _own_start(event: JobEvent, started: set[str]) -> bool:
@@ -489,12 +529,6 @@ def agent_view(inventory: AgentInventory, running: JobRecord | None) -> AgentVie
         declared=inventory.declared,
         running_model=running.model_id if running else None,
         running_owner=running.owner if running else None,
-    )
-
-
-def _pending(job: JobRecord) -> PendingJob:
-    return PendingJob(
-        job.id, job.work, job.priority, job.owner, job.created_at, job.attempts, frozenset(job.avoid_agents)
     )
 
 

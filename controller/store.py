@@ -43,6 +43,22 @@ IDEMPOTENCY_KEEP_S = 24 * 3600
 
 
 @dataclasses.dataclass(frozen=True)
+class QueuedJob:
+    """A queued job read without its settings (a placement needs its work, not how it renders)."""
+
+    job_id: str
+    owner: str
+    priority: int
+    work: WorkSize
+    created_at: float
+    queued_since: float  # when it last entered the queue
+    attempts: int
+    avoid_agents: tuple[str, ...]
+    wait_reason: str | None
+    eta: float | None
+
+
+@dataclasses.dataclass(frozen=True)
 class RunningAttempt:
     """A running job read without its settings: (job_id, attempt) names the attempt, so a reader
     can keep the full record it already has; cancel_requested is the one field that changes."""
@@ -171,6 +187,7 @@ class JobStore:
         self.path = path
         self.progress_event_interval_s = progress_event_interval_s
         self._lock = threading.Lock()
+        self._batch: tuple[int, sqlite3.Cursor] | None = None  # (thread, cursor) of an open batch
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
@@ -460,6 +477,31 @@ class JobStore:
             rows = cur.execute(sql, (JobState.RUNNING.value,)).fetchall()
         return [RunningAttempt(row[0], row[1], bool(row[2])) for row in rows]
 
+    def queued_jobs(self, job_ids: Sequence[str]) -> list[QueuedJob]:
+        """The jobs among `job_ids` still queued, in one read, without parsing their settings."""
+        sql = (
+            "SELECT id, owner, priority, model_id, width, height, frames, steps, batch, created_at,"
+            " updated_at, attempts, avoid_agents, wait_reason, eta FROM jobs"
+            " WHERE id IN (SELECT value FROM json_each(?)) AND state = ?"
+        )
+        with self._read() as cur:
+            rows = cur.execute(sql, (json.dumps(list(job_ids)), JobState.QUEUED.value)).fetchall()
+        return [
+            QueuedJob(
+                job_id=row["id"],
+                owner=row["owner"],
+                priority=row["priority"],
+                work=_work(row),
+                created_at=row["created_at"],
+                queued_since=row["updated_at"],
+                attempts=row["attempts"],
+                avoid_agents=tuple(json.loads(row["avoid_agents"])),
+                wait_reason=row["wait_reason"],
+                eta=row["eta"],
+            )
+            for row in rows
+        ]
+
     def get_many(self, job_ids: Sequence[str]) -> list[JobRecord]:
         """The jobs among `job_ids` that exist, in one read."""
         sql = "SELECT * FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
@@ -520,8 +562,22 @@ class JobStore:
         return True
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every write (and read) of this thread inside is one transaction: one durable commit for
+        a round's many ends and outputs, not one each. Other threads wait for the whole batch."""
+        with self._write() as cur:
+            self._batch = (threading.get_ident(), cur)
+            try:
+                yield
+            finally:
+                self._batch = None
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Cursor]:
         """One transaction holding the write lock from its start; committed (durably) on exit."""
+        if self._batch is not None and self._batch[0] == threading.get_ident():
+            yield self._batch[1]  # inside this thread's batch: its transaction commits it
+            return
         with self._lock:
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
@@ -537,6 +593,9 @@ class JobStore:
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Cursor]:
         """One read transaction, so a multi-query read sees one snapshot."""
+        if self._batch is not None and self._batch[0] == threading.get_ident():
+            yield self._batch[1]
+            return
         with self._lock:
             cur = self._conn.cursor()
             cur.execute("BEGIN")

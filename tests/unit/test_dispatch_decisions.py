@@ -10,8 +10,9 @@ import pytest
 
 from controller.dispatcher import Dispatcher
 from controller.jobs import JobRecord, JobState
+from controller.registry import INVENTORY_SLICE
 from controller.store import JobStore
-from gpu_agent.messages import EventKind, RenderTask
+from gpu_agent.messages import AgentInventory, EventKind, RenderTask
 from models.progress import Phase
 from scheduler.snapshot import Decisions, Observation, Snapshot, Waiting
 from tests.job_records import new_job
@@ -271,3 +272,32 @@ def test_progress_alone_does_not_run_placement_but_a_submission_does(store: JobS
     dispatcher.tick()
     assert policy.rounds == rounds + 1
     assert _get(store, late).wait_reason == "no free GPU"
+
+
+def test_a_big_pool_s_inventories_are_read_a_slice_a_refresh_and_all_within_a_sweep(
+    store: JobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = FakeCluster(gpus=5, nodes_count=50)  # 250 agents: three refreshes read them all
+    registry = _dispatcher(store, cluster, tmp_path).registry
+    asked: list[str] = []
+    answer = FakeAgent.inventory
+
+    def inventory(agent: FakeAgent) -> AgentInventory:
+        asked.append(agent.agent_id)
+        return answer(agent)
+
+    monkeypatch.setattr(FakeAgent, "inventory", inventory)
+
+    counts = []
+    for _ in range(3):
+        before = len(asked)
+        assert registry.refresh() == []
+        counts.append(len(asked) - before)
+
+    assert counts == [INVENTORY_SLICE, INVENTORY_SLICE, INVENTORY_SLICE]
+    assert set(asked) == set(cluster.agents)  # every agent read within one sweep
+    cluster.agents[asked[0]].kill()
+    lost = []
+    for _ in range(3):
+        lost += registry.refresh()
+    assert lost == [asked[0]]  # a dead idle agent is found within a sweep

@@ -601,3 +601,60 @@ def test_every_listing_of_ten_thousand_jobs_reads_an_index(store: JobStore) -> N
                         assert "TEMP B-TREE" not in plan, plan  # read in index order, never sorted
     finally:
         raw.close()
+
+
+def test_a_batch_commits_its_writes_together_or_not_at_all(store: JobStore) -> None:
+    first, second = _add(store, 2)
+    for job_id in (first, second):
+        store.start_attempt(job_id, "gpu0", Profile.P4, T0 + 60, T0)
+
+    with pytest.raises(RuntimeError), store.batch():
+        store.finish(first, 1, JobState.SUCCEEDED, None, T0 + 1)
+        assert cast(Any, store.get(first)).state is JobState.SUCCEEDED  # the batch reads its own write
+        raise RuntimeError("the round failed half-way")
+    assert [cast(Any, store.get(j)).state for j in (first, second)] == [JobState.RUNNING] * 2
+
+    with store.batch():
+        store.add_output(first, 1, "outputs/a.mp4", T0 + 1)
+        store.finish(first, 1, JobState.SUCCEEDED, None, T0 + 2)
+        store.finish(second, 1, JobState.FAILED, "boom", T0 + 2)
+    with JobStore(store.path) as other:  # what another connection (a restart) reads
+        assert [cast(Any, other.get(j)).state for j in (first, second)] == [
+            JobState.SUCCEEDED,
+            JobState.FAILED,
+        ]
+        assert cast(Any, other.get(first)).outputs == ("outputs/a.mp4",)
+
+
+def test_another_thread_waits_for_a_batch_and_then_sees_all_of_it(store: JobStore) -> None:
+    (job_id,) = _add(store)
+    store.start_attempt(job_id, "gpu0", Profile.P4, T0 + 60, T0)
+    seen: list[JobState] = []
+    with store.batch():
+        reader = threading.Thread(target=lambda: seen.append(cast(Any, store.get(job_id)).state))
+        reader.start()
+        reader.join(0.2)
+        assert reader.is_alive()  # held off until the batch commits
+        store.finish(job_id, 1, JobState.SUCCEEDED, None, T0 + 1)
+    reader.join(5)
+    assert seen == [JobState.SUCCEEDED]
+
+
+def test_queued_jobs_reads_the_queue_s_work_and_waits_and_skips_jobs_no_longer_queued(
+    store: JobStore,
+) -> None:
+    started, waiting = _add(store, 2)
+    store.start_attempt(started, "gpu0", Profile.P4, T0 + 60, T0)
+    store.set_wait(waiting, "every agent is busy", T0 + 90)
+
+    (queued,) = store.queued_jobs([started, waiting, "no-such-job"])
+
+    record = cast(Any, store.get(waiting))
+    assert (queued.job_id, queued.owner, queued.priority, queued.work) == (
+        waiting,
+        record.owner,
+        record.priority,
+        record.work,
+    )
+    assert (queued.created_at, queued.queued_since, queued.attempts) == (T0, record.updated_at, 0)
+    assert (queued.wait_reason, queued.eta, queued.avoid_agents) == ("every agent is busy", T0 + 90, ())
