@@ -20,7 +20,8 @@ from controller.stats import window_stats
 from controller.store import IdempotencyConflict, InvalidJobError, JobStore
 from controller.utilisation import UtilisationLog
 from gpu_agent.storage import ObjectStore
-from models.settings import MAX_SEED, Attachments, Job, SettingsError, parse_settings, resolve
+from models.attachments import Attachments
+from models.settings import MAX_SEED, Job, SettingsError, parse_settings, resolve
 from processing.queue_zip import QueueZipError, import_queue_zip
 from scheduler.feasibility import pool_refusal
 from scheduler.snapshot import AgentView

@@ -7,7 +7,6 @@ metadata) and reported, never silently dropped. Every problem names the key and 
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from models.attachments import SEND_ATTACHMENTS, AttachmentRefused, Attachments
 from models.catalogue import ModelPreset, Output, Task, UnknownModel, get_model
 from models.request import GenerationRequest
 from models.samplers import SOLVER_NAMES, solver_problem
@@ -34,11 +34,6 @@ MAX_PROMPT_CHARS = 16_000
 # A multiplier per LoRA, with per-phase values ("1.0;0.5"): even 100 LoRAs stay far under this.
 MAX_LORA_TEXT_CHARS = 4_000
 MAX_MODEL_TYPE_CHARS = 200
-# Where a settings object sent without its files must put them instead.
-SEND_ATTACHMENTS = (
-    "attachments travel with the request: submit a queue.zip to POST /v1/queues; "
-    "`wanfarm submit` builds one from local files"
-)
 UPSAMPLING = {"": 1.0, "lanczos1.5": 1.5, "lanczos2": 2.0}
 # Keys WanGP writes into an output's metadata besides the settings: accepted, not reported.
 METADATA_KEYS = frozenset(
@@ -146,63 +141,6 @@ class Generation:
     film_grain: tuple[float, float]  # (intensity, saturation)
     upscale: float
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-class AttachmentRefused(ValueError):
-    """A file a settings object names that may not be read here; the message says why."""
-
-
-@dataclass(frozen=True)
-class Attachments:
-    """Which files a settings object may name: an explicit choice of whoever reads the settings.
-
-    `folder` is where relative names are found (None: the settings may name no file at all);
-    `confined` keeps every name inside `folder`, symlinks resolved.
-    """
-
-    folder: Path | None
-    confined: bool = True
-
-    @classmethod
-    def refused(cls) -> Attachments:
-        """Settings that came without their files (JSON over HTTP): naming a file is an error."""
-        return cls(None)
-
-    @classmethod
-    def inside(cls, folder: Path) -> Attachments:
-        """Files that came with the settings, extracted into `folder` (a queue.zip, an agent's inputs)."""
-        return cls(folder, confined=True)
-
-    @classmethod
-    def local(cls, folder: Path) -> Attachments:
-        """The user's own machine (`wanfarm render`): any path they can read, relative to `folder`."""
-        return cls(folder, confined=False)
-
-    def locate(self, name: str) -> Path:
-        """The file `name` stands for; AttachmentRefused when it may not be read or is missing."""
-        if self.folder is None:
-            raise AttachmentRefused(SEND_ATTACHMENTS)
-        if not self.confined:
-            path = Path(name) if Path(name).is_absolute() else self.folder / name
-        else:
-            path = self._inside(name, self.folder)
-        if not path.is_file():
-            raise AttachmentRefused(f"file {name!r} not found (looked in {self.folder})")
-        return path
-
-    @staticmethod
-    def _inside(name: str, folder: Path) -> Path:
-        root = folder.resolve()
-        # Judged on the name first, so a path outside is refused without being looked at.
-        if not Path(os.path.normpath(root / name)).is_relative_to(root):
-            raise AttachmentRefused(f"{name!r} is outside the folder of the files sent with the settings")
-        try:
-            path = (root / name).resolve()
-        except (OSError, ValueError):  # a NUL byte, a symlink loop
-            raise AttachmentRefused(f"{name!r} is not a usable file name") from None
-        if not path.is_relative_to(root):
-            raise AttachmentRefused(f"{name!r} leads outside the folder of the files sent with the settings")
-        return path
 
 
 @dataclass(frozen=True)

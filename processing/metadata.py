@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 COMMENT_KEY = "comment"
 # WanGP pre-writes a padded placeholder so it can later rewrite the metadata in place; it is not settings.
 _WANGP_RESERVED_KEY = "_wangp_metadata_reserved"
@@ -58,6 +56,8 @@ def _read_mp4_comment(path: Path) -> str | None:
 
 
 def _read_png_comment(path: Path) -> str | None:
+    from PIL import Image  # here, not at the top: the command line reads JSON without loading PIL
+
     with Image.open(path) as image:
         if image.format != "PNG":
             raise ValueError(f"{path} is not a PNG file (found {image.format})")

@@ -7,9 +7,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.settings import Attachments
+from models.attachments import Attachments
 from processing.metadata import read_metadata
-from processing.queue_zip import QueueZipError, import_queue_zip
+from processing.queue_records import QueueZipError
 
 SUFFIXES = (".json", ".zip", ".mp4", ".png")
 
@@ -42,6 +42,8 @@ def load_settings_files(path: Path, work_dir: Path) -> list[SettingsEntry]:
     if suffix == ".json":
         return _from_json(path)
     if suffix == ".zip":
+        from processing.queue_zip import import_queue_zip  # here: reading settings .json needs no zip code
+
         try:
             entries = import_queue_zip(path, work_dir / path.stem)
         except QueueZipError as error:

@@ -7,8 +7,9 @@ from typing import Any
 
 from controller.jobs import NewJob
 from gpu_agent.messages import RenderTask
+from models.attachments import Attachments
 from models.profiles import Profile
-from models.settings import Attachments, parse_settings, resolve
+from models.settings import parse_settings, resolve
 from models.work import WorkSize
 from processing.queue_records import ATTACHMENT_KEYS
 from scheduler.snapshot import PendingJob

@@ -13,7 +13,6 @@ from models.attention import AttentionMode, AttentionUnavailable
 from models.memory import JobSize, estimate
 from models.profiles import Profile
 from models.settings import Job, SettingsError, parse_settings, resolve
-from models.weights import WeightCache, WeightsUnavailable
 from processing.settings_files import SettingsFileError, load_settings_files
 
 
@@ -74,6 +73,7 @@ def _render_all(
     # torch and diffusers load here, once something is really rendered: a dry run stays light.
     from gpu_agent.render import render_job, safe_stem
     from models.runner import PipelineHost
+    from models.weights import WeightCache, WeightsUnavailable  # nor is the weight cache in a dry run
 
     try:
         host = PipelineHost(WeightCache(cache_dir), attention_mode=attention_mode)

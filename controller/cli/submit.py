@@ -14,7 +14,7 @@ from controller.cli.exits import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from controller.cli.progress_bar import ProgressBar
 from controller.schemas import JobOut
 from models.progress import Phase, Progress
-from processing.queue_zip import ATTACHMENT_KEYS, export_queue_zip
+from processing.queue_records import ATTACHMENT_KEYS
 from processing.settings_files import SettingsEntry, SettingsFileError, load_settings_files
 
 FINISHED = {"succeeded", "failed", "canceled"}
@@ -71,6 +71,8 @@ def submit_files(
         entries = load_settings_files(path, work)
         if any(_names_files(entry.data) for entry in entries):
             # The farm reads no paths: local attachments travel as a queue.zip, as WanGP bundles them.
+            from processing.queue_zip import export_queue_zip  # here: plain settings need no zip code
+
             archive = work / f"{path.stem}.zip"
             try:
                 export_queue_zip([_absolute_attachments(entry) for entry in entries], archive)

@@ -24,7 +24,9 @@ from tests.unit.served_app import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "wan-tiny.json"
-HEAVY = ("torch", "diffusers", "transformers", "ray")
+# httpx alone takes about 0.2 s to import: the command line's client speaks HTTP through the
+# standard library instead.
+HEAVY = ("torch", "diffusers", "transformers", "ray", "httpx")
 # The commands that only read files or talk to a farm; `cancel` is given a queued job's id.
 LIGHT_COMMANDS: dict[str, tuple[str, ...]] = {
     "--help": ("--help",),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import httpx
+from contextlib import closing
+
 import pytest
 
 from controller.cli.client import FarmClient
 from controller.cli.submit import wait_for
 from controller.schemas import JobOut, ProgressOut
+from tests.unit.loopback_http import Asked, Reply, scripted_server
 
 
 def _job(job_id: str, model: str, state: str, phase: str = "", step: int = 0) -> JobOut:
@@ -39,16 +41,16 @@ def test_each_jobs_bar_names_the_job_and_its_model(capsys: pytest.CaptureFixture
     polls = {"j-1": 0, "j-2": 0}
     models = {"j-1": "wan-tiny", "j-2": "qwen-image-tiny"}
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        job_id = request.url.path.rsplit("/", 1)[1]
+    def answer(asked: Asked) -> Reply:
+        job_id = asked.target.rsplit("/", 1)[1]
         polls[job_id] += 1
         running = polls[job_id] == 1
         job = _job(job_id, models[job_id], "running" if running else "succeeded", "denoising", 2)
-        return httpx.Response(200, json=job.model_dump())
+        return Reply(200, job.model_dump_json().encode())
 
-    client = FarmClient("http://farm.test", transport=httpx.MockTransport(answer))
     queued = [_job(job_id, model, "queued") for job_id, model in models.items()]
-    finished = wait_for(client, queued, poll_s=0)
+    with scripted_server(answer) as url, closing(FarmClient(url)) as client:
+        finished = wait_for(client, queued, poll_s=0)
     assert [job.state for job in finished] == ["succeeded", "succeeded"]
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("j-1  wan-tiny         denoising  [")

@@ -9,11 +9,11 @@ import socket
 import threading
 import zipfile
 from collections.abc import Iterator
-from contextlib import suppress
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
 from controller.api.app import create_app
@@ -22,6 +22,7 @@ from controller.cli.client import FarmClient, FarmError
 from controller.service import FarmService
 from controller.store import JobStore
 from gpu_agent.storage import LocalStore
+from tests.unit.loopback_http import Asked, Reply, scripted_server
 from tests.unit.served_app import serve
 
 SETTINGS = {"model_type": "wan-tiny", "prompt": "a fox", "seed": 1, "video_length": 9}
@@ -32,7 +33,7 @@ class CuttingProxy:
     one as its answer starts, as a controller killed after its commit would; later ones pass."""
 
     def __init__(self, upstream: str, cuts: int = 1) -> None:
-        self._upstream = httpx.URL(upstream)
+        self._upstream = urlsplit(upstream)
         self._cuts = cuts
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
@@ -48,7 +49,7 @@ class CuttingProxy:
             except OSError:
                 return
             cut, self._cuts = self._cuts > 0, self._cuts - 1
-            upstream = socket.create_connection((self._upstream.host, self._upstream.port))
+            upstream = socket.create_connection((self._upstream.hostname or "", self._upstream.port or 80))
             threading.Thread(target=_pump, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._answer, args=(upstream, client, cut), daemon=True).start()
 
@@ -123,46 +124,61 @@ def test_a_queue_upload_whose_answer_is_cut_is_retried_and_makes_its_jobs_once(
     assert [job.id for job in answer.jobs] == stored(store) and len(answer.jobs) == 1
 
 
-class Scripted(httpx.BaseTransport):
-    """Answers each request with the next of `statuses` (None: the connection fails)."""
+class Scripted:
+    """Answers each submission with the next of `statuses` (None: the connection is dropped before
+    any answer) and keeps each one's Idempotency-Key."""
 
     def __init__(self, *statuses: int | None) -> None:
         self.statuses = list(statuses)
         self.keys: list[str | None] = []
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.keys.append(request.headers.get("Idempotency-Key"))
+    def __call__(self, asked: Asked) -> Reply | None:
+        self.keys.append(asked.headers.get("idempotency-key"))
         status = self.statuses.pop(0)
         if status is None:
-            raise httpx.ConnectError("connection refused", request=request)
+            return None
         body: dict[str, Any] = {"jobs": [], "warnings": []} if status == 201 else {"error": f"{status}"}
-        return httpx.Response(status, json=body)
+        return Reply(status, json.dumps(body).encode())
 
 
-def scripted_client(transport: Scripted, slept: list[float]) -> FarmClient:
-    return FarmClient("http://farm.test", transport=transport, sleep=slept.append)
+@contextmanager
+def scripted_client(script: Scripted, slept: list[float]) -> Iterator[FarmClient]:
+    with scripted_server(script) as url, closing(FarmClient(url, sleep=slept.append)) as client:
+        yield client
 
 
-def test_gateway_errors_and_refused_connections_are_retried_with_the_same_key_and_backoff() -> None:
-    transport, slept = Scripted(503, None, 502, 504, 201), list[float]()
-    scripted_client(transport, slept).submit([SETTINGS])
-    assert len(transport.keys) == 5 and len(set(transport.keys)) == 1 and transport.keys[0]
+def test_gateway_errors_and_dropped_connections_are_retried_with_the_same_key_and_backoff() -> None:
+    script, slept = Scripted(503, None, 502, 504, 201), list[float]()
+    with scripted_client(script, slept) as client:
+        client.submit([SETTINGS])
+    assert len(script.keys) == 5 and len(set(script.keys)) == 1 and script.keys[0]
     assert slept == [0.5, 1.0, 2.0, 4.0]
 
 
 def test_a_refusal_is_not_retried_and_each_submission_has_its_own_key() -> None:
-    transport, slept = Scripted(422, 201), list[float]()
-    client = scripted_client(transport, slept)
-    with pytest.raises(FarmError) as refused:
+    script, slept = Scripted(422, 201), list[float]()
+    with scripted_client(script, slept) as client:
+        with pytest.raises(FarmError) as refused:
+            client.submit([SETTINGS])
+        assert refused.value.status == 422 and slept == []
         client.submit([SETTINGS])
-    assert refused.value.status == 422 and slept == []
-    client.submit([SETTINGS])
-    assert len(transport.keys) == 2 and transport.keys[0] != transport.keys[1]
+    assert len(script.keys) == 2 and script.keys[0] != script.keys[1]
 
 
 def test_a_farm_that_stays_away_is_reported_after_the_last_retry() -> None:
-    transport, slept = Scripted(None, None, None, None, None), list[float]()
-    with pytest.raises(FarmError) as unreachable:
-        scripted_client(transport, slept).submit([SETTINGS])
+    script, slept = Scripted(None, None, None, None, None), list[float]()
+    with scripted_client(script, slept) as client, pytest.raises(FarmError) as unreachable:
+        client.submit([SETTINGS])
     assert unreachable.value.status == 0 and "cannot reach the farm" in str(unreachable.value)
-    assert len(transport.keys) == 5
+    assert len(script.keys) == 5
+
+
+def test_an_address_where_no_farm_listens_is_named_after_the_retries() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"  # closed again: nothing listens there
+    slept = list[float]()
+    client = FarmClient(url, sleep=slept.append)
+    with pytest.raises(FarmError) as unreachable:
+        client.submit([SETTINGS])
+    assert str(unreachable.value).startswith(f"cannot reach the farm at {url}: ")
+    assert unreachable.value.status == 0 and slept == [0.5, 1.0, 2.0, 4.0]

@@ -12,16 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from models.attachments import SEND_ATTACHMENTS, Attachments
 from models.profiles import Profile
-from models.settings import (
-    MAX_PROMPT_CHARS,
-    MAX_SEED,
-    SEND_ATTACHMENTS,
-    Attachments,
-    SettingsError,
-    parse_settings,
-    resolve,
-)
+from models.settings import MAX_PROMPT_CHARS, MAX_SEED, SettingsError, parse_settings, resolve
 
 WAN = {"model_type": "wan-tiny", "prompt": "a fox", "resolution": "64x64", "video_length": 9}
 
