@@ -46,6 +46,8 @@ AFTER_GPU = frozenset({Phase.ENCODING.value, Phase.DONE.value})
 # is more: not every placement for each of 2,000 jobs whose ETAs shift as the jobs ahead end.
 ETA_SLACK_S, ETA_SLACK_SHARE = 1.0, 0.02
 WAITS_PER_ROUND = 250  # waits written in one commit
+# How often a placement runs while no agent has room (it can only rewrite waits and prefetch).
+BUSY_PLACEMENT_EVERY_S = 0.5
 # State events a round looks through to decide whether placement is due; past this many, it is.
 STATE_EVENTS_LOOKED_AT = 100
 
@@ -67,7 +69,8 @@ class Dispatcher:
         self.refresh_every_s = refresh_every_s
         self.metrics = metrics or FarmMetrics()
         self._last_refresh = 0.0
-        self._place_due = False  # a refresh asked for placement in the next round
+        self._place_due = False  # placement is owed to a later round
+        self._last_place = -BUSY_PLACEMENT_EVERY_S  # monotonic time of the last placement
         self._room_made = False  # an agent's job left the GPU this round: it takes one more
         self._waits: dict[str, QueuedWait] = {}  # changed by placements, not yet written
         self._seen_seq = -1  # the store's event seq when the last round looked for changes
@@ -101,14 +104,24 @@ class Dispatcher:
         self._write_waits()
         running = self._follow_running()
         room_made, self._room_made = self._room_made, False
-        place = self._jobs_changed_state() or pool_changed or self._place_due or room_made
+        due = self._jobs_changed_state() or pool_changed or self._place_due or room_made
+        # With every agent full a placement starts nothing, it only rewrites waits: while
+        # submissions pour in, at most one such placement per BUSY_PLACEMENT_EVERY_S.
+        place = due and (self._room() or started - self._last_place >= BUSY_PLACEMENT_EVERY_S)
         # A refresh that changed no agent calls for placement (time has passed) in the next round:
         # the two together would double a round's cost.
-        self._place_due = refreshed and not place
+        self._place_due = (refreshed or due) and not place
         if place:
+            self._last_place = started
             self._place(running)
         self.last_round_s = time.monotonic() - started
         self.metrics.round_seconds.observe(self.last_round_s)
+
+    def _room(self) -> bool:
+        """Whether some agent would take a job now: idle, or its only job has left the GPU."""
+        return any(
+            e.inventory.current_job is None or e.inventory.accepts_next for e in self.registry.entries()
+        )
 
     def _refresh(self) -> bool:
         """Refresh the registry; whether an agent came or went."""

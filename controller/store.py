@@ -188,6 +188,8 @@ class JobStore:
         self.progress_event_interval_s = progress_event_interval_s
         self._lock = threading.Lock()
         self._batch: tuple[int, sqlite3.Cursor] | None = None  # (thread, cursor) of an open batch
+        self._additions: list[_Addition] = []  # add_jobs calls waiting for the lock
+        self._additions_lock = threading.Lock()
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
@@ -239,24 +241,27 @@ class JobStore:
 
         With a key its owner used before for the same request, store nothing and return that
         request's jobs as they are now; used for another request, raise IdempotencyConflict.
+        Batches sent while another is being written are written together, in one commit.
         """
-        settings = [_dump_settings(job, index) for index, job in enumerate(jobs)]
-        queued_event = json.dumps({"state": JobState.QUEUED.value})
-        with self._write() as cur:
-            cur.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (now - IDEMPOTENCY_KEEP_S,))
-            if idempotency is not None and (replayed := _replay(cur, idempotency)) is not None:
-                return replayed
-            ids = self._new_ids(cur, len(jobs), now)
-            for index, row in enumerate(zip(ids, jobs, settings, strict=True)):
-                try:
-                    cur.execute(_INSERT_JOB, _insert_row(*row, now))
-                except sqlite3.IntegrityError as err:
-                    raise InvalidJobError(f"job {index}: {err}; batch rejected, nothing stored") from err
-            cur.executemany(_INSERT_EVENT, [(i, now, "state", queued_event) for i in ids])
-            if idempotency is not None:
-                key = idempotency
-                cur.execute(_INSERT_KEY, (key.owner, key.key, key.fingerprint, json.dumps(ids), now))
-        return [_new_record(i, j, s, now) for i, j, s in zip(ids, jobs, settings, strict=True)]
+        addition = _Addition(
+            jobs, [_dump_settings(job, index) for index, job in enumerate(jobs)], now, idempotency
+        )
+        if self._in_batch():
+            self._add_group(self._batch_cursor(), [addition])
+        else:
+            with self._additions_lock:
+                self._additions.append(addition)
+            with self._lock:
+                # Whoever holds the lock first writes every batch waiting by then: under concurrent
+                # submissions one durable commit serves many requests instead of one each.
+                if not addition.done:
+                    with self._additions_lock:
+                        group, self._additions = self._additions, []
+                    self._commit_group(group)
+        if addition.error is not None:
+            raise addition.error
+        assert addition.result is not None
+        return addition.result
 
     def start_attempt(
         self, job_id: str, agent_id: str, profile: Profile, eta: float | None, now: float
@@ -575,26 +580,38 @@ class JobStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Cursor]:
         """One transaction holding the write lock from its start; committed (durably) on exit."""
-        if self._batch is not None and self._batch[0] == threading.get_ident():
-            yield self._batch[1]  # inside this thread's batch: its transaction commits it
+        if self._in_batch():
+            yield self._batch_cursor()  # inside this thread's batch: its transaction commits it
             return
-        with self._lock:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield cur
-                self._check_files()
-                cur.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    cur.execute("ROLLBACK")
-                raise
+        with self._lock, self._transaction() as cur:
+            yield cur
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        # The caller holds the lock.
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+            self._check_files()
+            cur.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                cur.execute("ROLLBACK")
+            raise
+
+    def _in_batch(self) -> bool:
+        return self._batch is not None and self._batch[0] == threading.get_ident()
+
+    def _batch_cursor(self) -> sqlite3.Cursor:
+        assert self._batch is not None
+        return self._batch[1]
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Cursor]:
         """One read transaction, so a multi-query read sees one snapshot."""
-        if self._batch is not None and self._batch[0] == threading.get_ident():
-            yield self._batch[1]
+        if self._in_batch():
+            yield self._batch_cursor()
             return
         with self._lock:
             cur = self._conn.cursor()
@@ -632,6 +649,66 @@ class JobStore:
         if ids:
             cur.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_job_id', ?)", (ids[-1],))
         return ids
+
+    def _commit_group(self, group: list[_Addition]) -> None:
+        """Write these batches in one transaction (the store lock held); each gets its result or error."""
+        try:
+            with self._transaction() as cur:
+                self._add_group(cur, group)
+        except BaseException as error:
+            for addition in group:  # nothing of the group was committed
+                addition.result, addition.error = None, error
+            raise
+        finally:
+            for addition in group:
+                addition.done = True
+
+    def _add_group(self, cur: sqlite3.Cursor, group: list[_Addition]) -> None:
+        # A batch refused (a bad job, a reused key) rolls back to its savepoint alone.
+        cur.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (group[0].now - IDEMPOTENCY_KEEP_S,))
+        for addition in group:
+            cur.execute("SAVEPOINT addition")
+            try:
+                addition.result = self._add(cur, addition)
+            except (InvalidJobError, IdempotencyConflict) as error:
+                cur.execute("ROLLBACK TO addition")
+                addition.error = error
+            cur.execute("RELEASE addition")
+
+    def _add(self, cur: sqlite3.Cursor, addition: _Addition) -> list[JobRecord]:
+        jobs, settings, now, idempotency = (
+            addition.jobs,
+            addition.settings,
+            addition.now,
+            addition.idempotency,
+        )
+        if idempotency is not None and (replayed := _replay(cur, idempotency)) is not None:
+            return replayed
+        ids = self._new_ids(cur, len(jobs), now)
+        for index, row in enumerate(zip(ids, jobs, settings, strict=True)):
+            try:
+                cur.execute(_INSERT_JOB, _insert_row(*row, now))
+            except sqlite3.IntegrityError as err:
+                raise InvalidJobError(f"job {index}: {err}; batch rejected, nothing stored") from err
+        queued_event = json.dumps({"state": JobState.QUEUED.value})
+        cur.executemany(_INSERT_EVENT, [(i, now, "state", queued_event) for i in ids])
+        if idempotency is not None:
+            key = idempotency
+            cur.execute(_INSERT_KEY, (key.owner, key.key, key.fingerprint, json.dumps(ids), now))
+        return [_new_record(i, j, s, now) for i, j, s in zip(ids, jobs, settings, strict=True)]
+
+
+@dataclasses.dataclass
+class _Addition:
+    """One add_jobs call, waiting to be written with the others that arrived meanwhile."""
+
+    jobs: Sequence[NewJob]
+    settings: list[str]
+    now: float
+    idempotency: IdempotencyKey | None
+    result: list[JobRecord] | None = None
+    error: BaseException | None = None
+    done: bool = False
 
 
 def _wal_path(path: Path) -> Path:

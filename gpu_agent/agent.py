@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from models.runner import PipelineHost, RunInfo
 
 CONTENT_TYPES = {".mp4": "video/mp4", ".png": "image/png"}
+# How much a declared agent (rendering on the CPU) lowers its priority: to 10 of 19 from 0.
+CPU_RENDER_NICENESS = 10
 
 
 class WorkChanged(ValueError):
@@ -79,6 +81,9 @@ class GpuAgent:
             # Ray gives an actor that holds no CPU one thread; a declared agent renders on the CPU,
             # so it takes its share of the node's cores, as `wanfarm render` takes them all.
             torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // max(config.node_agents, 1)))
+            # Rendering on the CPU is batch work beside the controller's interactive API on the same
+            # cores: it yields to it (a GPU agent's CPU share is small and keeps its priority).
+            os.nice(CPU_RENDER_NICENESS)
         device = "cpu" if config.declared_gpu else None
         self.host: PipelineHost = PipelineHost(
             self.cache, device=device, attention_mode=AttentionMode(config.attention)

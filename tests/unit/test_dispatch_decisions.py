@@ -3,12 +3,13 @@ a lost agent, a refusal, a cancel, the order of writing and telling, and depth-o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from controller.dispatcher import Dispatcher
+from controller.dispatcher import BUSY_PLACEMENT_EVERY_S, Dispatcher
 from controller.jobs import JobRecord, JobState
 from controller.registry import INVENTORY_SLICE
 from controller.store import JobStore
@@ -268,10 +269,43 @@ def test_progress_alone_does_not_run_placement_but_a_submission_does(store: JobS
     assert (_get(store, waiting).wait_reason, _get(store, waiting).eta) == ("no free GPU", T0 + 60)
 
     [late] = _submit(store)
-    dispatcher.tick()
-    dispatcher.tick()
+    _tick_until(dispatcher, lambda: _get(store, late).wait_reason is not None)
     assert policy.rounds == rounds + 1
     assert _get(store, late).wait_reason == "no free GPU"
+
+
+def test_submissions_while_every_agent_is_full_are_placed_twice_a_second_and_an_end_at_once(
+    store: JobStore, tmp_path: Path
+) -> None:
+    first, _ = _submit(store, 2)
+    cluster = FakeCluster()
+    policy = Counting()
+    dispatcher = _dispatcher(store, cluster, tmp_path, policy)
+    dispatcher.refresh_every_s = 3600.0
+    dispatcher.tick()
+    rounds, started = policy.rounds, time.monotonic()
+
+    late = []
+    for _ in range(20):  # a submission every round, for a few rounds
+        late += _submit(store)
+        dispatcher.tick()
+    _tick_until(dispatcher, lambda: all(_get(store, j).wait_reason for j in late))
+    elapsed = time.monotonic() - started
+    assert 1 <= policy.rounds - rounds <= 1 + elapsed / BUSY_PLACEMENT_EVERY_S  # not one per submission
+
+    _agent_of(store, cluster, first).succeed()
+    dispatcher.tick()  # the end frees the agent: placed in this round, not after the pause
+    assert _get(store, first).state is JobState.SUCCEEDED
+    assert len(store.running()) == 1
+
+
+def _tick_until(dispatcher: Dispatcher, done: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    dispatcher.tick()
+    while not done():
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.02)
+        dispatcher.tick()
 
 
 def test_a_big_pool_s_inventories_are_read_a_slice_a_refresh_and_all_within_a_sweep(

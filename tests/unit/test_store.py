@@ -658,3 +658,44 @@ def test_queued_jobs_reads_the_queue_s_work_and_waits_and_skips_jobs_no_longer_q
     )
     assert (queued.created_at, queued.queued_since, queued.attempts) == (T0, record.updated_at, 0)
     assert (queued.wait_reason, queued.eta, queued.avoid_agents) == ("every agent is busy", T0 + 90, ())
+
+
+def test_batches_sent_while_the_store_is_busy_commit_together_and_a_bad_one_alone_is_refused(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commits = 0
+    transaction = JobStore._transaction
+
+    def counted(self: JobStore) -> Any:
+        nonlocal commits
+        commits += 1
+        return transaction(self)
+
+    monkeypatch.setattr(JobStore, "_transaction", counted)
+    answers: dict[str, list[str] | str] = {}
+
+    def submit(name: str, jobs: list[NewJob]) -> None:
+        try:
+            answers[name] = [job.id for job in store.add_jobs(jobs, T0, IdempotencyKey("ana", name, "f"))]
+        except InvalidJobError as error:
+            answers[name] = str(error)
+
+    batches = {f"ok{i}": [_job(), _job()] for i in range(4)} | {"bad": [_job(), _job(max_attempts=0)]}
+    threads = [threading.Thread(target=submit, args=item) for item in batches.items()]
+    with store.batch():  # the store is busy: every submission waits for it
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(store._additions) < len(threads) and time.monotonic() < deadline:
+            time.sleep(0.01)  # until all five wait (the queue of waiting batches is the store's own)
+    for thread in threads:
+        thread.join(10)
+
+    assert commits == 2  # the busy batch's, then one for all five submissions
+    assert "job 1" in cast(str, answers["bad"])
+    stored = {job.id for job in store.list_jobs(limit=100)}
+    assert stored == {job_id for name in batches if name != "bad" for job_id in answers[name]}
+    assert len(stored) == 8
+    assert store.idempotent_jobs("ana", "bad") is None  # the refused batch left no key behind
+    replayed = store.add_jobs([_job(), _job()], T0, IdempotencyKey("ana", "ok0", "f"))
+    assert [job.id for job in replayed] == answers["ok0"]  # a retry of a grouped request is answered
