@@ -247,7 +247,7 @@ def _exchange(
     body: _Body | None,
 ) -> http.client.HTTPResponse:
     """Sends a request and reads its answer's head. A farm may answer (413) and close before the
-    body has all been sent: that answer is still read, as httpx did."""
+    body has all been sent: that answer is still read, as browsers and httpx do."""
     if body is None:
         connection.request(method, target, headers=dict(headers))
         return connection.getresponse()
