@@ -92,6 +92,13 @@ class TaskCancel:
     attempt: int
 
 
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def _quiet_default_token_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
 class Cluster:
     """The Ray cluster the farm runs on."""
 
@@ -103,6 +110,9 @@ class Cluster:
             ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
             return
         labels = {DECLARED_LABEL: encode_declared(local_gpus)} if local_gpus else None
+        # A new local cluster keeps Ray's default, token authentication, without Ray's notice of that
+        # default on every start (it names nothing to do); a mode the user set is Ray's to report.
+        logging.getLogger(RAY_AUTH_LOGGER).addFilter(_quiet_default_token_notice)
         ray.init(
             address="local",  # a new local cluster, never one that happens to run on this machine
             namespace=NAMESPACE,
