@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from controller.cli import run
 
-from controller.cli import main
-
-sys.exit(main())
+run()
