@@ -7,7 +7,7 @@ import hashlib
 import json
 import secrets
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -21,6 +21,7 @@ from controller.store import IdempotencyConflict, InvalidJobError, JobStore
 from controller.utilisation import UtilisationLog
 from gpu_agent.storage import ObjectStore
 from models.attachments import Attachments
+from models.prompts import PromptError, expand_prompts
 from models.settings import MAX_SEED, Job, SettingsError, parse_settings, resolve
 from processing.queue_zip import QueueZipError, import_queue_zip
 from scheduler.feasibility import pool_refusal
@@ -217,15 +218,15 @@ class FarmService:
         jobs: list[Job] = []
         problems: list[str] = []
         warnings: list[str] = []
-        for index, item in enumerate(items):
-            where = f"settings[{index}]" if len(items) > 1 else "settings"
+        for unit in _one_per_prompt(items, problems):
             try:
-                job = resolve(parse_settings(_with_fixed_seed(item)), attachments, where)
+                # Seeds are fixed per prompt: each line of a random-seed (-1) prompt draws its own.
+                job = resolve(parse_settings(_with_fixed_seed(unit.settings)), attachments, unit.where)
             except SettingsError as error:
-                problems.extend(f"{where}: {p}" for p in error.problems)
+                problems.extend(f"{unit.where}: {p}" for p in error.problems)
                 continue
             jobs.append(job)
-            warnings.extend(f"{where}: {w}" for w in job.warnings)
+            warnings.extend(f"{unit.where}: {w}" for w in job.warnings)
         return jobs, problems, warnings
 
     def _refuse_impossible(self, jobs: list[Job]) -> None:
@@ -252,6 +253,37 @@ class FarmService:
             settings["image_start"] = uploads.upload(self.storage, first.image_start, self.clock())
             uploaded.append(settings["image_start"])
         return NewJob(owner=who.owner, priority=priority, settings=settings, work=job.work)
+
+
+@dataclass(frozen=True)
+class _PromptUnit:
+    where: str  # "settings", "settings[2]", "settings[2] (prompt 1 of 3)"
+    settings: object
+
+
+def _one_per_prompt(items: Sequence[object], problems: list[str]) -> list[_PromptUnit]:
+    """Each item once per prompt its prompt holds (WanGP's multi_prompts_gen_type); a refused
+    prompt or mode is a problem of its item. More jobs than MAX_BATCH are refused as a batch is."""
+    units: list[_PromptUnit] = []
+    for index, item in enumerate(items):
+        where = f"settings[{index}]" if len(items) > 1 else "settings"
+        try:
+            expanded = expand_prompts(item, MAX_BATCH) if isinstance(item, Mapping) else [item]
+        except PromptError as error:
+            problems.append(f"{where}: {error}")
+            continue
+        if len(expanded) == 1:
+            units.append(_PromptUnit(where, expanded[0]))
+        else:
+            count = len(expanded)
+            units += [_PromptUnit(f"{where} (prompt {n} of {count})", s) for n, s in enumerate(expanded, 1)]
+        if len(units) > MAX_BATCH:
+            raise ServiceError(
+                413,
+                f"a batch makes at most {MAX_BATCH} jobs; the lines of these prompts make more",
+                hint="split the settings or their prompt lines over several submissions",
+            )
+    return units
 
 
 def _key_reused() -> ServiceError:

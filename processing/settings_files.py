@@ -1,13 +1,16 @@
 """Reading WanGP settings from what users hand us: a settings .json (an object or a list), a
-queue.zip, an output (.mp4 / .png) whose metadata holds its settings, or a folder of those."""
+queue.zip, an output (.mp4 / .png) whose metadata holds its settings, or a folder of those.
+A settings object whose prompt holds several prompts (multi_prompts_gen_type) is one entry each."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from models.attachments import Attachments
+from models.prompts import PromptError, expand_prompts
 from processing.metadata import read_metadata
 from processing.queue_records import QueueZipError
 
@@ -22,7 +25,7 @@ class SettingsFileError(ValueError):
 class SettingsEntry:
     """One settings object as decoded, where it came from, and which files it may name."""
 
-    source: str  # "file.json", "file.json[2]", "queue.zip#7"
+    source: str  # "file.json", "file.json[2]", "queue.zip#7", "file.json (prompt 2 of 3)"
     data: object
     # A queue.zip's entries name only the files it carries; a .json or an output on the user's own
     # disk names any file they can read, relative to its folder.
@@ -30,12 +33,17 @@ class SettingsEntry:
 
 
 def load_settings_files(path: Path, work_dir: Path) -> list[SettingsEntry]:
-    """Every settings object in `path`; queue.zip attachments are extracted under `work_dir`."""
+    """Every settings object in `path`, one per prompt its prompt holds; queue.zip attachments are
+    extracted under `work_dir`."""
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES)
         if not files:
             raise SettingsFileError(f"{path}: no settings files ({', '.join(SUFFIXES)}) in this folder")
         return [entry for file in files for entry in load_settings_files(file, work_dir)]
+    return _one_per_prompt(_load_file(path, work_dir))
+
+
+def _load_file(path: Path, work_dir: Path) -> list[SettingsEntry]:
     if not path.is_file():
         raise SettingsFileError(f"{path}: no such file")
     suffix = path.suffix.lower()
@@ -79,3 +87,27 @@ def _from_json(path: Path) -> list[SettingsEntry]:
 
 def _is_manifest_entry(item: object) -> bool:
     return isinstance(item, dict) and "params" in item and isinstance(item["params"], dict)
+
+
+def _one_per_prompt(entries: list[SettingsEntry]) -> list[SettingsEntry]:
+    """Each entry once per prompt unit, as WanGP queues one task per line (or paragraph)."""
+    expanded: list[SettingsEntry] = []
+    problems: list[str] = []
+    for entry in entries:
+        if not isinstance(entry.data, Mapping):
+            expanded.append(entry)  # not a settings object: the schema names it
+            continue
+        try:
+            units = expand_prompts(entry.data)
+        except PromptError as error:
+            problems.append(f"{entry.source}: {error}")
+            continue
+        if len(units) == 1:
+            expanded.append(replace(entry, data=units[0]))
+            continue
+        for number, unit in enumerate(units, start=1):
+            source = f"{entry.source} (prompt {number} of {len(units)})"
+            expanded.append(replace(entry, source=source, data=unit))
+    if problems:
+        raise SettingsFileError("; ".join(problems))
+    return expanded
