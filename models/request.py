@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.loras import LoraRequest
+
 
 @dataclass(frozen=True)
 class GenerationRequest:
@@ -22,3 +24,4 @@ class GenerationRequest:
     seed: int  # the seed actually used (never -1 here)
     batch_size: int = 1
     image_start: Path | None = None  # first frame for image-to-video
+    loras: tuple[LoraRequest, ...] = ()  # in activated_loras order, schedules for `steps`

@@ -2,7 +2,8 @@
 
 On CUDA the pipeline is loaded in the card's half type (bf16 from sm80, fp16 below), handed to mmgp
 under the chosen memory profile, and its transformers pointed at the chosen attention kernel. On
-CPU it runs plain in fp32: mmgp and the fused kernels need CUDA.
+CPU it runs plain in fp32: mmgp and the fused kernels need CUDA. A request's LoRAs, found in the
+host's LoraLibrary, are weighted step by step through models.lora_adapters and switched off after.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from models.call_args import configure_scheduler, pipeline_kwargs
 from models.catalogue import ModelPreset, Output
 from models.device import LocalGpu, detect_gpus
 from models.hf_logging import quiet_hf_libraries
+from models.lora_adapters import DENOISERS, Adapters, LoraRun, adapters_for
+from models.loras import AppliedLora, LoraError, LoraFile, LoraLibrary, model_phases
 from models.profiles import Profile
 from models.progress import Cancelled, Phase, Progress, ProgressFn, ignore_progress
 from models.request import GenerationRequest
@@ -42,6 +45,7 @@ class RunInfo:
     peak_vram_bytes: int
     weights_source: str = "hot"  # "hot" (reused), "disk" (the node cache) or "download" (fetched now)
     bytes_fetched: int = 0
+    loras: tuple[AppliedLora, ...] = ()  # name, sha256, multipliers as written, weight of each step
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class _Hot:
     profile: Profile | None
     pipe: Any
     offload: Any  # mmgp's handle, released on unload
+    adapters: Adapters | None = None  # made by the first job with LoRAs, kept while hot
 
 
 class PipelineHost:
@@ -68,6 +73,7 @@ class PipelineHost:
         cache: WeightCache,
         device: str | None = None,
         attention_mode: AttentionMode = AttentionMode.AUTO,
+        loras: LoraLibrary | None = None,
     ) -> None:
         # This process now builds and runs pipelines: their libraries' warnings and bars go quiet.
         quiet_hf_libraries()
@@ -77,6 +83,7 @@ class PipelineHost:
         self.gpu: LocalGpu | None = gpus[0] if gpus and self.device.startswith("cuda") else None
         # Resolved now, so a kernel this machine cannot run is refused before any job starts.
         self.attention_mode = attention.choose(attention_mode, self.gpu.caps if self.gpu else None)
+        self.loras = loras  # where LoRA files are found; None refuses jobs that name LoRAs
         self.loads = 0  # pipelines loaded since start: the hot path keeps this low
         self._hot: _Hot | None = None
 
@@ -97,7 +104,9 @@ class PipelineHost:
         profile: Profile = Profile.P4,
         on_progress: ProgressFn = ignore_progress,
     ) -> GenerationOutput:
-        """Render one request; `on_progress` may raise Cancelled to stop between steps."""
+        """Render one request; `on_progress` may raise Cancelled to stop between steps. A request
+        with LoRAs needs a LoraLibrary (LoraError otherwise, or when a file is missing or misfits)."""
+        lora_files = self._lora_files(preset, request)  # before any load: a missing file fails fast
         load_started = time.monotonic()
         source, fetched_bytes = self._ensure_hot(preset, profile, on_progress)
         load_seconds = time.monotonic() - load_started
@@ -107,17 +116,27 @@ class PipelineHost:
         generator = torch.Generator(device="cpu").manual_seed(request.seed)
         kwargs = pipeline_kwargs(pipe, preset, request, generator)
         total = request.steps
+        lora_run = self._lora_run(request, lora_files)
 
         def on_step_end(_pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             on_progress(Progress(step + 1, total, Phase.DENOISING if step + 1 < total else Phase.DECODING))
+            if lora_run is not None and step + 1 < total:
+                lora_run.before_step(step + 1)
             return tensors
 
         on_progress(Progress(0, total, Phase.DENOISING))
         if self.gpu is not None:
             torch.cuda.reset_peak_memory_stats()
         started = time.monotonic()
-        with attention.record_backends() as calls, torch.inference_mode():
-            result = pipe(**kwargs, callback_on_step_end=on_step_end)
+        try:
+            if lora_run is not None:
+                lora_run.start(total)
+            with attention.record_backends() as calls, torch.inference_mode():
+                result = pipe(**kwargs, callback_on_step_end=on_step_end)
+        finally:
+            # Whatever happened, the hot pipeline's next job renders as on a fresh one.
+            if lora_run is not None:
+                lora_run.finish()
         frames = _to_uint8(result, preset)
         info = RunInfo(
             device=self.device,
@@ -131,6 +150,7 @@ class PipelineHost:
             peak_vram_bytes=torch.cuda.max_memory_allocated() if self.gpu else 0,
             weights_source=source,
             bytes_fetched=fetched_bytes,
+            loras=lora_run.applied() if lora_run is not None else (),
         )
         return GenerationOutput(frames, info)
 
@@ -143,6 +163,30 @@ class PipelineHost:
         self._hot = None
         if self.gpu is not None:
             torch.cuda.empty_cache()
+
+    def _lora_files(self, preset: ModelPreset, request: GenerationRequest) -> list[LoraFile]:
+        if not request.loras:
+            return []
+        if self.loras is None:
+            names = ", ".join(lora.name for lora in request.loras)
+            raise LoraError(f"this job names LoRAs ({names}) but no LoRA folder is configured (--lora-dir)")
+        phases = model_phases(preset)
+        for lora in request.loras:
+            if lora.steps != request.steps or lora.phases > phases:
+                raise LoraError(
+                    f"LoRA {lora.name!r}: its schedule was parsed for {lora.steps} steps and {lora.phases} "
+                    f"phase(s); this job runs {request.steps} steps of {preset.id} ({phases} phase(s))"
+                )
+        return [self.loras.find(lora.name, preset) for lora in request.loras]
+
+    def _lora_run(self, request: GenerationRequest, files: list[LoraFile]) -> LoraRun | None:
+        if not files:
+            return None
+        hot = self._hot
+        assert hot is not None
+        if hot.adapters is None:
+            hot.adapters = adapters_for(hot.pipe, hot.model_id, hot.offload)
+        return LoraRun(hot.adapters, hot.pipe, request.loras, files)
 
     def _ensure_hot(self, preset: ModelPreset, profile: Profile, on_progress: ProgressFn) -> tuple[str, int]:
         """Where the weights came from ("hot", "disk" or "download") and the bytes fetched."""
@@ -163,7 +207,7 @@ class PipelineHost:
         pipe.set_progress_bar_config(disable=True)
         offload = None
         if self.gpu is not None and wanted_profile is not None:
-            offload = _apply_profile(pipe, wanted_profile)
+            offload = _apply_profile(pipe, wanted_profile, lora_slots=self.loras is not None)
             attention.apply(pipe, self.attention_mode)
             # Whole-frame decoding needs 11.8 kB a pixel for the Wan VAE in bf16 (9.4 GB for a
             # 480p clip, more than the denoising itself on a 12 GB card); tiled, 2.5 kB.
@@ -177,7 +221,7 @@ class PipelineHost:
         return ("disk", 0) if cached else ("download", self.cache.fetched_bytes(preset.id))
 
 
-def _apply_profile(pipe: Any, profile: Profile) -> Any:
+def _apply_profile(pipe: Any, profile: Profile, lora_slots: bool) -> Any:
     from models.mmgp_compat import import_offload
 
     offload = import_offload()
@@ -188,6 +232,10 @@ def _apply_profile(pipe: Any, profile: Profile) -> Any:
         overrides["pinnedMemory"] = False
     if profile is Profile.P4_PLUS:
         overrides["asyncTransfers"] = False
+    if lora_slots:
+        # mmgp hooks LoRA slots into the layers of the models named here, and only at profile time;
+        # a host that cannot take LoRAs spares every layer call that hook.
+        overrides["loras"] = [name for name in DENOISERS if getattr(pipe, name, None) is not None]
     return offload.profile(pipe, profile_no=spec.mmgp_profile, **overrides)
 
 

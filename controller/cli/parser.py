@@ -23,6 +23,12 @@ def default_cache() -> Path:
     return Path(os.environ.get("WANFARM_CACHE", Path.home() / ".cache" / "wanfarm" / "weights"))
 
 
+def default_lora_dir() -> Path | None:
+    """Where LoRAs are found: $WANFARM_LORAS, else none (jobs that name LoRAs are refused)."""
+    value = os.environ.get("WANFARM_LORAS")
+    return Path(value) if value else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command; each sets `run`, the function that runs it."""
     parser = argparse.ArgumentParser(prog="wanfarm", description="A render farm for open video models.")
@@ -44,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--attention", type=AttentionMode, default=AttentionMode.AUTO, choices=list(AttentionMode)
     )
     render.add_argument("--cache", type=Path, default=None, help="weight cache (default: $WANFARM_CACHE)")
+    render.add_argument(
+        "--lora-dir",
+        type=Path,
+        default=None,
+        help="LoRA root laid out as WanGP's loras/ folder: wan/, wan_i2v/, ltxv/, flux/, qwen/ ... "
+        "(default: $WANFARM_LORAS)",
+    )
     render.set_defaults(run=_run_render)
 
     models = commands.add_parser("models", help="list the model catalogue and what each model needs")
@@ -140,7 +153,13 @@ def _run_render(args: argparse.Namespace) -> int:
     from controller.cli.render import render_command
 
     return render_command(
-        args.settings, args.out, args.dry_run, args.profile, args.attention, args.cache or default_cache()
+        args.settings,
+        args.out,
+        args.dry_run,
+        args.profile,
+        args.attention,
+        args.cache or default_cache(),
+        args.lora_dir or default_lora_dir(),
     )
 
 

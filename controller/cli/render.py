@@ -29,8 +29,10 @@ def render_command(
     profile: Profile,
     attention_mode: AttentionMode,
     cache_dir: Path,
+    lora_dir: Path | None = None,
 ) -> int:
-    """Render (or with dry_run only check) every settings object; nothing is written if any is invalid."""
+    """Render (or with dry_run only check) every settings object; nothing is written if any is invalid.
+    LoRAs that settings name are looked up under `lora_dir` (WanGP's loras/ layout)."""
     with tempfile.TemporaryDirectory(prefix="wanfarm-inputs-") as work:
         planned, problems = _plan(sources, Path(work))
         if problems:
@@ -46,7 +48,7 @@ def render_command(
                 print(_describe(item, profile))
             print(f"{len(planned)} job(s) valid; dry run, nothing rendered")
             return EXIT_OK
-        return _render_all(planned, out_dir, profile, attention_mode, cache_dir)
+        return _render_all(planned, out_dir, profile, attention_mode, cache_dir, lora_dir)
 
 
 def _plan(sources: list[Path], work: Path) -> tuple[list[PlannedJob], list[str]]:
@@ -68,15 +70,25 @@ def _plan(sources: list[Path], work: Path) -> tuple[list[PlannedJob], list[str]]
 
 
 def _render_all(
-    planned: list[PlannedJob], out_dir: Path, profile: Profile, attention_mode: AttentionMode, cache_dir: Path
+    planned: list[PlannedJob],
+    out_dir: Path,
+    profile: Profile,
+    attention_mode: AttentionMode,
+    cache_dir: Path,
+    lora_dir: Path | None,
 ) -> int:
     # torch and diffusers load here, once something is really rendered: a dry run stays light.
     from gpu_agent.render import render_job, safe_stem
+    from models.loras import LoraLibrary
     from models.runner import PipelineHost
     from models.weights import WeightCache, WeightsUnavailable  # nor is the weight cache in a dry run
 
+    if lora_dir is not None and not lora_dir.is_dir():
+        print(f"error: --lora-dir: {lora_dir} is not a folder", file=sys.stderr)
+        return EXIT_INVALID
+    loras = LoraLibrary(lora_dir) if lora_dir is not None else None
     try:
-        host = PipelineHost(WeightCache(cache_dir), attention_mode=attention_mode)
+        host = PipelineHost(WeightCache(cache_dir), attention_mode=attention_mode, loras=loras)
     except AttentionUnavailable as error:
         print(f"error: --attention: {error}", file=sys.stderr)
         return EXIT_INVALID

@@ -1,0 +1,293 @@
+"""LoRAs as WanGP settings name them: the multiplier schedule of each, and where its file lives.
+
+`parse_loras` reads WanGP's `activated_loras` + `loras_multipliers` into one `LoraRequest` per
+LoRA; `LoraLibrary` finds each file in WanGP's folder layout and fingerprints it. Putting the
+adapters into a pipeline is models.lora_adapters' job. Nothing here imports torch.
+
+The multiplier syntax, as WanGP reads it: one entry per LoRA, in the order of `activated_loras`,
+separated by spaces or new lines (lines starting with '#' are comments, one '|' may separate the
+accelerator LoRAs from the others); a missing entry is 1. An entry "a,b,c" spreads its values
+evenly over the steps (value i // n of the list at step i of n); "x;y" gives the high-noise and
+the low-noise phase of a two-expert model (Wan 2.2) each its own value or list, spread over the
+steps of that phase.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+from models.catalogue import ModelPreset, Role, Task
+
+
+class LoraError(ValueError):
+    """A LoRA that a job names cannot be used as asked; the message says which and why."""
+
+
+class LoraNotFound(LoraError):
+    """No file of that name in the model's LoRA folders."""
+
+
+class LoraMismatch(LoraError):
+    """A LoRA file that does not fit the model (made for another family or size)."""
+
+
+@dataclass(frozen=True)
+class LoraRequest:
+    """One LoRA of a job: its file as the settings name it, and its multiplier over the steps."""
+
+    name: str
+    multipliers: str = "1"  # this LoRA's entry as written ("0.8", "1,0.5", "1;0")
+    # Phased (written with ';'): one value list per phase, each spread over that phase's steps.
+    # Otherwise one list spread over all the steps, whichever expert runs them.
+    values: tuple[tuple[float, ...], ...] = ((1.0,),)
+    phased: bool = False
+    steps: int = 1
+    phases: int = 1
+
+    def weight_at(self, step: int, phase: int = 0, switch_step: int | None = None) -> float:
+        """The multiplier at `step` (0-based) run by expert `phase` (0: high noise, 1: low noise);
+        `switch_step` is the first step of phase 1 (None: every step is phase 0, as WanGP assumes
+        while it does not know)."""
+        if not 0 <= step < self.steps:
+            raise ValueError(f"step {step} is outside 0..{self.steps - 1}")
+        if not 0 <= phase < self.phases:
+            raise ValueError(f"phase {phase} is outside 0..{self.phases - 1}")
+        if not self.phased:
+            return _spread(self.values[0], step, self.steps)
+        switch = self.steps if switch_step is None else min(max(switch_step, 0), self.steps)
+        start, end = (0, switch) if phase == 0 else (switch, self.steps)
+        return _spread(self.values[phase], step - start, end - start)
+
+    def schedule(self, switch_step: int | None = None) -> tuple[float, ...]:
+        """The multiplier of every step, each from the phase that runs it."""
+        switch = self.steps if switch_step is None else switch_step
+        return tuple(
+            self.weight_at(step, 0 if step < switch or self.phases == 1 else 1, switch_step)
+            for step in range(self.steps)
+        )
+
+
+@dataclass(frozen=True)
+class AppliedLora:
+    """A LoRA as a generation really applied it, for the output's record."""
+
+    name: str
+    sha256: str
+    multipliers: str  # as written
+    weights: tuple[float, ...]  # the multiplier set for each step, in step order
+
+
+def parse_loras(activated: list[str], multipliers: str, steps: int, phases: int) -> tuple[LoraRequest, ...]:
+    """One LoraRequest per name of `activated` (WanGP's `activated_loras`), with its schedule from
+    `multipliers` (WanGP's `loras_multipliers`) over `steps` steps and `phases` experts (see
+    `model_phases`). Raises ValueError naming the entry at fault."""
+    if steps < 1:
+        raise ValueError(f"a LoRA schedule needs at least one step, got {steps}")
+    if phases < 1:
+        raise ValueError(f"a model has at least one phase, got {phases}")
+    _check_names(activated)
+    entries = _multiplier_entries(multipliers)
+    if len(entries) > len(activated):
+        raise ValueError(
+            f"loras_multipliers has {len(entries)} multipliers for {len(activated)} LoRA(s) "
+            f"in activated_loras: {' '.join(entries)!r}"
+        )
+    requests = []
+    for number, name in enumerate(activated, start=1):
+        entry = entries[number - 1] if number <= len(entries) else "1"
+        values, phased = _parse_entry(entry, number, name, phases)
+        requests.append(LoraRequest(name, entry, values, phased, steps, phases))
+    return tuple(requests)
+
+
+def model_phases(preset: ModelPreset) -> int:
+    """How many experts denoise in turn (2 for Wan 2.2 A14B: high noise, then low noise)."""
+    return max(1, sum(1 for component in preset.components if component.role is Role.TRANSFORMER))
+
+
+def lora_file_name(entry: str) -> PurePosixPath:
+    """The relative file an `activated_loras` entry names: a name or sub/path in the LoRA folder, or
+    a download URL (WanGP keeps its file name, and a "|sub" folder after it). Absolute paths and
+    '..' are refused: a farm reads LoRAs from its own folders only."""
+    text = entry.strip()
+    if text.startswith(("http://", "https://")):
+        url, _, folder = text.partition("|")
+        base = PurePosixPath(unquote(urlsplit(url).path)).name
+        text = f"{folder.strip()}/{base}" if folder.strip() else base
+    text = text.replace("\\", "/")
+    path = PurePosixPath(text)
+    if not path.name:
+        raise ValueError(f"activated_loras entry {entry!r} names no file")
+    if path.is_absolute() or (len(text) > 1 and text[1] == ":"):
+        raise ValueError(
+            f"activated_loras entry {entry!r} is an absolute path; name the file inside the LoRA folder"
+        )
+    if ".." in path.parts:
+        raise ValueError(f"activated_loras entry {entry!r} leaves the LoRA folder ('..')")
+    return path
+
+
+@dataclass(frozen=True)
+class LoraFile:
+    """A LoRA found on disk."""
+
+    name: str  # as the settings name it
+    path: Path
+    sha256: str
+    bytes: int
+
+
+class LoraLibrary:
+    """LoRA files under one root laid out as WanGP's `loras/` folder (wan/, wan_i2v/, ltxv/, flux/,
+    qwen/, ...); the older layout (loras/, loras_i2v/, loras_flux/, ... side by side) and a root
+    that holds `loras/` are searched too. A file's sha256 is computed once per path, size and mtime."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._digests: dict[Path, tuple[int, int, str]] = {}
+
+    def folders(self, preset: ModelPreset) -> list[Path]:
+        """The folders searched for this model's LoRAs, first match wins."""
+        folder = family_folder(preset)
+        candidates = [self.root / folder, self.root / "loras" / folder, self.root / _LEGACY_FOLDERS[folder]]
+        return list(dict.fromkeys(candidates))
+
+    def find(self, name: str, preset: ModelPreset) -> LoraFile:
+        """The file `name` (an `activated_loras` entry) for this model, with its sha256."""
+        relative = lora_file_name(name)
+        folders = self.folders(preset)
+        for folder in folders:
+            path = folder / relative
+            if path.is_file():
+                return LoraFile(name, path, self.sha256(path), path.stat().st_size)
+        searched = ", ".join(str(folder) for folder in folders)
+        raise LoraNotFound(f"LoRA {name!r} is not in the LoRA folders of {preset.id} (searched: {searched})")
+
+    def sha256(self, path: Path) -> str:
+        """The file's sha256, read again only when its size or mtime changed."""
+        stat = path.stat()
+        key = path.resolve()
+        known = self._digests.get(key)
+        if known and known[:2] == (stat.st_size, stat.st_mtime_ns):
+            return known[2]
+        digest = hashlib.sha256()
+        with path.open("rb") as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+        self._digests[key] = (stat.st_size, stat.st_mtime_ns, digest.hexdigest())
+        return digest.hexdigest()
+
+
+def family_folder(preset: ModelPreset) -> str:
+    """The folder under WanGP's LoRA root that holds this model's LoRAs (WanGP's handlers'
+    get_lora_dir): Wan splits by size and by image-to-video (Wan 2.2 i2v shares wan/)."""
+    types = preset.wangp_model_types
+    if preset.family == "wan":
+        if preset.task is Task.I2V and model_phases(preset) == 1:
+            return "wan_i2v"
+        if any("1.3B" in t for t in types):
+            return "wan_1.3B"
+        if preset.task is Task.TI2V or any(t.startswith("ti2v") for t in types):
+            return "wan_5B"
+        return "wan"
+    if preset.family == "hunyuan":
+        if any("1_5" in t or "1.5" in t for t in types):
+            return "hunyuan_1_5"
+        return "hunyuan_i2v" if preset.task is Task.I2V else "hunyuan"
+    try:
+        return _FAMILY_FOLDERS[preset.family]
+    except KeyError:
+        raise LoraError(f"{preset.id}: no LoRA folder is known for family {preset.family!r}") from None
+
+
+_FAMILY_FOLDERS = {"ltx": "ltxv", "flux": "flux", "qwen-image": "qwen"}
+
+# Where each folder was before WanGP moved every LoRA under loras/ (its loras_migration).
+_LEGACY_FOLDERS = {
+    "wan": "loras",
+    "wan_i2v": "loras_i2v",
+    "wan_1.3B": "loras/1.3B",
+    "wan_5B": "loras/5B",
+    "hunyuan": "loras_hunyuan",
+    "hunyuan_i2v": "loras_hunyuan_i2v",
+    "hunyuan_1_5": "loras_hunyuan_1_5",
+    "ltxv": "loras_ltxv",
+    "flux": "loras_flux",
+    "qwen": "loras_qwen",
+}
+
+
+def _spread(values: tuple[float, ...], position: int, count: int) -> float:
+    """Value `position` of `count` steps when `values` are spread evenly over them."""
+    if count <= 0:
+        return values[0]
+    index = position * len(values) // count
+    return values[min(max(index, 0), len(values) - 1)]
+
+
+def _check_names(activated: list[str]) -> None:
+    seen: set[PurePosixPath] = set()
+    for entry in activated:
+        path = lora_file_name(entry)
+        if path in seen:
+            raise ValueError(f"activated_loras names {path} twice")
+        seen.add(path)
+
+
+def _multiplier_entries(text: str) -> list[str]:
+    lines = [line.strip() for line in text.replace("\r", "").split("\n")]
+    joined = " ".join(line for line in lines if line and not line.startswith("#"))
+    if joined.count("|") > 1:
+        raise ValueError("loras_multipliers may hold one '|' (after the accelerator LoRAs), not more")
+    return joined.replace("|", " ").split()
+
+
+def _parse_entry(
+    entry: str, number: int, name: str, phases: int
+) -> tuple[tuple[tuple[float, ...], ...], bool]:
+    where = f"loras_multipliers entry {number} ({entry!r}, for {name})"
+    parts = entry.split(";")
+    if len(parts) > 1 and phases == 1:
+        raise ValueError(
+            f"{where} gives phases separated by ';', but this model runs in one phase "
+            "(';' separates the high- and low-noise experts of two-expert models such as Wan 2.2)"
+        )
+    if len(parts) > phases:
+        raise ValueError(f"{where} gives {len(parts)} phases; this model has {phases}")
+    values = [_parse_values(part, where) for part in parts]
+    if len(parts) > 1:
+        # As WanGP: a model with more phases than given repeats the last one.
+        values += [values[-1]] * (phases - len(values))
+    return tuple(values), len(parts) > 1
+
+
+def _parse_values(part: str, where: str) -> tuple[float, ...]:
+    values = []
+    for text in part.split(","):
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{where}: {text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: {text!r} is not a finite number")
+        values.append(value)
+    return tuple(values)
+
+
+__all__ = [
+    "AppliedLora",
+    "LoraError",
+    "LoraFile",
+    "LoraLibrary",
+    "LoraMismatch",
+    "LoraNotFound",
+    "LoraRequest",
+    "family_folder",
+    "lora_file_name",
+    "model_phases",
+    "parse_loras",
+]
