@@ -77,7 +77,8 @@ class FrameRule(BaseModel):
 
 
 class SizeRule(BaseModel):
-    """Allowed output sizes: either a fixed list of "WxH", or any size whose sides are multiples."""
+    """Allowed output sizes: either a fixed list of "WxH", or any size whose sides are multiples of
+    `multiple`, the model's block in WanGP (vae_block_size), to which a requested size is floored."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -85,6 +86,22 @@ class SizeRule(BaseModel):
     min_side: int = Field(ge=1)
     max_side: int = Field(ge=1)
     fixed: list[str] = []  # when non-empty, only these "WxH" are allowed
+
+    def floor(self, width: int, height: int) -> tuple[int, int]:
+        """The size WanGP renders for a requested one: each side floored to the model's block
+        (wgp.py generate_media, `int(width) // block_size * block_size`)."""
+        return width // self.multiple * self.multiple, height // self.multiple * self.multiple
+
+    def fit(self, canvas: tuple[int, int], image: tuple[int, int]) -> tuple[int, int]:
+        """The size WanGP renders from a start image: the image's aspect ratio at the canvas's pixel
+        count, each side rounded to the block (shared/utils/utils.py calculate_new_dimensions, with
+        WanGP's default fit_canvas 0)."""
+        (width, height), (image_width, image_height) = canvas, image
+        scale = (width * height / (image_width * image_height)) ** 0.5
+        return (
+            round(image_width * scale / self.multiple) * self.multiple,
+            round(image_height * scale / self.multiple) * self.multiple,
+        )
 
     def problem(self, width: int, height: int) -> str | None:
         """None when the size is allowed, else the rule it breaks, in words."""

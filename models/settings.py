@@ -1,8 +1,10 @@
-"""WanGP settings: the typed schema of the keys our models use, and their checks against a model.
+"""WanGP settings: the typed schema of the keys WanFarm renders, and their checks against a model.
 
 A settings object is what WanGP saves (a settings .json, one entry of a queue.zip, or the metadata
-embedded in an output). Keys this schema does not know are kept (they travel into the output's
-metadata) and reported, never silently dropped. Every problem names the key and the rule.
+embedded in an output). Every key WanGP writes is classified in models.wangp_keys: applied keys are
+typed here and rendered; a key that would change WanGP's output in a way WanFarm cannot follow yet
+is refused, naming it; bookkeeping keys are kept. Keys WanGP does not write are kept (they travel
+into the output's metadata) and reported. Every problem names the key and the rule.
 """
 
 from __future__ import annotations
@@ -20,6 +22,17 @@ from models.attachments import SEND_ATTACHMENTS, AttachmentRefused, Attachments
 from models.catalogue import ModelPreset, Output, Task, UnknownModel, get_model
 from models.request import GenerationRequest
 from models.samplers import SOLVER_NAMES, solver_problem
+from models.wangp_keys import (
+    KEYS,
+    MODEL_FACTS,
+    KeyClass,
+    ModelFacts,
+    Reading,
+    ignored,
+    model_facts,
+    refusals,
+    same_value,
+)
 from models.work import WorkSize
 from processing.queue_records import ATTACHMENT_KEYS
 
@@ -35,21 +48,16 @@ MAX_PROMPT_CHARS = 16_000
 MAX_LORA_TEXT_CHARS = 4_000
 MAX_MODEL_TYPE_CHARS = 200
 UPSAMPLING = {"": 1.0, "lanczos1.5": 1.5, "lanczos2": 2.0}
-# Keys WanGP writes into an output's metadata besides the settings: accepted, not reported.
-METADATA_KEYS = frozenset(
-    {
-        "type",
-        "settings_version",
-        "base_model_type",
-        "model_filename",
-        "generation_time",
-        "creation_date",
-        "creation_timestamp",
-        "model_id",
-        "client_id",
-        "wanfarm",
-    }
-)
+# "" and "default" stand for the model's own sampler; WanGP's other names are known, so that they
+# are refused as not supported yet rather than as mistyped.
+MODEL_SAMPLER = ("", "default")
+WANGP_SAMPLERS = tuple(sorted({name for facts in MODEL_FACTS.values() for name in facts.samplers}))
+# What each letter of image_prompt_type asks of WanGP, for the ones WanFarm does not render yet.
+IMAGE_PROMPT_LETTERS = {
+    "E": "an end image",
+    "V": "continuing a source video",
+    "L": "continuing the last video",
+}
 
 
 class SettingsError(ValueError):
@@ -73,7 +81,7 @@ Float = Annotated[float, BeforeValidator(_json_number)]
 
 
 class WanGPSettings(BaseModel):
-    """The WanGP settings keys the supported models use; other keys are kept in `model_extra`."""
+    """The keys WanFarm renders, typed; every other key is kept in `model_extra`."""
 
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
@@ -85,6 +93,7 @@ class WanGPSettings(BaseModel):
     num_inference_steps: Int | None = Field(default=None, ge=1, le=1000)
     seed: Int = Field(default=-1, ge=-1, le=MAX_SEED)
     guidance_scale: Float | None = Field(default=None, ge=0, le=50)
+    embedded_guidance_scale: Float | None = Field(default=None, ge=0, le=50)
     flow_shift: Float | None = Field(default=None, gt=0, le=100)
     sample_solver: str | None = None
     batch_size: Int = Field(default=1, ge=1, le=16)
@@ -92,6 +101,7 @@ class WanGPSettings(BaseModel):
     activated_loras: list[str] = []
     loras_multipliers: str = Field(default="", max_length=MAX_LORA_TEXT_CHARS)
     image_start: str | list[str] | None = None
+    image_prompt_type: str | None = Field(default=None, max_length=8)
     film_grain_intensity: Float = Field(default=0.0, ge=0, le=1)
     film_grain_saturation: Float = Field(default=0.5, ge=0, le=1)
     spatial_upsampling: str = ""
@@ -106,8 +116,8 @@ class WanGPSettings(BaseModel):
     @field_validator("sample_solver")
     @classmethod
     def _known_solver(cls, value: str | None) -> str | None:
-        if value is not None and value not in SOLVER_NAMES:
-            raise ValueError(f"must be one of {', '.join(SOLVER_NAMES)}")
+        if value is not None and value not in (*SOLVER_NAMES, *MODEL_SAMPLER, *WANGP_SAMPLERS):
+            raise ValueError(f"must be one of {', '.join(SOLVER_NAMES)} ('' or 'default': the model's own)")
         return value
 
     @field_validator("spatial_upsampling")
@@ -124,9 +134,13 @@ class WanGPSettings(BaseModel):
             raise ValueError("LoRAs are not supported by WanFarm yet; remove them to render")
         return value
 
+    def given(self) -> dict[str, Any]:
+        """The keys the settings object holds, as given (no schema defaults filled in)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
     def unknown_keys(self) -> list[str]:
-        """Keys kept but not understood, for the user to see."""
-        return sorted(k for k in (self.model_extra or {}) if k not in METADATA_KEYS)
+        """Keys WanGP does not write, kept but not understood, for the user to see."""
+        return sorted(k for k in (self.model_extra or {}) if k not in KEYS)
 
     def as_dict(self) -> dict[str, Any]:
         """Every key, known and unknown, as WanGP would write it."""
@@ -155,6 +169,22 @@ class Job:
     warnings: list[str]
 
 
+@dataclass(frozen=True)
+class _Rendered:
+    """What one settings object renders on its model: the applied keys at the values used."""
+
+    canvas: str  # the resolution as WanGP reads it, floored to the model's block
+    width: int
+    height: int
+    frames: int
+    steps: int
+    guidance: float
+    flow_shift: float | None
+    solver: str
+    batch: int
+    image_start: Path | None
+
+
 def parse_settings(data: object, source: str = "") -> WanGPSettings:
     """Validate a decoded settings object; SettingsError lists every bad key with its rule."""
     if not isinstance(data, Mapping):
@@ -166,7 +196,8 @@ def parse_settings(data: object, source: str = "") -> WanGPSettings:
 
 
 def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: str = "") -> Job:
-    """Check settings against their model and fill WanGP's defaults; seeds -1 become real seeds.
+    """Check settings against their model as WanGP reads them, fill WanGP's defaults, and refuse
+    what WanFarm cannot render as WanGP would; seeds -1 become real seeds.
 
     `attachments` says which files image_start may name; a bare Path is `Attachments.inside(path)`.
     """
@@ -176,56 +207,179 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
         preset = get_model(settings.model_type)
     except UnknownModel as error:
         raise SettingsError([f"model_type: {error}"], source) from None
+    facts = model_facts(preset.wangp_model_types)
     problems: list[str] = []
-    width, height = _size(settings, preset, problems)
-    frames = _frames(settings, preset, problems)
-    image_start = _image_start(settings, preset, attachments, problems)
-    solver = settings.sample_solver or preset.defaults.sample_solver
-    flow_shift = _or(settings.flow_shift, preset.defaults.flow_shift)
-    if sampler := solver_problem(preset.family, preset.id, solver, flow_shift):
-        problems.append(f"sample_solver: {sampler}")
+    rendered = _rendered(settings, preset, facts, attachments, problems)
+    reading = _reading(settings, preset, facts, rendered)
+    problems.extend(refusals(reading))
     if problems:
         raise SettingsError(problems, source)
-    defaults = preset.defaults
-    steps = settings.num_inference_steps or defaults.num_inference_steps
-    work = WorkSize(preset.id, width, height, frames, steps, settings.batch_size)
-    generations = []
-    for seed in _seeds(settings.seed, settings.repeat_generation):
-        request = GenerationRequest(
-            prompt=settings.prompt,
-            negative_prompt=settings.negative_prompt,
-            width=work.width,
-            height=work.height,
-            frames=work.frames,
-            steps=work.steps,
-            guidance_scale=_or(settings.guidance_scale, defaults.guidance_scale),
-            flow_shift=flow_shift,
-            sample_solver=solver,
-            seed=seed,
-            batch_size=work.batch,
-            image_start=image_start,
-        )
-        metadata = settings.as_dict() | {
-            "model_id": preset.id,
-            "resolution": f"{work.width}x{work.height}",
-            "video_length": work.frames,
-            "num_inference_steps": request.steps,
-            "guidance_scale": request.guidance_scale,
-            "flow_shift": request.flow_shift,
-            "sample_solver": request.sample_solver,
-            "seed": seed,
-            "repeat_generation": 1,
-        }
-        generations.append(
-            Generation(
-                request=request,
-                film_grain=(settings.film_grain_intensity, settings.film_grain_saturation),
-                upscale=UPSAMPLING[settings.spatial_upsampling],
-                metadata=metadata,
-            )
-        )
-    warnings = [f"unknown key kept but not used: {k}" for k in settings.unknown_keys()]
+    work = WorkSize(
+        preset.id, rendered.width, rendered.height, rendered.frames, rendered.steps, rendered.batch
+    )
+    generations = [
+        _generation(settings, preset, facts, rendered, seed)
+        for seed in _seeds(settings.seed, settings.repeat_generation)
+    ]
+    warnings = ignored(reading) + [f"unknown key kept but not used: {k}" for k in settings.unknown_keys()]
     return Job(preset, settings, work, generations, warnings)
+
+
+def _rendered(
+    settings: WanGPSettings,
+    preset: ModelPreset,
+    facts: ModelFacts,
+    attachments: Attachments,
+    problems: list[str],
+) -> _Rendered:
+    image_start = _image_start(settings, preset, attachments, problems)
+    canvas, (width, height) = _size(settings, preset, image_start, problems)
+    flow_shift = _or(settings.flow_shift if facts.flow_shift else None, preset.defaults.flow_shift)
+    solver = _solver(settings, preset, facts, problems)
+    if sampler := solver_problem(preset.family, preset.id, solver, flow_shift):
+        problems.append(f"sample_solver: {sampler}")
+    # WanGP renders one video a call whatever batch_size says (generate_media); WanFarm's own
+    # models keep batching videos.
+    batch = 1 if facts.wangp and preset.output is Output.VIDEO else settings.batch_size
+    return _Rendered(
+        canvas=canvas,
+        width=width,
+        height=height,
+        frames=_frames(settings, preset, problems),
+        steps=settings.num_inference_steps or preset.defaults.num_inference_steps,
+        guidance=_guidance(settings, preset, facts),
+        flow_shift=flow_shift,
+        solver=solver,
+        batch=batch,
+        image_start=image_start,
+    )
+
+
+def _reading(settings: WanGPSettings, preset: ModelPreset, facts: ModelFacts, rendered: _Rendered) -> Reading:
+    frame_rule = preset.frames
+    return Reading(
+        model_type=settings.model_type,
+        facts=facts,
+        given=settings.given(),
+        # The guidance of phase 1, which the later phases' scales are compared to.
+        applied={"video_length": rendered.frames}
+        | ({} if facts.embedded_guidance else {"guidance_scale": rendered.guidance}),
+        video=preset.output is Output.VIDEO,
+        fps=preset.fps,
+        frame_step=frame_rule.step if frame_rule else 1,
+        frame_offset=frame_rule.offset if frame_rule else 0,
+    )
+
+
+def _generation(
+    settings: WanGPSettings, preset: ModelPreset, facts: ModelFacts, rendered: _Rendered, seed: int
+) -> Generation:
+    request = GenerationRequest(
+        prompt=settings.prompt,
+        negative_prompt=settings.negative_prompt,
+        width=rendered.width,
+        height=rendered.height,
+        frames=rendered.frames,
+        steps=rendered.steps,
+        guidance_scale=rendered.guidance,
+        flow_shift=rendered.flow_shift,
+        sample_solver=rendered.solver,
+        seed=seed,
+        batch_size=rendered.batch,
+        image_start=rendered.image_start,
+    )
+    return Generation(
+        request=request,
+        film_grain=(settings.film_grain_intensity, settings.film_grain_saturation),
+        upscale=UPSAMPLING[settings.spatial_upsampling],
+        metadata=_metadata(settings, preset, facts, rendered, seed),
+    )
+
+
+def _metadata(
+    settings: WanGPSettings, preset: ModelPreset, facts: ModelFacts, rendered: _Rendered, seed: int
+) -> dict[str, Any]:
+    """What was rendered, in WanGP's format: the applied keys at the values used (dropped where
+    WanGP drops them as doing nothing); the other keys WanGP writes as given where they differ
+    from WanGP's default for the model (each does nothing, or it was refused); unknown keys."""
+    given = settings.given()
+    kept = {key: value for key, value in given.items() if _carried(key, value, facts)}
+    applied: dict[str, Any] = {
+        "model_type": settings.model_type,
+        "model_id": preset.id,
+        "prompt": settings.prompt,
+        "negative_prompt": settings.negative_prompt,
+        "resolution": rendered.canvas,
+        "num_inference_steps": rendered.steps,
+        "seed": seed,
+        "sample_solver": rendered.solver,
+        "flow_shift": rendered.flow_shift,
+        "repeat_generation": 1,
+        # Already one job per prompt unit (models.prompts): WanGP reads the unit alike in any mode.
+        "multi_prompts_gen_type": given.get("multi_prompts_gen_type"),
+    }
+    if preset.output is Output.VIDEO:
+        applied["video_length"] = rendered.frames
+    if preset.output is Output.IMAGE or not facts.wangp:
+        applied["batch_size"] = rendered.batch
+    applied[_guidance_key(facts)] = rendered.guidance
+    if rendered.image_start is not None:
+        applied |= {"image_start": given["image_start"], "image_prompt_type": "S"}
+    elif settings.image_prompt_type:
+        applied["image_prompt_type"] = settings.image_prompt_type
+    if settings.film_grain_intensity > 0:
+        applied |= {
+            "film_grain_intensity": settings.film_grain_intensity,
+            "film_grain_saturation": settings.film_grain_saturation,
+        }
+    if settings.spatial_upsampling:
+        applied["spatial_upsampling"] = settings.spatial_upsampling
+    if settings.activated_loras:
+        applied |= {
+            "activated_loras": settings.activated_loras,
+            "loras_multipliers": settings.loras_multipliers,
+        }
+    return kept | {key: value for key, value in applied.items() if value not in (None, "")}
+
+
+def _carried(key: str, value: object, facts: ModelFacts) -> bool:
+    # Applied keys are written from what was used; keys about WanGP's own run (its file, codec,
+    # timing) would claim what did not happen here; a key at WanGP's default for the model reads
+    # the same when left out.
+    row = KEYS.get(key)
+    if row is None:
+        return True
+    if row.kind is KeyClass.APPLIED or row.of_the_run:
+        return False
+    return value is not None and not same_value(value, facts.factory.get(key, row.default))
+
+
+def _guidance_key(facts: ModelFacts) -> str:
+    return "embedded_guidance_scale" if facts.embedded_guidance else "guidance_scale"
+
+
+def _guidance(settings: WanGPSettings, preset: ModelPreset, facts: ModelFacts) -> float:
+    # FLUX dev and HunyuanVideo take their (distilled) guidance from embedded_guidance_scale; LTX
+    # and FLUX schnell read no guidance setting in WanGP: both keep the model's own.
+    if facts.embedded_guidance:
+        value = settings.embedded_guidance_scale
+    elif facts.wangp and facts.guidance_phases == 0:
+        value = None
+    else:
+        value = settings.guidance_scale
+    return float(_or(value, preset.defaults.guidance_scale))
+
+
+def _solver(settings: WanGPSettings, preset: ModelPreset, facts: ModelFacts, problems: list[str]) -> str:
+    value = settings.sample_solver
+    if value is None or value in MODEL_SAMPLER:
+        return preset.defaults.sample_solver
+    if value not in SOLVER_NAMES:
+        problems.append(
+            f"sample_solver: {value!r} is not supported by WanFarm yet: a sampler of WanGP's; "
+            f"accepted: {', '.join(SOLVER_NAMES)}, or '' / 'default' for the model's own"
+        )
+    return value
 
 
 def _seeds(seed: int, repeats: int) -> list[int]:
@@ -236,14 +390,43 @@ def _seeds(seed: int, repeats: int) -> list[int]:
     return [(seed + i) % (MAX_SEED + 1) for i in range(repeats)]
 
 
-def _size(settings: WanGPSettings, preset: ModelPreset, problems: list[str]) -> tuple[int, int]:
-    match = RESOLUTION.match(settings.resolution or preset.defaults.resolution)
+def _size(
+    settings: WanGPSettings, preset: ModelPreset, image: Path | None, problems: list[str]
+) -> tuple[str, tuple[int, int]]:
+    """The canvas as WanGP reads the resolution, and the size rendered: the canvas, or with a
+    start image that image's aspect ratio at the canvas's pixel count."""
+    requested = settings.resolution or preset.defaults.resolution
+    match = RESOLUTION.match(requested)
     assert match is not None  # the validator and the catalogue both hold "WxH"
-    width, height = int(match[1]), int(match[2])
-    rule = preset.sizes.problem(width, height)
-    if rule:
-        problems.append(f"resolution: {width}x{height} is not allowed for {preset.id}: {rule}")
-    return width, height
+    canvas = preset.sizes.floor(int(match[1]), int(match[2]))
+    size = canvas
+    image_size = _image_size(image) if image is not None and canvas[0] and canvas[1] else None
+    if image_size is not None:
+        size = preset.sizes.fit(canvas, image_size)
+    if rule := preset.sizes.problem(*size):
+        rendered = _as_rendered(requested, size, image_size)
+        problems.append(f"resolution: {requested}{rendered} is not allowed for {preset.id}: {rule}")
+    return f"{canvas[0]}x{canvas[1]}", size
+
+
+def _as_rendered(requested: str, size: tuple[int, int], image_size: tuple[int, int] | None) -> str:
+    rendered = f"{size[0]}x{size[1]}"
+    if image_size is not None:
+        return f" (rendered {rendered} for a {image_size[0]}x{image_size[1]} start image)"
+    return "" if rendered == requested else f" (rendered {rendered} once floored to the model's block)"
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """The start image's (width, height) from its header; None when it is not an image this reads
+    (it is refused when the job renders)."""
+    from PIL import Image  # here: only settings with a start image need it
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, ValueError):
+        return None
+    return (width, height) if width > 0 and height > 0 else None
 
 
 def _frames(settings: WanGPSettings, preset: ModelPreset, problems: list[str]) -> int:
@@ -264,12 +447,21 @@ def _image_start(
         # Refused first and never looked up: the answer must not tell whether the file exists.
         problems.extend(f"{key}: {SEND_ATTACHMENTS}" for key in named)
         return None
+    _check_image_prompt_type(settings.image_prompt_type or "", problems)
     value = settings.image_start
     if isinstance(value, list):
-        value = value[0] if value else None
+        images = [item for item in value if item]
+        if len(images) > 1:
+            problems.append(
+                f"image_start: {len(images)} start images are not supported by WanFarm yet: WanGP "
+                "renders one video per start image; give one"
+            )
+        value = images[0] if images else None
     if not value:
         if preset.task is Task.I2V:
             problems.append(f"image_start: {preset.id} turns an image into a video; give the start image")
+        elif preset.task is Task.TI2V and "S" in (settings.image_prompt_type or ""):
+            problems.append("image_start: image_prompt_type 'S' asks for a start image; give it, or use 'T'")
         return None
     if preset.task not in (Task.I2V, Task.TI2V):
         problems.append(f"image_start: {preset.id} is {preset.task.value} and takes no start image")
@@ -279,6 +471,19 @@ def _image_start(
     except AttachmentRefused as refused:
         problems.append(f"image_start: {refused}")
         return None
+
+
+def _check_image_prompt_type(value: str, problems: list[str]) -> None:
+    # T (text only) and S (a start image) are what WanFarm renders; a start image given with "T"
+    # is used, as WanGP's API infers "S" from it (shared/api.py apply_media_flag_defaults).
+    for letter in value:
+        if letter in "TS":
+            continue
+        what = IMAGE_PROMPT_LETTERS.get(letter, f"the input mode {letter!r}")
+        problems.append(
+            f"image_prompt_type: {value!r} is not supported by WanFarm yet: {what}; accepted: T and S"
+        )
+        return
 
 
 def _named_attachments(settings: WanGPSettings) -> list[str]:

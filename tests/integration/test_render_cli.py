@@ -134,7 +134,12 @@ def test_a_local_render_reads_the_users_own_start_image_wherever_it_is(
 BAD_SETTINGS = {
     "unknown model": ({"model_type": "sora-9"}, "unknown model 'sora-9'"),
     "frames not 4k+1": ({"model_type": "wan-tiny", "video_length": 10}, "video_length: 10 is not allowed"),
-    "odd size": ({"model_type": "wan-tiny", "resolution": "63x64"}, "multiples of 16"),
+    # WanGP floors a size to the model's block (16 here): 31 wide renders 16, under the minimum.
+    "too small once floored": ({"model_type": "wan-tiny", "resolution": "31x64"}, "between 32 and 256"),
+    "a WanGP feature not rendered yet": (
+        {"model_type": "wan-tiny", "temporal_upsampling": "rife2"},
+        'temporal_upsampling: "rife2" is not supported by WanFarm yet',
+    ),
     "negative steps": ({"model_type": "wan-tiny", "num_inference_steps": -1}, "num_inference_steps"),
 }
 

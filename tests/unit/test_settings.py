@@ -14,7 +14,7 @@ import pytest
 
 from models.attachments import SEND_ATTACHMENTS, Attachments
 from models.profiles import Profile
-from models.settings import MAX_PROMPT_CHARS, MAX_SEED, SettingsError, parse_settings, resolve
+from models.settings import MAX_PROMPT_CHARS, MAX_SEED, Job, SettingsError, parse_settings, resolve
 
 WAN = {"model_type": "wan-tiny", "prompt": "a fox", "resolution": "64x64", "video_length": 9}
 
@@ -54,9 +54,9 @@ def test_repeats_step_a_fixed_seed(tmp_path: Path) -> None:
 
 
 def test_unknown_keys_are_kept_and_reported(tmp_path: Path) -> None:
-    job = resolve(parse_settings(WAN | {"skip_steps_cache_type": "tea", "generation_time": 3}), tmp_path)
-    assert job.generations[0].metadata["skip_steps_cache_type"] == "tea"
-    assert job.warnings == ["unknown key kept but not used: skip_steps_cache_type"]
+    job = resolve(parse_settings(WAN | {"my_note": "tea", "generation_time": 3}), tmp_path)
+    assert job.generations[0].metadata["my_note"] == "tea"
+    assert job.warnings == ["unknown key kept but not used: my_note"]
 
 
 def test_unknown_model_names_the_key_and_the_choices(tmp_path: Path) -> None:
@@ -69,9 +69,13 @@ def test_frames_must_be_4k_plus_1_for_wan(tmp_path: Path) -> None:
     assert "video_length: 8 is not allowed" in message and "4k+1" in message
 
 
-def test_sides_must_be_multiples_of_16(tmp_path: Path) -> None:
-    message = _problems(WAN | {"resolution": "65x64"}, tmp_path)
-    assert "resolution: 65x64" in message and "multiples of 16" in message
+def test_sides_are_floored_to_the_models_block_as_wangp_does(tmp_path: Path) -> None:
+    job = resolve(parse_settings(WAN | {"resolution": "79x64"}), tmp_path)
+    assert (job.work.width, job.work.height) == (64, 64)
+    assert job.generations[0].metadata["resolution"] == "64x64"
+    message = _problems(WAN | {"resolution": "31x64"}, tmp_path)
+    assert "resolution: 31x64 (rendered 16x64 once floored to the model's block)" in message
+    assert "between 32 and 256" in message
 
 
 def test_resolution_must_be_width_x_height(tmp_path: Path) -> None:
@@ -221,3 +225,119 @@ def test_memory_profiles_parse_wangp_spellings(text: str | int, profile: Profile
 def test_unknown_profile_lists_the_allowed_ones() -> None:
     with pytest.raises(ValueError, match="allowed: 1, 2, 3, 3\\+, 4, 4\\+, 5"):
         Profile.parse("6")
+
+
+# --- keys read as WanGP reads them (models.wangp_keys) -------------------------------------------------
+
+
+def _job(data: dict[str, object], tmp_path: Path) -> Job:
+    return resolve(parse_settings(data), tmp_path)
+
+
+def test_flux_dev_takes_its_guidance_from_embedded_guidance_scale(tmp_path: Path) -> None:
+    # WanGP's export of flux holds guidance_scale 5 (its unused default) beside the real guidance.
+    job = _job({"model_type": "flux", "guidance_scale": 5, "embedded_guidance_scale": 3.5}, tmp_path)
+    assert job.generations[0].request.guidance_scale == 3.5
+    assert job.warnings == []
+    metadata = job.generations[0].metadata
+    assert metadata["embedded_guidance_scale"] == 3.5 and "guidance_scale" not in metadata
+
+
+def test_a_key_the_model_does_not_read_is_not_used_and_says_so(tmp_path: Path) -> None:
+    job = _job({"model_type": "flux", "guidance_scale": 3.0}, tmp_path)
+    assert job.generations[0].request.guidance_scale == 2.5  # the model's own, as in WanGP
+    assert job.warnings == [
+        "guidance_scale: 3.0 is not used: WanGP reads no guidance_scale for flux; its guidance is "
+        "embedded_guidance_scale"
+    ]
+    ltx = _job({"model_type": "ltxv_13B", "flow_shift": 9}, tmp_path)
+    assert ltx.generations[0].request.flow_shift is None
+    assert ltx.warnings == ["flow_shift: 9.0 is not used: WanGP reads no flow_shift for ltxv_13B"]
+
+
+def test_wangp_renders_one_video_a_call_while_wanfarms_own_models_batch(tmp_path: Path) -> None:
+    job = _job({"model_type": "t2v_1.3B", "batch_size": 2}, tmp_path)
+    assert job.work.batch == 1 and job.generations[0].request.batch_size == 1
+    assert job.warnings == [
+        "batch_size: 2 is not used: WanGP renders one video a call; repeat_generation renders more"
+    ]
+    assert _job(WAN | {"batch_size": 2}, tmp_path).work.batch == 2
+
+
+@pytest.mark.parametrize(
+    ("model_type", "given", "used"),
+    [("qwen_image_20B", "default", "euler"), ("flux", "", "euler"), ("t2v", "dpm++", "dpm++")],
+)
+def test_samplers_read_as_wangp_writes_them(tmp_path: Path, model_type: str, given: str, used: str) -> None:
+    job = _job({"model_type": model_type, "sample_solver": given}, tmp_path)
+    assert job.generations[0].request.sample_solver == used
+
+
+def test_a_wangp_sampler_wanfarm_does_not_run_is_refused_by_name(tmp_path: Path) -> None:
+    message = _problems({"model_type": "t2v", "sample_solver": "causvid"}, tmp_path)
+    assert "sample_solver: 'causvid' is not supported by WanFarm yet" in message
+
+
+@pytest.mark.parametrize(("value", "what"), [("SE", "an end image"), ("TV", "continuing a source video")])
+def test_image_inputs_wanfarm_does_not_render_are_refused(tmp_path: Path, value: str, what: str) -> None:
+    message = _problems(TI2V | {"image_prompt_type": value}, tmp_path)
+    assert f"image_prompt_type: {value!r} is not supported by WanFarm yet: {what}" in message
+
+
+def test_several_start_images_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"png")
+    (tmp_path / "b.png").write_bytes(b"png")
+    message = _problems(TI2V | {"image_start": ["a.png", "b.png"]}, tmp_path)
+    assert "image_start: 2 start images are not supported by WanFarm yet" in message
+
+
+def test_ti2v_asked_for_a_start_image_needs_one(tmp_path: Path) -> None:
+    assert "image_start: image_prompt_type 'S' asks for a start image" in _problems(
+        TI2V | {"image_prompt_type": "S"}, tmp_path
+    )
+
+
+def test_a_long_wan_video_is_refused_where_wangp_turns_riflex_on(tmp_path: Path) -> None:
+    # RIFLEx_setting 0 (auto, WanGP's default) switches RIFLEx on past 6 s at 16 fps: 97 frames.
+    message = _problems({"model_type": "t2v", "video_length": 101}, tmp_path)
+    assert "RIFLEx_setting: 0 (WanGP's default for t2v) is not supported by WanFarm yet" in message
+    job = _job({"model_type": "t2v", "video_length": 101, "RIFLEx_setting": 2}, tmp_path)
+    assert job.work.frames == 101 and job.warnings == []
+
+
+def test_a_video_longer_than_the_sliding_window_is_refused(tmp_path: Path) -> None:
+    long = {"model_type": "t2v", "video_length": 161, "RIFLEx_setting": 2}
+    message = _problems(long, tmp_path)
+    assert "sliding_window_size: 129 (WanGP's default for t2v) is not supported by WanFarm yet" in message
+    assert _job(long | {"sliding_window_size": 161}, tmp_path).work.frames == 161
+
+
+def test_a_missing_key_reads_wangps_default_for_the_model(tmp_path: Path) -> None:
+    # t2v_2_2's own default guidance2_scale is 3: equal to guidance_scale 3, WanFarm renders it.
+    job = _job({"model_type": "t2v_2_2", "guidance_scale": 3}, tmp_path)
+    assert job.generations[0].request.guidance_scale == 3.0
+    assert "guidance2_scale: 3 (WanGP's default for t2v_2_2)" in _problems(
+        {"model_type": "t2v_2_2"}, tmp_path
+    )
+
+
+def test_wan22_runs_one_phase_per_expert(tmp_path: Path) -> None:
+    message = _problems({"model_type": "i2v_2_2", "guidance_phases": 1, "image_start": "x.png"}, tmp_path)
+    assert "guidance_phases: 1 is not supported by WanFarm yet" in message
+    message = _problems({"model_type": "t2v_2_2", "guidance2_scale": 4, "switch_threshold": 500}, tmp_path)
+    assert "switch_threshold: 500 is not supported by WanFarm yet" in message
+
+
+def test_a_refused_gate_does_not_drag_its_defaults_along(tmp_path: Path) -> None:
+    message = _problems(WAN | {"skip_steps_cache_type": "tea"}, tmp_path)
+    assert 'skip_steps_cache_type: "tea" is not supported by WanFarm yet' in message
+    assert "skip_steps_multiplier" not in message
+
+
+def test_metadata_drops_what_wangp_reads_the_same_when_absent(tmp_path: Path) -> None:
+    job = _job(
+        {"model_type": "t2v_2_2", "guidance2_scale": 4, "guidance_phases": 2, "NAG_scale": 1}, tmp_path
+    )
+    metadata = job.generations[0].metadata
+    assert metadata["guidance2_scale"] == 4  # not WanGP's default for t2v_2_2 (3): kept
+    assert "guidance_phases" not in metadata and "NAG_scale" not in metadata

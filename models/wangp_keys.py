@@ -1,0 +1,791 @@
+"""Every key WanGP writes into a settings file, a queue.zip entry or an output's metadata, classified.
+
+APPLIED keys WanFarm renders as WanGP does. NOOP_ONLY keys are accepted only at a value that does
+nothing in WanGP (or while WanGP ignores them); any other value is refused, naming the key, the
+value and what it does in WanGP. BOOKKEEPING keys change nothing rendered. A key missing from a
+settings object is read as WanGP reads it: at WanGP's default for that model.
+
+Read from deepbeepmeep/Wan2GP at commit 8681e9f777f9f847f74a0bdefd13d5b9a6efe12d: the keys and
+their defaults in models/_settings.json; wgp.py's save_inputs (the keys a settings file holds),
+prepare_inputs_dict and generate_media (what an output's metadata adds), _save_queue_to_zip,
+clean_settings / get_factory_settings (a missing key takes the model's default), validate_settings
+and fix_settings (what each key does, legacy names); shared/settings_metadata.py (the values at
+which WanGP itself drops a key as doing nothing); the model handlers of models/wan, flux, hyvideo,
+ltx_video and qwen (each model's capabilities and its defaults, in ModelFacts below).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+
+UPSTREAM = "deepbeepmeep/Wan2GP@8681e9f777f9f847f74a0bdefd13d5b9a6efe12d"
+
+
+class KeyClass(StrEnum):
+    APPLIED = "applied"
+    NOOP_ONLY = "noop_only"
+    BOOKKEEPING = "bookkeeping"
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What WanGP's definition of one model says about the settings it reads (its model_def and
+    its handler's defaults). `wangp` is False for WanFarm's own models, which read every applied
+    key as written."""
+
+    wangp: bool = True
+    guidance_phases: int = 1  # guidance_max_phases; 0: the model takes no guidance_scale
+    # Wan 2.2 A14B: the noise level (0-1000) where the second expert takes over in WanFarm's
+    # pipeline (its boundary_ratio x 1000); WanGP switches there only with 2 guidance phases.
+    expert_switch: int | None = None
+    embedded_guidance: bool = False  # its guidance is embedded_guidance_scale (FLUX dev, Hunyuan)
+    flow_shift: bool = True  # WanGP reads flow_shift for it
+    samplers: tuple[str, ...] = ()  # WanGP's sample_solver choices; () when it offers none
+    sliding_window: bool = False  # longer videos are rendered as overlapping windows
+    riflex: bool = False  # RIFLEx position embedding for long videos
+    audio: bool = False  # audio prompts or audio-only output
+    alt_prompt: bool = False  # a second prompt and its guidance
+    custom_settings: bool = False  # model-specific custom_settings entries
+    input_video_strength: bool = False
+    # WanGP's defaults for this model where they differ from models/_settings.json (the handler's
+    # update_default_settings and defaults/<model_type>.json), for keys WanFarm does not fill itself.
+    factory: Mapping[str, object] = field(default_factory=dict)
+
+    @cached_property
+    def unsettled(self) -> frozenset[str]:
+        """The keys that, missing, may do something on this model depending on the rest of the
+        settings; the defaults of the others do nothing whatever the rest (most keys of a file)."""
+        return _unsettled_keys(self)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One settings object as WanGP reads it for one model: the keys given, the applied keys at the
+    values WanFarm renders, and WanGP's defaults for the rest."""
+
+    model_type: str
+    facts: ModelFacts
+    given: Mapping[str, object]
+    applied: Mapping[str, object]  # e.g. video_length, guidance_scale as rendered
+    video: bool
+    fps: int | None
+    frame_step: int = 4  # the model's frame grid (offset + step*k), which WanGP floors a length to
+    frame_offset: int = 1
+
+    def get(self, key: str) -> object:
+        """The value WanGP would use for `key` (clean_settings: a missing or null key takes the
+        model's default)."""
+        return self._values.get(key)
+
+    @cached_property
+    def _values(self) -> dict[str, object]:
+        given = {key: value for key, value in self.given.items() if value is not None}
+        return _DEFAULTS | dict(self.facts.factory) | given | dict(self.applied)
+
+    def letters(self, key: str) -> str:
+        value = self.get(key)
+        return value if isinstance(value, str) else ""
+
+    @property
+    def phases(self) -> int:
+        """Guidance phases WanGP runs: the setting capped by what the model allows."""
+        wanted = _number(self.get("guidance_phases"))
+        return min(int(wanted) if wanted is not None else 1, self.facts.guidance_phases)
+
+    @property
+    def frames(self) -> int:
+        frames = self.applied.get("video_length")
+        return frames if isinstance(frames, int) else 1
+
+
+@dataclass(frozen=True)
+class NoOp:
+    """When a key does nothing in WanGP: a test of (value, reading) and the same rule in words.
+    `by_value` is the part of the test that reads the value alone (None when every part reads the
+    rest of the settings): a missing key it passes needs no further look."""
+
+    test: Callable[[object, Reading], bool]
+    words: str
+    by_value: Callable[[object], bool] | None = None
+
+    def __or__(self, other: NoOp) -> NoOp:
+        parts = [part for part in (self.by_value, other.by_value) if part is not None]
+        by_value = (lambda v: any(part(v) for part in parts)) if parts else None
+        return NoOp(
+            lambda v, r: self.test(v, r) or other.test(v, r), f"{self.words}, or {other.words}", by_value
+        )
+
+
+@dataclass(frozen=True)
+class WanGPKey:
+    """One key WanGP writes: its class, its WanGP default, what it does, and when it does nothing."""
+
+    key: str
+    kind: KeyClass
+    does: str
+    default: object = None  # models/_settings.json; None for keys outside it
+    noop: NoOp | None = None  # NOOP_ONLY keys only
+    # BOOKKEEPING keys that describe WanGP's own run (its file, codec, timing): an output of
+    # WanFarm does not carry them over, it writes its own.
+    of_the_run: bool = False
+    # The key that switches this one on: while that one is refused, this one is not reported too.
+    gate: str | None = None
+
+
+# --- the rules -------------------------------------------------------------------------------------
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _show(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def same_value(a: object, b: object) -> bool:
+    """Equal as WanGP compares settings: 5 and 5.0 are the same number; True is not 1."""
+    na, nb = _number(a), _number(b)
+    if na is not None and nb is not None:
+        return na == nb
+    return type(a) is type(b) and a == b
+
+
+def _by_value(test: Callable[[object], bool], words: str) -> NoOp:
+    return NoOp(lambda v, r: test(v), words, test)
+
+
+def equal(*values: object) -> NoOp:
+    numbers = {n for n in map(_number, values) if n is not None}
+    others = [x for x in values if _number(x) is None]
+
+    def test(value: object) -> bool:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return value in numbers  # 1 and 1.0 hash alike
+        return any(type(value) is type(x) and value == x for x in others)
+
+    return _by_value(test, " or ".join(_show(v) for v in values))
+
+
+def empty() -> NoOp:
+    def test(value: object) -> bool:
+        if isinstance(value, str):
+            return not value.strip()
+        return value is None or value == [] or value == {}
+
+    return _by_value(test, "empty")
+
+
+def at_most(limit: float) -> NoOp:
+    return _by_value(lambda v: (n := _number(v)) is not None and n <= limit, f"at most {limit:g}")
+
+
+def below(limit: float) -> NoOp:
+    return _by_value(lambda v: (n := _number(v)) is not None and n < limit, f"below {limit:g}")
+
+
+def same_as(other: str) -> NoOp:
+    return NoOp(lambda v, r: same_value(v, r.get(other)), f"equal to {other}")
+
+
+def falsy() -> NoOp:
+    return _by_value(lambda v: not v, "0")
+
+
+def unless(gate: Callable[[Reading], bool], words: str) -> NoOp:
+    """Any value, while `gate` is false: WanGP does not read the key then."""
+    return NoOp(lambda v, r: not gate(r), f"any value {words}")
+
+
+def letter_in(key: str, letters: str) -> Callable[[Reading], bool]:
+    return lambda r: any(letter in r.letters(key) for letter in letters)
+
+
+def active(key: str) -> Callable[[Reading], bool]:
+    """True while `key` does something (is not at its no-op)."""
+
+    def gate(reading: Reading) -> bool:
+        noop = KEYS[key].noop
+        return noop is None or not noop.test(reading.get(key), reading)
+
+    return gate
+
+
+def windows(reading: Reading) -> bool:
+    """WanGP renders the video as sliding windows (generate_media: length > floored window size)."""
+    size = _number(reading.get("sliding_window_size"))
+    if not (reading.facts.sliding_window and reading.video) or size is None or size <= 0:
+        return False
+    step, offset = reading.frame_step, reading.frame_offset
+    floored = max(int(size) - offset, 0) // step * step + offset
+    return reading.frames > floored
+
+
+def _phases_as_rendered(value: object, reading: Reading) -> bool:
+    # One phase per expert is what WanFarm's pipeline does; a model with one transformer renders
+    # extra phases alike only when their scales are equal (checked on those keys).
+    if reading.facts.guidance_phases == 0:
+        return True
+    if reading.facts.expert_switch is not None:
+        return reading.phases == 2
+    return True
+
+
+def _switch_as_rendered(value: object, reading: Reading) -> bool:
+    if reading.phases < 2:
+        return True
+    if reading.facts.expert_switch is not None:
+        return same_value(value, reading.facts.expert_switch)
+    return same_value(reading.get("guidance2_scale"), reading.get("guidance_scale"))
+
+
+def _riflex_as_rendered(value: object, reading: Reading) -> bool:
+    # generate_media: RIFLEx is on when set to 1, or set to 0 (auto) and the video is longer than
+    # 6 s + 1 frame at the model's frame rate.
+    if not (reading.facts.riflex and reading.video) or same_value(value, 2):
+        return True
+    fps = reading.fps or 16
+    return same_value(value, 0) and reading.frames <= 6 * fps + 1
+
+
+def _image_mode_as_rendered(value: object, reading: Reading) -> bool:
+    return same_value(value, 0) or (not reading.video and same_value(value, 1))
+
+
+def _fps_as_rendered(value: object, reading: Reading) -> bool:
+    if not reading.video or value is None or (isinstance(value, str) and not value.strip()):
+        return True
+    try:
+        fps = float(value) if isinstance(value, str) else _number(value)
+    except ValueError:
+        return False
+    return fps is not None and reading.fps is not None and fps == reading.fps
+
+
+def _several_start_images(reading: Reading) -> bool:
+    value = reading.get("image_start")
+    return isinstance(value, list) and len([v for v in value if v]) > 1
+
+
+PHASES_AS_RENDERED = NoOp(_phases_as_rendered, "2 on Wan 2.2's two-expert models (one phase per expert)")
+SWITCH_AS_RENDERED = NoOp(
+    _switch_as_rendered,
+    "the pipeline's expert switch on two-expert models (875 for t2v, 900 for i2v), or any value "
+    "while the phases share one guidance scale",
+)
+RIFLEX_AS_RENDERED = NoOp(_riflex_as_rendered, "2 (off), or 0 (auto) up to 6 s of video")
+IMAGE_MODE_AS_RENDERED = NoOp(
+    _image_mode_as_rendered, "0 (1 too on an image model)", lambda v: same_value(v, 0)
+)
+FPS_AS_RENDERED = NoOp(
+    _fps_as_rendered, "empty or the model's own frame rate", lambda v: v is None or v == ""
+)
+NO_WINDOWS = NoOp(lambda v, r: not windows(r), "at least video_length (one window)")
+
+
+def _phase(n: int) -> Callable[[Reading], bool]:
+    return lambda r: r.phases >= n
+
+
+def _audio(reading: Reading) -> bool:
+    return reading.facts.audio or bool(reading.letters("audio_prompt_type"))
+
+
+def _row(key: str, does: str, default: object, noop: NoOp) -> WanGPKey:
+    return WanGPKey(key, KeyClass.NOOP_ONLY, does, default, noop)
+
+
+def _applied(key: str, does: str, default: object = None) -> WanGPKey:
+    return WanGPKey(key, KeyClass.APPLIED, does, default)
+
+
+def _book(key: str, does: str, default: object = None, of_the_run: bool = False) -> WanGPKey:
+    return WanGPKey(key, KeyClass.BOOKKEEPING, does, default, of_the_run=of_the_run)
+
+
+def _gated(key: str, does: str, default: object, gate_key: str) -> WanGPKey:
+    noop = unless(active(gate_key), f"while {gate_key} is off")
+    return WanGPKey(key, KeyClass.NOOP_ONLY, does, default, noop, gate=gate_key)
+
+
+def _with_letter(key: str, does: str, default: object, prompt_key: str, letters: str) -> WanGPKey:
+    noop = unless(letter_in(prompt_key, letters), f"without {letters} in {prompt_key}")
+    return WanGPKey(key, KeyClass.NOOP_ONLY, does, default, noop, gate=prompt_key)
+
+
+def _in_windows(key: str, does: str, default: object) -> WanGPKey:
+    noop = unless(windows, "while the video fits in one window")
+    return WanGPKey(key, KeyClass.NOOP_ONLY, does, default, noop, gate="sliding_window_size")
+
+
+# --- the table -------------------------------------------------------------------------------------
+
+_ROWS: tuple[WanGPKey, ...] = (
+    # What WanFarm renders.
+    _applied("model_type", "the model (WanGP's model_type or a catalogue id)"),
+    _applied("prompt", "the text prompt", ""),
+    _applied("negative_prompt", "what to steer away from", ""),
+    _applied("resolution", "the size, floored to the model's block as WanGP does", "832x480"),
+    _applied("video_length", "frames of a video", 81),
+    _applied("num_inference_steps", "denoising steps", 30),
+    _applied("seed", "the seed (-1: random)", -1),
+    _applied("guidance_scale", "classifier-free guidance (models that take one)", 5),
+    _applied("embedded_guidance_scale", "the distilled guidance of FLUX dev and HunyuanVideo", 6.0),
+    _applied("flow_shift", "the flow-matching shift (models that take one)", 3),
+    _applied("sample_solver", "the sampler", ""),
+    _applied("batch_size", "images a call (WanGP renders one video a call)", 1),
+    _applied("repeat_generation", "outputs in a row, each with its own seed", 1),
+    _applied("image_start", "the start image of image-to-video", None),
+    _applied("image_prompt_type", "which image inputs are used: T (text only) or S (start image)", ""),
+    _applied("film_grain_intensity", "film grain added after rendering", 0),
+    _applied("film_grain_saturation", "colour of the film grain", 0.5),
+    _applied("spatial_upsampling", "Lanczos upscaling after rendering", ""),
+    _applied("activated_loras", "LoRA files to apply", []),
+    _applied("loras_multipliers", "LoRA weights, per step and phase", ""),
+    _applied("multi_prompts_gen_type", "what several prompt lines mean (one job per line)", "PG"),
+    # What a generation does besides rendering the prompt.
+    _row("mode", "runs a post-processing edit of an existing output instead of a generation", "", empty()),
+    _row(
+        "image_mode",
+        "renders an image with a video model (1) or inpaints an image (2)",
+        0,
+        IMAGE_MODE_AS_RENDERED,
+    ),
+    _row("prompt_enhancer", "rewrites the prompt with a language model before rendering", "", empty()),
+    _row(
+        "alt_prompt",
+        "a second prompt some models read",
+        "",
+        empty() | unless(lambda r: r.facts.alt_prompt, "on models without one"),
+    ),
+    _row("image_end", "the end frame the video must reach", None, empty()),
+    _row(
+        "image_refs",
+        "reference images (people, objects, background) the video is built around",
+        None,
+        empty(),
+    ),
+    _row("image_guide", "a control image", None, empty()),
+    _row("image_mask", "the inpainting mask of an image", None, empty()),
+    _row("video_guide", "a control video (pose, depth, video-to-video)", None, empty()),
+    _row("video_guide2", "a second control video", None, empty()),
+    _row("video_mask", "the inpainting mask of a video", None, empty()),
+    _row("video_source", "a video to continue", None, empty()),
+    _row("audio_guide", "the speech a talking model follows", None, empty()),
+    _row("audio_guide2", "the second speaker's speech", None, empty()),
+    _row("audio_source", "a soundtrack to mux into the video", None, empty()),
+    _row("custom_guide", "a model-specific guide file", None, empty()),
+    _row("replace_voice_sample", "a voice sample for voice replacement", None, empty()),
+    _row("replace_voice_sample2", "a second voice sample", None, empty()),
+    _row(
+        "video_prompt_type",
+        "control video, reference image and mask modes (letters V, I, A, G, ...)",
+        "",
+        empty(),
+    ),
+    _row("audio_prompt_type", "audio prompt modes (letters A, B, ...)", "", empty()),
+    _row(
+        "model_mode",
+        "the inpainting method",
+        None,
+        empty() | unless(lambda r: same_value(r.get("image_mode"), 2), "outside inpainting"),
+    ),
+    _row(
+        "custom_settings",
+        "model-specific settings",
+        None,
+        empty() | unless(lambda r: r.facts.custom_settings, "on models without any"),
+    ),
+    _row("force_fps", "renders and encodes at another frame rate", "", FPS_AS_RENDERED),
+    _row(
+        "multi_images_gen_type",
+        "how several start images pair with prompts",
+        0,
+        equal(0) | unless(_several_start_images, "with at most one start image"),
+    ),
+    _row(
+        "duration_seconds",
+        "the length of an audio output",
+        0,
+        equal(0) | unless(_audio, "on a model without audio"),
+    ),
+    _row(
+        "pause_seconds",
+        "pauses between spoken sentences",
+        0,
+        equal(0) | unless(_audio, "on a model without audio"),
+    ),
+    _row("motion_amplitude", "amplifies motion in image-to-video", 1.0, equal(1)),
+    _with_letter(
+        "keep_frames_video_source", "frames kept from a source video", "", "image_prompt_type", "VL"
+    ),
+    _with_letter("keep_frames_video_guide", "frames of the control video kept", "", "video_prompt_type", "V"),
+    _row("video_guide_outpainting", "outpaints the control video", "#", equal("", "#")),
+    _with_letter(
+        "video_guide_outpainting_ratio", "the outpainting's aspect ratio", "", "video_prompt_type", "V"
+    ),
+    _with_letter(
+        "denoising_strength", "how much of the control video is re-noised", 1.0, "video_prompt_type", "G"
+    ),
+    _with_letter("masking_strength", "how long the mask constrains denoising", 1, "video_prompt_type", "G"),
+    _row(
+        "input_video_strength",
+        "how strongly the start image or source video conditions the video",
+        1.0,
+        equal(1) | unless(lambda r: r.facts.input_video_strength, "on models without it"),
+    ),
+    _with_letter("mask_expand", "grows the mask by this many pixels", 0, "video_prompt_type", "A"),
+    _with_letter("frames_positions", "where reference frames are injected", "", "video_prompt_type", "F"),
+    _with_letter(
+        "image_refs_relative_size", "the size of reference images in the frame", 50, "video_prompt_type", "I"
+    ),
+    _with_letter(
+        "remove_background_images_ref", "removes reference images' backgrounds", 1, "video_prompt_type", "I"
+    ),
+    _with_letter(
+        "min_frames_if_references",
+        "frames rendered for an image with references",
+        1,
+        "video_prompt_type",
+        "IV",
+    ),
+    _with_letter("control_net_weight", "the strength of the control video", 1, "video_prompt_type", "V"),
+    _with_letter(
+        "control_net_weight2", "the strength of the second control video", 1, "video_prompt_type", "V"
+    ),
+    _with_letter(
+        "control_net_weight_alt", "the strength of the alternative control", 1, "video_prompt_type", "V"
+    ),
+    _row(
+        "speakers_locations",
+        "where each speaker stands",
+        "0:45 55:100",
+        unless(_audio, "on a model without audio"),
+    ),
+    # Guidance beyond one scale.
+    _row(
+        "guidance_phases",
+        "guidance phases (Wan 2.2: phase 2 runs the low-noise expert)",
+        1,
+        PHASES_AS_RENDERED,
+    ),
+    _row(
+        "guidance2_scale",
+        "the guidance scale of phase 2 (Wan 2.2's low-noise expert)",
+        5,
+        same_as("guidance_scale") | unless(_phase(2), "with one guidance phase"),
+    ),
+    _row(
+        "guidance3_scale",
+        "the guidance scale of phase 3",
+        5,
+        same_as("guidance_scale") | unless(_phase(3), "with fewer than 3 phases"),
+    ),
+    _row("switch_threshold", "the noise level where phase 2 starts", 0, SWITCH_AS_RENDERED),
+    _row(
+        "switch_threshold2",
+        "the noise level where phase 3 starts",
+        0,
+        unless(_phase(3), "with fewer than 3 phases")
+        | NoOp(
+            lambda v, r: (
+                same_value(r.get("guidance3_scale"), r.get("guidance_scale"))
+                and r.facts.expert_switch is None
+            ),
+            "any value when phase 3 keeps the same scale on a one-transformer model",
+        ),
+    ),
+    _row(
+        "model_switch_phase",
+        "the phase where the second expert takes over",
+        1,
+        equal(1)
+        | unless(_phase(3), "with fewer than 3 phases")
+        | unless(lambda r: r.facts.expert_switch is not None, "on one-transformer models"),
+    ),
+    _row(
+        "alt_guidance_scale",
+        "the guidance of the second prompt",
+        1.0,
+        equal(1) | unless(lambda r: r.facts.alt_prompt, "on models without one"),
+    ),
+    _row(
+        "alt_scale",
+        "the weight of the second prompt",
+        0.0,
+        equal(0) | unless(lambda r: r.facts.alt_prompt, "on models without one"),
+    ),
+    _row(
+        "audio_guidance_scale",
+        "the guidance of the audio prompt",
+        1,
+        unless(_audio, "on a model without audio"),
+    ),
+    _row("audio_scale", "the weight of the audio prompt", 1, unless(_audio, "on a model without audio")),
+    _row("NAG_scale", "Normalized Attention Guidance", 1, at_most(1)),
+    _gated("NAG_tau", "NAG's normalisation threshold", 3.5, "NAG_scale"),
+    _gated("NAG_alpha", "NAG's blend", 0.5, "NAG_scale"),
+    _row("perturbation_switch", "skip-layer / perturbed-attention guidance", 0, at_most(0)),
+    _gated("perturbation_layers", "the layers the perturbation skips", [9], "perturbation_switch"),
+    _gated("perturbation_start_perc", "where the perturbation starts", 10, "perturbation_switch"),
+    _gated("perturbation_end_perc", "where the perturbation ends", 90, "perturbation_switch"),
+    _row("apg_switch", "Adaptive Projected Guidance", 0, falsy()),
+    _row("cfg_star_switch", "CFG-Zero* rescaling of the guidance", 0, falsy()),
+    _row("cfg_zero_step", "zeroes the first steps' prediction (CFG-Zero init)", -1, below(0)),
+    _row("self_refiner_setting", "re-denoises uncertain regions (self refiner)", 0, at_most(0)),
+    _gated("self_refiner_plan", "the self refiner's plan", "", "self_refiner_setting"),
+    _gated("self_refiner_f_uncertainty", "the self refiner's uncertainty", 0.0, "self_refiner_setting"),
+    _gated("self_refiner_certain_percentage", "the self refiner's certainty", 0.999, "self_refiner_setting"),
+    _row(
+        "temperature",
+        "sampling temperature of audio language models",
+        0.8,
+        unless(lambda r: r.facts.audio, "on a model without audio"),
+    ),
+    _row(
+        "top_p",
+        "nucleus sampling of audio language models",
+        0.9,
+        unless(lambda r: r.facts.audio, "on a model without audio"),
+    ),
+    _row(
+        "top_k",
+        "top-k sampling of audio language models",
+        50,
+        unless(lambda r: r.facts.audio, "on a model without audio"),
+    ),
+    # Speed-ups that change the frames.
+    _row("skip_steps_cache_type", "skips steps with a cache (tea, mag, ...) at some loss", "", empty()),
+    _gated("skip_steps_multiplier", "how much the step cache skips", 1.75, "skip_steps_cache_type"),
+    _gated("skip_steps_start_step_perc", "where the step cache starts", 0, "skip_steps_cache_type"),
+    _row(
+        "RIFLEx_setting",
+        "RIFLEx position embedding for long videos (0 auto, 1 on, 2 off)",
+        0,
+        RIFLEX_AS_RENDERED,
+    ),
+    # Long videos.
+    _row("sliding_window_size", "splits a longer video into overlapping windows", 129, NO_WINDOWS),
+    _in_windows("sliding_window_overlap", "frames shared by two windows", 5),
+    _in_windows("sliding_window_color_correction_strength", "colour matching between windows", 0),
+    _in_windows("sliding_window_overlap_noise", "noise added to the shared frames", 0),
+    _in_windows("sliding_window_discard_last_frames", "frames dropped at each window's end", 0),
+    _in_windows("sliding_window_trim_first_frames", "frames dropped at a window's start", 0),
+    _in_windows("sub_parallel_window_size", "windows rendered in parallel", 0),
+    _in_windows("sub_parallel_window_overlap", "overlap of parallel windows", 17),
+    # After rendering.
+    _row("temporal_upsampling", "interpolates frames (RIFE) after rendering", "", empty()),
+    _row("postprocess_audio", "generates or processes a soundtrack (MMAudio, ...)", "", empty()),
+    _gated("postprocess_audio_prompt", "the soundtrack's prompt", "", "postprocess_audio"),
+    _gated("postprocess_audio_neg_prompt", "the soundtrack's negative prompt", "", "postprocess_audio"),
+    _row("replace_voice_method", "replaces voices in the soundtrack", "", empty()),
+    # How WanGP runs the model.
+    _row(
+        "override_profile",
+        "forces a memory profile for this job (WanFarm picks one per agent)",
+        -1,
+        equal(-1, "-1") | empty(),
+    ),
+    _row("override_attention", "forces an attention kernel for this job", "", empty()),
+    _row(
+        "attention_sparsity",
+        "sparsity of the 'sol' attention kernel",
+        1.0,
+        unless(lambda r: r.letters("override_attention") == "sol", "without the 'sol' kernel"),
+    ),
+    _row("config", "selects another configuration of the model", "", empty()),
+    # Older names WanGP still converts when it reads a file (fix_settings).
+    _row("prompts", "an old name of prompt, which it replaces", None, empty()),
+    _row("tea_cache_setting", "an old name of the TeaCache step cache", None, empty() | at_most(0)),
+    _gated(
+        "tea_cache_start_step_perc", "an old name of skip_steps_start_step_perc", None, "tea_cache_setting"
+    ),
+    _row("slg_switch", "an old name of perturbation_switch", None, empty() | at_most(0)),
+    _gated("slg_layers", "an old name of perturbation_layers", None, "slg_switch"),
+    _gated("slg_start_perc", "an old name of perturbation_start_perc", None, "slg_switch"),
+    _gated("slg_end_perc", "an old name of perturbation_end_perc", None, "slg_switch"),
+    # Nothing rendered depends on these.
+    _book("type", "the WanGP version and model name that wrote the file", of_the_run=True),
+    _book("settings_version", "the version of WanGP's settings format"),
+    _book("base_model_type", "the architecture of a finetuned model_type"),
+    _book("client_id", "the API client that queued the job", ""),
+    _book("output_filename", "the output's file name", ""),
+    _book("keep_intermediate_sliding_windows", "keeps each window's file", 1),
+    _book("lset_name", "the LoRA preset selected in the UI"),
+    _book("model_filename", "WanGP's weight file", of_the_run=True),
+    _book("generation_time", "seconds the render took", of_the_run=True),
+    _book("creation_date", "when the output was written", of_the_run=True),
+    _book("creation_timestamp", "when the output was written", of_the_run=True),
+    _book("image_quality", "WanGP's image codec", of_the_run=True),
+    _book("video_quality", "WanGP's video codec", of_the_run=True),
+    _book("hdr", "the output was encoded HDR", of_the_run=True),
+    _book("hdr_video_crf", "WanGP's HDR encoder quality", of_the_run=True),
+    _book("modules", "modules merged into the model_type", of_the_run=True),
+    _book("transformer_loras_filenames", "LoRAs built into the model_type", of_the_run=True),
+    _book("transformer_loras_multipliers", "their weights", of_the_run=True),
+    _book("window_no", "the sliding window an output ends at", of_the_run=True),
+    _book("enhanced_prompt", "the prompt after the prompt enhancer", of_the_run=True),
+    _book("enhanced_alt_prompt", "the second prompt after the prompt enhancer", of_the_run=True),
+    _book("postprocess_audio_seed", "the seed of the soundtrack", of_the_run=True),
+    _book("audio_postprocess", "the soundtrack processor's name", of_the_run=True),
+    # Written by WanFarm into its own outputs.
+    _book("model_id", "the catalogue id WanFarm rendered (WanFarm)"),
+    _book("wanfarm", "how WanFarm ran the job (WanFarm)", of_the_run=True),
+)
+
+KEYS: dict[str, WanGPKey] = {row.key: row for row in _ROWS}
+_DEFAULTS: dict[str, object] = {row.key: row.default for row in _ROWS}
+
+
+# --- WanGP's models of the catalogue ---------------------------------------------------------------
+
+_WAN_SAMPLERS = ("unipc", "euler", "dpm++", "causvid", "lcm")
+# get_factory_settings: flow_shift 5 (7 for 480p i2v), then each handler's and file's own values.
+_WAN = ModelFacts(guidance_phases=3, samplers=_WAN_SAMPLERS, sliding_window=True, riflex=True)
+MODEL_FACTS: dict[str, ModelFacts] = {
+    "t2v": _WAN,
+    "t2v_1.3B": _WAN,
+    "i2v": _WAN,
+    "ti2v_2_2": _WAN,
+    "t2v_2_2": ModelFacts(
+        guidance_phases=3,
+        expert_switch=875,
+        samplers=_WAN_SAMPLERS,
+        sliding_window=True,
+        riflex=True,
+        factory={"guidance_phases": 2, "switch_threshold": 875, "guidance2_scale": 3},
+    ),
+    "i2v_2_2": ModelFacts(
+        guidance_phases=3,
+        expert_switch=900,
+        samplers=_WAN_SAMPLERS,
+        sliding_window=True,
+        riflex=True,
+        factory={
+            "guidance_phases": 2,
+            "switch_threshold": 900,
+            "guidance2_scale": 3.5,
+            "masking_strength": 0.1,
+            "denoising_strength": 0.9,
+        },
+    ),
+    "hunyuan": ModelFacts(
+        guidance_phases=0,
+        embedded_guidance=True,
+        riflex=True,
+        factory={"guidance_scale": 7.0, "flow_shift": 5.0},
+    ),
+    "ltxv_13B": ModelFacts(
+        guidance_phases=0, flow_shift=False, sliding_window=True, factory={"flow_shift": 5.0}
+    ),
+    "ltxv_distilled": ModelFacts(
+        guidance_phases=0, flow_shift=False, sliding_window=True, factory={"flow_shift": 5.0}
+    ),
+    "flux": ModelFacts(
+        guidance_phases=0,
+        embedded_guidance=True,
+        flow_shift=False,
+        factory={"embedded_guidance_scale": 2.5, "flow_shift": 5.0},
+    ),
+    "flux_schnell": ModelFacts(
+        guidance_phases=0, flow_shift=False, factory={"embedded_guidance_scale": 2.5, "flow_shift": 5.0}
+    ),
+    "qwen_image_20B": ModelFacts(
+        flow_shift=False, samplers=("default", "lightning"), factory={"flow_shift": 5.0}
+    ),
+}
+# WanFarm's own models (tiny ones, LTX-Video 2B): no WanGP model to follow; every applied key counts.
+NATIVE = ModelFacts(wangp=False)
+
+
+def model_facts(wangp_model_types: Iterable[str]) -> ModelFacts:
+    """The facts of the first WanGP model_type a catalogue model answers to; NATIVE when none."""
+    for model_type in wangp_model_types:
+        if model_type in MODEL_FACTS:
+            return MODEL_FACTS[model_type]
+    return NATIVE
+
+
+def refusals(reading: Reading) -> list[str]:
+    """One "key: value is not supported by WanFarm yet: ..." line per NOOP_ONLY key that would do
+    something here, given or (at WanGP's default for the model) missing."""
+    problems = []
+    unsettled = reading.facts.unsettled
+    for row in _NOOP_ROWS:
+        given = reading.given.get(row.key) is not None
+        if not (given or row.key in unsettled):
+            continue
+        value = reading.get(row.key)
+        if row.noop.test(value, reading):
+            continue
+        shown = _show(value) + ("" if given else f" ({_default_of(reading)})")
+        problems.append(
+            f"{row.key}: {shown} is not supported by WanFarm yet: {row.does}; accepted: {row.noop.words}"
+        )
+    return problems
+
+
+@dataclass(frozen=True)
+class _NoOpRow:
+    key: str
+    does: str
+    noop: NoOp
+
+
+_NOOP_ROWS = tuple(_NoOpRow(row.key, row.does, row.noop) for row in _ROWS if row.noop is not None)
+
+
+def _unsettled_keys(facts: ModelFacts) -> frozenset[str]:
+    return frozenset(
+        row.key
+        for row in _ROWS
+        # A missing key that only matters while another is on is not reported: that other one is
+        # refused, and saying what to change there is enough.
+        if row.noop is not None
+        and row.gate is None
+        and not (row.noop.by_value is not None and row.noop.by_value(facts.factory.get(row.key, row.default)))
+    )
+
+
+def _default_of(reading: Reading) -> str:
+    return f"WanGP's default for {reading.model_type}" if reading.facts.wangp else "WanGP's default"
+
+
+def ignored(reading: Reading) -> list[str]:
+    """A warning per applied key that this model does not read (WanGP ignores it too) given at a
+    value other than WanGP's default for the model: it asks for something that will not happen."""
+    warnings = []
+    for key, reason in _unread(reading).items():
+        value = reading.given.get(key)
+        default = reading.facts.factory.get(key, KEYS[key].default)
+        if value is not None and not same_value(value, default):
+            warnings.append(f"{key}: {_show(value)} is not used: {reason}")
+    return warnings
+
+
+def _unread(reading: Reading) -> dict[str, str]:
+    facts, model = reading.facts, reading.model_type
+    reasons = {}
+    if not facts.embedded_guidance:
+        reasons["embedded_guidance_scale"] = f"{model} has no embedded guidance"
+    if facts.wangp and facts.guidance_phases == 0:
+        instead = "; its guidance is embedded_guidance_scale" if facts.embedded_guidance else ""
+        reasons["guidance_scale"] = f"WanGP reads no guidance_scale for {model}{instead}"
+    if facts.wangp and not facts.flow_shift:
+        reasons["flow_shift"] = f"WanGP reads no flow_shift for {model}"
+    if facts.wangp and reading.video:
+        reasons["batch_size"] = "WanGP renders one video a call; repeat_generation renders more"
+    return reasons
+
+
+def counts() -> dict[KeyClass, int]:
+    """How many keys each class holds."""
+    return {kind: sum(row.kind is kind for row in _ROWS) for kind in KeyClass}
