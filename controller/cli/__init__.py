@@ -30,9 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def run() -> NoReturn:
+def run(argv: Sequence[str] | None = None) -> NoReturn:
     """The `wanfarm` command: `main`, then exit."""
-    code = main()
+    code = main(argv)
     # On its way out Python collects every object it holds, ~60 ms once pydantic is loaded; frozen
     # objects are not scanned, and the process is ending anyway.
     gc.freeze()

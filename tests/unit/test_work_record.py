@@ -79,13 +79,16 @@ def test_the_agent_is_sent_the_work_and_the_profile_the_job_was_placed_as(
 
 def test_a_running_job_without_a_profile_is_refused_not_guessed(store: JobStore, tmp_path: Path) -> None:
     policy = Placing(Profile.P1)
-    job, cluster, dispatcher = _started(store, tmp_path, policy)
+    job, cluster, _ = _started(store, tmp_path, policy)
     with sqlite3.connect(tmp_path / "jobs.db") as db:  # what no transition writes: a lost profile
         db.execute("UPDATE jobs SET profile = NULL WHERE id = ?", (job.id,))
     cluster.agents["node0001-gpu0"].succeed()
+    # A restarted controller reads the running attempt from the store (the one that started it
+    # keeps the record it wrote).
+    restarted = fake_dispatcher(store, cluster, tmp_path, policy=policy, clock=lambda: T0)
 
     with pytest.raises(ValueError, match=f"job {job.id} attempt 1 is running without a memory profile"):
-        dispatcher.tick()
+        restarted.tick()
     assert policy.observed == []  # the old fallback taught the policy a profile 4 run
 
 
