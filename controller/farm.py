@@ -50,6 +50,7 @@ class FarmConfig:
     cache_budget_gb: float | None = None
     weight_mirror: bool = False
     attention: str = "auto"
+    lora_dir: Path | None = None  # LoRAs for agents whose node sets no $WANFARM_LORAS
     policy: str = "wanfarm"
     api_keys: Path | None = None  # default: $WANFARM_API_KEYS, else an open farm (loopback only)
     allowed_hosts: tuple[str, ...] = ()  # Host names served besides the bound one; "*" for any
@@ -89,6 +90,7 @@ class Farm:
             cache_budget_bytes=budget,
             weight_mirror=self.config.weight_mirror,
             attention=self.config.attention,
+            lora_dir=self.config.lora_dir,
         )
         self.registry = AgentRegistry(self.cluster, settings)
         self.registry.refresh()

@@ -31,6 +31,7 @@ class AgentSettings:
     cache_budget_bytes: int | None = None
     weight_mirror: bool = False
     attention: str = "auto"
+    lora_dir: Path | None = None
 
 
 @dataclass
@@ -116,6 +117,7 @@ class AgentRegistry:
             cache_budget_bytes=self.settings.cache_budget_bytes,
             weight_mirror=self.settings.weight_mirror,
             attention=self.settings.attention,
+            lora_dir=self.settings.lora_dir,
             declared_ram_bytes=int(node.declared_ram_gb * 1024**3) if node.declared_ram_gb else None,
         )
         short = node.node_id[:8]

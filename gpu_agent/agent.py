@@ -75,6 +75,7 @@ class GpuAgent:
         # torch and diffusers load here, in the actor, never in the controller that creates it.
         import torch
 
+        from models.loras import LoraLibrary
         from models.runner import PipelineHost
 
         if config.declared_gpu:
@@ -85,8 +86,13 @@ class GpuAgent:
             # cores: it yields to it (a GPU agent's CPU share is small and keeps its priority).
             os.nice(CPU_RENDER_NICENESS)
         device = "cpu" if config.declared_gpu else None
+        # As with the cache, a node's own LoRA folder ($WANFARM_LORAS) comes before the farm's.
+        lora_root = Path(os.environ["WANFARM_LORAS"]) if os.environ.get("WANFARM_LORAS") else config.lora_dir
         self.host: PipelineHost = PipelineHost(
-            self.cache, device=device, attention_mode=AttentionMode(config.attention)
+            self.cache,
+            device=device,
+            attention_mode=AttentionMode(config.attention),
+            loras=LoraLibrary(lora_root) if lora_root else None,
         )
         self._lock = threading.Lock()
         self._events: list[AgentEvent] = []

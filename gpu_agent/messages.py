@@ -32,6 +32,7 @@ class AgentConfig:
     weight_mirror: bool = False  # fill the cache from the storage's weights/ before the hub
     attention: str = "auto"
     node_agents: int = 1  # agents of its node, sharing its cores
+    lora_dir: Path | None = None  # LoRA root (WanGP's loras/ layout), unless the node sets $WANFARM_LORAS
 
 
 @dataclass(frozen=True)

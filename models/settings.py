@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from models.attachments import SEND_ATTACHMENTS, AttachmentRefused, Attachments
 from models.catalogue import ModelPreset, Output, Task, UnknownModel, get_model
+from models.loras import LoraRequest, model_phases, parse_loras
 from models.request import GenerationRequest
 from models.samplers import SOLVER_NAMES, solver_problem
 from models.wangp_keys import (
@@ -127,13 +128,6 @@ class WanGPSettings(BaseModel):
             raise ValueError(f"must be one of {', '.join(repr(k) for k in UPSAMPLING)}")
         return value
 
-    @field_validator("activated_loras")
-    @classmethod
-    def _no_loras_yet(cls, value: list[str]) -> list[str]:
-        if value:
-            raise ValueError("LoRAs are not supported by WanFarm yet; remove them to render")
-        return value
-
     def given(self) -> dict[str, Any]:
         """The keys the settings object holds, as given (no schema defaults filled in)."""
         return self.model_dump(mode="json", exclude_unset=True)
@@ -183,6 +177,7 @@ class _Rendered:
     solver: str
     batch: int
     image_start: Path | None
+    loras: tuple[LoraRequest, ...]
 
 
 def parse_settings(data: object, source: str = "") -> WanGPSettings:
@@ -241,18 +236,36 @@ def _rendered(
     # WanGP renders one video a call whatever batch_size says (generate_media); WanFarm's own
     # models keep batching videos.
     batch = 1 if facts.wangp and preset.output is Output.VIDEO else settings.batch_size
+    steps = settings.num_inference_steps or preset.defaults.num_inference_steps
     return _Rendered(
         canvas=canvas,
         width=width,
         height=height,
         frames=_frames(settings, preset, problems),
-        steps=settings.num_inference_steps or preset.defaults.num_inference_steps,
+        steps=steps,
         guidance=_guidance(settings, preset, facts),
         flow_shift=flow_shift,
         solver=solver,
         batch=batch,
         image_start=image_start,
+        loras=_loras(settings, preset, steps, problems),
     )
+
+
+def _loras(
+    settings: WanGPSettings, preset: ModelPreset, steps: int, problems: list[str]
+) -> tuple[LoraRequest, ...]:
+    # The files are found where the job renders (the node's LoRA folder); here, the schedule.
+    try:
+        return parse_loras(settings.activated_loras, settings.loras_multipliers, steps, model_phases(preset))
+    except ValueError as error:
+        message = str(error)
+        problems.append(
+            message
+            if message.startswith(("loras_multipliers", "activated_loras"))
+            else f"activated_loras: {message}"
+        )
+        return ()
 
 
 def _reading(settings: WanGPSettings, preset: ModelPreset, facts: ModelFacts, rendered: _Rendered) -> Reading:
@@ -287,6 +300,7 @@ def _generation(
         seed=seed,
         batch_size=rendered.batch,
         image_start=rendered.image_start,
+        loras=rendered.loras,
     )
     return Generation(
         request=request,

@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--weight-mirror", action="store_true", help="fill node caches from the bucket's weights/"
     )
     up.add_argument("--cache-budget-gb", type=float, default=None)
+    up.add_argument(
+        "--lora-dir",
+        type=Path,
+        default=None,
+        help="LoRA root for agents whose node sets no $WANFARM_LORAS (WanGP's loras/ layout)",
+    )
     up.add_argument("--policy", default="wanfarm")
     up.add_argument(
         "--allowed-host",
@@ -188,6 +194,7 @@ def _run_up(args: argparse.Namespace) -> int:
             storage=storage,
             cache_budget_gb=args.cache_budget_gb,
             weight_mirror=args.weight_mirror,
+            lora_dir=args.lora_dir or default_lora_dir(),
             policy=args.policy,
             api_keys=args.api_keys,
             allowed_hosts=tuple(args.allowed_host),

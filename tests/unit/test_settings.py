@@ -210,8 +210,30 @@ def test_a_local_render_reads_any_path_of_the_users_machine(tmp_path: Path) -> N
         assert job.generations[0].request.image_start.read_bytes() == b"png"
 
 
-def test_loras_are_refused_until_supported(tmp_path: Path) -> None:
-    assert "activated_loras" in _problems(WAN | {"activated_loras": ["style.safetensors"]}, tmp_path)
+def test_loras_travel_to_the_request_with_their_schedule_and_into_the_metadata(tmp_path: Path) -> None:
+    settings = WAN | {
+        "num_inference_steps": 4,
+        "activated_loras": ["style.safetensors", "speed.safetensors"],
+        "loras_multipliers": "0.8 1,0",
+    }
+    (generation,) = resolve(parse_settings(settings), tmp_path).generations
+    style, speed = generation.request.loras
+    assert (style.name, speed.name) == ("style.safetensors", "speed.safetensors")
+    assert [style.weight_at(step, 0) for step in range(4)] == [0.8] * 4
+    assert [speed.weight_at(step, 0) for step in range(4)] == [1.0, 1.0, 0.0, 0.0]
+    assert generation.metadata["activated_loras"] == settings["activated_loras"]
+    assert generation.metadata["loras_multipliers"] == "0.8 1,0"
+
+
+@pytest.mark.parametrize(
+    ("multipliers", "named"),
+    [("1 1 1", "loras_multipliers"), ("x", "'x' is not a number"), ("1;0", "phase")],
+)
+def test_a_lora_schedule_that_cannot_be_honoured_is_refused_by_name(
+    tmp_path: Path, multipliers: str, named: str
+) -> None:
+    settings = WAN | {"activated_loras": ["style.safetensors"], "loras_multipliers": multipliers}
+    assert named in _problems(settings, tmp_path)
 
 
 @pytest.mark.parametrize(

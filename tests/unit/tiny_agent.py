@@ -12,7 +12,9 @@ from gpu_agent.storage import StorageConfig
 SETTINGS = {"model_type": "qwen-image-tiny", "prompt": "a fox", "seed": 3}
 
 
-def agent(tmp_path: Path, cache_dir: Path, agent_id: str = "n1-gpu0") -> GpuAgent:
+def agent(
+    tmp_path: Path, cache_dir: Path, agent_id: str = "n1-gpu0", lora_dir: Path | None = None
+) -> GpuAgent:
     config = AgentConfig(
         agent_id=agent_id,
         node_id="n1",
@@ -20,5 +22,6 @@ def agent(tmp_path: Path, cache_dir: Path, agent_id: str = "n1-gpu0") -> GpuAgen
         storage=StorageConfig(kind="local", root=tmp_path / "objects"),
         cache_dir=cache_dir,  # the session's: each tiny model is built once
         declared_gpu="RTX 4090",
+        lora_dir=lora_dir,
     )
     return GpuAgent(config)
