@@ -140,6 +140,8 @@ def pipeline_kwargs(
         "generator": generator,
         "output_type": "np",
     }
+    if request.guidance_scale_2 is not None:
+        kwargs["guidance_scale_2"] = request.guidance_scale_2  # diffusers' Wan 2.2 two-expert pipelines
     if style.negative_prompt:
         kwargs["negative_prompt"] = request.negative_prompt
     if video:

@@ -25,3 +25,4 @@ class GenerationRequest:
     batch_size: int = 1
     image_start: Path | None = None  # first frame for image-to-video
     loras: tuple[LoraRequest, ...] = ()  # in activated_loras order, schedules for `steps`
+    guidance_scale_2: float | None = None  # Wan 2.2's low-noise expert; None: guidance_scale

@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
@@ -178,6 +178,7 @@ class _Rendered:
     batch: int
     image_start: Path | None
     loras: tuple[LoraRequest, ...]
+    guidance_2: float | None = None  # the low-noise expert's scale on Wan 2.2's two experts
 
 
 def parse_settings(data: object, source: str = "") -> WanGPSettings:
@@ -209,6 +210,8 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
     problems.extend(refusals(reading))
     if problems:
         raise SettingsError(problems, source)
+    if facts.expert_switch is not None and reading.phases == 2:
+        rendered = replace(rendered, guidance_2=float(cast(float, reading.get("guidance2_scale"))))
     work = WorkSize(
         preset.id, rendered.width, rendered.height, rendered.frames, rendered.steps, rendered.batch
     )
@@ -301,6 +304,7 @@ def _generation(
         batch_size=rendered.batch,
         image_start=rendered.image_start,
         loras=rendered.loras,
+        guidance_scale_2=rendered.guidance_2,
     )
     return Generation(
         request=request,
@@ -337,6 +341,8 @@ def _metadata(
     if preset.output is Output.IMAGE or not facts.wangp:
         applied["batch_size"] = rendered.batch
     applied[_guidance_key(facts)] = rendered.guidance
+    if rendered.guidance_2 is not None:
+        applied["guidance2_scale"] = rendered.guidance_2
     if rendered.image_start is not None:
         applied |= {"image_start": given["image_start"], "image_prompt_type": "S"}
     elif settings.image_prompt_type:

@@ -239,6 +239,11 @@ def _phases_as_rendered(value: object, reading: Reading) -> bool:
     return True
 
 
+def _second_expert_scale(value: object, reading: Reading) -> bool:
+    # Rendered: on two experts phase 2 is the low-noise expert, whose scale the pipeline takes.
+    return reading.facts.expert_switch is not None and reading.phases == 2
+
+
 def _switch_as_rendered(value: object, reading: Reading) -> bool:
     if reading.phases < 2:
         return True
@@ -481,7 +486,9 @@ _ROWS: tuple[WanGPKey, ...] = (
         "guidance2_scale",
         "the guidance scale of phase 2 (Wan 2.2's low-noise expert)",
         5,
-        same_as("guidance_scale") | unless(_phase(2), "with one guidance phase"),
+        same_as("guidance_scale")
+        | unless(_phase(2), "with one guidance phase")
+        | NoOp(_second_expert_scale, "any value on Wan 2.2's two experts (the low-noise expert's scale)"),
     ),
     _row(
         "guidance3_scale",

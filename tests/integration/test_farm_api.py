@@ -200,7 +200,9 @@ JSON = {"Content-Type": "application/json"}
 BAD_JSON = [
     ("unknown model", {"model_type": "no-such-model", "prompt": "x"}, 422, "model_type"),
     ("frames not 4k+1", tiny("wan-tiny", video_length=10), 422, "video_length: 10"),
-    ("size not a multiple of 16", tiny("wan-tiny", resolution="65x64"), 422, "resolution"),
+    # A side off the model's block is floored as WanGP does (65x64 renders 64x64); below the
+    # smallest side there is nothing to floor to.
+    ("size below the smallest side", tiny("wan-tiny", resolution="31x64"), 422, "resolution"),
     ("negative steps", tiny("wan-tiny", num_inference_steps=-3), 422, "num_inference_steps"),
     ("only the last of a batch bad", [tiny(), tiny(), tiny(video_length=8)], 422, "settings[2]"),
     ("priority 101", {"settings": tiny(), "priority": 101}, 422, "priority"),

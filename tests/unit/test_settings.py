@@ -335,11 +335,11 @@ def test_a_video_longer_than_the_sliding_window_is_refused(tmp_path: Path) -> No
 
 
 def test_a_missing_key_reads_wangps_default_for_the_model(tmp_path: Path) -> None:
-    # t2v_2_2's own default guidance2_scale is 3: equal to guidance_scale 3, WanFarm renders it.
-    job = _job({"model_type": "t2v_2_2", "guidance_scale": 3}, tmp_path)
-    assert job.generations[0].request.guidance_scale == 3.0
+    # t2v_2_2's own default guidance2_scale is 3 (phase 2, the low-noise expert).
+    request = _job({"model_type": "t2v_2_2", "guidance_scale": 5}, tmp_path).generations[0].request
+    assert (request.guidance_scale, request.guidance_scale_2) == (5.0, 3.0)
     assert "guidance2_scale: 3 (WanGP's default for t2v_2_2)" in _problems(
-        {"model_type": "t2v_2_2"}, tmp_path
+        {"model_type": "t2v_2_2", "guidance_phases": 3}, tmp_path
     )
 
 

@@ -229,3 +229,15 @@ def test_call_kwargs_per_family() -> None:
     flux = pipeline_kwargs(pipe, get_model("flux-tiny"), default_request(get_model("flux-tiny")), generator)
     assert flux["guidance_scale"] == 3.5 and "negative_prompt" not in flux
     assert flux["output_type"] == "np" and flux["generator"] is generator
+
+
+def test_wan22_s_two_experts_get_each_its_own_guidance_and_one_expert_models_one() -> None:
+    generator = torch.Generator("cpu")
+    pipe: Any = None  # the mapping reads only the preset and the request
+    two = get_model("wan2.2-t2v-a14b")
+    kwargs = pipeline_kwargs(
+        pipe, two, default_request(two, guidance_scale=4.0, guidance_scale_2=3.0), generator
+    )
+    assert (kwargs["guidance_scale"], kwargs["guidance_scale_2"]) == (4.0, 3.0)
+    one = get_model("wan-tiny")
+    assert "guidance_scale_2" not in pipeline_kwargs(pipe, one, default_request(one), generator)

@@ -45,7 +45,7 @@ PRIMARY: dict[str, Any] = json.loads((FIXTURES / "_settings.json").read_text())
 FACTORY: dict[str, dict[str, Any]] = json.loads((FIXTURES / "factory_overrides.json").read_text())
 WANGP_TYPES = sorted(t for preset in catalogue().values() for t in preset.wangp_model_types)
 # The WanGP defaults of our models that WanFarm cannot render as WanGP does, and the keys it names.
-CANNOT_RENDER = {"t2v_2_2": {"guidance2_scale"}}
+CANNOT_RENDER: dict[str, set[str]] = {}
 # Keys a settings file, a queue entry or an output's metadata holds besides models/_settings.json
 # (wgp.py save_inputs, generate_media, _save_queue_to_zip, fix_settings' older names).
 WRITTEN_BESIDES = (
@@ -184,12 +184,13 @@ def test_wangps_defaults_file_alone_renders_or_names_what_cannot_be(model_type: 
     assert refused_keys(settings, tmp_path) == CANNOT_RENDER.get(model_type, set())
 
 
-def test_wan22_t2v_renders_once_its_low_noise_phase_keeps_the_guidance(tmp_path: Path) -> None:
-    export = wangp_export("t2v_2_2") | {"guidance2_scale": 4}
-    job = resolve(parse_settings(export), tmp_path)
-    assert job.generations[0].request.guidance_scale == 4.0
-    message = _refusal(wangp_export("t2v_2_2"), tmp_path)
-    assert "guidance2_scale: 3 is not supported by WanFarm yet" in message
+def test_wan22_renders_its_low_noise_expert_at_its_own_guidance(tmp_path: Path) -> None:
+    # WanGP's t2v_2_2 defaults: 4 for the high-noise expert (phase 1), 3 for the low-noise one.
+    (generation,) = resolve(parse_settings(wangp_export("t2v_2_2")), tmp_path).generations
+    assert (generation.request.guidance_scale, generation.request.guidance_scale_2) == (4.0, 3.0)
+    assert (generation.metadata["guidance_scale"], generation.metadata["guidance2_scale"]) == (4.0, 3.0)
+    one_phase = resolve(parse_settings(wangp_export("t2v")), tmp_path).generations[0].request
+    assert one_phase.guidance_scale_2 is None
 
 
 @pytest.mark.parametrize("model_type", WANGP_TYPES)
@@ -269,7 +270,7 @@ DOES_SOMETHING: dict[str, tuple[object, dict[str, object]]] = {
     "control_net_weight_alt": (0.5, {"video_prompt_type": "V"}),
     "speakers_locations": ("0:50", {}),
     "guidance_phases": (1, {}),
-    "guidance2_scale": (3, {"guidance_phases": 2}),
+    "guidance2_scale": (3, {"guidance_phases": 3}),  # with 2 phases, Wan 2.2's experts render it
     "guidance3_scale": (3, {"guidance_phases": 3}),
     "switch_threshold": (500, {"guidance_phases": 2}),
     "switch_threshold2": (300, {"guidance_phases": 3}),
@@ -468,9 +469,9 @@ def test_a_size_outside_the_model_after_flooring_names_both(tmp_path: Path) -> N
             {"model_type": "wan-tiny", "prompt": "a fox", "temporal_upsampling": "rife2"},
             "temporal_upsampling",
         ),
-        (wangp_export("t2v_2_2"), "guidance2_scale"),
+        (wangp_export("t2v_2_2") | {"guidance_phases": 3}, "guidance2_scale"),
     ],
-    ids=["rife", "wan 2.2 default"],
+    ids=["rife", "wan 2.2 three phases"],
 )
 def test_a_dry_run_exits_2_naming_the_key(
     settings: dict[str, Any], named: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -509,7 +510,8 @@ def post(url: str, body: object) -> tuple[int, dict[str, Any]]:
 
 
 def test_rest_refuses_with_422_naming_the_key(farm_url: str) -> None:
-    status, body = post(farm_url, {"settings": wangp_export("t2v_2_2"), "wait_for_capacity": True})
+    settings = wangp_export("t2v_2_2") | {"guidance_phases": 3}
+    status, body = post(farm_url, {"settings": settings, "wait_for_capacity": True})
     assert status == 422, body
     assert any(line.startswith("settings: guidance2_scale: 3 is not supported") for line in body["detail"])
 
