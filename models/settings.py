@@ -168,17 +168,7 @@ class _Rendered:
     """What one settings object renders on its model: the applied keys at the values used."""
 
     canvas: str  # the resolution as WanGP reads it, floored to the model's block
-    width: int
-    height: int
-    frames: int
-    steps: int
-    guidance: float
-    flow_shift: float | None
-    solver: str
-    batch: int
-    image_start: Path | None
-    loras: tuple[LoraRequest, ...]
-    guidance_2: float | None = None  # the low-noise expert's scale on Wan 2.2's two experts
+    request: GenerationRequest  # each generation's, but for its seed
 
 
 def parse_settings(data: object, source: str = "") -> WanGPSettings:
@@ -211,10 +201,11 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
     if problems:
         raise SettingsError(problems, source)
     if facts.expert_switch is not None and reading.phases == 2:
-        rendered = replace(rendered, guidance_2=float(cast(float, reading.get("guidance2_scale"))))
-    work = WorkSize(
-        preset.id, rendered.width, rendered.height, rendered.frames, rendered.steps, rendered.batch
-    )
+        # The low-noise expert's own scale (WanGP's phase 2).
+        second = float(cast(float, reading.get("guidance2_scale")))
+        rendered = replace(rendered, request=replace(rendered.request, guidance_scale_2=second))
+    size = rendered.request
+    work = WorkSize(preset.id, size.width, size.height, size.frames, size.steps, size.batch_size)
     generations = [
         _generation(settings, preset, facts, rendered, seed)
         for seed in _seeds(settings.seed, settings.repeat_generation)
@@ -240,19 +231,22 @@ def _rendered(
     # models keep batching videos.
     batch = 1 if facts.wangp and preset.output is Output.VIDEO else settings.batch_size
     steps = settings.num_inference_steps or preset.defaults.num_inference_steps
-    return _Rendered(
-        canvas=canvas,
+    request = GenerationRequest(
+        prompt=settings.prompt,
+        negative_prompt=settings.negative_prompt,
         width=width,
         height=height,
         frames=_frames(settings, preset, problems),
         steps=steps,
-        guidance=_guidance(settings, preset, facts),
+        guidance_scale=_guidance(settings, preset, facts),
         flow_shift=flow_shift,
-        solver=solver,
-        batch=batch,
+        sample_solver=solver,
+        seed=0,  # each generation's own
+        batch_size=batch,
         image_start=image_start,
         loras=_loras(settings, preset, steps, problems),
     )
+    return _Rendered(canvas, request)
 
 
 def _loras(
@@ -278,8 +272,8 @@ def _reading(settings: WanGPSettings, preset: ModelPreset, facts: ModelFacts, re
         facts=facts,
         given=settings.given(),
         # The guidance of phase 1, which the later phases' scales are compared to.
-        applied={"video_length": rendered.frames}
-        | ({} if facts.embedded_guidance else {"guidance_scale": rendered.guidance}),
+        applied={"video_length": rendered.request.frames}
+        | ({} if facts.embedded_guidance else {"guidance_scale": rendered.request.guidance_scale}),
         video=preset.output is Output.VIDEO,
         fps=preset.fps,
         frame_step=frame_rule.step if frame_rule else 1,
@@ -290,24 +284,8 @@ def _reading(settings: WanGPSettings, preset: ModelPreset, facts: ModelFacts, re
 def _generation(
     settings: WanGPSettings, preset: ModelPreset, facts: ModelFacts, rendered: _Rendered, seed: int
 ) -> Generation:
-    request = GenerationRequest(
-        prompt=settings.prompt,
-        negative_prompt=settings.negative_prompt,
-        width=rendered.width,
-        height=rendered.height,
-        frames=rendered.frames,
-        steps=rendered.steps,
-        guidance_scale=rendered.guidance,
-        flow_shift=rendered.flow_shift,
-        sample_solver=rendered.solver,
-        seed=seed,
-        batch_size=rendered.batch,
-        image_start=rendered.image_start,
-        loras=rendered.loras,
-        guidance_scale_2=rendered.guidance_2,
-    )
     return Generation(
-        request=request,
+        request=replace(rendered.request, seed=seed),
         film_grain=(settings.film_grain_intensity, settings.film_grain_saturation),
         upscale=UPSAMPLING[settings.spatial_upsampling],
         metadata=_metadata(settings, preset, facts, rendered, seed),
@@ -321,6 +299,7 @@ def _metadata(
     WanGP drops them as doing nothing); the other keys WanGP writes as given where they differ
     from WanGP's default for the model (each does nothing, or it was refused); unknown keys."""
     given = settings.given()
+    request = rendered.request
     kept = {key: value for key, value in given.items() if _carried(key, value, facts)}
     applied: dict[str, Any] = {
         "model_type": settings.model_type,
@@ -328,22 +307,22 @@ def _metadata(
         "prompt": settings.prompt,
         "negative_prompt": settings.negative_prompt,
         "resolution": rendered.canvas,
-        "num_inference_steps": rendered.steps,
+        "num_inference_steps": request.steps,
         "seed": seed,
-        "sample_solver": rendered.solver,
-        "flow_shift": rendered.flow_shift,
+        "sample_solver": request.sample_solver,
+        "flow_shift": request.flow_shift,
         "repeat_generation": 1,
         # Already one job per prompt unit (models.prompts): WanGP reads the unit alike in any mode.
         "multi_prompts_gen_type": given.get("multi_prompts_gen_type"),
     }
     if preset.output is Output.VIDEO:
-        applied["video_length"] = rendered.frames
+        applied["video_length"] = request.frames
     if preset.output is Output.IMAGE or not facts.wangp:
-        applied["batch_size"] = rendered.batch
-    applied[_guidance_key(facts)] = rendered.guidance
-    if rendered.guidance_2 is not None:
-        applied["guidance2_scale"] = rendered.guidance_2
-    if rendered.image_start is not None:
+        applied["batch_size"] = request.batch_size
+    applied[_guidance_key(facts)] = request.guidance_scale
+    if request.guidance_scale_2 is not None:
+        applied["guidance2_scale"] = request.guidance_scale_2
+    if request.image_start is not None:
         applied |= {"image_start": given["image_start"], "image_prompt_type": "S"}
     elif settings.image_prompt_type:
         applied["image_prompt_type"] = settings.image_prompt_type

@@ -150,12 +150,16 @@ def test_an_agent_whose_job_left_the_gpu_takes_the_next_one_and_both_finish(
     assert _get(store, third).state is JobState.RUNNING
 
 
+def _two_jobs_one_agent(store: JobStore, tmp_path: Path) -> tuple[str, str, FakeCluster, Dispatcher]:
+    first, second = _submit(store, 2)
+    cluster = FakeCluster()
+    return first, second, cluster, _dispatcher(store, cluster, tmp_path)
+
+
 def test_the_next_job_starts_as_soon_as_the_last_one_left_the_gpu_not_at_the_next_refresh(
     store: JobStore, tmp_path: Path
 ) -> None:
-    first, second = _submit(store, 2)
-    cluster = FakeCluster()
-    dispatcher = _dispatcher(store, cluster, tmp_path)
+    first, second, cluster, dispatcher = _two_jobs_one_agent(store, tmp_path)
     dispatcher.refresh_every_s = 3600.0
     dispatcher.tick()
     dispatcher.tick()
@@ -169,9 +173,7 @@ def test_the_next_job_starts_as_soon_as_the_last_one_left_the_gpu_not_at_the_nex
 def test_a_job_that_ends_just_before_the_next_one_reaches_its_agent_still_succeeds(
     store: JobStore, tmp_path: Path
 ) -> None:
-    first, second = _submit(store, 2)
-    cluster = FakeCluster()
-    dispatcher = _dispatcher(store, cluster, tmp_path)
+    first, second, cluster, dispatcher = _two_jobs_one_agent(store, tmp_path)
     dispatcher.tick()
     agent = cluster.agents["node0001-gpu0"]
     agent.leave_gpu()

@@ -13,6 +13,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -213,16 +214,9 @@ def test_wangps_exports_render_with_wangps_values(model_type: str, tmp_path: Pat
 
 # A model that reads every key (so that none is ignored): two experts switching at 875.
 CAPABLE = ModelFacts(
-    guidance_phases=3,
-    expert_switch=875,
-    samplers=("unipc",),
-    sliding_window=True,
-    riflex=True,
-    audio=True,
-    alt_prompt=True,
-    custom_settings=True,
-    input_video_strength=True,
+    guidance_phases=3, expert_switch=875, samplers=("unipc",), sliding_window=True, riflex=True
 )
+CAPABLE = replace(CAPABLE, audio=True, alt_prompt=True, custom_settings=True, input_video_strength=True)
 # For each key accepted only at its no-op value: a value that does something, with the keys that
 # make WanGP read it.
 DOES_SOMETHING: dict[str, tuple[object, dict[str, object]]] = {
