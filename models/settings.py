@@ -460,9 +460,12 @@ def _image_start(
         if preset.task is Task.I2V:
             problems.append(f"image_start: {preset.id} turns an image into a video; give the start image")
         elif preset.task is Task.TI2V and "S" in (settings.image_prompt_type or ""):
-            problems.append("image_start: image_prompt_type 'S' asks for a start image; give it, or use 'T'")
+            problems.append(_TI2V_START.format(model=preset.id))
         return None
-    if preset.task not in (Task.I2V, Task.TI2V):
+    if preset.task is Task.TI2V:
+        problems.append(_TI2V_START.format(model=preset.id))
+        return None
+    if preset.task is not Task.I2V:
         problems.append(f"image_start: {preset.id} is {preset.task.value} and takes no start image")
         return None
     try:
@@ -470,6 +473,14 @@ def _image_start(
     except AttachmentRefused as refused:
         problems.append(f"image_start: {refused}")
         return None
+
+
+# Its diffusers pipeline renders text to video; from a start image it needs another pipeline call
+# (WanImageToVideoPipeline with expanded timesteps) that WanFarm does not make yet.
+_TI2V_START = (
+    "image_start: a start image on {model} is not supported by WanFarm yet: its image-to-video "
+    "call; render it from text (image_prompt_type 'T', no image_start)"
+)
 
 
 def _check_image_prompt_type(value: str, problems: list[str]) -> None:

@@ -22,7 +22,7 @@ from controller.store import JobStore
 from gpu_agent.messages import OBJECT_REF
 from gpu_agent.storage import LocalStore
 
-TI2V = {"model_type": "wan2.2-ti2v-5b", "prompt": "a lighthouse"}
+I2V = {"model_type": "i2v", "prompt": "a lighthouse"}  # takes a start image
 PNG = b"\x89PNG not really"
 
 
@@ -88,7 +88,7 @@ def test_submit_sends_a_local_start_image_with_its_settings(
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "start.png").write_bytes(PNG)
-    (mine / "job.json").write_text(json.dumps(TI2V | {"image_start": "start.png"}))
+    (mine / "job.json").write_text(json.dumps(I2V | {"image_start": "start.png"}))
     with farm_without_agents(tmp_path / "farm") as (url, service):
         assert main(["submit", str(mine / "job.json"), "--server", url]) == 0
         job_id = capsys.readouterr().out.split()[0]
@@ -104,7 +104,7 @@ def test_settings_posted_as_json_naming_a_host_file_are_refused_with_422(tmp_pat
     secret.write_text("the controller's own file")
     with farm_without_agents(tmp_path / "farm") as (url, _):
         for path in (str(secret), "/nonexistent/secret"):
-            body = {"settings": TI2V | {"image_start": path}, "wait_for_capacity": True}
+            body = {"settings": I2V | {"image_start": path}, "wait_for_capacity": True}
             answer = httpx.post(f"{url}/v1/jobs", json=body)
             assert answer.status_code == 422
             [line] = answer.json()["detail"]

@@ -122,10 +122,10 @@ def test_a_local_render_reads_the_users_own_start_image_wherever_it_is(
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "start.png").write_bytes(b"png")
     (tmp_path / "jobs").mkdir()
-    ti2v = {"model_type": "wan2.2-ti2v-5b", "prompt": "a lighthouse"}
-    relative = write_settings(tmp_path / "jobs", "a.json", ti2v | {"image_start": "../images/start.png"})
+    i2v = {"model_type": "i2v", "prompt": "a lighthouse"}
+    relative = write_settings(tmp_path / "jobs", "a.json", i2v | {"image_start": "../images/start.png"})
     absolute = write_settings(
-        tmp_path / "jobs", "b.json", ti2v | {"image_start": str(tmp_path / "images/start.png")}
+        tmp_path / "jobs", "b.json", i2v | {"image_start": str(tmp_path / "images/start.png")}
     )
     assert render(cache_dir, relative, absolute, "--dry-run") == 0
     assert "2 job(s) valid" in capsys.readouterr().out

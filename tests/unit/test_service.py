@@ -32,7 +32,7 @@ BOB = Principal("bob", Role.SUBMIT)
 ROOT = Principal("root", Role.ADMIN)
 START = 1_700_000_000.0
 MINUTE = 60.0
-TI2V = {"model_type": "wan2.2-ti2v-5b", "prompt": "a lighthouse"}
+I2V = {"model_type": "i2v", "prompt": "a lighthouse"}  # takes a start image
 TINY = {"model_type": "wan-tiny", "prompt": "a fox"}
 PNG = b"\x89PNG not really"
 
@@ -102,7 +102,7 @@ def test_json_settings_naming_a_host_file_are_refused_and_store_nothing(farm: Fa
     host_file = tmp_path / "secret.txt"
     host_file.write_text("the controller's own file")
     refused = refusal(
-        lambda: farm.service.submit(ALICE, [TI2V | {"image_start": str(host_file)}], wait_for_capacity=True)
+        lambda: farm.service.submit(ALICE, [I2V | {"image_start": str(host_file)}], wait_for_capacity=True)
     )
     assert refused.status == 422 and refused.error == "invalid settings"
     [line] = refused.detail
@@ -116,7 +116,7 @@ def test_a_missing_host_file_gets_the_same_answer_as_an_existing_one(farm: Farm,
     existing.write_text("host")
 
     def answer(path: str) -> tuple[int, str, list[str], str]:
-        refused = refusal(lambda: farm.service.submit(ALICE, [TI2V | {"image_start": path}], 50, True))
+        refused = refusal(lambda: farm.service.submit(ALICE, [I2V | {"image_start": path}], 50, True))
         return refused.status, refused.error, refused.detail, refused.hint
 
     assert answer(str(existing)) == answer("/nonexistent/secret") == answer("relative/name.png")
@@ -124,20 +124,20 @@ def test_a_missing_host_file_gets_the_same_answer_as_an_existing_one(farm: Farm,
 
 def test_json_settings_may_not_forge_a_reference_to_stored_objects(farm: Farm) -> None:
     # An `object:` reference would make an agent download another owner's upload or the weights.
-    forged = TI2V | {"image_end": f"{OBJECT_REF}uploads/someone-else/face.png"}
+    forged = I2V | {"image_end": f"{OBJECT_REF}uploads/someone-else/face.png"}
     refused = refusal(lambda: farm.service.submit(ALICE, [forged], wait_for_capacity=True))
     assert refused.status == 422 and refused.detail[0].startswith("settings: image_end: attachments travel")
 
 
 @pytest.mark.parametrize("name", ["/etc/hostname", "../x", "start.png/../../x"])
 def test_a_queue_zip_naming_a_file_outside_itself_is_refused(farm: Farm, tmp_path: Path, name: str) -> None:
-    refused = refusal(lambda: submit_queue(farm, queue_zip(tmp_path, TI2V | {"image_start": name})))
+    refused = refusal(lambda: submit_queue(farm, queue_zip(tmp_path, I2V | {"image_start": name})))
     assert refused.status == 422 and name in " ".join(refused.detail)
     assert farm.all_jobs() == [] and farm.uploads() == []
 
 
 def test_a_queue_zips_attachment_is_stored_for_its_job(farm: Farm, tmp_path: Path) -> None:
-    [job] = submit_queue(farm, queue_zip(tmp_path, TI2V | {"image_start": "start.png"})).jobs
+    [job] = submit_queue(farm, queue_zip(tmp_path, I2V | {"image_start": "start.png"})).jobs
     reference = job.settings["image_start"]
     assert reference.startswith(OBJECT_REF + UPLOADS_PREFIX) and reference.endswith("/start.png")
     copy = tmp_path / "copy.png"
@@ -174,7 +174,7 @@ def uploaded(farm: Farm, job_id: str) -> bool:
 
 
 def test_a_sweep_deletes_a_finished_jobs_upload_and_keeps_active_ones(farm: Farm, tmp_path: Path) -> None:
-    with_start = TI2V | {"image_start": "start.png"}
+    with_start = I2V | {"image_start": "start.png"}
     done, waiting, running = submit_queue(farm, queue_zip(tmp_path, with_start, with_start, with_start)).jobs
     farm.service.cancel(ALICE, done.id)  # a queued job is canceled at once
     farm.store.start_attempt(running.id, "agent-1", Profile.P3, None, farm.clock())
@@ -234,7 +234,7 @@ def test_another_owners_same_key_is_their_own(farm: Farm) -> None:
 
 
 def test_a_retried_queue_zip_uploads_nothing_again(farm: Farm, tmp_path: Path) -> None:
-    archive = queue_zip(tmp_path, TI2V | {"image_start": "start.png"})
+    archive = queue_zip(tmp_path, I2V | {"image_start": "start.png"})
     first = submit_queue(farm, archive, idempotency_key="q-1")
     before = farm.uploads()
     again = submit_queue(farm, archive, idempotency_key="q-1")

@@ -162,11 +162,12 @@ def test_lora_multipliers_are_capped(tmp_path: Path) -> None:
 # --- which files a settings object may name ----------------------------------------------------------
 
 TI2V = {"model_type": "wan2.2-ti2v-5b", "prompt": "a lighthouse"}
+I2V = {"model_type": "i2v", "prompt": "a lighthouse"}  # takes a start image
 
 
 def _image_problems(image_start: str, attachments: Attachments) -> str:
     with pytest.raises(SettingsError) as caught:
-        resolve(parse_settings(TI2V | {"image_start": image_start}), attachments)
+        resolve(parse_settings(I2V | {"image_start": image_start}), attachments)
     return str(caught.value)
 
 
@@ -196,7 +197,7 @@ def test_a_symlink_out_of_the_folder_is_refused(tmp_path: Path) -> None:
 def test_a_file_inside_the_folder_is_found_by_name_or_absolute_path(tmp_path: Path) -> None:
     (tmp_path / "start.png").write_bytes(b"png")
     for name in ("start.png", str(tmp_path / "start.png")):
-        job = resolve(parse_settings(TI2V | {"image_start": name}), Attachments.inside(tmp_path))
+        job = resolve(parse_settings(I2V | {"image_start": name}), Attachments.inside(tmp_path))
         assert job.generations[0].request.image_start == (tmp_path / "start.png").resolve()
 
 
@@ -205,7 +206,7 @@ def test_a_local_render_reads_any_path_of_the_users_machine(tmp_path: Path) -> N
     (tmp_path / "settings").mkdir()
     local = Attachments.local(tmp_path / "settings")
     for name in (str(tmp_path / "start.png"), "../start.png"):
-        job = resolve(parse_settings(TI2V | {"image_start": name}), local)
+        job = resolve(parse_settings(I2V | {"image_start": name}), local)
         assert job.generations[0].request.image_start is not None
         assert job.generations[0].request.image_start.read_bytes() == b"png"
 
@@ -309,14 +310,17 @@ def test_image_inputs_wanfarm_does_not_render_are_refused(tmp_path: Path, value:
 def test_several_start_images_are_refused(tmp_path: Path) -> None:
     (tmp_path / "a.png").write_bytes(b"png")
     (tmp_path / "b.png").write_bytes(b"png")
-    message = _problems(TI2V | {"image_start": ["a.png", "b.png"]}, tmp_path)
+    message = _problems(I2V | {"image_start": ["a.png", "b.png"]}, tmp_path)
     assert "image_start: 2 start images are not supported by WanFarm yet" in message
 
 
-def test_ti2v_asked_for_a_start_image_needs_one(tmp_path: Path) -> None:
-    assert "image_start: image_prompt_type 'S' asks for a start image" in _problems(
-        TI2V | {"image_prompt_type": "S"}, tmp_path
-    )
+def test_ti2v_from_a_start_image_is_refused_at_intake_not_at_render(tmp_path: Path) -> None:
+    (tmp_path / "start.png").write_bytes(b"png")
+    refused = "image_start: a start image on wan2.2-ti2v-5b is not supported by WanFarm yet"
+    assert refused in _problems(TI2V | {"image_start": "start.png"}, tmp_path)
+    assert refused in _problems(TI2V | {"image_prompt_type": "S"}, tmp_path)
+    text_only: dict[str, object] = {**TI2V, "image_prompt_type": "T"}
+    assert _job(text_only, tmp_path).generations[0].request.image_start is None
 
 
 def test_a_long_wan_video_is_refused_where_wangp_turns_riflex_on(tmp_path: Path) -> None:
