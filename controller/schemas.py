@@ -69,6 +69,19 @@ class JobList(BaseModel):
     next: str | None  # pass as `before` for the next page
 
 
+class LoraOut(BaseModel):
+    """A LoRA uploaded to the farm: jobs name it in `activated_loras` by `name`, or as
+    "<sha256>/<name>" for exactly this upload."""
+
+    name: str
+    sha256: str
+    size: int  # bytes
+
+
+class LoraList(BaseModel):
+    loras: list[LoraOut]  # newest upload first
+
+
 class AgentOut(BaseModel):
     agent_id: str
     node_id: str

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpu_agent.inventory import probe_inventory
+from gpu_agent.lora_fetch import StoredLoras
 from gpu_agent.messages import (
     OBJECT_REF,
     UPLOADS_PREFIX,
@@ -86,13 +87,15 @@ class GpuAgent:
             # cores: it yields to it (a GPU agent's CPU share is small and keeps its priority).
             os.nice(CPU_RENDER_NICENESS)
         device = "cpu" if config.declared_gpu else None
-        # As with the cache, a node's own LoRA folder ($WANFARM_LORAS) comes before the farm's.
+        # As with the cache, a node's own LoRA folder ($WANFARM_LORAS) comes before the farm's; a
+        # LoRA in neither is fetched from the farm's uploads into a cache beside the weights.
         lora_root = Path(os.environ["WANFARM_LORAS"]) if os.environ.get("WANFARM_LORAS") else config.lora_dir
+        uploaded = StoredLoras(self.store, cache_dir / "loras")
         self.host: PipelineHost = PipelineHost(
             self.cache,
             device=device,
             attention_mode=AttentionMode(config.attention),
-            loras=LoraLibrary(lora_root) if lora_root else None,
+            loras=LoraLibrary(lora_root, fallback=uploaded),
         )
         self._lock = threading.Lock()
         self._events: list[AgentEvent] = []

@@ -18,6 +18,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from models.catalogue import ModelPreset, Role, Task
@@ -141,17 +142,31 @@ class LoraFile:
     bytes: int
 
 
+class LoraSource(Protocol):
+    """Where LoRAs not in the folders are looked for (the farm's uploads); `where` names it in refusals."""
+
+    where: str
+
+    def find(self, entry: str) -> LoraFile | None:
+        """The file of `entry` (an `activated_loras` entry) on this machine; None when it has none."""
+        ...
+
+
 class LoraLibrary:
     """LoRA files under one root laid out as WanGP's `loras/` folder (wan/, wan_i2v/, ltxv/, flux/,
     qwen/, ...); the older layout (loras/, loras_i2v/, loras_flux/, ... side by side) and a root
-    that holds `loras/` are searched too. A file's sha256 is computed once per path, size and mtime."""
+    that holds `loras/` are searched too, then `fallback` when given. A file's sha256 is computed
+    once per path, size and mtime."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path | None, fallback: LoraSource | None = None) -> None:
         self.root = root
+        self.fallback = fallback
         self._digests: dict[Path, tuple[int, int, str]] = {}
 
     def folders(self, preset: ModelPreset) -> list[Path]:
-        """The folders searched for this model's LoRAs, first match wins."""
+        """The folders searched for this model's LoRAs, first match wins (none without a root)."""
+        if self.root is None:
+            return []
         folder = family_folder(preset)
         candidates = [self.root / folder, self.root / "loras" / folder, self.root / _LEGACY_FOLDERS[folder]]
         return list(dict.fromkeys(candidates))
@@ -164,7 +179,11 @@ class LoraLibrary:
             path = folder / relative
             if path.is_file():
                 return LoraFile(name, path, self.sha256(path), path.stat().st_size)
-        searched = ", ".join(str(folder) for folder in folders)
+        found = self.fallback.find(name) if self.fallback is not None else None
+        if found is not None:
+            return found
+        places = [str(folder) for folder in folders] + ([self.fallback.where] if self.fallback else [])
+        searched = ", ".join(places) or "no LoRA folder is configured"
         raise LoraNotFound(f"LoRA {name!r} is not in the LoRA folders of {preset.id} (searched: {searched})")
 
     def sha256(self, path: Path) -> str:
@@ -286,6 +305,7 @@ __all__ = [
     "LoraMismatch",
     "LoraNotFound",
     "LoraRequest",
+    "LoraSource",
     "family_folder",
     "lora_file_name",
     "model_phases",

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from controller.api import farm_routes, job_routes, metrics_routes, stats_routes
+from controller.api import farm_routes, job_routes, lora_routes, metrics_routes, stats_routes
 from controller.api.errors import document_errors, install_error_handlers
 from controller.api.guards import RequestGuard, StreamLimiter
 from controller.auth import KeyRing
@@ -43,6 +43,7 @@ def create_app(
     app.state.streams = StreamLimiter()
     app.include_router(job_routes.router)
     app.include_router(farm_routes.router)
+    app.include_router(lora_routes.router)
     app.include_router(metrics_routes.router)
     app.include_router(stats_routes.router)
     mount_dashboard(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -53,26 +54,40 @@ async def read_json(request: Request) -> object:
 async def save_upload(request: Request, dest: Path, limit: int) -> Path:
     """The one file of a multipart/form-data body, written to `dest` as it arrives; 413 as soon as
     the body passes `limit` bytes, whether or not it declared a Content-Length."""
-    boundary = _boundary(request)
+    return (await receive_upload(request, dest, limit)).path
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The file of a multipart body as saved, with the name its part gave it."""
+
+    path: Path
+    filename: str
+
+
+async def receive_upload(request: Request, dest: Path, limit: int, hint: str | None = None) -> Upload:
+    """As `save_upload`, also keeping the part's file name; `hint` says how to send the file."""
+    hint = hint or _UPLOAD_HINT
+    boundary = _boundary(request, hint)
     _check_length(request, limit)
     with dest.open("wb") as out:
-        part = _FilePart(out)
+        part = _FilePart(out, hint)
         try:
             parser = MultipartParser(boundary, part.callbacks())
             received = 0
             async for chunk in request.stream():
                 received += len(chunk)
                 if received > limit:
-                    raise ServiceError(413, f"the archive exceeds {limit / 2**20:g} MiB")
+                    raise ServiceError(413, f"the upload exceeds {limit / 2**20:g} MiB")
                 parser.write(chunk)
             parser.finalize()
         except FormParserError as error:
-            raise ServiceError(400, f"malformed multipart body: {error}", hint=_UPLOAD_HINT) from None
+            raise ServiceError(400, f"malformed multipart body: {error}", hint=hint) from None
     if not part.ended:
         raise ServiceError(400, "malformed multipart body: it ends before its closing boundary")
     if not part.found:
-        raise ServiceError(422, "no file in the upload", hint=_UPLOAD_HINT)
-    return dest
+        raise ServiceError(422, "no file in the upload", hint=hint)
+    return Upload(dest, part.filename)
 
 
 _UPLOAD_HINT = "send the queue.zip as the one file field of a multipart/form-data body"
@@ -82,9 +97,11 @@ class _FilePart:
     """Callbacks of the streaming parser: the first part with a filename goes to `out`; other
     fields are skipped (their bytes still count against the body's limit)."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, hint: str) -> None:
         self.out = out
+        self.hint = hint
         self.found = False
+        self.filename = ""
         self.ended = False
         self._parts = 0
         self._writing = False
@@ -107,9 +124,7 @@ class _FilePart:
     def _begin(self) -> None:
         self._parts += 1
         if self._parts > MAX_PARTS:
-            raise ServiceError(
-                400, f"malformed multipart body: more than {MAX_PARTS} parts", hint=_UPLOAD_HINT
-            )
+            raise ServiceError(400, f"malformed multipart body: more than {MAX_PARTS} parts", hint=self.hint)
         self._headers = {}
 
     def _header_end(self) -> None:
@@ -122,8 +137,9 @@ class _FilePart:
         if b"filename" not in options:
             return
         if self.found:
-            raise ServiceError(400, "malformed multipart body: more than one file", hint=_UPLOAD_HINT)
+            raise ServiceError(400, "malformed multipart body: more than one file", hint=self.hint)
         self.found = self._writing = True
+        self.filename = options[b"filename"].decode("utf-8", "replace")
 
     def _data(self, data: bytes, start: int, end: int) -> None:
         if self._writing:
@@ -141,19 +157,17 @@ def _media_type(request: Request) -> str:
     return media_type.decode("latin-1")
 
 
-def _boundary(request: Request) -> bytes:
+def _boundary(request: Request, hint: str) -> bytes:
     media_type, options = parse_options_header(request.headers.get("content-type"))
     if media_type != b"multipart/form-data":
         raise ServiceError(
             415,
             f"expected Content-Type multipart/form-data, got {media_type.decode('latin-1') or 'none'}",
-            hint=_UPLOAD_HINT,
+            hint=hint,
         )
     boundary = options.get(b"boundary")
     if not boundary:
-        raise ServiceError(
-            400, "malformed multipart body: no boundary in its Content-Type", hint=_UPLOAD_HINT
-        )
+        raise ServiceError(400, "malformed multipart body: no boundary in its Content-Type", hint=hint)
     return boundary
 
 

@@ -1,0 +1,74 @@
+"""/v1/loras: upload a LoRA for jobs to name in `activated_loras`, and list the uploaded ones."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from controller import loras
+from controller.api.bodies import receive_upload
+from controller.api.deps import Caller, Service
+from controller.schemas import LoraList, LoraOut, error_responses
+from gpu_agent.lora_fetch import StoredLora
+
+router = APIRouter(prefix="/v1")
+UPLOAD_HINT = "send the .safetensors file as the one file field of a multipart/form-data body"
+
+_UPLOAD_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
+
+_AGAIN: dict[int | str, dict[str, Any]] = {
+    200: {"model": LoraOut, "description": "these bytes were uploaded under this name before"}
+}
+
+
+@router.post(
+    "/loras",
+    status_code=201,
+    response_model=LoraOut,
+    responses={**_AGAIN, **error_responses(413, 415, 422)},
+    openapi_extra=_UPLOAD_DOC,
+)
+async def upload_lora(request: Request, response: Response, who: Caller, service: Service) -> LoraOut:
+    """A LoRA as a multipart file (a *.safetensors name); stored under its sha256, so uploading the
+    same bytes again answers the same (200)."""
+    with tempfile.TemporaryDirectory(prefix="wanfarm-lora-") as work:
+        upload = await receive_upload(request, Path(work) / "upload", lora_limit(request), UPLOAD_HINT)
+        done = await run_in_threadpool(
+            loras.store_lora, service.storage, upload.path, upload.filename, service.clock()
+        )
+    if not done.created:
+        response.status_code = 200
+    return _lora_out(done.lora)
+
+
+@router.get("/loras", response_model=LoraList)
+def list_loras(who: Caller, service: Service) -> LoraList:
+    """The uploaded LoRAs, newest upload first."""
+    return LoraList(loras=[_lora_out(lora) for lora in loras.list_loras(service.storage)])
+
+
+def lora_limit(request: Request) -> int:
+    """The largest LoRA upload, in bytes (app.state.max_lora_bytes when set)."""
+    limit: int = getattr(request.app.state, "max_lora_bytes", loras.MAX_LORA_BYTES)
+    return limit
+
+
+def _lora_out(lora: StoredLora) -> LoraOut:
+    return LoraOut(name=lora.name, sha256=lora.sha256, size=lora.size)
