@@ -7,7 +7,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from fastapi import Request
 from python_multipart.exceptions import FormParserError
@@ -23,6 +23,21 @@ MAX_JSON_DEPTH = 64  # settings nest three or four levels; deeper is an attack o
 MAX_INT_DIGITS = 100  # no setting needs more; Python refuses 4,301 digits with a ValueError
 MAX_PARTS = 4
 JSON_HINT = "send a WanGP settings object or list as JSON"
+# The OpenAPI body of a route that takes one multipart file in the field `file`.
+FILE_UPLOAD_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
 
 
 async def read_json(request: Request) -> object:

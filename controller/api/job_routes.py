@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from controller.api.bodies import read_json, save_upload
+from controller.api.bodies import FILE_UPLOAD_DOC, read_json, save_upload
 from controller.api.deps import (
     Caller,
     IdempotencyKey,
@@ -49,20 +49,6 @@ _SUBMIT_DOC: dict[str, Any] = {
                         _SETTINGS_DOC,
                         {"type": "array", "items": _SETTINGS_DOC, "description": "a batch: all or none"},
                     ]
-                }
-            }
-        },
-    }
-}
-_QUEUE_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                    "required": ["file"],
                 }
             }
         },
@@ -104,7 +90,7 @@ async def submit(
     status_code=201,
     response_model=SubmitOut,
     responses={**_CREATED, **error_responses(409, 413, 415, 422)},
-    openapi_extra=_QUEUE_DOC,
+    openapi_extra=FILE_UPLOAD_DOC,
 )
 async def submit_queue(
     request: Request,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from controller import loras
-from controller.api.bodies import receive_upload
+from controller.api.bodies import FILE_UPLOAD_DOC, receive_upload
 from controller.api.deps import Caller, Service
 from controller.schemas import LoraList, LoraOut, error_responses
 from gpu_agent.lora_fetch import StoredLora
@@ -18,20 +18,6 @@ from gpu_agent.lora_fetch import StoredLora
 router = APIRouter(prefix="/v1")
 UPLOAD_HINT = "send the .safetensors file as the one file field of a multipart/form-data body"
 
-_UPLOAD_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                    "required": ["file"],
-                }
-            }
-        },
-    }
-}
 
 _AGAIN: dict[int | str, dict[str, Any]] = {
     200: {"model": LoraOut, "description": "these bytes were uploaded under this name before"}
@@ -43,7 +29,7 @@ _AGAIN: dict[int | str, dict[str, Any]] = {
     status_code=201,
     response_model=LoraOut,
     responses={**_AGAIN, **error_responses(413, 415, 422)},
-    openapi_extra=_UPLOAD_DOC,
+    openapi_extra=FILE_UPLOAD_DOC,
 )
 async def upload_lora(request: Request, response: Response, who: Caller, service: Service) -> LoraOut:
     """A LoRA as a multipart file (a *.safetensors name); stored under its sha256, so uploading the
