@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.service import ServiceError
-from gpu_agent.lora_fetch import StoredLora, file_sha256, lora_key, marker_key, stored_loras
+from gpu_agent.lora_fetch import StoredLora, lora_key, marker_key, stored_loras
 from gpu_agent.storage import ObjectStore
+from models.loras import file_sha256
 
 MAX_LORA_BYTES = 2 * 1024**3  # the largest LoRAs of 14B models are about 1.2 GB
 # The safetensors library refuses headers over 100 MB; a LoRA's is a few hundred kB.

@@ -8,14 +8,13 @@ newest upload of a name, with no object read. An agent that does not hold a LoRA
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from gpu_agent.storage import ObjectStore
-from models.loras import LoraFile, LoraMismatch, lora_file_name
+from models.loras import FileDigests, LoraFile, LoraMismatch, file_sha256, lora_file_name
 
 LORAS_PREFIX = "loras/"
 UPLOADED_MARK = ".uploaded-"
@@ -64,14 +63,6 @@ def stored_loras(store: ObjectStore) -> list[StoredLora]:
     return sorted(found, key=lambda lora: (-lora.uploaded_ms, lora.name, lora.sha256))
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class StoredLoras:
     """A second source of LoRAs for `models.loras.LoraLibrary`: the farm's uploads, cached under
     `cache_dir` (one folder per sha256, so two uploads of one name never overwrite each other).
@@ -84,8 +75,7 @@ class StoredLoras:
     def __init__(self, store: ObjectStore, cache_dir: Path) -> None:
         self.store = store
         self.cache_dir = cache_dir
-        # Cache files already hashed by this process, with the size and mtime they had then.
-        self._verified: dict[Path, tuple[int, int]] = {}
+        self._digests = FileDigests()  # cache files already hashed by this process
 
     def find(self, entry: str) -> LoraFile | None:
         """The cached file of the upload `entry` names, downloaded first if needed; None if none."""
@@ -113,15 +103,7 @@ class StoredLoras:
 
     def _is_verified(self, path: Path, sha256: str) -> bool:
         # A file left by an earlier run of the agent is hashed once, then trusted while unchanged.
-        if not path.is_file():
-            return False
-        stat = path.stat()
-        if self._verified.get(path) == (stat.st_size, stat.st_mtime_ns):
-            return True
-        if file_sha256(path) != sha256:
-            return False
-        self._verified[path] = (stat.st_size, stat.st_mtime_ns)
-        return True
+        return path.is_file() and self._digests.sha256(path) == sha256
 
     def _download(self, lora: StoredLora, path: Path) -> None:
         # Into a temporary file beside the target, renamed only once its bytes are the upload's:
@@ -137,15 +119,13 @@ class StoredLoras:
                     "not the one its key names: the stored object is damaged; upload it again"
                 )
             temp.replace(path)
-        stat = path.stat()
-        self._verified[path] = (stat.st_size, stat.st_mtime_ns)
+        self._digests.remember(path, lora.sha256)
 
 
 __all__ = [
     "LORAS_PREFIX",
     "StoredLora",
     "StoredLoras",
-    "file_sha256",
     "lora_key",
     "marker_key",
     "stored_loras",

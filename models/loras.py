@@ -161,7 +161,7 @@ class LoraLibrary:
     def __init__(self, root: Path | None, fallback: LoraSource | None = None) -> None:
         self.root = root
         self.fallback = fallback
-        self._digests: dict[Path, tuple[int, int, str]] = {}
+        self.digests = FileDigests()
 
     def folders(self, preset: ModelPreset) -> list[Path]:
         """The folders searched for this model's LoRAs, first match wins (none without a root)."""
@@ -188,17 +188,36 @@ class LoraLibrary:
 
     def sha256(self, path: Path) -> str:
         """The file's sha256, read again only when its size or mtime changed."""
-        stat = path.stat()
-        key = path.resolve()
-        known = self._digests.get(key)
-        if known and known[:2] == (stat.st_size, stat.st_mtime_ns):
+        return self.digests.sha256(path)
+
+
+class FileDigests:
+    """Files' sha256, each read once while its size and mtime stay as they were."""
+
+    def __init__(self) -> None:
+        self._known: dict[Path, tuple[int, int, str]] = {}
+
+    def sha256(self, path: Path) -> str:
+        stamp = _stamp(path)
+        known = self._known.get(path.resolve())
+        if known is not None and known[:2] == stamp:
             return known[2]
-        digest = hashlib.sha256()
-        with path.open("rb") as stream:
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
-        self._digests[key] = (stat.st_size, stat.st_mtime_ns, digest.hexdigest())
-        return digest.hexdigest()
+        return self.remember(path, file_sha256(path), stamp)
+
+    def remember(self, path: Path, sha256: str, stamp: tuple[int, int] | None = None) -> str:
+        """Record a digest already checked (a file just written from bytes of a known sha256)."""
+        self._known[path.resolve()] = (*(stamp or _stamp(path)), sha256)
+        return sha256
+
+
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
 def family_folder(preset: ModelPreset) -> str:
