@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from controller.api.guards import StreamLimiter
 from controller.auth import KeyRing, Principal
+from controller.loras import MAX_LORA_BYTES
 from controller.schemas import SUBMIT_KEYS, SubmitBody
 from controller.service import FarmService, ServiceError
 
@@ -68,6 +69,12 @@ def idempotency_key(
 def archive_limit(request: Request) -> int:
     """The largest queue.zip upload, in bytes (app.state.max_archive_bytes when set)."""
     limit: int = getattr(request.app.state, "max_archive_bytes", MAX_ARCHIVE_BYTES)
+    return limit
+
+
+def lora_limit(request: Request) -> int:
+    """The largest LoRA upload, in bytes (app.state.max_lora_bytes when set)."""
+    limit: int = getattr(request.app.state, "max_lora_bytes", MAX_LORA_BYTES)
     return limit
 
 

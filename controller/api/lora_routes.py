@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from controller import loras
 from controller.api.bodies import FILE_UPLOAD_DOC, receive_upload
-from controller.api.deps import Caller, Service
+from controller.api.deps import Caller, Service, lora_limit
 from controller.schemas import LoraList, LoraOut, error_responses
 from gpu_agent.lora_fetch import StoredLora
 
@@ -48,12 +48,6 @@ async def upload_lora(request: Request, response: Response, who: Caller, service
 def list_loras(who: Caller, service: Service) -> LoraList:
     """The uploaded LoRAs, newest upload first."""
     return LoraList(loras=[_lora_out(lora) for lora in loras.list_loras(service.storage)])
-
-
-def lora_limit(request: Request) -> int:
-    """The largest LoRA upload, in bytes (app.state.max_lora_bytes when set)."""
-    limit: int = getattr(request.app.state, "max_lora_bytes", loras.MAX_LORA_BYTES)
-    return limit
 
 
 def _lora_out(lora: StoredLora) -> LoraOut:
