@@ -39,6 +39,32 @@ BACKENDS = {
 }
 MODE_OF_BACKEND = {backend: mode for mode, backend in BACKENDS.items()}
 AUTO_ORDER = (AttentionMode.SAGE2, AttentionMode.SAGE, AttentionMode.SDPA)
+# WanGP's override_attention: "" keeps the kernel the farm picks per agent; its names that are the
+# farm's modes force that mode ("auto" too: the best the agent has, whatever the farm was told).
+# WanGP's other kernels have no diffusers backend here.
+WANGP_ONLY = {
+    "xformers": "xFormers' memory-efficient attention",
+    "sage3": "SageAttention 3 (Blackwell)",
+    "radial": "radial sparse attention",
+    "sol": "Sol sparse attention",
+}
+
+
+def override_attention(value: str | None) -> AttentionMode | None:
+    """WanGP's override_attention as the mode it forces; None when it forces none (""). ValueError
+    names a kernel the farm has no equivalent of, or a name WanGP does not know."""
+    if not value:
+        return None
+    accepted = "'' (the farm's choice per agent), " + ", ".join(mode.value for mode in AttentionMode)
+    if value in WANGP_ONLY:
+        raise ValueError(
+            f"{value!r} is not supported by WanFarm yet: {WANGP_ONLY[value]} has no kernel here; "
+            f"accepted: {accepted}"
+        )
+    try:
+        return AttentionMode(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an attention mode of WanGP's; accepted: {accepted}") from None
 
 
 def installed_modes() -> set[AttentionMode]:

@@ -79,3 +79,22 @@ SPEED_ORDER = (
     Profile.P4_PLUS,
     Profile.P5,
 )
+
+
+# WanGP's override_profile: -1 (its default) keeps the profile the farm picks per agent; any other
+# value is one of its memory-profile menu's numbers, 3.5 and 4.5 standing for 3+ and 4+.
+NO_OVERRIDE = (-1, "-1", "")
+WANGP_PROFILE_VALUES = "-1 (the farm's choice per agent), 1, 2, 3, 3.5 (3+), 4, 4.5 (4+) or 5"
+
+
+def override_profile(value: object) -> Profile | None:
+    """WanGP's override_profile as the profile it forces; None when it forces none (-1). ValueError
+    names a value that is not one of WanGP's profiles."""
+    if value is None or (not isinstance(value, bool) and value in NO_OVERRIDE):
+        return None
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:
+            return Profile.parse(value)
+        except ValueError:
+            pass
+    raise ValueError(f"{value!r} is not a memory profile of WanGP's; accepted: {WANGP_PROFILE_VALUES}")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.loras import LoraRequest
+from models.overrides import Overrides
 
 
 @dataclass(frozen=True)
@@ -24,5 +25,7 @@ class GenerationRequest:
     seed: int  # the seed actually used (never -1 here)
     batch_size: int = 1
     image_start: Path | None = None  # first frame for image-to-video
+    image_end: Path | None = None  # last frame, on models that take one (ModelPreset.end_image)
     loras: tuple[LoraRequest, ...] = ()  # in activated_loras order, schedules for `steps`
     guidance_scale_2: float | None = None  # Wan 2.2's low-noise expert; None: guidance_scale
+    overrides: Overrides | None = None  # the job's own profile / attention kernel; None: the farm's

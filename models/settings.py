@@ -19,8 +19,11 @@ from typing import Annotated, Any, cast
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from models.attachments import SEND_ATTACHMENTS, AttachmentRefused, Attachments
+from models.attention import override_attention
 from models.catalogue import ModelPreset, Output, Task, UnknownModel, get_model
 from models.loras import LoraRequest, model_phases, parse_loras
+from models.overrides import Overrides
+from models.profiles import override_profile
 from models.request import GenerationRequest
 from models.samplers import SOLVER_NAMES, solver_problem
 from models.wangp_keys import (
@@ -77,8 +80,16 @@ def _json_number(value: object) -> object:
     return value
 
 
+def _number_or_text(value: object) -> object:
+    # WanGP's override_profile is a number (3.5 for "3+"), or "-1" where it was written as text.
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"must be a number, not {type(value).__name__}")
+    return value
+
+
 Int = Annotated[int, BeforeValidator(_json_number)]
 Float = Annotated[float, BeforeValidator(_json_number)]
+NumberOrText = Annotated[int | float | str, BeforeValidator(_number_or_text)]
 
 
 class WanGPSettings(BaseModel):
@@ -106,6 +117,8 @@ class WanGPSettings(BaseModel):
     film_grain_intensity: Float = Field(default=0.0, ge=0, le=1)
     film_grain_saturation: Float = Field(default=0.5, ge=0, le=1)
     spatial_upsampling: str = ""
+    override_profile: NumberOrText = -1
+    override_attention: str = ""
 
     @field_validator("resolution")
     @classmethod
@@ -161,6 +174,11 @@ class Job:
     work: WorkSize
     generations: list[Generation]
     warnings: list[str]
+
+    @property
+    def overrides(self) -> Overrides | None:
+        """The profile and attention kernel the job forces (every generation alike); None: none."""
+        return self.generations[0].request.overrides
 
 
 @dataclass(frozen=True)
@@ -245,8 +263,22 @@ def _rendered(
         batch_size=batch,
         image_start=image_start,
         loras=_loras(settings, preset, steps, problems),
+        overrides=_overrides(settings, problems),
     )
     return _Rendered(canvas, request)
+
+
+def _overrides(settings: WanGPSettings, problems: list[str]) -> Overrides | None:
+    profile = attention = None
+    try:
+        profile = override_profile(settings.override_profile)
+    except ValueError as error:
+        problems.append(f"override_profile: {error}")
+    try:
+        attention = override_attention(settings.override_attention)
+    except ValueError as error:
+        problems.append(f"override_attention: {error}")
+    return Overrides.of(profile, attention)
 
 
 def _loras(
@@ -338,6 +370,13 @@ def _metadata(
             "activated_loras": settings.activated_loras,
             "loras_multipliers": settings.loras_multipliers,
         }
+    if request.overrides is not None:
+        # As given; the output's wanfarm record says which profile and kernels really ran.
+        forced = request.overrides
+        if forced.profile is not None:
+            applied["override_profile"] = given["override_profile"]
+        if forced.attention is not None:
+            applied["override_attention"] = given["override_attention"]
     return kept | {key: value for key, value in applied.items() if value not in (None, "")}
 
 

@@ -595,13 +595,8 @@ _ROWS: tuple[WanGPKey, ...] = (
     _gated("postprocess_audio_neg_prompt", "the soundtrack's negative prompt", "", "postprocess_audio"),
     _row("replace_voice_method", "replaces voices in the soundtrack", "", empty()),
     # How WanGP runs the model.
-    _row(
-        "override_profile",
-        "forces a memory profile for this job (WanFarm picks one per agent)",
-        -1,
-        equal(-1, "-1") | empty(),
-    ),
-    _row("override_attention", "forces an attention kernel for this job", "", empty()),
+    _applied("override_profile", "the job's memory profile (-1: WanFarm picks one per agent)", -1),
+    _applied("override_attention", "the job's attention kernel ('': WanFarm picks one per agent)", ""),
     _row(
         "attention_sparsity",
         "sparsity of the 'sol' attention kernel",

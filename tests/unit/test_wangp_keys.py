@@ -307,8 +307,6 @@ DOES_SOMETHING: dict[str, tuple[object, dict[str, object]]] = {
     "postprocess_audio_prompt": ("rain", {"postprocess_audio": "mmaudio"}),
     "postprocess_audio_neg_prompt": ("music", {"postprocess_audio": "mmaudio"}),
     "replace_voice_method": ("seedvc", {}),
-    "override_profile": (4, {}),
-    "override_attention": ("sage2", {}),
     "attention_sparsity": (0.5, {"override_attention": "sol"}),
     "config": ("alternative", {}),
     "prompts": ("an old prompt", {}),

@@ -1,0 +1,35 @@
+"""A job's own memory profile and attention kernel (WanGP's override_profile, override_attention).
+
+Without them the farm picks both per agent; with them the job runs only where the forced profile
+fits and the forced kernel runs, and it runs with them. `None` stands for a job that forces
+neither, so the scheduler's hot loops test one identity instead of two fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.attention import AttentionMode
+from models.profiles import Profile
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """What a job forces; at least one of the two is set (a job that forces neither has None)."""
+
+    profile: Profile | None = None
+    attention: AttentionMode | None = None
+
+    @staticmethod
+    def of(profile: Profile | None, attention: AttentionMode | None) -> Overrides | None:
+        """The record of what is forced; None when nothing is."""
+        if profile is None and attention is None:
+            return None
+        return Overrides(profile, attention)
+
+    def describe(self) -> str:
+        """ "profile 3, attention 'sage'", the forced parts only."""
+        parts = [f"profile {self.profile}"] if self.profile is not None else []
+        if self.attention is not None:
+            parts.append(f"attention {self.attention.value!r}")
+        return ", ".join(parts)
