@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpu_agent.inventory import probe_inventory
-from gpu_agent.lora_fetch import StoredLoras
+from gpu_agent.lora_fetch import HubLoras, LoraCache, StoredLoras, lora_cache_budget
 from gpu_agent.messages import (
     OBJECT_REF,
     UPLOADS_PREFIX,
@@ -76,7 +76,7 @@ class GpuAgent:
         # torch and diffusers load here, in the actor, never in the controller that creates it.
         import torch
 
-        from models.loras import LoraLibrary
+        from models.loras import FirstFound, LoraLibrary
         from models.runner import PipelineHost
 
         if config.declared_gpu:
@@ -88,14 +88,17 @@ class GpuAgent:
             os.nice(CPU_RENDER_NICENESS)
         device = "cpu" if config.declared_gpu else None
         # As with the cache, a node's own LoRA folder ($WANFARM_LORAS) comes before the farm's; a
-        # LoRA in neither is fetched from the farm's uploads into a cache beside the weights.
+        # LoRA in neither is fetched from the farm's uploads, or a hub URL from the hub, into a
+        # cache beside the weights, kept within its own budget.
         lora_root = Path(os.environ["WANFARM_LORAS"]) if os.environ.get("WANFARM_LORAS") else config.lora_dir
-        uploaded = StoredLoras(self.store, cache_dir / "loras")
+        self.lora_cache = LoraCache(cache_dir / "loras", lora_cache_budget(config.lora_cache_bytes))
+        uploaded = StoredLoras(self.store, cache_dir / "loras", self.lora_cache)
+        self.host_loras = LoraLibrary(lora_root, fallback=FirstFound(uploaded, HubLoras(self.lora_cache)))
         self.host: PipelineHost = PipelineHost(
             self.cache,
             device=device,
             attention_mode=AttentionMode(config.attention),
-            loras=LoraLibrary(lora_root, fallback=uploaded),
+            loras=self.host_loras,
         )
         self._lock = threading.Lock()
         self._events: list[AgentEvent] = []
@@ -119,6 +122,7 @@ class GpuAgent:
             previous_job=previous[0] if previous else None,
             previous_attempt=previous[1] if previous else None,
             accepts_next=accepts_next,
+            loras=self.lora_cache.held() + self.host_loras.names(),
         )
 
     def start(self, task: RenderTask) -> bool:

@@ -33,6 +33,7 @@ class AgentConfig:
     attention: str = "auto"
     node_agents: int = 1  # agents of its node, sharing its cores
     lora_dir: Path | None = None  # LoRA root (WanGP's loras/ layout), unless the node sets $WANFARM_LORAS
+    lora_cache_bytes: int | None = None  # LoRA cache budget; None: $WANFARM_LORA_CACHE_GB, else 20 GiB
 
 
 @dataclass(frozen=True)
@@ -116,3 +117,6 @@ class AgentInventory:
     # failing shows a growing count), and the latest one: "<operation> <key>: <error>".
     storage_errors: int = 0
     last_storage_error: str | None = None
+    # LoRAs it holds: "name@sha256" for each file of its LoRA cache, the bare file name for each of its
+    # LoRA folder (used before any other: not hashed for this).
+    loras: tuple[str, ...] = ()

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -110,6 +112,58 @@ def model_phases(preset: ModelPreset) -> int:
     return max(1, sum(1 for component in preset.components if component.role is Role.TRANSFORMER))
 
 
+@dataclass(frozen=True)
+class HubFile:
+    """A file of a Hugging Face repository at one revision, as an `activated_loras` URL names it."""
+
+    repo_id: str  # "owner/name"
+    revision: str  # a branch, tag or commit
+    filename: str  # path inside the repository
+
+
+# WanGP writes hub LoRAs as https://huggingface.co/<owner>/<name>/resolve/<revision>/<path>, with
+# an optional "|<folder>" after it naming the sub-folder of the LoRA folder to keep it in.
+_HUB_URL = re.compile(r"https://huggingface\.co/([\w.-]+/[\w.-]+)/resolve/([^/|]+)/([^|]+)")
+
+
+def hub_file(entry: str) -> HubFile | None:
+    """The hub file an `activated_loras` entry downloads from; None for a file name or another URL."""
+    found = _HUB_URL.fullmatch(entry.strip().partition("|")[0])
+    if found is None:
+        return None
+    repo_id, revision, filename = found.groups()
+    path = PurePosixPath(unquote(filename))
+    if path.is_absolute() or ".." in path.parts or not path.name:
+        return None
+    return HubFile(repo_id, unquote(revision), str(path))
+
+
+@dataclass(frozen=True)
+class LoraNeed:
+    """A LoRA a queued job names, as the scheduler weighs it: its file name, the sha256 of the
+    upload it will get when the farm knows it (None: a hub or folder file, matched by name), and
+    the bytes an agent without it fetches."""
+
+    name: str
+    sha256: str | None
+    bytes: int
+
+    def held_in(self, held: frozenset[str]) -> bool:
+        """Whether an agent reporting `held` has this LoRA already: a file of its LoRA folder by
+        this name (reported bare; the folder comes first), or this file in its cache."""
+        if self.name in held:
+            return True
+        if self.sha256 is not None:
+            return held_key(self.name, self.sha256) in held
+        prefix = f"{self.name}@"
+        return any(key.startswith(prefix) for key in held)
+
+
+def held_key(name: str, sha256: str) -> str:
+    """How an agent reports a LoRA file it holds."""
+    return f"{name}@{sha256}"
+
+
 def lora_file_name(entry: str) -> PurePosixPath:
     """The relative file an `activated_loras` entry names: a name or sub/path in the LoRA folder, or
     a download URL (WanGP keeps its file name, and a "|sub" folder after it). Absolute paths and
@@ -152,6 +206,21 @@ class LoraSource(Protocol):
         ...
 
 
+class FirstFound:
+    """Several LoRA sources asked in turn; the first that has the file wins."""
+
+    def __init__(self, *sources: LoraSource) -> None:
+        self.sources = sources
+        self.where = ", ".join(source.where for source in sources)
+
+    def find(self, entry: str) -> LoraFile | None:
+        for source in self.sources:
+            found = source.find(entry)
+            if found is not None:
+                return found
+        return None
+
+
 class LoraLibrary:
     """LoRA files under one root laid out as WanGP's `loras/` folder (wan/, wan_i2v/, ltxv/, flux/,
     qwen/, ...); the older layout (loras/, loras_i2v/, loras_flux/, ... side by side) and a root
@@ -173,12 +242,10 @@ class LoraLibrary:
 
     def find(self, name: str, preset: ModelPreset) -> LoraFile:
         """The file `name` (an `activated_loras` entry) for this model, with its sha256."""
-        relative = lora_file_name(name)
+        path = self.locate(name, preset)
+        if path is not None:
+            return LoraFile(name, path, self.sha256(path), path.stat().st_size)
         folders = self.folders(preset)
-        for folder in folders:
-            path = folder / relative
-            if path.is_file():
-                return LoraFile(name, path, self.sha256(path), path.stat().st_size)
         found = self.fallback.find(name) if self.fallback is not None else None
         if found is not None:
             return found
@@ -186,9 +253,37 @@ class LoraLibrary:
         searched = ", ".join(places) or "no LoRA folder is configured"
         raise LoraNotFound(f"LoRA {name!r} is not in the LoRA folders of {preset.id} (searched: {searched})")
 
+    def locate(self, name: str, preset: ModelPreset) -> Path | None:
+        """The file `name` names in this model's LoRA folders, or None (the fallback is not asked)."""
+        relative = lora_file_name(name)
+        paths = (folder / relative for folder in self.folders(preset))
+        return next((path for path in paths if path.is_file()), None)
+
     def sha256(self, path: Path) -> str:
         """The file's sha256, read again only when its size or mtime changed."""
         return self.digests.sha256(path)
+
+    def names(self) -> tuple[str, ...]:
+        """The file names of every LoRA under the root, whichever folder holds them (sorted)."""
+        if self.root is None or not self.root.is_dir():
+            return ()
+        return tuple(sorted({path.name for path in self.root.rglob("*.safetensors") if path.is_file()}))
+
+
+class NamedFiles:
+    """LoRA files handed over with the settings (a queue.zip's), found by their file name."""
+
+    where = "the queue.zip"
+
+    def __init__(self, files: Mapping[str, Path]) -> None:
+        self.files = dict(files)
+        self.digests = FileDigests()
+
+    def find(self, entry: str) -> LoraFile | None:
+        path = self.files.get(str(lora_file_name(entry)))
+        if path is None:
+            return None
+        return LoraFile(entry, path, self.digests.sha256(path), path.stat().st_size)
 
 
 class FileDigests:
@@ -318,14 +413,20 @@ def _parse_values(part: str, where: str) -> tuple[float, ...]:
 
 __all__ = [
     "AppliedLora",
+    "FirstFound",
+    "HubFile",
     "LoraError",
     "LoraFile",
     "LoraLibrary",
     "LoraMismatch",
+    "LoraNeed",
     "LoraNotFound",
     "LoraRequest",
     "LoraSource",
+    "NamedFiles",
     "family_folder",
+    "held_key",
+    "hub_file",
     "lora_file_name",
     "model_phases",
     "parse_loras",

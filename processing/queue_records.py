@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # The settings keys whose values name attachment files (WanGP's ATTACHMENT_KEYS).
@@ -25,6 +26,9 @@ ATTACHMENT_KEYS: tuple[str, ...] = (
 )
 
 MANIFEST_NAME = "queue.json"
+# A queue.zip may carry the LoRA files its tasks name in activated_loras, at its top level.
+LORAS_KEY = "activated_loras"
+LORA_SUFFIX = ".safetensors"
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -51,7 +55,9 @@ class QueueLimits:
 
 @dataclass(frozen=True)
 class QueueEntry:
-    """One queued task: its id and its settings, attachment names replaced by absolute file paths."""
+    """One queued task: its id and its settings, attachment names replaced by absolute file paths,
+    and the LoRA files the archive carries for it (by the file name activated_loras gives)."""
 
     id: int | str | None
     params: dict[str, Any] = field(default_factory=dict)
+    loras: dict[str, Path] = field(default_factory=dict)

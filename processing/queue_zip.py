@@ -11,9 +11,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from models.loras import lora_file_name
 from processing.atomic_file import atomic_target
 from processing.queue_records import (
     ATTACHMENT_KEYS,
+    LORA_SUFFIX,
+    LORAS_KEY,
     MANIFEST_NAME,
     QueueEntry,
     QueueLimits,
@@ -121,7 +124,8 @@ def import_queue_zip(
 ) -> list[QueueEntry]:
     """Validate a WanGP queue.zip whole, then extract its referenced attachments into `work_dir`.
 
-    Attachment names in params become absolute paths of the extracted files. A refused archive raises
+    Attachment names in params become absolute paths of the extracted files. A LoRA file the archive
+    carries for a task's activated_loras is extracted too, into the entry's `loras`. A refused archive raises
     QueueZipError and writes nothing; an attachment that would overwrite a file raises FileExistsError.
     """
     zip_path = Path(zip_path)
@@ -143,8 +147,11 @@ def import_queue_zip(
         tasks = _parse_manifest(bytes(raw))
 
         wanted: dict[str, zipfile.ZipInfo] = {}
+        loras: list[dict[str, zipfile.ZipInfo]] = []
         for index, (task_id, params) in enumerate(tasks):
             where = f"{MANIFEST_NAME} task {index} (id {task_id!r})"
+            loras.append(_lora_members(params, files))
+            wanted.update(loras[-1])
             for key in ATTACHMENT_KEYS:
                 if params.get(key) is None:
                     continue
@@ -168,13 +175,31 @@ def import_queue_zip(
         return value
 
     entries: list[QueueEntry] = []
-    for task_id, params in tasks:
+    for (task_id, params), carried in zip(tasks, loras, strict=True):
         localized = dict(params)
         for key in ATTACHMENT_KEYS:
             if localized.get(key) is not None:
                 localized[key] = localize(localized[key])
-        entries.append(QueueEntry(id=task_id, params=localized))
+        # activated_loras keeps its names (they are the LoRAs' names in the output's record).
+        entries.append(QueueEntry(task_id, localized, {name: work_dir / name for name in carried}))
     return entries
+
+
+def _lora_members(params: dict[str, Any], files: Mapping[str, zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
+    """The archive's top-level .safetensors files that the task's activated_loras names (by file
+    name, or as the file of a download URL); entries the settings check refuses are left to it."""
+    value = params.get(LORAS_KEY)
+    found: dict[str, zipfile.ZipInfo] = {}
+    for entry in value if isinstance(value, list) else []:
+        try:
+            name = lora_file_name(entry) if isinstance(entry, str) else None
+        except ValueError:
+            continue
+        # A name with a folder is looked up in LoRA folders only: uploads have no folders.
+        plain = name is not None and len(name.parts) == 1 and name.suffix.lower() == LORA_SUFFIX
+        if plain and str(name) in files:
+            found[str(name)] = files[str(name)]
+    return found
 
 
 def _as_sources(key: str, value: Any, where: str) -> list[Path] | None:

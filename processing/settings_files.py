@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from models.attachments import Attachments
@@ -30,6 +30,7 @@ class SettingsEntry:
     # A queue.zip's entries name only the files it carries; a .json or an output on the user's own
     # disk names any file they can read, relative to its folder.
     attachments: Attachments
+    loras: Mapping[str, Path] = field(default_factory=dict)  # LoRA files a queue.zip carries, by name
 
 
 def load_settings_files(path: Path, work_dir: Path) -> list[SettingsEntry]:
@@ -57,7 +58,7 @@ def _load_file(path: Path, work_dir: Path) -> list[SettingsEntry]:
         except QueueZipError as error:
             raise SettingsFileError(f"{path}: {error}") from None
         inside = Attachments.inside(work_dir / path.stem)
-        return [SettingsEntry(f"{path.name}#{e.id}", e.params, inside) for e in entries]
+        return [SettingsEntry(f"{path.name}#{e.id}", e.params, inside, e.loras) for e in entries]
     if suffix in (".mp4", ".png"):
         metadata = read_metadata(path)
         if metadata is None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.cli.exits import EXIT_FAILED, EXIT_INVALID, EXIT_OK
@@ -20,6 +21,7 @@ from processing.settings_files import SettingsFileError, load_settings_files
 class PlannedJob:
     source: str
     job: Job
+    loras: Mapping[str, Path] = field(default_factory=dict)  # LoRA files its queue.zip carries
 
 
 def render_command(
@@ -35,6 +37,7 @@ def render_command(
     LoRAs that settings name are looked up under `lora_dir` (WanGP's loras/ layout)."""
     with tempfile.TemporaryDirectory(prefix="wanfarm-inputs-") as work:
         planned, problems = _plan(sources, Path(work))
+        problems += _missing_loras(planned, lora_dir)
         if problems:
             for problem in problems:
                 print(f"error: {problem}", file=sys.stderr)
@@ -63,10 +66,31 @@ def _plan(sources: list[Path], work: Path) -> tuple[list[PlannedJob], list[str]]
         for entry in entries:
             try:
                 settings = parse_settings(entry.data, entry.source)
-                planned.append(PlannedJob(entry.source, resolve(settings, entry.attachments, entry.source)))
+                job = resolve(settings, entry.attachments, entry.source)
+                planned.append(PlannedJob(entry.source, job, entry.loras))
             except SettingsError as error:
                 problems.extend(f"{entry.source}: {p}" for p in error.problems)
     return planned, problems
+
+
+def _missing_loras(planned: list[PlannedJob], lora_dir: Path | None) -> list[str]:
+    """A problem for each LoRA named that is in no LoRA folder, not in its queue.zip, and no hub URL."""
+    from models.loras import LoraLibrary, hub_file, lora_file_name
+
+    library = LoraLibrary(lora_dir if lora_dir is not None and lora_dir.is_dir() else None)
+    problems = []
+    for item in planned:
+        preset = item.job.preset
+        for lora in item.job.generations[0].request.loras:
+            name = lora.name
+            if hub_file(name) or str(lora_file_name(name)) in item.loras or library.locate(name, preset):
+                continue
+            folders = ", ".join(str(folder) for folder in library.folders(preset)) or "no --lora-dir given"
+            problems.append(
+                f"{item.source}: activated_loras: {name!r} is found nowhere: not in the LoRA folders "
+                f"({folders}), not in its queue.zip, and not a Hugging Face URL"
+            )
+    return problems
 
 
 def _render_all(
@@ -78,15 +102,19 @@ def _render_all(
     lora_dir: Path | None,
 ) -> int:
     # torch and diffusers load here, once something is really rendered: a dry run stays light.
+    from gpu_agent.lora_fetch import HubLoras, LoraCache, lora_cache_budget
     from gpu_agent.render import render_job, safe_stem
-    from models.loras import LoraLibrary
+    from models.loras import FirstFound, LoraLibrary, NamedFiles
     from models.runner import PipelineHost
     from models.weights import WeightCache, WeightsUnavailable  # nor is the weight cache in a dry run
 
     if lora_dir is not None and not lora_dir.is_dir():
         print(f"error: --lora-dir: {lora_dir} is not a folder", file=sys.stderr)
         return EXIT_INVALID
-    loras = LoraLibrary(lora_dir) if lora_dir is not None else None
+    # After the folder, the LoRAs queue.zips carry, then hub URLs fetched into the cache.
+    carried = NamedFiles({name: path for item in planned for name, path in item.loras.items()})
+    hub = HubLoras(LoraCache(cache_dir / "loras", lora_cache_budget(None)))
+    loras = LoraLibrary(lora_dir, fallback=FirstFound(carried, hub))
     try:
         host = PipelineHost(WeightCache(cache_dir), attention_mode=attention_mode, loras=loras)
     except AttentionUnavailable as error:
