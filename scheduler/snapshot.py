@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from models.attention import AttentionMode
+from models.overrides import Overrides
 from models.profiles import Profile
 from models.work import WorkSize
 
@@ -36,6 +38,8 @@ class AgentView:
     disk_bytes_per_s: float = 2e9  # node disk read speed, for loading cached weights
     net_bytes_per_s: float = 125e6  # node download speed, for weights not cached
     running_owner: str | None = None  # owner of the job it runs now, for per-owner fair share
+    # Attention kernels it runs, as it reports them; None: the ones its architecture allows.
+    attention_modes: frozenset[AttentionMode] | None = None
 
     @property
     def idle(self) -> bool:
@@ -53,6 +57,7 @@ class PendingJob:
     submitted_at: float
     attempts: int = 0
     avoid_agents: frozenset[str] = frozenset()  # agents an earlier attempt died on
+    overrides: Overrides | None = None  # the profile / attention kernel it forces; None: the farm's
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from models.attention import AttentionMode
 from models.catalogue import ModelPreset, get_model
+from models.overrides import Overrides
 from models.profiles import Profile
 from scheduler.catalogue_lookup import CatalogueLookup
 from scheduler.cost import job_seconds
@@ -14,7 +16,8 @@ from scheduler.snapshot import AgentView, Assignment, Decisions, Observation, Pe
 
 Candidate = tuple[AgentView, Profile]  # a free agent that can run the job, and under which profile
 Choice = tuple[Candidate, str]  # the candidate that takes the job, and the reason it gives
-_Kind = tuple[str, tuple[int, int], int, int]  # what choose_profile reads of an agent
+# What choose_profile reads of an agent.
+_Kind = tuple[str, tuple[int, int], int, int, frozenset[AttentionMode] | None]
 
 
 class Baseline:
@@ -38,9 +41,9 @@ class FaceValue:
         # One agent per kind is enough to decide whether any agent of the pool can run a job.
         self._samples = list({_kind(agent): agent for agent in agents}.values())
         self._catalogue = catalogue
-        # Keyed by WorkSize.key: feasibility depends on the work and the card alone.
-        self._profiles: dict[tuple[tuple[object, ...], _Kind], Profile | None] = {}
-        self._refusals: dict[tuple[object, ...], str | None] = {}
+        # Keyed by WorkSize.key and what the job forces: feasibility depends on those and the card.
+        self._profiles: dict[tuple[tuple[object, ...], Overrides | None, _Kind], Profile | None] = {}
+        self._refusals: dict[tuple[tuple[object, ...], Overrides | None], str | None] = {}
 
     def preset(self, model_id: str) -> ModelPreset | None:
         """The catalogue preset, or None for an unknown model."""
@@ -48,9 +51,9 @@ class FaceValue:
 
     def profile(self, preset: ModelPreset, job: PendingJob, agent: AgentView) -> Profile | None:
         """feasibility.choose_profile, memoised."""
-        key = (job.work.key, self._kinds[agent.agent_id])
+        key = (job.work.key, job.overrides, self._kinds[agent.agent_id])
         if key not in self._profiles:
-            self._profiles[key] = choose_profile(preset, job.work, agent)
+            self._profiles[key] = choose_profile(preset, job.work, agent, job.overrides)
         return self._profiles[key]
 
     def waiting(self, job: PendingJob, why: str) -> Waiting:
@@ -59,9 +62,10 @@ class FaceValue:
         preset = self.preset(work.model_id)
         if preset is None:
             return Waiting(job.job_id, unknown_model(work.model_id))
-        if work.key not in self._refusals:
-            self._refusals[work.key] = pool_refusal(preset, work, self._samples)
-        refusal = self._refusals[work.key]
+        key = (work.key, job.overrides)
+        if key not in self._refusals:
+            self._refusals[key] = pool_refusal(preset, work, self._samples, job.overrides)
+        refusal = self._refusals[key]
         return Waiting(job.job_id, f"no agent can run it: {refusal}" if refusal else why)
 
 
@@ -115,4 +119,4 @@ def assign(
 
 
 def _kind(agent: AgentView) -> _Kind:
-    return (agent.gpu_name, agent.capability, agent.vram_total, agent.ram_total)
+    return (agent.gpu_name, agent.capability, agent.vram_total, agent.ram_total, agent.attention_modes)

@@ -69,7 +69,7 @@ def _place_one(preset: ModelPreset, job: PendingJob, free: list[AgentView], now:
     for agent in free:
         if agent.agent_id in job.avoid_agents:
             continue
-        profile = choose_profile(preset, job.work, agent)
+        profile = choose_profile(preset, job.work, agent, job.overrides)
         if profile is not None:
             candidates.append(_Candidate(agent, profile, _warmth(preset, agent)))
     if not candidates:
@@ -97,14 +97,14 @@ def _candidate_order(candidate: _Candidate) -> tuple[int, float, int, str]:
 def _wait(
     preset: ModelPreset, job: PendingJob, agents: tuple[AgentView, ...], free_at: dict[str, float]
 ) -> Waiting:
-    refusal = pool_refusal(preset, job.work, agents)
+    refusal = pool_refusal(preset, job.work, agents, job.overrides)
     if refusal is not None:
         return Waiting(job.job_id, f"no agent can run it: {refusal}")
     capable = [
         (agent, profile)
         for agent in agents
         if agent.agent_id not in job.avoid_agents
-        and (profile := choose_profile(preset, job.work, agent)) is not None
+        and (profile := choose_profile(preset, job.work, agent, job.overrides)) is not None
     ]
     if not capable:
         avoided = ", ".join(sorted(job.avoid_agents))

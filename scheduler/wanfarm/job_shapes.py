@@ -2,7 +2,8 @@
 
 Thousands of pending jobs share a few kinds of work (models.work.WorkSize); the profile that fits each agent
 class and the render seconds there are worked out once per shape per round, so a job costs one dict
-lookup. Per round, because the learned speed and memory corrections change between rounds.
+lookup. Per round, because the learned speed and memory corrections change between rounds. A job
+that forces a profile or an attention kernel (models.overrides) is a shape of its own.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.catalogue import ModelPreset
+from models.overrides import Overrides
 from models.profiles import Profile
 from models.work import WorkSize
 from scheduler.catalogue_lookup import CatalogueLookup
 from scheduler.cost import render_flops
-from scheduler.feasibility import arch_problem, describe_job, pool_refusal
+from scheduler.feasibility import arch_problem, attention_problem, describe_job, pool_refusal
 from scheduler.snapshot import PendingJob
 from scheduler.wanfarm.learning import MemoryModel, SpeedModel
 from scheduler.wanfarm.pool_index import AgentClass
@@ -54,18 +56,19 @@ class RoundShapes:
         self.speed = speed
         self.memory = memory
         # Public for the queue tail's loop, which looks up 100k jobs a round and skips the call.
-        self.known: dict[tuple[object, ...], JobShape | None] = {}  # keyed by WorkSize.key
+        self.known: dict[tuple[object, ...], JobShape | None] = {}  # keyed by shape_key
         self._catalogue = catalogue
 
     def shape(self, job: PendingJob) -> JobShape | None:
         """The job's shape; None when its model is not in the catalogue."""
+        key = shape_key(job)
         try:
-            return self.known[job.work.key]
+            return self.known[key]
         except KeyError:
-            shape = self.known[job.work.key] = self._build(job.work)
+            shape = self.known[key] = self._build(job.work, job.overrides)
             return shape
 
-    def _build(self, work: WorkSize) -> JobShape | None:
+    def _build(self, work: WorkSize, forced: Overrides | None) -> JobShape | None:
         preset = self._catalogue.preset(work.model_id)
         if preset is None:
             return None
@@ -73,9 +76,16 @@ class RoundShapes:
         flops = render_flops(preset, work)
         options = []
         for index, agent_class in enumerate(self.classes):
-            if arch_problem(preset, agent_class.sample) is not None:
+            sample = agent_class.sample
+            if arch_problem(preset, sample) is not None or attention_problem(forced, sample) is not None:
                 continue
-            profile = self.memory.choose_profile(preset, size, agent_class.vram_total, agent_class.ram_total)
+            vram, ram = agent_class.vram_total, agent_class.ram_total
+            if forced is None or forced.profile is None:
+                profile = self.memory.choose_profile(preset, size, vram, ram)
+            elif self.memory.fits_size(preset, size, vram, ram, forced.profile):
+                profile = forced.profile
+            else:
+                continue
             if profile is None:
                 continue
             seconds = self.speed.render_seconds(
@@ -84,12 +94,12 @@ class RoundShapes:
             options.append(ClassOption(index, profile, seconds))
         options.sort(key=lambda option: (option.render_s, option.class_index))
         mean = sum(o.render_s for o in options) / len(options) if options else 0.0
-        refusal = None if options else self._refusal(preset, work)
+        refusal = None if options else self._refusal(preset, work, forced)
         return JobShape(preset, preset.weight_bytes, tuple(options), mean, refusal)
 
-    def _refusal(self, preset: ModelPreset, work: WorkSize) -> str:
+    def _refusal(self, preset: ModelPreset, work: WorkSize, forced: Overrides | None) -> str:
         # One agent of each class says as much as the whole pool, at a fraction of the cost.
-        refusal = pool_refusal(preset, work, [c.sample for c in self.classes])
+        refusal = pool_refusal(preset, work, [c.sample for c in self.classes], forced)
         if refusal is not None:
             return f"no agent can run it: {refusal}"
         scale = self.memory.factor(preset.id) * self.memory.margin
@@ -97,3 +107,8 @@ class RoundShapes:
             f"no agent can run it: {describe_job(preset, work)} fits the largest agents only at its bare "
             f"memory estimate, not with the x{scale:.2f} safety margin (learned need x headroom)"
         )
+
+
+def shape_key(job: PendingJob) -> tuple[object, ...]:
+    """What jobs of one shape share: the work, and what the job forces when it forces something."""
+    return job.work.key if job.overrides is None else (job.work.key, job.overrides)

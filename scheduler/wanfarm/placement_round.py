@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from scheduler.feasibility import unknown_model
 from scheduler.snapshot import Assignment, Decisions, PendingJob, Prefetch, Waiting
 from scheduler.wanfarm.fair_share import QueueOrder
-from scheduler.wanfarm.job_shapes import JobShape, RoundShapes
+from scheduler.wanfarm.job_shapes import JobShape, RoundShapes, shape_key
 from scheduler.wanfarm.pool_index import PoolIndex
 
 # Earliest finish alone would undo fair share: an owner far behind would wait for the busy cards
@@ -281,7 +281,7 @@ class PlacementRound:
         for position, job in enumerate(tail, start=ahead):
             work = job.work
             try:
-                shape = known[work.key]
+                shape = known[work.key if job.overrides is None else shape_key(job)]
             except KeyError:
                 shape = shape_of(job)
             if shape is None:

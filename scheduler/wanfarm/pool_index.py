@@ -15,6 +15,7 @@ import heapq
 import math
 from dataclasses import dataclass
 
+from models.attention import AttentionMode
 from scheduler.snapshot import AgentView
 
 _Entry = tuple[float, float, int, int]  # (busy until or -inf, s per byte loaded cold, agent index, version)
@@ -29,6 +30,7 @@ class AgentClass:
     half_tflops: float
     vram_total: int
     ram_total: int
+    attention_modes: frozenset[AttentionMode] | None  # as reported; forced kernels need them
     sample: AgentView
 
 
@@ -282,9 +284,18 @@ class KeptPoolIndex:
         return self._base.copy(now)
 
 
-def _class_key(agent: AgentView) -> tuple[str, tuple[int, int], float, int, int]:
+def _class_key(
+    agent: AgentView,
+) -> tuple[str, tuple[int, int], float, int, int, frozenset[AttentionMode] | None]:
     # AgentClass's fields before `sample`, in their order.
-    return (agent.gpu_name, agent.capability, agent.half_tflops, agent.vram_total, agent.ram_total)
+    return (
+        agent.gpu_name,
+        agent.capability,
+        agent.half_tflops,
+        agent.vram_total,
+        agent.ram_total,
+        agent.attention_modes,
+    )
 
 
 def _class_of(agent: AgentView) -> AgentClass:
