@@ -465,6 +465,7 @@ def _queued(job: QueuedJob) -> _Queued:
         job.created_at,
         job.attempts,
         frozenset(job.avoid_agents),
+        loras=job.loras,
     )
     return _Queued(pending, job.queued_since, (job.wait_reason, job.eta))
 
@@ -542,6 +543,7 @@ def agent_view(inventory: AgentInventory, running: JobRecord | None) -> AgentVie
         declared=inventory.declared,
         running_model=running.model_id if running else None,
         running_owner=running.owner if running else None,
+        loras=frozenset(inventory.loras),
     )
 
 

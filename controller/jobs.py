@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from models.loras import LoraNeed
 from models.profiles import Profile
 from models.work import WorkSize
 
@@ -41,6 +42,7 @@ class NewJob:
     settings: dict[str, Any]
     work: WorkSize  # what the settings resolved to at submit: what the job is placed as
     max_attempts: int = 3
+    loras: tuple[LoraNeed, ...] = ()  # its LoRAs as the scheduler weighs them
 
 
 @dataclass(frozen=True)

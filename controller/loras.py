@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.service import ServiceError
+from controller.store import JobStore
+from controller.uploads import active_jobs
 from gpu_agent.lora_fetch import StoredLora, choose_upload, lora_key, marker_key, stored_loras
 from gpu_agent.storage import ObjectStore
 from models.loras import LoraNeed, LoraRequest, file_sha256, hub_file, lora_file_name
+from processing.queue_records import LORAS_KEY
 
 MAX_LORA_BYTES = 2 * 1024**3  # the largest LoRAs of 14B models are about 1.2 GB
 # The safetensors library refuses headers over 100 MB; a LoRA's is a few hundred kB.
@@ -99,6 +102,16 @@ def delete_lora(storage: ObjectStore, name: str, naming_jobs: Sequence[str]) -> 
     return doomed
 
 
+def jobs_naming(store: JobStore, name: str) -> list[str]:
+    """The queued and running jobs whose activated_loras names a file called `name`, oldest first."""
+    naming = []
+    for job in active_jobs(store):
+        entries = job.settings.get(LORAS_KEY)
+        if isinstance(entries, list) and any(_file_name(entry) == name for entry in entries):
+            naming.append(job.id)
+    return naming[::-1]
+
+
 def check_upload(path: Path, name: str) -> None:
     """422 unless the file is a non-empty safetensors file under a plain *.safetensors name."""
     check_name(name)
@@ -174,6 +187,13 @@ def check_safetensors(path: Path, name: str) -> None:
     for tensor, entry in header.items():
         if tensor != "__metadata__" and not _fits(entry, data_bytes):
             raise _not_safetensors(name, f"tensor {tensor!r} has no data_offsets within the file")
+
+
+def _file_name(entry: object) -> str | None:
+    try:
+        return lora_file_name(entry).name if isinstance(entry, str) else None
+    except ValueError:
+        return None
 
 
 def _store_checked(storage: ObjectStore, path: Path, name: str, now: float) -> Uploaded:

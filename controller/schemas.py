@@ -113,9 +113,10 @@ class ErrorOut(BaseModel):
 ERROR_MEANINGS = {
     400: "a malformed request: bad JSON or multipart, an invalid header, or a Host this farm does not serve",
     401: "a missing or unknown API key",
-    403: "a write from another site's page (on a farm without API keys)",
+    403: "a write from another site's page (on a farm without API keys), or an admin call with a submit key",
     404: "no such job or output (another owner's job answers as absent)",
-    409: "a conflict: no agent of the pool can run it, the job has already finished, or a reused key",
+    409: "a conflict: no agent of the pool can run it, the job has already finished, a reused key, or a "
+    "LoRA that queued or running jobs name",
     413: "the body, batch or archive is over its limit",
     415: "the body is not of the media type the route reads",
     422: "the request is well-formed but invalid; `detail` names each problem",

@@ -19,8 +19,10 @@ from controller.schemas import StatsOut
 from controller.stats import window_stats
 from controller.store import IdempotencyConflict, InvalidJobError, JobStore
 from controller.utilisation import UtilisationLog
+from gpu_agent.lora_fetch import StoredLora
 from gpu_agent.storage import ObjectStore
 from models.attachments import Attachments
+from models.loras import LoraNeed, LoraRequest
 from models.prompts import PromptError, expand_prompts
 from models.settings import MAX_SEED, Job, SettingsError, parse_settings, resolve
 from processing.queue_zip import QueueZipError, import_queue_zip
@@ -103,7 +105,9 @@ class FarmService:
             except QueueZipError as error:
                 raise ServiceError(422, "invalid queue.zip", [str(error)]) from None
             params = [entry.params for entry in entries]
-            return self._submit(who, params, priority, wait_for_capacity, Attachments.inside(files), key)
+            carried = {name: path for entry in entries for name, path in entry.loras.items()}
+            attachments = Attachments.inside(files)
+            return self._submit(who, params, priority, wait_for_capacity, attachments, key, carried)
 
     def get(self, who: Principal, job_id: str) -> JobRecord:
         job = self.store.get(job_id)
@@ -154,7 +158,13 @@ class FarmService:
         wait_for_capacity: bool,
         attachments: Attachments,
         idempotency: IdempotencyKey | None,
+        carried: Mapping[str, Path] | None = None,
     ) -> Submitted:
+        """`carried`: the LoRA files of a queue.zip (None for settings sent as JSON): stored as
+        uploads with the jobs, and its LoRAs found nowhere refused."""
+        # Here: controller.loras answers refusals with this module's ServiceError.
+        from controller import loras
+
         if not items:
             raise ServiceError(422, "no settings given", hint="send a settings object or a non-empty list")
         if len(items) > MAX_BATCH:
@@ -164,18 +174,27 @@ class FarmService:
             raise ServiceError(422, "invalid settings", problems, "fix the named keys and submit again")
         if not wait_for_capacity:
             self._refuse_impossible(jobs)
+        named = any(job.generations[0].request.loras for job in jobs)
+        listed = loras.list_loras(self.storage) if named else []
+        if carried is not None and named:
+            self._refuse_missing_loras(jobs, carried, listed)
         uploaded: list[str] = []
+        stored_loras = loras.store_carried(self.storage, carried or {}, self.clock())
         try:
-            new = [self._new_job(who, job, priority, uploaded) for job in jobs]
+            needs = [loras.lora_needs(_named(job), stored_loras, listed) for job in jobs]
+            new = [self._new_job(who, job, priority, uploaded, n) for job, n in zip(jobs, needs, strict=True)]
             stored = self.store.add_jobs(new, self.clock(), idempotency)
         except InvalidJobError as error:
             uploads.forget(self.storage, uploaded)
+            loras.forget(self.storage, stored_loras)
             raise ServiceError(422, "invalid settings", [str(error)]) from None
         except IdempotencyConflict:
             uploads.forget(self.storage, uploaded)
+            loras.forget(self.storage, stored_loras)
             raise _key_reused() from None
         except Exception:
             uploads.forget(self.storage, uploaded)
+            loras.forget(self.storage, stored_loras)
             raise
         # The same key committed by a concurrent request first: the store answered its jobs.
         if [job.settings for job in stored] != [job.settings for job in new]:
@@ -246,13 +265,38 @@ class FarmService:
                 'submit with "wait_for_capacity": true to queue it until such a GPU joins',
             )
 
-    def _new_job(self, who: Principal, job: Job, priority: int, uploaded: list[str]) -> NewJob:
+    def _refuse_missing_loras(
+        self, jobs: list[Job], carried: Mapping[str, Path], listed: list[StoredLora]
+    ) -> None:
+        from controller import loras
+
+        agents = self.pool()
+        if not agents:
+            return  # a farm still starting: what its agents' LoRA folders hold is not known yet
+        held = {key.partition("@")[0] for agent in agents for key in agent.loras}
+        found_nowhere = (loras.found_nowhere(_named(job), carried, listed, held) for job in jobs)
+        missing = dict.fromkeys(name for names in found_nowhere for name in names)  # once each, in order
+        if missing:
+            raise ServiceError(
+                422,
+                "LoRAs found nowhere",
+                [
+                    f"activated_loras: {name!r} is not in the queue.zip, not uploaded, not a Hugging Face "
+                    "URL, and no agent's LoRA folder or cache holds it"
+                    for name in missing
+                ],
+                "add the .safetensors file to the queue.zip, or upload it (POST /v1/loras)",
+            )
+
+    def _new_job(
+        self, who: Principal, job: Job, priority: int, uploaded: list[str], loras: tuple[LoraNeed, ...]
+    ) -> NewJob:
         settings = job.settings.as_dict()
         first = job.generations[0].request
         if first.image_start is not None:
             settings["image_start"] = uploads.upload(self.storage, first.image_start, self.clock())
             uploaded.append(settings["image_start"])
-        return NewJob(owner=who.owner, priority=priority, settings=settings, work=job.work)
+        return NewJob(owner=who.owner, priority=priority, settings=settings, work=job.work, loras=loras)
 
 
 @dataclass(frozen=True)
@@ -284,6 +328,10 @@ def _one_per_prompt(items: Sequence[object], problems: list[str]) -> list[_Promp
                 hint="split the settings or their prompt lines over several submissions",
             )
     return units
+
+
+def _named(job: Job) -> tuple[LoraRequest, ...]:
+    return job.generations[0].request.loras
 
 
 def _key_reused() -> ServiceError:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from controller.jobs import IdempotencyKey, JobEvent, JobProgress, JobRecord, JobState, NewJob
+from models.loras import LoraNeed
+from models.overrides import Overrides, stored_overrides
 from models.profiles import Profile
 from models.work import WorkSize
 
@@ -56,6 +58,8 @@ class QueuedJob:
     avoid_agents: tuple[str, ...]
     wait_reason: str | None
     eta: float | None
+    loras: tuple[LoraNeed, ...] = ()
+    overrides: Overrides | None = None  # the profile / attention kernel its settings force
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +102,12 @@ class ProgressUpdate:
 
 
 _STATES = ", ".join(f"'{state.value}'" for state in JobState)
+# What a queued job forces (models.overrides), read from its settings by SQLite: the rest of the
+# settings are not parsed for a placement, and jobs stored before these keys existed read as none.
+_OVERRIDES = (
+    "json_extract(settings, '$.override_profile') AS override_profile,"
+    " json_extract(settings, '$.override_attention') AS override_attention"
+)
 
 # Migration i takes the file from user_version i to i + 1; never edit one that has shipped.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -165,11 +175,14 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at)",
     ),
+    # The LoRAs a job names, as the scheduler weighs them: [{"name", "sha256", "bytes"}, ...].
+    ("ALTER TABLE jobs ADD COLUMN loras TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(loras))",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _INSERT_JOB = """INSERT INTO jobs (id, owner, state, priority, settings, model_id, width, height, frames,
-    steps, batch, created_at, updated_at, max_attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+    steps, batch, created_at, updated_at, max_attempts, loras)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _UPDATE_JOB = """UPDATE jobs SET state = ?, updated_at = ?, attempts = ?, agent_id = ?, profile = ?,
     started_at = ?, finished_at = ?, eta = ?, wait_reason = ?, progress_step = ?, progress_total = ?,
     progress_phase = ?, outputs = ?, error = ?, attempt_errors = ?, avoid_agents = ?,
@@ -486,7 +499,8 @@ class JobStore:
         """The jobs among `job_ids` still queued, in one read, without parsing their settings."""
         sql = (
             "SELECT id, owner, priority, model_id, width, height, frames, steps, batch, created_at,"
-            " updated_at, attempts, avoid_agents, wait_reason, eta FROM jobs"
+            " updated_at, attempts, avoid_agents, wait_reason, eta, loras,"
+            f" {_OVERRIDES} FROM jobs"
             " WHERE id IN (SELECT value FROM json_each(?)) AND state = ?"
         )
         with self._read() as cur:
@@ -503,6 +517,8 @@ class JobStore:
                 avoid_agents=tuple(json.loads(row["avoid_agents"])),
                 wait_reason=row["wait_reason"],
                 eta=row["eta"],
+                loras=_loras(row["loras"]),
+                overrides=stored_overrides(row["override_profile"], row["override_attention"]),
             )
             for row in rows
         ]
@@ -754,7 +770,15 @@ def _dump_settings(job: NewJob, index: int) -> str:
 
 def _insert_row(job_id: str, job: NewJob, settings: str, now: float) -> tuple[Any, ...]:
     fixed = (job_id, job.owner, JobState.QUEUED.value, job.priority, settings)
-    return (*fixed, *_work_columns(job.work), now, now, job.max_attempts)
+    return (*fixed, *_work_columns(job.work), now, now, job.max_attempts, _dump_loras(job.loras))
+
+
+def _dump_loras(loras: tuple[LoraNeed, ...]) -> str:
+    return json.dumps([{"name": n.name, "sha256": n.sha256, "bytes": n.bytes} for n in loras])
+
+
+def _loras(text: str) -> tuple[LoraNeed, ...]:
+    return tuple(LoraNeed(item["name"], item["sha256"], item["bytes"]) for item in json.loads(text))
 
 
 def _work_columns(work: WorkSize) -> tuple[str, int, int, int, int, int]:

@@ -52,13 +52,14 @@ def _referenced(store: JobStore) -> set[str]:
     """The upload prefixes the settings of queued and running jobs refer to."""
     return {
         _prefix(value.removeprefix(OBJECT_REF))
-        for job in _active_jobs(store)
+        for job in active_jobs(store)
         for value in _attachment_values(job)
         if value.startswith(OBJECT_REF + UPLOADS_PREFIX)
     }
 
 
-def _active_jobs(store: JobStore) -> Iterator[JobRecord]:
+def active_jobs(store: JobStore) -> Iterator[JobRecord]:
+    """The queued and running jobs, a page at a time."""
     # Newest first by id: a job that stays queued or running is on exactly one page.
     before = None
     while page := store.list_jobs(states=ACTIVE, limit=PAGE, before=before):

@@ -12,6 +12,7 @@ out: docs/scheduler.md, "Cost model".
 from __future__ import annotations
 
 from models.catalogue import ModelPreset
+from models.loras import LoraNeed
 from models.memory import latent_tokens
 from models.profiles import Profile
 from models.work import WorkSize
@@ -46,6 +47,12 @@ def load_seconds(preset: ModelPreset, agent: AgentView) -> float:
         return 0.0
     rate = CACHED_READ_BYTES_PER_S if preset.id in agent.cached_models else DOWNLOAD_BYTES_PER_S
     return preset.weight_bytes / rate
+
+
+def lora_seconds(needs: tuple[LoraNeed, ...], agent: AgentView) -> float:
+    """Time to fetch the job's LoRAs the agent does not hold, over its node's link."""
+    missing = sum(need.bytes for need in needs if not need.held_in(agent.loras))
+    return missing / agent.net_bytes_per_s
 
 
 def render_seconds(preset: ModelPreset, work: WorkSize, agent: AgentView) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from models.attention import AttentionMode
+from models.loras import LoraNeed
 from models.overrides import Overrides
 from models.profiles import Profile
 from models.work import WorkSize
@@ -38,6 +39,7 @@ class AgentView:
     disk_bytes_per_s: float = 2e9  # node disk read speed, for loading cached weights
     net_bytes_per_s: float = 125e6  # node download speed, for weights not cached
     running_owner: str | None = None  # owner of the job it runs now, for per-owner fair share
+    loras: frozenset[str] = frozenset()  # LoRAs it holds, as AgentInventory.loras reports them
     # Attention kernels it runs, as it reports them; None: the ones its architecture allows.
     attention_modes: frozenset[AttentionMode] | None = None
 
@@ -57,6 +59,7 @@ class PendingJob:
     submitted_at: float
     attempts: int = 0
     avoid_agents: frozenset[str] = frozenset()  # agents an earlier attempt died on
+    loras: tuple[LoraNeed, ...] = ()  # the LoRAs it names: an agent without one fetches it first
     overrides: Overrides | None = None  # the profile / attention kernel it forces; None: the farm's
 
 

@@ -1,4 +1,4 @@
-"""/v1/loras: upload a LoRA for jobs to name in `activated_loras`, and list the uploaded ones."""
+"""/v1/loras: upload a LoRA for jobs to name in `activated_loras`, list the uploaded ones, delete one."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from controller import loras
 from controller.api.bodies import FILE_UPLOAD_DOC, receive_upload
 from controller.api.deps import Caller, Service, lora_limit
 from controller.schemas import LoraList, LoraOut, error_responses
+from controller.service import ServiceError
 from gpu_agent.lora_fetch import StoredLora
 
 router = APIRouter(prefix="/v1")
@@ -48,6 +49,17 @@ async def upload_lora(request: Request, response: Response, who: Caller, service
 def list_loras(who: Caller, service: Service) -> LoraList:
     """The uploaded LoRAs, newest upload first."""
     return LoraList(loras=[_lora_out(lora) for lora in loras.list_loras(service.storage)])
+
+
+@router.delete("/loras/{name}", response_model=LoraList, responses=error_responses(403, 404, 409, 422))
+def delete_lora(name: str, who: Caller, service: Service) -> LoraList:
+    """Delete every upload of `name` (admin keys only: every owner's jobs may name it); 409 while
+    queued or running jobs name it. Answers the uploads deleted."""
+    if not who.admin:
+        raise ServiceError(403, "deleting a LoRA needs an admin key", hint="ask the farm's admin")
+    naming = loras.jobs_naming(service.store, name)
+    deleted = loras.delete_lora(service.storage, name, naming)
+    return LoraList(loras=[_lora_out(lora) for lora in deleted])
 
 
 def _lora_out(lora: StoredLora) -> LoraOut:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from scheduler.cost import lora_seconds
 from scheduler.feasibility import unknown_model
 from scheduler.snapshot import Assignment, Decisions, PendingJob, Prefetch, Waiting
 from scheduler.wanfarm.fair_share import QueueOrder
@@ -93,7 +94,7 @@ class PlacementRound:
             self.waiting.append(Waiting(job.job_id, shape.refusal))
             return
         fair = False
-        if job.avoid_agents:
+        if job.avoid_agents or job.loras:
             choice = self._scan(job, shape)
         else:
             choice = self._best(model_id, shape)
@@ -204,7 +205,8 @@ class PlacementRound:
         return _Choice(best_index, best_finish, best_warmth, best_at, best_score)
 
     def _scan(self, job: PendingJob, shape: JobShape) -> _Choice | None:
-        # Jobs that avoid some agents are rare (retries): look at every agent.
+        # Jobs that avoid some agents (retries) are rare, and the pool does not index which agents
+        # hold a LoRA: look at every agent, an agent's fetch of the LoRAs it lacks in its finish.
         pool = self.pool
         option_of = {option.class_index: at for at, option in enumerate(shape.options)}
         model_id = job.work.model_id
@@ -221,6 +223,8 @@ class PlacementRound:
             else:
                 load, warmth = shape.weight_bytes * pool.cold_s_per_byte[index], "cold"
                 charge = shape.weight_bytes * pool.net_s_per_byte[index] * self.downloads.charge
+            if job.loras:
+                load += lora_seconds(job.loras, agent)
             finish = pool.free_at[index] + load + shape.options[at].render_s
             if best is None or (finish + charge, not pool.startable[index]) < (
                 best.score,
