@@ -9,7 +9,7 @@ in two small tables below, one row per family.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +26,7 @@ from diffusers.schedulers.scheduling_unipc_multistep import UniPCMultistepSchedu
 from PIL import Image
 
 from models.catalogue import ModelPreset, Output, Task
+from models.flow_schedulers import CausVidScheduler, LcmFlowScheduler
 from models.request import GenerationRequest
 from models.samplers import solver_problem
 
@@ -49,6 +50,8 @@ SOLVERS: dict[str, _Solver] = {
         {"prediction_type": "flow_prediction", "use_flow_sigmas": True, "algorithm_type": "dpmsolver++"},
         "flow_shift",
     ),
+    "causvid": _Solver(CausVidScheduler, {}, "shift"),
+    "lcm": _Solver(LcmFlowScheduler, {}, "shift"),
 }
 
 
@@ -100,9 +103,9 @@ def _quiet_config_warnings() -> Iterator[None]:
 
 
 def configure_scheduler(pipe: DiffusionPipeline, preset: ModelPreset, request: GenerationRequest) -> None:
-    """Set the sampler (request.sample_solver: 'unipc' | 'euler' | 'dpm++', raise ValueError naming
-    the allowed ones otherwise) and flow shift (request.flow_shift when not None) on pipe.scheduler,
-    from the scheduler's own config so nothing else changes."""
+    """Set the sampler (request.sample_solver: 'unipc' | 'euler' | 'dpm++', or on Wan 'causvid' |
+    'lcm'; raise ValueError naming the allowed ones otherwise) and flow shift (request.flow_shift
+    when not None) on pipe.scheduler, from the scheduler's own config so nothing else changes."""
     problem = solver_problem(preset.family, preset.id, request.sample_solver, request.flow_shift)
     if problem:
         raise ValueError(problem)
@@ -157,4 +160,41 @@ def pipeline_kwargs(
             kwargs["image"] = image.convert("RGB")
     elif preset.task is Task.I2V:
         raise ValueError(f"{preset.id} is an image-to-video model: it needs a start image")
+    if request.image_end is not None:
+        if not preset.end_image or request.image_start is None:
+            raise ValueError(f"{preset.id} takes no end image: first-last-frame models take one after a start")
+        with Image.open(request.image_end) as image:
+            kwargs["last_image"] = image.convert("RGB")
     return kwargs
+
+
+@contextmanager
+def expert_switch(pipes: Sequence[Any], preset: ModelPreset, request: GenerationRequest) -> Iterator[None]:
+    """While inside, each two-expert pipeline of `pipes` (Wan 2.2 A14B: the hot one, and the one
+    called when it is another over the same modules) runs its low-noise expert at and below
+    request.switch_threshold, as WanGP switches; each one's own boundary is back after, whatever
+    happened. A request without a threshold leaves them as they are."""
+    if request.switch_threshold is None:
+        yield
+        return
+    unique = list({id(pipe): pipe for pipe in pipes}.values())
+    owns = [getattr(pipe.config, "boundary_ratio", None) for pipe in unique]
+    for pipe, own in zip(unique, owns, strict=True):
+        if own is None or getattr(pipe, "transformer_2", None) is None:
+            raise ValueError(f"switch_threshold: {preset.id} has one transformer, no second expert")
+    try:
+        for pipe in unique:
+            boundary = _above(request.switch_threshold) / pipe.scheduler.config.num_train_timesteps
+            pipe.register_to_config(boundary_ratio=boundary)
+        yield
+    finally:
+        for pipe, own in zip(unique, owns, strict=True):
+            pipe.register_to_config(boundary_ratio=own)
+
+
+def _above(threshold: float) -> float:
+    # diffusers runs the high-noise expert while t >= boundary, comparing in float32 (the
+    # timesteps' type); WanGP runs the low-noise one from t <= threshold: the boundary is the
+    # next float32 above the threshold.
+    value = torch.tensor(threshold, dtype=torch.float32)
+    return float(torch.nextafter(value, torch.tensor(torch.inf, dtype=torch.float32)))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from models.loras import LoraRequest
 from models.overrides import Overrides
+from models.step_cache import StepCaching
 
 
 @dataclass(frozen=True)
@@ -28,4 +29,8 @@ class GenerationRequest:
     image_end: Path | None = None  # last frame, on models that take one (ModelPreset.end_image)
     loras: tuple[LoraRequest, ...] = ()  # in activated_loras order, schedules for `steps`
     guidance_scale_2: float | None = None  # Wan 2.2's low-noise expert; None: guidance_scale
+    # Wan 2.2: the noise level (0-1000) at and below which the low-noise expert runs (0: never);
+    # None: the pipeline's own boundary.
+    switch_threshold: float | None = None
     overrides: Overrides | None = None  # the job's own profile / attention kernel; None: the farm's
+    step_caching: StepCaching | None = None  # WanGP's step skipping (tea, mag); None: every step

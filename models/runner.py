@@ -17,15 +17,17 @@ import torch
 
 from models import attention
 from models.attention import AttentionMode
-from models.call_args import configure_scheduler, pipeline_kwargs
+from models.call_args import configure_scheduler, expert_switch, pipeline_kwargs
 from models.catalogue import ModelPreset, Output
 from models.device import LocalGpu, detect_gpus
 from models.hf_logging import quiet_hf_libraries
+from models.image_pipes import pipeline_for
 from models.lora_adapters import DENOISERS, Adapters, LoraRun, adapters_for
 from models.loras import AppliedLora, LoraError, LoraFile, LoraLibrary, model_phases
 from models.profiles import Profile
 from models.progress import Cancelled, Phase, Progress, ProgressFn, ignore_progress
 from models.request import GenerationRequest
+from models.step_cache_hook import step_skipping
 from models.weights import WeightCache
 
 NO_KERNEL = "none"  # recorded when no attention call went through the counted dispatcher
@@ -46,6 +48,10 @@ class RunInfo:
     weights_source: str = "hot"  # "hot" (reused), "disk" (the node cache) or "download" (fetched now)
     bytes_fetched: int = 0
     loras: tuple[AppliedLora, ...] = ()  # name, sha256, multipliers as written, weight of each step
+    # Denoising steps whose transformer blocks ran, and those step skipping (WanGP's
+    # skip_steps_cache_type) left out; counted on the conditional pass, as WanGP counts them.
+    steps_run: int = 0
+    steps_skipped: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ class _Hot:
     pipe: Any
     offload: Any  # mmgp's handle, released on unload
     adapters: Adapters | None = None  # made by the first job with LoRAs, kept while hot
+    attention: AttentionMode | None = None  # the kernel its transformers point at (on CUDA)
 
 
 class PipelineHost:
@@ -82,7 +89,10 @@ class PipelineHost:
         self.device = device or ("cuda" if gpus else "cpu")
         self.gpu: LocalGpu | None = gpus[0] if gpus and self.device.startswith("cuda") else None
         # Resolved now, so a kernel this machine cannot run is refused before any job starts.
-        self.attention_mode = attention.choose(attention_mode, self.gpu.caps if self.gpu else None)
+        caps = self.gpu.caps if self.gpu else None
+        self.attention_mode = attention.choose(attention_mode, caps)
+        # What a job may force (override_attention), reported to the scheduler.
+        self.attention_modes = frozenset(attention.installed_modes() & attention.allowed_modes(caps))
         self.loras = loras  # where LoRA files are found; None refuses jobs that name LoRAs
         self.loads = 0  # pipelines loaded since start: the hot path keeps this low
         self._hot: _Hot | None = None
@@ -107,14 +117,20 @@ class PipelineHost:
         """Render one request; `on_progress` may raise Cancelled to stop between steps. A request
         with LoRAs needs a LoraLibrary (LoraError otherwise, or when a file is missing or misfits)."""
         lora_files = self._lora_files(preset, request)  # before any load: a missing file fails fast
+        kernel = self._attention_for(request)
         load_started = time.monotonic()
         source, fetched_bytes = self._ensure_hot(preset, profile, on_progress)
         load_seconds = time.monotonic() - load_started
         assert self._hot is not None
         pipe = self._hot.pipe
+        if self.gpu is not None and self._hot.attention is not kernel:
+            attention.apply(pipe, kernel)
+            self._hot.attention = kernel
         configure_scheduler(pipe, preset, request)
+        # The hot pipeline, or an image-to-video one over its modules (models.image_pipes).
+        call = pipeline_for(pipe, preset, request)
         generator = torch.Generator(device="cpu").manual_seed(request.seed)
-        kwargs = pipeline_kwargs(pipe, preset, request, generator)
+        kwargs = pipeline_kwargs(call, preset, request, generator)
         total = request.steps
         lora_run = self._lora_run(request, lora_files)
 
@@ -129,10 +145,16 @@ class PipelineHost:
             torch.cuda.reset_peak_memory_stats()
         started = time.monotonic()
         try:
-            if lora_run is not None:
-                lora_run.start(total)
-            with attention.record_backends() as calls, torch.inference_mode():
-                result = pipe(**kwargs, callback_on_step_end=on_step_end)
+            # The job's expert switch, set before the LoRAs read it; the pipeline's own after.
+            with expert_switch((pipe, call), preset, request):
+                if lora_run is not None:
+                    lora_run.start(total)
+                with (
+                    attention.record_backends() as calls,
+                    torch.inference_mode(),
+                    step_skipping(call, request.step_caching, total) as steps,
+                ):
+                    result = call(**kwargs, callback_on_step_end=on_step_end)
         finally:
             # Whatever happened, the hot pipeline's next job renders as on a fresh one.
             if lora_run is not None:
@@ -151,6 +173,8 @@ class PipelineHost:
             weights_source=source,
             bytes_fetched=fetched_bytes,
             loras=lora_run.applied() if lora_run is not None else (),
+            steps_run=steps.result().run,
+            steps_skipped=steps.result().skipped,
         )
         return GenerationOutput(frames, info)
 
@@ -188,6 +212,17 @@ class PipelineHost:
             hot.adapters = adapters_for(hot.pipe, hot.model_id, hot.offload)
         return LoraRun(hot.adapters, hot.pipe, request.loras, files)
 
+    def _attention_for(self, request: GenerationRequest) -> AttentionMode:
+        """The host's kernel, or the one the request forces (AttentionUnavailable names it when it
+        cannot run here; on the CPU only sdpa does)."""
+        forced = request.overrides.attention if request.overrides is not None else None
+        if forced is None:
+            return self.attention_mode
+        try:
+            return attention.choose(forced, self.gpu.caps if self.gpu else None)
+        except attention.AttentionUnavailable as error:
+            raise attention.AttentionUnavailable(f"override_attention: {error}") from None
+
     def _ensure_hot(self, preset: ModelPreset, profile: Profile, on_progress: ProgressFn) -> tuple[str, int]:
         """Where the weights came from ("hot", "disk" or "download") and the bytes fetched."""
         wanted_profile = profile if self.gpu else None
@@ -208,7 +243,6 @@ class PipelineHost:
         offload = None
         if self.gpu is not None and wanted_profile is not None:
             offload = _apply_profile(pipe, wanted_profile, lora_slots=self.loras is not None)
-            attention.apply(pipe, self.attention_mode)
             # Whole-frame decoding needs 11.8 kB a pixel for the Wan VAE in bf16 (9.4 GB for a
             # 480p clip, more than the denoising itself on a 12 GB card); tiled, 2.5 kB.
             vae = getattr(pipe, "vae", None)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SOLVER_NAMES = ("unipc", "euler", "dpm++")
+SOLVER_NAMES = ("unipc", "euler", "dpm++", "causvid", "lcm")
+# WanGP's samplers for step-distilled Wan (models.flow_schedulers): Wan only, and capped in steps.
+WAN_ONLY = ("causvid", "lcm")
+MAX_STEPS = {"causvid": 9, "lcm": 8}
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,11 @@ def solver_problem(family: str, model_id: str, solver: str, flow_shift: float | 
     sampling = SAMPLING.get(family)
     if sampling is None:
         return f"{model_id}: no sampler rules for family {family!r}; known families: {', '.join(SAMPLING)}"
+    if solver in WAN_ONLY and family != "wan":
+        return (
+            f"sample_solver {solver!r} is not available for {model_id}: it is a sampler of Wan models "
+            f"only (step-distilled Wan); use {', '.join(n for n in SOLVER_NAMES if n not in WAN_ONLY)}"
+        )
     if solver != "dpm++":
         return None
     if sampling.own_sigmas:
@@ -49,3 +57,8 @@ def solver_problem(family: str, model_id: str, solver: str, flow_shift: float | 
             "leave flow_shift unset, or use 'unipc' or 'euler' for a fixed shift"
         )
     return None
+
+
+def steps_run(solver: str, steps: int) -> int:
+    """The denoising steps `solver` runs for `steps` requested: causvid at most 9, lcm at most 8."""
+    return min(steps, MAX_STEPS.get(solver, steps))

@@ -14,24 +14,27 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from models.attachments import SEND_ATTACHMENTS, AttachmentRefused, Attachments
 from models.attention import override_attention
-from models.catalogue import ModelPreset, Output, Task, UnknownModel, get_model
+from models.catalogue import ModelPreset, Output, Task, UnknownModel, catalogue, get_model
 from models.loras import LoraRequest, model_phases, parse_loras
 from models.overrides import Overrides
 from models.profiles import override_profile
 from models.request import GenerationRequest
-from models.samplers import SOLVER_NAMES, solver_problem
+from models.samplers import SOLVER_NAMES, solver_problem, steps_run
+from models.step_cache import StepCacheRefused, StepCaching, step_caching
 from models.wangp_keys import (
     KEYS,
     MODEL_FACTS,
+    ExpertPlan,
     KeyClass,
     ModelFacts,
     Reading,
+    expert_plan,
     ignored,
     model_facts,
     refusals,
@@ -58,7 +61,7 @@ MODEL_SAMPLER = ("", "default")
 WANGP_SAMPLERS = tuple(sorted({name for facts in MODEL_FACTS.values() for name in facts.samplers}))
 # What each letter of image_prompt_type asks of WanGP, for the ones WanFarm does not render yet.
 IMAGE_PROMPT_LETTERS = {
-    "E": "an end image",
+    "E": "an end image, on a model that takes none",
     "V": "continuing a source video",
     "L": "continuing the last video",
 }
@@ -113,12 +116,18 @@ class WanGPSettings(BaseModel):
     activated_loras: list[str] = []
     loras_multipliers: str = Field(default="", max_length=MAX_LORA_TEXT_CHARS)
     image_start: str | list[str] | None = None
+    image_end: str | list[str] | None = None
     image_prompt_type: str | None = Field(default=None, max_length=8)
     film_grain_intensity: Float = Field(default=0.0, ge=0, le=1)
     film_grain_saturation: Float = Field(default=0.5, ge=0, le=1)
     spatial_upsampling: str = ""
     override_profile: NumberOrText = -1
     override_attention: str = ""
+    skip_steps_cache_type: str = Field(default="", max_length=32)
+    skip_steps_multiplier: Float = Field(default=1.75, gt=0, le=100)
+    skip_steps_start_step_perc: Int = Field(default=0, ge=0, le=100)
+    tea_cache_setting: Float | None = Field(default=None, ge=0, le=100)  # older names (fix_settings)
+    tea_cache_start_step_perc: Int | None = Field(default=None, ge=0, le=100)
 
     @field_validator("resolution")
     @classmethod
@@ -187,6 +196,7 @@ class _Rendered:
 
     canvas: str  # the resolution as WanGP reads it, floored to the model's block
     request: GenerationRequest  # each generation's, but for its seed
+    experts: ExpertPlan | None = None  # Wan 2.2's two experts
 
 
 def parse_settings(data: object, source: str = "") -> WanGPSettings:
@@ -218,17 +228,21 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
     problems.extend(refusals(reading))
     if problems:
         raise SettingsError(problems, source)
-    if facts.expert_switch is not None and reading.phases == 2:
-        # The low-noise expert's own scale (WanGP's phase 2).
-        second = float(cast(float, reading.get("guidance2_scale")))
-        rendered = replace(rendered, request=replace(rendered.request, guidance_scale_2=second))
+    if (experts := expert_plan(reading)) is not None:
+        # Where the low-noise expert takes over, and its own scale (WanGP's phase 2 or 3).
+        request = replace(
+            rendered.request, guidance_scale_2=experts.low_noise_scale, switch_threshold=experts.switch
+        )
+        rendered = replace(rendered, request=request, experts=experts)
     size = rendered.request
-    work = WorkSize(preset.id, size.width, size.height, size.frames, size.steps, size.batch_size)
+    skip = size.step_caching.skip if size.step_caching else None
+    work = WorkSize(preset.id, size.width, size.height, size.frames, size.steps, size.batch_size, skip)
     generations = [
         _generation(settings, preset, facts, rendered, seed)
         for seed in _seeds(settings.seed, settings.repeat_generation)
     ]
-    warnings = ignored(reading) + [f"unknown key kept but not used: {k}" for k in settings.unknown_keys()]
+    warnings = ignored(reading) + _capped_steps(settings, preset, rendered.request)
+    warnings += [f"unknown key kept but not used: {k}" for k in settings.unknown_keys()]
     return Job(preset, settings, work, generations, warnings)
 
 
@@ -240,6 +254,7 @@ def _rendered(
     problems: list[str],
 ) -> _Rendered:
     image_start = _image_start(settings, preset, attachments, problems)
+    image_end = _image_end(settings, preset, facts, attachments, image_start, problems)
     canvas, (width, height) = _size(settings, preset, image_start, problems)
     flow_shift = _or(settings.flow_shift if facts.flow_shift else None, preset.defaults.flow_shift)
     solver = _solver(settings, preset, facts, problems)
@@ -248,7 +263,7 @@ def _rendered(
     # WanGP renders one video a call whatever batch_size says (generate_media); WanFarm's own
     # models keep batching videos.
     batch = 1 if facts.wangp and preset.output is Output.VIDEO else settings.batch_size
-    steps = settings.num_inference_steps or preset.defaults.num_inference_steps
+    steps = steps_run(solver, settings.num_inference_steps or preset.defaults.num_inference_steps)
     request = GenerationRequest(
         prompt=settings.prompt,
         negative_prompt=settings.negative_prompt,
@@ -262,10 +277,39 @@ def _rendered(
         seed=0,  # each generation's own
         batch_size=batch,
         image_start=image_start,
+        image_end=image_end,
         loras=_loras(settings, preset, steps, problems),
         overrides=_overrides(settings, problems),
+        step_caching=_step_caching(settings, preset, facts, canvas, steps, problems),
     )
     return _Rendered(canvas, request)
+
+
+def _step_caching(
+    settings: WanGPSettings,
+    preset: ModelPreset,
+    facts: ModelFacts,
+    canvas: str,
+    steps: int,
+    problems: list[str],
+) -> StepCaching | None:
+    # WanGP picks some models' figures by the canvas's pixel count (its `resolution`).
+    width, height = canvas.split("x")
+    try:
+        return step_caching(
+            settings.skip_steps_cache_type,
+            settings.skip_steps_multiplier,
+            settings.skip_steps_start_step_perc,
+            model=preset.wangp_model_types[0] if facts.wangp else preset.id,
+            offered=facts.step_caches if facts.wangp else None,
+            pixels=int(width) * int(height),
+            steps=steps,
+            legacy_tea=settings.tea_cache_setting,
+            legacy_start=settings.tea_cache_start_step_perc,
+        )
+    except StepCacheRefused as refused:
+        problems.append(f"{refused.key}: {refused}")
+        return None
 
 
 def _overrides(settings: WanGPSettings, problems: list[str]) -> Overrides | None:
@@ -352,10 +396,13 @@ def _metadata(
     if preset.output is Output.IMAGE or not facts.wangp:
         applied["batch_size"] = request.batch_size
     applied[_guidance_key(facts)] = request.guidance_scale
-    if request.guidance_scale_2 is not None:
-        applied["guidance2_scale"] = request.guidance_scale_2
+    if rendered.experts is not None and rendered.experts.scale_key is not None:
+        applied[rendered.experts.scale_key] = request.guidance_scale_2
     if request.image_start is not None:
-        applied |= {"image_start": given["image_start"], "image_prompt_type": "S"}
+        letters = "SE" if request.image_end is not None else "S"
+        applied |= {"image_start": given["image_start"], "image_prompt_type": letters}
+    if request.image_end is not None:
+        applied["image_end"] = given["image_end"]  # as written: WanGP's file name (or list of one)
     elif settings.image_prompt_type:
         applied["image_prompt_type"] = settings.image_prompt_type
     if settings.film_grain_intensity > 0:
@@ -369,6 +416,13 @@ def _metadata(
         applied |= {
             "activated_loras": settings.activated_loras,
             "loras_multipliers": settings.loras_multipliers,
+        }
+    if request.step_caching is not None:
+        skip = request.step_caching.skip
+        applied |= {
+            "skip_steps_cache_type": skip.kind.value,
+            "skip_steps_multiplier": skip.multiplier,
+            "skip_steps_start_step_perc": skip.start_perc,
         }
     if request.overrides is not None:
         # As given; the output's wanfarm record says which profile and kernels really ran.
@@ -418,6 +472,16 @@ def _solver(settings: WanGPSettings, preset: ModelPreset, facts: ModelFacts, pro
             f"accepted: {', '.join(SOLVER_NAMES)}, or '' / 'default' for the model's own"
         )
     return value
+
+
+def _capped_steps(settings: WanGPSettings, preset: ModelPreset, request: GenerationRequest) -> list[str]:
+    asked = settings.num_inference_steps or preset.defaults.num_inference_steps
+    if request.steps == asked:
+        return []
+    return [
+        f"num_inference_steps: {asked} runs as {request.steps} steps, as in WanGP: its "
+        f"{request.sample_solver!r} sampler runs at most {request.steps}"
+    ]
 
 
 def _seeds(seed: int, repeats: int) -> list[int]:
@@ -485,26 +549,18 @@ def _image_start(
         # Refused first and never looked up: the answer must not tell whether the file exists.
         problems.extend(f"{key}: {SEND_ATTACHMENTS}" for key in named)
         return None
-    _check_image_prompt_type(settings.image_prompt_type or "", problems)
-    value = settings.image_start
-    if isinstance(value, list):
-        images = [item for item in value if item]
-        if len(images) > 1:
-            problems.append(
-                f"image_start: {len(images)} start images are not supported by WanFarm yet: WanGP "
-                "renders one video per start image; give one"
-            )
-        value = images[0] if images else None
+    _check_image_prompt_type(settings.image_prompt_type or "", preset, problems)
+    value = _one_image("image_start", "start", settings.image_start, problems)
     if not value:
         if preset.task is Task.I2V:
             problems.append(f"image_start: {preset.id} turns an image into a video; give the start image")
         elif preset.task is Task.TI2V and "S" in (settings.image_prompt_type or ""):
-            problems.append(_TI2V_START.format(model=preset.id))
+            problems.append(
+                f"image_start: image_prompt_type {settings.image_prompt_type!r} asks for a start image; "
+                "give image_start, or use 'T' to render from text"
+            )
         return None
-    if preset.task is Task.TI2V:
-        problems.append(_TI2V_START.format(model=preset.id))
-        return None
-    if preset.task is not Task.I2V:
+    if preset.task not in (Task.I2V, Task.TI2V):
         problems.append(f"image_start: {preset.id} is {preset.task.value} and takes no start image")
         return None
     try:
@@ -514,23 +570,74 @@ def _image_start(
         return None
 
 
-# Its diffusers pipeline renders text to video; from a start image it needs another pipeline call
-# (WanImageToVideoPipeline with expanded timesteps) that WanFarm does not make yet.
-_TI2V_START = (
-    "image_start: a start image on {model} is not supported by WanFarm yet: its image-to-video "
-    "call; render it from text (image_prompt_type 'T', no image_start)"
-)
+def _image_end(
+    settings: WanGPSettings,
+    preset: ModelPreset,
+    facts: ModelFacts,
+    attachments: Attachments,
+    start: Path | None,
+    problems: list[str],
+) -> Path | None:
+    # Given, it is used (WanGP's API adds 'E' to image_prompt_type for it); 'E' without one is
+    # WanGP's "You must provide an End Image".
+    value = _one_image("image_end", "end", settings.image_end, problems)
+    if not value:
+        if preset.end_image and "E" in (settings.image_prompt_type or ""):
+            asked = settings.image_prompt_type
+            problems.append(f"image_end: image_prompt_type {asked!r} asks for an end image; give image_end")
+        return None
+    if not preset.end_image:
+        problems.append(f"image_end: {_takes_no_end_image(preset, facts)}")
+        return None
+    if attachments.folder is None or start is None:
+        return None  # refused already: the files did not come, or the start image is missing
+    try:
+        return attachments.locate(value)
+    except AttachmentRefused as refused:
+        problems.append(f"image_end: {refused}")
+        return None
 
 
-def _check_image_prompt_type(value: str, problems: list[str]) -> None:
-    # T (text only) and S (a start image) are what WanFarm renders; a start image given with "T"
-    # is used, as WanGP's API infers "S" from it (shared/api.py apply_media_flag_defaults).
+def _one_image(key: str, what: str, value: str | list[str] | None, problems: list[str]) -> str | None:
+    if isinstance(value, list):
+        images = [item for item in value if item]
+        if len(images) > 1:
+            problems.append(
+                f"{key}: {len(images)} {what} images are not supported by WanFarm yet: WanGP renders "
+                f"one video per {what} image; give one"
+            )
+        value = images[0] if images else None
+    return value or None
+
+
+def _takes_no_end_image(preset: ModelPreset, facts: ModelFacts) -> str:
+    takers = ", ".join(
+        f"{p.id} ({', '.join(p.wangp_model_types)})"
+        for p in catalogue().values()
+        if p.end_image and not p.tiny
+    )
+    if facts.wangp and facts.end_image:
+        # Wan 2.1 I2V: WanGP adds a frame for the end image and gives the image encoder the start
+        # image alone; diffusers' last_image call does neither.
+        return (
+            f"an end image on {preset.id} is not supported by WanFarm yet: WanGP renders it with an "
+            f"extra frame and the start image alone for the image encoder; models that take one: {takers}"
+        )
+    return f"{preset.id} is {preset.task.value} and takes no end image; models that take one: {takers}"
+
+
+def _check_image_prompt_type(value: str, preset: ModelPreset, problems: list[str]) -> None:
+    # T (text only), S (a start image) and, on first-last-frame models, E (an end image) are what
+    # WanFarm renders; a start image given with "T" is used, as WanGP's API infers "S" from it
+    # (shared/api.py apply_media_flag_defaults).
+    accepted = "TSE" if preset.end_image else "TS"
     for letter in value:
-        if letter in "TS":
+        if letter in accepted:
             continue
         what = IMAGE_PROMPT_LETTERS.get(letter, f"the input mode {letter!r}")
         problems.append(
-            f"image_prompt_type: {value!r} is not supported by WanFarm yet: {what}; accepted: T and S"
+            f"image_prompt_type: {value!r} is not supported by WanFarm yet: {what}; "
+            f"accepted: {', '.join(accepted[:-1])} and {accepted[-1]}"
         )
         return
 

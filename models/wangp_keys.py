@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
 
@@ -40,8 +40,8 @@ class ModelFacts:
 
     wangp: bool = True
     guidance_phases: int = 1  # guidance_max_phases; 0: the model takes no guidance_scale
-    # Wan 2.2 A14B: the noise level (0-1000) where the second expert takes over in WanFarm's
-    # pipeline (its boundary_ratio x 1000); WanGP switches there only with 2 guidance phases.
+    # Wan 2.2 A14B: WanGP's default noise level (0-1000) where the low-noise expert takes over
+    # (its diffusers pipeline's boundary_ratio x 1000); None on one-transformer models.
     expert_switch: int | None = None
     embedded_guidance: bool = False  # its guidance is embedded_guidance_scale (FLUX dev, Hunyuan)
     flow_shift: bool = True  # WanGP reads flow_shift for it
@@ -52,6 +52,8 @@ class ModelFacts:
     alt_prompt: bool = False  # a second prompt and its guidance
     custom_settings: bool = False  # model-specific custom_settings entries
     input_video_strength: bool = False
+    end_image: bool = False  # WanGP takes an end image for it ("E" in image_prompt_types_allowed)
+    step_caches: tuple[str, ...] = ()  # WanGP's step skipping for it (tea_cache, mag_cache)
     # WanGP's defaults for this model where they differ from models/_settings.json (the handler's
     # update_default_settings and defaults/<model_type>.json), for keys WanFarm does not fill itself.
     factory: Mapping[str, object] = field(default_factory=dict)
@@ -229,27 +231,77 @@ def windows(reading: Reading) -> bool:
     return reading.frames > floored
 
 
-def _phases_as_rendered(value: object, reading: Reading) -> bool:
-    # One phase per expert is what WanFarm's pipeline does; a model with one transformer renders
-    # extra phases alike only when their scales are equal (checked on those keys).
-    if reading.facts.guidance_phases == 0:
-        return True
-    if reading.facts.expert_switch is not None:
-        return reading.phases == 2
-    return True
+@dataclass(frozen=True)
+class ExpertPlan:
+    """How Wan 2.2's two experts share one job, as WanGP runs it (guidance phases 1 to 3): the
+    high-noise expert at guidance_scale, then the low-noise one at its own scale."""
+
+    # The noise level (0-1000) at and below which the low-noise expert runs; 0: it never runs.
+    switch: float
+    low_noise_scale: float
+    # The keys that hold the switch and the scale (phase 3's with model_switch_phase 2); None with
+    # one phase, which runs the high-noise expert alone.
+    switch_key: str | None
+    scale_key: str | None
 
 
-def _second_expert_scale(value: object, reading: Reading) -> bool:
-    # Rendered: on two experts phase 2 is the low-noise expert, whose scale the pipeline takes.
-    return reading.facts.expert_switch is not None and reading.phases == 2
-
-
-def _switch_as_rendered(value: object, reading: Reading) -> bool:
+def expert_plan(reading: Reading) -> ExpertPlan | None:
+    """The experts' switch and scales for a two-expert model; None for a model with one."""
+    if reading.facts.expert_switch is None:
+        return None
     if reading.phases < 2:
+        return ExpertPlan(0.0, _float(reading.get("guidance_scale")), None, None)
+    phase = _low_noise_phase(reading)
+    switch_key = "switch_threshold" if phase == 2 else "switch_threshold2"
+    scale_key = "guidance2_scale" if phase == 2 else "guidance3_scale"
+    return ExpertPlan(_float(reading.get(switch_key)), _float(reading.get(scale_key)), switch_key, scale_key)
+
+
+def _float(value: object) -> float:
+    number = _number(value)
+    return 0.0 if number is None else number
+
+
+def _low_noise_phase(reading: Reading) -> int:
+    # WanGP reads model_switch_phase (the phase after which the low-noise expert runs) only with
+    # 3 phases; otherwise the experts switch where phase 2 starts.
+    if reading.phases >= 3 and same_value(reading.get("model_switch_phase"), 2):
+        return 3
+    return 2
+
+
+def _starts(reading: Reading, phase: int) -> bool:
+    # A phase runs from the first step at or below its threshold: at 0 or below, no step reaches it.
+    if reading.phases < phase:
+        return False
+    threshold = _number(reading.get("switch_threshold" if phase == 2 else "switch_threshold2"))
+    return threshold is None or threshold > 0
+
+
+def _guidance_at_switch(reading: Reading, phase: int) -> bool:
+    """The guidance changes where `phase` starts as WanFarm renders it: at the expert switch of a
+    two-expert model (the pipeline changes scale there only), or not at all."""
+    if not _starts(reading, phase):
         return True
-    if reading.facts.expert_switch is not None:
-        return same_value(value, reading.facts.expert_switch)
-    return same_value(reading.get("guidance2_scale"), reading.get("guidance_scale"))
+    two = reading.facts.expert_switch is not None
+    if two and _low_noise_phase(reading) == phase:
+        return True
+    # Otherwise the phase keeps the scale of the one before it, on the same model.
+    scale, before = _SCALES[phase - 1], _SCALES[phase - 2]
+    return same_value(reading.get(scale), reading.get(before))
+
+
+_SCALES = ("guidance_scale", "guidance2_scale", "guidance3_scale")  # of phases 1, 2 and 3
+
+
+def _switch2_as_rendered(value: object, reading: Reading) -> bool:
+    if reading.phases < 3:
+        return True
+    # WanGP refuses a phase 3 that would start before phase 2.
+    first, second = _number(reading.get("switch_threshold")), _number(value)
+    if first is not None and second is not None and second > first:
+        return False
+    return _guidance_at_switch(reading, 3)
 
 
 def _riflex_as_rendered(value: object, reading: Reading) -> bool:
@@ -280,11 +332,28 @@ def _several_start_images(reading: Reading) -> bool:
     return isinstance(value, list) and len([v for v in value if v]) > 1
 
 
-PHASES_AS_RENDERED = NoOp(_phases_as_rendered, "2 on Wan 2.2's two-expert models (one phase per expert)")
+# Guidance phases on one transformer, or beyond Wan 2.2's expert switch, render only at one scale:
+# diffusers' pipelines change the scale only where they change experts.
+_SAME_EXPERT = "(the pipeline changes guidance only where it changes experts)"
+SECOND_SCALE_AS_RENDERED = NoOp(
+    lambda v, r: _guidance_at_switch(r, 2),
+    "equal to guidance_scale; any value with one guidance phase, while switch_threshold is 0, or "
+    f"where phase 2 starts Wan 2.2's low-noise expert (model_switch_phase 1) {_SAME_EXPERT}",
+)
+THIRD_SCALE_AS_RENDERED = NoOp(
+    lambda v, r: _guidance_at_switch(r, 3),
+    "equal to guidance2_scale; any value with fewer than 3 phases, while switch_threshold2 is 0, "
+    f"or where phase 3 starts Wan 2.2's low-noise expert (model_switch_phase 2) {_SAME_EXPERT}",
+)
 SWITCH_AS_RENDERED = NoOp(
-    _switch_as_rendered,
-    "the pipeline's expert switch on two-expert models (875 for t2v, 900 for i2v), or any value "
-    "while the phases share one guidance scale",
+    lambda v, r: _guidance_at_switch(r, 2),
+    "any value where phase 2 starts Wan 2.2's low-noise expert, or while phase 2 keeps "
+    "guidance_scale (guidance2_scale equal to it)",
+)
+SWITCH2_AS_RENDERED = NoOp(
+    _switch2_as_rendered,
+    "any value with fewer than 3 phases; at most switch_threshold, and either where phase 3 starts "
+    "Wan 2.2's low-noise expert or while phase 3 keeps phase 2's scale",
 )
 RIFLEX_AS_RENDERED = NoOp(_riflex_as_rendered, "2 (off), or 0 (auto) up to 6 s of video")
 IMAGE_MODE_AS_RENDERED = NoOp(
@@ -349,7 +418,10 @@ _ROWS: tuple[WanGPKey, ...] = (
     _applied("batch_size", "images a call (WanGP renders one video a call)", 1),
     _applied("repeat_generation", "outputs in a row, each with its own seed", 1),
     _applied("image_start", "the start image of image-to-video", None),
-    _applied("image_prompt_type", "which image inputs are used: T (text only) or S (start image)", ""),
+    _applied(
+        "image_prompt_type", "which image inputs are used: T (text only), S (start image), E (end image)", ""
+    ),
+    _applied("image_end", "the end frame the video must reach (first-last-frame models)", None),
     _applied("film_grain_intensity", "film grain added after rendering", 0),
     _applied("film_grain_saturation", "colour of the film grain", 0.5),
     _applied("spatial_upsampling", "Lanczos upscaling after rendering", ""),
@@ -371,7 +443,6 @@ _ROWS: tuple[WanGPKey, ...] = (
         "",
         empty() | unless(lambda r: r.facts.alt_prompt, "on models without one"),
     ),
-    _row("image_end", "the end frame the video must reach", None, empty()),
     _row(
         "image_refs",
         "reference images (people, objects, background) the video is built around",
@@ -476,45 +547,21 @@ _ROWS: tuple[WanGPKey, ...] = (
         unless(_audio, "on a model without audio"),
     ),
     # Guidance beyond one scale.
-    _row(
+    _applied(
         "guidance_phases",
-        "guidance phases (Wan 2.2: phase 2 runs the low-noise expert)",
+        "guidance phases (Wan 2.2: 1 runs the high-noise expert alone; with more, the low-noise "
+        "expert takes over where phase 2 starts, or phase 3 with model_switch_phase 2)",
         1,
-        PHASES_AS_RENDERED,
     ),
-    _row(
-        "guidance2_scale",
-        "the guidance scale of phase 2 (Wan 2.2's low-noise expert)",
-        5,
-        same_as("guidance_scale")
-        | unless(_phase(2), "with one guidance phase")
-        | NoOp(_second_expert_scale, "any value on Wan 2.2's two experts (the low-noise expert's scale)"),
-    ),
-    _row(
-        "guidance3_scale",
-        "the guidance scale of phase 3",
-        5,
-        same_as("guidance_scale") | unless(_phase(3), "with fewer than 3 phases"),
-    ),
+    _row("guidance2_scale", "the guidance scale of phase 2", 5, SECOND_SCALE_AS_RENDERED),
+    _row("guidance3_scale", "the guidance scale of phase 3", 5, THIRD_SCALE_AS_RENDERED),
     _row("switch_threshold", "the noise level where phase 2 starts", 0, SWITCH_AS_RENDERED),
-    _row(
-        "switch_threshold2",
-        "the noise level where phase 3 starts",
-        0,
-        unless(_phase(3), "with fewer than 3 phases")
-        | NoOp(
-            lambda v, r: (
-                same_value(r.get("guidance3_scale"), r.get("guidance_scale"))
-                and r.facts.expert_switch is None
-            ),
-            "any value when phase 3 keeps the same scale on a one-transformer model",
-        ),
-    ),
+    _row("switch_threshold2", "the noise level where phase 3 starts", 0, SWITCH2_AS_RENDERED),
     _row(
         "model_switch_phase",
-        "the phase where the second expert takes over",
+        "the phase after which Wan 2.2's low-noise expert takes over",
         1,
-        equal(1)
+        equal(1, 2)
         | unless(_phase(3), "with fewer than 3 phases")
         | unless(lambda r: r.facts.expert_switch is not None, "on one-transformer models"),
     ),
@@ -570,9 +617,9 @@ _ROWS: tuple[WanGPKey, ...] = (
         unless(lambda r: r.facts.audio, "on a model without audio"),
     ),
     # Speed-ups that change the frames.
-    _row("skip_steps_cache_type", "skips steps with a cache (tea, mag, ...) at some loss", "", empty()),
-    _gated("skip_steps_multiplier", "how much the step cache skips", 1.75, "skip_steps_cache_type"),
-    _gated("skip_steps_start_step_perc", "where the step cache starts", 0, "skip_steps_cache_type"),
+    _applied("skip_steps_cache_type", "skips steps with a cache (tea, mag) at some loss", ""),
+    _applied("skip_steps_multiplier", "the speed-up the step cache aims at", 1.75),
+    _applied("skip_steps_start_step_perc", "the share of steps run before steps may be skipped", 0),
     _row(
         "RIFLEx_setting",
         "RIFLEx position embedding for long videos (0 auto, 1 on, 2 off)",
@@ -606,10 +653,8 @@ _ROWS: tuple[WanGPKey, ...] = (
     _row("config", "selects another configuration of the model", "", empty()),
     # Older names WanGP still converts when it reads a file (fix_settings).
     _row("prompts", "an old name of prompt, which it replaces", None, empty()),
-    _row("tea_cache_setting", "an old name of the TeaCache step cache", None, empty() | at_most(0)),
-    _gated(
-        "tea_cache_start_step_perc", "an old name of skip_steps_start_step_perc", None, "tea_cache_setting"
-    ),
+    _applied("tea_cache_setting", "an old name of the TeaCache step cache at its multiplier (0: off)"),
+    _applied("tea_cache_start_step_perc", "an old name of skip_steps_start_step_perc"),
     _row("slg_switch", "an old name of perturbation_switch", None, empty() | at_most(0)),
     _gated("slg_layers", "an old name of perturbation_layers", None, "slg_switch"),
     _gated("slg_start_perc", "an old name of perturbation_start_perc", None, "slg_switch"),
@@ -651,18 +696,24 @@ _DEFAULTS: dict[str, object] = {row.key: row.default for row in _ROWS}
 
 _WAN_SAMPLERS = ("unipc", "euler", "dpm++", "causvid", "lcm")
 # get_factory_settings: flow_shift 5 (7 for 480p i2v), then each handler's and file's own values.
-_WAN = ModelFacts(guidance_phases=3, samplers=_WAN_SAMPLERS, sliding_window=True, riflex=True)
+_WAN = ModelFacts(
+    guidance_phases=3, samplers=_WAN_SAMPLERS, sliding_window=True, riflex=True, step_caches=("tea", "mag")
+)
+# models/wan/wan_handler.py: image-to-video models take an end image (image_prompt_types "SEVL").
+_WAN_I2V = replace(_WAN, end_image=True)
 MODEL_FACTS: dict[str, ModelFacts] = {
     "t2v": _WAN,
     "t2v_1.3B": _WAN,
-    "i2v": _WAN,
-    "ti2v_2_2": _WAN,
+    "i2v": _WAN_I2V,
+    "flf2v_720p": _WAN_I2V,
+    "ti2v_2_2": replace(_WAN, step_caches=("mag",)),
     "t2v_2_2": ModelFacts(
         guidance_phases=3,
         expert_switch=875,
         samplers=_WAN_SAMPLERS,
         sliding_window=True,
         riflex=True,
+        step_caches=("mag",),
         factory={"guidance_phases": 2, "switch_threshold": 875, "guidance2_scale": 3},
     ),
     "i2v_2_2": ModelFacts(
@@ -671,6 +722,8 @@ MODEL_FACTS: dict[str, ModelFacts] = {
         samplers=_WAN_SAMPLERS,
         sliding_window=True,
         riflex=True,
+        end_image=True,
+        step_caches=("mag",),
         factory={
             "guidance_phases": 2,
             "switch_threshold": 900,
@@ -683,6 +736,7 @@ MODEL_FACTS: dict[str, ModelFacts] = {
         guidance_phases=0,
         embedded_guidance=True,
         riflex=True,
+        step_caches=("tea", "mag"),
         factory={"guidance_scale": 7.0, "flow_shift": 5.0},
     ),
     "ltxv_13B": ModelFacts(
@@ -785,6 +839,8 @@ def _unread(reading: Reading) -> dict[str, str]:
         reasons["flow_shift"] = f"WanGP reads no flow_shift for {model}"
     if facts.wangp and reading.video:
         reasons["batch_size"] = "WanGP renders one video a call; repeat_generation renders more"
+    if facts.wangp and not facts.step_caches:
+        reasons["skip_steps_cache_type"] = f"WanGP offers no step skipping for {model}"
     return reasons
 
 

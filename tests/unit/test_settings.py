@@ -297,8 +297,8 @@ def test_samplers_read_as_wangp_writes_them(tmp_path: Path, model_type: str, giv
 
 
 def test_a_wangp_sampler_wanfarm_does_not_run_is_refused_by_name(tmp_path: Path) -> None:
-    message = _problems({"model_type": "t2v", "sample_solver": "causvid"}, tmp_path)
-    assert "sample_solver: 'causvid' is not supported by WanFarm yet" in message
+    message = _problems({"model_type": "qwen_image_20B", "sample_solver": "lightning"}, tmp_path)
+    assert "sample_solver: 'lightning' is not supported by WanFarm yet" in message
 
 
 @pytest.mark.parametrize(("value", "what"), [("SE", "an end image"), ("TV", "continuing a source video")])
@@ -314,11 +314,12 @@ def test_several_start_images_are_refused(tmp_path: Path) -> None:
     assert "image_start: 2 start images are not supported by WanFarm yet" in message
 
 
-def test_ti2v_from_a_start_image_is_refused_at_intake_not_at_render(tmp_path: Path) -> None:
+def test_ti2v_takes_a_start_image_and_refuses_s_without_one(tmp_path: Path) -> None:
     (tmp_path / "start.png").write_bytes(b"png")
-    refused = "image_start: a start image on wan2.2-ti2v-5b is not supported by WanFarm yet"
-    assert refused in _problems(TI2V | {"image_start": "start.png"}, tmp_path)
-    assert refused in _problems(TI2V | {"image_prompt_type": "S"}, tmp_path)
+    job = _job(TI2V | {"image_start": "start.png", "image_prompt_type": "S"}, tmp_path)
+    assert job.generations[0].request.image_start == (tmp_path / "start.png").resolve()
+    message = _problems(TI2V | {"image_prompt_type": "S"}, tmp_path)
+    assert "image_start: image_prompt_type 'S' asks for a start image; give image_start" in message
     text_only: dict[str, object] = {**TI2V, "image_prompt_type": "T"}
     assert _job(text_only, tmp_path).generations[0].request.image_start is None
 
@@ -342,16 +343,15 @@ def test_a_missing_key_reads_wangps_default_for_the_model(tmp_path: Path) -> Non
     # t2v_2_2's own default guidance2_scale is 3 (phase 2, the low-noise expert).
     request = _job({"model_type": "t2v_2_2", "guidance_scale": 5}, tmp_path).generations[0].request
     assert (request.guidance_scale, request.guidance_scale_2) == (5.0, 3.0)
-    assert "guidance2_scale: 3 (WanGP's default for t2v_2_2)" in _problems(
-        {"model_type": "t2v_2_2", "guidance_phases": 3}, tmp_path
+    assert "guidance3_scale: 5 (WanGP's default for t2v_2_2)" in _problems(
+        {"model_type": "t2v_2_2", "guidance_phases": 3, "switch_threshold2": 500}, tmp_path
     )
 
 
-def test_wan22_runs_one_phase_per_expert(tmp_path: Path) -> None:
-    message = _problems({"model_type": "i2v_2_2", "guidance_phases": 1, "image_start": "x.png"}, tmp_path)
-    assert "guidance_phases: 1 is not supported by WanFarm yet" in message
-    message = _problems({"model_type": "t2v_2_2", "guidance2_scale": 4, "switch_threshold": 500}, tmp_path)
-    assert "switch_threshold: 500 is not supported by WanFarm yet" in message
+def test_wan22_switches_experts_where_the_settings_say(tmp_path: Path) -> None:
+    request = _job({"model_type": "t2v_2_2", "switch_threshold": 500}, tmp_path).generations[0].request
+    assert (request.switch_threshold, request.guidance_scale_2) == (500.0, 3.0)
+    assert _job({"model_type": "t2v_2_2"}, tmp_path).generations[0].request.switch_threshold == 875.0
 
 
 def test_a_refused_gate_does_not_drag_its_defaults_along(tmp_path: Path) -> None:

@@ -112,9 +112,12 @@ def start_image(folder: Path, size: tuple[int, int] = (832, 480)) -> str:
 
 
 def with_image(model_type: str, settings: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Image-to-video settings get a start image, as WanGP's form would hold one."""
-    if get_model(model_type).task is Task.I2V:
-        return settings | {"image_start": start_image(folder)}
+    """Image-to-video settings get a start image of the model's own shape, as WanGP's form would
+    hold one."""
+    preset = get_model(model_type)
+    if preset.task is Task.I2V:
+        width, height = (int(side) for side in preset.defaults.resolution.split("x"))
+        return settings | {"image_start": start_image(folder, (width, height))}
     return settings
 
 
@@ -224,7 +227,6 @@ DOES_SOMETHING: dict[str, tuple[object, dict[str, object]]] = {
     "image_mode": (2, {}),
     "prompt_enhancer": ("T", {}),
     "alt_prompt": ("a second prompt", {}),
-    "image_end": ("end.png", {}),
     "image_refs": (["ref.png"], {}),
     "image_guide": ("guide.png", {}),
     "image_mask": ("mask.png", {}),
@@ -263,12 +265,13 @@ DOES_SOMETHING: dict[str, tuple[object, dict[str, object]]] = {
     "control_net_weight2": (0.5, {"video_prompt_type": "V"}),
     "control_net_weight_alt": (0.5, {"video_prompt_type": "V"}),
     "speakers_locations": ("0:50", {}),
-    "guidance_phases": (1, {}),
-    "guidance2_scale": (3, {"guidance_phases": 3}),  # with 2 phases, Wan 2.2's experts render it
-    "guidance3_scale": (3, {"guidance_phases": 3}),
-    "switch_threshold": (500, {"guidance_phases": 2}),
-    "switch_threshold2": (300, {"guidance_phases": 3}),
-    "model_switch_phase": (2, {"guidance_phases": 3}),
+    # Wan 2.2's experts render the low-noise phase's own scale and switch; a phase change on one
+    # expert (here model_switch_phase 2 puts phases 1 and 2 on the high-noise one) is not rendered.
+    "guidance2_scale": (3, {"guidance_phases": 3, "model_switch_phase": 2, "switch_threshold": 875}),
+    "guidance3_scale": (3, {"guidance_phases": 3, "switch_threshold": 875, "switch_threshold2": 500}),
+    "switch_threshold": (500, {"guidance_phases": 3, "model_switch_phase": 2, "guidance2_scale": 3}),
+    "switch_threshold2": (300, {"guidance_phases": 3, "switch_threshold": 875, "guidance3_scale": 3}),
+    "model_switch_phase": (3, {"guidance_phases": 3}),
     "alt_guidance_scale": (2, {}),
     "alt_scale": (0.5, {}),
     "audio_guidance_scale": (4, {}),
@@ -461,7 +464,8 @@ def test_a_size_outside_the_model_after_flooring_names_both(tmp_path: Path) -> N
             {"model_type": "wan-tiny", "prompt": "a fox", "temporal_upsampling": "rife2"},
             "temporal_upsampling",
         ),
-        (wangp_export("t2v_2_2") | {"guidance_phases": 3}, "guidance2_scale"),
+        # Phase 3 (from 500 down) on the low-noise expert at 5, phase 2 there at 3.
+        (wangp_export("t2v_2_2") | {"guidance_phases": 3, "switch_threshold2": 500}, "guidance3_scale"),
     ],
     ids=["rife", "wan 2.2 three phases"],
 )
@@ -502,10 +506,10 @@ def post(url: str, body: object) -> tuple[int, dict[str, Any]]:
 
 
 def test_rest_refuses_with_422_naming_the_key(farm_url: str) -> None:
-    settings = wangp_export("t2v_2_2") | {"guidance_phases": 3}
+    settings = wangp_export("t2v_2_2") | {"guidance_phases": 3, "switch_threshold2": 500}
     status, body = post(farm_url, {"settings": settings, "wait_for_capacity": True})
     assert status == 422, body
-    assert any(line.startswith("settings: guidance2_scale: 3 is not supported") for line in body["detail"])
+    assert any(line.startswith("settings: guidance3_scale: 5 is not supported") for line in body["detail"])
 
 
 def test_rest_accepts_wangps_export_of_a_model_it_renders(farm_url: str) -> None:
