@@ -162,7 +162,9 @@ def pipeline_kwargs(
         raise ValueError(f"{preset.id} is an image-to-video model: it needs a start image")
     if request.image_end is not None:
         if not preset.end_image or request.image_start is None:
-            raise ValueError(f"{preset.id} takes no end image: first-last-frame models take one after a start")
+            raise ValueError(
+                f"{preset.id} takes no end image: first-last-frame models take one after a start"
+            )
         with Image.open(request.image_end) as image:
             kwargs["last_image"] = image.convert("RGB")
     return kwargs

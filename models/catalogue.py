@@ -163,6 +163,8 @@ class ModelPreset(BaseModel):
     revision: str = "main"
     tiny: bool = False  # random weights, built offline by models.tiny
     wangp_model_types: list[str]  # WanGP `model_type` ids that mean this model
+    # Takes a last frame (WanGP's image_end) in the call WanGP makes: first-last-frame models.
+    end_image: bool = False
     fps: int | None = None  # native frame rate of a video model
     components: list[Component]
     frames: FrameRule | None = None  # None for image models

@@ -28,13 +28,17 @@ from diffusers import (
     QwenImagePipeline,
     QwenImageTransformer2DModel,
     UniPCMultistepScheduler,
+    WanImageToVideoPipeline,
     WanPipeline,
     WanTransformer3DModel,
 )
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
+    CLIPImageProcessorPil,
     CLIPTextConfig,
     CLIPTextModel,
+    CLIPVisionConfig,
+    CLIPVisionModel,
     PreTrainedTokenizerFast,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
@@ -210,26 +214,108 @@ def _t5_config(vocab_size: int) -> dict[str, Any]:
 
 
 def _build_wan() -> Any:
-    tokenizer = t5_tokenizer()
-    text_encoder = _seeded(lambda: UMT5EncoderModel(UMT5Config(**_t5_config(len(tokenizer)))).eval())
-    transformer = _seeded(
-        lambda: WanTransformer3DModel(
-            patch_size=(1, 2, 2),
-            num_attention_heads=2,
-            attention_head_dim=12,
-            in_channels=16,
-            out_channels=16,
-            text_dim=32,
-            freq_dim=256,
-            ffn_dim=32,
-            num_layers=2,
-            cross_attn_norm=True,
-            qk_norm="rms_norm_across_heads",
-            eps=1e-6,
+    tokenizer, text_encoder = _wan_text()
+    return WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        transformer=_wan_transformer(),
+        vae=_wan_vae(),
+        scheduler=_wan_scheduler(),
+    )
+
+
+def _build_wan_flf2v() -> Any:
+    """Wan 2.1's first-last-frame layout: 36 input channels (noise, mask, start and end latents)
+    and a CLIP image encoder whose two images' tokens carry a learned position embedding."""
+    tokenizer, text_encoder = _wan_text()
+    image_encoder = _seeded(
+        lambda: CLIPVisionModel(
+            CLIPVisionConfig(
+                hidden_size=8,
+                intermediate_size=16,
+                projection_dim=8,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                image_size=4,
+                patch_size=1,
+            )
+        ).eval()
+    )
+    tokens = 4 * 4 + 1  # patches of a 4x4 image, plus the class token
+    transformer = _wan_transformer(
+        in_channels=36, image_dim=8, added_kv_proj_dim=24, pos_embed_seq_len=2 * tokens
+    )
+    return WanImageToVideoPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=_wan_vae(),
+        scheduler=_wan_scheduler(),
+        # The PIL backend: the default one needs torchvision, which the farm does not install.
+        image_processor=CLIPImageProcessorPil(size={"shortest_edge": 4}, crop_size={"height": 4, "width": 4}),
+        image_encoder=image_encoder,
+        transformer=transformer,
+    )
+
+
+def _build_wan_ti2v() -> Any:
+    """Wan 2.2 TI2V's layout: the 48-channel Wan 2.2 VAE (16x spatial: a 2x pixel patch, then 8x)
+    and one transformer over its latents; a start image is pinned as the first latent frame."""
+    tokenizer, text_encoder = _wan_text()
+    vae = _seeded(
+        lambda: AutoencoderKLWan(
+            base_dim=4,
+            decoder_base_dim=4,
+            z_dim=48,
+            dim_mult=[1, 1, 1, 1],
+            num_res_blocks=1,
+            temperal_downsample=[False, True, True],
+            is_residual=True,
+            in_channels=12,
+            out_channels=12,
+            patch_size=2,
+            scale_factor_spatial=16,
+            scale_factor_temporal=4,
+            latents_mean=[0.0] * 48,
+            latents_std=[1.0] * 48,
         )
     )
+    return WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        transformer=_wan_transformer(in_channels=48, out_channels=48),
+        vae=vae,
+        scheduler=_wan_scheduler(),
+        expand_timesteps=True,
+    )
+
+
+def _wan_text() -> tuple[PreTrainedTokenizerFast, Any]:
+    tokenizer = t5_tokenizer()
+    text_encoder = _seeded(lambda: UMT5EncoderModel(UMT5Config(**_t5_config(len(tokenizer)))).eval())
+    return tokenizer, text_encoder
+
+
+def _wan_transformer(**changes: Any) -> Any:
+    config: dict[str, Any] = {
+        "patch_size": (1, 2, 2),
+        "num_attention_heads": 2,
+        "attention_head_dim": 12,
+        "in_channels": 16,
+        "out_channels": 16,
+        "text_dim": 32,
+        "freq_dim": 256,
+        "ffn_dim": 32,
+        "num_layers": 2,
+        "cross_attn_norm": True,
+        "qk_norm": "rms_norm_across_heads",
+        "eps": 1e-6,
+    }
+    return _seeded(lambda: WanTransformer3DModel(**(config | changes)))
+
+
+def _wan_vae() -> Any:
     # Wan 2.1's VAE layout (8x spatial, 4x temporal, 16 latent channels) at base width 3.
-    vae = _seeded(
+    return _seeded(
         lambda: AutoencoderKLWan(
             base_dim=3,
             z_dim=16,
@@ -238,12 +324,12 @@ def _build_wan() -> Any:
             temperal_downsample=[False, True, True],
         )
     )
+
+
+def _wan_scheduler() -> Any:
     # As in Wan-AI's diffusers repos: UniPC in flow-prediction mode with a fixed shift.
-    scheduler = UniPCMultistepScheduler(
+    return UniPCMultistepScheduler(
         prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0, num_train_timesteps=1000
-    )
-    return WanPipeline(
-        tokenizer=tokenizer, text_encoder=text_encoder, transformer=transformer, vae=vae, scheduler=scheduler
     )
 
 
@@ -448,6 +534,9 @@ def _build_qwen_image() -> Any:
 # classes, which are unrelated types.
 BUILDERS: dict[str, Callable[[], Any]] = {
     "wan": _build_wan,
+    # Variants of a family, by preset id.
+    "wan-flf2v-tiny": _build_wan_flf2v,
+    "wan-ti2v-tiny": _build_wan_ti2v,
     "ltx": _build_ltx,
     "flux": _build_flux,
     "qwen-image": _build_qwen_image,
@@ -459,10 +548,10 @@ def build_tiny(preset: ModelPreset, dest: Path) -> None:
     fixed seed, and save_pretrained (safetensors) into dest."""
     if not preset.tiny:
         raise ValueError(f"{preset.id} is not a tiny preset: its weights come from {preset.repo}")
-    builder = BUILDERS.get(preset.family)
+    builder = BUILDERS.get(preset.id) or BUILDERS.get(preset.family)
     if builder is None:
         raise ValueError(
-            f"no tiny builder for family {preset.family!r}; tiny families: {', '.join(BUILDERS)}"
+            f"no tiny builder for {preset.id} (family {preset.family!r}); builders: {', '.join(BUILDERS)}"
         )
     quiet_hf_libraries()  # save_pretrained draws a "Writing model shards" bar per component
     pipe = builder()

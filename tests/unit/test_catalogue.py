@@ -163,9 +163,9 @@ def test_a14b_models_carry_both_experts() -> None:
         assert experts[0].bytes == experts[1].bytes
 
 
-def test_only_wan21_i2v_has_an_image_encoder() -> None:
+def test_only_wan21_image_models_have_an_image_encoder() -> None:
     with_image_encoder = {p.id for p in real_presets() if p.component(Role.IMAGE_ENCODER)}
-    assert with_image_encoder == {"wan2.1-i2v-14b-480p"}
+    assert with_image_encoder == {"wan2.1-i2v-14b-480p", "wan2.1-flf2v-14b-720p"}
 
 
 def test_llm_text_encoders_are_quantizable_clip_ones_are_not() -> None:

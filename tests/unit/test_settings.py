@@ -316,7 +316,8 @@ def test_several_start_images_are_refused(tmp_path: Path) -> None:
 
 def test_ti2v_takes_a_start_image_and_refuses_s_without_one(tmp_path: Path) -> None:
     (tmp_path / "start.png").write_bytes(b"png")
-    job = _job(TI2V | {"image_start": "start.png", "image_prompt_type": "S"}, tmp_path)
+    from_image: dict[str, object] = {**TI2V, "image_start": "start.png", "image_prompt_type": "S"}
+    job = _job(from_image, tmp_path)
     assert job.generations[0].request.image_start == (tmp_path / "start.png").resolve()
     message = _problems(TI2V | {"image_prompt_type": "S"}, tmp_path)
     assert "image_start: image_prompt_type 'S' asks for a start image; give image_start" in message
