@@ -466,6 +466,7 @@ def _queued(job: QueuedJob) -> _Queued:
         job.attempts,
         frozenset(job.avoid_agents),
         loras=job.loras,
+        overrides=job.overrides,
     )
     return _Queued(pending, job.queued_since, (job.wait_reason, job.eta))
 
@@ -544,6 +545,8 @@ def agent_view(inventory: AgentInventory, running: JobRecord | None) -> AgentVie
         running_model=running.model_id if running else None,
         running_owner=running.owner if running else None,
         loras=frozenset(inventory.loras),
+        # An agent that does not report its kernels is taken at what its architecture allows.
+        attention_modes=frozenset(inventory.attention_modes) or None,
     )
 
 

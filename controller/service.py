@@ -254,7 +254,7 @@ class FarmService:
             return  # a farm still starting has no agents yet: its jobs wait for them
         reasons = []
         for job in jobs:
-            reason = pool_refusal(job.preset, job.work, agents)
+            reason = pool_refusal(job.preset, job.work, agents, job.overrides)
             if reason:
                 reasons.append(reason)
         if reasons:

@@ -123,6 +123,7 @@ class GpuAgent:
             previous_attempt=previous[1] if previous else None,
             accepts_next=accepts_next,
             loras=self.lora_cache.held() + self.host_loras.names(),
+            attention_modes=tuple(sorted(self.host.attention_modes)),
         )
 
     def start(self, task: RenderTask) -> bool:
@@ -309,12 +310,16 @@ class _Slot:
 
 
 def _as_placed(job: Job, task: RenderTask) -> Job:
-    """The resolved job, when it is the work the task was placed as; else WorkChanged names both."""
+    """The resolved job, when it is the work the task was placed as (under the profile it forces, if
+    any); else WorkChanged names both."""
     if job.work != task.work:
         raise WorkChanged(
             f"placed as {task.work.describe()} but these settings now resolve to {job.work.describe()}; "
             "resubmit the job to place it as it now is"
         )
+    forced = job.overrides.profile if job.overrides is not None else None
+    if forced not in (None, task.profile):
+        raise WorkChanged(f"override_profile forces profile {forced}; the job was placed at {task.profile}")
     return job
 
 

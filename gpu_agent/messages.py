@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu_agent.storage import StorageConfig
+from models.attention import AttentionMode
 from models.profiles import Profile
 from models.work import WorkSize
 
@@ -117,6 +118,7 @@ class AgentInventory:
     # failing shows a growing count), and the latest one: "<operation> <key>: <error>".
     storage_errors: int = 0
     last_storage_error: str | None = None
+    attention_modes: tuple[AttentionMode, ...] = ()  # the kernels it runs, sorted; () if not reported
     # LoRAs it holds: "name@sha256" for each file of its LoRA cache, the bare file name for each of its
     # LoRA folder (used before any other: not hashed for this).
     loras: tuple[str, ...] = ()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.attention import AttentionMode
-from models.profiles import Profile
+from models.attention import AttentionMode, override_attention
+from models.profiles import Profile, override_profile
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +33,11 @@ class Overrides:
         if self.attention is not None:
             parts.append(f"attention {self.attention.value!r}")
         return ", ".join(parts)
+
+
+def stored_overrides(profile: object, attention: object) -> Overrides | None:
+    """The overrides of settings stored after submit (override_profile, override_attention as
+    written, None where absent): validated then, so a value here always reads."""
+    return Overrides.of(
+        override_profile(profile), override_attention(attention if isinstance(attention, str) else None)
+    )

@@ -48,7 +48,7 @@ def render_command(
                 print(f"warning: {item.source}: {warning}", file=sys.stderr)
         if dry_run:
             for item in planned:
-                print(_describe(item, profile))
+                print(_describe(item, _profile(item.job, profile)))
             print(f"{len(planned)} job(s) valid; dry run, nothing rendered")
             return EXIT_OK
         return _render_all(planned, out_dir, profile, attention_mode, cache_dir, lora_dir)
@@ -125,7 +125,12 @@ def _render_all(
         label = f"[{number}/{len(planned)}] {item.job.preset.id}"
         try:
             outputs = render_job(
-                host, item.job, out_dir, safe_stem(item.source), profile, on_progress=ProgressBar(label)
+                host,
+                item.job,
+                out_dir,
+                safe_stem(item.source),
+                _profile(item.job, profile),
+                on_progress=ProgressBar(label),
             )
         except (WeightsUnavailable, RuntimeError, ValueError) as error:
             failed += 1
@@ -135,6 +140,11 @@ def _render_all(
             print(f"{item.source}: {output.path}  (seed {output.seed}, attention {output.run.attention})")
     print(f"{len(planned) - failed} of {len(planned)} job(s) rendered into {out_dir.resolve()}")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _profile(job: Job, chosen: Profile) -> Profile:
+    # A job's own override_profile comes before --profile, as in WanGP before its default profile.
+    return job.overrides.profile if job.overrides is not None and job.overrides.profile else chosen
 
 
 def _describe(item: PlannedJob, profile: Profile) -> str:
