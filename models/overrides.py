@@ -27,13 +27,6 @@ class Overrides:
             return None
         return Overrides(profile, attention)
 
-    def describe(self) -> str:
-        """ "profile 3, attention 'sage'", the forced parts only."""
-        parts = [f"profile {self.profile}"] if self.profile is not None else []
-        if self.attention is not None:
-            parts.append(f"attention {self.attention.value!r}")
-        return ", ".join(parts)
-
 
 def stored_overrides(profile: object, attention: object) -> Overrides | None:
     """The overrides of settings stored after submit (override_profile, override_attention as
