@@ -28,10 +28,10 @@ from gpu_agent.lora_fetch import RECENT_USE_S, CachedFile, HubLoras, LoraCache, 
 from gpu_agent.messages import EventKind
 from gpu_agent.storage import LocalStore
 from models.loras import LoraNotFound, held_key
-from models.tiny_loras import LoraLayout, save_tiny_lora
 from processing.metadata import read_metadata
 from tests.declared_agents import declared_agent
 from tests.job_records import placed_task
+from tests.unit import test_lora_upload
 from tests.unit.served_app import serve
 from tests.unit.test_agent_storage import run_to_the_end
 from tests.unit.test_lora_upload import request
@@ -44,6 +44,9 @@ TASK = SETTINGS | {"num_inference_steps": 2}
 HUB_URL = "https://huggingface.co/wanfarm-test/tiny-loras/resolve/main/styles/hub_style.safetensors"
 
 
+lora = test_lora_upload.lora  # the same tiny LoRA fixture
+
+
 @pytest.fixture
 def farm(tmp_path: Path) -> Iterator[tuple[str, JobStore]]:
     """A served farm whose pool is one idle RTX 4090 that holds no LoRA."""
@@ -53,11 +56,6 @@ def farm(tmp_path: Path) -> Iterator[tuple[str, JobStore]]:
         service = FarmService(store, LocalStore(tmp_path / "objects"), lambda: pool, time.time)
         with serve(create_app(service, keys, lambda: [])) as url:
             yield url, store
-
-
-@pytest.fixture
-def lora(tmp_path: Path) -> Path:
-    return save_tiny_lora(tmp_path / "made" / "style.safetensors", "qwen-image", LoraLayout.ORIGINAL)
 
 
 def test_a_lora_carried_by_a_queue_zip_is_stored_for_every_agent_and_weighed_for_the_job(
