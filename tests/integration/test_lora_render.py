@@ -3,7 +3,6 @@ over the steps, both key layouts of each family, a hot pipeline left clean, and 
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -27,6 +26,7 @@ from models.runner import PipelineHost
 from models.tiny import BUILDERS
 from models.tiny_loras import FAMILIES, LoraLayout, save_tiny_lora, tiny_lora
 from models.weights import WeightCache
+from tests.two_experts import two_expert_wan
 
 STEPS = 2
 TINY = {"wan": "wan-tiny", "flux": "flux-tiny", "ltx": "ltx-tiny", "qwen-image": "qwen-image-tiny"}
@@ -197,22 +197,7 @@ def test_a_schedule_parsed_for_other_steps_is_refused(host: PipelineHost) -> Non
 
 
 def _two_experts() -> Any:
-    pipe = BUILDERS["wan"]()
-    low_noise = copy.deepcopy(pipe.transformer)
-    with torch.no_grad():
-        for parameter in low_noise.parameters():
-            parameter.add_(0.05 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)))
-    experts = WanPipeline(
-        tokenizer=pipe.tokenizer,
-        text_encoder=pipe.text_encoder,
-        transformer=pipe.transformer,
-        transformer_2=low_noise,
-        vae=pipe.vae,
-        scheduler=pipe.scheduler,
-        boundary_ratio=0.9,
-    )
-    experts.set_progress_bar_config(disable=True)
-    return experts
+    return two_expert_wan(boundary_ratio=0.9)
 
 
 TWO_EXPERT_STEPS = 4
