@@ -25,6 +25,7 @@ from controller.jobs import IdempotencyKey, JobEvent, JobProgress, JobRecord, Jo
 from models.loras import LoraNeed
 from models.overrides import Overrides, stored_overrides
 from models.profiles import Profile
+from models.step_cache import skip_from_json, skip_to_json
 from models.work import WorkSize
 
 
@@ -177,12 +178,14 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # The LoRAs a job names, as the scheduler weighs them: [{"name", "sha256", "bytes"}, ...].
     ("ALTER TABLE jobs ADD COLUMN loras TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(loras))",),
+    # The work's step skipping (WorkSize.step_skip): models.step_cache.skip_to_json, "null" for none.
+    ("ALTER TABLE jobs ADD COLUMN step_skip TEXT NOT NULL DEFAULT 'null' CHECK (json_valid(step_skip))",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _INSERT_JOB = """INSERT INTO jobs (id, owner, state, priority, settings, model_id, width, height, frames,
-    steps, batch, created_at, updated_at, max_attempts, loras)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+    steps, batch, step_skip, created_at, updated_at, max_attempts, loras)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _UPDATE_JOB = """UPDATE jobs SET state = ?, updated_at = ?, attempts = ?, agent_id = ?, profile = ?,
     started_at = ?, finished_at = ?, eta = ?, wait_reason = ?, progress_step = ?, progress_total = ?,
     progress_phase = ?, outputs = ?, error = ?, attempt_errors = ?, avoid_agents = ?,
@@ -498,8 +501,8 @@ class JobStore:
     def queued_jobs(self, job_ids: Sequence[str]) -> list[QueuedJob]:
         """The jobs among `job_ids` still queued, in one read, without parsing their settings."""
         sql = (
-            "SELECT id, owner, priority, model_id, width, height, frames, steps, batch, created_at,"
-            " updated_at, attempts, avoid_agents, wait_reason, eta, loras,"
+            "SELECT id, owner, priority, model_id, width, height, frames, steps, batch, step_skip,"
+            " created_at, updated_at, attempts, avoid_agents, wait_reason, eta, loras,"
             f" {_OVERRIDES} FROM jobs"
             " WHERE id IN (SELECT value FROM json_each(?)) AND state = ?"
         )
@@ -781,13 +784,15 @@ def _loras(text: str) -> tuple[LoraNeed, ...]:
     return tuple(LoraNeed(item["name"], item["sha256"], item["bytes"]) for item in json.loads(text))
 
 
-def _work_columns(work: WorkSize) -> tuple[str, int, int, int, int, int]:
-    # The order of _INSERT_JOB's columns model_id ... batch.
-    return (work.model_id, work.width, work.height, work.frames, work.steps, work.batch)
+def _work_columns(work: WorkSize) -> tuple[str, int, int, int, int, int, str]:
+    # The order of _INSERT_JOB's columns model_id ... step_skip.
+    size = (work.model_id, work.width, work.height, work.frames, work.steps, work.batch)
+    return (*size, skip_to_json(work.step_skip))
 
 
 def _work(row: sqlite3.Row) -> WorkSize:
-    return WorkSize(row["model_id"], row["width"], row["height"], row["frames"], row["steps"], row["batch"])
+    size = (row["model_id"], row["width"], row["height"], row["frames"], row["steps"], row["batch"])
+    return WorkSize(*size, skip_from_json(row["step_skip"]))
 
 
 def _new_record(job_id: str, job: NewJob, settings: str, now: float) -> JobRecord:

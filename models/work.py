@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from operator import attrgetter
 
 from models.memory import JobSize
+from models.step_cache import StepSkip
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,7 @@ class WorkSize:
     frames: int  # 1 for an image
     steps: int
     batch: int = 1  # outputs per pipeline call
+    step_skip: StepSkip | None = None  # WanGP's step skipping: fewer steps run than `steps`
     key: tuple[object, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -42,8 +44,10 @@ class WorkSize:
         return shape + (f" (batch {self.batch})" if self.batch > 1 else "")
 
     def describe(self) -> str:
-        """ "wan2.1-t2v-14b at 1280x720x81, 30 steps": the work in words a user reads."""
-        return f"{self.model_id} at {self.dimensions()}, {self.steps} steps"
+        """ "wan2.1-t2v-14b at 1280x720x81, 30 steps" (then " with MagCache x2" when it skips
+        steps): the work in words a user reads."""
+        skipping = f" with {self.step_skip.describe()}" if self.step_skip else ""
+        return f"{self.model_id} at {self.dimensions()}, {self.steps} steps{skipping}"
 
 
 _identity = attrgetter(*(f.name for f in fields(WorkSize) if f.compare))  # every field but `key`

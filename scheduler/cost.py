@@ -5,8 +5,9 @@ ETA, with round guesses for constants.
     load     = 0 when hot, else weight bytes / (2 GB/s if the node caches it, else 100 MB/s)
     render   = steps x layers x (24 h^2 T + 4 T^2 h) / (half_tflops x 1e12 x 40%)
 
-T = latent tokens x batch, h = the transformer's width. Where the FLOPs come from and what is left
-out: docs/scheduler.md, "Cost model".
+T = latent tokens x batch, h = the transformer's width; steps are those expected to run
+(models.step_cache.expected_step_fraction for a job that skips steps). Where the FLOPs come from and
+what is left out: docs/scheduler.md, "Cost model".
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from models.catalogue import ModelPreset
 from models.loras import LoraNeed
 from models.memory import latent_tokens
 from models.profiles import Profile
+from models.step_cache import expected_step_fraction
 from models.work import WorkSize
 from scheduler.snapshot import AgentView
 
@@ -62,8 +64,10 @@ def render_seconds(preset: ModelPreset, work: WorkSize, agent: AgentView) -> flo
 
 
 def render_flops(preset: ModelPreset, work: WorkSize) -> float:
-    """FLOPs of the transformer over all steps: weight matmuls plus self-attention."""
+    """FLOPs of the transformer over the steps expected to run (all of them, unless the job skips
+    steps: WanGP's skip_steps_cache_type): weight matmuls plus self-attention."""
     tokens = latent_tokens(preset, work.size) * work.batch
     hidden = preset.latent.hidden
     per_layer = WEIGHT_FLOPS_PER_TOKEN * hidden**2 * tokens + ATTENTION_FLOPS_PER_PAIR * tokens**2 * hidden
-    return float(work.steps * preset.latent.layers * per_layer)
+    steps = work.steps * expected_step_fraction(work.step_skip)
+    return float(steps * preset.latent.layers * per_layer)

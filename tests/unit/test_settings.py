@@ -356,9 +356,9 @@ def test_wan22_switches_experts_where_the_settings_say(tmp_path: Path) -> None:
 
 
 def test_a_refused_gate_does_not_drag_its_defaults_along(tmp_path: Path) -> None:
-    message = _problems(WAN | {"skip_steps_cache_type": "tea"}, tmp_path)
-    assert 'skip_steps_cache_type: "tea" is not supported by WanFarm yet' in message
-    assert "skip_steps_multiplier" not in message
+    message = _problems(WAN | {"NAG_scale": 2}, tmp_path)
+    assert "NAG_scale: 2 is not supported by WanFarm yet" in message
+    assert "NAG_tau" not in message and "NAG_alpha" not in message
 
 
 def test_metadata_drops_what_wangp_reads_the_same_when_absent(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from controller.store import JobStore
 from gpu_agent.agent import GpuAgent
 from gpu_agent.messages import EventKind
 from models.profiles import Profile
+from models.step_cache import CacheKind, StepSkip
 from models.work import WorkSize
 from scheduler.snapshot import Assignment, Decisions, Observation, Snapshot
 from tests.job_records import new_job, placed_task
@@ -115,6 +116,7 @@ def test_jobs_are_priced_apart_by_every_field_of_their_work() -> None:
     work = WorkSize("wan-tiny", 64, 64, 9, 4)
     changed: dict[str, Any] = {
         "model_id": "flux-tiny", "width": 96, "height": 96, "frames": 17, "steps": 8, "batch": 2,
+        "step_skip": StepSkip(CacheKind.MAG, 2.0),
     }  # fmt: skip
     assert {f.name for f in fields(WorkSize) if f.compare} == changed.keys()
     for name, value in changed.items():
