@@ -18,6 +18,8 @@ import torch
 from diffusers.hooks import MagCacheConfig
 
 from gpu_agent.render import render_job
+from models.call_args import pipeline_kwargs
+from models.catalogue import get_model
 from models.progress import Cancelled, Progress
 from models.runner import PipelineHost
 from models.settings import Job, parse_settings, resolve
@@ -27,6 +29,7 @@ from models.step_cache_hook import step_skipping, time_embedding_changes
 from models.tiny import BUILDERS
 from models.weights import WeightCache
 from processing.metadata import read_metadata
+from tests.tiny_requests import tiny_wan_request
 
 STEPS = 16  # tests/benchmarks/bench_step_skip.py measures at 30
 WAN = {
@@ -129,19 +132,10 @@ def pipe() -> Any:
 
 def call(pipe: Any, caching: StepCaching | None = None) -> tuple[np.ndarray, int]:
     """The tiny pipeline's frames at STEPS steps, and the steps whose blocks ran (conditional pass)."""
-    generator = torch.Generator().manual_seed(7)
+    request = tiny_wan_request(steps=STEPS, guidance_scale=5.0)  # with guidance: both passes run
+    kwargs = pipeline_kwargs(pipe, get_model("wan-tiny"), request, torch.Generator().manual_seed(7))
     with torch.inference_mode(), step_skipping(pipe, caching, STEPS) as steps:
-        result = pipe(
-            prompt="a fox",
-            negative_prompt="",
-            height=64,
-            width=64,
-            num_frames=5,
-            num_inference_steps=STEPS,
-            guidance_scale=5.0,
-            generator=generator,
-            output_type="np",
-        )
+        result = pipe(**kwargs)
     return np.asarray(result.frames), steps.result().run
 
 

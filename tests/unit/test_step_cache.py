@@ -50,24 +50,6 @@ def refusal(settings: dict[str, Any], folder: Path) -> str:
 # --- the plans ----------------------------------------------------------------------------------------
 
 
-def wangp_mag_runs(ratios: list[float], threshold: float, first: int) -> tuple[bool, ...]:
-    """WanGP's per-step MagCache decision, written from its rule: after `first`, multiply the ratios,
-    add |1 - product| to the error, skip while error < threshold and at most 2 in a row."""
-    runs, error, count, product = [], 0.0, 0, 1.0
-    for step, ratio in enumerate(ratios):
-        if step <= first:
-            runs.append(True)
-            continue
-        product *= ratio
-        count += 1
-        error += abs(1 - product)
-        skip = error < threshold and count <= 2
-        runs.append(not skip)
-        if not skip:
-            error, count, product = 0.0, 0, 1.0
-    return tuple(runs)
-
-
 @pytest.mark.parametrize("steps", [10, 30, 50])
 @pytest.mark.parametrize("multiplier", [1.5, 1.75, 2.0, 2.25, 2.5])
 def test_mag_plans_run_about_steps_over_the_multiplier(steps: int, multiplier: float) -> None:
@@ -80,11 +62,15 @@ def test_mag_plans_run_about_steps_over_the_multiplier(steps: int, multiplier: f
 
 def test_at_the_published_length_mag_reads_each_pass_its_own_ratios() -> None:
     # The 1.3B list holds 49 steps of two passes behind the first: at 50 steps no interpolation.
-    ratios = CALIBRATIONS["t2v_1.3B"].mag_ratios
-    assert ratios is not None and len(ratios) == 98
-    plan = mag_plan(CALIBRATIONS["t2v_1.3B"], MAG, 50)
-    assert plan.cond == wangp_mag_runs([1.0, *ratios[0::2]], plan.threshold, 0)
-    assert plan.uncond == wangp_mag_runs([1.0, *ratios[1::2]], plan.threshold, 0)
+    # Its first unconditional ratio, 1.02213, is past the 0.02 threshold of x1.75, so that pass
+    # runs step 1 which the conditional pass skips (WanGP's rule worked by hand on its figures).
+    plan = mag_plan(CALIBRATIONS["t2v_1.3B"], StepSkip(CacheKind.MAG, 1.75), 50)
+    assert plan.threshold == pytest.approx(0.02)
+    cond_skipped = [1, 3, 4, 6, 7, 9, 10, 12, 13, 15, 16, 18, 19, 21, 22, 24, 26, 28, 30, 32, 34, 36]
+    uncond_skipped = [2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 23, 24, 26, 28, 30, 32, 34, 36]
+    assert [step for step, runs in enumerate(plan.cond) if not runs] == cond_skipped
+    assert [step for step, runs in enumerate(plan.uncond) if not runs] == uncond_skipped
+    assert (plan.steps_run, plan.steps_skipped) == (28, 22)  # int(50 / 1.75) = 28
 
 
 def test_no_step_is_skipped_before_the_start_share() -> None:
