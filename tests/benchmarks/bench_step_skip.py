@@ -1,0 +1,74 @@
+"""Step skipping on the tiny Wan at a realistic 30 steps: steps skipped and the render's wall-time
+speed-up against a plain render of the same settings, per cache type and multiplier (median of 5
+renders each, in rounds, on one hot pipeline). The tiny transformer is a small share of a render (the text
+encoder and the VAE weigh as much), so the speed-up is below the steps' ratio; at real size the
+transformer dominates (tests/gpu/step_skip.py measures it there). TeaCache reads the time
+embedding, whose random weights change about 60% a step here: it skips nothing, as it would not on
+such a model in WanGP either.
+
+Run: `python -m tests.benchmarks.bench_step_skip`. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from models.runner import PipelineHost
+from models.settings import parse_settings, resolve
+from models.weights import WeightCache
+
+RUNS = 5
+STEPS = 30
+PLAIN: dict[str, Any] = {
+    "model_type": "wan-tiny",
+    "prompt": "a fox in the snow",
+    "seed": 7,
+    "num_inference_steps": STEPS,
+    "resolution": "128x128",  # where the transformer is most of a render, as at real size
+    "video_length": 17,
+}
+CASES: dict[str, dict[str, Any]] = {"plain": PLAIN} | {
+    f"{kind} x{multiplier:g}": PLAIN | {"skip_steps_cache_type": kind, "skip_steps_multiplier": multiplier}
+    for kind, multiplier in (("mag", 1.5), ("mag", 2.0), ("mag", 2.5), ("tea", 2.0))
+}
+
+
+def main() -> int:
+    seconds: dict[str, list[float]] = {name: [] for name in CASES}
+    steps: dict[str, tuple[int, int]] = {}
+    with tempfile.TemporaryDirectory(prefix="wanfarm-bench-skip-") as work:
+        host = PipelineHost(WeightCache(Path(work)))
+        _render(host, PLAIN, Path(work))  # loads the pipeline: every timed render runs hot
+        for _ in range(RUNS):  # rounds over the cases, so a slow spell of the machine hits them all
+            for name, settings in CASES.items():
+                took, steps[name] = _render(host, settings, Path(work))
+                seconds[name].append(took)
+    medians = {name: statistics.median(runs) for name, runs in seconds.items()}
+    cases = {
+        name: {
+            "steps_run": steps[name][0],
+            "steps_skipped": steps[name][1],
+            "median_s": round(medians[name], 3),
+            "speedup": round(medians["plain"] / medians[name], 2),
+        }
+        for name in CASES
+    }
+    print(json.dumps({"steps": STEPS, "cases": cases, "runs": RUNS}))
+    return 0
+
+
+def _render(host: PipelineHost, settings: dict[str, Any], folder: Path) -> tuple[float, tuple[int, int]]:
+    job = resolve(parse_settings(settings), folder)
+    started = time.perf_counter()
+    info = host.generate(job.preset, job.generations[0].request).info
+    return time.perf_counter() - started, (info.steps_run, info.steps_skipped)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
