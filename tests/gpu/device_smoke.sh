@@ -5,12 +5,14 @@
 # The wheels that the machine lacks travel in .whl/ (downloaded beforehand, not committed): they are
 # installed into $SITE, which goes first on PYTHONPATH so that our transformers 5.24 and
 # huggingface_hub 2.4 shadow the image's. Then tests/gpu/smoke.py runs; the exit status is its
-# (0 all ran, 1 one failed, 3 no CUDA device, 124 timeout), or 10 when the wheels do not install.
+# (0 all ran, 1 one failed, 3 no CUDA device, 124 timeout), or 10 when the wheels do not install;
+# then tests/gpu/step_skip.py, whose status is the script's when the smoke passed.
 #
 #   OUT=/some/dir bash tests/gpu/device_smoke.sh
 # Overrides: PYTHON (python3), WHEELS (.whl), SITE (/tmp/site), SMOKE_TIMEOUT (420 s),
-# SMOKE_ARGS (extra arguments for smoke.py, e.g. "--models wan-tiny"), SMOKE_SAGE (1; 0 hides
-# sageattention from smoke.py: it is installed apart, in $SITE-sage, and always probed on its own).
+# STEP_SKIP_TIMEOUT (240 s), SMOKE_ARGS (extra arguments for smoke.py, e.g. "--models wan-tiny"),
+# SMOKE_SAGE (1; 0 hides sageattention from smoke.py: it is installed apart, in $SITE-sage, and
+# always probed on its own).
 set -u
 cd "$(dirname "$0")/../.."
 
@@ -126,4 +128,13 @@ PYTHONUNBUFFERED=1 timeout "${SMOKE_TIMEOUT:-420}" "$PY" tests/gpu/smoke.py --js
     ${SMOKE_ARGS:-} 2>&1 | tee "$OUT/smoke.log"
 status=${PIPESTATUS[0]}
 echo "== smoke exit status $status"
+
+echo "== step skipping (tests/gpu/step_skip.py: Wan 2.1 1.3B, random weights, 30 steps)"
+PYTHONUNBUFFERED=1 timeout "${STEP_SKIP_TIMEOUT:-240}" "$PY" tests/gpu/step_skip.py --json "$OUT/step_skip.json" \
+    2>&1 | tee "$OUT/step_skip.log"
+skip_status=${PIPESTATUS[0]}
+echo "== step skipping exit status $skip_status"
+if [[ $status == 0 ]]; then
+    status=$skip_status
+fi
 exit "$status"
