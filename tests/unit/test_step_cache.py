@@ -16,7 +16,10 @@ from typing import Any
 
 import pytest
 
+from controller.cli import main
 from controller.store import JobStore
+from gpu_agent.agent import GpuAgent
+from gpu_agent.messages import EventKind
 from models.catalogue import get_model
 from models.settings import SettingsError, parse_settings, resolve
 from models.step_cache import (
@@ -30,8 +33,10 @@ from models.step_cache import (
     tea_plan,
 )
 from models.work import WorkSize
+from processing.metadata import read_metadata
 from scheduler.cost import render_flops
-from tests.job_records import TINY_WORK, new_job
+from tests.job_records import TINY_WORK, new_job, placed_task
+from tests.unit.test_agent_storage import run_to_the_end
 
 MAG = StepSkip(CacheKind.MAG, 2.0)
 TEA = StepSkip(CacheKind.TEA, 2.0)
@@ -233,3 +238,33 @@ def test_the_store_keeps_a_jobs_step_skipping(tmp_path: Path) -> None:
         assert [job.work for job in queued] == [work, TINY_WORK]
         record = store.get(skipping.id)
         assert record is not None and record.work == work
+
+
+def test_a_dry_run_names_the_refused_cache_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps({"model_type": "ti2v_2_2", "skip_steps_cache_type": "tea"}))
+    assert main(["render", "--dry-run", str(path)]) == 2
+    assert 'job.json: skip_steps_cache_type: "tea" is not offered for ti2v_2_2' in capsys.readouterr().err
+    path.write_text(json.dumps({"model_type": "t2v", "skip_steps_cache_type": "mag"}))
+    assert main(["render", "--dry-run", str(path)]) == 0
+
+
+def test_an_agent_renders_a_skipping_job_placed_from_the_store(worker: GpuAgent, tmp_path: Path) -> None:
+    settings = {"model_type": "wan-tiny", "prompt": "a fox", "seed": 3, "skip_steps_cache_type": "mag"}
+    with JobStore(tmp_path / "jobs.db") as store:
+        [stored] = store.add_jobs([new_job(settings=settings, work=job(settings, tmp_path).work)], 0.0)
+    task = replace(placed_task("job-1", settings), work=stored.work)
+
+    end = run_to_the_end(worker, task=task)
+
+    assert end.kind is EventKind.SUCCEEDED, end.error
+    [output] = (tmp_path / "objects" / "jobs" / "job-1" / "outputs").glob("*.mp4")
+    metadata = read_metadata(output)
+    assert metadata is not None and metadata["skip_steps_cache_type"] == "mag"
+    plan = mag_plan(CALIBRATIONS["t2v_1.3B"], StepSkip(CacheKind.MAG, 1.75), 4)  # wan-tiny's 4 steps
+    assert (metadata["wanfarm"]["steps_run"], metadata["wanfarm"]["steps_skipped"]) == (
+        plan.steps_run,
+        plan.steps_skipped,
+    )
