@@ -26,7 +26,17 @@ class _ListedEulerScheduler(FlowMatchEulerDiscreteScheduler):
 
     max_steps: int
 
-    def _set(self, timesteps: torch.Tensor, sigmas: torch.Tensor, device: str | torch.device | None) -> None:
+    def listed(self, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The timesteps of `steps` steps and their sigmas (one more: where the last step lands)."""
+        raise NotImplementedError
+
+    def set_timesteps(  # type: ignore[override]
+        self,
+        num_inference_steps: int | None = None,
+        device: str | torch.device | None = None,
+        **_unused: object,
+    ) -> None:
+        timesteps, sigmas = self.listed(_steps(num_inference_steps, self.max_steps))
         self.num_inference_steps = len(timesteps)
         self.timesteps = timesteps.to(device)  # type: ignore[assignment]  # a tensor after set_timesteps
         self.sigmas = sigmas.to(device)
@@ -40,16 +50,9 @@ class CausVidScheduler(_ListedEulerScheduler):
 
     max_steps = MAX_STEPS["causvid"]  # len(CAUSVID_TIMESTEPS)
 
-    def set_timesteps(  # type: ignore[override]
-        self,
-        num_inference_steps: int | None = None,
-        device: str | torch.device | None = None,
-        **_unused: object,
-    ) -> None:
-        steps = _steps(num_inference_steps, self.max_steps)
+    def listed(self, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         timesteps = torch.tensor(CAUSVID_TIMESTEPS[:steps], dtype=torch.float32)
-        sigmas = torch.cat([timesteps / self.config["num_train_timesteps"], torch.zeros(1)])
-        self._set(timesteps, sigmas, device)
+        return timesteps, torch.cat([timesteps / self.config["num_train_timesteps"], torch.zeros(1)])
 
 
 class LcmFlowScheduler(_ListedEulerScheduler):
@@ -58,19 +61,13 @@ class LcmFlowScheduler(_ListedEulerScheduler):
 
     max_steps = MAX_STEPS["lcm"]
 
-    def set_timesteps(  # type: ignore[override]
-        self,
-        num_inference_steps: int | None = None,
-        device: str | torch.device | None = None,
-        **_unused: object,
-    ) -> None:
-        steps = _steps(num_inference_steps, self.max_steps)
+    def listed(self, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         # In float32 and in this order, so the sigmas are WanGP's to the bit.
         fraction = torch.linspace(0, 1, steps + 1, dtype=torch.float32)
         sigmas = LCM_SIGMA_MIN + (1.0 - LCM_SIGMA_MIN) * (1 - fraction)
         shift = float(self.config["shift"])
         sigmas = shift * sigmas / (1 + (shift - 1) * sigmas)
-        self._set(sigmas[:-1] * self.config["num_train_timesteps"], sigmas, device)
+        return sigmas[:-1] * self.config["num_train_timesteps"], sigmas
 
 
 def _steps(requested: int | None, most: int) -> int:
