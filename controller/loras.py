@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.service import ServiceError
+from controller.service_error import ServiceError
 from controller.store import JobStore
 from controller.uploads import active_jobs
 from gpu_agent.lora_fetch import StoredLora, choose_upload, lora_key, marker_key, stored_loras

@@ -16,6 +16,7 @@ from controller.auth import Principal
 from controller.jobs import IdempotencyKey, JobEvent, JobRecord, JobState, NewJob
 from controller.metrics import FarmMetrics
 from controller.schemas import StatsOut
+from controller.service_error import ServiceError
 from controller.stats import window_stats
 from controller.store import IdempotencyConflict, InvalidJobError, JobStore
 from controller.utilisation import UtilisationLog
@@ -33,17 +34,6 @@ MAX_BATCH = 1000
 # What an Idempotency-Key may hold: it is stored with the jobs and echoed in errors.
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 KEY_REUSED = "Idempotency-Key reused with a different request"
-
-
-class ServiceError(Exception):
-    """A request the farm refuses: an HTTP status, what is wrong, and how to fix it."""
-
-    def __init__(self, status: int, error: str, detail: Sequence[str] = (), hint: str = "") -> None:
-        super().__init__(error)
-        self.status = status
-        self.error = error
-        self.detail = list(detail)
-        self.hint = hint
 
 
 @dataclass(frozen=True)

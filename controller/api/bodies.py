@@ -13,7 +13,7 @@ from fastapi import Request
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from controller.service import ServiceError
+from controller.service_error import ServiceError
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks

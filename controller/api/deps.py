@@ -14,7 +14,8 @@ from controller.api.guards import StreamLimiter
 from controller.auth import KeyRing, Principal
 from controller.loras import MAX_LORA_BYTES
 from controller.schemas import SUBMIT_KEYS, SubmitBody
-from controller.service import FarmService, ServiceError
+from controller.service import FarmService
+from controller.service_error import ServiceError
 
 MAX_ARCHIVE_BYTES = 512 * 1024 * 1024
 MAX_IDEMPOTENCY_KEY = 200

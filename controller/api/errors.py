@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from controller.schemas import ERROR_MEANINGS, ErrorOut
-from controller.service import ServiceError
+from controller.service_error import ServiceError
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
 FASTAPI_422 = {"HTTPValidationError", "ValidationError"}

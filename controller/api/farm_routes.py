@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from controller.api.deps import Caller, Service
 from controller.catalogue_view import ModelRow, model_row
 from controller.schemas import AgentOut, ErrorOut
-from controller.service import ServiceError
+from controller.service_error import ServiceError
 from models.catalogue import catalogue
 
 router = APIRouter()

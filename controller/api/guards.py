@@ -13,7 +13,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from controller.api.errors import refusal_response
-from controller.service import ServiceError
+from controller.service_error import ServiceError
 
 ANY_HOST = "*"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")

@@ -27,7 +27,8 @@ from controller.api.deps import (
 from controller.api.views import job_out, job_summary
 from controller.jobs import JobState
 from controller.schemas import JobList, JobOut, SubmitBody, SubmitOut, error_responses
-from controller.service import ServiceError, Submitted
+from controller.service import Submitted
+from controller.service_error import ServiceError
 
 router = APIRouter(prefix="/v1")
 EVENT_POLL_S = 0.25

@@ -13,7 +13,7 @@ from controller import loras
 from controller.api.bodies import FILE_UPLOAD_DOC, receive_upload
 from controller.api.deps import Caller, Service, lora_limit
 from controller.schemas import LoraList, LoraOut, error_responses
-from controller.service import ServiceError
+from controller.service_error import ServiceError
 from gpu_agent.lora_fetch import StoredLora
 
 router = APIRouter(prefix="/v1")

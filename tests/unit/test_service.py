@@ -20,7 +20,8 @@ import pytest
 from controller import uploads
 from controller.auth import Principal, Role
 from controller.jobs import JobState
-from controller.service import FarmService, ServiceError, Submitted
+from controller.service import FarmService, Submitted
+from controller.service_error import ServiceError
 from controller.store import JobStore
 from gpu_agent.messages import OBJECT_REF, UPLOADS_PREFIX
 from gpu_agent.storage import LocalStore
