@@ -151,7 +151,7 @@ class FarmService:
         carried: Mapping[str, Path] | None = None,
     ) -> Submitted:
         """`carried`: the LoRA files of a queue.zip (None for settings sent as JSON): stored as
-        uploads with the jobs, and its LoRAs found nowhere refused."""
+        uploads with the jobs. LoRAs found nowhere are refused, whichever way the settings came."""
         # Here: controller.loras answers refusals with this module's ServiceError.
         from controller import loras
 
@@ -166,7 +166,7 @@ class FarmService:
             self._refuse_impossible(jobs)
         named = any(job.generations[0].request.loras for job in jobs)
         listed = loras.list_loras(self.storage) if named else []
-        if carried is not None and named:
+        if named:
             self._refuse_missing_loras(jobs, carried, listed)
         uploaded: list[str] = []
         stored_loras = loras.store_carried(self.storage, carried or {}, self.clock())
@@ -256,26 +256,32 @@ class FarmService:
             )
 
     def _refuse_missing_loras(
-        self, jobs: list[Job], carried: Mapping[str, Path], listed: list[StoredLora]
+        self, jobs: list[Job], carried: Mapping[str, Path] | None, listed: list[StoredLora]
     ) -> None:
+        """422 naming each LoRA of `jobs` that no source holds; `carried`: a queue.zip's files (None:
+        settings sent as JSON, which carry none)."""
         from controller import loras
 
         agents = self.pool()
         if not agents:
-            return  # a farm still starting: what its agents' LoRA folders hold is not known yet
+            # A farm still starting cannot be asked what its agents' LoRA folders hold: a queue.zip
+            # or JSON job naming one of them is accepted and waits for the agents.
+            return
         held = {key.partition("@")[0] for agent in agents for key in agent.loras}
-        found_nowhere = (loras.found_nowhere(_named(job), carried, listed, held) for job in jobs)
+        found_nowhere = (loras.found_nowhere(_named(job), carried or {}, listed, held) for job in jobs)
         missing = dict.fromkeys(name for names in found_nowhere for name in names)  # once each, in order
         if missing:
+            zipped = carried is not None
             raise ServiceError(
                 422,
                 "LoRAs found nowhere",
                 [
-                    f"activated_loras: {name!r} is not in the queue.zip, not uploaded, not a Hugging Face "
-                    "URL, and no agent's LoRA folder or cache holds it"
+                    f"activated_loras: {name!r} is {'not in the queue.zip, ' if zipped else ''}not uploaded, "
+                    "not a Hugging Face URL, and no agent's LoRA folder or cache holds it"
                     for name in missing
                 ],
-                "add the .safetensors file to the queue.zip, or upload it (POST /v1/loras)",
+                ("add the .safetensors file to the queue.zip, " if zipped else "")
+                + "upload it (POST /v1/loras), or name it by its Hugging Face URL",
             )
 
     def _new_job(
