@@ -71,6 +71,7 @@ class LoraRun:
         self.files = list(files)
         self.components = denoisers(pipe)
         self._switch: int | None = None  # first step of the low-noise expert, when there are two
+        self._starts: list[tuple[int, ...]] = [() for _ in self.requests]  # each one's phase starts
         self._last: dict[str, tuple[float, ...]] = {}
         self._applied: list[list[float]] = [[] for _ in self.requests]
 
@@ -78,14 +79,18 @@ class LoraRun:
         """Load what is missing and set the weights of step 0."""
         self.adapters.load(self.files)
         self._switch = switch_step(self.pipe, steps)
+        if any(r.phases.starts for r in self.requests):
+            # The guidance phases the multipliers follow start where the job's timesteps reach them.
+            self.pipe.scheduler.set_timesteps(steps)
+            timesteps = [float(t) for t in self.pipe.scheduler.timesteps]
+            self._starts = [r.phases.start_steps(timesteps) for r in self.requests]
         self.before_step(0)
 
     def before_step(self, step: int) -> None:
         """Set the weights of `step`, on the expert that runs it (called at the end of the step
         before it)."""
-        phase = self._phase(step)
-        weights = [r.weight_at(step, min(phase, r.phases - 1), self._switch) for r in self.requests]
-        self._set(self.components[phase], weights)
+        weights = [r.weight_at(step, starts) for r, starts in zip(self.requests, self._starts, strict=True)]
+        self._set(self.components[self._phase(step)], weights)
         for applied, weight in zip(self._applied, weights, strict=True):
             applied.append(weight)
 

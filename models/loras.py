@@ -6,10 +6,12 @@ adapters into a pipeline is models.lora_adapters' job. Nothing here imports torc
 
 The multiplier syntax, as WanGP reads it: one entry per LoRA, in the order of `activated_loras`,
 separated by spaces or new lines (lines starting with '#' are comments, one '|' may separate the
-accelerator LoRAs from the others); a missing entry is 1. An entry "a,b,c" spreads its values
-evenly over the steps (value i // n of the list at step i of n); "x;y" gives the high-noise and
-the low-noise phase of a two-expert model (Wan 2.2) each its own value or list, spread over the
-steps of that phase.
+accelerator LoRAs from the others); a missing entry is 1. An entry "a,b,c" spreads its values over
+the steps as WanGP steps through them (a running position advanced by len/n a step, in floats);
+"x;y" or "x;y;z" gives each guidance phase of the job (`guidance_phases`, on any model: on Wan 2.2
+phase 2 or 3 is also where the low-noise expert takes over) its own value or list, spread over the
+steps of that phase. A phase starts at the first step whose timestep is at or below its noise level
+(switch_threshold, switch_threshold2), so the steps of each phase are known only at render time.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Mapping
+import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -39,39 +42,61 @@ class LoraMismatch(LoraError):
 
 
 @dataclass(frozen=True)
+class LoraPhases:
+    """The phases a job's `loras_multipliers` are read in, as WanGP reads them: as many as the job's
+    guidance phases (at least 1), whatever the number of experts."""
+
+    count: int = 1
+    # The noise levels (0-1000) at and below which phases 2 and 3 start: one fewer than `count`.
+    starts: tuple[float, ...] = ()
+    # With 3 phases, a two-phase entry "x;y" is widened to x;x;y when 2 (phase 3 starts the
+    # low-noise expert), else to x;y;y.
+    switch_phase: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or len(self.starts) != self.count - 1:
+            raise ValueError(f"{self.count} phase(s) need {self.count - 1} start(s), got {self.starts}")
+
+    def start_steps(self, timesteps: Sequence[float]) -> tuple[int, ...]:
+        """The first step of phases 2 (and 3) over these timesteps (len(timesteps): never reached)."""
+        return tuple(_first_at_or_below(timesteps, level) for level in self.starts)
+
+
+ONE_PHASE = LoraPhases()
+
+
+@dataclass(frozen=True)
 class LoraRequest:
     """One LoRA of a job: its file as the settings name it, and its multiplier over the steps."""
 
     name: str
     multipliers: str = "1"  # this LoRA's entry as written ("0.8", "1,0.5", "1;0")
     # Phased (written with ';'): one value list per phase, each spread over that phase's steps.
-    # Otherwise one list spread over all the steps, whichever expert runs them.
+    # Otherwise one list spread over all the steps, whichever phase or expert runs them.
     values: tuple[tuple[float, ...], ...] = ((1.0,),)
     phased: bool = False
     steps: int = 1
-    phases: int = 1
+    phases: LoraPhases = ONE_PHASE
 
-    def weight_at(self, step: int, phase: int = 0, switch_step: int | None = None) -> float:
-        """The multiplier at `step` (0-based) run by expert `phase` (0: high noise, 1: low noise);
-        `switch_step` is the first step of phase 1 (None: every step is phase 0, as WanGP assumes
-        while it does not know)."""
+    def weight_at(self, step: int, starts: Sequence[int] = ()) -> float:
+        """The multiplier at `step` (0-based); `starts` are the first steps of phases 2 (and 3)
+        (`LoraPhases.start_steps`); a phase without one never starts."""
         if not 0 <= step < self.steps:
             raise ValueError(f"step {step} is outside 0..{self.steps - 1}")
-        if not 0 <= phase < self.phases:
-            raise ValueError(f"phase {phase} is outside 0..{self.phases - 1}")
         if not self.phased:
             return _spread(self.values[0], step, self.steps)
-        switch = self.steps if switch_step is None else min(max(switch_step, 0), self.steps)
-        start, end = (0, switch) if phase == 0 else (switch, self.steps)
-        return _spread(self.values[phase], step - start, end - start)
+        if len(starts) > len(self.values) - 1:
+            raise ValueError(f"{len(starts)} phase starts for {len(self.values)} phase(s)")
+        bounds = [0]
+        for start in (*starts, *[self.steps] * (len(self.values) - 1 - len(starts))):
+            bounds.append(min(max(start, bounds[-1]), self.steps))
+        bounds.append(self.steps)
+        phase = next(n for n in range(len(self.values)) if step < bounds[n + 1])
+        return _spread(self.values[phase], step - bounds[phase], bounds[phase + 1] - bounds[phase])
 
-    def schedule(self, switch_step: int | None = None) -> tuple[float, ...]:
+    def schedule(self, starts: Sequence[int] = ()) -> tuple[float, ...]:
         """The multiplier of every step, each from the phase that runs it."""
-        switch = self.steps if switch_step is None else switch_step
-        return tuple(
-            self.weight_at(step, 0 if step < switch or self.phases == 1 else 1, switch_step)
-            for step in range(self.steps)
-        )
+        return tuple(self.weight_at(step, starts) for step in range(self.steps))
 
 
 @dataclass(frozen=True)
@@ -84,14 +109,14 @@ class AppliedLora:
     weights: tuple[float, ...]  # the multiplier set for each step, in step order
 
 
-def parse_loras(activated: list[str], multipliers: str, steps: int, phases: int) -> tuple[LoraRequest, ...]:
+def parse_loras(
+    activated: list[str], multipliers: str, steps: int, phases: LoraPhases = ONE_PHASE
+) -> tuple[LoraRequest, ...]:
     """One LoraRequest per name of `activated` (WanGP's `activated_loras`), with its schedule from
-    `multipliers` (WanGP's `loras_multipliers`) over `steps` steps and `phases` experts (see
-    `model_phases`). Raises ValueError naming the entry at fault."""
+    `multipliers` (WanGP's `loras_multipliers`) over `steps` steps in the job's guidance `phases`.
+    Raises ValueError naming the entry at fault."""
     if steps < 1:
         raise ValueError(f"a LoRA schedule needs at least one step, got {steps}")
-    if phases < 1:
-        raise ValueError(f"a model has at least one phase, got {phases}")
     _check_names(activated)
     entries = _multiplier_entries(multipliers)
     if len(entries) > len(activated):
@@ -108,7 +133,8 @@ def parse_loras(activated: list[str], multipliers: str, steps: int, phases: int)
 
 
 def model_phases(preset: ModelPreset) -> int:
-    """How many experts denoise in turn (2 for Wan 2.2 A14B: high noise, then low noise)."""
+    """How many experts denoise in turn (2 for Wan 2.2 A14B: high noise, then low noise); the
+    LoRA multipliers' phases are the job's guidance phases instead (LoraPhases)."""
     return max(1, sum(1 for component in preset.components if component.role is Role.TRANSFORMER))
 
 
@@ -355,11 +381,26 @@ _LEGACY_FOLDERS = {
 
 
 def _spread(values: tuple[float, ...], position: int, count: int) -> float:
-    """Value `position` of `count` steps when `values` are spread evenly over them."""
+    """Value `position` of `count` steps when `values` are spread over them as WanGP spreads them:
+    a float position advanced by len/count a step, so 3 values over 30 steps give 11, 9 and 10
+    (the rounding of 0.1 added ten times keeps step 10 on the first value)."""
     if count <= 0:
         return values[0]
-    index = position * len(values) // count
-    return values[min(max(index, 0), len(values) - 1)]
+    advance = len(values) / count
+    position_now = 0.0
+    for _ in range(min(max(position, 0), count - 1)):
+        position_now += advance
+    return values[min(int(position_now), len(values) - 1)]
+
+
+def _first_at_or_below(timesteps: Sequence[float], level: float) -> int:
+    # WanGP compares its float32 timesteps with the level: compared here in float32 too.
+    bound = _float32(level)
+    return next((i for i, t in enumerate(timesteps) if _float32(t) <= bound), len(timesteps))
+
+
+def _float32(value: float) -> float:
+    return float(struct.unpack("f", struct.pack("f", float(value)))[0])
 
 
 def _check_names(activated: list[str]) -> None:
@@ -380,21 +421,19 @@ def _multiplier_entries(text: str) -> list[str]:
 
 
 def _parse_entry(
-    entry: str, number: int, name: str, phases: int
+    entry: str, number: int, name: str, phases: LoraPhases
 ) -> tuple[tuple[tuple[float, ...], ...], bool]:
     where = f"loras_multipliers entry {number} ({entry!r}, for {name})"
     parts = entry.split(";")
-    if len(parts) > 1 and phases == 1:
+    if len(parts) > phases.count:
         raise ValueError(
-            f"{where} gives phases separated by ';', but this model runs in one phase "
-            "(';' separates the high- and low-noise experts of two-expert models such as Wan 2.2)"
+            f"{where} gives {len(parts)} phases separated by ';', but this job runs {phases.count} "
+            f"guidance phase(s) (guidance_phases), and WanGP reads at most that many"
         )
-    if len(parts) > phases:
-        raise ValueError(f"{where} gives {len(parts)} phases; this model has {phases}")
     values = [_parse_values(part, where) for part in parts]
-    if len(parts) > 1:
-        # As WanGP: a model with more phases than given repeats the last one.
-        values += [values[-1]] * (phases - len(values))
+    if 1 < len(values) < phases.count:
+        # As WanGP widens two phases to three: at the low-noise expert's side.
+        values = values[:1] + values if phases.switch_phase == 2 else values + values[-1:]
     return tuple(values), len(parts) > 1
 
 
@@ -412,6 +451,7 @@ def _parse_values(part: str, where: str) -> tuple[float, ...]:
 
 
 __all__ = [
+    "ONE_PHASE",
     "AppliedLora",
     "FirstFound",
     "HubFile",
@@ -421,6 +461,7 @@ __all__ = [
     "LoraMismatch",
     "LoraNeed",
     "LoraNotFound",
+    "LoraPhases",
     "LoraRequest",
     "LoraSource",
     "NamedFiles",

@@ -23,7 +23,7 @@ from models.device import LocalGpu, detect_gpus
 from models.hf_logging import quiet_hf_libraries
 from models.image_pipes import pipeline_for
 from models.lora_adapters import DENOISERS, Adapters, LoraRun, adapters_for
-from models.loras import AppliedLora, LoraError, LoraFile, LoraLibrary, model_phases
+from models.loras import AppliedLora, LoraError, LoraFile, LoraLibrary
 from models.profiles import Profile
 from models.progress import Cancelled, Phase, Progress, ProgressFn, ignore_progress
 from models.request import GenerationRequest
@@ -194,12 +194,11 @@ class PipelineHost:
         if self.loras is None:
             names = ", ".join(lora.name for lora in request.loras)
             raise LoraError(f"this job names LoRAs ({names}) but no LoRA folder is configured (--lora-dir)")
-        phases = model_phases(preset)
         for lora in request.loras:
-            if lora.steps != request.steps or lora.phases > phases:
+            if lora.steps != request.steps:
                 raise LoraError(
-                    f"LoRA {lora.name!r}: its schedule was parsed for {lora.steps} steps and {lora.phases} "
-                    f"phase(s); this job runs {request.steps} steps of {preset.id} ({phases} phase(s))"
+                    f"LoRA {lora.name!r}: its schedule was parsed for {lora.steps} steps; this job runs "
+                    f"{request.steps} steps of {preset.id}"
                 )
         return [self.loras.find(lora.name, preset) for lora in request.loras]
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from models.attachments import SEND_ATTACHMENTS, AttachmentRefused, Attachments
 from models.attention import override_attention
 from models.catalogue import ModelPreset, Output, Task, UnknownModel, catalogue, get_model
-from models.loras import LoraRequest, model_phases, parse_loras
+from models.loras import LoraPhases, LoraRequest, parse_loras
 from models.overrides import Overrides
 from models.profiles import override_profile
 from models.request import GenerationRequest
@@ -36,6 +36,7 @@ from models.wangp_keys import (
     Reading,
     expert_plan,
     ignored,
+    lora_phases,
     model_facts,
     refusals,
     same_value,
@@ -226,8 +227,11 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
     rendered = _rendered(settings, preset, facts, attachments, problems)
     reading = _reading(settings, preset, facts, rendered)
     problems.extend(refusals(reading))
+    # Read in the job's guidance phases, which the reading knows (WanGP's lora_multiplier_phases).
+    loras = _loras(settings, rendered.request.steps, lora_phases(reading), problems)
     if problems:
         raise SettingsError(problems, source)
+    rendered = replace(rendered, request=replace(rendered.request, loras=loras))
     if (experts := expert_plan(reading)) is not None:
         # Where the low-noise expert takes over, and its own scale (WanGP's phase 2 or 3).
         request = replace(
@@ -278,7 +282,6 @@ def _rendered(
         batch_size=batch,
         image_start=image_start,
         image_end=image_end,
-        loras=_loras(settings, preset, steps, problems),
         overrides=_overrides(settings, problems),
         step_caching=_step_caching(settings, preset, facts, canvas, steps, problems),
     )
@@ -326,11 +329,11 @@ def _overrides(settings: WanGPSettings, problems: list[str]) -> Overrides | None
 
 
 def _loras(
-    settings: WanGPSettings, preset: ModelPreset, steps: int, problems: list[str]
+    settings: WanGPSettings, steps: int, phases: LoraPhases, problems: list[str]
 ) -> tuple[LoraRequest, ...]:
     # The files are found where the job renders (the node's LoRA folder); here, the schedule.
     try:
-        return parse_loras(settings.activated_loras, settings.loras_multipliers, steps, model_phases(preset))
+        return parse_loras(settings.activated_loras, settings.loras_multipliers, steps, phases)
     except ValueError as error:
         message = str(error)
         problems.append(

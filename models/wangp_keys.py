@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
 
+from models.loras import LoraPhases
+
 UPSTREAM = "deepbeepmeep/Wan2GP@8681e9f777f9f847f74a0bdefd13d5b9a6efe12d"
 
 
@@ -255,6 +257,15 @@ def expert_plan(reading: Reading) -> ExpertPlan | None:
     switch_key = "switch_threshold" if phase == 2 else "switch_threshold2"
     scale_key = "guidance2_scale" if phase == 2 else "guidance3_scale"
     return ExpertPlan(_float(reading.get(switch_key)), _float(reading.get(scale_key)), switch_key, scale_key)
+
+
+def lora_phases(reading: Reading) -> LoraPhases:
+    """The phases WanGP reads loras_multipliers in (wgp.py: lora_multiplier_phases, the guidance
+    phases, at least 1, on one transformer as on two): phase 2 from switch_threshold, phase 3 from
+    switch_threshold2; model_switch_phase counts with 3 phases only."""
+    count = max(reading.phases, 1)
+    starts = tuple(_float(reading.get(key)) for key in ("switch_threshold", "switch_threshold2")[: count - 1])
+    return LoraPhases(count, starts, _low_noise_phase(reading) - 1)
 
 
 def _float(value: object) -> float:

@@ -20,7 +20,7 @@ from models import runner
 from models.call_args import configure_scheduler, pipeline_kwargs
 from models.catalogue import ModelPreset, Output, get_model
 from models.lora_adapters import DENOISERS, LoraRun, PeftAdapters, _mmgp_state_dict, switch_step
-from models.loras import LoraError, LoraLibrary, LoraMismatch, LoraNotFound, model_phases, parse_loras
+from models.loras import LoraError, LoraLibrary, LoraMismatch, LoraNotFound, LoraPhases, parse_loras
 from models.request import GenerationRequest
 from models.runner import PipelineHost
 from models.tiny import BUILDERS
@@ -66,7 +66,7 @@ def request(preset: ModelPreset, loras: Sequence[str] = (), multipliers: str = "
         flow_shift=preset.defaults.flow_shift,
         sample_solver=preset.defaults.sample_solver,
         seed=7,
-        loras=parse_loras(list(loras), multipliers, STEPS, model_phases(preset)),
+        loras=parse_loras(list(loras), multipliers, STEPS),
     )
 
 
@@ -188,7 +188,7 @@ def test_a_host_without_lora_folder_refuses_a_job_with_loras(weight_cache: Weigh
 
 def test_a_schedule_parsed_for_other_steps_is_refused(host: PipelineHost) -> None:
     preset = get_model("wan-tiny")
-    wrong = replace(request(preset), loras=parse_loras([WAN_LORA], "1", STEPS + 1, 1))
+    wrong = replace(request(preset), loras=parse_loras([WAN_LORA], "1", STEPS + 1))
     with pytest.raises(LoraError, match="parsed for 3 steps"):
         host.generate(preset, wrong)
 
@@ -225,8 +225,10 @@ def _call(
 def _with_run(
     pipe: Any, multipliers: str, lora_root: Path
 ) -> tuple[np.ndarray, tuple[float, ...], int | None]:
-    preset = get_model("wan2.2-t2v-a14b")  # two phases, LoRAs in wan/
-    requests = parse_loras([WAN_LORA], multipliers, TWO_EXPERT_STEPS, model_phases(preset))
+    preset = get_model("wan2.2-t2v-a14b")  # LoRAs in wan/
+    # Two guidance phases, the second from where the pipeline's own boundary hands over: below 900
+    # (diffusers keeps the high-noise expert at t >= 900), at 899 with these whole-number timesteps.
+    requests = parse_loras([WAN_LORA], multipliers, TWO_EXPERT_STEPS, LoraPhases(2, (899.0,)))
     run = LoraRun(
         PeftAdapters(pipe, "two-expert tiny"), pipe, requests, [LoraLibrary(lora_root).find(WAN_LORA, preset)]
     )

@@ -220,8 +220,8 @@ def test_loras_travel_to_the_request_with_their_schedule_and_into_the_metadata(t
     (generation,) = resolve(parse_settings(settings), tmp_path).generations
     style, speed = generation.request.loras
     assert (style.name, speed.name) == ("style.safetensors", "speed.safetensors")
-    assert [style.weight_at(step, 0) for step in range(4)] == [0.8] * 4
-    assert [speed.weight_at(step, 0) for step in range(4)] == [1.0, 1.0, 0.0, 0.0]
+    assert [style.weight_at(step) for step in range(4)] == [0.8] * 4
+    assert [speed.weight_at(step) for step in range(4)] == [1.0, 1.0, 0.0, 0.0]
     assert generation.metadata["activated_loras"] == settings["activated_loras"]
     assert generation.metadata["loras_multipliers"] == "0.8 1,0"
 
