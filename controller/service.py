@@ -23,7 +23,7 @@ from controller.utilisation import UtilisationLog
 from gpu_agent.lora_fetch import StoredLora
 from gpu_agent.storage import ObjectStore
 from models.attachments import Attachments
-from models.loras import LoraNeed, LoraRequest
+from models.loras import LoraNeed, LoraRequest, file_sha256
 from models.prompts import PromptError, expand_prompts
 from models.settings import MAX_SEED, Job, SettingsError, parse_settings, resolve
 from processing.queue_zip import QueueZipError, import_queue_zip
@@ -85,7 +85,7 @@ class FarmService:
     ) -> Submitted:
         """A WanGP queue.zip: its entries with their attachments (only files it carries), as one batch."""
         options = json.dumps({"priority": priority, "wait_for_capacity": wait_for_capacity})
-        key = self._idempotency(who, idempotency_key, lambda: _digest(_file_digest(archive) + options))
+        key = self._idempotency(who, idempotency_key, lambda: _digest(file_sha256(archive) + options))
         if replay := self._replay(key):
             return replay
         with tempfile.TemporaryDirectory(prefix="wanfarm-queue-") as work:
@@ -338,11 +338,6 @@ def _key_reused() -> ServiceError:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _with_fixed_seed(item: object) -> object:
