@@ -10,19 +10,23 @@ from run to run and the presets can state exact component sizes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import (
     AutoencoderKL,
+    AutoencoderKLHunyuanVideo,
     AutoencoderKLLTXVideo,
     AutoencoderKLQwenImage,
     AutoencoderKLWan,
     FlowMatchEulerDiscreteScheduler,
     FluxPipeline,
     FluxTransformer2DModel,
+    HunyuanVideoPipeline,
+    HunyuanVideoTransformer3DModel,
     LTXPipeline,
     LTXVideoTransformer3DModel,
     QwenImagePipeline,
@@ -32,6 +36,7 @@ from diffusers import (
     WanPipeline,
     WanTransformer3DModel,
 )
+from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
     CLIPImageProcessorPil,
@@ -39,6 +44,8 @@ from transformers import (
     CLIPTextModel,
     CLIPVisionConfig,
     CLIPVisionModel,
+    LlamaConfig,
+    LlamaModel,
     PreTrainedTokenizerFast,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
@@ -91,13 +98,15 @@ def _corpus() -> Iterator[str]:
         yield from template_words.splitlines()
 
 
-def _train(tokenizer: Tokenizer, special: list[str], alphabet: list[str]) -> None:
+def _train(
+    tokenizer: Tokenizer, special: list[str], alphabet: list[str], corpus: Iterable[str] | None = None
+) -> None:
     # A vocab_size above what the corpus can fill makes training run until every corpus word is one
     # token; the vocabulary then stays a few hundred entries.
     trainer = trainers.BpeTrainer(
         vocab_size=4096, special_tokens=special, initial_alphabet=alphabet, show_progress=False
     )
-    tokenizer.train_from_iterator(_corpus(), trainer)
+    tokenizer.train_from_iterator(_corpus() if corpus is None else corpus, trainer)
 
 
 _ASCII = [chr(c) for c in range(32, 127)]
@@ -184,6 +193,50 @@ def qwen_tokenizer() -> PreTrainedTokenizerFast:
         unk_token="<|endoftext|>",
         additional_special_tokens=QWEN_SPECIALS[1:],
         model_max_length=32768,
+    )
+
+
+# Llama 3's pre-tokenizer split: Qwen2's, with digits grouped by up to three.
+_LLAMA_SPLIT = _QWEN_SPLIT.replace(r"|\p{N}|", r"|\p{N}{1,3}|")
+LLAMA_SPECIALS = [
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+]
+
+
+def llama_tokenizer(template: str) -> PreTrainedTokenizerFast:
+    """A byte-level BPE with Llama 3's split, header specials and <|begin_of_text|> prepended,
+    trained on the sample prompts and the words of the pipeline's prompt `template`."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_LLAMA_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    # The template's words with its newlines: Llama 3 reads "\n\n" as one token, and the pipeline
+    # crops the template's first 95 tokens (its length under the real tokenizer), as it does here.
+    pieces = re.split("|".join(map(re.escape, LLAMA_SPECIALS)), template.format(""))
+    corpus = [*_PROMPTS.splitlines(), *pieces] * 3
+    _train(tokenizer, LLAMA_SPECIALS, pre_tokenizers.ByteLevel.alphabet(), corpus)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|begin_of_text|> $A",
+        pair="<|begin_of_text|> $A <|begin_of_text|> $B",
+        special_tokens=[("<|begin_of_text|>", 0)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        pad_token="<|end_of_text|>",
+        unk_token="<|end_of_text|>",
+        additional_special_tokens=LLAMA_SPECIALS[2:],
+        model_max_length=4096,
     )
 
 
@@ -385,25 +438,8 @@ def _build_ltx() -> Any:
 
 
 def _build_flux() -> Any:
-    tokenizer = clip_tokenizer()
+    tokenizer, text_encoder = _clip_text()
     tokenizer_2 = t5_tokenizer()
-    text_encoder = _seeded(
-        lambda: CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                max_position_embeddings=77,
-                projection_dim=32,
-                hidden_act="quick_gelu",
-                bos_token_id=0,
-                eos_token_id=1,
-                pad_token_id=1,
-            )
-        ).eval()
-    )
     text_encoder_2 = _seeded(lambda: T5EncoderModel(T5Config(**_t5_config(len(tokenizer_2)))).eval())
     # FLUX.1-dev's layout: guidance-distilled (guidance_embeds), RoPE axes summing to the head dim.
     transformer = _seeded(
@@ -457,6 +493,29 @@ def _build_flux() -> Any:
         image_encoder=None,
         feature_extractor=None,
     )
+
+
+def _clip_text() -> tuple[PreTrainedTokenizerFast, Any]:
+    """CLIP-L's text model in tiny (32 wide, 77 positions) with its tokenizer."""
+    tokenizer = clip_tokenizer()
+    text_encoder = _seeded(
+        lambda: CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                max_position_embeddings=77,
+                projection_dim=32,
+                hidden_act="quick_gelu",
+                bos_token_id=0,
+                eos_token_id=1,
+                pad_token_id=1,
+            )
+        ).eval()
+    )
+    return tokenizer, text_encoder
 
 
 def _build_qwen_image() -> Any:
@@ -530,6 +589,67 @@ def _build_qwen_image() -> Any:
     )
 
 
+def tiny_hunyuan() -> Any:
+    """HunyuanVideo's layout in tiny (no catalogue preset: tests save it as the real preset's weights):
+    dual- and single-stream blocks over the 16-channel, 8x spatial / 4x temporal VAE, a Llama text
+    encoder read at its third-last hidden state behind the pipeline's own prompt template, and CLIP's
+    pooled output for the guidance-distilled conditioning."""
+    template = str(DEFAULT_PROMPT_TEMPLATE["template"])
+    tokenizer = llama_tokenizer(template)
+    vocab = tokenizer.get_vocab()
+    # Three layers: the pipeline reads hidden_states[-3], which is then the first layer's output.
+    llama = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=vocab["<|begin_of_text|>"],
+        eos_token_id=vocab["<|eot_id|>"],
+        pad_token_id=vocab["<|end_of_text|>"],
+    )
+    text_encoder = _seeded(lambda: LlamaModel(llama).eval())
+    tokenizer_2, text_encoder_2 = _clip_text()
+    transformer = _seeded(
+        lambda: HunyuanVideoTransformer3DModel(
+            in_channels=16,
+            out_channels=16,
+            num_attention_heads=2,
+            attention_head_dim=16,
+            num_layers=1,
+            num_single_layers=1,
+            num_refiner_layers=1,
+            patch_size=2,
+            patch_size_t=1,
+            guidance_embeds=True,
+            text_embed_dim=32,
+            pooled_projection_dim=32,
+            rope_axes_dim=(4, 6, 6),
+        )
+    )
+    vae = _seeded(
+        lambda: AutoencoderKLHunyuanVideo(
+            latent_channels=16,
+            block_out_channels=(8, 8, 8, 8),
+            layers_per_block=1,
+            norm_num_groups=4,
+        )
+    )
+    # hunyuanvideo-community/HunyuanVideo's scheduler: Euler over flow sigmas with shift 7.
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=7.0)
+    return HunyuanVideoPipeline(
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+        vae=vae,
+        scheduler=scheduler,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
+    )
+
+
 # Builders return Any: under mypy, diffusers' top-level names resolve to its dummy placeholder
 # classes, which are unrelated types.
 BUILDERS: dict[str, Callable[[], Any]] = {
@@ -571,4 +691,12 @@ def component_bytes(folder: Path) -> dict[str, int]:
     }
 
 
-__all__ = ["build_tiny", "clip_tokenizer", "component_bytes", "qwen_tokenizer", "t5_tokenizer"]
+__all__ = [
+    "build_tiny",
+    "clip_tokenizer",
+    "component_bytes",
+    "llama_tokenizer",
+    "qwen_tokenizer",
+    "t5_tokenizer",
+    "tiny_hunyuan",
+]

@@ -7,7 +7,8 @@ seed, in two layouts of the same weights:
   Wan `diffusion_model.blocks.N.self_attn.q.lora_A.weight` (+ `.alpha`), LTX-Video
   `diffusion_model.transformer_blocks.N.attn1.to_q.lora_A.weight`, Flux kohya
   `lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight` / `lora_up` / `alpha` (q, k, v fused),
-  Qwen-Image kohya `lora_unet_transformer_blocks_0_attn_to_q.lora_down.weight` / `lora_up` / `alpha`.
+  Qwen-Image kohya `lora_unet_transformer_blocks_0_attn_to_q.lora_down.weight` / `lora_up` / `alpha`,
+  HunyuanVideo `diffusion_model.double_blocks.N.img_attn_qkv.lora_A.weight` (q, k, v fused; no alpha).
 The two layouts hold the same adaptation (alpha folded into the PEFT weights), so once diffusers has
 converted the original one they must render the same frames.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from models.tiny import BUILDERS
+from models.tiny import BUILDERS, tiny_hunyuan
 
 
 class LoraLayout(StrEnum):
@@ -86,7 +87,7 @@ def save_tiny_lora(path: Path, family: str, layout: LoraLayout, seed: int = 0, r
 @cache
 def _linear_shapes(family: str) -> dict[str, tuple[int, int]]:
     """(in, out) features of every Linear of the family's tiny transformer, as models.tiny builds it."""
-    transformer = BUILDERS[family]().transformer
+    transformer = (tiny_hunyuan() if family == "hunyuan" else BUILDERS[family]()).transformer
     return {
         name: (module.in_features, module.out_features)
         for name, module in transformer.named_modules()
@@ -149,11 +150,36 @@ def _qwen_image(shapes: dict[str, tuple[int, int]]) -> list[_Target]:
     ]
 
 
+def _hunyuan(shapes: dict[str, tuple[int, int]]) -> list[_Target]:
+    targets = []
+    for i in _blocks(shapes, "transformer_blocks"):
+        ours = f"transformer_blocks.{i}"
+        targets += [
+            _Target(f"double_blocks.{i}.img_attn_qkv", tuple(f"{ours}.attn.to_{x}" for x in "qkv")),
+            _Target(f"double_blocks.{i}.img_attn_proj", (f"{ours}.attn.to_out.0",)),
+            _Target(f"double_blocks.{i}.txt_attn_qkv", tuple(f"{ours}.attn.add_{x}_proj" for x in "qkv")),
+            _Target(f"double_blocks.{i}.txt_attn_proj", (f"{ours}.attn.to_add_out",)),
+            _Target(f"double_blocks.{i}.img_mlp.fc1", (f"{ours}.ff.net.0.proj",)),
+            _Target(f"double_blocks.{i}.img_mlp.fc2", (f"{ours}.ff.net.2",)),
+            _Target(f"double_blocks.{i}.txt_mlp.fc1", (f"{ours}.ff_context.net.0.proj",)),
+            _Target(f"double_blocks.{i}.txt_mlp.fc2", (f"{ours}.ff_context.net.2",)),
+            _Target(f"double_blocks.{i}.img_mod.linear", (f"{ours}.norm1.linear",)),
+        ]
+    # Single blocks: linear2 and the modulation; diffusers splits a linear1 by the real model's width
+    # (3072), which the tiny one does not have.
+    for i in _blocks(shapes, "single_transformer_blocks"):
+        ours = f"single_transformer_blocks.{i}"
+        targets.append(_Target(f"single_blocks.{i}.linear2", (f"{ours}.proj_out",)))
+        targets.append(_Target(f"single_blocks.{i}.modulation.linear", (f"{ours}.norm.linear",)))
+    return targets
+
+
 _TARGETS: dict[str, Callable[[dict[str, tuple[int, int]]], list[_Target]]] = {
     "wan": _wan,
     "ltx": _ltx,
     "flux": _flux,
     "qwen-image": _qwen_image,
+    "hunyuan": _hunyuan,
 }
 
 _A_B = {"down": "lora_A.weight", "up": "lora_B.weight", "alpha": "alpha"}
@@ -166,8 +192,12 @@ _STYLES = {
     "qwen-image": _Style(
         lambda layer, part: f"lora_unet_{layer.replace('.', '_')}.{_KOHYA[part]}", alpha=True
     ),
+    # diffusers' HunyuanVideo converter reads lora_A / lora_B only; an alpha key would stop it.
+    "hunyuan": _Style(lambda layer, part: f"diffusion_model.{layer}.{_A_B[part]}", alpha=False),
 }
 
-FAMILIES = tuple(_TARGETS)
+# The families whose tiny model is a catalogue preset; HunyuanVideo's (models.tiny.tiny_hunyuan) has
+# none, so its LoRAs are asked for by name.
+FAMILIES = tuple(family for family in _TARGETS if family in BUILDERS)
 
 __all__ = ["FAMILIES", "LoraLayout", "save_tiny_lora", "tiny_lora"]
