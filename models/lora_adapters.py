@@ -23,7 +23,9 @@ from functools import partial
 from typing import Any, Protocol
 
 import torch
+from safetensors.torch import load_file
 
+from models.hunyuan_loras import readable_hunyuan_lora
 from models.loras import AppliedLora, LoraFile, LoraMismatch, LoraRequest
 
 DENOISERS = ("transformer", "transformer_2")  # in phase order: high noise, then low noise
@@ -138,7 +140,9 @@ def denoiser_state_dict(pipe: Any, file: LoraFile, model_id: str) -> dict[str, t
     """The file converted by the pipeline's own loader to diffusers names (`transformer.<module>...`),
     checked to name only layers of this model's denoiser."""
     try:
-        converted = type(pipe).lora_state_dict(str(file.path))
+        # HunyuanVideo's converter misreads some original layouts: they are read here first.
+        source = readable_hunyuan_lora(load_file(file.path)) if _hunyuan(type(pipe)) else str(file.path)
+        converted = type(pipe).lora_state_dict(source)
     except Exception as error:  # a converter meeting another family's keys raises anything
         raise LoraMismatch(
             f"LoRA {file.name!r} cannot be read as a {model_id} LoRA ({type(error).__name__}: {error}); "
@@ -156,6 +160,11 @@ def denoiser_state_dict(pipe: Any, file: LoraFile, model_id: str) -> dict[str, t
             "it is likely made for another model family or size"
         )
     return state
+
+
+def _hunyuan(pipeline_class: Any) -> bool:
+    """Whether the pipeline loads LoRAs through diffusers' HunyuanVideo converter."""
+    return pipeline_class.__name__.startswith("HunyuanVideo")
 
 
 def _layer(key: str) -> str:
@@ -275,7 +284,10 @@ class MmgpAdapters:
 def _mmgp_state_dict(pipeline_class: Any, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """What mmgp reads: diffusers' conversion, with the names of the denoiser's own modules."""
     # mmgp hands over read-only mapped tensors; some converters scale theirs in place.
-    converted = pipeline_class.lora_state_dict({key: value.clone() for key, value in state.items()})
+    state = {key: value.clone() for key, value in state.items()}
+    if _hunyuan(pipeline_class):
+        state = readable_hunyuan_lora(state)
+    converted = pipeline_class.lora_state_dict(state)
     converted = converted[0] if isinstance(converted, tuple) else converted
     return {key.removeprefix(_PREFIX): value for key, value in converted.items() if key.startswith(_PREFIX)}
 
