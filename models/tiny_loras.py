@@ -122,18 +122,24 @@ def _ltx(shapes: dict[str, tuple[int, int]]) -> list[_Target]:
     ]
 
 
+def _double_stream(i: int, attn: str, mlp: tuple[str, str]) -> list[_Target]:
+    """A double-stream block's attention and image MLP, named as the original FLUX and HunyuanVideo
+    checkpoints name them: `img_attn{attn}qkv` (FLUX '.', Hunyuan '_'), `img_mlp.{mlp}`."""
+    ours = f"transformer_blocks.{i}"
+    return [
+        _Target(f"double_blocks.{i}.img_attn{attn}qkv", tuple(f"{ours}.attn.to_{x}" for x in "qkv")),
+        _Target(f"double_blocks.{i}.img_attn{attn}proj", (f"{ours}.attn.to_out.0",)),
+        _Target(f"double_blocks.{i}.txt_attn{attn}qkv", tuple(f"{ours}.attn.add_{x}_proj" for x in "qkv")),
+        _Target(f"double_blocks.{i}.txt_attn{attn}proj", (f"{ours}.attn.to_add_out",)),
+        _Target(f"double_blocks.{i}.img_mlp.{mlp[0]}", (f"{ours}.ff.net.0.proj",)),
+        _Target(f"double_blocks.{i}.img_mlp.{mlp[1]}", (f"{ours}.ff.net.2",)),
+    ]
+
+
 def _flux(shapes: dict[str, tuple[int, int]]) -> list[_Target]:
     targets = []
     for i in _blocks(shapes, "transformer_blocks"):
-        ours = f"transformer_blocks.{i}"
-        targets += [
-            _Target(f"double_blocks.{i}.img_attn.qkv", tuple(f"{ours}.attn.to_{x}" for x in "qkv")),
-            _Target(f"double_blocks.{i}.img_attn.proj", (f"{ours}.attn.to_out.0",)),
-            _Target(f"double_blocks.{i}.txt_attn.qkv", tuple(f"{ours}.attn.add_{x}_proj" for x in "qkv")),
-            _Target(f"double_blocks.{i}.txt_attn.proj", (f"{ours}.attn.to_add_out",)),
-            _Target(f"double_blocks.{i}.img_mlp.0", (f"{ours}.ff.net.0.proj",)),
-            _Target(f"double_blocks.{i}.img_mlp.2", (f"{ours}.ff.net.2",)),
-        ]
+        targets += _double_stream(i, attn=".", mlp=("0", "2"))
     # Single blocks: only linear2; diffusers splits a kohya linear1 by FLUX.1's full-size widths.
     for i in _blocks(shapes, "single_transformer_blocks"):
         targets.append(_Target(f"single_blocks.{i}.linear2", (f"single_transformer_blocks.{i}.proj_out",)))
@@ -154,13 +160,8 @@ def _hunyuan(shapes: dict[str, tuple[int, int]]) -> list[_Target]:
     targets = []
     for i in _blocks(shapes, "transformer_blocks"):
         ours = f"transformer_blocks.{i}"
+        targets += _double_stream(i, attn="_", mlp=("fc1", "fc2"))
         targets += [
-            _Target(f"double_blocks.{i}.img_attn_qkv", tuple(f"{ours}.attn.to_{x}" for x in "qkv")),
-            _Target(f"double_blocks.{i}.img_attn_proj", (f"{ours}.attn.to_out.0",)),
-            _Target(f"double_blocks.{i}.txt_attn_qkv", tuple(f"{ours}.attn.add_{x}_proj" for x in "qkv")),
-            _Target(f"double_blocks.{i}.txt_attn_proj", (f"{ours}.attn.to_add_out",)),
-            _Target(f"double_blocks.{i}.img_mlp.fc1", (f"{ours}.ff.net.0.proj",)),
-            _Target(f"double_blocks.{i}.img_mlp.fc2", (f"{ours}.ff.net.2",)),
             _Target(f"double_blocks.{i}.txt_mlp.fc1", (f"{ours}.ff_context.net.0.proj",)),
             _Target(f"double_blocks.{i}.txt_mlp.fc2", (f"{ours}.ff_context.net.2",)),
             _Target(f"double_blocks.{i}.img_mod.linear", (f"{ours}.norm1.linear",)),

@@ -22,12 +22,12 @@ from safetensors.torch import load_file, save_file
 
 from models.catalogue import get_model
 from models.lora_adapters import _mmgp_state_dict
-from models.loras import LoraLibrary, LoraMismatch, parse_loras
-from models.request import GenerationRequest
+from models.loras import LoraLibrary, LoraMismatch
 from models.runner import PipelineHost
 from models.tiny import tiny_hunyuan
 from models.tiny_loras import LoraLayout, save_tiny_lora, tiny_lora
-from models.weights import COMPLETE, WeightCache
+from models.weights import WeightCache
+from tests.tiny_requests import cache_as, lora_request
 
 PRESET = get_model("hunyuan-video-t2v-13b")
 STEPS = 2
@@ -40,9 +40,7 @@ KOHYA_ALPHA = "tiny-hunyuan-down-up-alpha.safetensors"
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeightCache]:
     """A weight cache holding the tiny HunyuanVideo as HunyuanVideo T2V 13B."""
     cache = WeightCache(tmp_path_factory.mktemp("weights"))
-    target = cache.folder(PRESET)
-    tiny_hunyuan().save_pretrained(target, safe_serialization=True)
-    (target / COMPLETE).write_text('{"source": "disk"}')
+    cache_as(cache, PRESET, tiny_hunyuan())
     yield cache
 
 
@@ -77,20 +75,7 @@ def plain(host: PipelineHost) -> np.ndarray:
 
 
 def render(host: PipelineHost, loras: Sequence[str] = (), multipliers: str = "") -> np.ndarray:
-    request = GenerationRequest(
-        prompt="a fox in the snow",
-        negative_prompt="",
-        width=64,
-        height=64,
-        frames=5,
-        steps=STEPS,
-        guidance_scale=PRESET.defaults.guidance_scale,
-        flow_shift=PRESET.defaults.flow_shift,
-        sample_solver=PRESET.defaults.sample_solver,
-        seed=7,
-        loras=parse_loras(list(loras), multipliers, STEPS),
-    )
-    return host.generate(PRESET, request).frames
+    return host.generate(PRESET, lora_request(PRESET, 5, STEPS, loras, multipliers)).frames
 
 
 def test_the_tiny_keeps_hunyuan_videos_layout() -> None:

@@ -26,6 +26,7 @@ from models.runner import PipelineHost
 from models.tiny import BUILDERS
 from models.tiny_loras import FAMILIES, LoraLayout, save_tiny_lora, tiny_lora
 from models.weights import WeightCache
+from tests.tiny_requests import lora_request
 from tests.two_experts import two_expert_wan
 
 STEPS = 2
@@ -55,19 +56,8 @@ def host(weight_cache: WeightCache, lora_root: Path) -> PipelineHost:
 
 
 def request(preset: ModelPreset, loras: Sequence[str] = (), multipliers: str = "") -> GenerationRequest:
-    return GenerationRequest(
-        prompt="a fox in the snow",
-        negative_prompt="",
-        width=64,
-        height=64,
-        frames=5 if preset.family == "wan" else 9 if preset.output is Output.VIDEO else 1,
-        steps=STEPS,
-        guidance_scale=preset.defaults.guidance_scale,
-        flow_shift=preset.defaults.flow_shift,
-        sample_solver=preset.defaults.sample_solver,
-        seed=7,
-        loras=parse_loras(list(loras), multipliers, STEPS),
-    )
+    frames = 5 if preset.family == "wan" else 9 if preset.output is Output.VIDEO else 1
+    return lora_request(preset, frames, STEPS, loras, multipliers)
 
 
 def render(host: PipelineHost, model: str, loras: Sequence[str] = (), multipliers: str = "") -> np.ndarray:

@@ -17,8 +17,8 @@ from models.progress import Cancelled, Progress
 from models.request import GenerationRequest
 from models.runner import PipelineHost
 from models.tiny import BUILDERS
-from models.weights import COMPLETE, WeightCache
-from tests.tiny_requests import tiny_wan_request
+from models.weights import WeightCache
+from tests.tiny_requests import cache_as, tiny_wan_request
 from tests.two_experts import two_expert_wan
 
 PRESET = get_model("wan2.2-t2v-a14b")  # its diffusers pipeline switches at boundary_ratio 0.875
@@ -71,9 +71,7 @@ def test_a_one_transformer_pipeline_refuses_a_switch() -> None:
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineHost]:
     """A host whose weight cache holds the tiny two-expert Wan as the Wan 2.2 A14B model."""
     cache = WeightCache(tmp_path_factory.mktemp("weights"))
-    folder = cache.folder(PRESET)
-    two_expert_wan(OWN_BOUNDARY).save_pretrained(folder, safe_serialization=True)
-    (folder / COMPLETE).write_text('{"source": "disk"}')
+    cache_as(cache, PRESET, two_expert_wan(OWN_BOUNDARY))
     yield PipelineHost(cache, device="cpu")
 
 

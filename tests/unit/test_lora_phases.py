@@ -26,7 +26,8 @@ from models.runner import PipelineHost
 from models.settings import SettingsError, parse_settings, resolve
 from models.tiny import BUILDERS
 from models.tiny_loras import LoraLayout, save_tiny_lora
-from models.weights import COMPLETE, WeightCache
+from models.weights import WeightCache
+from tests.tiny_requests import cache_as
 from tests.two_experts import two_expert_wan
 
 LORA = "style.safetensors"
@@ -127,9 +128,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> PipelineHost:
     LoRA in the folder both read (wan/)."""
     cache = WeightCache(tmp_path_factory.mktemp("weights"))
     for model, pipe in (("wan2.2-t2v-a14b", two_expert_wan(0.875)), ("wan2.1-t2v-14b", BUILDERS["wan"]())):
-        folder = cache.folder(get_model(model))
-        pipe.save_pretrained(folder, safe_serialization=True)
-        (folder / COMPLETE).write_text('{"source": "disk"}')
+        cache_as(cache, get_model(model), pipe)
     root = tmp_path_factory.mktemp("loras")
     save_tiny_lora(root / "wan" / LORA, "wan", LoraLayout.DIFFUSERS)
     return PipelineHost(cache, device="cpu", loras=LoraLibrary(root))

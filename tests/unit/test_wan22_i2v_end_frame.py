@@ -22,9 +22,10 @@ from gpu_agent.render import render_job
 from models.catalogue import get_model
 from models.runner import PipelineHost
 from models.settings import Job, parse_settings, resolve
-from models.weights import COMPLETE, WeightCache
+from models.weights import WeightCache
 from processing.metadata import read_metadata
 from processing.video import read_mp4
+from tests.tiny_requests import cache_as
 from tests.two_experts import two_expert_wan_i2v
 
 PRESET = get_model("i2v_2_2")
@@ -54,9 +55,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeightCache]:
     """A weight cache holding the tiny two-expert image-to-video Wan as Wan 2.2 I2V A14B."""
     cache = WeightCache(tmp_path_factory.mktemp("weights"))
-    target = cache.folder(PRESET)
-    two_expert_wan_i2v(BOUNDARY).save_pretrained(target, safe_serialization=True)
-    (target / COMPLETE).write_text('{"source": "disk"}')
+    cache_as(cache, PRESET, two_expert_wan_i2v(BOUNDARY))
     yield cache
 
 
