@@ -62,9 +62,7 @@ def test_a_lora_carried_by_a_queue_zip_is_stored_for_every_agent_and_weighed_for
     farm: tuple[str, JobStore], lora: Path, tmp_path: Path
 ) -> None:
     url, store = farm
-    archive = queue_zip(
-        tmp_path, [TASK | {"activated_loras": ["style.safetensors"]}], {"style.safetensors": lora}
-    )
+    archive = carrying_style(tmp_path, lora)
     status, body = submit_queue(url, archive)
     assert status == 201, body
     sha256 = hashlib.sha256(lora.read_bytes()).hexdigest()
@@ -109,9 +107,7 @@ def test_deleting_a_lora_needs_an_admin_key_and_is_refused_while_a_queued_job_na
     farm: tuple[str, JobStore], lora: Path, tmp_path: Path
 ) -> None:
     url, _ = farm
-    archive = queue_zip(
-        tmp_path, [TASK | {"activated_loras": ["style.safetensors"]}], {"style.safetensors": lora}
-    )
+    archive = carrying_style(tmp_path, lora)
     [job] = submit_queue(url, archive)[1]["jobs"]
     path = "/v1/loras/style.safetensors"
 
@@ -132,9 +128,7 @@ def test_deleting_a_lora_needs_an_admin_key_and_is_refused_while_a_queued_job_na
 def test_wanfarm_render_renders_a_queue_zip_s_lora_and_refuses_one_found_nowhere(
     tmp_path: Path, cache_dir: Path, lora: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    carried = queue_zip(
-        tmp_path, [TASK | {"activated_loras": ["style.safetensors"]}], {"style.safetensors": lora}
-    )
+    carried = carrying_style(tmp_path, lora)
     out = tmp_path / "out"
     assert main(["render", str(carried), "--cache", str(cache_dir), "--out", str(out)]) == EXIT_OK
     [output] = [path for path in out.iterdir() if path.suffix == ".png"]
@@ -233,6 +227,11 @@ def seed_hub_cache(root: Path, repo_id: str, filename: str, source: Path) -> Pat
     pointer.parent.mkdir(parents=True)
     pointer.symlink_to(os.path.relpath(repo / "blobs" / sha256, pointer.parent))
     return repo
+
+
+def carrying_style(folder: Path, lora: Path) -> Path:
+    """A queue.zip of one task naming style.safetensors, which it carries (`lora`'s bytes)."""
+    return queue_zip(folder, [TASK | {"activated_loras": ["style.safetensors"]}], {"style.safetensors": lora})
 
 
 def queue_zip(folder: Path, tasks: list[dict[str, Any]], files: dict[str, Path]) -> Path:
