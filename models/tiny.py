@@ -682,6 +682,55 @@ def build_tiny(preset: ModelPreset, dest: Path) -> None:
     pipe.save_pretrained(dest, safe_serialization=True)
 
 
+def write_wan_single_file(dest: Path) -> Path:
+    """The tiny Wan's transformer (the wan-tiny preset's, same weights) saved as one safetensors file
+    in the original Wan key layout, as WanGP ships its model files; returns `dest`."""
+    from safetensors.torch import save_file
+
+    from models.single_file import diffusers_names
+
+    state = _wan_transformer().state_dict()
+    names = {key: _wan_original_name(key) for key in state}
+    # The inverse is checked against diffusers' own converter: each name must map back to itself.
+    if diffusers_names(list(names.values())) != names:
+        raise RuntimeError("the original Wan names written here do not convert back to diffusers' names")
+    save_file({names[key]: tensor.contiguous() for key, tensor in state.items()}, str(dest))
+    return dest
+
+
+# Diffusers' Wan names back to the original ones, in order (the last three swap norm2 and norm3).
+_WAN_ORIGINAL_RENAMES = (
+    ("condition_embedder.time_embedder.linear_1", "time_embedding.0"),
+    ("condition_embedder.time_embedder.linear_2", "time_embedding.2"),
+    ("condition_embedder.text_embedder.linear_1", "text_embedding.0"),
+    ("condition_embedder.text_embedder.linear_2", "text_embedding.2"),
+    ("condition_embedder.time_proj", "time_projection.1"),
+    ("attn1", "self_attn"),
+    ("attn2", "cross_attn"),
+    (".to_out.0.", ".o."),
+    (".to_q.", ".q."),
+    (".to_k.", ".k."),
+    (".to_v.", ".v."),
+    ("ffn.net.0.proj", "ffn.0"),
+    ("ffn.net.2", "ffn.2"),
+    ("scale_shift_table", "modulation"),
+    ("norm2", "norm__swap"),
+    ("norm3", "norm2"),
+    ("norm__swap", "norm3"),
+)
+
+
+def _wan_original_name(key: str) -> str:
+    # The head's modulation and projection sit under `head.` in the original model.
+    if key == "scale_shift_table":
+        return "head.modulation"
+    if key.startswith("proj_out."):
+        return "head.head." + key.removeprefix("proj_out.")
+    for diffusers_name, original_name in _WAN_ORIGINAL_RENAMES:
+        key = key.replace(diffusers_name, original_name)
+    return key
+
+
 def component_bytes(folder: Path) -> dict[str, int]:
     """Bytes on disk of each component sub-folder of a saved pipeline (what a preset records)."""
     return {
@@ -699,4 +748,5 @@ __all__ = [
     "qwen_tokenizer",
     "t5_tokenizer",
     "tiny_hunyuan",
+    "write_wan_single_file",
 ]

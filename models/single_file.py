@@ -1,0 +1,250 @@
+"""Transformers from single-file checkpoints in the original key layout (WanGP's model files).
+
+WanGP ships each model's transformer as one `.safetensors` file per precision (`..._mbf16`,
+`..._quanto_mbf16_int8`, `..._quanto_mfp16_int8`) with the keys of the model's own code, not
+diffusers'. This module reads such a file into the diffusers class of the preset's pipeline; the
+other components (VAE, text encoders, scheduler) come from the preset's diffusers folder, which also
+supplies the transformer's config, so nothing is asked of a model hub.
+
+Public API, for the model definitions and the pipeline host:
+- `SINGLE_FILE_FAMILIES`: the catalogue families (`ModelPreset.family`) whose files load here.
+- `choose_file(urls, caps, quantize, quanto_installed)`: the file of a definition's URL list that
+  WanGP would load on that machine, as a `FileChoice`; `SingleFileRefused` when none can load here.
+- `load_transformer(preset, path, dtype, base)`: the transformer of `path`, with its config from the
+  diffusers folder `base`; `SingleFileRefused` names the missing or unknown keys of a file that does
+  not fit, and refuses an int8 quanto file off CUDA or without mmgp.
+- `load_pipeline(preset, path, dtype, base)`: the preset's pipeline from `base` with that transformer.
+
+Key names are converted by diffusers' own converter (`convert_wan_transformer_to_diffusers`), so a
+file loads exactly as diffusers' `from_single_file` reads it; the check of the key set is ours,
+because diffusers only warns about unknown keys and leaves missing ones unset.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+
+from models.catalogue import ModelPreset
+from models.gpus import ArchCaps
+
+SINGLE_FILE_FAMILIES = frozenset({"wan"})
+# The pipelines of those families whose transformer class loads from a single file, by pipeline.
+_TRANSFORMER_CLASS = {
+    "WanPipeline": "WanTransformer3DModel",
+    "WanImageToVideoPipeline": "WanTransformer3DModel",
+}
+# Name tokens of prequantized files: int8 (optimum-quanto, read through mmgp) is the one loadable.
+INT8_TOKEN = "int8"
+_OTHER_QUANT_TOKENS = ("fp8", "float8", "int4", "nvfp4", "gguf")
+# Suffixes optimum-quanto gives the tensors of a quantized weight.
+_QUANTO_SUFFIXES = ("._data", "._scale")
+_INT8_ON_CPU = "an int8 quanto file: it needs a CUDA card and mmgp, and this agent runs on the CPU"
+_INT8_WITHOUT_MMGP = "an int8 quanto file: it needs mmgp and optimum-quanto, which are not installed here"
+MAX_NAMED_KEYS = 8  # a refusal names this many keys, then counts the rest
+
+
+class SingleFileRefused(ValueError):
+    """A single-file checkpoint that cannot be loaded here, with the file and the reason."""
+
+
+@dataclass(frozen=True)
+class FileChoice:
+    """The file of a definition's URLs to load, and the dtype its transformer runs in."""
+
+    url: str
+    quantized: bool  # an int8 quanto file, read through mmgp on CUDA
+    dtype: str  # "bf16", "fp16" or "fp32" (the CPU)
+
+    @property
+    def filename(self) -> str:
+        return file_name(self.url)
+
+
+def choose_file(
+    urls: Sequence[str],
+    caps: ArchCaps | None,
+    quantize: bool,
+    quanto_installed: bool,
+    arch_dtype: str | None = None,
+) -> FileChoice:
+    """The file WanGP would pick from `urls` on a card with `caps` (None: the CPU).
+
+    `quantize`: the memory profile quantizes the transformer; `arch_dtype`: the dtype the model's
+    definition imposes ("fp16"/"bf16"), if any. Without quantization WanGP takes the first file and
+    casts it to the card's type; with it, the first int8 file whose name carries that type.
+    """
+    if not urls:
+        raise SingleFileRefused("the model definition lists no transformer file")
+    dtype = "fp32" if caps is None else arch_dtype if arch_dtype in ("bf16", "fp16") else caps.compute_dtype
+    int8 = [url for url in urls if INT8_TOKEN in file_name(url).lower()]
+    if quantize and caps is not None and quanto_installed and int8:
+        url = ([url for url in int8 if dtype in file_name(url).lower()] or int8)[0]
+        # A quanto file computes in the type its name carries, whatever the card prefers.
+        named = next((kind for kind in ("bf16", "fp16") if kind in file_name(url).lower()), dtype)
+        return FileChoice(url, quantized=True, dtype=named)
+    first = urls[0]
+    reason = _unloadable(first, caps, quantize, quanto_installed)
+    if reason is not None:
+        raise SingleFileRefused(f"{file_name(first)}: {reason}")
+    return FileChoice(first, quantized=False, dtype=dtype)
+
+
+def load_transformer(preset: ModelPreset, path: Path, dtype: torch.dtype, base: Path) -> Any:
+    """The preset's transformer with the weights of the single file `path`, in `dtype`, its config
+    read from the diffusers folder `base` (its `transformer/config.json`)."""
+    model_class = _transformer_class(preset)
+    keys, metadata = _header(path)
+    if any(key.endswith(_QUANTO_SUFFIXES) for key in keys) or "quantization_map" in metadata:
+        return _load_quanto(model_class, path, dtype, base)
+    renames = diffusers_names(keys)
+    _check_keys(path, renames, _expected_keys(model_class, base))
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        state = {new: handle.get_tensor(old) for new, old in renames.items()}
+    # Already in diffusers' names: from_single_file loads it as given, with the local config.
+    return model_class.from_single_file(
+        state, config=str(base), subfolder="transformer", torch_dtype=dtype, local_files_only=True
+    )
+
+
+def load_pipeline(preset: ModelPreset, path: Path, dtype: torch.dtype, base: Path) -> Any:
+    """The preset's pipeline from the diffusers folder `base`, its transformer from `path`."""
+    import diffusers
+
+    transformer = load_transformer(preset, path, dtype, base)
+    pipeline_class = getattr(diffusers, preset.pipeline)
+    return pipeline_class.from_pretrained(base, transformer=transformer, dtype=dtype)
+
+
+def diffusers_names(original_keys: Sequence[str]) -> dict[str, str]:
+    """Diffusers' name for each original key, as {diffusers name: original name}, by running
+    diffusers' Wan converter over the names alone (it only renames Wan's keys)."""
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    converted = convert_wan_transformer_to_diffusers({key: key for key in original_keys})
+    return {new: str(old) for new, old in converted.items()}
+
+
+def file_name(url: str) -> str:
+    """The file name of a URL or local path."""
+    return PurePosixPath(urlparse(url).path).name or url
+
+
+def quanto_installed() -> bool:
+    """Whether mmgp and optimum-quanto, which read WanGP's int8 files, are importable."""
+    return all(importlib.util.find_spec(name) is not None for name in ("mmgp", "optimum.quanto"))
+
+
+def _unloadable(url: str, caps: ArchCaps | None, quantize: bool, quanto: bool) -> str | None:
+    """Why the file at `url` cannot be loaded on this machine, or None."""
+    name = file_name(url).lower()
+    other = next((token for token in _OTHER_QUANT_TOKENS if token in name), None)
+    if other is not None:
+        return f"a prequantized {other} file, which the farm does not load"
+    if INT8_TOKEN not in name:
+        return None
+    if caps is None:
+        return _INT8_ON_CPU
+    if not quanto:
+        return _INT8_WITHOUT_MMGP
+    if not quantize:
+        return "an int8 quanto file, but the memory profile keeps the transformer unquantized"
+    return None
+
+
+def _transformer_class(preset: ModelPreset) -> Any:
+    import diffusers
+
+    name = _TRANSFORMER_CLASS.get(preset.pipeline)
+    if preset.family not in SINGLE_FILE_FAMILIES or name is None:
+        families = ", ".join(sorted(SINGLE_FILE_FAMILIES))
+        raise SingleFileRefused(
+            f"{preset.id} ({preset.family}, {preset.pipeline}): single-file transformers load only "
+            f"for {families} ({', '.join(_TRANSFORMER_CLASS)})"
+        )
+    return getattr(diffusers, name)
+
+
+def _header(path: Path) -> tuple[list[str], dict[str, str]]:
+    """The tensor names and metadata of a safetensors file, without reading its tensors."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return list(handle.keys()), dict(handle.metadata() or {})
+    except (OSError, SafetensorError) as error:
+        raise SingleFileRefused(f"{path.name}: not a readable safetensors file: {error}") from error
+
+
+def _expected_keys(model_class: Any, base: Path) -> set[str]:
+    """The state-dict names of `model_class` built (without weights) from the config in `base`."""
+    from accelerate import init_empty_weights
+
+    config = json.loads((base / "transformer" / "config.json").read_text())
+    with init_empty_weights():
+        model = model_class.from_config(config)
+    return set(model.state_dict())
+
+
+def _check_keys(path: Path, renames: dict[str, str], expected: set[str]) -> None:
+    missing = sorted(expected - renames.keys())
+    unknown = sorted(renames[key] for key in renames.keys() - expected)
+    problems = [
+        f"{label} {len(keys)} key(s): {_some(keys)}"
+        for label, keys in (("lacks", missing), ("has unknown", unknown))
+        if keys
+    ]
+    if problems:
+        raise SingleFileRefused(
+            f"{path.name} does not fit the transformer of its model: it " + "; it ".join(problems)
+        )
+
+
+def _some(keys: Sequence[str]) -> str:
+    shown = ", ".join(keys[:MAX_NAMED_KEYS])
+    return shown if len(keys) <= MAX_NAMED_KEYS else f"{shown} and {len(keys) - MAX_NAMED_KEYS} more"
+
+
+def _load_quanto(model_class: Any, path: Path, dtype: torch.dtype, base: Path) -> Any:
+    """An int8 quanto file through mmgp's loader, its names (and its quantization map's) renamed to
+    diffusers' on the way; CUDA only, as mmgp's quantized layers are."""
+    if not torch.cuda.is_available():
+        raise SingleFileRefused(f"{path.name}: {_INT8_ON_CPU}")
+    if not quanto_installed():
+        raise SingleFileRefused(f"{path.name}: {_INT8_WITHOUT_MMGP}")
+    from models.mmgp_compat import import_offload
+
+    offload = import_offload()
+    return offload.fast_load_transformers_model(
+        str(path),
+        modelClass=model_class,
+        forcedConfigPath=str(base / "transformer" / "config.json"),
+        preprocess_sd=_renamed_for_mmgp,
+        default_dtype=dtype,
+    )
+
+
+def _renamed_for_mmgp(
+    state: dict[str, Any], quantization_map: dict[str, Any] | None, tied: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+    """mmgp's preprocess hook: tensors and quantized module names in diffusers' names."""
+    renames = diffusers_names(list(state))
+    renamed = {new: state[old] for new, old in renames.items()}
+    if quantization_map is None:
+        return renamed, None, tied
+    return renamed, {_module_name(name): value for name, value in quantization_map.items()}, tied
+
+
+def _module_name(name: str) -> str:
+    # The map names modules; the converter's patterns match inside a weight's name.
+    (new,) = diffusers_names([f"{name}.weight"])
+    return new.removesuffix(".weight")
