@@ -8,13 +8,20 @@ which job sizes it accepts (resolutions, frame counts), with the defaults WanGP 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+if TYPE_CHECKING:
+    from models.wangp_definitions import Verdict
+
 PRESETS_DIR = Path(__file__).parent / "presets"
+MODELS_ENV = "WANFARM_MODELS"  # a folder of WanGP model definitions served beside the presets
 
 
 class Task(StrEnum):
@@ -174,6 +181,11 @@ class ModelPreset(BaseModel):
     # Where byte sizes came from when not read from the repo's own file listing.
     sizes_source: str = ""
     description: str = ""
+    # A model read from a WanGP definition (models.wangp_definitions): the catalogue model it
+    # derives from, and the URLs (or file names) of its WanGP weight files, for a single-file load.
+    derived_from: str | None = None
+    wangp_weights: list[str] = []
+    wangp_weights2: list[str] = []  # the second (low-noise) expert
 
     @model_validator(mode="after")
     def _video_models_have_fps_and_frames(self) -> ModelPreset:
@@ -195,7 +207,17 @@ class UnknownModel(LookupError):
 
 @cache
 def catalogue() -> dict[str, ModelPreset]:
-    """All presets by id, read once from models/presets/."""
+    """All presets by id, read once: models/presets/, then the WanGP definitions the farm serves
+    from $WANFARM_MODELS (after, so a WanGP model_type finds the catalogue's own model first)."""
+    presets = dict(_own_presets())
+    for verdict in definitions():
+        if verdict.preset is not None and not verdict.catalogue_own:
+            presets[verdict.id] = verdict.preset
+    return presets
+
+
+@cache
+def _own_presets() -> dict[str, ModelPreset]:
     presets: dict[str, ModelPreset] = {}
     for path in sorted(PRESETS_DIR.glob("*.json")):
         preset = ModelPreset.model_validate(json.loads(path.read_text()))
@@ -203,6 +225,32 @@ def catalogue() -> dict[str, ModelPreset]:
             raise ValueError(f"{path.name}: id {preset.id!r} differs from the file name")
         presets[preset.id] = preset
     return presets
+
+
+@cache
+def definitions() -> list[Verdict]:
+    """Each WanGP definition (<model_type>.json) in the folder $WANFARM_MODELS names, served or
+    refused with the reason; none when it is unset."""
+    folder = os.environ.get(MODELS_ENV)
+    return definitions_in(Path(folder), _own_presets()) if folder else []
+
+
+def definitions_in(folder: Path, presets: Mapping[str, ModelPreset]) -> list[Verdict]:
+    """The verdict on each definition file of `folder` against the catalogue's `presets`."""
+    from models.wangp_definitions import DefinitionError, Verdict, decide, parse_definition
+
+    if not folder.is_dir():
+        raise ValueError(f"${MODELS_ENV}: {folder} is not a folder")
+    verdicts = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            verdict = decide(parse_definition(path.stem, json.loads(path.read_text())), presets)
+        except (ValueError, DefinitionError) as error:  # JSONDecodeError is a ValueError
+            verdict = Verdict(path.stem, "", None, f"not a WanGP definition: {error}")
+        if verdict.preset is not None and not verdict.catalogue_own and verdict.id in presets:
+            verdict = Verdict(path.stem, verdict.architecture, None, "its name is a catalogue id")
+        verdicts.append(verdict)
+    return verdicts
 
 
 def get_model(name: str) -> ModelPreset:

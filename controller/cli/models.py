@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 from controller.catalogue_view import model_row
 from controller.cli.exits import EXIT_OK
-from models.catalogue import catalogue
+from models.catalogue import catalogue, definitions
 
 
 def models_command(as_json: bool) -> int:
@@ -25,4 +25,7 @@ def models_command(as_json: bool) -> int:
             f"{row.vram_gb['5']:>7.1f}G {row.ram_gb['5']:>6.1f}G  {row.default_size:<16} "
             f"{','.join(row.wangp_model_types) or '-'}"
         )
+    for verdict in definitions():  # WanGP definitions in $WANFARM_MODELS that the farm cannot serve
+        if verdict.preset is None:
+            print(f"refused {verdict.id} ({verdict.architecture or '?'}): {verdict.reason}")
     return EXIT_OK

@@ -1,0 +1,361 @@
+"""WanGP model definitions (its defaults/ and finetunes/ JSON files) read as catalogue models.
+
+A definition names an architecture, its weight files, modules and built-in LoRAs it merges, and its
+default settings. Those whose architecture the farm has a pipeline for, with the very weights of
+the catalogue's model of that architecture and nothing merged in, become a ModelPreset derived from
+that model; every other one is refused with the reason. Pure: no files read, no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from models.wangp_keys import KEYS, model_facts, same_value
+
+if TYPE_CHECKING:
+    from models.catalogue import ModelPreset
+
+# WanGP architecture -> the catalogue model with that network and pipeline. WanGP's handlers
+# (models/*/..._handler.py query_supported_types, query_family_maps) list more architectures per
+# family; the others (vace, multitalk, alpha, lynx, phantom, hunyuan_1_5, flux2, ...) add modules or
+# are other networks, which the farm has no pipeline for.
+ARCHITECTURES: dict[str, str] = {
+    "t2v": "wan2.1-t2v-14b",
+    "t2v_1.3B": "wan2.1-t2v-1.3b",
+    "i2v": "wan2.1-i2v-14b-480p",
+    "flf2v_720p": "wan2.1-flf2v-14b-720p",
+    "t2v_2_2": "wan2.2-t2v-a14b",
+    "i2v_2_2": "wan2.2-i2v-a14b",
+    "ti2v_2_2": "wan2.2-ti2v-5b",
+    "hunyuan": "hunyuan-video-t2v-13b",
+    "ltxv_13B": "ltx-video-13b",
+    "flux": "flux.1-dev",
+    "flux_schnell": "flux.1-schnell",
+    "qwen_image_20B": "qwen-image",
+}
+
+# WanGP's weight file names (URLs, URLs2 of defaults/<model_type>.json at Wan2GP 8681e9f7) of the
+# catalogue models whose Diffusers repo holds the same weights: a definition naming these files
+# renders the catalogue's weights. LTX-Video 13B is left out: the catalogue's repo is 0.9.7 dev,
+# WanGP's files 0.9.8 dev.
+_SAME_WEIGHTS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "wan2.1-t2v-14b": (
+        frozenset(
+            {
+                "wan2.1_text2video_14B_mbf16.safetensors",
+                "wan2.1_text2video_14B_quanto_mbf16_int8.safetensors",
+                "wan2.1_text2video_14B_quanto_mfp16_int8.safetensors",
+            }
+        ),
+        frozenset(),
+    ),
+    "wan2.1-t2v-1.3b": (frozenset({"wan2.1_text2video_1.3B_mbf16.safetensors"}), frozenset()),
+    "wan2.1-i2v-14b-480p": (
+        frozenset(
+            {
+                "wan2.1_image2video_480p_14B_mbf16.safetensors",
+                "wan2.1_image2video_480p_14B_quanto_mbf16_int8.safetensors",
+                "wan2.1_image2video_480p_14B_quanto_mfp16_int8.safetensors",
+            }
+        ),
+        frozenset(),
+    ),
+    "wan2.1-flf2v-14b-720p": (
+        frozenset(
+            {
+                "wan2.1_FLF2V_720p_14B_mbf16.safetensors",
+                "wan2.1_FLF2V_720p_14B_quanto_mbf16_int8.safetensors",
+                "wan2.1_FLF2V_720p_14B_quanto_mfp16_int8.safetensors",
+            }
+        ),
+        frozenset(),
+    ),
+    "wan2.2-t2v-a14b": (
+        frozenset(
+            {
+                "wan2.2_text2video_14B_high_mbf16.safetensors",
+                "wan2.2_text2video_14B_high_quanto_mbf16_int8.safetensors",
+                "wan2.2_text2video_14B_high_quanto_mfp16_int8.safetensors",
+            }
+        ),
+        frozenset(
+            {
+                "wan2.2_text2video_14B_low_mbf16.safetensors",
+                "wan2.2_text2video_14B_low_quanto_mbf16_int8.safetensors",
+                "wan2.2_text2video_14B_low_quanto_mfp16_int8.safetensors",
+            }
+        ),
+    ),
+    "wan2.2-i2v-a14b": (
+        frozenset(
+            {
+                "wan2.2_image2video_14B_high_mbf16.safetensors",
+                "wan2.2_image2video_14B_high_quanto_mbf16_int8.safetensors",
+                "wan2.2_image2video_14B_high_quanto_mfp16_int8.safetensors",
+            }
+        ),
+        frozenset(
+            {
+                "wan2.2_image2video_14B_low_mbf16.safetensors",
+                "wan2.2_image2video_14B_low_quanto_mbf16_int8.safetensors",
+                "wan2.2_image2video_14B_low_quanto_mfp16_int8.safetensors",
+            }
+        ),
+    ),
+    "wan2.2-ti2v-5b": (
+        frozenset(
+            {"wan2.2_text2video_5B_mbf16.safetensors", "wan2.2_text2video_5B_quanto_mbf16_int8.safetensors"}
+        ),
+        frozenset(),
+    ),
+    "hunyuan-video-t2v-13b": (
+        frozenset({"hunyuan_video_720_bf16.safetensors", "hunyuan_video_720_quanto_int8.safetensors"}),
+        frozenset(),
+    ),
+    "flux.1-dev": (
+        frozenset({"flux1-dev_bf16.safetensors", "flux1-dev_quanto_bf16_int8.safetensors"}),
+        frozenset(),
+    ),
+    "flux.1-schnell": (
+        frozenset({"flux1-schnell_bf16.safetensors", "flux1-schnell_quanto_bf16_int8.safetensors"}),
+        frozenset(),
+    ),
+    "qwen-image": (
+        frozenset({"qwen_image_20B_bf16.safetensors", "qwen_image_20B_quanto_bf16_int8.safetensors"}),
+        frozenset(),
+    ),
+}
+
+# Families whose definitions with weights of their own the farm renders from those files (their
+# URLs recorded as the preset's wangp_weights). models.single_file reads Wan files, but the
+# pipeline host does not load a preset's wangp_weights yet: until it does, none, so that no
+# definition renders the base's weights under its own name.
+SINGLE_FILE_SERVED: frozenset[str] = frozenset()
+
+# Keys of a definition's model block that change nothing rendered: WanGP's menus and folders, its
+# load-time quantization (memory only), files it downloads beside the model, the image-output flag.
+_INERT_MODEL_KEYS = frozenset(
+    {
+        "name",
+        "description",
+        "author",
+        "group",
+        "visible",
+        "settings_dir",
+        "profiles_dir",
+        "profile_dirs",
+        "auto_quantize",
+        "preload_URLs",
+        "image_outputs",
+        "resolutions",
+        "xresolutions",
+        "video_prompt_enhancer_instructions",
+    }
+)
+# Settings that a catalogue preset's Defaults carries; the guidance is embedded_guidance_scale on
+# models whose WanGP guidance is embedded (FLUX dev, HunyuanVideo).
+_DEFAULTS_KEYS = ("resolution", "video_length", "num_inference_steps", "flow_shift", "sample_solver")
+# A model's default prompt is a suggestion shown in WanGP's form; a settings file always carries
+# its own prompt.
+_FORM_ONLY_SETTINGS = frozenset({"prompt"})
+
+
+class DefinitionError(ValueError):
+    """A file that is not a WanGP model definition."""
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The weight files of a definition: their URLs (or file names), or the WanGP model type whose
+    files it reuses."""
+
+    urls: tuple[str, ...] = ()
+    same_as: str = ""
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(_file_name(url) for url in self.urls)
+
+    def describe(self) -> str:
+        return f"the weights of {self.same_as!r}" if self.same_as else ", ".join(self.files)
+
+
+@dataclass(frozen=True)
+class WangpDefinition:
+    """One WanGP model definition, its prose left out."""
+
+    id: str  # the file's stem: WanGP's model_type
+    architecture: str
+    urls: Weights
+    urls2: Weights  # the second (low-noise) expert of Wan 2.2 models
+    modules: tuple[str, ...]  # module file names, or WanGP model types whose modules it merges
+    loras: tuple[str, ...]  # built-in LoRA file names, or the model type whose LoRAs it takes
+    model_keys: frozenset[str]  # every key of its model block
+    settings: Mapping[str, object]  # its default settings: the top-level keys beside "model"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the farm serves for one definition: a preset, or None and the reason."""
+
+    id: str
+    architecture: str
+    preset: ModelPreset | None
+    reason: str = ""
+    catalogue_own: bool = False  # the definition of a model the catalogue already holds
+
+
+def parse_definition(model_id: str, data: object) -> WangpDefinition:
+    """Read a decoded definition file; DefinitionError when it has no model block or architecture."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("model"), Mapping):
+        raise DefinitionError(f"{model_id}: a WanGP definition is a JSON object with a 'model' object")
+    model = data["model"]
+    architecture = model.get("architecture")
+    if not isinstance(architecture, str) or not architecture:
+        raise DefinitionError(f"{model_id}: its model block names no architecture")
+    return WangpDefinition(
+        id=model_id,
+        architecture=architecture,
+        urls=_weights(model.get("URLs")),
+        urls2=_weights(model.get("URLs2")),
+        modules=_names(model.get("modules")),
+        loras=_names(model.get("loras")),
+        model_keys=frozenset(model),
+        settings={key: value for key, value in data.items() if key != "model"},
+    )
+
+
+def decide(definition: WangpDefinition, presets: Mapping[str, ModelPreset]) -> Verdict:
+    """The preset the farm serves for `definition` among the catalogue's `presets`, or the reason
+    it cannot: an architecture without a pipeline, merged modules or LoRAs, model keys that change
+    the render, weights other than the catalogue's, defaults a preset cannot carry."""
+    own = next(
+        (p for p in presets.values() if not p.tiny and definition.id in p.wangp_model_types),
+        None,
+    )
+    base = own or presets.get(ARCHITECTURES.get(definition.architecture, ""))
+    if base is None:
+        return _refused(definition, f"architecture {definition.architecture!r} is not supported yet")
+    if own is not None:
+        # The catalogue's preset follows WanGP's own definition of this model (its config and
+        # defaults, and its weights where the repo differs, said in the preset): only merged parts,
+        # or files other than those the preset is known to hold, would make another model.
+        reason = _merged(definition) or (_weights_problem(definition, own) if own.id in _SAME_WEIGHTS else "")
+        if reason:
+            return _refused(definition, reason)
+        return Verdict(definition.id, definition.architecture, own, "", catalogue_own=True)
+    reason = _merged(definition) or _weights_problem(definition, base)
+    reason = reason or _model_keys_problem(definition) or _settings_problem(definition, base)
+    if reason:
+        return _refused(definition, reason)
+    return Verdict(definition.id, definition.architecture, _derived(definition, base))
+
+
+def _weights(value: object) -> Weights:
+    if isinstance(value, str):
+        return Weights(same_as=value)
+    if isinstance(value, list):
+        return Weights(urls=tuple(item for item in value if isinstance(item, str)))
+    return Weights()
+
+
+def _names(value: object) -> tuple[str, ...]:
+    # Modules are a list of model types, or of lists of URLs (one module in several precisions).
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list):
+        return ()
+    return tuple(_file_name(item[0] if isinstance(item, list) and item else str(item)) for item in value)
+
+
+def _file_name(url: str) -> str:
+    return url.rsplit("/", 1)[-1]
+
+
+def _refused(definition: WangpDefinition, reason: str) -> Verdict:
+    return Verdict(definition.id, definition.architecture, None, reason)
+
+
+def _merged(definition: WangpDefinition) -> str:
+    # A merged module or LoRA changes the weights the base would render with: another model.
+    if definition.modules:
+        return f"modules merged into the model are not supported yet: {', '.join(definition.modules)}"
+    if definition.loras:
+        return f"built-in LoRAs are not supported yet: {', '.join(definition.loras)}"
+    return ""
+
+
+def _weights_problem(definition: WangpDefinition, base: ModelPreset) -> str:
+    urls, urls2 = _SAME_WEIGHTS.get(base.id, (frozenset(), frozenset()))
+    if _is(definition.urls, urls, base) and _is(definition.urls2, urls2, base):
+        return ""
+    if base.family in SINGLE_FILE_SERVED:
+        return ""
+    return (
+        f"its weights ({definition.urls.describe() or 'none named'}) are not {base.id}'s: "
+        "single-file weights not supported yet"
+    )
+
+
+def _is(weights: Weights, files: frozenset[str], base: ModelPreset) -> bool:
+    if weights.same_as:
+        return weights.same_as in base.wangp_model_types and bool(files)
+    return set(weights.files) <= files if weights.files else not files
+
+
+def _model_keys_problem(definition: WangpDefinition) -> str:
+    known = {"architecture", "URLs", "URLs2", "modules", "loras"} | _INERT_MODEL_KEYS
+    other = sorted(definition.model_keys - known)
+    if other:
+        return f"model setting(s) not supported yet: {', '.join(other)}"
+    return ""
+
+
+def _settings_problem(definition: WangpDefinition, base: ModelPreset) -> str:
+    # Settings a preset's Defaults cannot carry: a file leaving them out would render at the base
+    # model's default, not this definition's.
+    facts = model_facts(base.wangp_model_types)
+    carried = {*_DEFAULTS_KEYS, _guidance_key(base), *_FORM_ONLY_SETTINGS}
+    for key, value in definition.settings.items():
+        row = KEYS.get(key)
+        if key in carried or row is None or value is None:
+            continue
+        default = facts.factory.get(key, row.default)
+        if not same_value(value, default):
+            return (
+                f"default setting {key}={value!r} cannot be a model default yet ({base.id}'s is {default!r})"
+            )
+    return ""
+
+
+def _guidance_key(base: ModelPreset) -> str:
+    return (
+        "embedded_guidance_scale"
+        if model_facts(base.wangp_model_types).embedded_guidance
+        else "guidance_scale"
+    )
+
+
+def _derived(definition: WangpDefinition, base: ModelPreset) -> ModelPreset:
+    settings = definition.settings
+    wanted = {key: settings[key] for key in _DEFAULTS_KEYS if settings.get(key) is not None}
+    if (guidance := settings.get(_guidance_key(base))) is not None:
+        wanted["guidance_scale"] = guidance
+    defaults = type(base.defaults).model_validate(base.defaults.model_dump() | wanted)
+    return base.model_copy(
+        update={
+            "id": definition.id,
+            "name": f"{definition.id} (WanGP definition, {base.name} weights)",
+            # The base's model types first: WanGP's facts, step-cache figures and LoRA folder of
+            # the architecture are read from the first; the catalogue finds the base before this.
+            "wangp_model_types": [*base.wangp_model_types, definition.id],
+            "defaults": defaults,
+            "derived_from": base.id,
+            "wangp_weights": list(definition.urls.urls),
+            "wangp_weights2": list(definition.urls2.urls),
+            "sizes_source": f"Bytes are {base.id}'s, whose weights this definition names.",
+            "description": f"WanGP definition {definition.id!r} on {base.id}: its own default settings.",
+        }
+    )

@@ -1,0 +1,146 @@
+"""WanGP model definitions as catalogue models: the 217 definitions of WanGP's defaults/ at Wan2GP
+8681e9f7 (tests/fixtures/wangp/definitions_8681e9f7.json), each served with its own default
+settings through `wanfarm render --dry-run` or refused naming its architecture or reason; and a
+folder of definitions ($WANFARM_MODELS) listed by `wanfarm models`."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from controller.cli import main
+from models import catalogue as catalogue_module
+from models.catalogue import Task, catalogue, get_model
+from models.wangp_definitions import ARCHITECTURES, decide, parse_definition
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
+# What the farm serves of WanGP's defaults/ today: the catalogue's own models. Raise it as it grows.
+SERVED_AT_LEAST = 13
+
+
+def fixture() -> dict[str, Any]:
+    return json.loads(FIXTURE.read_text())
+
+
+def test_the_fixture_holds_the_217_definitions_at_8681e9f7_without_prose() -> None:
+    facts = fixture()
+    assert facts["commit"].startswith("8681e9f7") and facts["count"] == len(facts["definitions"]) == 217
+    for definition in facts["definitions"].values():
+        assert not {"name", "description"} & set(definition["model"])
+        assert "http" not in json.dumps(definition["model"])
+
+
+def test_each_definition_renders_with_its_own_defaults_or_is_refused_by_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Image.new("RGB", (64, 64), (230, 40, 30)).save(tmp_path / "start.png")
+    served, refused = [], Counter[str]()
+    for model_id, data in fixture()["definitions"].items():
+        verdict = decide(parse_definition(model_id, data), catalogue())
+        if verdict.preset is None:
+            assert verdict.reason, model_id
+            why = verdict.reason.split(":")[0].split(" (")[0]
+            refused[
+                verdict.architecture if why.startswith("architecture") else f"{verdict.architecture}: {why}"
+            ] += 1
+            continue
+        settings = {k: v for k, v in data.items() if k != "model"} | {"model_type": model_id}
+        if verdict.preset.task is Task.I2V:  # a default cannot name the start image a job brings
+            settings["image_start"] = "start.png"
+        path = tmp_path / f"{model_id}.json"
+        path.write_text(json.dumps(settings))
+        assert main(["render", "--dry-run", str(path)]) == 0, capsys.readouterr().err
+        served.append(model_id)
+    print(f"\n{len(served)} of 217 WanGP definitions served: {', '.join(served)}")
+    print(f"refused: {dict(refused.most_common())}")
+    assert len(served) >= SERVED_AT_LEAST
+    assert len(served) + refused.total() == 217
+
+
+def test_finetunes_with_weights_of_their_own_are_refused_until_single_file_loading() -> None:
+    for model_id in ("t2v_fusionix", "moviigen", "flux_krea", "i2v_720p"):
+        verdict = decide(parse_definition(model_id, fixture()["definitions"][model_id]), catalogue())
+        assert verdict.preset is None
+        assert verdict.reason.endswith("single-file weights not supported yet"), verdict.reason
+
+
+def test_modules_and_builtin_loras_are_refused_by_name() -> None:
+    definitions = fixture()["definitions"]
+    loras = decide(parse_definition("i2v_fusionix", definitions["i2v_fusionix"]), catalogue())
+    assert loras.reason == "built-in LoRAs are not supported yet: Wan2.1_I2V_14B_FusionX_LoRA.safetensors"
+    vace = decide(parse_definition("vace_14B", definitions["vace_14B"]), catalogue())
+    assert vace.reason == "architecture 'vace_14B' is not supported yet"
+    standin = {
+        "model": {"architecture": "t2v", "URLs": "t2v", "modules": [["https://x/standin_bf16.safetensors"]]}
+    }
+    assert decide(parse_definition("mine", standin), catalogue()).reason == (
+        "modules merged into the model are not supported yet: standin_bf16.safetensors"
+    )
+
+
+def test_each_architecture_maps_to_the_catalogue_model_answering_to_it() -> None:
+    for architecture, model_id in ARCHITECTURES.items():
+        assert get_model(architecture).id == model_id
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setenv("WANFARM_MODELS", str(folder))
+    clear = (catalogue_module.catalogue, catalogue_module.definitions)
+    for cached in clear:
+        cached.cache_clear()
+    yield folder
+    monkeypatch.delenv("WANFARM_MODELS")
+    for cached in clear:
+        cached.cache_clear()
+
+
+def write(folder: Path, model_id: str, data: dict[str, Any]) -> None:
+    (folder / f"{model_id}.json").write_text(json.dumps(data))
+
+
+def test_a_definition_on_the_base_weights_is_a_model_with_its_own_defaults(
+    models_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(
+        models_dir,
+        "t2v_fewsteps",
+        {
+            "model": {"name": "n", "architecture": "t2v", "URLs": "t2v"},
+            "num_inference_steps": 12,
+            "flow_shift": 3,
+        },
+    )
+    write(models_dir, "vace_mine", {"model": {"architecture": "vace_14B", "URLs": "t2v"}})
+    write(models_dir, "broken", {"no": "model"})
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "t2v_fewsteps" in out
+    assert "refused vace_mine (vace_14B): architecture 'vace_14B' is not supported yet" in out
+    assert "refused broken" in out
+    preset = get_model("t2v_fewsteps")
+    assert (preset.derived_from, preset.defaults.num_inference_steps, preset.defaults.flow_shift) == (
+        "wan2.1-t2v-14b",
+        12,
+        3,
+    )
+    assert preset.weight_bytes == get_model("t2v").weight_bytes and get_model("t2v").id == "wan2.1-t2v-14b"
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"model_type": "t2v_fewsteps", "prompt": "a cat"}))
+    assert main(["render", "--dry-run", str(job)]) == 0
+    assert "t2v_fewsteps 832x480 frames=81 steps=12 " in capsys.readouterr().out
+
+
+def test_a_default_the_preset_cannot_carry_refuses_the_definition(models_dir: Path) -> None:
+    write(models_dir, "t2v_cfg", {"model": {"architecture": "t2v", "URLs": "t2v"}, "guidance2_scale": 1})
+    (verdict,) = catalogue_module.definitions()
+    assert verdict.preset is None
+    assert verdict.reason.startswith("default setting guidance2_scale=1 cannot be a model default yet")
