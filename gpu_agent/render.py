@@ -95,6 +95,8 @@ def _write(
         "creation_timestamp": int(ended),
         "wanfarm": {k: v for k, v in asdict(run).items() if k != "peak_vram_bytes"},
     }
+    if run.model_file:  # WanGP's record of the weight file rendered
+        metadata["model_filename"] = run.model_file
     count, height, width, _ = frames.shape
     if job.preset.output is Output.IMAGE:
         path = base.parent / f"{base.name}.png"

@@ -18,7 +18,7 @@ import torch
 from models import attention
 from models.attention import AttentionMode
 from models.call_args import configure_scheduler, expert_switch, pipeline_kwargs
-from models.catalogue import ModelPreset, Output
+from models.catalogue import ModelPreset, Output, get_model
 from models.device import LocalGpu, detect_gpus
 from models.hf_logging import quiet_hf_libraries
 from models.image_pipes import pipeline_for
@@ -27,7 +27,9 @@ from models.loras import AppliedLora, LoraError, LoraFile, LoraLibrary
 from models.profiles import Profile
 from models.progress import Cancelled, Phase, Progress, ProgressFn, ignore_progress
 from models.request import GenerationRequest
+from models.single_file import FileChoice, choose_file, load_pipeline, quanto_installed
 from models.step_cache_hook import step_skipping
+from models.wangp_definitions import own_weights
 from models.weights import WeightCache
 
 NO_KERNEL = "none"  # recorded when no attention call went through the counted dispatcher
@@ -52,6 +54,9 @@ class RunInfo:
     # skip_steps_cache_type) left out; counted on the conditional pass, as WanGP counts them.
     steps_run: int = 0
     steps_skipped: int = 0
+    # The single file the transformer was loaded from (a WanGP definition's own weights, WanGP's
+    # model_filename); "" when the model's diffusers folder supplied it.
+    model_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class _Hot:
     offload: Any  # mmgp's handle, released on unload
     adapters: Adapters | None = None  # made by the first job with LoRAs, kept while hot
     attention: AttentionMode | None = None  # the kernel its transformers point at (on CUDA)
+    model_file: str = ""  # the single file its transformer came from, if any
 
 
 class PipelineHost:
@@ -175,6 +181,7 @@ class PipelineHost:
             loras=lora_run.applied() if lora_run is not None else (),
             steps_run=steps.result().run,
             steps_skipped=steps.result().skipped,
+            model_file=self._hot.model_file,
         )
         return GenerationOutput(frames, info)
 
@@ -229,15 +236,25 @@ class PipelineHost:
         if hot and hot.model_id == preset.id and hot.profile == wanted_profile:
             return "hot", 0
         self.unload()
-        cached = self.cache.is_cached(preset)
+        # A definition with a transformer file of its own: that file over its base's folder.
+        choice = self._single_file(preset, wanted_profile)
+        base = get_model(preset.derived_from) if choice is not None and preset.derived_from else preset
+        url = choice.url if choice is not None else None
+        base_cached = self.cache.is_cached(base)
+        cached = base_cached and (url is None or self.cache.is_cached(preset, url))
         if not cached:
             on_progress(Progress(0, 1, Phase.FETCHING))
-        folder = self.cache.ensure(preset)
-        on_progress(Progress(0, 1, Phase.LOADING))
-        import diffusers
+        # The base's folder is read while the job holds only its own model's: keep it from eviction.
+        with self.cache.using(base.id):
+            folder = self.cache.ensure(base)
+            files = self.cache.ensure(preset, url) if url is not None else None
+            on_progress(Progress(0, 1, Phase.LOADING))
+            if choice is not None and files is not None:
+                pipe = load_pipeline(preset, files / choice.filename, self._file_dtype(choice), folder)
+            else:
+                import diffusers
 
-        pipeline_class = getattr(diffusers, preset.pipeline)
-        pipe = pipeline_class.from_pretrained(folder, dtype=self.dtype)
+                pipe = getattr(diffusers, preset.pipeline).from_pretrained(folder, dtype=self.dtype)
         pipe.set_progress_bar_config(disable=True)
         offload = None
         if self.gpu is not None and wanted_profile is not None:
@@ -249,9 +266,28 @@ class PipelineHost:
                 vae.enable_tiling()
         else:
             pipe.to(self.device)
-        self._hot = _Hot(preset.id, wanted_profile, pipe, offload)
+        model_file = choice.filename if choice is not None else ""
+        self._hot = _Hot(preset.id, wanted_profile, pipe, offload, model_file=model_file)
         self.loads += 1
-        return ("disk", 0) if cached else ("download", self.cache.fetched_bytes(preset.id))
+        if cached:
+            return "disk", 0
+        fetched = [] if base_cached else [base.id]
+        fetched += [preset.id] if base is not preset else []
+        return "download", sum(self.cache.fetched_bytes(model_id) for model_id in fetched)
+
+    def _single_file(self, preset: ModelPreset, profile: Profile | None) -> FileChoice | None:
+        """The file of a definition's own weights this machine loads; None for a diffusers folder."""
+        urls = own_weights(preset)
+        if not urls:
+            return None
+        quantize = profile is not None and profile.spec.quantize
+        return choose_file(urls, self.gpu.caps if self.gpu else None, quantize, quanto_installed())
+
+    def _file_dtype(self, choice: FileChoice) -> torch.dtype:
+        # A quanto file computes in the type its name carries; any other is cast to the host's.
+        if choice.quantized:
+            return torch.float16 if choice.dtype == "fp16" else torch.bfloat16
+        return self.dtype
 
 
 def _apply_profile(pipe: Any, profile: Profile, lora_slots: bool) -> Any:

@@ -14,6 +14,7 @@ Public API, for the model definitions and the pipeline host:
   diffusers folder `base`; `SingleFileRefused` names the missing or unknown keys of a file that does
   not fit, and refuses an int8 quanto file off CUDA or without mmgp.
 - `load_pipeline(preset, path, dtype, base)`: the preset's pipeline from `base` with that transformer.
+- `check_loadable(urls)`: SingleFileRefused when no machine of the farm could load any of `urls`.
 
 Key names are converted by diffusers' own converter (`convert_wan_transformer_to_diffusers`), so a
 file loads exactly as diffusers' `from_single_file` reads it; the check of the key set is ours,
@@ -27,13 +28,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import torch
-
 from models.catalogue import ModelPreset
-from models.gpus import ArchCaps
+from models.gpus import ArchCaps, arch_caps
+
+if TYPE_CHECKING:  # torch is imported where a file is loaded: model definitions are read without it
+    import torch
 
 SINGLE_FILE_FAMILIES = frozenset({"wan"})
 # The pipelines of those families whose transformer class loads from a single file, by pipeline.
@@ -95,6 +97,15 @@ def choose_file(
     if reason is not None:
         raise SingleFileRefused(f"{file_name(first)}: {reason}")
     return FileChoice(first, quantized=False, dtype=dtype)
+
+
+# The most capable card a file may meet: bf16, with mmgp and a quantizing profile.
+_ANY_CARD = arch_caps((9, 0))
+
+
+def check_loadable(urls: Sequence[str]) -> None:
+    """SingleFileRefused, naming the file, when no card of the farm could load any of `urls`."""
+    choose_file(urls, _ANY_CARD, quantize=True, quanto_installed=True)
 
 
 def load_transformer(preset: ModelPreset, path: Path, dtype: torch.dtype, base: Path) -> Any:
@@ -217,6 +228,8 @@ def _some(keys: Sequence[str]) -> str:
 def _load_quanto(model_class: Any, path: Path, dtype: torch.dtype, base: Path) -> Any:
     """An int8 quanto file through mmgp's loader, its names (and its quantization map's) renamed to
     diffusers' on the way; CUDA only, as mmgp's quantized layers are."""
+    import torch
+
     if not torch.cuda.is_available():
         raise SingleFileRefused(f"{path.name}: {_INT8_ON_CPU}")
     if not quanto_installed():

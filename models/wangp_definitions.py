@@ -129,10 +129,9 @@ _SAME_WEIGHTS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 }
 
 # Families whose definitions with weights of their own the farm renders from those files (their
-# URLs recorded as the preset's wangp_weights). models.single_file reads Wan files, but the
-# pipeline host does not load a preset's wangp_weights yet: until it does, none, so that no
-# definition renders the base's weights under its own name.
-SINGLE_FILE_SERVED: frozenset[str] = frozenset()
+# URLs recorded as the preset's wangp_weights, loaded by models.single_file in the pipeline host).
+# One transformer per file: definitions of two-expert models with weights of their own are refused.
+SINGLE_FILE_SERVED: frozenset[str] = frozenset({"wan"})
 
 # Keys of a definition's model block that change nothing rendered: WanGP's menus and folders, its
 # load-time quantization (memory only), files it downloads beside the model, the image-output flag.
@@ -235,7 +234,7 @@ def decide(definition: WangpDefinition, presets: Mapping[str, ModelPreset]) -> V
         (p for p in presets.values() if not p.tiny and definition.id in p.wangp_model_types),
         None,
     )
-    base = own or presets.get(ARCHITECTURES.get(definition.architecture, ""))
+    base = own or presets.get(ARCHITECTURES.get(definition.architecture, "")) or _tiny(definition, presets)
     if base is None:
         return _refused(definition, f"architecture {definition.architecture!r} is not supported yet")
     if own is not None:
@@ -274,6 +273,12 @@ def _file_name(url: str) -> str:
     return url.rsplit("/", 1)[-1]
 
 
+def _tiny(definition: WangpDefinition, presets: Mapping[str, ModelPreset]) -> ModelPreset | None:
+    # A tiny model's id is an architecture of its own: definitions over it render on a CPU in seconds.
+    preset = presets.get(definition.architecture)
+    return preset if preset is not None and preset.tiny else None
+
+
 def _refused(definition: WangpDefinition, reason: str) -> Verdict:
     return Verdict(definition.id, definition.architecture, None, reason)
 
@@ -291,12 +296,31 @@ def _weights_problem(definition: WangpDefinition, base: ModelPreset) -> str:
     urls, urls2 = _SAME_WEIGHTS.get(base.id, (frozenset(), frozenset()))
     if _is(definition.urls, urls, base) and _is(definition.urls2, urls2, base):
         return ""
-    if base.family in SINGLE_FILE_SERVED:
-        return ""
-    return (
-        f"its weights ({definition.urls.describe() or 'none named'}) are not {base.id}'s: "
-        "single-file weights not supported yet"
-    )
+    named = f"its weights ({definition.urls.describe() or 'none named'}) are not {base.id}'s"
+    if base.family not in SINGLE_FILE_SERVED:
+        return f"{named}: single-file weights not supported yet"
+    if urls2 or definition.urls2.urls or definition.urls2.same_as:
+        return f"{named}: single-file weights of two-expert models not supported yet"
+    if definition.urls.same_as or not definition.urls.urls:
+        return f"{named}: weights of another definition not supported yet"
+    from models.single_file import SingleFileRefused, check_loadable
+
+    try:
+        check_loadable(definition.urls.urls)
+    except SingleFileRefused as error:
+        return f"{named}: {error}"
+    return ""
+
+
+def own_weights(preset: ModelPreset) -> tuple[str, ...]:
+    """The URLs of a definition's own transformer files, which the pipeline host loads as a single
+    file over its base's folder; () for a preset that renders its base's weights."""
+    if preset.derived_from is None or not preset.wangp_weights:
+        return ()
+    base_files, _ = _SAME_WEIGHTS.get(preset.derived_from, (frozenset(), frozenset()))
+    if {_file_name(url) for url in preset.wangp_weights} <= base_files:
+        return ()
+    return tuple(preset.wangp_weights)
 
 
 def _is(weights: Weights, files: frozenset[str], base: ModelPreset) -> bool:

@@ -3,7 +3,9 @@
 A model is cached when its folder holds the `.complete` marker, written last; a fetch builds into a
 `.partial-*` folder and renames it into place, so an interrupted download never counts as cached.
 Sources: the cache itself, then the farm's mirror (injected: models/ knows no storage backend),
-then (for tiny models) the offline builder, else the Hugging Face hub.
+then (for tiny models) the offline builder, else the Hugging Face hub. A WanGP definition with a
+transformer file of its own caches that one file, fetched by its URL, in a folder of its own id
+beside its base model's folder.
 A per-model file lock keeps two processes on one node from fetching the same model at once.
 
 With a byte budget, a fetch that overflows it evicts the least recently used models (last use is
@@ -25,15 +27,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.client import HTTPException
 from pathlib import Path
 from typing import Protocol
 
 from models.catalogue import ModelPreset
+from models.single_file import file_name
 
 log = logging.getLogger(__name__)
 
 COMPLETE = ".complete"
 MIRROR_SOURCE = "mirror"
+URL_TIMEOUT_S = 60  # seconds without a byte before a file download gives up
+COPY_CHUNK = 1 << 20
 # A diffusers repo holds other formats too; fetch only what from_pretrained reads.
 HUB_PATTERNS = ["model_index.json", "*/*.json", "*/*.safetensors", "*/*.txt", "*/*.model", "*/*.jinja"]
 
@@ -82,8 +88,10 @@ class WeightCache:
     def folder(self, preset: ModelPreset) -> Path:
         return self.root / preset.id
 
-    def is_cached(self, preset: ModelPreset) -> bool:
-        return (self.folder(preset) / COMPLETE).is_file()
+    def is_cached(self, preset: ModelPreset, url: str | None = None) -> bool:
+        """Whether the model is complete on disk; with `url`, as that one file."""
+        folder = self.folder(preset)
+        return (folder / COMPLETE).is_file() and (url is None or (folder / file_name(url)).is_file())
 
     def cached_ids(self) -> list[str]:
         """Ids of the models whose weights are complete on disk."""
@@ -115,17 +123,18 @@ class WeightCache:
         size = record.get("bytes")
         return size if isinstance(size, int) else 0
 
-    def ensure(self, preset: ModelPreset) -> Path:
-        """The folder of the model's weights, fetching them first when they are not cached.
+    def ensure(self, preset: ModelPreset, url: str | None = None) -> Path:
+        """The folder of the model's weights, fetching them first when they are not cached; with
+        `url`, a folder holding that one file (a definition's own transformer), fetched from it.
 
         Hold `using(preset.id)` around this and while the files are read, or another agent on the
         node may evict them.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         with self._lock(preset.id):
-            fetched = not self.is_cached(preset)
+            fetched = not self.is_cached(preset, url)
             if fetched:
-                self._fetch(preset)
+                self._fetch(preset, url)
             (self.folder(preset) / COMPLETE).touch()  # last use, for eviction
         if fetched:
             self.trim(keep=preset.id)
@@ -186,11 +195,13 @@ class WeightCache:
         except FileNotFoundError:  # evicted by another agent meanwhile
             return 0.0
 
-    def _fetch(self, preset: ModelPreset) -> None:
+    def _fetch(self, preset: ModelPreset, url: str | None = None) -> None:
         started = time.monotonic()
         partial = Path(tempfile.mkdtemp(prefix=f".partial-{preset.id}-", dir=self.root))
         try:
-            if self._mirror_has(preset.id):
+            if url is not None:
+                source = _download_file(url, partial)
+            elif self._mirror_has(preset.id):
                 source = self._from_mirror(preset.id, partial)
             elif preset.tiny:
                 source = _build_tiny(preset, partial)
@@ -273,6 +284,24 @@ def _build_tiny(preset: ModelPreset, dest: Path) -> str:
 
     build_tiny(preset, dest)
     return "built offline"
+
+
+def _download_file(url: str, dest: Path) -> str:
+    """The file at `url` written into `dest` (a partial folder, renamed into place once whole)."""
+    from urllib.request import urlopen
+
+    target = dest / file_name(url)
+    try:
+        with urlopen(url, timeout=URL_TIMEOUT_S) as response, target.open("wb") as out:
+            expected = response.headers.get("Content-Length")
+            shutil.copyfileobj(response, out, COPY_CHUNK)
+    except (OSError, ValueError, HTTPException) as error:  # URLError is an OSError
+        raise WeightsUnavailable(f"could not fetch {url}: {type(error).__name__}: {error}") from error
+    written = target.stat().st_size
+    # A connection closed early ends the copy without an error: only the length tells.
+    if expected is not None and int(expected) != written:
+        raise WeightsUnavailable(f"could not fetch {url}: {written} of {expected} bytes arrived")
+    return url
 
 
 def _download(preset: ModelPreset, dest: Path) -> str:

@@ -17,11 +17,13 @@ from PIL import Image
 from controller.cli import main
 from models import catalogue as catalogue_module
 from models.catalogue import Task, catalogue, get_model
-from models.wangp_definitions import ARCHITECTURES, decide, parse_definition
+from models.wangp_definitions import ARCHITECTURES, decide, own_weights, parse_definition
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
-# What the farm serves of WanGP's defaults/ today: the catalogue's own models. Raise it as it grows.
-SERVED_AT_LEAST = 13
+# What the farm serves of WanGP's defaults/ today: the catalogue's own models, and Wan finetunes
+# with one transformer file of their own (moviigen, i2v_720p, t2v_sf, t2v_nexus_1.3B). Raise it as
+# it grows.
+SERVED_AT_LEAST = 17
 
 
 def fixture() -> dict[str, Any]:
@@ -37,12 +39,15 @@ def test_the_fixture_holds_the_217_definitions_at_8681e9f7_without_prose() -> No
 
 
 def test_each_definition_renders_with_its_own_defaults_or_is_refused_by_reason(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    models_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     Image.new("RGB", (64, 64), (230, 40, 30)).save(tmp_path / "start.png")
+    definitions = fixture()["definitions"]
+    for model_id, data in definitions.items():
+        write(models_dir, model_id, data)
     served, refused = [], Counter[str]()
-    for model_id, data in fixture()["definitions"].items():
-        verdict = decide(parse_definition(model_id, data), catalogue())
+    for verdict in catalogue_module.definitions():
+        model_id, data = verdict.id, definitions[verdict.id]
         if verdict.preset is None:
             assert verdict.reason, model_id
             why = verdict.reason.split(":")[0].split(" (")[0]
@@ -63,11 +68,31 @@ def test_each_definition_renders_with_its_own_defaults_or_is_refused_by_reason(
     assert len(served) + refused.total() == 217
 
 
-def test_finetunes_with_weights_of_their_own_are_refused_until_single_file_loading() -> None:
-    for model_id in ("t2v_fusionix", "moviigen", "flux_krea", "i2v_720p"):
-        verdict = decide(parse_definition(model_id, fixture()["definitions"][model_id]), catalogue())
-        assert verdict.preset is None
-        assert verdict.reason.endswith("single-file weights not supported yet"), verdict.reason
+def test_wan_finetunes_with_weights_of_their_own_are_served_from_their_files() -> None:
+    definitions = fixture()["definitions"]
+    for model_id, first in (
+        ("moviigen", "wan2.1_moviigen1.1_14B_mbf16.safetensors"),
+        ("i2v_720p", "wan2.1_image2video_720p_14B_mbf16.safetensors"),
+    ):
+        preset = decide(parse_definition(model_id, definitions[model_id]), catalogue()).preset
+        assert preset is not None and own_weights(preset)[0] == first
+    # A definition on its base's own files renders the base's folder.
+    t2v = decide(parse_definition("t2v", definitions["t2v"]), catalogue()).preset
+    assert t2v is not None and own_weights(t2v) == ()
+
+
+@pytest.mark.parametrize(
+    ("model_id", "reason"),
+    [
+        ("flux_krea", "single-file weights not supported yet"),
+        ("i2v_2_2_Enhanced_Lightning_v2", "single-file weights of two-expert models not supported yet"),
+        ("t2v_1.3B_nvfp4", "a prequantized nvfp4 file, which the farm does not load"),
+    ],
+)
+def test_finetune_weights_the_farm_cannot_load_are_refused_by_name(model_id: str, reason: str) -> None:
+    verdict = decide(parse_definition(model_id, fixture()["definitions"][model_id]), catalogue())
+    assert verdict.preset is None and verdict.reason.startswith("its weights (")
+    assert verdict.reason.endswith(reason), verdict.reason
 
 
 def test_modules_and_builtin_loras_are_refused_by_name() -> None:
