@@ -10,195 +10,44 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from models.preset import (
+    DTYPE_BYTES,
+    Component,
+    Defaults,
+    FrameRule,
+    Latent,
+    ModelPreset,
+    Output,
+    Role,
+    SizeRule,
+    Task,
+)
+from models.wangp_definitions import DefinitionError, Verdict, decide, parse_definition
 
-if TYPE_CHECKING:
-    from models.wangp_definitions import Verdict
+# The records live in models.preset; importers of the catalogue find them here too.
+__all__ = [
+    "DTYPE_BYTES",
+    "Component",
+    "Defaults",
+    "FrameRule",
+    "Latent",
+    "ModelPreset",
+    "Output",
+    "Role",
+    "SizeRule",
+    "Task",
+    "UnknownModel",
+    "catalogue",
+    "definitions",
+    "definitions_in",
+    "get_model",
+]
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 MODELS_ENV = "WANFARM_MODELS"  # a folder of WanGP model definitions served beside the presets
-
-
-class Task(StrEnum):
-    T2V = "t2v"
-    I2V = "i2v"
-    TI2V = "ti2v"
-    T2I = "t2i"
-
-
-class Output(StrEnum):
-    VIDEO = "video"
-    IMAGE = "image"
-
-
-class Role(StrEnum):
-    """What a weight component does; the memory profiles treat each role differently."""
-
-    TRANSFORMER = "transformer"
-    TEXT_ENCODER = "text_encoder"
-    IMAGE_ENCODER = "image_encoder"
-    VAE = "vae"
-
-
-DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "nvfp4": 0.5}
-
-
-class Component(BaseModel):
-    """One weight file set of a pipeline, e.g. the transformer or the text encoder."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str  # the diffusers component folder: "transformer", "text_encoder", "vae", ...
-    role: Role
-    bytes: int = Field(ge=0)  # on disk, in `dtype`
-    dtype: str  # key of DTYPE_BYTES
-    # Text encoders that mmgp quantizes to int8 under profiles 3-5 (T5, LLaMA, Qwen LLMs).
-    quantizable: bool = False
-
-    @property
-    def params(self) -> float:
-        return self.bytes / DTYPE_BYTES[self.dtype]
-
-
-class FrameRule(BaseModel):
-    """Allowed frame counts: `offset + step*k` between `min` and `max` (Wan: 4k+1)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    step: int = Field(ge=1)
-    offset: int = Field(ge=0)
-    min: int = Field(ge=1)
-    max: int = Field(ge=1)
-
-    def allows(self, frames: int) -> bool:
-        return self.min <= frames <= self.max and (frames - self.offset) % self.step == 0
-
-    def describe(self) -> str:
-        form = f"{self.step}k+{self.offset}" if self.offset else f"a multiple of {self.step}"
-        return f"{form}, between {self.min} and {self.max}"
-
-
-class SizeRule(BaseModel):
-    """Allowed output sizes: either a fixed list of "WxH", or any size whose sides are multiples of
-    `multiple`, the model's block in WanGP (vae_block_size), to which a requested size is floored."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    multiple: int = Field(ge=1)
-    min_side: int = Field(ge=1)
-    max_side: int = Field(ge=1)
-    fixed: list[str] = []  # when non-empty, only these "WxH" are allowed
-
-    def floor(self, width: int, height: int) -> tuple[int, int]:
-        """The size WanGP renders for a requested one: each side floored to the model's block
-        (wgp.py generate_media, `int(width) // block_size * block_size`)."""
-        return width // self.multiple * self.multiple, height // self.multiple * self.multiple
-
-    def fit(self, canvas: tuple[int, int], image: tuple[int, int]) -> tuple[int, int]:
-        """The size WanGP renders from a start image: the image's aspect ratio at the canvas's pixel
-        count, each side rounded to the block (shared/utils/utils.py calculate_new_dimensions, with
-        WanGP's default fit_canvas 0)."""
-        (width, height), (image_width, image_height) = canvas, image
-        scale = (width * height / (image_width * image_height)) ** 0.5
-        return (
-            round(image_width * scale / self.multiple) * self.multiple,
-            round(image_height * scale / self.multiple) * self.multiple,
-        )
-
-    def problem(self, width: int, height: int) -> str | None:
-        """None when the size is allowed, else the rule it breaks, in words."""
-        if self.fixed:
-            if f"{width}x{height}" not in self.fixed:
-                return f"must be one of {', '.join(self.fixed)}"
-            return None
-        for side in (width, height):
-            if side % self.multiple:
-                return f"width and height must be multiples of {self.multiple}"
-            if not self.min_side <= side <= self.max_side:
-                return f"width and height must be between {self.min_side} and {self.max_side}"
-        return None
-
-
-class Defaults(BaseModel):
-    """What WanGP applies when a settings file leaves a key out."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    resolution: str
-    video_length: int = 1
-    num_inference_steps: int
-    guidance_scale: float
-    flow_shift: float | None = None
-    sample_solver: str = "unipc"
-
-
-class Latent(BaseModel):
-    """How the VAE compresses pixels and how the transformer patches latents: sizes the work."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    channels: int
-    spatial: int  # pixels per latent side
-    temporal: int = 1  # frames per latent frame (after the first)
-    patch: list[int] = [1, 2, 2]  # (t, h, w) patch of the transformer
-    hidden: int  # transformer width, for working memory
-    layers: int
-    ffn: int | None = None  # width of the transformer's MLP; None: 4 x hidden, the common ratio
-
-    @property
-    def ffn_width(self) -> int:
-        return self.ffn if self.ffn is not None else 4 * self.hidden
-
-
-class ModelPreset(BaseModel):
-    """One model of the catalogue, as read from models/presets/<id>.json."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    id: str
-    name: str
-    family: str  # wan, hunyuan, ltx, flux, qwen-image
-    task: Task
-    output: Output
-    pipeline: str  # diffusers pipeline class name
-    repo: str | None  # Hugging Face repo in Diffusers format; None for tiny models built offline
-    revision: str = "main"
-    tiny: bool = False  # random weights, built offline by models.tiny
-    wangp_model_types: list[str]  # WanGP `model_type` ids that mean this model
-    # Takes a last frame (WanGP's image_end) in the call WanGP makes: first-last-frame models.
-    end_image: bool = False
-    fps: int | None = None  # native frame rate of a video model
-    components: list[Component]
-    frames: FrameRule | None = None  # None for image models
-    sizes: SizeRule
-    defaults: Defaults
-    latent: Latent
-    # Where byte sizes came from when not read from the repo's own file listing.
-    sizes_source: str = ""
-    description: str = ""
-    # A model read from a WanGP definition (models.wangp_definitions): the catalogue model it
-    # derives from, and the URLs (or file names) of its WanGP weight files, for a single-file load.
-    derived_from: str | None = None
-    wangp_weights: list[str] = []
-    wangp_weights2: list[str] = []  # the second (low-noise) expert
-
-    @model_validator(mode="after")
-    def _video_models_have_fps_and_frames(self) -> ModelPreset:
-        if self.output is Output.VIDEO and (self.fps is None or self.frames is None):
-            raise ValueError(f"{self.id}: a video model needs fps and frames")
-        return self
-
-    @property
-    def weight_bytes(self) -> int:
-        return sum(c.bytes for c in self.components)
-
-    def component(self, role: Role) -> list[Component]:
-        return [c for c in self.components if c.role is role]
 
 
 class UnknownModel(LookupError):
@@ -237,8 +86,6 @@ def definitions() -> list[Verdict]:
 
 def definitions_in(folder: Path, presets: Mapping[str, ModelPreset]) -> list[Verdict]:
     """The verdict on each definition file of `folder` against the catalogue's `presets`."""
-    from models.wangp_definitions import DefinitionError, Verdict, decide, parse_definition
-
     if not folder.is_dir():
         raise ValueError(f"${MODELS_ENV}: {folder} is not a folder")
     verdicts = []

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from models.catalogue import ModelPreset, Role, Task
+from models.preset import ModelPreset, Role, Task
 
 
 class LoraError(ValueError):

@@ -31,8 +31,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from models.catalogue import ModelPreset
 from models.gpus import ArchCaps, arch_caps
+from models.preset import ModelPreset
 
 if TYPE_CHECKING:  # torch is imported where a file is loaded: model definitions are read without it
     import torch

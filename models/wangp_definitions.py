@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from models.wangp_keys import KEYS, model_facts, same_value
 
 if TYPE_CHECKING:
-    from models.catalogue import ModelPreset
+    from models.preset import ModelPreset
 
 # WanGP architecture -> the catalogue model with that network and pipeline. WanGP's handlers
 # (models/*/..._handler.py query_supported_types, query_family_maps) list more architectures per
