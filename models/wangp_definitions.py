@@ -3,13 +3,16 @@
 A definition names an architecture, its weight files, modules and built-in LoRAs it merges, and its
 default settings. Those whose architecture the farm has a pipeline for, with the very weights of
 the catalogue's model of that architecture and nothing merged in, become a ModelPreset derived from
-that model; every other one is refused with the reason. Pure: no files read, no torch.
+that model; every other one is refused with the reason. Pure: no torch, and no file read but its
+own table of the catalogue models' WanGP weight files (wangp_base_weights.json).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.wangp_keys import KEYS, model_facts, same_value
@@ -36,97 +39,20 @@ ARCHITECTURES: dict[str, str] = {
     "qwen_image_20B": "qwen-image",
 }
 
-# WanGP's weight file names (URLs, URLs2 of defaults/<model_type>.json at Wan2GP 8681e9f7) of the
-# catalogue models whose Diffusers repo holds the same weights: a definition naming these files
-# renders the catalogue's weights. LTX-Video 13B is left out: the catalogue's repo is 0.9.7 dev,
-# WanGP's files 0.9.8 dev.
-_SAME_WEIGHTS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "wan2.1-t2v-14b": (
-        frozenset(
-            {
-                "wan2.1_text2video_14B_mbf16.safetensors",
-                "wan2.1_text2video_14B_quanto_mbf16_int8.safetensors",
-                "wan2.1_text2video_14B_quanto_mfp16_int8.safetensors",
-            }
-        ),
-        frozenset(),
-    ),
-    "wan2.1-t2v-1.3b": (frozenset({"wan2.1_text2video_1.3B_mbf16.safetensors"}), frozenset()),
-    "wan2.1-i2v-14b-480p": (
-        frozenset(
-            {
-                "wan2.1_image2video_480p_14B_mbf16.safetensors",
-                "wan2.1_image2video_480p_14B_quanto_mbf16_int8.safetensors",
-                "wan2.1_image2video_480p_14B_quanto_mfp16_int8.safetensors",
-            }
-        ),
-        frozenset(),
-    ),
-    "wan2.1-flf2v-14b-720p": (
-        frozenset(
-            {
-                "wan2.1_FLF2V_720p_14B_mbf16.safetensors",
-                "wan2.1_FLF2V_720p_14B_quanto_mbf16_int8.safetensors",
-                "wan2.1_FLF2V_720p_14B_quanto_mfp16_int8.safetensors",
-            }
-        ),
-        frozenset(),
-    ),
-    "wan2.2-t2v-a14b": (
-        frozenset(
-            {
-                "wan2.2_text2video_14B_high_mbf16.safetensors",
-                "wan2.2_text2video_14B_high_quanto_mbf16_int8.safetensors",
-                "wan2.2_text2video_14B_high_quanto_mfp16_int8.safetensors",
-            }
-        ),
-        frozenset(
-            {
-                "wan2.2_text2video_14B_low_mbf16.safetensors",
-                "wan2.2_text2video_14B_low_quanto_mbf16_int8.safetensors",
-                "wan2.2_text2video_14B_low_quanto_mfp16_int8.safetensors",
-            }
-        ),
-    ),
-    "wan2.2-i2v-a14b": (
-        frozenset(
-            {
-                "wan2.2_image2video_14B_high_mbf16.safetensors",
-                "wan2.2_image2video_14B_high_quanto_mbf16_int8.safetensors",
-                "wan2.2_image2video_14B_high_quanto_mfp16_int8.safetensors",
-            }
-        ),
-        frozenset(
-            {
-                "wan2.2_image2video_14B_low_mbf16.safetensors",
-                "wan2.2_image2video_14B_low_quanto_mbf16_int8.safetensors",
-                "wan2.2_image2video_14B_low_quanto_mfp16_int8.safetensors",
-            }
-        ),
-    ),
-    "wan2.2-ti2v-5b": (
-        frozenset(
-            {"wan2.2_text2video_5B_mbf16.safetensors", "wan2.2_text2video_5B_quanto_mbf16_int8.safetensors"}
-        ),
-        frozenset(),
-    ),
-    "hunyuan-video-t2v-13b": (
-        frozenset({"hunyuan_video_720_bf16.safetensors", "hunyuan_video_720_quanto_int8.safetensors"}),
-        frozenset(),
-    ),
-    "flux.1-dev": (
-        frozenset({"flux1-dev_bf16.safetensors", "flux1-dev_quanto_bf16_int8.safetensors"}),
-        frozenset(),
-    ),
-    "flux.1-schnell": (
-        frozenset({"flux1-schnell_bf16.safetensors", "flux1-schnell_quanto_bf16_int8.safetensors"}),
-        frozenset(),
-    ),
-    "qwen-image": (
-        frozenset({"qwen_image_20B_bf16.safetensors", "qwen_image_20B_quanto_bf16_int8.safetensors"}),
-        frozenset(),
-    ),
-}
+
+# WanGP's weight file names (URLs, URLs2) of the catalogue models whose Diffusers repo holds the
+# same weights, in a data file beside this one: a definition naming these files renders the
+# catalogue's weights.
+def _same_weights() -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+    table = json.loads((Path(__file__).parent / "wangp_base_weights.json").read_text())
+    return {
+        model: (frozenset(files["URLs"]), frozenset(files["URLs2"]))
+        for model, files in table.items()
+        if not model.startswith("_")
+    }
+
+
+_SAME_WEIGHTS = _same_weights()
 
 # Families whose definitions with weights of their own the farm renders from those files (their
 # URLs recorded as the preset's wangp_weights, loaded by models.single_file in the pipeline host).
