@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from models.preset import (
     DTYPE_BYTES,
@@ -25,7 +26,9 @@ from models.preset import (
     SizeRule,
     Task,
 )
-from models.wangp_definitions import DefinitionError, Verdict, decide, parse_definition
+
+if TYPE_CHECKING:
+    from models.wangp_definitions import Verdict
 
 # The records live in models.preset; importers of the catalogue find them here too.
 __all__ = [
@@ -86,6 +89,10 @@ def definitions() -> list[Verdict]:
 
 def definitions_in(folder: Path, presets: Mapping[str, ModelPreset]) -> list[Verdict]:
     """The verdict on each definition file of `folder` against the catalogue's `presets`."""
+    # Imported here: the key table behind it costs a command's start 50 ms, and only a farm that
+    # serves WanGP definitions ($WANFARM_MODELS) reads it.
+    from models.wangp_definitions import DefinitionError, Verdict, decide, parse_definition
+
     if not folder.is_dir():
         raise ValueError(f"${MODELS_ENV}: {folder} is not a folder")
     verdicts = []
