@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shutil
 import socket
+from collections.abc import Mapping, Sequence
 
 import psutil
 
 from gpu_agent.messages import AgentConfig, AgentInventory
 from gpu_agent.storage import StorageHealth
+from models.catalogue import ModelPreset, catalogue
 from models.gpus import find_gpu
 from models.weights import WeightCache
 
@@ -31,7 +33,7 @@ def probe_inventory(
         "ram_total": config.declared_ram_bytes or memory.total,
         "ram_free": memory.available,
         "disk_free": shutil.disk_usage(cache.root).free,
-        "cached_models": tuple(cache.cached_ids()),
+        "cached_models": loadable(cache.cached_ids(), catalogue()),
         "hot_model": hot_model,
         "current_job": current[0] if current else None,
         "current_attempt": current[1] if current else None,
@@ -84,3 +86,14 @@ def _utilization() -> float:
         return float(torch.cuda.utilization()) / 100.0
     except Exception:  # torch reads it through pynvml, which a node may lack
         return 0.0
+
+
+def loadable(cached: Sequence[str], presets: Mapping[str, ModelPreset]) -> tuple[str, ...]:
+    """The cached models this node loads without a fetch: a WanGP definition's own transformer file
+    is only half of it, so it counts while its base model's folder is cached too."""
+    have = set(cached)
+    return tuple(
+        model_id
+        for model_id in cached
+        if (preset := presets.get(model_id)) is None or preset.derived_from in (None, *have)
+    )

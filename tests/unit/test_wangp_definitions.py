@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from controller.cli import main
+from gpu_agent.inventory import loadable
 from models import catalogue as catalogue_module
 from models.catalogue import Task, catalogue, get_model
 from models.wangp_definitions import ARCHITECTURES, decide, own_weights, parse_definition
@@ -169,3 +170,12 @@ def test_a_default_the_preset_cannot_carry_refuses_the_definition(models_dir: Pa
     (verdict,) = catalogue_module.definitions()
     assert verdict.preset is None
     assert verdict.reason.startswith("default setting guidance2_scale=1 cannot be a model default yet")
+
+
+def test_an_agent_reports_a_definitions_own_file_as_cached_only_beside_its_base() -> None:
+    base = get_model("wan-tiny")
+    finetune = base.model_copy(update={"id": "tiny-finetune", "derived_from": base.id})
+    presets = {base.id: base, finetune.id: finetune}
+    assert loadable(["tiny-finetune"], presets) == ()
+    assert loadable(["tiny-finetune", "wan-tiny"], presets) == ("tiny-finetune", "wan-tiny")
+    assert loadable(["retired-model"], presets) == ("retired-model",)
