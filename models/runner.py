@@ -237,20 +237,23 @@ class PipelineHost:
             return "hot", 0
         self.unload()
         # A definition with a transformer file of its own: that file over its base's folder.
-        choice = self._single_file(preset, wanted_profile)
-        base = get_model(preset.derived_from) if choice is not None and preset.derived_from else preset
-        url = choice.url if choice is not None else None
+        # A two-expert Wan 2.2 may have one for each expert (URLs, URLs2).
+        choices = [self._single_file(preset, wanted_profile, expert) for expert in (1, 2)]
+        chosen = [choice for choice in choices if choice is not None]
+        base = get_model(preset.derived_from) if chosen and preset.derived_from else preset
+        urls = [choice.url for choice in chosen]
         base_cached = self.cache.is_cached(base)
-        cached = base_cached and (url is None or self.cache.is_cached(preset, url))
+        cached = base_cached and (not urls or self.cache.is_cached(preset, *urls))
         if not cached:
             on_progress(Progress(0, 1, Phase.FETCHING))
         # The base's folder is read while the job holds only its own model's: keep it from eviction.
         with self.cache.using(base.id):
             folder = self.cache.ensure(base)
-            files = self.cache.ensure(preset, url) if url is not None else None
+            files = self.cache.ensure(preset, *urls) if urls else None
             on_progress(Progress(0, 1, Phase.LOADING))
-            if choice is not None and files is not None:
-                pipe = load_pipeline(preset, files / choice.filename, self._file_dtype(choice), folder)
+            if files is not None:
+                paths = [files / choice.filename if choice else None for choice in choices]
+                pipe = load_pipeline(preset, paths[0], self._file_dtype(chosen[0]), folder, paths[1])
             else:
                 import diffusers
 
@@ -266,7 +269,7 @@ class PipelineHost:
                 vae.enable_tiling()
         else:
             pipe.to(self.device)
-        model_file = choice.filename if choice is not None else ""
+        model_file = chosen[0].filename if chosen else ""
         self._hot = _Hot(preset.id, wanted_profile, pipe, offload, model_file=model_file)
         self.loads += 1
         if cached:
@@ -275,9 +278,10 @@ class PipelineHost:
         fetched += [preset.id] if base is not preset else []
         return "download", sum(self.cache.fetched_bytes(model_id) for model_id in fetched)
 
-    def _single_file(self, preset: ModelPreset, profile: Profile | None) -> FileChoice | None:
-        """The file of a definition's own weights this machine loads; None for a diffusers folder."""
-        urls = own_weights(preset)
+    def _single_file(self, preset: ModelPreset, profile: Profile | None, expert: int) -> FileChoice | None:
+        """The file of a definition's own weights for `expert` (1, or 2: the low-noise one) this
+        machine loads; None where the diffusers folder supplies that transformer."""
+        urls = own_weights(preset, expert)
         if not urls:
             return None
         quantize = profile is not None and profile.spec.quantize

@@ -13,7 +13,8 @@ Public API, for the model definitions and the pipeline host:
 - `load_transformer(preset, path, dtype, base)`: the transformer of `path`, with its config from the
   diffusers folder `base`; `SingleFileRefused` names the missing or unknown keys of a file that does
   not fit, and refuses an int8 quanto file off CUDA or without mmgp.
-- `load_pipeline(preset, path, dtype, base)`: the preset's pipeline from `base` with that transformer.
+- `load_pipeline(preset, path, dtype, base, path2)`: the preset's pipeline from `base` with that
+  transformer, and a two-expert model's low-noise expert (`transformer_2`) from `path2`.
 - `check_loadable(urls)`: SingleFileRefused when no machine of the farm could load any of `urls`.
 
 Key names are converted by diffusers' own converter (`convert_wan_transformer_to_diffusers`), so a
@@ -108,32 +109,43 @@ def check_loadable(urls: Sequence[str]) -> None:
     choose_file(urls, _ANY_CARD, quantize=True, quanto_installed=True)
 
 
-def load_transformer(preset: ModelPreset, path: Path, dtype: torch.dtype, base: Path) -> Any:
+def load_transformer(
+    preset: ModelPreset, path: Path, dtype: torch.dtype, base: Path, subfolder: str = "transformer"
+) -> Any:
     """The preset's transformer with the weights of the single file `path`, in `dtype`, its config
-    read from the diffusers folder `base` (its `transformer/config.json`)."""
+    read from the diffusers folder `base` (its `<subfolder>/config.json`: `transformer_2` for the
+    low-noise expert of a two-expert Wan 2.2)."""
     model_class = _transformer_class(preset)
     keys, metadata = _header(path)
     if any(key.endswith(_QUANTO_SUFFIXES) for key in keys) or "quantization_map" in metadata:
-        return _load_quanto(model_class, path, dtype, base)
+        return _load_quanto(model_class, path, dtype, base / subfolder)
     renames = diffusers_names(keys)
-    _check_keys(path, renames, _expected_keys(model_class, base))
+    _check_keys(path, renames, _expected_keys(model_class, base / subfolder))
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
         state = {new: handle.get_tensor(old) for new, old in renames.items()}
     # Already in diffusers' names: from_single_file loads it as given, with the local config.
     return model_class.from_single_file(
-        state, config=str(base), subfolder="transformer", torch_dtype=dtype, local_files_only=True
+        state, config=str(base), subfolder=subfolder, torch_dtype=dtype, local_files_only=True
     )
 
 
-def load_pipeline(preset: ModelPreset, path: Path, dtype: torch.dtype, base: Path) -> Any:
-    """The preset's pipeline from the diffusers folder `base`, its transformer from `path`."""
+def load_pipeline(
+    preset: ModelPreset, path: Path | None, dtype: torch.dtype, base: Path, path2: Path | None = None
+) -> Any:
+    """The preset's pipeline from the diffusers folder `base`, its transformer from `path` and its
+    low-noise expert (`transformer_2`) from `path2`; the folder supplies either one left None."""
     import diffusers
 
-    transformer = load_transformer(preset, path, dtype, base)
+    files = {"transformer": path, "transformer_2": path2}
+    experts = {
+        name: load_transformer(preset, file, dtype, base, subfolder=name)
+        for name, file in files.items()
+        if file is not None
+    }
     pipeline_class = getattr(diffusers, preset.pipeline)
-    return pipeline_class.from_pretrained(base, transformer=transformer, dtype=dtype)
+    return pipeline_class.from_pretrained(base, **experts, dtype=dtype)
 
 
 def diffusers_names(original_keys: Sequence[str]) -> dict[str, str]:
@@ -196,11 +208,11 @@ def _header(path: Path) -> tuple[list[str], dict[str, str]]:
         raise SingleFileRefused(f"{path.name}: not a readable safetensors file: {error}") from error
 
 
-def _expected_keys(model_class: Any, base: Path) -> set[str]:
-    """The state-dict names of `model_class` built (without weights) from the config in `base`."""
+def _expected_keys(model_class: Any, config_dir: Path) -> set[str]:
+    """The state-dict names of `model_class` built (without weights) from the config in `config_dir`."""
     from accelerate import init_empty_weights
 
-    config = json.loads((base / "transformer" / "config.json").read_text())
+    config = json.loads((config_dir / "config.json").read_text())
     with init_empty_weights():
         model = model_class.from_config(config)
     return set(model.state_dict())
@@ -225,7 +237,7 @@ def _some(keys: Sequence[str]) -> str:
     return shown if len(keys) <= MAX_NAMED_KEYS else f"{shown} and {len(keys) - MAX_NAMED_KEYS} more"
 
 
-def _load_quanto(model_class: Any, path: Path, dtype: torch.dtype, base: Path) -> Any:
+def _load_quanto(model_class: Any, path: Path, dtype: torch.dtype, config_dir: Path) -> Any:
     """An int8 quanto file through mmgp's loader, its names (and its quantization map's) renamed to
     diffusers' on the way; CUDA only, as mmgp's quantized layers are."""
     import torch
@@ -240,7 +252,7 @@ def _load_quanto(model_class: Any, path: Path, dtype: torch.dtype, base: Path) -
     return offload.fast_load_transformers_model(
         str(path),
         modelClass=model_class,
-        forcedConfigPath=str(base / "transformer" / "config.json"),
+        forcedConfigPath=str(config_dir / "config.json"),
         preprocess_sd=_renamed_for_mmgp,
         default_dtype=dtype,
     )

@@ -682,14 +682,15 @@ def build_tiny(preset: ModelPreset, dest: Path) -> None:
     pipe.save_pretrained(dest, safe_serialization=True)
 
 
-def write_wan_single_file(dest: Path) -> Path:
-    """The tiny Wan's transformer (the wan-tiny preset's, same weights) saved as one safetensors file
-    in the original Wan key layout, as WanGP ships its model files; returns `dest`."""
+def write_wan_single_file(dest: Path, transformer: Any = None) -> Path:
+    """The tiny Wan's transformer (the wan-tiny preset's, same weights), or `transformer` (a Wan
+    transformer, e.g. a second expert), saved as one safetensors file in the original Wan key
+    layout, as WanGP ships its model files; returns `dest`."""
     from safetensors.torch import save_file
 
     from models.single_file import diffusers_names
 
-    state = _wan_transformer().state_dict()
+    state = (transformer if transformer is not None else _wan_transformer()).state_dict()
     names = {key: _wan_original_name(key) for key in state}
     # The inverse is checked against diffusers' own converter: each name must map back to itself.
     if diffusers_names(list(names.values())) != names:

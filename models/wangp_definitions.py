@@ -56,7 +56,7 @@ _SAME_WEIGHTS = _same_weights()
 
 # Families whose definitions with weights of their own the farm renders from those files (their
 # URLs recorded as the preset's wangp_weights, loaded by models.single_file in the pipeline host).
-# One transformer per file: definitions of two-expert models with weights of their own are refused.
+# One transformer per file: a two-expert Wan 2.2 names its low-noise expert's files in URLs2.
 SINGLE_FILE_SERVED: frozenset[str] = frozenset({"wan"})
 
 # Keys of a definition's model block that change nothing rendered: WanGP's menus and folders, its
@@ -225,28 +225,34 @@ def _weights_problem(definition: WangpDefinition, base: ModelPreset) -> str:
     named = f"its weights ({definition.urls.describe() or 'none named'}) are not {base.id}'s"
     if base.family not in SINGLE_FILE_SERVED:
         return f"{named}: single-file weights not supported yet"
-    if urls2 or definition.urls2.urls or definition.urls2.same_as:
-        return f"{named}: single-file weights of two-expert models not supported yet"
-    if definition.urls.same_as or not definition.urls.urls:
+    if definition.urls.same_as or not definition.urls.urls or definition.urls2.same_as:
         return f"{named}: weights of another definition not supported yet"
+    if bool(urls2) != bool(definition.urls2.urls):
+        # Each expert needs its file: URLs2 exactly when the base has a low-noise expert.
+        wanted = f"{base.id} has two experts" if urls2 else f"{base.id} has one transformer"
+        return f"{named}: URLs2 ({definition.urls2.describe() or 'none'}) does not fit: {wanted}"
     from models.single_file import SingleFileRefused, check_loadable
 
     try:
-        check_loadable(definition.urls.urls)
+        for files in (definition.urls.urls, definition.urls2.urls):
+            if files:
+                check_loadable(files)
     except SingleFileRefused as error:
         return f"{named}: {error}"
     return ""
 
 
-def own_weights(preset: ModelPreset) -> tuple[str, ...]:
-    """The URLs of a definition's own transformer files, which the pipeline host loads as a single
-    file over its base's folder; () for a preset that renders its base's weights."""
-    if preset.derived_from is None or not preset.wangp_weights:
+def own_weights(preset: ModelPreset, expert: int = 1) -> tuple[str, ...]:
+    """The URLs of a definition's own transformer files (`expert` 2: its low-noise expert's, URLs2),
+    which the pipeline host loads as a single file over its base's folder; () where the preset
+    renders its base's weights for that transformer."""
+    urls = preset.wangp_weights if expert == 1 else preset.wangp_weights2
+    if preset.derived_from is None or not urls:
         return ()
-    base_files, _ = _SAME_WEIGHTS.get(preset.derived_from, (frozenset(), frozenset()))
-    if {_file_name(url) for url in preset.wangp_weights} <= base_files:
+    base_files = _SAME_WEIGHTS.get(preset.derived_from, (frozenset(), frozenset()))[expert - 1]
+    if {_file_name(url) for url in urls} <= base_files:
         return ()
-    return tuple(preset.wangp_weights)
+    return tuple(urls)
 
 
 def _is(weights: Weights, files: frozenset[str], base: ModelPreset) -> bool:

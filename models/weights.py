@@ -88,10 +88,10 @@ class WeightCache:
     def folder(self, preset: ModelPreset) -> Path:
         return self.root / preset.id
 
-    def is_cached(self, preset: ModelPreset, url: str | None = None) -> bool:
-        """Whether the model is complete on disk; with `url`, as that one file."""
+    def is_cached(self, preset: ModelPreset, *urls: str) -> bool:
+        """Whether the model is complete on disk; with `urls`, as those files."""
         folder = self.folder(preset)
-        return (folder / COMPLETE).is_file() and (url is None or (folder / file_name(url)).is_file())
+        return (folder / COMPLETE).is_file() and all((folder / file_name(url)).is_file() for url in urls)
 
     def cached_ids(self) -> list[str]:
         """Ids of the models whose weights are complete on disk."""
@@ -123,18 +123,18 @@ class WeightCache:
         size = record.get("bytes")
         return size if isinstance(size, int) else 0
 
-    def ensure(self, preset: ModelPreset, url: str | None = None) -> Path:
+    def ensure(self, preset: ModelPreset, *urls: str) -> Path:
         """The folder of the model's weights, fetching them first when they are not cached; with
-        `url`, a folder holding that one file (a definition's own transformer), fetched from it.
+        `urls`, a folder holding those files (a definition's own transformers), fetched from them.
 
         Hold `using(preset.id)` around this and while the files are read, or another agent on the
         node may evict them.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         with self._lock(preset.id):
-            fetched = not self.is_cached(preset, url)
+            fetched = not self.is_cached(preset, *urls)
             if fetched:
-                self._fetch(preset, url)
+                self._fetch(preset, urls)
             (self.folder(preset) / COMPLETE).touch()  # last use, for eviction
         if fetched:
             self.trim(keep=preset.id)
@@ -195,12 +195,12 @@ class WeightCache:
         except FileNotFoundError:  # evicted by another agent meanwhile
             return 0.0
 
-    def _fetch(self, preset: ModelPreset, url: str | None = None) -> None:
+    def _fetch(self, preset: ModelPreset, urls: tuple[str, ...] = ()) -> None:
         started = time.monotonic()
         partial = Path(tempfile.mkdtemp(prefix=f".partial-{preset.id}-", dir=self.root))
         try:
-            if url is not None:
-                source = _download_file(url, partial)
+            if urls:
+                source = ", ".join(_download_file(url, partial) for url in urls)
             elif self._mirror_has(preset.id):
                 source = self._from_mirror(preset.id, partial)
             elif preset.tiny:

@@ -82,11 +82,27 @@ def test_wan_finetunes_with_weights_of_their_own_are_served_from_their_files() -
     assert t2v is not None and own_weights(t2v) == ()
 
 
+def test_a_two_expert_finetune_is_served_from_its_files_for_each_expert() -> None:
+    high, low = ["https://x/mine_high_mbf16.safetensors"], ["https://x/mine_low_mbf16.safetensors"]
+    both = {"model": {"architecture": "t2v_2_2", "URLs": high, "URLs2": low}}
+    preset = decide(parse_definition("mine", both), catalogue()).preset
+    assert preset is not None and own_weights(preset) == tuple(high) and own_weights(preset, 2) == tuple(low)
+    # Each expert needs its file: no URLs2 on a two-expert base, none on a one-transformer base.
+    alone = {"model": {"architecture": "t2v_2_2", "URLs": high}}
+    assert decide(parse_definition("mine", alone), catalogue()).reason.endswith(
+        "URLs2 (none) does not fit: wan2.2-t2v-a14b has two experts"
+    )
+    extra = {"model": {"architecture": "t2v", "URLs": high, "URLs2": low}}
+    assert decide(parse_definition("mine", extra), catalogue()).reason.endswith(
+        "URLs2 (mine_low_mbf16.safetensors) does not fit: wan2.1-t2v-14b has one transformer"
+    )
+
+
 @pytest.mark.parametrize(
     ("model_id", "reason"),
     [
         ("flux_krea", "single-file weights not supported yet"),
-        ("i2v_2_2_Enhanced_Lightning_v2", "single-file weights of two-expert models not supported yet"),
+        ("i2v_2_2_Enhanced_Lightning_v2", "a prequantized fp8 file, which the farm does not load"),
         ("t2v_1.3B_nvfp4", "a prequantized nvfp4 file, which the farm does not load"),
     ],
 )
