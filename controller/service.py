@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from controller import uploads
+from controller import loras, uploads
 from controller.auth import Principal
 from controller.jobs import IdempotencyKey, JobEvent, JobRecord, JobState, NewJob
 from controller.metrics import FarmMetrics
@@ -152,9 +152,6 @@ class FarmService:
     ) -> Submitted:
         """`carried`: the LoRA files of a queue.zip (None for settings sent as JSON): stored as
         uploads with the jobs. LoRAs found nowhere are refused, whichever way the settings came."""
-        # Here: controller.loras answers refusals with this module's ServiceError.
-        from controller import loras
-
         if not items:
             raise ServiceError(422, "no settings given", hint="send a settings object or a non-empty list")
         if len(items) > MAX_BATCH:
@@ -260,8 +257,6 @@ class FarmService:
     ) -> None:
         """422 naming each LoRA of `jobs` that no source holds; `carried`: a queue.zip's files (None:
         settings sent as JSON, which carry none)."""
-        from controller import loras
-
         agents = self.pool()
         if not agents:
             # A farm still starting cannot be asked what its agents' LoRA folders hold: a queue.zip
@@ -285,14 +280,17 @@ class FarmService:
             )
 
     def _new_job(
-        self, who: Principal, job: Job, priority: int, uploaded: list[str], loras: tuple[LoraNeed, ...]
+        self, who: Principal, job: Job, priority: int, uploaded: list[str], needs: tuple[LoraNeed, ...]
     ) -> NewJob:
         settings = job.settings.as_dict()
         first = job.generations[0].request
-        if first.image_start is not None:
-            settings["image_start"] = uploads.upload(self.storage, first.image_start, self.clock())
-            uploaded.append(settings["image_start"])
-        return NewJob(owner=who.owner, priority=priority, settings=settings, work=job.work, loras=loras)
+        # Every image the job reads travels as an upload: the agent fetches each reference
+        # (processing.queue_zip.ATTACHMENT_KEYS) and finds no other file.
+        for key, path in (("image_start", first.image_start), ("image_end", first.image_end)):
+            if path is not None:
+                settings[key] = uploads.upload(self.storage, path, self.clock())
+                uploaded.append(settings[key])
+        return NewJob(owner=who.owner, priority=priority, settings=settings, work=job.work, loras=needs)
 
 
 @dataclass(frozen=True)

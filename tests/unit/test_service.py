@@ -146,6 +146,22 @@ def test_a_queue_zips_attachment_is_stored_for_its_job(farm: Farm, tmp_path: Pat
     assert copy.read_bytes() == PNG
 
 
+def test_a_queue_zips_end_image_is_stored_for_its_job_beside_its_start_image(
+    farm: Farm, tmp_path: Path
+) -> None:
+    first_last = {
+        "model_type": "flf2v_720p",
+        "prompt": "a fox",
+        "image_start": "start.png",
+        "image_end": "end.png",
+    }
+    archive = queue_zip(tmp_path, first_last, files={"start.png": PNG, "end.png": PNG})
+    [job] = submit_queue(farm, archive).jobs
+    for key, name in (("image_start", "/start.png"), ("image_end", "/end.png")):
+        reference = job.settings[key]
+        assert reference.startswith(OBJECT_REF + UPLOADS_PREFIX) and reference.endswith(name), key
+
+
 # --- settings the service refuses with a 422 naming the key: items 3, 8 and 11 ---------------------------
 
 
