@@ -7,7 +7,8 @@ other components (VAE, text encoders, scheduler) come from the preset's diffuser
 supplies the transformer's config, so nothing is asked of a model hub.
 
 Public API, for the model definitions and the pipeline host:
-- `SINGLE_FILE_FAMILIES`: the catalogue families (`ModelPreset.family`) whose files load here.
+- `LAYOUTS`, `SINGLE_FILE_FAMILIES`, `PIPELINE_TRANSFORMERS`: which transformer classes, families
+  and pipelines load here, and how each class's original key layout becomes diffusers' names.
 - `choose_file(urls, caps, quantize, quanto_installed)`: the file of a definition's URL list that
   WanGP would load on that machine, as a `FileChoice`; `SingleFileRefused` when none can load here.
 - `load_transformer(preset, path, dtype, base)`: the transformer of `path`, with its config from the
@@ -17,16 +18,17 @@ Public API, for the model definitions and the pipeline host:
   transformer, and a two-expert model's low-noise expert (`transformer_2`) from `path2`.
 - `check_loadable(urls)`: SingleFileRefused when no machine of the farm could load any of `urls`.
 
-Key names are converted by diffusers' own converter (`convert_wan_transformer_to_diffusers`), so a
+Key names are converted by diffusers' own converters (`convert_wan_transformer_to_diffusers`, ...), so a
 file loads exactly as diffusers' `from_single_file` reads it; the check of the key set is ours,
 because diffusers only warns about unknown keys and leaves missing ones unset.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -38,9 +40,33 @@ from models.preset import ModelPreset
 if TYPE_CHECKING:  # torch is imported where a file is loaded: model definitions are read without it
     import torch
 
+
+@dataclass(frozen=True)
+class Layout:
+    """How the original key layout of one diffusers transformer class becomes diffusers' names."""
+
+    # A state dict in the original names -> the same tensors in diffusers' names.
+    convert: Callable[[dict[str, Any]], dict[str, Any]]
+    # `convert` only renames, so it can run over names alone: int8 quanto files (whose tensors are
+    # quantized pieces) load only for such layouts.
+    names_only: bool = True
+
+
+def _wan_layout(state: dict[str, Any]) -> dict[str, Any]:
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    return dict(convert_wan_transformer_to_diffusers(state))
+
+
+# Each transformer class whose WanGP single files load here, with its layout. A family joins by a
+# row here and its pipelines' rows in PIPELINE_TRANSFORMERS.
+LAYOUTS: dict[str, Layout] = {
+    "WanTransformer3DModel": Layout(_wan_layout),
+}
+# The catalogue families (`ModelPreset.family`) whose files load here.
 SINGLE_FILE_FAMILIES = frozenset({"wan"})
-# The pipelines of those families whose transformer class loads from a single file, by pipeline.
-_TRANSFORMER_CLASS = {
+# The transformer class of each pipeline whose transformer loads from a single file.
+PIPELINE_TRANSFORMERS = {
     "WanPipeline": "WanTransformer3DModel",
     "WanImageToVideoPipeline": "WanTransformer3DModel",
 }
@@ -116,15 +142,26 @@ def load_transformer(
     read from the diffusers folder `base` (its `<subfolder>/config.json`: `transformer_2` for the
     low-noise expert of a two-expert Wan 2.2)."""
     model_class = _transformer_class(preset)
+    layout = LAYOUTS[model_class.__name__]
     keys, metadata = _header(path)
     if any(key.endswith(_QUANTO_SUFFIXES) for key in keys) or "quantization_map" in metadata:
+        if not layout.names_only:
+            raise SingleFileRefused(
+                f"{path.name}: an int8 quanto file of {model_class.__name__}, whose original layout "
+                "is converted tensor by tensor, not by name: load its bf16/fp16 file"
+            )
         return _load_quanto(model_class, path, dtype, base / subfolder)
-    renames = diffusers_names(keys)
-    _check_keys(path, renames, _expected_keys(model_class, base / subfolder))
     from safetensors import safe_open
 
+    expected = _expected_keys(model_class, base / subfolder)
     with safe_open(str(path), framework="pt") as handle:
-        state = {new: handle.get_tensor(old) for new, old in renames.items()}
+        if layout.names_only:
+            renames = diffusers_names(keys, model_class.__name__)
+            _check_keys(path, renames, expected)
+            state = {new: handle.get_tensor(old) for new, old in renames.items()}
+        else:
+            state = layout.convert({key: handle.get_tensor(key) for key in keys})
+            _check_keys(path, {key: key for key in state}, expected)
     # Already in diffusers' names: from_single_file loads it as given, with the local config.
     return model_class.from_single_file(
         state, config=str(base), subfolder=subfolder, torch_dtype=dtype, local_files_only=True
@@ -148,12 +185,15 @@ def load_pipeline(
     return pipeline_class.from_pretrained(base, **experts, dtype=dtype)
 
 
-def diffusers_names(original_keys: Sequence[str]) -> dict[str, str]:
-    """Diffusers' name for each original key, as {diffusers name: original name}, by running
-    diffusers' Wan converter over the names alone (it only renames Wan's keys)."""
-    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
-
-    converted = convert_wan_transformer_to_diffusers({key: key for key in original_keys})
+def diffusers_names(
+    original_keys: Sequence[str], transformer_class: str = "WanTransformer3DModel"
+) -> dict[str, str]:
+    """Diffusers' name for each original key, as {diffusers name: original name}, by running the
+    class's converter over the names alone (a names-only layout: it only renames keys)."""
+    layout = LAYOUTS[transformer_class]
+    if not layout.names_only:
+        raise ValueError(f"{transformer_class}'s layout converts tensors: it cannot run over names")
+    converted = layout.convert({key: key for key in original_keys})
     return {new: str(old) for new, old in converted.items()}
 
 
@@ -187,12 +227,12 @@ def _unloadable(url: str, caps: ArchCaps | None, quantize: bool, quanto: bool) -
 def _transformer_class(preset: ModelPreset) -> Any:
     import diffusers
 
-    name = _TRANSFORMER_CLASS.get(preset.pipeline)
+    name = PIPELINE_TRANSFORMERS.get(preset.pipeline)
     if preset.family not in SINGLE_FILE_FAMILIES or name is None:
         families = ", ".join(sorted(SINGLE_FILE_FAMILIES))
         raise SingleFileRefused(
             f"{preset.id} ({preset.family}, {preset.pipeline}): single-file transformers load only "
-            f"for {families} ({', '.join(_TRANSFORMER_CLASS)})"
+            f"for {families} ({', '.join(PIPELINE_TRANSFORMERS)})"
         )
     return getattr(diffusers, name)
 
@@ -253,23 +293,27 @@ def _load_quanto(model_class: Any, path: Path, dtype: torch.dtype, config_dir: P
         str(path),
         modelClass=model_class,
         forcedConfigPath=str(config_dir / "config.json"),
-        preprocess_sd=_renamed_for_mmgp,
+        preprocess_sd=functools.partial(_renamed_for_mmgp, model_class.__name__),
         default_dtype=dtype,
     )
 
 
 def _renamed_for_mmgp(
-    state: dict[str, Any], quantization_map: dict[str, Any] | None, tied: dict[str, Any] | None
+    transformer_class: str,
+    state: dict[str, Any],
+    quantization_map: dict[str, Any] | None,
+    tied: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
     """mmgp's preprocess hook: tensors and quantized module names in diffusers' names."""
-    renames = diffusers_names(list(state))
+    renames = diffusers_names(list(state), transformer_class)
     renamed = {new: state[old] for new, old in renames.items()}
     if quantization_map is None:
         return renamed, None, tied
-    return renamed, {_module_name(name): value for name, value in quantization_map.items()}, tied
+    modules = {_module_name(name, transformer_class): value for name, value in quantization_map.items()}
+    return renamed, modules, tied
 
 
-def _module_name(name: str) -> str:
+def _module_name(name: str, transformer_class: str) -> str:
     # The map names modules; the converter's patterns match inside a weight's name.
-    (new,) = diffusers_names([f"{name}.weight"])
+    (new,) = diffusers_names([f"{name}.weight"], transformer_class)
     return new.removesuffix(".weight")
