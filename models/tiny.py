@@ -10,6 +10,7 @@ from run to run and the presets can state exact component sizes.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -240,13 +241,13 @@ def llama_tokenizer(template: str) -> PreTrainedTokenizerFast:
     )
 
 
-def _seeded(build: Callable[[], Any]) -> Any:
+def seeded(build: Callable[[], Any]) -> Any:
     """Construct one component from a fresh seed, so each is independent of the others' order."""
     torch.manual_seed(SEED)
     return build()
 
 
-def _t5_config(vocab_size: int) -> dict[str, Any]:
+def t5_config(vocab_size: int) -> dict[str, Any]:
     # T5 v1.1 / UMT5 shape (gated GELU, untied head), shrunk: the real encoders are 4096 wide.
     return {
         "vocab_size": vocab_size,
@@ -267,21 +268,21 @@ def _t5_config(vocab_size: int) -> dict[str, Any]:
 
 
 def _build_wan() -> Any:
-    tokenizer, text_encoder = _wan_text()
+    tokenizer, text_encoder = wan_text()
     return WanPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,
-        transformer=_wan_transformer(),
-        vae=_wan_vae(),
-        scheduler=_wan_scheduler(),
+        transformer=wan_transformer(),
+        vae=wan_vae(),
+        scheduler=wan_scheduler(),
     )
 
 
 def _build_wan_flf2v() -> Any:
     """Wan 2.1's first-last-frame layout: 36 input channels (noise, mask, start and end latents)
     and a CLIP image encoder whose two images' tokens carry a learned position embedding."""
-    tokenizer, text_encoder = _wan_text()
-    image_encoder = _seeded(
+    tokenizer, text_encoder = wan_text()
+    image_encoder = seeded(
         lambda: CLIPVisionModel(
             CLIPVisionConfig(
                 hidden_size=8,
@@ -295,14 +296,14 @@ def _build_wan_flf2v() -> Any:
         ).eval()
     )
     tokens = 4 * 4 + 1  # patches of a 4x4 image, plus the class token
-    transformer = _wan_transformer(
+    transformer = wan_transformer(
         in_channels=36, image_dim=8, added_kv_proj_dim=24, pos_embed_seq_len=2 * tokens
     )
     return WanImageToVideoPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,
-        vae=_wan_vae(),
-        scheduler=_wan_scheduler(),
+        vae=wan_vae(),
+        scheduler=wan_scheduler(),
         # The PIL backend: the default one needs torchvision, which the farm does not install.
         image_processor=CLIPImageProcessorPil(size={"shortest_edge": 4}, crop_size={"height": 4, "width": 4}),
         image_encoder=image_encoder,
@@ -313,8 +314,8 @@ def _build_wan_flf2v() -> Any:
 def _build_wan_ti2v() -> Any:
     """Wan 2.2 TI2V's layout: the 48-channel Wan 2.2 VAE (16x spatial: a 2x pixel patch, then 8x)
     and one transformer over its latents; a start image is pinned as the first latent frame."""
-    tokenizer, text_encoder = _wan_text()
-    vae = _seeded(
+    tokenizer, text_encoder = wan_text()
+    vae = seeded(
         lambda: AutoencoderKLWan(
             base_dim=4,
             decoder_base_dim=4,
@@ -335,20 +336,20 @@ def _build_wan_ti2v() -> Any:
     return WanPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,
-        transformer=_wan_transformer(in_channels=48, out_channels=48),
+        transformer=wan_transformer(in_channels=48, out_channels=48),
         vae=vae,
-        scheduler=_wan_scheduler(),
+        scheduler=wan_scheduler(),
         expand_timesteps=True,
     )
 
 
-def _wan_text() -> tuple[PreTrainedTokenizerFast, Any]:
+def wan_text() -> tuple[PreTrainedTokenizerFast, Any]:
     tokenizer = t5_tokenizer()
-    text_encoder = _seeded(lambda: UMT5EncoderModel(UMT5Config(**_t5_config(len(tokenizer)))).eval())
+    text_encoder = seeded(lambda: UMT5EncoderModel(UMT5Config(**t5_config(len(tokenizer)))).eval())
     return tokenizer, text_encoder
 
 
-def _wan_transformer(**changes: Any) -> Any:
+def wan_transformer(**changes: Any) -> Any:
     config: dict[str, Any] = {
         "patch_size": (1, 2, 2),
         "num_attention_heads": 2,
@@ -363,12 +364,12 @@ def _wan_transformer(**changes: Any) -> Any:
         "qk_norm": "rms_norm_across_heads",
         "eps": 1e-6,
     }
-    return _seeded(lambda: WanTransformer3DModel(**(config | changes)))
+    return seeded(lambda: WanTransformer3DModel(**(config | changes)))
 
 
-def _wan_vae() -> Any:
+def wan_vae() -> Any:
     # Wan 2.1's VAE layout (8x spatial, 4x temporal, 16 latent channels) at base width 3.
-    return _seeded(
+    return seeded(
         lambda: AutoencoderKLWan(
             base_dim=3,
             z_dim=16,
@@ -379,7 +380,7 @@ def _wan_vae() -> Any:
     )
 
 
-def _wan_scheduler() -> Any:
+def wan_scheduler() -> Any:
     # As in Wan-AI's diffusers repos: UniPC in flow-prediction mode with a fixed shift.
     return UniPCMultistepScheduler(
         prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0, num_train_timesteps=1000
@@ -388,8 +389,8 @@ def _wan_scheduler() -> Any:
 
 def _build_ltx() -> Any:
     tokenizer = t5_tokenizer(model_max_length=128)
-    text_encoder = _seeded(lambda: T5EncoderModel(T5Config(**_t5_config(len(tokenizer)))).eval())
-    transformer = _seeded(
+    text_encoder = seeded(lambda: T5EncoderModel(T5Config(**t5_config(len(tokenizer)))).eval())
+    transformer = seeded(
         lambda: LTXVideoTransformer3DModel(
             in_channels=8,
             out_channels=8,
@@ -404,7 +405,7 @@ def _build_ltx() -> Any:
     )
     # LTX-Video's 32x spatial / 8x temporal compression (pixel patch 4, three scaling stages). The
     # decoder_* arguments must be set too: left at their defaults the decoder alone is 237M params.
-    vae = _seeded(
+    vae = seeded(
         lambda: AutoencoderKLLTXVideo(
             latent_channels=8,
             block_out_channels=(8, 8, 8, 8),
@@ -438,11 +439,11 @@ def _build_ltx() -> Any:
 
 
 def _build_flux() -> Any:
-    tokenizer, text_encoder = _clip_text()
+    tokenizer, text_encoder = clip_text()
     tokenizer_2 = t5_tokenizer()
-    text_encoder_2 = _seeded(lambda: T5EncoderModel(T5Config(**_t5_config(len(tokenizer_2)))).eval())
+    text_encoder_2 = seeded(lambda: T5EncoderModel(T5Config(**t5_config(len(tokenizer_2)))).eval())
     # FLUX.1-dev's layout: guidance-distilled (guidance_embeds), RoPE axes summing to the head dim.
-    transformer = _seeded(
+    transformer = seeded(
         lambda: FluxTransformer2DModel(
             patch_size=1,
             in_channels=16,
@@ -457,7 +458,7 @@ def _build_flux() -> Any:
         )
     )
     # Four blocks give Flux's 8x spatial compression; latent channels = transformer in_channels / 4.
-    vae = _seeded(
+    vae = seeded(
         lambda: AutoencoderKL(
             in_channels=3,
             out_channels=3,
@@ -495,10 +496,10 @@ def _build_flux() -> Any:
     )
 
 
-def _clip_text() -> tuple[PreTrainedTokenizerFast, Any]:
+def clip_text() -> tuple[PreTrainedTokenizerFast, Any]:
     """CLIP-L's text model in tiny (32 wide, 77 positions) with its tokenizer."""
     tokenizer = clip_tokenizer()
-    text_encoder = _seeded(
+    text_encoder = seeded(
         lambda: CLIPTextModel(
             CLIPTextConfig(
                 vocab_size=len(tokenizer),
@@ -550,8 +551,8 @@ def _build_qwen_image() -> Any:
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
     )
-    text_encoder = _seeded(lambda: Qwen2_5_VLForConditionalGeneration(config).eval())
-    transformer = _seeded(
+    text_encoder = seeded(lambda: Qwen2_5_VLForConditionalGeneration(config).eval())
+    transformer = seeded(
         lambda: QwenImageTransformer2DModel(
             patch_size=2,
             in_channels=64,
@@ -565,7 +566,7 @@ def _build_qwen_image() -> Any:
         )
     )
     # Qwen-Image's VAE is Wan's layout (8x spatial, 16 latent channels) run one frame at a time.
-    vae = _seeded(
+    vae = seeded(
         lambda: AutoencoderKLQwenImage(
             base_dim=3,
             z_dim=16,
@@ -610,9 +611,9 @@ def tiny_hunyuan() -> Any:
         eos_token_id=vocab["<|eot_id|>"],
         pad_token_id=vocab["<|end_of_text|>"],
     )
-    text_encoder = _seeded(lambda: LlamaModel(llama).eval())
-    tokenizer_2, text_encoder_2 = _clip_text()
-    transformer = _seeded(
+    text_encoder = seeded(lambda: LlamaModel(llama).eval())
+    tokenizer_2, text_encoder_2 = clip_text()
+    transformer = seeded(
         lambda: HunyuanVideoTransformer3DModel(
             in_channels=16,
             out_channels=16,
@@ -629,7 +630,7 @@ def tiny_hunyuan() -> Any:
             rope_axes_dim=(4, 6, 6),
         )
     )
-    vae = _seeded(
+    vae = seeded(
         lambda: AutoencoderKLHunyuanVideo(
             latent_channels=16,
             block_out_channels=(8, 8, 8, 8),
@@ -652,7 +653,9 @@ def tiny_hunyuan() -> Any:
 
 # Builders return Any: under mypy, diffusers' top-level names resolve to its dummy placeholder
 # classes, which are unrelated types.
-BUILDERS: dict[str, Callable[[], Any]] = {
+# A builder is a function, or "module:function" for a family whose tiny build lives in a module of
+# its own (models/tiny_<family>.py, which imports the shared parts from here: no import circle).
+BUILDERS: dict[str, Callable[[], Any] | str] = {
     "wan": _build_wan,
     # Variants of a family, by preset id.
     "wan-flf2v-tiny": _build_wan_flf2v,
@@ -661,6 +664,15 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "flux": _build_flux,
     "qwen-image": _build_qwen_image,
 }
+
+
+def tiny_pipeline(key: str) -> Any:
+    """The tiny pipeline BUILDERS[key] builds (a family, or a variant's preset id), in memory."""
+    builder = BUILDERS[key]
+    if isinstance(builder, str):
+        module, name = builder.split(":")
+        builder = getattr(importlib.import_module(module), name)
+    return builder()
 
 
 def build_tiny(preset: ModelPreset, dest: Path) -> None:
@@ -674,7 +686,7 @@ def build_tiny(preset: ModelPreset, dest: Path) -> None:
             f"no tiny builder for {preset.id} (family {preset.family!r}); builders: {', '.join(BUILDERS)}"
         )
     quiet_hf_libraries()  # save_pretrained draws a "Writing model shards" bar per component
-    pipe = builder()
+    pipe = tiny_pipeline(preset.id if preset.id in BUILDERS else preset.family)
     if type(pipe).__name__ != preset.pipeline:
         raise ValueError(
             f"{preset.id} names {preset.pipeline}, but the tiny {preset.family} is {type(pipe).__name__}"
@@ -690,7 +702,7 @@ def write_wan_single_file(dest: Path, transformer: Any = None) -> Path:
 
     from models.single_file import diffusers_names
 
-    state = (transformer if transformer is not None else _wan_transformer()).state_dict()
+    state = (transformer if transformer is not None else wan_transformer()).state_dict()
     names = {key: _wan_original_name(key) for key in state}
     # The inverse is checked against diffusers' own converter: each name must map back to itself.
     if diffusers_names(list(names.values())) != names:

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from models.tiny import BUILDERS, tiny_hunyuan
+from models.tiny import BUILDERS, tiny_hunyuan, tiny_pipeline
 
 
 class LoraLayout(StrEnum):
@@ -87,7 +87,7 @@ def save_tiny_lora(path: Path, family: str, layout: LoraLayout, seed: int = 0, r
 @cache
 def _linear_shapes(family: str) -> dict[str, tuple[int, int]]:
     """(in, out) features of every Linear of the family's tiny transformer, as models.tiny builds it."""
-    transformer = (tiny_hunyuan() if family == "hunyuan" else BUILDERS[family]()).transformer
+    transformer = (tiny_hunyuan() if family == "hunyuan" else tiny_pipeline(family)).transformer
     return {
         name: (module.in_features, module.out_features)
         for name, module in transformer.named_modules()

@@ -11,13 +11,13 @@ from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
 from diffusers.pipelines.wan.pipeline_wan import WanPipeline
 from diffusers.pipelines.wan.pipeline_wan_i2v import WanImageToVideoPipeline
 
-from models.tiny import BUILDERS
+from models.tiny import tiny_pipeline
 
 
 def two_expert_wan(boundary_ratio: float) -> Any:
     """A WanPipeline whose low-noise expert (transformer_2) is the tiny transformer moved by a fixed
     random offset, so the two experts' outputs differ; the same weights on every call."""
-    pipe = BUILDERS["wan"]()
+    pipe = tiny_pipeline("wan")
     low_noise = _perturbed(pipe.transformer)
     experts = WanPipeline(
         tokenizer=pipe.tokenizer,
@@ -35,7 +35,7 @@ def two_expert_wan(boundary_ratio: float) -> Any:
 def two_expert_wan_i2v(boundary_ratio: float) -> Any:
     """Wan 2.2 I2V A14B's layout in tiny: two experts over 36 input channels (noise, mask, start and
     end latents) and no image encoder; the low-noise expert perturbed as in `two_expert_wan`."""
-    text = BUILDERS["wan"]()
+    text = tiny_pipeline("wan")
     torch.manual_seed(0)
     high_noise = WanTransformer3DModel.from_config(text.transformer.config, in_channels=36)
     low_noise = _perturbed(high_noise)

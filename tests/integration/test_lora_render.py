@@ -23,7 +23,7 @@ from models.lora_adapters import DENOISERS, LoraRun, PeftAdapters, _mmgp_state_d
 from models.loras import LoraError, LoraLibrary, LoraMismatch, LoraNotFound, LoraPhases, parse_loras
 from models.request import GenerationRequest
 from models.runner import PipelineHost
-from models.tiny import BUILDERS
+from models.tiny import tiny_pipeline
 from models.tiny_loras import FAMILIES, LoraLayout, save_tiny_lora, tiny_lora
 from models.weights import WeightCache
 from tests.tiny_requests import lora_request
@@ -255,7 +255,7 @@ def test_a_phase_multiplier_acts_on_its_expert_only(lora_root: Path, multipliers
 def test_the_converted_state_dict_mmgp_reads_names_the_denoisers_own_layers() -> None:
     # mmgp matches LoRA keys to module names itself; CUDA alone runs it, the conversion runs here.
     for family in FAMILIES:
-        pipe = BUILDERS[family]()
+        pipe = tiny_pipeline(family)
         state = _mmgp_state_dict(type(pipe), tiny_lora(family, LoraLayout.ORIGINAL))
         modules = {name for name, _ in pipe.transformer.named_modules()}
         layers = {key.split(".lora_")[0] for key in state}

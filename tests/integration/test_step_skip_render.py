@@ -26,7 +26,7 @@ from models.settings import Job, parse_settings, resolve
 from models.step_cache import CALIBRATIONS, CacheKind, StepCaching, StepSkip, mag_plan, start_step, tea_plan
 from models.step_cache import _mag_ratios_per_step as per_step_ratios
 from models.step_cache_hook import step_skipping, time_embedding_changes
-from models.tiny import BUILDERS
+from models.tiny import tiny_pipeline
 from models.weights import WeightCache
 from processing.metadata import read_metadata
 from tests.tiny_requests import tiny_wan_request
@@ -125,7 +125,7 @@ def test_a_skipping_job_that_fails_mid_way_leaves_the_pipeline_clean(
 
 @pytest.fixture(scope="module")
 def pipe() -> Any:
-    built = BUILDERS["wan"]()
+    built = tiny_pipeline("wan")
     built.set_progress_bar_config(disable=True)
     return built
 

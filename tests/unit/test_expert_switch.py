@@ -16,7 +16,7 @@ from models.catalogue import get_model
 from models.progress import Cancelled, Progress
 from models.request import GenerationRequest
 from models.runner import PipelineHost
-from models.tiny import BUILDERS
+from models.tiny import tiny_pipeline
 from models.weights import WeightCache
 from tests.tiny_requests import cache_as, tiny_wan_request
 from tests.two_experts import two_expert_wan
@@ -61,7 +61,7 @@ def test_one_guidance_phase_runs_the_high_noise_expert_alone() -> None:
 
 
 def test_a_one_transformer_pipeline_refuses_a_switch() -> None:
-    one = BUILDERS["wan"]()
+    one = tiny_pipeline("wan")
     refused = pytest.raises(ValueError, match=r"switch_threshold: wan2\.2-t2v-a14b has one transformer")
     with refused, expert_switch((one,), PRESET, request(500)):
         pass

@@ -15,7 +15,7 @@ from models.catalogue import get_model
 from models.flow_schedulers import CAUSVID_TIMESTEPS, CausVidScheduler, LcmFlowScheduler
 from models.samplers import MAX_STEPS
 from models.settings import SettingsError, parse_settings, resolve
-from models.tiny import BUILDERS
+from models.tiny import tiny_pipeline
 from tests.tiny_requests import tiny_wan_request
 
 # WanGP at deepbeepmeep/Wan2GP@8681e9f7: shared/utils/lcm_scheduler.py's LCMScheduler after
@@ -121,7 +121,7 @@ def _render(pipe: Any, solver: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def wan() -> Any:
-    pipe = BUILDERS["wan"]()
+    pipe = tiny_pipeline("wan")
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -24,7 +24,7 @@ from models.loras import LoraLibrary, LoraPhases, LoraRequest
 from models.request import GenerationRequest
 from models.runner import PipelineHost
 from models.settings import SettingsError, parse_settings, resolve
-from models.tiny import BUILDERS
+from models.tiny import tiny_pipeline
 from models.tiny_loras import LoraLayout, save_tiny_lora
 from models.weights import WeightCache
 from tests.tiny_requests import cache_as
@@ -127,7 +127,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> PipelineHost:
     """The tiny two-expert Wan as Wan 2.2 T2V A14B and the tiny Wan as Wan 2.1 T2V 14B, with a Wan
     LoRA in the folder both read (wan/)."""
     cache = WeightCache(tmp_path_factory.mktemp("weights"))
-    for model, pipe in (("wan2.2-t2v-a14b", two_expert_wan(0.875)), ("wan2.1-t2v-14b", BUILDERS["wan"]())):
+    for model, pipe in (("wan2.2-t2v-a14b", two_expert_wan(0.875)), ("wan2.1-t2v-14b", tiny_pipeline("wan"))):
         cache_as(cache, get_model(model), pipe)
     root = tmp_path_factory.mktemp("loras")
     save_tiny_lora(root / "wan" / LORA, "wan", LoraLayout.DIFFUSERS)
