@@ -286,10 +286,19 @@ class FarmService:
         first = job.generations[0].request
         # Every image the job reads travels as an upload: the agent fetches each reference
         # (processing.queue_zip.ATTACHMENT_KEYS) and finds no other file.
-        for key, path in (("image_start", first.image_start), ("image_end", first.image_end)):
+        files: tuple[tuple[str, Path | None], ...] = (
+            ("image_start", first.image_start),
+            ("image_end", first.image_end),
+            ("video_guide", first.video_guide),
+            ("video_mask", first.video_mask),
+        )
+        for key, path in files:
             if path is not None:
                 settings[key] = uploads.upload(self.storage, path, self.clock())
                 uploaded.append(settings[key])
+        if first.image_refs:
+            settings["image_refs"] = [uploads.upload(self.storage, p, self.clock()) for p in first.image_refs]
+            uploaded.extend(settings["image_refs"])
         return NewJob(owner=who.owner, priority=priority, settings=settings, work=job.work, loras=needs)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Task(StrEnum):
@@ -32,6 +32,8 @@ class Role(StrEnum):
     VAE = "vae"
 
 
+# WanGP's guide inputs a pipeline may take (ModelPreset.inputs; read by models.guides).
+GUIDE_INPUTS = ("video_guide", "video_mask", "image_refs")
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "nvfp4": 0.5}
 
 
@@ -159,6 +161,9 @@ class ModelPreset(BaseModel):
     wangp_model_types: list[str]  # WanGP `model_type` ids that mean this model
     # Takes a last frame (WanGP's image_end) in the call WanGP makes: first-last-frame models.
     end_image: bool = False
+    # The guide files (GUIDE_INPUTS) its pipeline takes: VACE's control video, mask and reference
+    # images, an edit model's images. models.guides refuses the others by name.
+    inputs: list[str] = []
     fps: int | None = None  # native frame rate of a video model
     components: list[Component]
     frames: FrameRule | None = None  # None for image models
@@ -173,6 +178,17 @@ class ModelPreset(BaseModel):
     derived_from: str | None = None
     wangp_weights: list[str] = []
     wangp_weights2: list[str] = []  # the second (low-noise) expert
+    # WanGP's `attention` model key: the kernel the model runs on cards matching each condition
+    # (e.g. {"<89": "sdpa"}), read by models.model_attention; {} leaves the machine's kernel.
+    attention: dict[str, str] = {}
+
+    @field_validator("inputs")
+    @classmethod
+    def _known_inputs(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(GUIDE_INPUTS))
+        if unknown:
+            raise ValueError(f"unknown guide input(s) {', '.join(unknown)}; known: {', '.join(GUIDE_INPUTS)}")
+        return value
 
     @model_validator(mode="after")
     def _video_models_have_fps_and_frames(self) -> ModelPreset:

@@ -27,6 +27,10 @@ class GenerationRequest:
     batch_size: int = 1
     image_start: Path | None = None  # first frame for image-to-video
     image_end: Path | None = None  # last frame, on models that take one (ModelPreset.end_image)
+    # WanGP's guide inputs (models.guides), on models whose preset lists them in `inputs`.
+    video_guide: Path | None = None  # a control video
+    video_mask: Path | None = None  # its mask
+    image_refs: tuple[Path, ...] = ()  # reference images
     loras: tuple[LoraRequest, ...] = ()  # in activated_loras order, schedules for `steps`
     guidance_scale_2: float | None = None  # Wan 2.2's low-noise expert; None: guidance_scale
     # Wan 2.2: the noise level (0-1000) at and below which the low-noise expert runs (0: never);

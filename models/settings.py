@@ -21,6 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from models.attachments import SEND_ATTACHMENTS, AttachmentRefused, Attachments
 from models.attention import override_attention
 from models.catalogue import ModelPreset, Output, Task, UnknownModel, catalogue, get_model
+from models.guides import Guides, read_guides
 from models.loras import LoraPhases, LoraRequest, parse_loras
 from models.overrides import Overrides
 from models.profiles import override_profile
@@ -118,6 +119,9 @@ class WanGPSettings(BaseModel):
     loras_multipliers: str = Field(default="", max_length=MAX_LORA_TEXT_CHARS)
     image_start: str | list[str] | None = None
     image_end: str | list[str] | None = None
+    video_guide: str | list[str] | None = None
+    video_mask: str | list[str] | None = None
+    image_refs: str | list[str] | None = None
     image_prompt_type: str | None = Field(default=None, max_length=8)
     film_grain_intensity: Float = Field(default=0.0, ge=0, le=1)
     film_grain_saturation: Float = Field(default=0.5, ge=0, le=1)
@@ -259,6 +263,11 @@ def _rendered(
 ) -> _Rendered:
     image_start = _image_start(settings, preset, attachments, problems)
     image_end = _image_end(settings, preset, facts, attachments, image_start, problems)
+    guides = (
+        read_guides(settings.as_dict(), preset, attachments, list(catalogue().values()), problems)
+        if attachments.folder is not None  # else refused already: the files did not come
+        else Guides()
+    )
     canvas, (width, height) = _size(settings, preset, image_start, problems)
     flow_shift = _or(settings.flow_shift if facts.flow_shift else None, preset.defaults.flow_shift)
     solver = _solver(settings, preset, facts, problems)
@@ -282,6 +291,9 @@ def _rendered(
         batch_size=batch,
         image_start=image_start,
         image_end=image_end,
+        video_guide=guides.video_guide,
+        video_mask=guides.video_mask,
+        image_refs=guides.image_refs,
         overrides=_overrides(settings, problems),
         step_caching=_step_caching(settings, preset, facts, canvas, steps, problems),
     )
@@ -408,6 +420,13 @@ def _metadata(
         applied["image_end"] = given["image_end"]  # as written: WanGP's file name (or list of one)
     elif settings.image_prompt_type:
         applied["image_prompt_type"] = settings.image_prompt_type
+    for key, used in (
+        ("video_guide", request.video_guide),
+        ("video_mask", request.video_mask),
+        ("image_refs", request.image_refs),
+    ):
+        if used:
+            applied[key] = given[key]  # as written: WanGP's file names
     if settings.film_grain_intensity > 0:
         applied |= {
             "film_grain_intensity": settings.film_grain_intensity,
