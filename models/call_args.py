@@ -29,6 +29,7 @@ from models.catalogue import ModelPreset, Output, Task
 from models.flow_schedulers import CausVidScheduler, LcmFlowScheduler
 from models.request import GenerationRequest
 from models.samplers import solver_problem
+from models.wan_offshoots import call_extras
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,8 @@ def pipeline_kwargs(
             )
         with Image.open(request.image_end) as image:
             kwargs["last_image"] = image.convert("RGB")
+    # Wan offshoots with pipelines of their own (SkyReels DF, Lucy Edit) take more.
+    kwargs.update(call_extras(preset, request))
     return kwargs
 
 

@@ -14,11 +14,15 @@ from typing import Any
 
 from models.catalogue import ModelPreset, Task
 from models.request import GenerationRequest
+from models.wan_offshoots import own_call
 
 
 def pipeline_for(pipe: Any, preset: ModelPreset, request: GenerationRequest) -> Any:
     """The pipeline that renders `request`: `pipe` itself, or an image-to-video pipeline over its
-    modules (TI2V from a start image; FLF2V from a start image alone)."""
+    modules (TI2V from a start image; FLF2V from a start image alone), or a model's own call over
+    it (models.wan_offshoots: ChronoEdit's image edit)."""
+    if (own := own_call(pipe, preset)) is not None:
+        return own
     if request.image_start is None:
         return pipe
     if preset.task is Task.TI2V:

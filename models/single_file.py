@@ -36,6 +36,7 @@ from urllib.parse import urlparse
 
 from models.gpus import ArchCaps, arch_caps
 from models.preset import ModelPreset
+from models.wan_offshoots import skyreels_layout
 
 if TYPE_CHECKING:  # torch is imported where a file is loaded: model definitions are read without it
     import torch
@@ -62,6 +63,8 @@ def _wan_layout(state: dict[str, Any]) -> dict[str, Any]:
 # row here and its pipelines' rows in PIPELINE_TRANSFORMERS.
 LAYOUTS: dict[str, Layout] = {
     "WanTransformer3DModel": Layout(_wan_layout),
+    "SkyReelsV2Transformer3DModel": Layout(skyreels_layout),
+    "ChronoEditTransformer3DModel": Layout(_wan_layout),
 }
 # The catalogue families (`ModelPreset.family`) whose files load here.
 SINGLE_FILE_FAMILIES = frozenset({"wan"})
@@ -69,6 +72,9 @@ SINGLE_FILE_FAMILIES = frozenset({"wan"})
 PIPELINE_TRANSFORMERS = {
     "WanPipeline": "WanTransformer3DModel",
     "WanImageToVideoPipeline": "WanTransformer3DModel",
+    "SkyReelsV2DiffusionForcingPipeline": "SkyReelsV2Transformer3DModel",
+    "ChronoEditPipeline": "ChronoEditTransformer3DModel",
+    "LucyEditPipeline": "WanTransformer3DModel",
 }
 # Name tokens of prequantized files: int8 (optimum-quanto, read through mmgp) is the one loadable.
 INT8_TOKEN = "int8"

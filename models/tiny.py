@@ -663,6 +663,9 @@ BUILDERS: dict[str, Callable[[], Any] | str] = {
     "ltx": _build_ltx,
     "flux": _build_flux,
     "qwen-image": _build_qwen_image,
+    "skyreels-df-tiny": "models.tiny_wan_offshoots:build_skyreels_df",
+    "chrono-edit-tiny": "models.tiny_wan_offshoots:build_chrono_edit",
+    "lucy-edit-tiny": "models.tiny_wan_offshoots:build_lucy_edit",
 }
 
 

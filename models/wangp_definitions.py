@@ -37,6 +37,10 @@ ARCHITECTURES: dict[str, str] = {
     "flux": "flux.1-dev",
     "flux_schnell": "flux.1-schnell",
     "qwen_image_20B": "qwen-image",
+    "sky_df_1.3B": "skyreels-v2-df-1.3b-540p",
+    "sky_df_14B": "skyreels-v2-df-14b-540p",
+    "chrono_edit": "chronoedit-14b",
+    "lucy_edit": "lucy-edit-dev",
 }
 
 

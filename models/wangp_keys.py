@@ -56,6 +56,12 @@ class ModelFacts:
     input_video_strength: bool = False
     end_image: bool = False  # WanGP takes an end image for it ("E" in image_prompt_types_allowed)
     step_caches: tuple[str, ...] = ()  # WanGP's step skipping for it (tea_cache, mag_cache)
+    # The model_mode values WanFarm renders as WanGP does where model_mode is the model's own mode
+    # (SkyReels DF's asynchronous steps, ChronoEdit's process); () where it is the inpainting method.
+    model_modes: tuple[int, ...] = ()
+    # The video_prompt_type of a model whose control video is the video it edits (Lucy Edit: "UV",
+    # the video as given); it renders with that value and a video_guide, nothing else.
+    guide_letters: str = ""
     # WanGP's defaults for this model where they differ from models/_settings.json (the handler's
     # update_default_settings and defaults/<model_type>.json), for keys WanFarm does not fill itself.
     factory: Mapping[str, object] = field(default_factory=dict)
@@ -376,6 +382,31 @@ FPS_AS_RENDERED = NoOp(
 NO_WINDOWS = NoOp(lambda v, r: not windows(r), "at least video_length (one window)")
 
 
+def guide_letters_or(other: NoOp) -> NoOp:
+    """video_prompt_type on a model whose control video is the video it edits (ModelFacts.guide_letters):
+    exactly those letters, with a video_guide; on any other model, `other`."""
+
+    def test(value: object, reading: Reading) -> bool:
+        if reading.facts.guide_letters:
+            return same_value(value, reading.facts.guide_letters) and bool(reading.get("video_guide"))
+        return other.test(value, reading)
+
+    return NoOp(test, f"{other.words}; on Lucy Edit UV with the video to edit as video_guide")
+
+
+def _model_mode_as_rendered(value: object, reading: Reading) -> bool:
+    if reading.facts.model_modes:
+        return value is None or any(same_value(value, mode) for mode in reading.facts.model_modes)
+    return empty().test(value, reading) or not same_value(reading.get("image_mode"), 2)
+
+
+MODEL_MODE_AS_RENDERED = NoOp(
+    _model_mode_as_rendered,
+    "empty, or any value outside inpainting; on SkyReels DF and ChronoEdit their first mode (0)",
+    lambda v: v is None,
+)
+
+
 def _phase(n: int) -> Callable[[Reading], bool]:
     return lambda r: r.phases >= n
 
@@ -475,14 +506,14 @@ _ROWS: tuple[WanGPKey, ...] = (
         "video_prompt_type",
         "control video, reference image and mask modes (letters V, I, A, G, ...)",
         "",
-        empty(),
+        guide_letters_or(empty()),
     ),
     _row("audio_prompt_type", "audio prompt modes (letters A, B, ...)", "", empty()),
     _row(
         "model_mode",
-        "the inpainting method",
+        "the inpainting method, or a model's own mode (SkyReels DF: asynchronous steps; ChronoEdit)",
         None,
-        empty() | unless(lambda r: same_value(r.get("image_mode"), 2), "outside inpainting"),
+        MODEL_MODE_AS_RENDERED,
     ),
     _row(
         "custom_settings",
@@ -711,6 +742,12 @@ _WAN = ModelFacts(
 )
 # models/wan/wan_handler.py: image-to-video models take an end image (image_prompt_types "SEVL").
 _WAN_I2V = replace(_WAN, end_image=True)
+_SKY_DF = ModelFacts(
+    guidance_phases=1,
+    sliding_window=True,
+    model_modes=(0,),
+    factory={"RIFLEx_setting": 2, "sliding_window_size": 97},
+)
 MODEL_FACTS: dict[str, ModelFacts] = {
     "t2v": _WAN,
     "t2v_1.3B": _WAN,
@@ -766,6 +803,21 @@ MODEL_FACTS: dict[str, ModelFacts] = {
     ),
     "qwen_image_20B": ModelFacts(
         flow_shift=False, samplers=("default", "lightning"), factory={"flow_shift": 5.0}
+    ),
+    # Wan offshoots (models/wan/df_handler.py, wan_handler.py): SkyReels DF renders one window
+    # synchronously (model_mode 0), without RIFLEx (DTT2V turns it off); ChronoEdit's default is an
+    # image (image_mode 1, model_mode 0: 5 frames, the last kept); Lucy Edit reads its control video
+    # ("UV"). ChronoEdit's "TI" prompt enhancer runs only where WanGP's server config enables one.
+    **dict.fromkeys(("sky_df_1.3B", "sky_df_14B"), _SKY_DF),
+    "sky_df_720p_14B": replace(_SKY_DF, factory={**_SKY_DF.factory, "sliding_window_size": 121}),
+    "chrono_edit": ModelFacts(
+        guidance_phases=1, samplers=_WAN_SAMPLERS, model_modes=(0,), factory={"image_mode": 1}
+    ),
+    "lucy_edit": replace(
+        _WAN,
+        step_caches=("mag",),
+        guide_letters="UV",
+        factory={"video_prompt_type": "UV", "sliding_window_size": 121},
     ),
 }
 # WanFarm's own models (tiny ones, LTX-Video 2B): no WanGP model to follow; every applied key counts.

@@ -19,6 +19,7 @@ from gpu_agent.inventory import loadable
 from models import catalogue as catalogue_module
 from models.catalogue import Task, catalogue, get_model
 from models.wangp_definitions import ARCHITECTURES, decide, own_weights, parse_definition
+from models.wangp_keys import model_facts
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
 # What the farm serves of WanGP's defaults/ today: the catalogue's own models, and Wan finetunes
@@ -43,6 +44,7 @@ def test_each_definition_renders_with_its_own_defaults_or_is_refused_by_reason(
     models_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     Image.new("RGB", (64, 64), (230, 40, 30)).save(tmp_path / "start.png")
+    (tmp_path / "guide.mp4").write_bytes(b"a dry run checks that the file is there, not its frames")
     definitions = fixture()["definitions"]
     for model_id, data in definitions.items():
         write(models_dir, model_id, data)
@@ -59,6 +61,8 @@ def test_each_definition_renders_with_its_own_defaults_or_is_refused_by_reason(
         settings = {k: v for k, v in data.items() if k != "model"} | {"model_type": model_id}
         if verdict.preset.task is Task.I2V:  # a default cannot name the start image a job brings
             settings["image_start"] = "start.png"
+        if model_facts(verdict.preset.wangp_model_types).guide_letters:  # nor the video an editor edits
+            settings["video_guide"] = "guide.mp4"
         path = tmp_path / f"{model_id}.json"
         path.write_text(json.dumps(settings))
         assert main(["render", "--dry-run", str(path)]) == 0, capsys.readouterr().err
