@@ -91,18 +91,31 @@ def definitions_in(folder: Path, presets: Mapping[str, ModelPreset]) -> list[Ver
     """The verdict on each definition file of `folder` against the catalogue's `presets`."""
     # Imported here: the key table behind it costs a command's start 50 ms, and only a farm that
     # serves WanGP definitions ($WANFARM_MODELS) reads it.
-    from models.wangp_definitions import DefinitionError, Verdict, decide, parse_definition
+    from models.wangp_definitions import (
+        DefinitionError,
+        Verdict,
+        WangpDefinition,
+        decide,
+        parse_definition,
+        with_references,
+    )
 
     if not folder.is_dir():
         raise ValueError(f"${MODELS_ENV}: {folder} is not a folder")
-    verdicts = []
+    parsed: dict[str, WangpDefinition] = {}
+    unreadable: dict[str, Verdict] = {}
     for path in sorted(folder.glob("*.json")):
         try:
-            verdict = decide(parse_definition(path.stem, json.loads(path.read_text())), presets)
+            parsed[path.stem] = parse_definition(path.stem, json.loads(path.read_text()))
         except (ValueError, DefinitionError) as error:  # JSONDecodeError is a ValueError
-            verdict = Verdict(path.stem, "", None, f"not a WanGP definition: {error}")
+            unreadable[path.stem] = Verdict(path.stem, "", None, f"not a WanGP definition: {error}")
+    # A definition may take its files or LoRAs from another one of the folder, by model type.
+    resolved = with_references(parsed)
+    verdicts = []
+    for model_id in sorted({*parsed, *unreadable}):
+        verdict = unreadable.get(model_id) or decide(resolved[model_id], presets)
         if verdict.preset is not None and not verdict.catalogue_own and verdict.id in presets:
-            verdict = Verdict(path.stem, verdict.architecture, None, "its name is a catalogue id")
+            verdict = Verdict(model_id, verdict.architecture, None, "its name is a catalogue id")
         verdicts.append(verdict)
     return verdicts
 

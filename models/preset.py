@@ -178,6 +178,10 @@ class ModelPreset(BaseModel):
     derived_from: str | None = None
     wangp_weights: list[str] = []
     wangp_weights2: list[str] = []  # the second (low-noise) expert
+    # A definition's built-in LoRAs (URLs or LoRA file names), applied before a job's own, each at
+    # its WanGP multiplier entry ("1", "0;1"; missing ones are 1).
+    builtin_loras: list[str] = []
+    builtin_lora_multipliers: list[str] = []
     # WanGP's `attention` model key: the kernel the model runs on cards matching each condition
     # (e.g. {"<89": "sdpa"}), read by models.model_attention; {} leaves the machine's kernel.
     attention: dict[str, str] = {}

@@ -232,7 +232,7 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
     reading = _reading(settings, preset, facts, rendered)
     problems.extend(refusals(reading))
     # Read in the job's guidance phases, which the reading knows (WanGP's lora_multiplier_phases).
-    loras = _loras(settings, rendered.request.steps, lora_phases(reading), problems)
+    loras = _loras(settings, preset, rendered.request.steps, lora_phases(reading), problems)
     if problems:
         raise SettingsError(problems, source)
     rendered = replace(rendered, request=replace(rendered.request, loras=loras))
@@ -341,11 +341,17 @@ def _overrides(settings: WanGPSettings, problems: list[str]) -> Overrides | None
 
 
 def _loras(
-    settings: WanGPSettings, steps: int, phases: LoraPhases, problems: list[str]
+    settings: WanGPSettings, preset: ModelPreset, steps: int, phases: LoraPhases, problems: list[str]
 ) -> tuple[LoraRequest, ...]:
-    # The files are found where the job renders (the node's LoRA folder); here, the schedule.
+    # The files are found where the job renders (the node's LoRA folder); here, the schedule. A
+    # WanGP definition's own LoRAs come first, in the same phases (WanGP's merged schedules).
     try:
-        return parse_loras(settings.activated_loras, settings.loras_multipliers, steps, phases)
+        builtin = parse_loras(preset.builtin_loras, " ".join(preset.builtin_lora_multipliers), steps, phases)
+    except ValueError as error:
+        problems.append(f"{preset.id}: its built-in LoRAs: {error}")
+        return ()
+    try:
+        return builtin + parse_loras(settings.activated_loras, settings.loras_multipliers, steps, phases)
     except ValueError as error:
         message = str(error)
         problems.append(

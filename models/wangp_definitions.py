@@ -9,6 +9,7 @@ own table of the catalogue models' WanGP weight files (wangp_base_weights.json).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -91,6 +92,10 @@ _DEFAULTS_KEYS = ("resolution", "video_length", "num_inference_steps", "flow_shi
 _FORM_ONLY_SETTINGS = frozenset({"prompt"})
 
 
+# How deep a chain of definitions naming another's files is followed (WanGP stops at 10).
+_MAX_REFERENCES = 10
+
+
 class DefinitionError(ValueError):
     """A file that is not a WanGP model definition."""
 
@@ -120,9 +125,13 @@ class WangpDefinition:
     urls: Weights
     urls2: Weights  # the second (low-noise) expert of Wan 2.2 models
     modules: tuple[str, ...]  # module file names, or WanGP model types whose modules it merges
-    loras: tuple[str, ...]  # built-in LoRA file names, or the model type whose LoRAs it takes
+    loras: Weights  # built-in LoRAs: their URLs (or file names), or the model type whose LoRAs it takes
     model_keys: frozenset[str]  # every key of its model block
     settings: Mapping[str, object]  # its default settings: the top-level keys beside "model"
+    # Its model block's loras_multipliers: WanGP's entry per built-in LoRA ("1", "0;1"), or the
+    # model type whose multipliers it takes; a LoRA without one runs at 1.
+    lora_multipliers: tuple[str, ...] | str = ()
+    attention: object = None  # its `attention` key: a kernel per card condition (models.model_attention)
 
 
 @dataclass(frozen=True)
@@ -150,7 +159,8 @@ def parse_definition(model_id: str, data: object) -> WangpDefinition:
         urls=_weights(model.get("URLs")),
         urls2=_weights(model.get("URLs2")),
         modules=_names(model.get("modules")),
-        loras=_names(model.get("loras")),
+        loras=_weights(model.get("loras")),
+        lora_multipliers=_multipliers(model.get("loras_multipliers")),
         model_keys=frozenset(model),
         settings={key: value for key, value in data.items() if key != "model"},
     )
@@ -180,6 +190,42 @@ def decide(definition: WangpDefinition, presets: Mapping[str, ModelPreset]) -> V
     if reason:
         return _refused(definition, reason)
     return Verdict(definition.id, definition.architecture, _derived(definition, base))
+
+
+def with_references(definitions: Mapping[str, WangpDefinition]) -> dict[str, WangpDefinition]:
+    """Each definition with the URLs, URLs2, loras and loras_multipliers it takes from another
+    definition of `definitions` (WanGP's get_model_recursive_prop: a model type in place of a
+    list, followed to the list) filled in; one naming a definition not given keeps the name."""
+
+    def follow(model_id: str, field: str, seen: tuple[str, ...] = ()) -> object:
+        value = getattr(definitions[model_id], field)
+        ref = value.same_as if isinstance(value, Weights) else value if isinstance(value, str) else ""
+        if not ref or ref not in definitions or ref in seen or len(seen) > _MAX_REFERENCES:
+            return value
+        return follow(ref, field, (*seen, model_id))
+
+    resolved = {}
+    for model_id, definition in definitions.items():
+        changes: dict[str, object] = {}
+        for field in ("urls", "urls2", "loras"):
+            weights = getattr(definition, field)
+            target = follow(model_id, field)
+            if weights.same_as and isinstance(target, Weights) and target.urls:
+                changes[field] = Weights(urls=target.urls, same_as=weights.same_as)
+        if isinstance(definition.lora_multipliers, str):
+            target = follow(model_id, "lora_multipliers")
+            if not isinstance(target, str):
+                changes["lora_multipliers"] = target
+        resolved[model_id] = dataclasses.replace(definition, **changes) if changes else definition  # type: ignore[arg-type]
+    return resolved
+
+
+def _multipliers(value: object) -> tuple[str, ...] | str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return tuple(str(item) for item in value)
+    return ()
 
 
 def _weights(value: object) -> Weights:
@@ -217,8 +263,10 @@ def _merged(definition: WangpDefinition) -> str:
     # A merged module or LoRA changes the weights the base would render with: another model.
     if definition.modules:
         return f"modules merged into the model are not supported yet: {', '.join(definition.modules)}"
-    if definition.loras:
-        return f"built-in LoRAs are not supported yet: {', '.join(definition.loras)}"
+    if definition.loras.same_as and not definition.loras.urls:
+        return f"built-in LoRAs of {definition.loras.same_as!r}: that definition is not given"
+    if isinstance(definition.lora_multipliers, str):
+        return f"built-in LoRA multipliers of {definition.lora_multipliers!r}: that definition is not given"
     return ""
 
 
@@ -229,8 +277,8 @@ def _weights_problem(definition: WangpDefinition, base: ModelPreset) -> str:
     named = f"its weights ({definition.urls.describe() or 'none named'}) are not {base.id}'s"
     if base.family not in SINGLE_FILE_SERVED:
         return f"{named}: single-file weights not supported yet"
-    if definition.urls.same_as or not definition.urls.urls or definition.urls2.same_as:
-        return f"{named}: weights of another definition not supported yet"
+    if not definition.urls.urls or (definition.urls2.same_as and not definition.urls2.urls):
+        return f"{named}: the files of a definition not given cannot be found"
     if bool(urls2) != bool(definition.urls2.urls):
         # Each expert needs its file: URLs2 exactly when the base has a low-noise expert.
         wanted = f"{base.id} has two experts" if urls2 else f"{base.id} has one transformer"
@@ -260,13 +308,16 @@ def own_weights(preset: ModelPreset, expert: int = 1) -> tuple[str, ...]:
 
 
 def _is(weights: Weights, files: frozenset[str], base: ModelPreset) -> bool:
-    if weights.same_as:
-        return weights.same_as in base.wangp_model_types and bool(files)
-    return set(weights.files) <= files if weights.files else not files
+    if weights.same_as in base.wangp_model_types and files:
+        return True
+    if weights.files:
+        return set(weights.files) <= files
+    return not files and not weights.same_as
 
 
 def _model_keys_problem(definition: WangpDefinition) -> str:
-    known = {"architecture", "URLs", "URLs2", "modules", "loras"} | _INERT_MODEL_KEYS
+    honoured = {"architecture", "URLs", "URLs2", "modules", "loras", "loras_multipliers"}
+    known = honoured | _INERT_MODEL_KEYS
     other = sorted(definition.model_keys - known)
     if other:
         return f"model setting(s) not supported yet: {', '.join(other)}"
@@ -315,6 +366,8 @@ def _derived(definition: WangpDefinition, base: ModelPreset) -> ModelPreset:
             "derived_from": base.id,
             "wangp_weights": list(definition.urls.urls),
             "wangp_weights2": list(definition.urls2.urls),
+            "builtin_loras": list(definition.loras.urls),
+            "builtin_lora_multipliers": list(definition.lora_multipliers),
             "sizes_source": f"Bytes are {base.id}'s, whose weights this definition names.",
             "description": f"WanGP definition {definition.id!r} on {base.id}: its own default settings.",
         }

@@ -18,7 +18,8 @@ from controller.cli import main
 from gpu_agent.inventory import loadable
 from models import catalogue as catalogue_module
 from models.catalogue import Task, catalogue, get_model
-from models.wangp_definitions import ARCHITECTURES, decide, own_weights, parse_definition
+from models.settings import parse_settings, resolve
+from models.wangp_definitions import ARCHITECTURES, decide, own_weights, parse_definition, with_references
 from models.wangp_keys import model_facts
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
@@ -37,7 +38,8 @@ def test_the_fixture_holds_the_217_definitions_at_8681e9f7_without_prose() -> No
     assert facts["commit"].startswith("8681e9f7") and facts["count"] == len(facts["definitions"]) == 217
     for definition in facts["definitions"].values():
         assert not {"name", "description"} & set(definition["model"])
-        assert "http" not in json.dumps(definition["model"])
+        # File names only, but for built-in LoRAs, which the farm fetches by their URL.
+        assert "http" not in json.dumps({k: v for k, v in definition["model"].items() if k != "loras"})
 
 
 def test_each_definition_renders_with_its_own_defaults_or_is_refused_by_reason(
@@ -105,7 +107,7 @@ def test_a_two_expert_finetune_is_served_from_its_files_for_each_expert() -> Non
 @pytest.mark.parametrize(
     ("model_id", "reason"),
     [
-        ("flux_krea", "single-file weights not supported yet"),
+        ("hunyuan_t2v_fast", "single-file weights not supported yet"),
         ("i2v_2_2_Enhanced_Lightning_v2", "a prequantized fp8 file, which the farm does not load"),
         ("t2v_1.3B_nvfp4", "a prequantized nvfp4 file, which the farm does not load"),
     ],
@@ -116,10 +118,45 @@ def test_finetune_weights_the_farm_cannot_load_are_refused_by_name(model_id: str
     assert verdict.reason.endswith(reason), verdict.reason
 
 
-def test_modules_and_builtin_loras_are_refused_by_name() -> None:
+def test_builtin_loras_come_first_in_every_job_at_their_multipliers(models_dir: Path) -> None:
+    # Two built-in LoRAs, one stepping down over the steps, on the tiny Wan.
+    builtin = {"loras": ["fast.safetensors", "detail.safetensors"], "loras_multipliers": ["1,0.5", 0.8]}
+    write(models_dir, "mine", {"model": {"architecture": "wan-tiny", "URLs": []} | builtin})
     definitions = fixture()["definitions"]
-    loras = decide(parse_definition("i2v_fusionix", definitions["i2v_fusionix"]), catalogue())
-    assert loras.reason == "built-in LoRAs are not supported yet: Wan2.1_I2V_14B_FusionX_LoRA.safetensors"
+    fusionix = decide(parse_definition("i2v_fusionix", definitions["i2v_fusionix"]), catalogue()).preset
+    assert fusionix is not None and fusionix.derived_from == "wan2.1-i2v-14b-480p"
+    assert [url.rsplit("/", 1)[1] for url in fusionix.builtin_loras] == [
+        "Wan2.1_I2V_14B_FusionX_LoRA.safetensors"
+    ]
+    settings = {
+        "model_type": "mine",
+        "activated_loras": ["style.safetensors"],
+        "loras_multipliers": "0.5",
+        "num_inference_steps": 4,
+    }
+    loras = resolve(parse_settings(settings), models_dir).generations[0].request.loras
+    assert [(lora.name, lora.multipliers, lora.weight_at(3)) for lora in loras] == [
+        ("fast.safetensors", "1,0.5", 0.5),
+        ("detail.safetensors", "0.8", 0.8),
+        ("style.safetensors", "0.5", 0.5),
+    ]
+    metadata = resolve(parse_settings(settings), models_dir).generations[0].metadata
+    assert metadata["activated_loras"] == ["style.safetensors"]  # the job's own, as WanGP records them
+
+
+def test_a_definition_takes_files_and_loras_from_another_by_model_type() -> None:
+    # lucy_edit_fastwan names its files by lucy_edit's model type and its LoRA by ti2v_2_2_fastwan's.
+    parsed = {k: parse_definition(k, v) for k, v in fixture()["definitions"].items()}
+    resolved = with_references(parsed)
+    fastwan = resolved["lucy_edit_fastwan"]
+    assert fastwan.urls.files == parsed["lucy_edit"].urls.files and fastwan.urls.same_as == "lucy_edit"
+    assert fastwan.loras.urls == parsed["ti2v_2_2_fastwan"].loras.urls
+    alone = decide(parsed["lucy_edit_fastwan"], catalogue())
+    assert alone.preset is None and "ti2v_2_2_fastwan" in alone.reason
+
+
+def test_modules_are_refused_by_name() -> None:
+    definitions = fixture()["definitions"]
     vace = decide(parse_definition("vace_14B", definitions["vace_14B"]), catalogue())
     assert vace.reason == "architecture 'vace_14B' is not supported yet"
     standin = {
