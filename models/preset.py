@@ -7,6 +7,7 @@ read by every layer; models/catalogue.py holds the registry that fills them.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -182,6 +183,9 @@ class ModelPreset(BaseModel):
     # its WanGP multiplier entry ("1", "0;1"; missing ones are 1).
     builtin_loras: list[str] = []
     builtin_lora_multipliers: list[str] = []
+    # A definition's other default settings (keys of WanGP's table beyond `defaults`), read as if a
+    # settings file gave them when it leaves them out, as WanGP fills its form from the definition.
+    wangp_defaults: dict[str, Any] = {}
     # WanGP's `attention` model key: the kernel the model runs on cards matching each condition
     # (e.g. {"<89": "sdpa"}), read by models.model_attention; {} leaves the machine's kernel.
     attention: dict[str, str] = {}

@@ -226,6 +226,9 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
         preset = get_model(settings.model_type)
     except UnknownModel as error:
         raise SettingsError([f"model_type: {error}"], source) from None
+    if preset.wangp_defaults:
+        # A WanGP definition's defaults stand in for the keys the file leaves out.
+        settings = parse_settings(preset.wangp_defaults | settings.given(), source)
     facts = model_facts(preset.wangp_model_types)
     problems: list[str] = []
     rendered = _rendered(settings, preset, facts, attachments, problems)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models.wangp_keys import KEYS, model_facts, same_value
+from models.wangp_keys import KEYS, Reading, model_facts, refusals, same_value
 
 if TYPE_CHECKING:
     from models.preset import ModelPreset
@@ -325,20 +325,41 @@ def _model_keys_problem(definition: WangpDefinition) -> str:
 
 
 def _settings_problem(definition: WangpDefinition, base: ModelPreset) -> str:
-    # Settings a preset's Defaults cannot carry: a file leaving them out would render at the base
-    # model's default, not this definition's.
+    # Its defaults are what a file leaving keys out renders: one WanFarm cannot render (a key of
+    # the table at a value that does something here) would refuse every such file.
+    facts = model_facts(base.wangp_model_types)
+    settings = {key: value for key, value in definition.settings.items() if key in KEYS}
+    length = settings.get("video_length", base.defaults.video_length)
+    guidance = settings.get(_guidance_key(base), base.defaults.guidance_scale)
+    reading = Reading(
+        model_type=definition.id,
+        facts=facts,
+        given=settings,
+        applied={"video_length": length} | ({} if facts.embedded_guidance else {"guidance_scale": guidance}),
+        video=base.output.value == "video",
+        fps=base.fps,
+        frame_step=base.frames.step if base.frames else 1,
+        frame_offset=base.frames.offset if base.frames else 0,
+    )
+    # Only the keys it sets: the others are WanGP's for the base, which a job's own files may need
+    # (Lucy Edit's "UV" with the video the job brings).
+    problems = [line for line in refusals(reading) if line.split(":", 1)[0] in settings]
+    return f"its default setting {problems[0]}" if problems else ""
+
+
+def _other_defaults(definition: WangpDefinition, base: ModelPreset) -> dict[str, object]:
+    # The defaults beyond a preset's Defaults where they differ from WanGP's for the base model:
+    # read as if a settings file gave them, when it leaves them out.
     facts = model_facts(base.wangp_model_types)
     carried = {*_DEFAULTS_KEYS, _guidance_key(base), *_FORM_ONLY_SETTINGS}
-    for key, value in definition.settings.items():
-        row = KEYS.get(key)
-        if key in carried or row is None or value is None:
-            continue
-        default = facts.factory.get(key, row.default)
-        if not same_value(value, default):
-            return (
-                f"default setting {key}={value!r} cannot be a model default yet ({base.id}'s is {default!r})"
-            )
-    return ""
+    return {
+        key: value
+        for key, value in definition.settings.items()
+        if key not in carried
+        and (row := KEYS.get(key)) is not None
+        and value is not None
+        and not same_value(value, facts.factory.get(key, row.default))
+    }
 
 
 def _guidance_key(base: ModelPreset) -> str:
@@ -366,6 +387,7 @@ def _derived(definition: WangpDefinition, base: ModelPreset) -> ModelPreset:
             "derived_from": base.id,
             "wangp_weights": list(definition.urls.urls),
             "wangp_weights2": list(definition.urls2.urls),
+            "wangp_defaults": _other_defaults(definition, base),
             "builtin_loras": list(definition.loras.urls),
             "builtin_lora_multipliers": list(definition.lora_multipliers),
             "sizes_source": f"Bytes are {base.id}'s, whose weights this definition names.",

@@ -222,11 +222,25 @@ def test_a_definition_on_the_base_weights_is_a_model_with_its_own_defaults(
     assert "t2v_fewsteps 832x480 frames=81 steps=12 " in capsys.readouterr().out
 
 
-def test_a_default_the_preset_cannot_carry_refuses_the_definition(models_dir: Path) -> None:
-    write(models_dir, "t2v_cfg", {"model": {"architecture": "t2v", "URLs": "t2v"}, "guidance2_scale": 1})
-    (verdict,) = catalogue_module.definitions()
-    assert verdict.preset is None
-    assert verdict.reason.startswith("default setting guidance2_scale=1 cannot be a model default yet")
+def test_a_definitions_other_defaults_fill_the_keys_a_file_leaves_out(models_dir: Path) -> None:
+    # A definition adding film grain by default carries it, as WanGP fills its form from it.
+    grain = {"film_grain_intensity": 0.1, "film_grain_saturation": 0.7}
+    write(models_dir, "t2v_grain", {"model": {"architecture": "wan-tiny", "URLs": []}, **grain})
+    write(
+        models_dir,
+        "t2v_rife",
+        {"model": {"architecture": "wan-tiny", "URLs": []}, "temporal_upsampling": "rife2"},
+    )
+    grainy, rife = catalogue_module.definitions()
+    assert grainy.preset is not None and grainy.preset.wangp_defaults == grain
+    job = resolve(parse_settings({"model_type": "t2v_grain", "video_length": 9}), models_dir)
+    assert job.generations[0].film_grain == (0.1, 0.7)
+    own = resolve(parse_settings({"model_type": "t2v_grain", "film_grain_intensity": 0}), models_dir)
+    assert own.generations[0].film_grain[0] == 0  # the file's own value wins
+    assert rife.preset is None
+    assert rife.reason.startswith(
+        'its default setting temporal_upsampling: "rife2" is not supported by WanFarm yet'
+    )
 
 
 def test_an_agent_reports_a_definitions_own_file_as_cached_only_beside_its_base() -> None:
