@@ -18,6 +18,8 @@ from models.profiles import Profile
 from models.progress import Phase, Progress, ProgressFn, ignore_progress
 from models.runner import PipelineHost, RunInfo
 from models.settings import Generation, Job
+from models.soundtrack import Soundtrack
+from processing.audio_track import AUDIO_CODEC
 from processing.image import save_png
 from processing.postprocess import film_grain, resize_lanczos
 from processing.video import encode_mp4
@@ -56,11 +58,9 @@ def render_job(
         on_progress(Progress(0, 1, Phase.ENCODING))
         for index, frames in enumerate(result.frames):
             name = f"{stem}_seed{generation.request.seed}" + (f"_{index}" if len(result.frames) > 1 else "")
-            outputs.append(
-                _write(
-                    job, generation, _post_process(frames, generation), out_dir / name, started, result.info
-                )
-            )
+            audio = result.audio[index] if result.audio is not None else None
+            processed = _post_process(frames, generation)
+            outputs.append(_write(job, generation, processed, out_dir / name, started, result.info, audio))
     on_progress(Progress(1, 1, Phase.DONE))
     return outputs
 
@@ -85,7 +85,13 @@ def _post_process(frames: np.ndarray, generation: Generation) -> np.ndarray:
 
 
 def _write(
-    job: Job, generation: Generation, frames: np.ndarray, base: Path, started: float, run: RunInfo
+    job: Job,
+    generation: Generation,
+    frames: np.ndarray,
+    base: Path,
+    started: float,
+    run: RunInfo,
+    audio: Soundtrack | None = None,
 ) -> OutputFile:
     ended = time.time()
     metadata = generation.metadata | {
@@ -95,6 +101,13 @@ def _write(
         "creation_timestamp": int(ended),
         "wanfarm": {k: v for k, v in asdict(run).items() if k != "peak_vram_bytes"},
     }
+    if audio is not None:  # the soundtrack rendered with the video (LTX-2), muxed beside it
+        metadata["wanfarm"]["audio"] = {
+            "codec": AUDIO_CODEC,
+            "sample_rate": audio.rate,
+            "channels": audio.channels,
+            "seconds": round(audio.seconds, 3),
+        }
     if run.model_file:  # WanGP's record of the weight file rendered
         metadata["model_filename"] = run.model_file
     count, height, width, _ = frames.shape
@@ -104,5 +117,5 @@ def _write(
         return OutputFile(path, generation.request.seed, width, height, 1, None, run)
     assert job.preset.fps is not None  # the catalogue requires fps of video models
     path = base.parent / f"{base.name}.mp4"
-    encode_mp4(frames, path, fps=job.preset.fps, crf=VIDEO_CRF, metadata=metadata)
+    encode_mp4(frames, path, fps=job.preset.fps, crf=VIDEO_CRF, metadata=metadata, audio=audio)
     return OutputFile(path, generation.request.seed, width, height, count, job.preset.fps, run)

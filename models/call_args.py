@@ -27,8 +27,12 @@ from PIL import Image
 
 from models.catalogue import ModelPreset, Output, Task
 from models.flow_schedulers import CausVidScheduler, LcmFlowScheduler
+from models.flux_refs import flux_call_kwargs
+from models.ltx2_call import ltx2_kwargs
+from models.qwen_edit import qwen_edit_kwargs
 from models.request import GenerationRequest
 from models.samplers import solver_problem
+from models.vace import vace_kwargs
 from models.wan_offshoots import call_extras
 
 
@@ -72,7 +76,17 @@ CALL_STYLES: dict[str, _CallStyle] = {
     "hunyuan": _CallStyle("guidance_scale", negative_prompt=False),
     "ltx": _CallStyle("guidance_scale", frame_rate=True),
     "flux": _CallStyle("guidance_scale", negative_prompt=False),
+    # FLUX.2 dev embeds its guidance; Klein base runs true CFG on negative embeddings (models.flux_refs).
+    "flux2": _CallStyle("guidance_scale", negative_prompt=False),
     "qwen-image": _CallStyle("true_cfg_scale"),
+    # LTX-2 (audio and video): its guidance passes are set per call by models.ltx2_call.
+    "ltx2": _CallStyle("guidance_scale", frame_rate=True),
+    # HunyuanVideo 1.5: real CFG through its guider, which models.hunyuan15_call sets per job.
+    "hunyuan15": _CallStyle("guidance_scale"),
+    # Kandinsky 5: real CFG with a negative prompt; an i2v model's start image is `image`.
+    "kandinsky5": _CallStyle("guidance_scale"),
+    # Z-Image: CFG with a negative prompt (Turbo runs at guidance 0: one pass).
+    "z-image": _CallStyle("guidance_scale"),
 }
 
 # Each pipeline's scheduler config as loaded, so every job derives its sampler from the model's own
@@ -170,6 +184,11 @@ def pipeline_kwargs(
             kwargs["last_image"] = image.convert("RGB")
     # Wan offshoots with pipelines of their own (SkyReels DF, Lucy Edit) take more.
     kwargs.update(call_extras(preset, request))
+    # FLUX Kontext / FLUX.2: reference images, Kontext's output size, Klein's negative prompt.
+    kwargs.update(flux_call_kwargs(pipe, preset, request))
+    kwargs.update(vace_kwargs(preset, request))  # VACE's control video, mask and reference images
+    kwargs.update(ltx2_kwargs(pipe, preset, request))  # LTX-2: plain CFG, its prompt length
+    kwargs.update(qwen_edit_kwargs(preset, request))  # Qwen-Image-Edit (Plus): its input images
     return kwargs
 
 

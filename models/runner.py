@@ -24,10 +24,14 @@ from models.hf_logging import quiet_hf_libraries
 from models.image_pipes import pipeline_for
 from models.lora_adapters import DENOISERS, Adapters, LoraRun, adapters_for
 from models.loras import AppliedLora, LoraError, LoraFile, LoraLibrary
+from models.ltx2_call import soundtracks
+from models.model_attention import model_kernel
 from models.profiles import Profile
 from models.progress import Cancelled, Phase, Progress, ProgressFn, ignore_progress
+from models.qwen_processor import processor_parts
 from models.request import GenerationRequest
-from models.single_file import FileChoice, choose_file, load_pipeline, quanto_installed
+from models.single_file import FileChoice, choose_file, load_pipeline, quanto_installed, reads_int8
+from models.soundtrack import Soundtrack
 from models.step_cache_hook import step_skipping
 from models.wangp_definitions import own_weights
 from models.weights import WeightCache
@@ -65,6 +69,8 @@ class GenerationOutput:
 
     frames: np.ndarray
     info: RunInfo
+    # One soundtrack per output, on models that render audio with the video (LTX-2); else None.
+    audio: list[Soundtrack] | None = None
 
 
 @dataclass
@@ -123,7 +129,7 @@ class PipelineHost:
         """Render one request; `on_progress` may raise Cancelled to stop between steps. A request
         with LoRAs needs a LoraLibrary (LoraError otherwise, or when a file is missing or misfits)."""
         lora_files = self._lora_files(preset, request)  # before any load: a missing file fails fast
-        kernel = self._attention_for(request)
+        kernel = self._attention_for(request, preset)
         load_started = time.monotonic()
         source, fetched_bytes = self._ensure_hot(preset, profile, on_progress)
         load_seconds = time.monotonic() - load_started
@@ -166,6 +172,7 @@ class PipelineHost:
             if lora_run is not None:
                 lora_run.finish()
         frames = _to_uint8(result, preset)
+        audio = soundtracks(result, call)
         info = RunInfo(
             device=self.device,
             dtype=str(self.dtype).removeprefix("torch."),
@@ -183,7 +190,7 @@ class PipelineHost:
             steps_skipped=steps.result().skipped,
             model_file=self._hot.model_file,
         )
-        return GenerationOutput(frames, info)
+        return GenerationOutput(frames, info, audio)
 
     def unload(self) -> None:
         """Drop the hot pipeline and free its memory."""
@@ -218,12 +225,16 @@ class PipelineHost:
             hot.adapters = adapters_for(hot.pipe, hot.model_id, hot.offload)
         return LoraRun(hot.adapters, hot.pipe, request.loras, files)
 
-    def _attention_for(self, request: GenerationRequest) -> AttentionMode:
+    def _attention_for(self, request: GenerationRequest, preset: ModelPreset) -> AttentionMode:
         """The host's kernel, or the one the request forces (AttentionUnavailable names it when it
-        cannot run here; on the CPU only sdpa does)."""
+        cannot run here; on the CPU only sdpa does), or else the one the model imposes on this card
+        (WanGP's `attention` key) where it can run here."""
         forced = request.overrides.attention if request.overrides is not None else None
         if forced is None:
-            return self.attention_mode
+            caps = self.gpu.caps if self.gpu else None
+            own = model_kernel(preset.attention, self.gpu.capability if self.gpu else None)
+            usable = attention.installed_modes() & attention.allowed_modes(caps)
+            return own if own is not None and own in usable else self.attention_mode
         try:
             return attention.choose(forced, self.gpu.caps if self.gpu else None)
         except attention.AttentionUnavailable as error:
@@ -257,7 +268,9 @@ class PipelineHost:
             else:
                 import diffusers
 
-                pipe = getattr(diffusers, preset.pipeline).from_pretrained(folder, dtype=self.dtype)
+                pipe = getattr(diffusers, preset.pipeline).from_pretrained(
+                    folder, **processor_parts(preset.pipeline, folder), dtype=self.dtype
+                )
         pipe.set_progress_bar_config(disable=True)
         offload = None
         if self.gpu is not None and wanted_profile is not None:
@@ -284,7 +297,8 @@ class PipelineHost:
         urls = own_weights(preset, expert)
         if not urls:
             return None
-        quantize = profile is not None and profile.spec.quantize
+        # A layout converted tensor by tensor cannot read an int8 file: its bf16 one is quantized.
+        quantize = profile is not None and profile.spec.quantize and reads_int8(preset)
         return choose_file(urls, self.gpu.caps if self.gpu else None, quantize, quanto_installed())
 
     def _file_dtype(self, choice: FileChoice) -> torch.dtype:

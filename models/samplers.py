@@ -28,7 +28,15 @@ SAMPLING: dict[str, Sampling] = {
     "hunyuan": Sampling(own_sigmas=True, passes_mu=False),
     "ltx": Sampling(own_sigmas=True, passes_mu=True),
     "flux": Sampling(own_sigmas=False, passes_mu=True),
+    # Flux2Pipeline / Flux2KleinPipeline pass their own sigmas and an empirical mu.
+    "flux2": Sampling(own_sigmas=True, passes_mu=True),
     "qwen-image": Sampling(own_sigmas=True, passes_mu=True),
+    "ltx2": Sampling(own_sigmas=True, passes_mu=True),
+    "hunyuan15": Sampling(own_sigmas=True, passes_mu=False),
+    # Kandinsky5T2VPipeline / I2VPipeline: set_timesteps(steps) alone; the shift is the scheduler's.
+    "kandinsky5": Sampling(own_sigmas=False, passes_mu=False),
+    # ZImagePipeline passes its own sigmas and a mu from the image size.
+    "z-image": Sampling(own_sigmas=True, passes_mu=True),
 }
 
 

@@ -175,8 +175,9 @@ QWEN_SPECIALS = [
 ]
 
 
-def qwen_tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level BPE with Qwen2's split and chat specials; like Qwen2, it adds no BOS/EOS."""
+def qwen_tokenizer(corpus: Iterable[str] | None = None) -> PreTrainedTokenizerFast:
+    """A byte-level BPE with Qwen2's split and chat specials; like Qwen2, it adds no BOS/EOS.
+    Trained on `corpus` when given (another pipeline's prompt template), else on _corpus()."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
@@ -186,7 +187,7 @@ def qwen_tokenizer() -> PreTrainedTokenizerFast:
         ]
     )
     tokenizer.decoder = decoders.ByteLevel()
-    _train(tokenizer, QWEN_SPECIALS, pre_tokenizers.ByteLevel.alphabet())
+    _train(tokenizer, QWEN_SPECIALS, pre_tokenizers.ByteLevel.alphabet(), corpus)
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token="<|im_end|>",
@@ -630,14 +631,7 @@ def tiny_hunyuan() -> Any:
             rope_axes_dim=(4, 6, 6),
         )
     )
-    vae = seeded(
-        lambda: AutoencoderKLHunyuanVideo(
-            latent_channels=16,
-            block_out_channels=(8, 8, 8, 8),
-            layers_per_block=1,
-            norm_num_groups=4,
-        )
-    )
+    vae = hunyuan_vae()
     # hunyuanvideo-community/HunyuanVideo's scheduler: Euler over flow sigmas with shift 7.
     scheduler = FlowMatchEulerDiscreteScheduler(shift=7.0)
     return HunyuanVideoPipeline(
@@ -648,6 +642,19 @@ def tiny_hunyuan() -> Any:
         scheduler=scheduler,
         text_encoder_2=text_encoder_2,
         tokenizer_2=tokenizer_2,
+    )
+
+
+def hunyuan_vae() -> Any:
+    """HunyuanVideo's causal 3D VAE (16 latent channels, 8x spatial, 4x temporal) in tiny; Kandinsky 5
+    decodes with the same VAE."""
+    return seeded(
+        lambda: AutoencoderKLHunyuanVideo(
+            latent_channels=16,
+            block_out_channels=(8, 8, 8, 8),
+            layers_per_block=1,
+            norm_num_groups=4,
+        )
     )
 
 
@@ -663,6 +670,16 @@ BUILDERS: dict[str, Callable[[], Any] | str] = {
     "ltx": _build_ltx,
     "flux": _build_flux,
     "qwen-image": _build_qwen_image,
+    "qwen-image-edit-tiny": "models.tiny_qwen:build_qwen_edit",
+    "qwen-image-edit-plus-tiny": "models.tiny_qwen:build_qwen_edit_plus",
+    "z-image": "models.tiny_z_image:build_z_image",
+    "ltx2": "models.tiny_ltx2:build_ltx2",
+    "flux-kontext-tiny": "models.tiny_flux:build_kontext",
+    "hunyuan15": "models.tiny_hunyuan15:build_t2v",
+    "hunyuan15-i2v-tiny": "models.tiny_hunyuan15:build_i2v",
+    "wan-vace-tiny": "models.tiny_vace:build_wan_vace",
+    "kandinsky5": "models.tiny_kandinsky5:build_k5_t2v",
+    "k5-i2v-tiny": "models.tiny_kandinsky5:build_k5_i2v",
     "skyreels-df-tiny": "models.tiny_wan_offshoots:build_skyreels_df",
     "chrono-edit-tiny": "models.tiny_wan_offshoots:build_chrono_edit",
     "lucy-edit-tiny": "models.tiny_wan_offshoots:build_lucy_edit",
@@ -733,6 +750,9 @@ _WAN_ORIGINAL_RENAMES = (
     ("norm2", "norm__swap"),
     ("norm3", "norm2"),
     ("norm__swap", "norm3"),
+    # VACE's context blocks (vace_blocks.N): their input and output projections.
+    (".proj_in.", ".before_proj."),
+    (".proj_out.", ".after_proj."),
 )
 
 
@@ -760,6 +780,7 @@ __all__ = [
     "build_tiny",
     "clip_tokenizer",
     "component_bytes",
+    "hunyuan_vae",
     "llama_tokenizer",
     "qwen_tokenizer",
     "t5_tokenizer",

@@ -10,7 +10,9 @@ from typing import Any
 import av
 import numpy as np
 
+from models.soundtrack import Soundtrack
 from processing.atomic_file import atomic_target
+from processing.audio_track import add_audio_stream, check_soundtrack, mux_audio
 from processing.metadata import COMMENT_KEY, encode_metadata
 
 X264_PRESETS = (
@@ -81,12 +83,16 @@ def encode_mp4(
     crf: int = 18,
     preset: str = "veryfast",
     metadata: dict[str, Any] | None = None,
+    audio: Soundtrack | None = None,
 ) -> None:
-    """Encode RGB uint8 frames (F, H, W, 3) to an H.264 yuv420p MP4 at exactly `fps`, atomically.
+    """Encode RGB uint8 frames (F, H, W, 3) to an H.264 yuv420p MP4 at exactly `fps`, atomically,
+    with `audio` as an AAC track beside it when given.
 
     `metadata` is stored as JSON in the container's `comment` tag, where WanGP reads its settings.
     """
     _check_encode_args(frames, fps, crf, preset)
+    if audio is not None:
+        check_soundtrack(audio)
     comment = None if metadata is None else encode_metadata(metadata)
     height, width = frames.shape[1:3]
     # faststart moves the index to the front so a browser can play the file while downloading it.
@@ -102,11 +108,14 @@ def encode_mp4(
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = Fraction(1, fps)
         stream.options = {"crf": str(crf), "preset": preset}
+        sound = add_audio_stream(container, audio) if audio is not None else None
         for index, frame_array in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_array), format="rgb24")
             frame.pts = index
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+        if sound is not None and audio is not None:
+            mux_audio(container, sound, audio)
 
 
 def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:

@@ -83,10 +83,17 @@ def test_the_agent_with_the_model_hot_is_preferred_over_a_faster_one(farm: Farm,
 
 
 def test_every_output_of_a_batch_arrives(farm: Farm, client: FarmClient, tmp_path: Path) -> None:
-    batch = [
-        tiny(model, seed=i)
-        for i, model in enumerate(["wan-tiny", "ltx-tiny", "flux-tiny", "qwen-image-tiny"] * 2)
+    models = [
+        "wan-tiny",
+        "ltx-tiny",
+        "flux-tiny",
+        "qwen-image-tiny",
+        "flux-kontext-tiny",
+        "wan-vace-tiny",
+        "hunyuan15-tiny",
+        "ltx2-tiny",
     ]
+    batch = [tiny(model, seed=i) for i, model in enumerate(models * 2)]
     jobs = client.submit(batch).jobs
     finished = [wait_job(client, job.id) for job in jobs]
     assert [job.state for job in finished] == ["succeeded"] * len(batch)

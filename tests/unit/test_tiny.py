@@ -15,10 +15,20 @@ import torch
 
 from models.call_args import configure_scheduler, pipeline_kwargs
 from models.catalogue import ModelPreset, Output, get_model
+from models.image_pipes import pipeline_for
 from models.request import GenerationRequest
 from models.tiny import QWEN_DROP_TOKENS, QWEN_TEMPLATE, build_tiny, component_bytes
 
-TINY = ["wan-tiny", "ltx-tiny", "flux-tiny", "qwen-image-tiny"]
+TINY = [
+    "wan-tiny",
+    "ltx-tiny",
+    "flux-tiny",
+    "qwen-image-tiny",
+    "flux-kontext-tiny",
+    "hunyuan15-tiny",
+    "wan-vace-tiny",
+    "ltx2-tiny",
+]
 
 
 def default_request(preset: ModelPreset, **changes: Any) -> GenerationRequest:
@@ -41,7 +51,9 @@ def default_request(preset: ModelPreset, **changes: Any) -> GenerationRequest:
 def generate(pipe: Any, preset: ModelPreset, request: GenerationRequest) -> np.ndarray:
     configure_scheduler(pipe, preset, request)
     generator = torch.Generator("cpu").manual_seed(request.seed)
-    result = pipe(**pipeline_kwargs(pipe, preset, request, generator))
+    # The call the runner makes: the pipeline itself, or one over it (models.image_pipes).
+    call = pipeline_for(pipe, preset, request)
+    result = call(**pipeline_kwargs(call, preset, request, generator))
     return np.asarray(result.frames if preset.output is Output.VIDEO else result.images)
 
 
