@@ -25,6 +25,7 @@ from diffusers.schedulers.scheduling_flow_match_euler_discrete import FlowMatchE
 from diffusers.schedulers.scheduling_unipc_multistep import UniPCMultistepScheduler
 from PIL import Image
 
+from models.audio_call import audio_kwargs, configure_audio_scheduler, is_audio
 from models.catalogue import ModelPreset, Output, Task
 from models.flow_schedulers import CausVidScheduler, LcmFlowScheduler
 from models.flux_refs import flux_call_kwargs
@@ -121,6 +122,9 @@ def configure_scheduler(pipe: DiffusionPipeline, preset: ModelPreset, request: G
     """Set the sampler (request.sample_solver: 'unipc' | 'euler' | 'dpm++', or on Wan 'causvid' |
     'lcm'; raise ValueError naming the allowed ones otherwise) and flow shift (request.flow_shift
     when not None) on pipe.scheduler, from the scheduler's own config so nothing else changes."""
+    if is_audio(preset):  # its samplers are its scheduler's modes (models.audio_call)
+        configure_audio_scheduler(pipe, preset, request)
+        return
     problem = solver_problem(preset.family, preset.id, request.sample_solver, request.flow_shift)
     if problem:
         raise ValueError(problem)
@@ -146,6 +150,8 @@ def pipeline_kwargs(
     num_frames (video), num_inference_steps, guidance scale (Qwen-Image uses true_cfg_scale; Flux
     dev uses guidance_scale as distilled guidance; LTX also takes frame_rate),
     num_videos_per_prompt / num_images_per_prompt = request.batch_size, generator, output_type="np"."""
+    if is_audio(preset):  # a waveform's call: duration, no picture size
+        return audio_kwargs(preset, request, generator)
     style: _CallStyle = _family_row(CALL_STYLES, preset)
     video = preset.output is Output.VIDEO
     kwargs: dict[str, Any] = {

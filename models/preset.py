@@ -17,11 +17,13 @@ class Task(StrEnum):
     I2V = "i2v"
     TI2V = "ti2v"
     T2I = "t2i"
+    T2A = "t2a"  # text to audio (Output.AUDIO)
 
 
 class Output(StrEnum):
     VIDEO = "video"
     IMAGE = "image"
+    AUDIO = "audio"  # a waveform, written as a .wav file (models.audio_call, processing.audio)
 
 
 class Role(StrEnum):
@@ -73,6 +75,16 @@ class FrameRule(BaseModel):
         return f"{form}, between {self.min} and {self.max}"
 
 
+class WindowRule(BaseModel):
+    """How a model continues a video past one window (WanGP's sliding windows, models.windows):
+    each next window starts from the last frame of the video so far, as its start image (WanGP's
+    one-frame overlap of its image-to-video and 5B models)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    overlap: int = Field(default=1, ge=1, le=1)  # frames shared by two windows: the start image
+
+
 class SizeRule(BaseModel):
     """Allowed output sizes: either a fixed list of "WxH", or any size whose sides are multiples of
     `multiple`, the model's block in WanGP (vae_block_size), to which a requested size is floored."""
@@ -112,6 +124,21 @@ class SizeRule(BaseModel):
             if not self.min_side <= side <= self.max_side:
                 return f"width and height must be between {self.min_side} and {self.max_side}"
         return None
+
+
+class AudioRule(BaseModel):
+    """What an audio model renders: its waveform's rate and channels, and the durations it takes
+    (WanGP's duration_seconds, in seconds)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sample_rate: int = Field(ge=1)
+    channels: int = Field(ge=1, le=2)
+    min_seconds: float = Field(gt=0)
+    max_seconds: float = Field(gt=0)
+    default_seconds: float = Field(gt=0)
+    # Audio samples per latent frame (the VAE's downsampling): sizes the work as latent tokens.
+    samples_per_latent: int = Field(ge=1)
 
 
 class Defaults(BaseModel):
@@ -165,9 +192,12 @@ class ModelPreset(BaseModel):
     # The guide files (GUIDE_INPUTS) its pipeline takes: VACE's control video, mask and reference
     # images, an edit model's images. models.guides refuses the others by name.
     inputs: list[str] = []
+    # Renders videos longer than a window as WanGP's sliding windows; None: one window at most.
+    windows: WindowRule | None = None
     fps: int | None = None  # native frame rate of a video model
     components: list[Component]
     frames: FrameRule | None = None  # None for image models
+    audio: AudioRule | None = None  # audio models only
     sizes: SizeRule
     defaults: Defaults
     latent: Latent
@@ -202,6 +232,8 @@ class ModelPreset(BaseModel):
     def _video_models_have_fps_and_frames(self) -> ModelPreset:
         if self.output is Output.VIDEO and (self.fps is None or self.frames is None):
             raise ValueError(f"{self.id}: a video model needs fps and frames")
+        if (self.output is Output.AUDIO) != (self.audio is not None):
+            raise ValueError(f"{self.id}: an audio model, and only one, has an audio rule")
         return self
 
     @property

@@ -17,6 +17,7 @@ import torch
 
 from models import attention
 from models.attention import AttentionMode
+from models.audio_call import is_audio, waveforms
 from models.call_args import configure_scheduler, expert_switch, pipeline_kwargs
 from models.catalogue import ModelPreset, Output, get_model
 from models.device import LocalGpu, detect_gpus
@@ -65,11 +66,13 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class GenerationOutput:
-    """Frames as uint8 (outputs, frames, height, width, 3); images have one frame."""
+    """Frames as uint8 (outputs, frames, height, width, 3); images have one frame, audio none
+    (its waveforms are in `audio`)."""
 
     frames: np.ndarray
     info: RunInfo
-    # One soundtrack per output, on models that render audio with the video (LTX-2); else None.
+    # One soundtrack per output, on models that render audio with the video (LTX-2) or alone
+    # (Output.AUDIO); else None.
     audio: list[Soundtrack] | None = None
 
 
@@ -171,8 +174,12 @@ class PipelineHost:
             # Whatever happened, the hot pipeline's next job renders as on a fresh one.
             if lora_run is not None:
                 lora_run.finish()
-        frames = _to_uint8(result, preset)
-        audio = soundtracks(result, call)
+        if is_audio(preset):  # a waveform per output, no frames
+            audio: list[Soundtrack] | None = waveforms(result, preset)
+            frames = np.zeros((len(audio or ()), 0, 0, 0, 3), np.uint8)
+        else:
+            frames = _to_uint8(result, preset)
+            audio = soundtracks(result, call)
         info = RunInfo(
             device=self.device,
             dtype=str(self.dtype).removeprefix("torch."),

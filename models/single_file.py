@@ -29,13 +29,17 @@ import functools
 import importlib.util
 import json
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from models.flux_layouts import flux1_to_diffusers, flux2_to_diffusers
 from models.gpus import ArchCaps, arch_caps
+from models.kandinsky5_layout import kandinsky5_layout
 from models.preset import ModelPreset
+from models.qwen_layouts import qwen_image_layout, z_image_layout
 from models.wan_offshoots import skyreels_layout
 
 if TYPE_CHECKING:  # torch is imported where a file is loaded: model definitions are read without it
@@ -63,22 +67,42 @@ def _wan_layout(state: dict[str, Any]) -> dict[str, Any]:
 # row here and its pipelines' rows in PIPELINE_TRANSFORMERS.
 LAYOUTS: dict[str, Layout] = {
     "WanTransformer3DModel": Layout(_wan_layout),
+    # VACE's blocks in the original layout (vace_blocks.N, vace_patch_embedding): Wan's converter.
+    "WanVACETransformer3DModel": Layout(_wan_layout),
+    "QwenImageTransformer2DModel": Layout(qwen_image_layout),
+    "ZImageTransformer2DModel": Layout(z_image_layout),
+    # Fused qkv (and FLUX.1's fused linear1) are split: tensors are converted, not names alone.
+    "FluxTransformer2DModel": Layout(flux1_to_diffusers, names_only=False),
+    "Flux2Transformer2DModel": Layout(flux2_to_diffusers, names_only=False),
     "SkyReelsV2Transformer3DModel": Layout(skyreels_layout),
     "ChronoEditTransformer3DModel": Layout(_wan_layout),
+    "Kandinsky5Transformer3DModel": Layout(kandinsky5_layout),
 }
 # The catalogue families (`ModelPreset.family`) whose files load here.
-SINGLE_FILE_FAMILIES = frozenset({"wan"})
+SINGLE_FILE_FAMILIES = frozenset({"wan", "qwen-image", "z-image", "flux", "flux2", "kandinsky5"})
 # The transformer class of each pipeline whose transformer loads from a single file.
 PIPELINE_TRANSFORMERS = {
     "WanPipeline": "WanTransformer3DModel",
     "WanImageToVideoPipeline": "WanTransformer3DModel",
+    "WanVACEPipeline": "WanVACETransformer3DModel",
+    "QwenImagePipeline": "QwenImageTransformer2DModel",
+    "QwenImageEditPipeline": "QwenImageTransformer2DModel",
+    "QwenImageEditPlusPipeline": "QwenImageTransformer2DModel",
+    "ZImagePipeline": "ZImageTransformer2DModel",
+    "FluxPipeline": "FluxTransformer2DModel",
+    "FluxKontextPipeline": "FluxTransformer2DModel",
+    "Flux2Pipeline": "Flux2Transformer2DModel",
+    "Flux2KleinPipeline": "Flux2Transformer2DModel",
     "SkyReelsV2DiffusionForcingPipeline": "SkyReelsV2Transformer3DModel",
     "ChronoEditPipeline": "ChronoEditTransformer3DModel",
     "LucyEditPipeline": "WanTransformer3DModel",
+    "Kandinsky5T2VPipeline": "Kandinsky5Transformer3DModel",
+    "Kandinsky5I2VPipeline": "Kandinsky5Transformer3DModel",
 }
 # Name tokens of prequantized files: int8 (optimum-quanto, read through mmgp) is the one loadable.
 INT8_TOKEN = "int8"
-_OTHER_QUANT_TOKENS = ("fp8", "float8", "int4", "nvfp4", "gguf")
+# "svdq": nunchaku's SVDQuant files (int4 / fp4 with low-rank branches), read by nunchaku only.
+_OTHER_QUANT_TOKENS = ("fp8", "float8", "int4", "nvfp4", "gguf", "svdq")
 # Suffixes optimum-quanto gives the tensors of a quantized weight.
 _QUANTO_SUFFIXES = ("._data", "._scale")
 _INT8_ON_CPU = "an int8 quanto file: it needs a CUDA card and mmgp, and this agent runs on the CPU"
@@ -141,16 +165,34 @@ def check_loadable(urls: Sequence[str]) -> None:
     choose_file(urls, _ANY_CARD, quantize=True, quanto_installed=True)
 
 
+def reads_int8(preset: ModelPreset) -> bool:
+    """Whether the preset's transformer reads WanGP's int8 quanto files (a names-only layout).
+    Where it does not, a quantizing profile loads the bf16/fp16 file and mmgp quantizes it."""
+    name = PIPELINE_TRANSFORMERS.get(preset.pipeline)
+    return name is None or name not in LAYOUTS or LAYOUTS[name].names_only
+
+
 def load_transformer(
-    preset: ModelPreset, path: Path, dtype: torch.dtype, base: Path, subfolder: str = "transformer"
+    preset: ModelPreset,
+    path: Path,
+    dtype: torch.dtype,
+    base: Path,
+    subfolder: str = "transformer",
+    modules: Sequence[Path] = (),
 ) -> Any:
     """The preset's transformer with the weights of the single file `path`, in `dtype`, its config
     read from the diffusers folder `base` (its `<subfolder>/config.json`: `transformer_2` for the
-    low-noise expert of a two-expert Wan 2.2)."""
+    low-noise expert of a two-expert Wan 2.2). `modules`: files of WanGP modules merged into it
+    (VACE's blocks beside a t2v file), one state dict with the file's."""
     model_class = _transformer_class(preset)
     layout = LAYOUTS[model_class.__name__]
     keys, metadata = _header(path)
-    if any(key.endswith(_QUANTO_SUFFIXES) for key in keys) or "quantization_map" in metadata:
+    owners = _key_owners(path, keys, modules)
+    if any(key.endswith(_QUANTO_SUFFIXES) for key in owners) or "quantization_map" in metadata:
+        if modules:
+            raise SingleFileRefused(
+                f"{path.name}: modules merged into an int8 quanto file are not supported yet"
+            )
         if not layout.names_only:
             raise SingleFileRefused(
                 f"{path.name}: an int8 quanto file of {model_class.__name__}, whose original layout "
@@ -160,18 +202,63 @@ def load_transformer(
     from safetensors import safe_open
 
     expected = _expected_keys(model_class, base / subfolder)
-    with safe_open(str(path), framework="pt") as handle:
+    with ExitStack() as stack:
+        handles = {
+            part: stack.enter_context(safe_open(str(part), framework="pt")) for part in {*owners.values()}
+        }
+
+        def tensor(key: str) -> Any:
+            return handles[owners[key]].get_tensor(key)
+
         if layout.names_only:
-            renames = diffusers_names(keys, model_class.__name__)
+            renames = diffusers_names(list(owners), model_class.__name__)
             _check_keys(path, renames, expected)
-            state = {new: handle.get_tensor(old) for new, old in renames.items()}
+            state = {new: tensor(old) for new, old in renames.items()}
         else:
-            state = layout.convert({key: handle.get_tensor(key) for key in keys})
+            state = layout.convert({key: tensor(key) for key in owners})
             _check_keys(path, {key: key for key in state}, expected)
+    if not _has_single_file_mapping(model_class):
+        return _from_state(model_class, state, base / subfolder, dtype)
     # Already in diffusers' names: from_single_file loads it as given, with the local config.
     return model_class.from_single_file(
         state, config=str(base), subfolder=subfolder, torch_dtype=dtype, local_files_only=True
     )
+
+
+def _has_single_file_mapping(model_class: Any) -> bool:
+    from diffusers.loaders.single_file_model import SINGLE_FILE_LOADABLE_CLASSES
+
+    return any(name in SINGLE_FILE_LOADABLE_CLASSES for name in (c.__name__ for c in model_class.__mro__))
+
+
+def _from_state(model_class: Any, state: dict[str, Any], config_dir: Path, dtype: torch.dtype) -> Any:
+    """A class diffusers' from_single_file does not map (Kandinsky 5): built from the config in
+    `config_dir` without weights, the checked state assigned, cast to `dtype` as from_pretrained
+    casts (the class's _keep_in_fp32_modules stay float32)."""
+    import torch
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        model = model_class.from_config(json.loads((config_dir / "config.json").read_text()))
+    model.load_state_dict(state, strict=True, assign=True)
+    model.to(dtype)
+    keep = getattr(model_class, "_keep_in_fp32_modules", None) or []
+    for name, module in model.named_modules():
+        if any(part in keep for part in name.split(".")):
+            module.to(torch.float32)
+    return model.eval()
+
+
+def _key_owners(path: Path, keys: Sequence[str], modules: Sequence[Path]) -> dict[str, Path]:
+    """Each tensor name of `path` and its `modules` with the file holding it; a name in two files
+    is refused (which one WanGP's merge keeps is not ours to guess)."""
+    owners = dict.fromkeys(keys, path)
+    for module in modules:
+        for key in _header(module)[0]:
+            if key in owners:
+                raise SingleFileRefused(f"{module.name}: its tensor {key} is in {owners[key].name} too")
+            owners[key] = module
+    return owners
 
 
 def load_pipeline(
@@ -187,8 +274,12 @@ def load_pipeline(
         for name, file in files.items()
         if file is not None
     }
+    from models.qwen_processor import processor_parts
+
     pipeline_class = getattr(diffusers, preset.pipeline)
-    return pipeline_class.from_pretrained(base, **experts, dtype=dtype)
+    return pipeline_class.from_pretrained(
+        base, **experts, **processor_parts(preset.pipeline, base), dtype=dtype
+    )
 
 
 def diffusers_names(

@@ -675,6 +675,7 @@ BUILDERS: dict[str, Callable[[], Any] | str] = {
     "z-image": "models.tiny_z_image:build_z_image",
     "ltx2": "models.tiny_ltx2:build_ltx2",
     "flux-kontext-tiny": "models.tiny_flux:build_kontext",
+    "flux2": "models.tiny_flux:build_klein",
     "hunyuan15": "models.tiny_hunyuan15:build_t2v",
     "hunyuan15-i2v-tiny": "models.tiny_hunyuan15:build_i2v",
     "wan-vace-tiny": "models.tiny_vace:build_wan_vace",
@@ -683,6 +684,7 @@ BUILDERS: dict[str, Callable[[], Any] | str] = {
     "skyreels-df-tiny": "models.tiny_wan_offshoots:build_skyreels_df",
     "chrono-edit-tiny": "models.tiny_wan_offshoots:build_chrono_edit",
     "lucy-edit-tiny": "models.tiny_wan_offshoots:build_lucy_edit",
+    "stable-audio3": "models.tiny_audio:build_stable_audio3",
 }
 
 

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from models.kandinsky5_layout import OVERRIDES_KEY as K5_OVERRIDES
+from models.kandinsky5_layout import overrides_problem as k5_overrides_problem
+from models.model_attention import rules_problem
+from models.vace_modules import module_problem
 from models.wangp_keys import KEYS, Reading, model_facts, refusals, same_value
 
 if TYPE_CHECKING:
@@ -34,14 +38,38 @@ ARCHITECTURES: dict[str, str] = {
     "i2v_2_2": "wan2.2-i2v-a14b",
     "ti2v_2_2": "wan2.2-ti2v-5b",
     "hunyuan": "hunyuan-video-t2v-13b",
+    # HunyuanVideo 1.5: the 720p models are the architectures' own (WanGP's base model types); the
+    # 480p ones are catalogue models of their own.
+    "hunyuan_1_5_t2v": "hunyuan-video-1.5-t2v-720p",
+    "hunyuan_1_5_i2v": "hunyuan-video-1.5-i2v-720p",
     "ltxv_13B": "ltx-video-13b",
     "flux": "flux.1-dev",
     "flux_schnell": "flux.1-schnell",
+    "flux_dev_kontext": "flux.1-kontext-dev",
+    "flux2_dev": "flux.2-dev",
+    "flux2_klein_4b": "flux.2-klein-4b",
+    "flux2_klein_9b": "flux.2-klein-9b",
     "qwen_image_20B": "qwen-image",
+    "qwen_image_edit_20B": "qwen-image-edit",
+    "qwen_image_edit_plus_20B": "qwen-image-edit-2509",
+    "qwen_image_edit_plus2_20B": "qwen-image-edit-2511",
+    "z_image": "z-image-turbo",
+    "z_image_base": "z-image",
+    "vace_1.3B": "wan2.1-vace-1.3b",
+    "vace_14B": "wan2.1-vace-14b",
+    "vace_14B_2_2": "wan2.2-vace-fun-a14b",
     "sky_df_1.3B": "skyreels-v2-df-1.3b-540p",
     "sky_df_14B": "skyreels-v2-df-14b-540p",
     "chrono_edit": "chronoedit-14b",
     "lucy_edit": "lucy-edit-dev",
+    # Kandinsky 5: Kandinsky Lab's Diffusers repos of the 5 s SFT models (Lite I2V has none).
+    "k5_lite_t2v": "kandinsky5-lite-t2v",
+    "k5_pro_t2v": "kandinsky5-pro-t2v",
+    "k5_pro_i2v": "kandinsky5-pro-i2v",
+    # LTX-2 (models/ltx2/ltx2_handler.py): the 19B (2.0) and the 22B (2.3); LTX-2.5 reads Gemma 4
+    # and a reshaped transformer, which the catalogue has no preset for.
+    "ltx2_19B": "ltx-2-19b",
+    "ltx2_22B": "ltx-2.3-22b",
 }
 
 
@@ -62,7 +90,9 @@ _SAME_WEIGHTS = _same_weights()
 # Families whose definitions with weights of their own the farm renders from those files (their
 # URLs recorded as the preset's wangp_weights, loaded by models.single_file in the pipeline host).
 # One transformer per file: a two-expert Wan 2.2 names its low-noise expert's files in URLs2.
-SINGLE_FILE_SERVED: frozenset[str] = frozenset({"wan"})
+SINGLE_FILE_SERVED: frozenset[str] = frozenset(
+    {"wan", "qwen-image", "z-image", "flux", "flux2", "kandinsky5"}
+)
 
 # Keys of a definition's model block that change nothing rendered: WanGP's menus and folders, its
 # load-time quantization (memory only), files it downloads beside the model, the image-output flag.
@@ -132,6 +162,8 @@ class WangpDefinition:
     # model type whose multipliers it takes; a LoRA without one runs at 1.
     lora_multipliers: tuple[str, ...] | str = ()
     attention: object = None  # its `attention` key: a kernel per card condition (models.model_attention)
+    # Kandinsky 5's k5_config_overrides: merged into its YAML config (models.kandinsky5_layout).
+    k5_config_overrides: object = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +195,8 @@ def parse_definition(model_id: str, data: object) -> WangpDefinition:
         lora_multipliers=_multipliers(model.get("loras_multipliers")),
         model_keys=frozenset(model),
         settings={key: value for key, value in data.items() if key != "model"},
+        attention=model.get("attention"),
+        k5_config_overrides=model.get(K5_OVERRIDES),
     )
 
 
@@ -182,14 +216,26 @@ def decide(definition: WangpDefinition, presets: Mapping[str, ModelPreset]) -> V
         # defaults, and its weights where the repo differs, said in the preset): only merged parts,
         # or files other than those the preset is known to hold, would make another model.
         reason = _merged(definition) or (_weights_problem(definition, own) if own.id in _SAME_WEIGHTS else "")
+        reason = reason or _stages_problem(definition, own)
         if reason:
             return _refused(definition, reason)
         return Verdict(definition.id, definition.architecture, own, "", catalogue_own=True)
     reason = _merged(definition) or _weights_problem(definition, base)
-    reason = reason or _model_keys_problem(definition) or _settings_problem(definition, base)
+    reason = reason or _model_keys_problem(definition) or _stages_problem(definition, base)
+    reason = reason or _settings_problem(definition, base)
     if reason:
         return _refused(definition, reason)
     return Verdict(definition.id, definition.architecture, _derived(definition, base))
+
+
+def _stages_problem(definition: WangpDefinition, base: ModelPreset) -> str:
+    # A model whose second guidance phase is a second render stage (LTX-2): its defaults render
+    # that stage unless they set guidance_phases 1, and every file leaving the key out would too.
+    facts = model_facts(base.wangp_model_types)
+    phases = definition.settings.get("guidance_phases", facts.factory.get("guidance_phases", 1))
+    if facts.second_stage and isinstance(phases, int | float) and phases > 1:
+        return f"its default guidance_phases {phases} is not supported yet: {facts.second_stage}"
+    return ""
 
 
 def with_references(definitions: Mapping[str, WangpDefinition]) -> dict[str, WangpDefinition]:
@@ -260,9 +306,10 @@ def _refused(definition: WangpDefinition, reason: str) -> Verdict:
 
 
 def _merged(definition: WangpDefinition) -> str:
-    # A merged module or LoRA changes the weights the base would render with: another model.
-    if definition.modules:
-        return f"modules merged into the model are not supported yet: {', '.join(definition.modules)}"
+    # A merged module or LoRA changes the weights the base would render with: another model. The
+    # VACE module over its own backbone is the VACE model its repo holds (models.vace_modules).
+    if reason := module_problem(definition.architecture, definition.modules, definition.urls.same_as):
+        return reason
     if definition.loras.same_as and not definition.loras.urls:
         return f"built-in LoRAs of {definition.loras.same_as!r}: that definition is not given"
     if isinstance(definition.lora_multipliers, str):
@@ -316,8 +363,23 @@ def _is(weights: Weights, files: frozenset[str], base: ModelPreset) -> bool:
 
 
 def _model_keys_problem(definition: WangpDefinition) -> str:
-    honoured = {"architecture", "URLs", "URLs2", "modules", "loras", "loras_multipliers"}
-    known = honoured | _INERT_MODEL_KEYS
+    known = {
+        "architecture",
+        "URLs",
+        "URLs2",
+        "modules",
+        "loras",
+        "loras_multipliers",
+        "attention",
+        K5_OVERRIDES,
+    } | _INERT_MODEL_KEYS
+    if k5_problem := k5_overrides_problem(definition.k5_config_overrides):
+        return f"model setting {k5_problem}"
+    if definition.attention is not None and (problem := rules_problem(definition.attention)):
+        return f"model setting attention: {problem}"
+    if "unified_solver" in definition.model_keys:
+        # wgp's Z-Image runs TwinFlow's own sampler (models/z_image/unified_sampler.py) for it.
+        return "model setting unified_solver (TwinFlow's unified sampler) is not supported yet"
     other = sorted(definition.model_keys - known)
     if other:
         return f"model setting(s) not supported yet: {', '.join(other)}"
@@ -390,6 +452,7 @@ def _derived(definition: WangpDefinition, base: ModelPreset) -> ModelPreset:
             "wangp_defaults": _other_defaults(definition, base),
             "builtin_loras": list(definition.loras.urls),
             "builtin_lora_multipliers": list(definition.lora_multipliers),
+            "attention": dict(definition.attention) if isinstance(definition.attention, Mapping) else {},
             "sizes_source": f"Bytes are {base.id}'s, whose weights this definition names.",
             "description": f"WanGP definition {definition.id!r} on {base.id}: its own default settings.",
         }

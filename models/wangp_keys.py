@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
 
+from models import vace_letters
 from models.loras import LoraPhases
 
 UPSTREAM = "deepbeepmeep/Wan2GP@8681e9f777f9f847f74a0bdefd13d5b9a6efe12d"
@@ -62,9 +63,24 @@ class ModelFacts:
     # The video_prompt_type of a model whose control video is the video it edits (Lucy Edit: "UV",
     # the video as given); it renders with that value and a video_guide, nothing else.
     guide_letters: str = ""
+    # The video_prompt_type letters of its reference images that WanFarm renders ("KI": FLUX
+    # Kontext and FLUX.2, models.flux_refs); "" where it renders none.
+    image_ref_letters: str = ""
+    # WanGP removes the background of its reference images after the main one (rembg), unless the
+    # model says no_background_removal (FLUX.2).
+    removes_ref_background: bool = True
+    # WanGP's VACE: its control video, mask and reference images (models.vace_letters says which
+    # video_prompt_type letters WanFarm renders).
+    vace: bool = False
     # WanGP's defaults for this model where they differ from models/_settings.json (the handler's
     # update_default_settings and defaults/<model_type>.json), for keys WanFarm does not fill itself.
     factory: Mapping[str, object] = field(default_factory=dict)
+    # What WanGP's guidance_phases 2 renders where it is not a second guidance phase but a second
+    # stage WanFarm does not render (LTX-2); "" elsewhere. Only 1 is accepted there.
+    second_stage: str = ""
+    # WanGP guides its generated soundtrack at audio_guidance_scale (LTX-2), where WanFarm guides the
+    # audio at guidance_scale: only a value equal to it renders alike.
+    audio_follows_guidance: bool = False
 
     @cached_property
     def unsettled(self) -> frozenset[str]:
@@ -379,7 +395,6 @@ IMAGE_MODE_AS_RENDERED = NoOp(
 FPS_AS_RENDERED = NoOp(
     _fps_as_rendered, "empty or the model's own frame rate", lambda v: v is None or v == ""
 )
-NO_WINDOWS = NoOp(lambda v, r: not windows(r), "at least video_length (one window)")
 
 
 def guide_letters_or(other: NoOp) -> NoOp:
@@ -394,6 +409,18 @@ def guide_letters_or(other: NoOp) -> NoOp:
     return NoOp(test, f"{other.words}; on Lucy Edit UV with the video to edit as video_guide")
 
 
+def vace_letters_or(other: NoOp) -> NoOp:
+    """video_prompt_type on a VACE model: the letters WanFarm renders there (models.vace_letters);
+    on any other model, `other`."""
+
+    def test(value: object, reading: Reading) -> bool:
+        if reading.facts.vace:
+            return vace_letters.letters_as_rendered(value, reading.get)
+        return other.test(value, reading)
+
+    return NoOp(test, f"{other.words}; {vace_letters.WORDS}")
+
+
 def _model_mode_as_rendered(value: object, reading: Reading) -> bool:
     if reading.facts.model_modes:
         return value is None or any(same_value(value, mode) for mode in reading.facts.model_modes)
@@ -404,6 +431,34 @@ MODEL_MODE_AS_RENDERED = NoOp(
     _model_mode_as_rendered,
     "empty, or any value outside inpainting; on SkyReels DF and ChronoEdit their first mode (0)",
     lambda v: v is None,
+)
+
+
+def _image_refs(reading: Reading) -> list[str]:
+    value = reading.get("image_refs")
+    items = value if isinstance(value, list) else [value]
+    return [item for item in items if isinstance(item, str) and item.strip()]
+
+
+def _ref_letters_as_rendered(value: object, reading: Reading) -> bool:
+    # FLUX Kontext / FLUX.2 render their images as WanGP's "KI" does (the first one the main
+    # subject, fitted to the canvas): images are read with both letters, and only then.
+    letters = reading.facts.image_ref_letters
+    if not letters:
+        return empty().test(value, reading)
+    if not isinstance(value, str) or set(value) - set(letters):
+        return False
+    return set(letters) <= set(value) if _image_refs(reading) else True
+
+
+def _refs_lose_background(reading: Reading) -> bool:
+    main = 1 if "K" in reading.letters("video_prompt_type") else 0
+    return reading.facts.removes_ref_background and len(_image_refs(reading)) > main
+
+
+REF_LETTERS_AS_RENDERED = NoOp(
+    _ref_letters_as_rendered,
+    "empty; on FLUX Kontext and FLUX.2 K and I, both when image_refs are given",
 )
 
 
@@ -435,6 +490,12 @@ def _gated(key: str, does: str, default: object, gate_key: str) -> WanGPKey:
 def _with_letter(key: str, does: str, default: object, prompt_key: str, letters: str) -> WanGPKey:
     noop = unless(letter_in(prompt_key, letters), f"without {letters} in {prompt_key}")
     return WanGPKey(key, KeyClass.NOOP_ONLY, does, default, noop, gate=prompt_key)
+
+
+def _letter_or(key: str, does: str, default: object, prompt_key: str, letters: str, noop: NoOp) -> WanGPKey:
+    # A letter WanFarm renders (VACE's V, A): the key is then accepted at its no-op value.
+    gated = unless(letter_in(prompt_key, letters), f"without {letters} in {prompt_key}")
+    return WanGPKey(key, KeyClass.NOOP_ONLY, does, default, noop | gated, gate=prompt_key)
 
 
 def _in_windows(key: str, does: str, default: object) -> WanGPKey:
@@ -506,7 +567,7 @@ _ROWS: tuple[WanGPKey, ...] = (
         "video_prompt_type",
         "control video, reference image and mask modes (letters V, I, A, G, ...)",
         "",
-        guide_letters_or(empty()),
+        guide_letters_or(vace_letters_or(REF_LETTERS_AS_RENDERED)),
     ),
     _row("audio_prompt_type", "audio prompt modes (letters A, B, ...)", "", empty()),
     _row(
@@ -528,12 +589,9 @@ _ROWS: tuple[WanGPKey, ...] = (
         0,
         equal(0) | unless(_several_start_images, "with at most one start image"),
     ),
-    _row(
-        "duration_seconds",
-        "the length of an audio output",
-        0,
-        equal(0) | unless(_audio, "on a model without audio"),
-    ),
+    # Audio models (Output.AUDIO) render it (models.audio_call); models.settings refuses it
+    # elsewhere, as before, unless the model takes audio prompts (accepted there as doing nothing).
+    _applied("duration_seconds", "the length of an audio output, in seconds (audio models)", 0),
     _row(
         "pause_seconds",
         "pauses between spoken sentences",
@@ -544,7 +602,9 @@ _ROWS: tuple[WanGPKey, ...] = (
     _with_letter(
         "keep_frames_video_source", "frames kept from a source video", "", "image_prompt_type", "VL"
     ),
-    _with_letter("keep_frames_video_guide", "frames of the control video kept", "", "video_prompt_type", "V"),
+    _letter_or(
+        "keep_frames_video_guide", "frames of the control video kept", "", "video_prompt_type", "V", empty()
+    ),
     _row("video_guide_outpainting", "outpaints the control video", "#", equal("", "#")),
     _with_letter(
         "video_guide_outpainting_ratio", "the outpainting's aspect ratio", "", "video_prompt_type", "V"
@@ -559,13 +619,31 @@ _ROWS: tuple[WanGPKey, ...] = (
         1.0,
         equal(1) | unless(lambda r: r.facts.input_video_strength, "on models without it"),
     ),
-    _with_letter("mask_expand", "grows the mask by this many pixels", 0, "video_prompt_type", "A"),
+    _letter_or("mask_expand", "grows the mask by this many pixels", 0, "video_prompt_type", "A", equal(0)),
     _with_letter("frames_positions", "where reference frames are injected", "", "video_prompt_type", "F"),
-    _with_letter(
-        "image_refs_relative_size", "the size of reference images in the frame", 50, "video_prompt_type", "I"
+    WanGPKey(
+        "image_refs_relative_size",
+        KeyClass.NOOP_ONLY,
+        "the size of reference images in the frame",
+        50,
+        unless(letter_in("video_prompt_type", "I"), "without I in video_prompt_type")
+        | unless(
+            lambda r: not r.facts.image_ref_letters, "on FLUX Kontext and FLUX.2 (images at their own size)"
+        ),
+        gate="video_prompt_type",
     ),
-    _with_letter(
-        "remove_background_images_ref", "removes reference images' backgrounds", 1, "video_prompt_type", "I"
+    WanGPKey(
+        "remove_background_images_ref",
+        KeyClass.NOOP_ONLY,
+        "removes reference images' backgrounds",
+        1,
+        unless(letter_in("video_prompt_type", "I"), "without I in video_prompt_type")
+        | equal(0)
+        | NoOp(
+            lambda v, r: bool(r.facts.image_ref_letters) and not _refs_lose_background(r),
+            "any value on FLUX Kontext with one image (its main subject keeps its background), and on FLUX.2",
+        ),
+        # No gate: Kontext's default (1, with "KI") removes backgrounds whenever a second image comes.
     ),
     _with_letter(
         "min_frames_if_references",
@@ -574,7 +652,9 @@ _ROWS: tuple[WanGPKey, ...] = (
         "video_prompt_type",
         "IV",
     ),
-    _with_letter("control_net_weight", "the strength of the control video", 1, "video_prompt_type", "V"),
+    _letter_or(
+        "control_net_weight", "the strength of the control video", 1, "video_prompt_type", "V", equal(1)
+    ),
     _with_letter(
         "control_net_weight2", "the strength of the second control video", 1, "video_prompt_type", "V"
     ),
@@ -622,7 +702,11 @@ _ROWS: tuple[WanGPKey, ...] = (
         "audio_guidance_scale",
         "the guidance of the audio prompt",
         1,
-        unless(_audio, "on a model without audio"),
+        unless(lambda r: _audio(r) or r.facts.audio_follows_guidance, "on a model without audio")
+        | NoOp(
+            lambda v, r: r.facts.audio_follows_guidance and same_value(v, r.get("guidance_scale")),
+            "equal to guidance_scale on LTX-2",
+        ),
     ),
     _row("audio_scale", "the weight of the audio prompt", 1, unless(_audio, "on a model without audio")),
     _row("NAG_scale", "Normalized Attention Guidance", 1, at_most(1)),
@@ -668,11 +752,11 @@ _ROWS: tuple[WanGPKey, ...] = (
         RIFLEX_AS_RENDERED,
     ),
     # Long videos.
-    _row("sliding_window_size", "splits a longer video into overlapping windows", 129, NO_WINDOWS),
-    _in_windows("sliding_window_overlap", "frames shared by two windows", 5),
+    _applied("sliding_window_size", "splits a longer video into windows (models with a windows rule)", 129),
+    _applied("sliding_window_overlap", "frames shared by two windows (1: the last frame starts the next)", 5),
     _in_windows("sliding_window_color_correction_strength", "colour matching between windows", 0),
     _in_windows("sliding_window_overlap_noise", "noise added to the shared frames", 0),
-    _in_windows("sliding_window_discard_last_frames", "frames dropped at each window's end", 0),
+    _applied("sliding_window_discard_last_frames", "frames dropped at each window's end", 0),
     _in_windows("sliding_window_trim_first_frames", "frames dropped at a window's start", 0),
     _in_windows("sub_parallel_window_size", "windows rendered in parallel", 0),
     _in_windows("sub_parallel_window_overlap", "overlap of parallel windows", 17),
@@ -741,19 +825,30 @@ _WAN = ModelFacts(
     guidance_phases=3, samplers=_WAN_SAMPLERS, sliding_window=True, riflex=True, step_caches=("tea", "mag")
 )
 # models/wan/wan_handler.py: image-to-video models take an end image (image_prompt_types "SEVL").
-_WAN_I2V = replace(_WAN, end_image=True)
+# Its one-frame window overlap (test_oneframe_overlap: the last frame starts the next window).
+_WAN_I2V = replace(_WAN, end_image=True, factory={"sliding_window_overlap": 1})
+_HUNYUAN_1_5_T2V = ModelFacts(riflex=True, step_caches=("mag",))
+_HUNYUAN_1_5_I2V = ModelFacts(
+    riflex=True,
+    sliding_window=True,
+    step_caches=("mag",),
+    factory={"image_prompt_type": "S", "sliding_window_overlap": 1},
+)
 _SKY_DF = ModelFacts(
     guidance_phases=1,
     sliding_window=True,
     model_modes=(0,),
     factory={"RIFLEx_setting": 2, "sliding_window_size": 97},
 )
+# FLUX.2's handler defaults (update_default_settings) beside its guidance.
+_FLUX2_FACTORY = {"denoising_strength": 1.0, "masking_strength": 0.25, "remove_background_images_ref": 0}
+_K5 = ModelFacts(guidance_phases=1, step_caches=("mag",), factory={"skip_steps_start_step_perc": 20})
 MODEL_FACTS: dict[str, ModelFacts] = {
     "t2v": _WAN,
     "t2v_1.3B": _WAN,
     "i2v": _WAN_I2V,
     "flf2v_720p": _WAN_I2V,
-    "ti2v_2_2": replace(_WAN, step_caches=("mag",)),
+    "ti2v_2_2": replace(_WAN, step_caches=("mag",), factory={"sliding_window_overlap": 1}),
     "t2v_2_2": ModelFacts(
         guidance_phases=3,
         expert_switch=875,
@@ -762,6 +857,19 @@ MODEL_FACTS: dict[str, ModelFacts] = {
         riflex=True,
         step_caches=("mag",),
         factory={"guidance_phases": 2, "switch_threshold": 875, "guidance2_scale": 3},
+    ),
+    # models/wan/wan_handler.py: VACE is Wan t2v with guides; defaults/vace_fun_14B_2_2.json sets
+    # guidance 1 on both experts, switching at 875.
+    **dict.fromkeys(("vace_1.3B", "vace_14B"), replace(_WAN, vace=True)),
+    "vace_fun_14B_2_2": ModelFacts(
+        guidance_phases=3,
+        expert_switch=875,
+        samplers=_WAN_SAMPLERS,
+        sliding_window=True,
+        riflex=True,
+        step_caches=("mag",),
+        vace=True,
+        factory={"guidance_phases": 2, "switch_threshold": 875, "guidance2_scale": 1},
     ),
     "i2v_2_2": ModelFacts(
         guidance_phases=3,
@@ -777,6 +885,7 @@ MODEL_FACTS: dict[str, ModelFacts] = {
             "guidance2_scale": 3.5,
             "masking_strength": 0.1,
             "denoising_strength": 0.9,
+            "sliding_window_overlap": 1,
         },
     ),
     "hunyuan": ModelFacts(
@@ -786,6 +895,28 @@ MODEL_FACTS: dict[str, ModelFacts] = {
         step_caches=("tea", "mag"),
         factory={"guidance_scale": 7.0, "flow_shift": 5.0},
     ),
+    # models/hyvideo/hunyuan_handler.py: HunyuanVideo I2V takes a start image (no end image), with
+    # the embedded guidance of HunyuanVideo.
+    "hunyuan_i2v": ModelFacts(
+        guidance_phases=0,
+        embedded_guidance=True,
+        riflex=True,
+        step_caches=("tea", "mag"),
+        factory={
+            "guidance_scale": 7.0,
+            "flow_shift": 5.0,
+            "image_prompt_type": "S",
+            "sliding_window_overlap": 1,
+        },
+    ),
+    # HunyuanVideo 1.5: one phase of real CFG, MagCache only, sliding windows on i2v but not t2v; the
+    # 720p definitions set sliding_window_size 97 (defaults/hunyuan_1_5_*.json).
+    "hunyuan_1_5_t2v": replace(_HUNYUAN_1_5_T2V, factory={"sliding_window_size": 97}),
+    "hunyuan_1_5_480_t2v": _HUNYUAN_1_5_T2V,
+    "hunyuan_1_5_i2v": replace(
+        _HUNYUAN_1_5_I2V, factory={**_HUNYUAN_1_5_I2V.factory, "sliding_window_size": 97}
+    ),
+    "hunyuan_1_5_480_i2v": _HUNYUAN_1_5_I2V,
     "ltxv_13B": ModelFacts(
         guidance_phases=0, flow_shift=False, sliding_window=True, factory={"flow_shift": 5.0}
     ),
@@ -801,9 +932,72 @@ MODEL_FACTS: dict[str, ModelFacts] = {
     "flux_schnell": ModelFacts(
         guidance_phases=0, flow_shift=False, factory={"embedded_guidance_scale": 2.5, "flow_shift": 5.0}
     ),
+    # models/flux/flux_handler.py: Kontext and FLUX.2 take reference images ("KI"); Kontext's
+    # default reads them, FLUX.2's ("") does not and removes no background. FLUX.2 dev embeds its
+    # guidance (4); Klein embeds none: the distilled one runs no CFG (guidance_max_phases 0), the
+    # base one true CFG (its definition's guidance_max_phases 1).
+    "flux_dev_kontext": ModelFacts(
+        guidance_phases=0,
+        embedded_guidance=True,
+        flow_shift=False,
+        image_ref_letters="KI",
+        factory={"embedded_guidance_scale": 2.5, "flow_shift": 5.0, "video_prompt_type": "KI"},
+    ),
+    "flux2_dev": ModelFacts(
+        guidance_phases=0,
+        embedded_guidance=True,
+        flow_shift=False,
+        image_ref_letters="KI",
+        removes_ref_background=False,
+        factory={"embedded_guidance_scale": 4.0, "flow_shift": 5.0, **_FLUX2_FACTORY},
+    ),
+    **dict.fromkeys(
+        ("flux2_klein_4b", "flux2_klein_9b"),
+        ModelFacts(
+            guidance_phases=0,
+            flow_shift=False,
+            image_ref_letters="KI",
+            removes_ref_background=False,
+            factory={"embedded_guidance_scale": 1.0, "flow_shift": 5.0, **_FLUX2_FACTORY},
+        ),
+    ),
+    **dict.fromkeys(
+        ("flux2_klein_base_4b", "flux2_klein_base_9b"),
+        ModelFacts(
+            guidance_phases=1,
+            flow_shift=False,
+            image_ref_letters="KI",
+            removes_ref_background=False,
+            factory={"embedded_guidance_scale": 1.0, "flow_shift": 5.0, **_FLUX2_FACTORY},
+        ),
+    ),
     "qwen_image_20B": ModelFacts(
         flow_shift=False, samplers=("default", "lightning"), factory={"flow_shift": 5.0}
     ),
+    # models/qwen/qwen_handler.py: the edit models read their input images as reference images
+    # ("KI": the first one the main subject, the output at its aspect ratio; models.qwen_edit);
+    # Edit's default reads them, Edit Plus's ("") renders from the prompt.
+    "qwen_image_edit_20B": ModelFacts(
+        flow_shift=False,
+        samplers=("default", "lightning"),
+        image_ref_letters="KI",
+        factory={"flow_shift": 5.0, "video_prompt_type": "KI", "denoising_strength": 1.0, "model_mode": 0},
+    ),
+    **dict.fromkeys(
+        ("qwen_image_edit_plus_20B", "qwen_image_edit_plus2_20B"),
+        ModelFacts(
+            flow_shift=False,
+            samplers=("default", "lightning"),
+            image_ref_letters="KI",
+            factory={"flow_shift": 5.0, "video_prompt_type": "", "denoising_strength": 1.0, "model_mode": 0},
+        ),
+    ),
+    # models/z_image/z_image_handler.py: Turbo runs without guidance or flow shift (guidance_max_phases
+    # 0, NAG off at 1); the base model with CFG 4 and flow shift 6.
+    "z_image": ModelFacts(
+        guidance_phases=0, flow_shift=False, factory={"guidance_scale": 0, "flow_shift": 5.0}
+    ),
+    "z_image_base": ModelFacts(factory={"guidance_scale": 4, "flow_shift": 6.0}),
     # Wan offshoots (models/wan/df_handler.py, wan_handler.py): SkyReels DF renders one window
     # synchronously (model_mode 0), without RIFLEx (DTT2V turns it off); ChronoEdit's default is an
     # image (image_mode 1, model_mode 0: 5 frames, the last kept); Lucy Edit reads its control video
@@ -819,9 +1013,72 @@ MODEL_FACTS: dict[str, ModelFacts] = {
         guide_letters="UV",
         factory={"video_prompt_type": "UV", "sliding_window_size": 121},
     ),
+    # Kandinsky 5 (models/kandinsky5/kandinsky_handler.py): one guidance phase, no sampler choice,
+    # no sliding windows, MagCache; update_default_settings starts step skipping at 20% and gives
+    # the i2v models a start image ("S").
+    **dict.fromkeys(("k5_lite_t2v", "k5_pro_t2v"), _K5),
+    **dict.fromkeys(
+        ("k5_lite_i2v", "k5_pro_i2v"), replace(_K5, factory={**_K5.factory, "image_prompt_type": "S"})
+    ),
 }
 # WanFarm's own models (tiny ones, LTX-Video 2B): no WanGP model to follow; every applied key counts.
 NATIVE = ModelFacts(wangp=False)
+# models/ltx2/ltx2_handler.py: LTX-2 takes two guidance "phases" that are render stages
+# (ltx_pipelines/ti2vid_two_stages.py: skip_stage_2 when guidance_phases <= 1, the first stage at
+# half size otherwise); its dev defaults (_default_dev_settings, update_default_settings) and the
+# sliding windows, soundtrack, modality guidance (alt_guidance_scale) and rescale (alt_scale) it reads.
+_LTX2_STAGES = (
+    "WanGP renders LTX-2 in two stages (the first at half size, then a x2 latent upsampler and a "
+    "refining pass with its distilled LoRA); WanFarm renders one stage at the full size"
+)
+_LTX2 = ModelFacts(
+    guidance_phases=2,
+    flow_shift=False,
+    sliding_window=True,
+    alt_prompt=True,
+    second_stage=_LTX2_STAGES,
+    audio_follows_guidance=True,
+    factory={
+        "guidance_phases": 2,
+        "sliding_window_size": 481,
+        "sliding_window_overlap": 17,
+        "denoising_strength": 1.0,
+        "masking_strength": 0,
+        "perturbation_start_perc": 0,
+        "perturbation_end_perc": 100,
+        "sample_solver": "euler",
+        # defaults/ltx2_19B.json: LTX-2's own guidance (audio CFG 7, modality 3, rescale 0.7, STG
+        # at block 29).
+        "guidance_scale": 3.0,
+        "audio_guidance_scale": 7.0,
+        "alt_guidance_scale": 3.0,
+        "alt_scale": 0.7,
+        "perturbation_switch": 2,
+        "perturbation_layers": [29],
+        "num_inference_steps": 40,
+        "video_length": 241,
+    },
+)
+# The 22B (LTX-2.3) dev defaults run WanGP's distilled sampler: 8 steps at guidance 1, no extra
+# guidance.
+_LTX2_22B = replace(
+    _LTX2,
+    samplers=("distilled_8_steps", "euler", "res2s"),
+    factory={
+        **_LTX2.factory,
+        "perturbation_layers": [28],
+        "guidance_scale": 1.0,
+        "audio_guidance_scale": 1.0,
+        "alt_guidance_scale": 1.0,
+        "alt_scale": 0.0,
+        "perturbation_switch": 0,
+        "num_inference_steps": 8,
+        "video_length": 121,
+        "resolution": "1280x720",
+        "sample_solver": "distilled_8_steps",
+    },
+)
+MODEL_FACTS |= {"ltx2_19B": _LTX2, "ltx2_22B": _LTX2_22B}
 
 
 def model_facts(wangp_model_types: Iterable[str]) -> ModelFacts:
@@ -847,6 +1104,13 @@ def refusals(reading: Reading) -> list[str]:
         shown = _show(value) + ("" if given else f" ({_default_of(reading)})")
         problems.append(
             f"{row.key}: {shown} is not supported by WanFarm yet: {row.does}; accepted: {row.noop.words}"
+        )
+    if reading.facts.second_stage and reading.phases > 1:
+        given = reading.given.get("guidance_phases") is not None
+        shown = f"{reading.phases}" + ("" if given else f" ({_default_of(reading)})")
+        problems.append(
+            f"guidance_phases: {shown} is not supported by WanFarm yet: {reading.facts.second_stage}; "
+            "accepted: 1"
         )
     return problems
 
