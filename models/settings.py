@@ -28,6 +28,8 @@ from models.profiles import override_profile
 from models.request import GenerationRequest
 from models.samplers import SOLVER_NAMES, solver_problem, steps_run
 from models.step_cache import StepCacheRefused, StepCaching, step_caching
+from models.vace import takes_guides
+from models.vace_letters import implied_letters
 from models.wangp_keys import (
     KEYS,
     MODEL_FACTS,
@@ -230,6 +232,9 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
         # A WanGP definition's defaults stand in for the keys the file leaves out.
         settings = parse_settings(preset.wangp_defaults | settings.given(), source)
     facts = model_facts(preset.wangp_model_types)
+    if takes_guides(preset) and not facts.vace:
+        # WanFarm's own VACE models (the tiny one) read VACE's letters as WanGP's VACE does.
+        facts = replace(facts, vace=True)
     problems: list[str] = []
     rendered = _rendered(settings, preset, facts, attachments, problems)
     reading = _reading(settings, preset, facts, rendered)
@@ -436,6 +441,9 @@ def _metadata(
     ):
         if used:
             applied[key] = given[key]  # as written: WanGP's file names
+    if takes_guides(preset) and (request.video_guide or request.image_refs):
+        # WanGP reads a guide only with its letter: the letters of the guides used.
+        applied["video_prompt_type"] = implied_letters(given.get("video_prompt_type"), given.get)
     if settings.film_grain_intensity > 0:
         applied |= {
             "film_grain_intensity": settings.film_grain_intensity,
