@@ -843,6 +843,16 @@ _SKY_DF = ModelFacts(
 # FLUX.2's handler defaults (update_default_settings) beside its guidance.
 _FLUX2_FACTORY = {"denoising_strength": 1.0, "masking_strength": 0.25, "remove_background_images_ref": 0}
 _K5 = ModelFacts(guidance_phases=1, step_caches=("mag",), factory={"skip_steps_start_step_perc": 20})
+# Stable Audio 3 (models/TTS/stable_audio3_handler.py): audio only, one guidance phase, no flow
+# shift, its own samplers (models.audio_call renders pingpong and euler); update_default_settings
+# renders 30 s at 8 steps. Its audio_scale is the noise level of audio-to-audio ("AE" in
+# audio_prompt_type), which does nothing in text-to-audio, the only mode rendered.
+_SA3 = ModelFacts(
+    guidance_phases=1,
+    flow_shift=False,
+    samplers=("pingpong", "euler", "dpmpp", "rk4"),
+    factory={"duration_seconds": 30, "sample_solver": "pingpong", "audio_scale": 0.9, "video_length": 0},
+)
 MODEL_FACTS: dict[str, ModelFacts] = {
     "t2v": _WAN,
     "t2v_1.3B": _WAN,
@@ -1017,6 +1027,7 @@ MODEL_FACTS: dict[str, ModelFacts] = {
     # no sliding windows, MagCache; update_default_settings starts step skipping at 20% and gives
     # the i2v models a start image ("S").
     **dict.fromkeys(("k5_lite_t2v", "k5_pro_t2v"), _K5),
+    **dict.fromkeys(("stable_audio3_small", "stable_audio3_medium"), _SA3),
     **dict.fromkeys(
         ("k5_lite_i2v", "k5_pro_i2v"), replace(_K5, factory={**_K5.factory, "image_prompt_type": "S"})
     ),
