@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.catalogue import ModelPreset, Task
+from models.hunyuan15_call import Hunyuan15Call
 from models.request import GenerationRequest
 from models.wan_offshoots import own_call
 
@@ -23,6 +24,8 @@ def pipeline_for(pipe: Any, preset: ModelPreset, request: GenerationRequest) -> 
     it (models.wan_offshoots: ChronoEdit's image edit)."""
     if (own := own_call(pipe, preset)) is not None:
         return own
+    if preset.family == "hunyuan15":  # its guider, step callback and image size: models.hunyuan15_call
+        return Hunyuan15Call(pipe)
     if request.image_start is None:
         return pipe
     if preset.task is Task.TI2V:
