@@ -2,8 +2,9 @@
 classes at a few hundred kB, over the tiny Wan parts of models.tiny (UMT5 text, Wan VAEs), each
 component from a fixed seed so a build is byte-identical from run to run.
 
-`write_skyreels_single_file` writes the tiny SkyReels transformer in its original key layout
-(WanGP's sky_reels2_diffusion_forcing files), checked against the layout models.single_file reads.
+`write_original_single_file` writes a tiny transformer in its original key layout (WanGP's
+sky_reels2_diffusion_forcing, chrono_edit and lucy_edit files), checked against the layout
+models.single_file reads.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from diffusers import (
 )
 from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
 
+from models.tiny import _wan_original_name as wan_original_name
 from models.tiny import seeded, wan_text, wan_transformer, wan_vae
 
 # The tiny Wan transformer's shape (models.tiny.wan_transformer), for the classes built here.
@@ -130,27 +132,39 @@ def build_lucy_edit() -> Any:
     )
 
 
-def write_skyreels_single_file(dest: Path, transformer: Any = None) -> Path:
-    """The tiny SkyReels DF transformer (the skyreels-df-tiny preset's, same weights), or
-    `transformer`, saved as one safetensors file in SkyReels' original key layout; returns `dest`."""
+def write_original_single_file(dest: Path, transformer: Any) -> Path:
+    """`transformer` (a tiny SkyReels DF, ChronoEdit or Wan transformer) saved as one safetensors
+    file in its original key layout, as WanGP ships its model files; returns `dest`."""
     from safetensors.torch import save_file
 
     from models.single_file import diffusers_names
-    from models.tiny import _wan_original_name
 
-    state = (transformer if transformer is not None else skyreels_transformer()).state_dict()
-    names = {key: _skyreels_original_name(key, _wan_original_name) for key in state}
+    state = transformer.state_dict()
+    names = {key: _original_name(key) for key in state}
     # The inverse is checked against the layout the farm reads: each name must map back to itself.
-    if diffusers_names(list(names.values()), "SkyReelsV2Transformer3DModel") != names:
-        raise RuntimeError("the original SkyReels names written here do not convert back to diffusers' names")
+    model_class = type(transformer).__name__
+    if diffusers_names(list(names.values()), model_class) != names:
+        raise RuntimeError(f"the original {model_class} names written here do not convert back")
     save_file({names[key]: tensor.contiguous() for key, tensor in state.items()}, str(dest))
     return dest
 
 
-def _skyreels_original_name(key: str, wan_name: Any) -> str:
-    # The fps projection is an nn.Sequential (Linear, SiLU, Linear) in the original model.
-    if key.startswith("fps_projection.net.0.proj."):
-        return "fps_projection.0." + key.removeprefix("fps_projection.net.0.proj.")
-    if key.startswith("fps_projection.net.2."):
-        return "fps_projection.2." + key.removeprefix("fps_projection.net.2.")
-    return str(wan_name(key))
+# Diffusers' names of the parts Wan's text-to-video layout lacks, back to the original ones: SkyReels'
+# fps projection (an nn.Sequential of Linear, SiLU, Linear) and Wan I2V's image branch (ChronoEdit).
+_OFFSHOOT_RENAMES = (
+    ("fps_projection.net.0.proj.", "fps_projection.0."),
+    ("fps_projection.net.2.", "fps_projection.2."),
+    ("condition_embedder.image_embedder.norm1.", "img_emb.proj.0."),
+    ("condition_embedder.image_embedder.ff.net.0.proj.", "img_emb.proj.1."),
+    ("condition_embedder.image_embedder.ff.net.2.", "img_emb.proj.3."),
+    ("condition_embedder.image_embedder.norm2.", "img_emb.proj.4."),
+    (".add_k_proj.", ".k_img."),
+    (".add_v_proj.", ".v_img."),
+    (".norm_added_k.", ".norm_k_img."),
+)
+
+
+def _original_name(key: str) -> str:
+    for diffusers_name, original_name in _OFFSHOOT_RENAMES:
+        key = key.replace(diffusers_name, original_name)
+    return wan_original_name(key)

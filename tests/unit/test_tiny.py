@@ -28,6 +28,7 @@ TINY = [
     "hunyuan15-tiny",
     "wan-vace-tiny",
     "ltx2-tiny",
+    "skyreels-df-tiny",
 ]
 
 
