@@ -89,9 +89,13 @@ def test_every_output_of_a_batch_arrives(farm: Farm, client: FarmClient, tmp_pat
         "flux-tiny",
         "qwen-image-tiny",
         "flux-kontext-tiny",
+        "flux2-klein-tiny",
         "wan-vace-tiny",
         "hunyuan15-tiny",
         "ltx2-tiny",
+        "stable-audio3-tiny",
+        "z-image-tiny",
+        "k5-tiny",
     ]
     batch = [tiny(model, seed=i) for i, model in enumerate(models * 2)]
     jobs = client.submit(batch).jobs

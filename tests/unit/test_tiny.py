@@ -12,10 +12,12 @@ import diffusers
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from models.call_args import configure_scheduler, pipeline_kwargs
 from models.catalogue import ModelPreset, Output, get_model
 from models.image_pipes import pipeline_for
+from models.qwen_processor import QWEN_VL_PIPELINES
 from models.request import GenerationRequest
 from models.tiny import QWEN_DROP_TOKENS, QWEN_TEMPLATE, build_tiny, component_bytes
 
@@ -25,10 +27,16 @@ TINY = [
     "flux-tiny",
     "qwen-image-tiny",
     "flux-kontext-tiny",
+    "flux2-klein-tiny",
     "hunyuan15-tiny",
     "wan-vace-tiny",
     "ltx2-tiny",
     "skyreels-df-tiny",
+    "stable-audio3-tiny",
+    "z-image-tiny",
+    "qwen-image-edit-tiny",
+    "qwen-image-edit-plus-tiny",
+    "k5-tiny",
 ]
 
 
@@ -45,6 +53,7 @@ def default_request(preset: ModelPreset, **changes: Any) -> GenerationRequest:
         flow_shift=preset.defaults.flow_shift,
         sample_solver=preset.defaults.sample_solver,
         seed=42,
+        duration_seconds=preset.audio.default_seconds if preset.audio else None,
     )
     return replace(request, **changes)
 
@@ -55,6 +64,8 @@ def generate(pipe: Any, preset: ModelPreset, request: GenerationRequest) -> np.n
     # The call the runner makes: the pipeline itself, or one over it (models.image_pipes).
     call = pipeline_for(pipe, preset, request)
     result = call(**pipeline_kwargs(call, preset, request, generator))
+    if preset.output is Output.AUDIO:  # (outputs, channels, samples) in [-1, 1]
+        return np.asarray(result.audios)
     return np.asarray(result.frames if preset.output is Output.VIDEO else result.images)
 
 
@@ -86,16 +97,22 @@ def test_builds_loads_and_generates_at_the_preset_defaults(
     pipe = load(preset, tmp_path)
     loaded_at = time.monotonic()
     request = default_request(preset)
+    if preset.pipeline in QWEN_VL_PIPELINES:  # an edit model renders from its input image
+        Image.new("RGB", (64, 64), (200, 40, 30)).save(tmp_path / "input.png")
+        request = replace(request, image_refs=(tmp_path / "input.png",))
     frames = generate(pipe, preset, request)
     done = time.monotonic()
 
     if preset.output is Output.VIDEO:
         assert frames.shape == (1, request.frames, request.height, request.width, 3)
+    elif preset.audio is not None:
+        seconds = request.duration_seconds or 0
+        assert frames.shape == (1, preset.audio.channels, int(seconds * preset.audio.sample_rate))
     else:
         assert frames.shape == (1, request.height, request.width, 3)
     assert frames.dtype == np.float32
     assert np.isfinite(frames).all()
-    assert frames.min() >= 0.0 and frames.max() <= 1.0
+    assert frames.min() >= (-1.0 if preset.output is Output.AUDIO else 0.0) and frames.max() <= 1.0
     assert frames.std() > 0  # a real decode, not a constant image
 
     size = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
