@@ -28,7 +28,7 @@ from models.profiles import override_profile
 from models.request import GenerationRequest
 from models.samplers import SOLVER_NAMES, solver_problem, steps_run
 from models.step_cache import StepCacheRefused, StepCaching, step_caching
-from models.vace import takes_guides
+from models.vace import guide_problems, takes_guides
 from models.vace_letters import implied_letters
 from models.wangp_keys import (
     KEYS,
@@ -237,6 +237,7 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
         facts = replace(facts, vace=True)
     problems: list[str] = []
     rendered = _rendered(settings, preset, facts, attachments, problems)
+    problems.extend(guide_problems(preset, rendered.request))  # a VACE guide shorter than the video
     reading = _reading(settings, preset, facts, rendered)
     problems.extend(refusals(reading))
     # Read in the job's guidance phases, which the reading knows (WanGP's lora_multiplier_phases).

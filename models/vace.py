@@ -59,6 +59,29 @@ def vace_kwargs(preset: ModelPreset, request: GenerationRequest) -> dict[str, An
     return kwargs
 
 
+def guide_problems(preset: ModelPreset, request: GenerationRequest) -> list[str]:
+    """A line per guide video of a VACE job too short for its frames, from the file's header (no
+    frame decoded), so the job is refused before it runs; a header without a frame count says nothing."""
+    if not takes_guides(preset) or preset.fps is None:
+        return []
+    import av
+
+    problems = []
+    for key, path in (("video_guide", request.video_guide), ("video_mask", request.video_mask)):
+        if path is None:
+            continue
+        try:
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                held, rate = stream.frames, stream.average_rate
+        except (av.error.FFmpegError, IndexError) as error:
+            problems.append(f"{key}: {path.name} is not a readable video: {error}")
+            continue
+        if held and rate and int(Fraction(request.frames - 1) * Fraction(rate) / preset.fps) >= held:
+            problems.append(_too_short(key, path, held, Fraction(rate), preset.fps, request.frames))
+    return problems
+
+
 def read_video(path: Path, count: int, size: tuple[int, int], fps: int, key: str) -> list[Any]:
     """`count` frames of the video at `path` sampled at `fps` (WanGP reads a guide at the model's
     frame rate), each resized to `size` (width, height) with Lanczos as WanGP does."""
@@ -75,12 +98,13 @@ def read_video(path: Path, count: int, size: tuple[int, int], fps: int, key: str
     # Output frame i shows the source at time i / fps.
     picks = [int(Fraction(index) * Fraction(rate) / fps) for index in range(count)]
     if not decoded or picks[-1] >= len(decoded):
-        have = len(decoded) * fps / float(rate) if decoded else 0
-        raise GuideUnreadable(
-            f"{key}: {path.name} holds {len(decoded)} frames at {float(rate):g} fps, about {have:.0f} at "
-            f"{fps} fps; the video needs {count}"
-        )
+        raise GuideUnreadable(_too_short(key, path, len(decoded), Fraction(rate), fps, count))
     return [decoded[pick].resize(size, Image.Resampling.LANCZOS) for pick in picks]
+
+
+def _too_short(key: str, path: Path, held: int, rate: Fraction, fps: int, count: int) -> str:
+    at = f", about {held * fps / float(rate):.0f} at {fps} fps" if held and rate != fps else ""
+    return f"{key}: {path.name} holds {held} frames at {float(rate):g} fps{at}; the video needs {count}"
 
 
 def _fitted(image: Any, size: tuple[int, int]) -> Any:

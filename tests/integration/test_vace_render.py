@@ -1,7 +1,8 @@
 """The tiny Wan VACE through `wanfarm render`: a control video, its mask and a reference image
 change the video, the output's settings say which guides were used (WanGP's video_prompt_type
-letters) and render it again to the same frames; letters WanFarm does not render exit 2 naming the
-key; a definition with a VACE transformer file of its own (WanGP's original layout) renders from it."""
+letters) and render it again to the same frames; letters WanFarm does not render, and a control
+video shorter than the video, exit 2 naming the key; a definition with a VACE transformer file of
+its own (WanGP's original layout) renders from it."""
 
 from __future__ import annotations
 
@@ -92,6 +93,7 @@ def test_files_alone_imply_their_letters(guides: Path, cache_dir: Path) -> None:
         {"video_prompt_type": "PV", "video_guide": "guide.mp4"},  # pose extraction
         {"video_prompt_type": "I", "image_refs": ["ref.png"]},  # WanGP would remove the background
         {"video_prompt_type": "VA", "video_guide": "guide.mp4"},  # no mask
+        {"video_guide": "guide.mp4", "video_length": 13},  # a control video of 9 frames
     ],
 )
 def test_letters_farm_cannot_render_exit_2_naming_the_key(
@@ -99,7 +101,8 @@ def test_letters_farm_cannot_render_exit_2_naming_the_key(
 ) -> None:
     out = guides / "out"
     assert render(cache_dir, BASE | changes, guides, out) == 2
-    assert "video_prompt_type: " in capsys.readouterr().err
+    key = "video_guide" if "video_length" in changes else "video_prompt_type"
+    assert f"{key}: " in capsys.readouterr().err
     assert not out.exists() or not list(out.iterdir())
 
 

@@ -19,7 +19,7 @@ from models.catalogue import catalogue, get_model
 from models.single_file import SingleFileRefused, load_transformer
 from models.tiny import build_tiny
 from models.tiny_vace import MODULE_PREFIXES, write_vace_files
-from models.vace import GuideUnreadable, read_video, vace_kwargs
+from models.vace import GuideUnreadable, guide_problems, read_video, vace_kwargs
 from models.vace_letters import implied_letters
 from models.vace_modules import module_problem
 from models.wangp_definitions import decide, parse_definition, with_references
@@ -152,6 +152,13 @@ def test_a_guide_is_read_at_the_models_frame_rate_and_size(tmp_path: Path) -> No
         match=r"video_guide: g.mp4 holds 20 frames at 32 fps, about 10 at 16 fps; the video needs 13",
     ):
         read_video(path, 13, (48, 16), 16, "video_guide")
+    # A job is refused before it runs, from the file's header.
+    preset = get_model("wan-vace-tiny")
+    short = default_request(preset, video_guide=path, frames=13)
+    assert guide_problems(preset, short) == [
+        "video_guide: g.mp4 holds 20 frames at 32 fps, about 10 at 16 fps; the video needs 13"
+    ]
+    assert guide_problems(preset, default_request(preset, video_guide=path)) == []
     (tmp_path / "not.mp4").write_bytes(b"no video")
     with pytest.raises(GuideUnreadable, match=r"video_mask: not\.mp4 is not a readable video"):
         read_video(tmp_path / "not.mp4", 9, (48, 16), 16, "video_mask")
