@@ -37,7 +37,9 @@ from urllib.parse import urlparse
 
 from models.flux_layouts import flux1_to_diffusers, flux2_to_diffusers
 from models.gpus import ArchCaps, arch_caps
+from models.hunyuan15_layout import hunyuan15_to_diffusers
 from models.kandinsky5_layout import kandinsky5_layout
+from models.ltx2_layout import ltx2_layout
 from models.preset import ModelPreset
 from models.qwen_layouts import qwen_image_layout, z_image_layout
 from models.wan_offshoots import skyreels_layout
@@ -77,9 +79,14 @@ LAYOUTS: dict[str, Layout] = {
     "SkyReelsV2Transformer3DModel": Layout(skyreels_layout),
     "ChronoEditTransformer3DModel": Layout(_wan_layout),
     "Kandinsky5Transformer3DModel": Layout(kandinsky5_layout),
+    "LTX2VideoTransformer3DModel": Layout(ltx2_layout),
+    # The token refiner's fused qkv is split and the final modulation reordered: tensors, not names.
+    "HunyuanVideo15Transformer3DModel": Layout(hunyuan15_to_diffusers, names_only=False),
 }
 # The catalogue families (`ModelPreset.family`) whose files load here.
-SINGLE_FILE_FAMILIES = frozenset({"wan", "qwen-image", "z-image", "flux", "flux2", "kandinsky5"})
+SINGLE_FILE_FAMILIES = frozenset(
+    {"wan", "qwen-image", "z-image", "flux", "flux2", "kandinsky5", "ltx2", "hunyuan15"}
+)
 # The transformer class of each pipeline whose transformer loads from a single file.
 PIPELINE_TRANSFORMERS = {
     "WanPipeline": "WanTransformer3DModel",
@@ -98,6 +105,9 @@ PIPELINE_TRANSFORMERS = {
     "LucyEditPipeline": "WanTransformer3DModel",
     "Kandinsky5T2VPipeline": "Kandinsky5Transformer3DModel",
     "Kandinsky5I2VPipeline": "Kandinsky5Transformer3DModel",
+    "LTX2Pipeline": "LTX2VideoTransformer3DModel",
+    "HunyuanVideo15Pipeline": "HunyuanVideo15Transformer3DModel",
+    "HunyuanVideo15ImageToVideoPipeline": "HunyuanVideo15Transformer3DModel",
 }
 # Name tokens of prequantized files: int8 (optimum-quanto, read through mmgp) is the one loadable.
 INT8_TOKEN = "int8"
@@ -160,9 +170,17 @@ def choose_file(
 _ANY_CARD = arch_caps((9, 0))
 
 
-def check_loadable(urls: Sequence[str]) -> None:
-    """SingleFileRefused, naming the file, when no card of the farm could load any of `urls`."""
-    choose_file(urls, _ANY_CARD, quantize=True, quanto_installed=True)
+def check_loadable(urls: Sequence[str], int8: bool = True) -> None:
+    """SingleFileRefused, naming the file, when no card of the farm could load any of `urls`;
+    `int8` False for a model whose layout cannot read int8 files (reads_int8), which then loads the
+    first file on every profile, as the pipeline host does."""
+    first = file_name(urls[0]) if urls else ""
+    if not int8 and INT8_TOKEN in first.lower():
+        raise SingleFileRefused(
+            f"{first}: an int8 quanto file, listed first: this model's original layout is converted "
+            "tensor by tensor, so only a bf16/fp16 file listed first loads"
+        )
+    choose_file(urls, _ANY_CARD, quantize=int8, quanto_installed=True)
 
 
 def reads_int8(preset: ModelPreset) -> bool:

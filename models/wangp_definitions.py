@@ -91,7 +91,7 @@ _SAME_WEIGHTS = _same_weights()
 # URLs recorded as the preset's wangp_weights, loaded by models.single_file in the pipeline host).
 # One transformer per file: a two-expert Wan 2.2 names its low-noise expert's files in URLs2.
 SINGLE_FILE_SERVED: frozenset[str] = frozenset(
-    {"wan", "qwen-image", "z-image", "flux", "flux2", "kandinsky5"}
+    {"wan", "qwen-image", "z-image", "flux", "flux2", "kandinsky5", "ltx2", "hunyuan15"}
 )
 
 # Keys of a definition's model block that change nothing rendered: WanGP's menus and folders, its
@@ -330,12 +330,12 @@ def _weights_problem(definition: WangpDefinition, base: ModelPreset) -> str:
         # Each expert needs its file: URLs2 exactly when the base has a low-noise expert.
         wanted = f"{base.id} has two experts" if urls2 else f"{base.id} has one transformer"
         return f"{named}: URLs2 ({definition.urls2.describe() or 'none'}) does not fit: {wanted}"
-    from models.single_file import SingleFileRefused, check_loadable
+    from models.single_file import SingleFileRefused, check_loadable, reads_int8
 
     try:
         for files in (definition.urls.urls, definition.urls2.urls):
             if files:
-                check_loadable(files)
+                check_loadable(files, int8=reads_int8(base))
     except SingleFileRefused as error:
         return f"{named}: {error}"
     return ""
