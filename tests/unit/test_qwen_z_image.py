@@ -18,18 +18,23 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from models import attention
 from models.attention import AttentionMode
 from models.call_args import configure_scheduler, pipeline_kwargs
 from models.catalogue import ModelPreset, catalogue, get_model
+from models.device import LocalGpu
 from models.model_attention import model_kernel, rules_problem
+from models.overrides import Overrides
 from models.qwen_edit import WANGP_NEGATIVE, qwen_edit_kwargs
 from models.qwen_processor import processor_parts
 from models.request import GenerationRequest
+from models.runner import PipelineHost
 from models.single_file import SingleFileRefused, load_pipeline, load_transformer
 from models.tiny import build_tiny
 from models.tiny_qwen import write_qwen_single_file
 from models.tiny_z_image import write_z_image_single_file
 from models.wangp_definitions import decide, own_weights, parse_definition
+from models.weights import WeightCache
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
 
@@ -216,3 +221,20 @@ def test_the_edit_repos_processor_loads_without_torchvision(tmp_path: Path) -> N
         text=["<|vision_start|><|image_pad|><|vision_end|>add a hat"], images=[Image.new("RGB", (64, 64))]
     )
     assert inputs["pixel_values"].shape[0] > 0 and inputs["image_grid_thw"].tolist() == [[1, 4, 4]]
+
+
+def test_the_pipeline_host_runs_the_models_kernel_on_the_cards_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = PipelineHost(WeightCache(tmp_path))
+    host.attention_mode = AttentionMode.SAGE  # the machine's kernel, as on a card with SageAttention
+    monkeypatch.setattr(attention, "installed_modes", lambda: {AttentionMode.SDPA, AttentionMode.SAGE})
+    qwen, wan = get_model("qwen-image"), get_model("wan2.1-t2v-14b")
+    for capability, expected in (((8, 6), AttentionMode.SDPA), ((8, 9), AttentionMode.SAGE)):
+        host.gpu = LocalGpu(0, "card", capability, 24 << 30, 24 << 30, None)
+        assert host._attention_for(REQUEST, qwen) is expected
+        assert host._attention_for(REQUEST, wan) is AttentionMode.SAGE  # no rule of its own
+    # A job's own kernel wins over the model's.
+    forced = replace(REQUEST, overrides=Overrides(attention=AttentionMode.SAGE))
+    host.gpu = LocalGpu(0, "card", (8, 6), 24 << 30, 24 << 30, None)
+    assert host._attention_for(forced, qwen) is AttentionMode.SAGE
