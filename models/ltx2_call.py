@@ -38,11 +38,16 @@ def ltx2_kwargs(pipe: Any, preset: ModelPreset, request: GenerationRequest) -> d
         "audio_stg_scale": None,
         "audio_modality_scale": None,
         "audio_guidance_rescale": None,
-        # LTX-2.0's timestep rule for the audio-video cross attention (2.3 and later use the other
-        # modality's sigma): the 19B model's and the tiny one's.
-        "use_cross_timestep": False,
+        # The audio-video cross attention's timestep: the other modality's sigma from LTX-2.3 on (its
+        # transformer modulates the prompt cross attention), its own on LTX-2.0 (the 19B, the tiny).
+        "use_cross_timestep": _is_ltx23_or_later(pipe),
         "max_sequence_length": min(int(tokens), MAX_PROMPT_TOKENS),
     }
+
+
+def _is_ltx23_or_later(pipe: Any) -> bool:
+    config = getattr(getattr(pipe, "transformer", None), "config", None)
+    return bool(getattr(config, "cross_attn_mod", False) or getattr(config, "audio_cross_attn_mod", False))
 
 
 def soundtracks(result: Any, pipe: Any) -> list[Soundtrack] | None:
