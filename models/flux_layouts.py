@@ -14,6 +14,8 @@ from typing import Any
 
 # Black Forest Labs' prefix of a transformer saved inside a whole-model checkpoint.
 _PREFIX = "model.diffusion_model."
+# The alignment (bytes) of the storage torch allocates, which its CPU kernels assume for speed.
+_ALIGNMENT = 64
 # FLUX.1's MLP is 4 x the width (mlp_ratio in BFL's FluxParams and diffusers' converter).
 _MLP_RATIO = 4
 # Original names -> diffusers' for the tensors that only change name (block index as {i}).
@@ -57,10 +59,11 @@ _FINAL_MODULATION = ("final_layer.adaLN_modulation.1", "norm_out.linear")
 def flux1_to_diffusers(state: dict[str, Any]) -> dict[str, Any]:
     """A FLUX.1 transformer state dict in BFL's names (`double_blocks.N.img_attn.qkv`, ...) as
     diffusers' FluxTransformer2DModel names it; a key it does not know is kept as given, so that the
-    caller's key check names it."""
+    caller's key check names it. `state` is emptied."""
     import torch
 
-    rest = {key.removeprefix(_PREFIX): value for key, value in state.items()}
+    # Popped from the caller's dict, so that each original is freed once converted.
+    rest = {key.removeprefix(_PREFIX): state.pop(key) for key in list(state)}
     out: dict[str, Any] = {}
     blocks = {
         "double_blocks": _indices(rest, "double_blocks"),
@@ -99,16 +102,29 @@ def flux1_to_diffusers(state: dict[str, Any]) -> dict[str, Any]:
         if key in rest:
             shift, scale = rest.pop(key).chunk(2, dim=0)
             out[f"{new}.{kind}"] = torch.cat([scale, shift], dim=0)
-    return out | rest
+    return _owning(out | rest)
 
 
 def flux2_to_diffusers(state: dict[str, Any]) -> dict[str, Any]:
     """A FLUX.2 transformer state dict in BFL's names as diffusers' Flux2Transformer2DModel names
-    it, by diffusers' own converter (which pops from the dict it is given: a copy is passed)."""
+    it, by diffusers' own converter; `state` is emptied."""
     from diffusers.loaders.single_file_utils import convert_flux2_transformer_checkpoint_to_diffusers
 
-    renamed = {key.removeprefix(_PREFIX): value for key, value in state.items()}
-    return dict(convert_flux2_transformer_checkpoint_to_diffusers(renamed))
+    renamed = {key.removeprefix(_PREFIX): state.pop(key) for key in list(state)}
+    return _owning(dict(convert_flux2_transformer_checkpoint_to_diffusers(renamed)))
+
+
+def _owning(state: dict[str, Any]) -> dict[str, Any]:
+    # A piece split from a fused tensor is a view into its storage, and safetensors' tensors may
+    # start off a 64-byte boundary: the CPU kernels then take other paths, and frames come out a
+    # rounding apart from the same weights loaded from a folder. Such tensors get aligned storage of
+    # their own, popped one at a time so that the originals are freed as it goes.
+    owned = {}
+    for key in list(state):
+        tensor = state.pop(key)
+        view = tensor.untyped_storage().nbytes() != tensor.nbytes
+        owned[key] = tensor.clone() if view or tensor.data_ptr() % _ALIGNMENT else tensor
+    return owned
 
 
 def _indices(state: dict[str, Any], prefix: str) -> list[int]:

@@ -13,8 +13,20 @@ from typing import Any
 
 import torch
 
-from models.flux_layouts import flux1_to_diffusers
-from models.tiny import tiny_pipeline
+from models.flux_layouts import flux1_to_diffusers, flux2_to_diffusers
+from models.tiny import QWEN_SPECIALS, qwen_tokenizer, seeded, tiny_pipeline
+
+# Qwen3's chat template in its thinking-off form, which Flux2KleinPipeline asks for
+# (enable_thinking=False): the prompt as a user turn, then an empty think block.
+QWEN3_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}"
+    "{% endif %}"
+)
+# Klein reads the text encoder's hidden states 9, 18 and 27 (text_encoder_out_layers): the tiny
+# Qwen3 needs 27 layers for the same call.
+KLEIN_TEXT_LAYERS = 27
 
 
 def build_kontext() -> Any:
@@ -22,6 +34,146 @@ def build_kontext() -> Any:
     from diffusers.pipelines.flux.pipeline_flux_kontext import FluxKontextPipeline
 
     return FluxKontextPipeline(**tiny_pipeline("flux").components)
+
+
+def build_klein() -> Any:
+    """FLUX.2 [klein] in tiny: the step-distilled Flux2KleinPipeline (no guidance embedder, no CFG)
+    over a 27-layer, 16-wide Qwen3 whose three read layers (9, 18, 27) make the 48-wide context,
+    FLUX.2's VAE layout (8x, 2x2 latent patches behind a batch norm) and a 1+1-block transformer."""
+    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = qwen_tokenizer()
+    tokenizer.chat_template = QWEN3_CHAT_TEMPLATE
+    vocab = tokenizer.get_vocab()
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=KLEIN_TEXT_LAYERS,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=vocab[QWEN_SPECIALS[0]],
+        eos_token_id=vocab["<|im_end|>"],
+    )
+    text_encoder = seeded(lambda: Qwen3ForCausalLM(config).eval())
+    transformer = seeded(lambda: flux2_transformer(joint_attention_dim=3 * config.hidden_size))
+    vae = seeded(
+        lambda: AutoencoderKLFlux2(
+            block_out_channels=(8, 8, 8, 8),
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=4,
+            sample_size=64,
+        )
+    )
+    # FLUX.2's scheduler: Euler over flow sigmas, shifted by the empirical mu the pipeline passes.
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True)
+    return Flux2KleinPipeline(
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+        is_distilled=True,
+    )
+
+
+def flux2_transformer(**changes: Any) -> Any:
+    """FLUX.2's transformer in tiny (2 heads x 16, RoPE over 4 axes of 4, MLP x3), unseeded."""
+    from diffusers import Flux2Transformer2DModel
+
+    config: dict[str, Any] = {
+        "patch_size": 1,
+        "in_channels": 16,
+        "num_layers": 1,
+        "num_single_layers": 1,
+        "attention_head_dim": 16,
+        "num_attention_heads": 2,
+        "joint_attention_dim": 48,
+        "timestep_guidance_channels": 32,
+        "axes_dims_rope": (4, 4, 4, 4),
+        "guidance_embeds": False,
+    }
+    return Flux2Transformer2DModel(**(config | changes))
+
+
+# Diffusers' FLUX.2 names -> BFL's for tensors that only change name.
+_FLUX2_NAMES = {
+    "x_embedder": "img_in",
+    "context_embedder": "txt_in",
+    "time_guidance_embed.timestep_embedder.linear_1": "time_in.in_layer",
+    "time_guidance_embed.timestep_embedder.linear_2": "time_in.out_layer",
+    "time_guidance_embed.guidance_embedder.linear_1": "guidance_in.in_layer",
+    "time_guidance_embed.guidance_embedder.linear_2": "guidance_in.out_layer",
+    "double_stream_modulation_img.linear": "double_stream_modulation_img.lin",
+    "double_stream_modulation_txt.linear": "double_stream_modulation_txt.lin",
+    "single_stream_modulation.linear": "single_stream_modulation.lin",
+    "proj_out": "final_layer.linear",
+}
+_FLUX2_DOUBLE = {
+    "attn.norm_q": "img_attn.norm.query_norm",
+    "attn.norm_k": "img_attn.norm.key_norm",
+    "attn.to_out.0": "img_attn.proj",
+    "ff.linear_in": "img_mlp.0",
+    "ff.linear_out": "img_mlp.2",
+    "attn.norm_added_q": "txt_attn.norm.query_norm",
+    "attn.norm_added_k": "txt_attn.norm.key_norm",
+    "attn.to_add_out": "txt_attn.proj",
+    "ff_context.linear_in": "txt_mlp.0",
+    "ff_context.linear_out": "txt_mlp.2",
+}
+_FLUX2_SINGLE = {
+    "attn.to_qkv_mlp_proj": "linear1",
+    "attn.to_out": "linear2",
+    "attn.norm_q": "norm.query_norm",
+    "attn.norm_k": "norm.key_norm",
+}
+
+
+def flux2_original(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A Flux2Transformer2DModel state dict in BFL's names: qkv fused, RMSNorm weights as `scale`,
+    the final norm's modulation as (shift, scale)."""
+    out: dict[str, torch.Tensor] = {}
+    rest = dict(state)
+    for kind in ("weight", "bias"):
+        if f"norm_out.linear.{kind}" in rest:
+            scale, shift = rest.pop(f"norm_out.linear.{kind}").chunk(2, dim=0)
+            out[f"final_layer.adaLN_modulation.1.{kind}"] = torch.cat([shift, scale], dim=0)
+    for i in sorted({int(key.split(".")[1]) for key in rest if key.startswith("transformer_blocks.")}):
+        for fused, parts in _FUSED.items():
+            out[f"double_blocks.{i}.{fused}.weight"] = torch.cat(
+                [rest.pop(f"transformer_blocks.{i}.{part}.weight") for part in parts], dim=0
+            )
+    for key, tensor in rest.items():
+        module, kind = key.rsplit(".", 1)
+        head, _, tail = module.partition(".")
+        if head in ("transformer_blocks", "single_transformer_blocks"):
+            index, _, inner = tail.partition(".")
+            double = head == "transformer_blocks"
+            name = (_FLUX2_DOUBLE if double else _FLUX2_SINGLE)[inner]
+            module = f"{'double_blocks' if double else 'single_blocks'}.{index}.{name}"
+        else:
+            module = _FLUX2_NAMES[module]
+        out[f"{module}.{'scale' if module.endswith('_norm') else kind}"] = tensor
+    return out
+
+
+def write_flux2_single_file(dest: Path, transformer: Any) -> Path:
+    """`transformer` (a Flux2Transformer2DModel) saved in BFL's layout, as WanGP ships its FLUX.2
+    files; checked against diffusers' converter, which reads it back."""
+    from safetensors.torch import save_file
+
+    state = {key: tensor.detach() for key, tensor in transformer.state_dict().items()}
+    original = flux2_original(state)
+    back = flux2_to_diffusers(dict(original))
+    if back.keys() != state.keys() or not all(torch.equal(back[key], state[key]) for key in state):
+        raise RuntimeError("the BFL names written here do not convert back to the same FLUX.2 tensors")
+    save_file({key: tensor.contiguous() for key, tensor in original.items()}, str(dest))
+    return dest
 
 
 # Diffusers' FLUX.1 names -> BFL's, for tensors that only change name ({i}: the block).

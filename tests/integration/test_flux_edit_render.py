@@ -117,3 +117,18 @@ def test_reference_images_as_wangp_renders_them_are_accepted(
     names = [p.name for p in refs] if settings else [refs[0].name]
     job.write_text(json.dumps({"model_type": model_type, "prompt": "a hat", "image_refs": names} | settings))
     assert main(["render", "--dry-run", str(job)]) == 0
+
+
+def test_the_tiny_klein_renders_with_a_reference_image(tmp_path: Path) -> None:
+    # FLUX.2's pipeline takes images of at least 64 px a side; the main subject fills the canvas.
+    Image.new("RGB", (96, 64), (200, 30, 30)).save(tmp_path / "subject.png")
+    job = tmp_path / "klein.json"
+    settings = {"model_type": "flux2-klein-tiny", "prompt": "add a hat", "resolution": "64x64", "seed": 2}
+    job.write_text(json.dumps(settings | {"num_inference_steps": 1, "image_refs": ["subject.png"]}))
+    out = tmp_path / "out"
+    assert main(["render", str(job), "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
+    [image] = list(out.glob("*.png"))
+    assert np.asarray(Image.open(image)).shape == (64, 64, 3)
+    metadata = read_metadata(image)
+    assert metadata is not None and metadata["image_refs"] == ["subject.png"]
+    assert metadata["model_type"] == "flux2-klein-tiny"

@@ -6,6 +6,7 @@ loads and renders exactly what the same weights render from the diffusers folder
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,11 @@ from safetensors.torch import save_file
 from models.call_args import configure_scheduler, pipeline_kwargs
 from models.catalogue import ModelPreset, catalogue, get_model
 from models.flux_layouts import flux1_to_diffusers
+from models.flux_refs import WANGP_NEGATIVE, flux_call_kwargs
 from models.request import GenerationRequest
 from models.single_file import SingleFileRefused, load_pipeline, load_transformer, reads_int8
 from models.tiny import build_tiny
-from models.tiny_flux import flux1_original, write_flux_single_file
+from models.tiny_flux import flux1_original, write_flux2_single_file, write_flux_single_file
 from models.wangp_definitions import decide, own_weights, parse_definition
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
@@ -124,11 +126,11 @@ def test_flux_int8_files_are_not_read_and_a_quantizing_card_takes_the_bf16_file(
         load_transformer(get_model("flux-tiny"), tmp_path / "q_int8.safetensors", torch.float32, folder)
 
 
-def render(pipe: Any, preset: ModelPreset) -> np.ndarray:
+def render(pipe: Any, preset: ModelPreset, request: GenerationRequest = REQUEST) -> np.ndarray:
     pipe.set_progress_bar_config(disable=True)
-    configure_scheduler(pipe, preset, REQUEST)
-    generator = torch.Generator("cpu").manual_seed(REQUEST.seed)
-    images = np.asarray(pipe(**pipeline_kwargs(pipe, preset, REQUEST, generator)).images)
+    configure_scheduler(pipe, preset, request)
+    generator = torch.Generator("cpu").manual_seed(request.seed)
+    images = np.asarray(pipe(**pipeline_kwargs(pipe, preset, request, generator)).images)
     return (np.clip(images, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
@@ -141,3 +143,38 @@ def test_flux_finetunes_with_files_of_their_own_are_served_from_them() -> None:
         preset = decide(parse_definition(model_id, definitions[model_id]), catalogue()).preset
         assert preset is not None and preset.derived_from == "flux.1-dev"
         assert own_weights(preset)[0] == first
+
+
+@pytest.fixture(scope="module")
+def klein(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The flux2-klein-tiny folder and its transformer as one file in BFL's FLUX.2 layout."""
+    root = tmp_path_factory.mktemp("flux2-single-file")
+    build_tiny(get_model("flux2-klein-tiny"), root / "klein")
+    transformer = diffusers.Flux2Transformer2DModel.from_pretrained(root / "klein" / "transformer")
+    return root / "klein", write_flux2_single_file(root / "flux-2-klein-tiny.safetensors", transformer)
+
+
+def test_a_flux2_file_in_bfl_layout_renders_the_bytes_the_folder_renders(klein: tuple[Path, Path]) -> None:
+    folder, path = klein
+    with safe_open(str(path), framework="pt") as handle:
+        keys = set(handle.keys())
+    assert {"double_blocks.0.img_attn.qkv.weight", "single_blocks.0.linear1.weight", "img_in.weight"} <= keys
+    preset = get_model("flux2-klein-tiny")
+    request = replace(REQUEST, guidance_scale=1.0, steps=1)
+    from_file = render(load_pipeline(preset, path, torch.float32, folder), preset, request)
+    from_folder = render(diffusers.Flux2KleinPipeline.from_pretrained(folder), preset, request)
+    assert from_file.tobytes() == from_folder.tobytes() and from_file.std() > 0
+
+
+def test_klein_base_runs_cfg_on_wangps_negative_prompt(klein: tuple[Path, Path]) -> None:
+    folder, _ = klein
+    preset = get_model("flux2-klein-tiny")
+    distilled = diffusers.Flux2KleinPipeline.from_pretrained(folder)
+    assert flux_call_kwargs(distilled, preset, replace(REQUEST, guidance_scale=4.0)) == {}
+    # The same modules as a Klein base model (not distilled): true CFG on the negative prompt WanGP
+    # uses when the job's is empty (diffusers' own would be "").
+    base: Any = diffusers.Flux2KleinPipeline(**distilled.components, is_distilled=False)
+    kwargs = flux_call_kwargs(base, preset, replace(REQUEST, guidance_scale=4.0, negative_prompt=""))
+    expected, _ = base.encode_prompt(prompt=WANGP_NEGATIVE, device=torch.device("cpu"))
+    assert torch.equal(kwargs["negative_prompt_embeds"], expected)
+    assert flux_call_kwargs(base, preset, replace(REQUEST, guidance_scale=1.0)) == {}
