@@ -16,6 +16,7 @@ diffusion_forcing.py, wan_handler.py, any2video.py) and diffusers 0.42's pipelin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,14 @@ def call_extras(preset: ModelPreset, request: GenerationRequest) -> dict[str, An
             raise GuideRefused(f"{preset.id} edits a video: give it as video_guide")
         return {"video": read_frames(request.video_guide, request.frames, (request.width, request.height))}
     return {}
+
+
+def missing_inputs(preset: ModelPreset, given: Mapping[str, object]) -> list[str]:
+    """A problem line per input `preset`'s pipeline cannot render without that the settings `given`
+    leave out (Lucy Edit's video to edit); checked with the settings, before any job starts."""
+    if preset.pipeline == LUCY_EDIT and not given.get("video_guide"):
+        return [f"video_guide: {preset.id} edits a video: give it as video_guide"]
+    return []
 
 
 def read_frames(path: Path, count: int, size: tuple[int, int]) -> list[Any]:

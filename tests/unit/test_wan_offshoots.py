@@ -227,7 +227,8 @@ def test_wangp_settings_of_these_models_are_read_as_wangp_reads_them(inputs: Pat
     given = {"model_type": "lucy_edit", "video_guide": "source.mp4", "video_length": 9}
     assert settings_problems(inputs, **given) == []
     assert settings_problems(inputs, **given, video_prompt_type="UV") == []
-    [letters] = settings_problems(inputs, model_type="lucy_edit", video_length=9)
+    missing, letters = settings_problems(inputs, model_type="lucy_edit", video_length=9)
+    assert missing == "video_guide: lucy-edit-dev edits a video: give it as video_guide"
     assert letters.startswith('video_prompt_type: "UV" (WanGP\'s default for lucy_edit) is not supported')
     [other] = settings_problems(inputs, **given, video_prompt_type="V")
     assert other.startswith('video_prompt_type: "V" is not supported') and "on Lucy Edit UV" in other

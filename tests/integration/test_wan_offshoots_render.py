@@ -1,0 +1,123 @@
+"""SkyReels V2 DF, ChronoEdit and Lucy Edit end to end on their tiny models: `wanfarm render` writes
+files a user can open with WanGP's metadata, and a farm renders the editors from a queue.zip that
+carries their start image and source video."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from controller.cli import main
+from controller.cli.client import FarmClient
+from processing.image import read_png
+from processing.metadata import read_metadata
+from processing.video import read_mp4
+from tests.integration.farm_helpers import NodeSpec, ray_cluster, running_farm, wait_job
+
+
+def write_video(path: Path, frames: int, fps: int = 24) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for i in range(frames):
+            image = np.zeros((64, 64, 3), np.uint8)
+            image[:, : 4 + 5 * i] = (240, 200, 40)  # a bar that grows frame by frame
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def render(cache_dir: Path, settings: dict[str, object], folder: Path, pattern: str) -> Path:
+    job = folder / "job.json"
+    job.write_text(json.dumps(settings))
+    assert main(["render", str(job), "--out", str(folder / "out"), "--cache", str(cache_dir)]) == 0
+    [output] = list((folder / "out").glob(pattern))
+    return output
+
+
+def test_skyreels_df_renders_an_mp4_at_its_frame_rate(tmp_path: Path, cache_dir: Path) -> None:
+    settings = {"model_type": "skyreels-df-tiny", "prompt": "a fox", "resolution": "64x32", "seed": 5}
+    video = render(cache_dir, settings | {"video_length": 37}, tmp_path, "*.mp4")
+    decoded = read_mp4(video)
+    assert (decoded.frame_count, decoded.width, decoded.height, float(decoded.fps)) == (37, 64, 32, 16.0)
+    metadata = read_metadata(video)
+    assert metadata is not None and metadata["model_type"] == "skyreels-df-tiny"
+    assert (
+        metadata["video_length"] == 37 and metadata["guidance_scale"] == 6.0 and metadata["flow_shift"] == 8.0
+    )
+
+
+def test_chrono_edit_renders_the_edited_image_as_a_png(tmp_path: Path, cache_dir: Path) -> None:
+    Image.new("RGB", (96, 48), (30, 90, 200)).save(tmp_path / "photo.png")
+    settings = {"model_type": "chrono-edit-tiny", "prompt": "turn her to the right", "seed": 2}
+    image = render(cache_dir, settings | {"image_start": "photo.png", "image_mode": 1}, tmp_path, "*.png")
+    # The 64x64 canvas at the 2:1 photo's aspect, each side rounded to 16, as WanGP fits it.
+    assert read_png(image).shape == (48, 96, 3)
+    metadata = read_metadata(image)
+    assert metadata is not None and metadata["model_type"] == "chrono-edit-tiny"
+    assert metadata["image_start"] == "photo.png" and metadata["seed"] == 2
+
+
+def test_lucy_edit_renders_the_edited_video_and_records_its_source(tmp_path: Path, cache_dir: Path) -> None:
+    write_video(tmp_path / "clip.mp4", 12)
+    settings = {"model_type": "lucy-edit-tiny", "prompt": "make it red", "video_length": 9, "seed": 4}
+    video = render(cache_dir, settings | {"video_guide": "clip.mp4"}, tmp_path, "*.mp4")
+    decoded = read_mp4(video)
+    assert (decoded.frame_count, decoded.width, decoded.height, float(decoded.fps)) == (9, 64, 64, 24.0)
+    metadata = read_metadata(video)
+    assert metadata is not None and metadata["model_type"] == "lucy-edit-tiny"
+    assert metadata["video_guide"] == "clip.mp4" and metadata["video_length"] == 9
+
+
+def test_lucy_edit_without_its_video_exits_2_naming_the_key(
+    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"model_type": "lucy-edit-tiny", "prompt": "make it red", "video_length": 9}))
+    assert main(["render", str(job), "--out", str(tmp_path / "out"), "--cache", str(cache_dir)]) == 2
+    assert "video_guide: lucy-edit-tiny edits a video: give it as video_guide" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_farm_renders_the_editors_from_a_queue_zip_with_their_files(tmp_path: Path) -> None:
+    Image.new("RGB", (64, 64), (200, 60, 30)).save(tmp_path / "photo.png")
+    write_video(tmp_path / "clip.mp4", 9)
+    entries = [
+        {"model_type": "chrono-edit-tiny", "prompt": "a smile", "image_start": "photo.png", "seed": 1},
+        {
+            "model_type": "lucy-edit-tiny",
+            "prompt": "red",
+            "video_guide": "clip.mp4",
+            "video_length": 9,
+            "seed": 1,
+        },
+        {"model_type": "skyreels-df-tiny", "prompt": "a fox", "seed": 1},
+    ]
+    archive = tmp_path / "queue.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("queue.json", json.dumps([{"id": i, "params": p} for i, p in enumerate(entries, 1)]))
+        zipped.write(tmp_path / "photo.png", "photo.png")
+        zipped.write(tmp_path / "clip.mp4", "clip.mp4")
+    with (
+        ray_cluster([NodeSpec(("RTX 4090",), ram_gb=64)]) as cluster,
+        running_farm(tmp_path / "farm", cluster.address, agents=1) as farm,
+    ):
+        client = FarmClient(farm.url)
+        try:
+            jobs = client.submit_queue(archive).jobs
+            finished = [wait_job(client, job.id) for job in jobs]
+            assert [job.state for job in finished] == ["succeeded"] * 3, [job.error for job in finished]
+            paths = [client.download(job.outputs[0].url, tmp_path / job.outputs[0].name) for job in finished]
+        finally:
+            client.close()
+    assert read_png(paths[0]).shape == (64, 64, 3)
+    assert read_mp4(paths[1]).frame_count == 9 and read_mp4(paths[2]).frame_count == 17
+    for path, model in zip(paths, ("chrono-edit-tiny", "lucy-edit-tiny", "skyreels-df-tiny"), strict=True):
+        metadata = read_metadata(path)
+        assert metadata is not None and metadata["model_type"] == model
