@@ -44,20 +44,26 @@ def render(tmp_path: Path, cache: Path, name: str, settings: dict[str, object]) 
 
 def test_the_tiny_models_render_mp4s_with_their_settings(tmp_path: Path, cache_dir: Path) -> None:
     Image.new("RGB", (48, 32), (230, 40, 30)).save(tmp_path / "start.png")  # the canvas's shape
-    jobs = {
-        "k5-tiny": {"video_length": 5},
-        # Image-to-video takes at least 17 frames (see the preset).
-        "k5-i2v-tiny": {"video_length": 17, "image_start": "start.png", "image_prompt_type": "S"},
+    # Each model's frame count and its own settings; image-to-video takes at least 17 frames.
+    jobs: dict[str, tuple[int, dict[str, object]]] = {
+        "k5-tiny": (5, {}),
+        "k5-i2v-tiny": (17, {"image_start": "start.png", "image_prompt_type": "S"}),
     }
-    for model, extra in jobs.items():
-        settings = {"model_type": model, "prompt": "a fox", "resolution": "48x32", "seed": 5} | extra
-        video = render(tmp_path, cache_dir, model, settings)
+    for model, (frames, extra) in jobs.items():
+        settings = {
+            "model_type": model,
+            "prompt": "a fox",
+            "resolution": "48x32",
+            "seed": 5,
+            "video_length": frames,
+        }
+        video = render(tmp_path, cache_dir, model, settings | extra)
         decoded = read_mp4(video)
-        assert (decoded.frame_count, decoded.width, decoded.height) == (extra["video_length"], 48, 32)
+        assert (decoded.frame_count, decoded.width, decoded.height) == (frames, 48, 32)
         assert float(decoded.fps) == 24
         metadata = read_metadata(video)
         assert metadata is not None and metadata["model_type"] == model and metadata["seed"] == 5
-        assert metadata["video_length"] == extra["video_length"] and metadata["flow_shift"] == 10.0
+        assert metadata["video_length"] == frames and metadata["flow_shift"] == 10.0
 
 
 def test_a_shorter_i2v_clip_is_refused(
