@@ -350,7 +350,8 @@ def family_folder(preset: ModelPreset) -> str:
             return "wan_i2v"
         if any("1.3B" in t for t in types):
             return "wan_1.3B"
-        if preset.task is Task.TI2V or any(t.startswith("ti2v") for t in types):
+        # The 5B family: Wan 2.2 TI2V and the editor built on it (Lucy Edit).
+        if preset.task is Task.TI2V or any(t.startswith(("ti2v", "lucy_edit")) for t in types):
             return "wan_5B"
         return "wan"
     if preset.family == "hunyuan":

@@ -19,6 +19,7 @@ from PIL import Image
 from models.call_args import configure_scheduler, pipeline_kwargs
 from models.catalogue import ModelPreset, Output, get_model
 from models.image_pipes import pipeline_for
+from models.loras import LoraLibrary
 from models.request import GenerationRequest
 from models.settings import SettingsError, WanGPSettings, resolve
 from models.single_file import SingleFileRefused, diffusers_names, load_pipeline
@@ -236,3 +237,18 @@ def test_wangp_settings_of_these_models_are_read_as_wangp_reads_them(inputs: Pat
     [guide] = settings_problems(inputs, model_type="sky_df_1.3B", video_guide="source.mp4")
     assert guide.startswith("video_guide: skyreels-v2-df-1.3b-540p takes no control video")
     assert "lucy-edit-dev" in guide
+
+
+@pytest.mark.parametrize(
+    ("model", "folder"),
+    [
+        ("skyreels-v2-df-1.3b-540p", "wan_1.3B"),
+        ("skyreels-v2-df-14b-540p", "wan"),
+        ("skyreels-v2-df-14b-720p", "wan"),
+        ("chronoedit-14b", "wan_i2v"),
+        ("lucy-edit-dev", "wan_5B"),
+    ],
+)
+def test_each_model_looks_in_wangps_lora_folder_for_it(tmp_path: Path, model: str, folder: str) -> None:
+    # WanGP's df_handler takes Wan's get_lora_dir: by size, image-to-video, and the 5B family.
+    assert LoraLibrary(tmp_path).folders(get_model(model))[0] == tmp_path / folder
