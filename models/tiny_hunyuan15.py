@@ -9,6 +9,7 @@ Every component is built after a fresh seed (models.tiny.seeded), so a build is 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from diffusers import (
@@ -173,3 +174,15 @@ def build_t2v() -> Any:
 
 def build_i2v() -> Any:
     return _components(HunyuanVideo15ImageToVideoPipeline, "i2v")
+
+
+def write_single_file(dest: Path, model: Any = None) -> Path:
+    """The tiny HunyuanVideo 1.5 transformer (the tiny presets', same weights), or `model`, saved
+    as one safetensors file in WanGP's key layout (models.hunyuan15_layout); returns `dest`."""
+    from safetensors.torch import save_file
+
+    from models.hunyuan15_layout import hunyuan15_to_original
+
+    state = (model if model is not None else transformer()).state_dict()
+    save_file({key: value.contiguous() for key, value in hunyuan15_to_original(state).items()}, str(dest))
+    return dest

@@ -21,9 +21,11 @@ from models.wangp_keys import model_facts
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
 # Served: the four HunyuanVideo 1.5 models of the catalogue (their definitions name the very
-# files of the Diffusers repos) and HunyuanVideo's own.
+# files of the Diffusers repos), the 4-step distilled t2v from its own file over the 720p t2v's
+# folder (models.hunyuan15_layout), and HunyuanVideo's own.
 SERVED = {
     "hunyuan",
+    "hunyuan_1_5_480_t2v_lightx2v",
     "hunyuan_1_5_t2v",
     "hunyuan_1_5_480_t2v",
     "hunyuan_1_5_i2v",
@@ -31,6 +33,9 @@ SERVED = {
 }
 # Refused, with words the reason must hold.
 REFUSED = {
+    # WanGP lists its int8 file first; the original layout is converted tensor by tensor, which
+    # reads bf16/fp16 files only (models.single_file.reads_int8).
+    "hunyuan_1_5_480_i2v_step_distilled": "an int8 quanto file, listed first",
     "hunyuan_1_5_upsampler": "architecture 'hunyuan_1_5_upsampler' is not supported yet",
     "hunyuan_1_5_upsampler_1080": "architecture 'hunyuan_1_5_upsampler' is not supported yet",
     "hunyuan_avatar": "architecture 'hunyuan_avatar' is not supported yet",
