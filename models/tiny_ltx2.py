@@ -37,8 +37,8 @@ GEMMA_SPECIALS = [
 ]
 TEXT_WIDTH = 32  # the Gemma hidden size: the connectors read every layer's hidden state at this width
 TEXT_LAYERS = 2
-# The pipeline pads every prompt to this many tokens (its max_sequence_length default is 1024, the
-# real Gemma's); a tiny model cannot tell, and a short pad keeps a CPU render fast.
+# The farm's call pads a prompt to the tokenizer's length (models.ltx2_call; the real Gemma's is
+# 1024): a tiny model cannot tell, and a short pad keeps a CPU render fast.
 TOKENS = 128
 _CORPUS = """\
 a cat dancing in the rain, cinematic lighting, slow motion
