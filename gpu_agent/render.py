@@ -6,6 +6,7 @@ The same path serves `wanfarm render` on one machine and, later, the Ray agent o
 from __future__ import annotations
 
 import re
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gpu_agent.long_video import render_all_windows
 from models.catalogue import Output
 from models.profiles import Profile
 from models.progress import Phase, Progress, ProgressFn, ignore_progress
@@ -54,6 +56,12 @@ def render_job(
     outputs: list[OutputFile] = []
     for generation in job.generations:
         started = time.time()
+        if job.windows:  # a long video: its sliding windows in turn, then one file
+            with tempfile.TemporaryDirectory(prefix="wanfarm-windows-") as scratch:
+                video, run = render_all_windows(host, job, generation, Path(scratch), profile, on_progress)
+            on_progress(Progress(0, 1, Phase.ENCODING))
+            outputs.append(write_video(job, generation, video, out_dir, stem, started, run))
+            continue
         result = host.generate(job.preset, generation.request, profile, on_progress)
         on_progress(Progress(0, 1, Phase.ENCODING))
         for index, frames in enumerate(result.frames):
@@ -63,6 +71,22 @@ def render_job(
             outputs.append(_write(job, generation, processed, out_dir / name, started, result.info, audio))
     on_progress(Progress(1, 1, Phase.DONE))
     return outputs
+
+
+def write_video(
+    job: Job,
+    generation: Generation,
+    video: np.ndarray,
+    out_dir: Path,
+    stem: str,
+    started: float,
+    run: RunInfo,
+) -> OutputFile:
+    """A whole video of `generation` (a long video's stitched windows), post-processed and written
+    with its metadata as `<stem>_seed<N>.mp4`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = f"{stem}_seed{generation.request.seed}"
+    return _write(job, generation, _post_process(video, generation), out_dir / name, started, run)
 
 
 def safe_stem(text: str, limit: int = 48) -> str:

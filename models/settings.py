@@ -45,6 +45,7 @@ from models.wangp_keys import (
     refusals,
     same_value,
 )
+from models.windows import MAX_WINDOWED_FRAMES, Grid, Window, plan
 from models.work import WorkSize
 from processing.queue_records import ATTACHMENT_KEYS
 
@@ -191,6 +192,8 @@ class Job:
     work: WorkSize
     generations: list[Generation]
     warnings: list[str]
+    # WanGP's sliding windows of a long video (models.windows), in order; () for one window.
+    windows: tuple[Window, ...] = ()
 
     @property
     def overrides(self) -> Overrides | None:
@@ -205,6 +208,7 @@ class _Rendered:
     canvas: str  # the resolution as WanGP reads it, floored to the model's block
     request: GenerationRequest  # each generation's, but for its seed
     experts: ExpertPlan | None = None  # Wan 2.2's two experts
+    windows: tuple[Window, ...] = ()
 
 
 def parse_settings(data: object, source: str = "") -> WanGPSettings:
@@ -254,14 +258,16 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
         rendered = replace(rendered, request=request, experts=experts)
     size = rendered.request
     skip = size.step_caching.skip if size.step_caching else None
-    work = WorkSize(preset.id, size.width, size.height, size.frames, size.steps, size.batch_size, skip)
+    # A long video renders a window at a time: the work placed is its longest window.
+    frames = max((window.frames for window in rendered.windows), default=size.frames)
+    work = WorkSize(preset.id, size.width, size.height, frames, size.steps, size.batch_size, skip)
     generations = [
         _generation(settings, preset, facts, rendered, seed)
         for seed in _seeds(settings.seed, settings.repeat_generation)
     ]
     warnings = ignored(reading) + _capped_steps(settings, preset, rendered.request)
     warnings += [f"unknown key kept but not used: {k}" for k in settings.unknown_keys()]
-    return Job(preset, settings, work, generations, warnings)
+    return Job(preset, settings, work, generations, warnings, rendered.windows)
 
 
 def _rendered(
@@ -288,12 +294,13 @@ def _rendered(
     # models keep batching videos.
     batch = 1 if facts.wangp and preset.output is Output.VIDEO else settings.batch_size
     steps = steps_run(solver, settings.num_inference_steps or preset.defaults.num_inference_steps)
+    frames = _frames(settings, preset, problems)
     request = GenerationRequest(
         prompt=settings.prompt,
         negative_prompt=settings.negative_prompt,
         width=width,
         height=height,
-        frames=_frames(settings, preset, problems),
+        frames=frames,
         steps=steps,
         guidance_scale=_guidance(settings, preset, facts),
         flow_shift=flow_shift,
@@ -308,7 +315,75 @@ def _rendered(
         overrides=_overrides(settings, problems),
         step_caching=_step_caching(settings, preset, facts, canvas, steps, problems),
     )
-    return _Rendered(canvas, request)
+    return _Rendered(canvas, request, windows=_windows(settings, preset, facts, request, problems))
+
+
+def _windows(
+    settings: WanGPSettings,
+    preset: ModelPreset,
+    facts: ModelFacts,
+    request: GenerationRequest,
+    problems: list[str],
+) -> tuple[Window, ...]:
+    # WanGP renders a video longer than its floored window size as sliding windows (its
+    # generate_video, with shared/utils/frame_scheduler.py's plan).
+    rule, frames = preset.windows, request.frames
+    if preset.frames is None or not (facts.sliding_window or rule is not None):
+        return ()
+    size = _wangp_number(settings, facts, "sliding_window_size")
+    grid = Grid(preset.frames.min, preset.frames.step, preset.frames.offset)
+    longest = preset.frames.max  # what the model renders in one call
+    if size <= 0 or frames <= grid.down(int(size)):
+        if rule is not None and frames > longest:
+            problems.append(
+                f"video_length: {frames} frames are more than {preset.id} renders at once ({longest}); "
+                f"give sliding_window_size at most {longest} to render them in windows"
+            )
+        return ()
+    size = grid.down(int(size))
+    if rule is not None and size > longest:
+        problems.append(f"sliding_window_size: {size} is more than {preset.id} renders at once ({longest})")
+        return ()
+    count = len(plan(frames, size, 1, 0, grid))
+    if rule is None:
+        takers = ", ".join(p.id for p in catalogue().values() if p.windows is not None and not p.tiny)
+        problems.append(
+            f"sliding_window_size: {frames} frames in windows of {size} are {count} sliding windows, "
+            f"which WanFarm renders only on {takers} yet; give video_length at most {size}"
+        )
+        return ()
+    given_overlap = settings.as_dict().get("sliding_window_overlap")
+    # Left out, WanGP's default for the model (1 on those that continue from the last frame).
+    overlap = (
+        _wangp_number(settings, facts, "sliding_window_overlap")
+        if given_overlap is not None or facts.wangp
+        else rule.overlap
+    )
+    if overlap != rule.overlap:
+        problems.append(
+            f"sliding_window_overlap: {overlap:g} is not what {preset.id} renders: its windows share "
+            f"{rule.overlap} frame (the last frame of the video so far starts the next window)"
+        )
+    if request.image_end is not None:
+        problems.append("image_end: an end image with sliding windows is not supported by WanFarm yet")
+    for key, value in (("repeat_generation", settings.repeat_generation), ("batch_size", request.batch_size)):
+        if value > 1:  # each window continues one video
+            problems.append(f"{key}: a long video in sliding windows renders one video at a time; give 1")
+    discard = int(_wangp_number(settings, facts, "sliding_window_discard_last_frames"))
+    if discard < 0 or discard >= size - rule.overlap:
+        problems.append(f"sliding_window_discard_last_frames: {discard} must be between 0 and {size - 2}")
+        return ()
+    return plan(frames, size, rule.overlap, discard, grid)
+
+
+def _wangp_number(settings: WanGPSettings, facts: ModelFacts, key: str) -> float:
+    # The value WanGP uses: the file's, else the model's default, else WanGP's own.
+    value = settings.as_dict().get(key)
+    if value is None:
+        value = facts.factory.get(key, KEYS[key].default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SettingsError([f"{key}: must be a number, not {type(value).__name__}"])
+    return float(value)
 
 
 def _step_caching(
@@ -425,6 +500,13 @@ def _metadata(
     }
     if preset.output is Output.VIDEO:
         applied["video_length"] = request.frames
+    if len(rendered.windows) > 1:  # the windows it was rendered in, as WanGP records them
+        first, second = rendered.windows[:2]
+        applied |= {
+            "sliding_window_size": first.frames,
+            "sliding_window_overlap": second.overlap,
+            "sliding_window_discard_last_frames": first.discard,
+        }
     if preset.output is Output.IMAGE or not facts.wangp:
         applied["batch_size"] = request.batch_size
     applied[_guidance_key(facts)] = request.guidance_scale
@@ -577,10 +659,12 @@ def _frames(settings: WanGPSettings, preset: ModelPreset, problems: list[str]) -
     if preset.output is Output.IMAGE or preset.frames is None:
         return 1
     frames = settings.video_length or preset.defaults.video_length
-    if not preset.frames.allows(frames):
-        problems.append(
-            f"video_length: {frames} is not allowed for {preset.id}: must be {preset.frames.describe()}"
-        )
+    rule = preset.frames
+    if preset.windows is not None:
+        # Past one window, in sliding windows (checked by _windows), up to WanGP's own longest.
+        rule = rule.model_copy(update={"max": MAX_WINDOWED_FRAMES})
+    if not rule.allows(frames):
+        problems.append(f"video_length: {frames} is not allowed for {preset.id}: must be {rule.describe()}")
     return frames
 
 

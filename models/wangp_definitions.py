@@ -62,6 +62,8 @@ ARCHITECTURES: dict[str, str] = {
     "sky_df_14B": "skyreels-v2-df-14b-540p",
     "chrono_edit": "chronoedit-14b",
     "lucy_edit": "lucy-edit-dev",
+    # Wan 2.1 Fun InP 14B: WanGP runs it as Wan 2.1 I2V (same network and call), from its own file.
+    "fun_inp": "wan2.1-i2v-14b-480p",
     # Kandinsky 5: Kandinsky Lab's Diffusers repos of the 5 s SFT models (Lite I2V has none).
     "k5_lite_t2v": "kandinsky5-lite-t2v",
     "k5_pro_t2v": "kandinsky5-pro-t2v",

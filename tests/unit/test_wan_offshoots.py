@@ -5,6 +5,7 @@ and the settings WanFarm refuses for them by name."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 from PIL import Image
 
 from models.call_args import configure_scheduler, pipeline_kwargs
-from models.catalogue import ModelPreset, Output, get_model
+from models.catalogue import ModelPreset, Output, catalogue, get_model
 from models.image_pipes import pipeline_for
 from models.loras import LoraLibrary
 from models.request import GenerationRequest
@@ -26,7 +27,9 @@ from models.single_file import SingleFileRefused, diffusers_names, load_pipeline
 from models.tiny import build_tiny, component_bytes
 from models.tiny_wan_offshoots import write_original_single_file
 from models.wan_offshoots import GuideRefused, call_extras, read_frames
+from models.wangp_definitions import decide, own_weights, parse_definition
 
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
 EDITORS = ["chrono-edit-tiny", "lucy-edit-tiny"]  # skyreels-df-tiny is in test_tiny.TINY
 
 
@@ -252,3 +255,13 @@ def test_wangp_settings_of_these_models_are_read_as_wangp_reads_them(inputs: Pat
 def test_each_model_looks_in_wangps_lora_folder_for_it(tmp_path: Path, model: str, folder: str) -> None:
     # WanGP's df_handler takes Wan's get_lora_dir: by size, image-to-video, and the 5B family.
     assert LoraLibrary(tmp_path).folders(get_model(model))[0] == tmp_path / folder
+
+
+def test_wan_fun_inp_is_served_as_wan_i2v_from_its_own_file_and_its_1_3b_is_refused() -> None:
+    definitions = json.loads(FIXTURE.read_text())["definitions"]
+    served = decide(parse_definition("fun_inp", definitions["fun_inp"]), catalogue())
+    assert served.preset is not None and served.preset.derived_from == "wan2.1-i2v-14b-480p"
+    assert own_weights(served.preset)[0] == "wan2.1_Fun_InP_14B_bf16.safetensors"
+    # No catalogue model has a 1.3B image-to-video network to load its file over.
+    small = decide(parse_definition("fun_inp_1.3B", definitions["fun_inp_1.3B"]), catalogue())
+    assert small.preset is None and small.reason == "architecture 'fun_inp_1.3B' is not supported yet"
