@@ -240,6 +240,13 @@ class Dispatcher:
         now = self.clock()
         if event.kind is EventKind.OUTPUT and event.output_key:
             self.store.add_output(job.id, job.attempts, event.output_key, now)
+        elif event.kind is EventKind.WINDOW:
+            # A long video's window is stored: the job queues for the next one, not charged.
+            agent_id = news.entry.inventory.agent_id
+            self.store.next_window(job.id, job.attempts, agent_id, event.step, event.total, now)
+            self._ended.add((job.id, job.attempts))
+            self._records.forget(job.id)
+            self._learn(job, news.entry, event)
         elif event.kind.final:
             self.store.finish(job.id, job.attempts, FINAL_STATES[event.kind], event.error, now)
             self._ended.add((job.id, job.attempts))
@@ -272,7 +279,7 @@ class Dispatcher:
     def _learn(self, job: JobRecord, entry: AgentEntry, event: AgentEvent) -> None:
         # What really happened corrects the policy's speed and memory estimates.
         out_of_memory = event.kind is EventKind.FAILED and "OutOfMemory" in (event.error or "")
-        if event.kind is EventKind.SUCCEEDED:
+        if event.kind in (EventKind.SUCCEEDED, EventKind.WINDOW):  # a window is a whole render too
             self.metrics.record_finished_attempt(event, job.model_id, entry.inventory)
         elif not out_of_memory:
             return

@@ -385,6 +385,40 @@ class JobStore:
             _event(cur, job_id, now, "state", state=job.state, attempt=attempt, error=job.error)
             return job
 
+    def next_window(
+        self, job_id: str, attempt: int, agent_id: str, done: int, windows: int, now: float
+    ) -> JobRecord | None:
+        """A long video's attempt stored its window (`done` of `windows`): queue the job for the
+        next one, the attempt not charged (it succeeded); a job whose cancel was requested is
+        canceled instead. None if the attempt is not running."""
+        with self._write() as cur:
+            job = _current(cur, job_id, attempt)
+            if job is None:
+                return None
+            job = dataclasses.replace(
+                job,
+                updated_at=now,
+                eta=None,
+                progress=JobProgress(done, windows, "window"),
+                uncharged_attempts=job.uncharged_attempts + 1,
+                state=JobState.CANCELED if job.cancel_requested else JobState.QUEUED,
+                finished_at=now if job.cancel_requested else None,
+            )
+            _save(cur, job)
+            # A transition whose data says which window was stored, and by whom.
+            _event(
+                cur,
+                job_id,
+                now,
+                "state",
+                state=job.state,
+                attempt=attempt,
+                agent_id=agent_id,
+                window=done,
+                windows=windows,
+            )
+            return job
+
     def request_cancel(self, job_id: str, now: float) -> JobRecord | None:
         """Cancel a queued job at once, or mark a running one (finish(CANCELED) follows); None if unknown."""
         with self._write() as cur:

@@ -14,12 +14,14 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpu_agent.inventory import probe_inventory
+from gpu_agent.long_video import load_window, render_window, store_window, stored_windows
 from gpu_agent.lora_fetch import HubLoras, LoraCache, StoredLoras, lora_cache_budget
 from gpu_agent.messages import (
     OBJECT_REF,
@@ -37,6 +39,7 @@ from gpu_agent.storage import (
     open_store,
     output_key,
     verify_stored,
+    windows_prefix,
 )
 from gpu_agent.workspace import Workspace, default_parent
 from models.attention import AttentionMode
@@ -44,12 +47,13 @@ from models.catalogue import get_model
 from models.progress import Cancelled, Phase, Progress
 from models.settings import Attachments, Job, parse_settings, resolve
 from models.weights import WeightCache
+from models.windows import stitch
 from processing.queue_zip import ATTACHMENT_KEYS
 
 if TYPE_CHECKING:
     from models.runner import PipelineHost, RunInfo
 
-CONTENT_TYPES = {".mp4": "video/mp4", ".png": "image/png"}
+CONTENT_TYPES = {".mp4": "video/mp4", ".png": "image/png", ".wav": "audio/wav"}
 # How much a declared agent (rendering on the CPU) lowers its priority: to 10 of 19 from 0.
 CPU_RENDER_NICENESS = 10
 
@@ -161,10 +165,13 @@ class GpuAgent:
     def _run(self, task: RenderTask) -> None:
         work = self.workspace.job_folder(task.job_id)
         try:
-            keys, run = self._render(task, work)
+            keys, run, window = self._render(task, work)
             for key in keys:
                 self._emit(task, EventKind.OUTPUT, output_key=key)
-            self._emit(task, EventKind.SUCCEEDED, run=run)
+            if window is not None:  # a long video's window is stored; the job goes on
+                self._emit(task, EventKind.WINDOW, progress=window, run=run)
+            else:
+                self._emit(task, EventKind.SUCCEEDED, run=run)
         except Cancelled:
             self._emit(task, EventKind.CANCELED)
         except Exception as error:  # every failure reaches the controller as an event
@@ -177,12 +184,16 @@ class GpuAgent:
                 self._last_ended = (task.job_id, task.attempt)
                 self._cancel.discard((task.job_id, task.attempt))
 
-    def _render(self, task: RenderTask, work: Path) -> tuple[list[str], RunInfo]:
+    def _render(self, task: RenderTask, work: Path) -> tuple[list[str], RunInfo, Progress | None]:
+        """The attempt's output keys, how it ran, and for a long video's window that is not its
+        last, how many of its windows are done (the job goes on)."""
         from gpu_agent.render import render_job, safe_stem
 
         settings = self._fetch_inputs(task.settings, work / "inputs")
         resolved = resolve(parse_settings(settings), Attachments.inside(work / "inputs"), task.job_id)
         job = _as_placed(resolved, task)  # never render what was not placed
+        if len(job.windows) > 1:
+            return self._render_window(task, job, work)
         generations_left = len(job.generations)
 
         def on_progress(progress: Progress) -> None:
@@ -209,7 +220,41 @@ class GpuAgent:
         for output in outputs:
             self._check_cancel(task)  # between uploads too: a pipelined task may spend a while here
             keys.append(self._store_output(task.job_id, output.path))
-        return keys, _totals([o.run for o in outputs])
+        return keys, _totals([o.run for o in outputs]), None
+
+    def _render_window(
+        self, task: RenderTask, job: Job, work: Path
+    ) -> tuple[list[str], RunInfo, Progress | None]:
+        """The next window of a long video, after those object storage holds: stored for the next
+        attempt, or, the last, stitched with them into the job's output."""
+        from gpu_agent.render import safe_stem, write_video
+
+        started = time.time()
+        (generation,) = job.generations  # settings refuse repeats of a long video
+        count, index = len(job.windows), stored_windows(self.store, task.job_id)
+        kept = work / "windows"
+        so_far = load_window(self.store, task.job_id, index - 1, kept) if index else None
+
+        def on_progress(progress: Progress) -> None:
+            self._check_cancel(task)
+            self._emit(task, EventKind.PROGRESS, progress=progress)
+
+        with self.cache.using(job.preset.id):
+            frames, run = render_window(
+                self.host, job, generation, index, so_far, work / "scratch", task.profile, on_progress
+            )
+        self._check_cancel(task)
+        if index + 1 < count:
+            store_window(self.store, task.job_id, index, frames, kept)
+            return [], run, Progress(index + 1, count, Phase.DONE)
+        self._leave_gpu(task)
+        on_progress(Progress(0, 1, Phase.ENCODING))
+        earlier = [load_window(self.store, task.job_id, i, kept) for i in range(index)]
+        video = stitch([*earlier, frames])
+        output = write_video(job, generation, video, work / "out", safe_stem(job.preset.id), started, run)
+        key = self._store_output(task.job_id, output.path)
+        self.store.delete_prefix(windows_prefix(task.job_id))  # the output holds them now
+        return [key], run, None
 
     def _check_cancel(self, task: RenderTask) -> None:
         if (task.job_id, task.attempt) in self._cancel:

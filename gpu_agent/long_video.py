@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gpu_agent.storage import ObjectStore, verify_stored, window_key, windows_prefix
 from models.profiles import Profile
 from models.progress import Phase, Progress, ProgressFn, ignore_progress
 from models.runner import PipelineHost, RunInfo
@@ -85,3 +86,32 @@ def over_windows(runs: list[RunInfo]) -> RunInfo:
         steps_run=sum(r.steps_run for r in runs),
         steps_skipped=sum(r.steps_skipped for r in runs),
     )
+
+
+def stored_windows(store: ObjectStore, job_id: str) -> int:
+    """How many of a long video's windows are in object storage, counted from the first."""
+    keys = {stored.key for stored in store.list(windows_prefix(job_id))}
+    done = 0
+    while window_key(job_id, done) in keys:
+        done += 1
+    return done
+
+
+def store_window(store: ObjectStore, job_id: str, index: int, frames: np.ndarray, folder: Path) -> str:
+    """Keep window `index`'s frames in object storage for the attempts after this one; its key."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"window{index}.npz"
+    np.savez_compressed(path, frames=frames)
+    key = window_key(job_id, index)
+    store.put_file(key, path, "application/octet-stream")
+    verify_stored(store, key, path)
+    return key
+
+
+def load_window(store: ObjectStore, job_id: str, index: int, folder: Path) -> np.ndarray:
+    """The frames window `index` of a long video kept, from object storage."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"window{index}.npz"
+    store.get_file(window_key(job_id, index), path)
+    with np.load(path) as data:
+        return np.asarray(data["frames"])

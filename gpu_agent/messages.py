@@ -55,10 +55,14 @@ class EventKind(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
+    # A window of a long video is stored (`step` windows of `total` done): the attempt ends and
+    # the job queues for its next window, which the scheduler places.
+    WINDOW = "window"
 
     @property
     def final(self) -> bool:
-        return self in (EventKind.SUCCEEDED, EventKind.FAILED, EventKind.CANCELED)
+        """The attempt ended (the job itself may go on: WINDOW)."""
+        return self in (EventKind.SUCCEEDED, EventKind.FAILED, EventKind.CANCELED, EventKind.WINDOW)
 
 
 @dataclass(frozen=True)

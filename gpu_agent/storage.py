@@ -190,6 +190,15 @@ def output_key(job_id: str, filename: str) -> str:
     return f"jobs/{job_id}/outputs/{filename}"
 
 
+def window_key(job_id: str, index: int) -> str:
+    """Where a long video's window `index` (0-based) keeps its frames between attempts."""
+    return f"{windows_prefix(job_id)}{index:04d}.npz"
+
+
+def windows_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/windows/"
+
+
 def input_key(job_id: str, filename: str) -> str:
     return f"jobs/{job_id}/inputs/{filename}"
 

@@ -234,3 +234,23 @@ def test_an_interrupted_render_exits_130_and_leaves_no_partial_file(tmp_path: Pa
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
     assert not list(out.glob("*.mp4")) and not list(out.glob(".*"))
+
+
+def test_a_long_video_renders_in_sliding_windows_to_the_length_wangp_gives(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    # 25 frames in windows of 9 (WanGP: 9 new, then 8 + 8 after the one shared frame), on the tiny
+    # Wan 2.2 5B: text for the first window, the video's last frame to start each next one.
+    settings = {
+        "model_type": "wan-ti2v-tiny",
+        "prompt": "a fox",
+        "video_length": 25,
+        "sliding_window_size": 9,
+    }
+    out = tmp_path / "out"
+    assert render(cache_dir, write_settings(tmp_path, "job.json", settings | {"seed": 3}), "--out", out) == 0
+    [video] = list(out.glob("*.mp4"))
+    assert read_mp4(video).frame_count == 25
+    metadata = read_metadata(video)
+    assert metadata is not None and metadata["video_length"] == 25 and metadata["sliding_window_size"] == 9
+    assert sorted(p.name for p in out.iterdir()) == [video.name]  # no window's file left behind

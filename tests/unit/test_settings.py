@@ -333,10 +333,13 @@ def test_a_long_wan_video_is_refused_where_wangp_turns_riflex_on(tmp_path: Path)
     assert job.work.frames == 101 and job.warnings == []
 
 
-def test_a_video_longer_than_the_sliding_window_is_refused(tmp_path: Path) -> None:
+def test_a_video_longer_than_the_sliding_window_is_refused_on_a_model_that_cannot_continue(
+    tmp_path: Path,
+) -> None:
     long = {"model_type": "t2v", "video_length": 161, "RIFLEx_setting": 2}
     message = _problems(long, tmp_path)
-    assert "sliding_window_size: 129 (WanGP's default for t2v) is not supported by WanFarm yet" in message
+    assert "sliding_window_size: 161 frames in windows of 129 are 2 sliding windows" in message
+    assert "give video_length at most 129" in message
     assert _job(long | {"sliding_window_size": 161}, tmp_path).work.frames == 161
 
 
