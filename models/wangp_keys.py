@@ -645,12 +645,14 @@ _ROWS: tuple[WanGPKey, ...] = (
         ),
         # No gate: Kontext's default (1, with "KI") removes backgrounds whenever a second image comes.
     ),
-    _with_letter(
+    _letter_or(
         "min_frames_if_references",
         "frames rendered for an image with references",
         1,
         "video_prompt_type",
         "IV",
+        # An image model (the Qwen and FLUX edit models) renders its one image whatever the letters.
+        NoOp(lambda v, r: not r.video and same_value(v, 1), "1 on image models"),
     ),
     _letter_or(
         "control_net_weight", "the strength of the control video", 1, "video_prompt_type", "V", equal(1)
