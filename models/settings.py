@@ -30,7 +30,7 @@ from models.samplers import SOLVER_NAMES, solver_problem, steps_run
 from models.step_cache import StepCacheRefused, StepCaching, step_caching
 from models.vace import guide_problems, takes_guides
 from models.vace_letters import implied_letters
-from models.wan_offshoots import missing_inputs
+from models.wan_offshoots import settings_problems
 from models.wangp_keys import (
     KEYS,
     MODEL_FACTS,
@@ -284,7 +284,7 @@ def _rendered(
         if attachments.folder is not None  # else refused already: the files did not come
         else Guides()
     )
-    problems.extend(missing_inputs(preset, settings.as_dict()))  # an editor's video (models.wan_offshoots)
+    problems.extend(settings_problems(preset, settings.as_dict()))  # models.wan_offshoots: Lucy, SkyReels
     canvas, (width, height) = _size(settings, preset, image_start, problems)
     flow_shift = _or(settings.flow_shift if facts.flow_shift else None, preset.defaults.flow_shift)
     solver = _solver(settings, preset, facts, problems)

@@ -68,11 +68,18 @@ def call_extras(preset: ModelPreset, request: GenerationRequest) -> dict[str, An
     return {}
 
 
-def missing_inputs(preset: ModelPreset, given: Mapping[str, object]) -> list[str]:
-    """A problem line per input `preset`'s pipeline cannot render without that the settings `given`
-    leave out (Lucy Edit's video to edit); checked with the settings, before any job starts."""
+def settings_problems(preset: ModelPreset, given: Mapping[str, object]) -> list[str]:
+    """A problem line per setting of `given` these models cannot render as WanGP does: Lucy Edit
+    without the video it edits; SkyReels DF with a sampler other than UniPC (WanGP's DTT2V samples
+    with UniPC whatever sample_solver says). Checked with the settings, before any job starts."""
     if preset.pipeline == LUCY_EDIT and not given.get("video_guide"):
         return [f"video_guide: {preset.id} edits a video: give it as video_guide"]
+    solver = given.get("sample_solver")
+    if preset.pipeline == SKYREELS_DF and solver not in (None, "", "default", "unipc"):
+        return [
+            f"sample_solver: {solver!r} is not what WanGP renders for {preset.id}: its diffusion forcing "
+            "always samples with UniPC; use 'unipc' or leave it out"
+        ]
     return []
 
 

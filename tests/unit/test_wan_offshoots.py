@@ -223,6 +223,9 @@ def test_wangp_settings_of_these_models_are_read_as_wangp_reads_them(inputs: Pat
     assert length.startswith("video_length: 81 is not allowed") and "20k+17" in length
     [mode] = settings_problems(inputs, model_type="sky_df_14B", model_mode=5)
     assert mode.startswith("model_mode: 5 is not supported by WanFarm yet")
+    assert settings_problems(inputs, model_type="sky_df_14B", sample_solver="unipc") == []
+    [solver] = settings_problems(inputs, model_type="sky_df_14B", sample_solver="euler")
+    assert solver.startswith("sample_solver: 'euler' is not what WanGP renders for skyreels-v2-df-14b-540p")
     # ChronoEdit: an image from the start image (WanGP's image_mode 1); its other processes refused.
     assert settings_problems(inputs, model_type="chrono_edit", image_start="start.png", image_mode=1) == []
     [process] = settings_problems(inputs, model_type="chrono_edit", image_start="start.png", model_mode=2)
