@@ -16,7 +16,8 @@ from PIL import Image
 
 from controller.cli import main
 from models import catalogue as catalogue_module
-from models.catalogue import Task, get_model
+from models.catalogue import Task, catalogue, get_model
+from models.wangp_definitions import decide, own_weights, parse_definition
 from models.wangp_keys import model_facts
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
@@ -139,3 +140,13 @@ def test_a_longer_video_than_the_definitions_window_is_refused_on_i2v(
     settings["model_type"] = "hunyuan_1_5_480_i2v"
     (tmp_path / "job.json").write_text(json.dumps(settings))
     assert main(["render", "--dry-run", str(tmp_path / "job.json")]) == 0, capsys.readouterr().err
+
+
+def test_the_distilled_t2v_renders_its_own_file_over_the_720p_folder_at_its_own_defaults() -> None:
+    definition = definitions()["hunyuan_1_5_480_t2v_lightx2v"]
+    preset = decide(parse_definition("hunyuan_1_5_480_t2v_lightx2v", definition), catalogue()).preset
+    assert preset is not None and preset.derived_from == "hunyuan-video-1.5-t2v-720p"
+    assert own_weights(preset)[0].endswith("hy1.5_t2v_480p_lightx2v_4step_bf16.safetensors")
+    defaults = preset.defaults
+    assert (defaults.num_inference_steps, defaults.guidance_scale, defaults.flow_shift) == (4, 1.0, 8.0)
+    assert defaults.resolution == "832x480"
