@@ -21,6 +21,7 @@ from models.progress import Phase, Progress, ProgressFn, ignore_progress
 from models.runner import PipelineHost, RunInfo
 from models.settings import Generation, Job
 from models.soundtrack import Soundtrack
+from processing.audio import WAV_CODEC, encode_wav
 from processing.audio_track import AUDIO_CODEC
 from processing.image import save_png
 from processing.postprocess import film_grain, resize_lanczos
@@ -67,7 +68,8 @@ def render_job(
         for index, frames in enumerate(result.frames):
             name = f"{stem}_seed{generation.request.seed}" + (f"_{index}" if len(result.frames) > 1 else "")
             audio = result.audio[index] if result.audio is not None else None
-            processed = _post_process(frames, generation)
+            # Post-processing reads pictures; an audio model's output has none.
+            processed = frames if job.preset.output is Output.AUDIO else _post_process(frames, generation)
             outputs.append(_write(job, generation, processed, out_dir / name, started, result.info, audio))
     on_progress(Progress(1, 1, Phase.DONE))
     return outputs
@@ -91,7 +93,7 @@ def write_video(
 
 def safe_stem(text: str, limit: int = 48) -> str:
     """A file-name stem from free text: a prompt, or a source such as "jobs.json[2]" -> "jobs-2"."""
-    text = re.sub(r"\.(json|zip|mp4|png)\b", "", text, flags=re.IGNORECASE)
+    text = re.sub(r"\.(json|zip|mp4|png|wav)\b", "", text, flags=re.IGNORECASE)
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")
     return stem[:limit] or "job"
 
@@ -125,7 +127,7 @@ def _write(
         "creation_timestamp": int(ended),
         "wanfarm": {k: v for k, v in asdict(run).items() if k != "peak_vram_bytes"},
     }
-    if audio is not None:  # the soundtrack rendered with the video (LTX-2), muxed beside it
+    if audio is not None and job.preset.output is Output.VIDEO:  # LTX-2's, muxed beside the video
         metadata["wanfarm"]["audio"] = {
             "codec": AUDIO_CODEC,
             "sample_rate": audio.rate,
@@ -134,6 +136,17 @@ def _write(
         }
     if run.model_file:  # WanGP's record of the weight file rendered
         metadata["model_filename"] = run.model_file
+    if job.preset.output is Output.AUDIO:
+        assert audio is not None  # the runner returns a waveform per audio output
+        path = base.parent / f"{base.name}.wav"
+        metadata["wanfarm"]["audio"] = {
+            "codec": WAV_CODEC,
+            "sample_rate": audio.rate,
+            "channels": audio.channels,
+            "seconds": round(audio.seconds, 3),
+        }
+        encode_wav(audio, path, metadata)
+        return OutputFile(path, generation.request.seed, 0, 0, 0, None, run)
     count, height, width, _ = frames.shape
     if job.preset.output is Output.IMAGE:
         path = base.parent / f"{base.name}.png"

@@ -38,3 +38,4 @@ class GenerationRequest:
     switch_threshold: float | None = None
     overrides: Overrides | None = None  # the job's own profile / attention kernel; None: the farm's
     step_caching: StepCaching | None = None  # WanGP's step skipping (tea, mag); None: every step
+    duration_seconds: float | None = None  # audio models: the waveform's length; None elsewhere

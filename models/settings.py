@@ -20,6 +20,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from models.attachments import SEND_ATTACHMENTS, AttachmentRefused, Attachments
 from models.attention import override_attention
+from models.audio_call import duration, is_audio, samples
+from models.audio_call import solver_problem as audio_solver_problem
 from models.catalogue import ModelPreset, Output, Task, UnknownModel, catalogue, get_model
 from models.guides import Guides, read_guides
 from models.loras import LoraPhases, LoraRequest, parse_loras
@@ -285,10 +287,23 @@ def _rendered(
         else Guides()
     )
     problems.extend(settings_problems(preset, settings.as_dict()))  # models.wan_offshoots: Lucy, SkyReels
-    canvas, (width, height) = _size(settings, preset, image_start, problems)
+    seconds = None
+    if is_audio(preset):  # a waveform: its samples are the work's width (models.audio_call)
+        seconds = duration(settings.as_dict().get("duration_seconds"), preset, problems)
+        canvas, (width, height) = f"{samples(preset, seconds)}x1", (samples(preset, seconds), 1)
+    else:
+        canvas, (width, height) = _size(settings, preset, image_start, problems)
+        if settings.as_dict().get("duration_seconds") not in (None, 0) and not facts.audio:
+            problems.append(
+                f"duration_seconds: {settings.as_dict()['duration_seconds']} is not supported by WanFarm "
+                f"yet: the length of an audio output; {preset.id} renders no audio file; accepted: 0"
+            )
     flow_shift = _or(settings.flow_shift if facts.flow_shift else None, preset.defaults.flow_shift)
     solver = _solver(settings, preset, facts, problems)
-    if sampler := solver_problem(preset.family, preset.id, solver, flow_shift):
+    if is_audio(preset):
+        if sampler := audio_solver_problem(preset, solver):
+            problems.append(f"sample_solver: {sampler}")
+    elif sampler := solver_problem(preset.family, preset.id, solver, flow_shift):
         problems.append(f"sample_solver: {sampler}")
     # WanGP renders one video a call whatever batch_size says (generate_media); WanFarm's own
     # models keep batching videos.
@@ -314,6 +329,7 @@ def _rendered(
         image_refs=guides.image_refs,
         overrides=_overrides(settings, problems),
         step_caching=_step_caching(settings, preset, facts, canvas, steps, problems),
+        duration_seconds=seconds,
     )
     return _Rendered(canvas, request, windows=_windows(settings, preset, facts, request, problems))
 
@@ -507,6 +523,8 @@ def _metadata(
             "sliding_window_overlap": second.overlap,
             "sliding_window_discard_last_frames": first.discard,
         }
+    if request.duration_seconds is not None:  # an audio model's length; it has no picture size
+        applied |= {"resolution": None, "duration_seconds": request.duration_seconds}
     if preset.output is Output.IMAGE or not facts.wangp:
         applied["batch_size"] = request.batch_size
     applied[_guidance_key(facts)] = request.guidance_scale
@@ -590,7 +608,7 @@ def _solver(settings: WanGPSettings, preset: ModelPreset, facts: ModelFacts, pro
     value = settings.sample_solver
     if value is None or value in MODEL_SAMPLER:
         return preset.defaults.sample_solver
-    if value not in SOLVER_NAMES:
+    if value not in SOLVER_NAMES and not is_audio(preset):  # audio samplers: models.audio_call
         problems.append(
             f"sample_solver: {value!r} is not supported by WanFarm yet: a sampler of WanGP's; "
             f"accepted: {', '.join(SOLVER_NAMES)}, or '' / 'default' for the model's own"

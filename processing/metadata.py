@@ -12,7 +12,7 @@ COMMENT_KEY = "comment"
 _WANGP_RESERVED_KEY = "_wangp_metadata_reserved"
 # Tags WanGP falls back to when a container has no `comment`.
 _VIDEO_COMMENT_TAGS = ("comment", "description")
-_SUPPORTED_SUFFIXES = (".mp4", ".png")
+_SUPPORTED_SUFFIXES = (".mp4", ".png", ".wav")
 
 
 def encode_metadata(metadata: Mapping[str, Any]) -> str:
@@ -69,13 +69,17 @@ def _read_png_comment(path: Path) -> str | None:
 
 
 def read_metadata(path: Path) -> dict[str, Any] | None:
-    """Return the settings dict stored in an .mp4 or .png file, or None if it carries none."""
+    """Return the settings dict stored in an .mp4, .png or .wav file, or None if it carries none."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".mp4":
         return decode_metadata(_read_mp4_comment(path))
     if suffix == ".png":
         return decode_metadata(_read_png_comment(path))
+    if suffix == ".wav":
+        from processing.audio import read_wav_comment  # here: it loads codecs
+
+        return decode_metadata(read_wav_comment(path))
     raise ValueError(
         f"unsupported file type {path.suffix!r} for {path.name}: metadata is read from "
         f"{' or '.join(_SUPPORTED_SUFFIXES)} files"

@@ -14,7 +14,7 @@ from models.prompts import PromptError, expand_prompts
 from processing.metadata import read_metadata
 from processing.queue_records import QueueZipError
 
-SUFFIXES = (".json", ".zip", ".mp4", ".png")
+SUFFIXES = (".json", ".zip", ".mp4", ".png", ".wav")
 
 
 class SettingsFileError(ValueError):
@@ -59,7 +59,7 @@ def _load_file(path: Path, work_dir: Path) -> list[SettingsEntry]:
             raise SettingsFileError(f"{path}: {error}") from None
         inside = Attachments.inside(work_dir / path.stem)
         return [SettingsEntry(f"{path.name}#{e.id}", e.params, inside, e.loras) for e in entries]
-    if suffix in (".mp4", ".png"):
+    if suffix in (".mp4", ".png", ".wav"):
         metadata = read_metadata(path)
         if metadata is None:
             raise SettingsFileError(f"{path}: carries no WanGP settings metadata")
