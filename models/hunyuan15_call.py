@@ -37,6 +37,8 @@ class Hunyuan15Call:
 
     def __getattr__(self, name: str) -> Any:
         # The transformer, scheduler and config, for step skipping and the expert switch.
+        if name == "pipe":  # not set yet (a copy being built): no pipeline to ask
+            raise AttributeError(name)
         return getattr(self.pipe, name)
 
     def __call__(
