@@ -840,6 +840,7 @@ _SKY_DF = ModelFacts(
     guidance_phases=1,
     sliding_window=True,
     model_modes=(0,),
+    step_caches=("tea",),
     factory={"RIFLEx_setting": 2, "sliding_window_size": 97},
 )
 # FLUX.2's handler defaults (update_default_settings) beside its guidance.
@@ -1017,7 +1018,11 @@ MODEL_FACTS: dict[str, ModelFacts] = {
     **dict.fromkeys(("sky_df_1.3B", "sky_df_14B"), _SKY_DF),
     "sky_df_720p_14B": replace(_SKY_DF, factory={**_SKY_DF.factory, "sliding_window_size": 121}),
     "chrono_edit": ModelFacts(
-        guidance_phases=1, samplers=_WAN_SAMPLERS, model_modes=(0,), factory={"image_mode": 1}
+        guidance_phases=1,
+        samplers=_WAN_SAMPLERS,
+        model_modes=(0,),
+        step_caches=("tea", "mag"),
+        factory={"image_mode": 1},
     ),
     "lucy_edit": replace(
         _WAN,

@@ -224,6 +224,9 @@ def test_wangp_settings_of_these_models_are_read_as_wangp_reads_them(inputs: Pat
     [mode] = settings_problems(inputs, model_type="sky_df_14B", model_mode=5)
     assert mode.startswith("model_mode: 5 is not supported by WanFarm yet")
     assert settings_problems(inputs, model_type="sky_df_14B", sample_solver="unipc") == []
+    # WanGP's step skipping on them has no calibration here: refused, not dropped.
+    [tea] = settings_problems(inputs, model_type="sky_df_1.3B", skip_steps_cache_type="tea")
+    assert tea.startswith('skip_steps_cache_type: "tea" is not supported by WanFarm yet')
     [solver] = settings_problems(inputs, model_type="sky_df_14B", sample_solver="euler")
     assert solver.startswith("sample_solver: 'euler' is not what WanGP renders for skyreels-v2-df-14b-540p")
     # ChronoEdit: an image from the start image (WanGP's image_mode 1); its other processes refused.
