@@ -794,6 +794,9 @@ _ROWS: tuple[WanGPKey, ...] = (
     _book("output_filename", "the output's file name", ""),
     _book("keep_intermediate_sliding_windows", "keeps each window's file", 1),
     _book("lset_name", "the LoRA preset selected in the UI"),
+    # flux2_dev.json sets it; WanGP reads no such setting (generate() takes num_inference_steps under
+    # that name), so its steps stay num_inference_steps's.
+    _book("sampling_steps", "a step count some of WanGP's definitions carry and WanGP never reads"),
     _book("model_filename", "WanGP's weight file", of_the_run=True),
     _book("generation_time", "seconds the render took", of_the_run=True),
     _book("creation_date", "when the output was written", of_the_run=True),

@@ -13,7 +13,7 @@ import pytest
 from controller.cli import main
 from models.catalogue import catalogue
 from models.wangp_definitions import decide, own_weights, parse_definition
-from models.wangp_keys import model_facts
+from models.wangp_keys import KEYS, KeyClass, model_facts
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
 DEFINITIONS = json.loads(FIXTURE.read_text())["definitions"]
@@ -65,7 +65,7 @@ def test_nvfp4_flux2_files_are_refused_by_name() -> None:
     )
 
 
-def test_sampling_steps_is_kept_unused_as_wangp_does(
+def test_sampling_steps_changes_nothing_as_in_wangp(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # flux2_dev.json sets sampling_steps, which WanGP never reads as a setting (its generate() takes
@@ -74,5 +74,5 @@ def test_sampling_steps_is_kept_unused_as_wangp_does(
     job.write_text(json.dumps({"model_type": "flux2_dev", "prompt": "a hat", "sampling_steps": 12}))
     assert main(["render", "--dry-run", str(job)]) == 0
     captured = capsys.readouterr()
-    assert "flux.2-dev 1024x1024 frames=1 steps=30 " in captured.out
-    assert "unknown key kept but not used: sampling_steps" in captured.err
+    assert "flux.2-dev 1024x1024 frames=1 steps=30 " in captured.out and "sampling_steps" not in captured.err
+    assert KEYS["sampling_steps"].kind is KeyClass.BOOKKEEPING

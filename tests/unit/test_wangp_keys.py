@@ -256,7 +256,7 @@ DOES_SOMETHING: dict[str, tuple[object, dict[str, object]]] = {
     "mask_expand": (4, {"video_prompt_type": "VA"}),
     "frames_positions": ("1", {"video_prompt_type": "F"}),
     "image_refs_relative_size": (30, {"video_prompt_type": "I"}),
-    "remove_background_images_ref": (0, {"video_prompt_type": "I"}),
+    "remove_background_images_ref": (1, {"video_prompt_type": "I"}),
     "min_frames_if_references": (5, {"video_prompt_type": "I"}),
     "control_net_weight": (0.5, {"video_prompt_type": "V"}),
     "control_net_weight2": (0.5, {"video_prompt_type": "V"}),
