@@ -89,12 +89,12 @@ def test_each_step_reports_progress_and_a_cancel_stops_between_steps(
     assert host.loads == 1
 
 
-def test_the_jobs_guidance_and_shift_are_applied_and_the_hot_pipeline_keeps_its_own(
+def test_the_jobs_guidance_is_applied_and_the_hot_pipeline_keeps_its_own(
     host: PipelineHost, first: tuple[np.ndarray, list[Progress]]
 ) -> None:
     frames, _ = first
+    # Guidance 1 is one conditional pass a step, as WanGP runs it without CFG.
     assert not np.array_equal(host.generate(T2V, replace(REQUEST, guidance_scale=1.0)).frames, frames)
-    assert not np.array_equal(host.generate(T2V, replace(REQUEST, flow_shift=9.0)).frames, frames)
     hot = host._hot
     assert hot is not None and hot.pipe.guider.guidance_scale == 6.0  # the saved guider's own
-    assert hot.pipe.scheduler.config.shift == 9.0 and host.loads == 1
+    assert host.loads == 1
