@@ -72,7 +72,20 @@ ARCHITECTURES: dict[str, str] = {
     # and a reshaped transformer, which the catalogue has no preset for.
     "ltx2_19B": "ltx-2-19b",
     "ltx2_22B": "ltx-2.3-22b",
+    # Krea 2 (models/krea2/krea2_handler.py): the base and the 8-step distilled checkpoints.
+    "krea2_raw": "krea2-raw",
+    "krea2_turbo": "krea2-turbo",
+    # Stable Audio 3 (models/TTS/stable_audio3_handler.py): Small is the music model by default
+    # (stable_audio3_model_id "small-music"); Medium.
+    "stable_audio3_small": "stable-audio-3-small-music",
+    "stable_audio3_medium": "stable-audio-3-medium",
 }
+
+
+# Stable Audio 3's model key naming its checkpoint (models/TTS/stable_audio3_handler.py _model_id),
+# and the values whose checkpoint the catalogue holds (stable-audio-3-small-music, -medium).
+SA3_MODEL_ID = "stable_audio3_model_id"
+SA3_SERVED = ("small-music", "medium")
 
 
 # WanGP's weight file names (URLs, URLs2) of the catalogue models whose Diffusers repo holds the
@@ -93,7 +106,7 @@ _SAME_WEIGHTS = _same_weights()
 # URLs recorded as the preset's wangp_weights, loaded by models.single_file in the pipeline host).
 # One transformer per file: a two-expert Wan 2.2 names its low-noise expert's files in URLs2.
 SINGLE_FILE_SERVED: frozenset[str] = frozenset(
-    {"wan", "qwen-image", "z-image", "flux", "flux2", "kandinsky5", "ltx2", "hunyuan15"}
+    {"wan", "qwen-image", "z-image", "flux", "flux2", "kandinsky5", "ltx2", "hunyuan15", "krea2"}
 )
 
 # Keys of a definition's model block that change nothing rendered: WanGP's menus and folders, its
@@ -166,6 +179,7 @@ class WangpDefinition:
     attention: object = None  # its `attention` key: a kernel per card condition (models.model_attention)
     # Kandinsky 5's k5_config_overrides: merged into its YAML config (models.kandinsky5_layout).
     k5_config_overrides: object = None
+    sa3_model_id: object = None  # Stable Audio 3's checkpoint (stable_audio3_model_id)
 
 
 @dataclass(frozen=True)
@@ -199,6 +213,7 @@ def parse_definition(model_id: str, data: object) -> WangpDefinition:
         settings={key: value for key, value in data.items() if key != "model"},
         attention=model.get("attention"),
         k5_config_overrides=model.get(K5_OVERRIDES),
+        sa3_model_id=model.get(SA3_MODEL_ID),
     )
 
 
@@ -374,11 +389,15 @@ def _model_keys_problem(definition: WangpDefinition) -> str:
         "loras_multipliers",
         "attention",
         K5_OVERRIDES,
+        SA3_MODEL_ID,
     } | _INERT_MODEL_KEYS
     if k5_problem := k5_overrides_problem(definition.k5_config_overrides):
         return f"model setting {k5_problem}"
     if definition.attention is not None and (problem := rules_problem(definition.attention)):
         return f"model setting attention: {problem}"
+    if definition.sa3_model_id not in (None, *SA3_SERVED):
+        # WanGP picks the SA3 checkpoint by it; the catalogue holds Small music and Medium.
+        return f"model setting {SA3_MODEL_ID} {definition.sa3_model_id!r}: no catalogue model holds it yet"
     if "unified_solver" in definition.model_keys:
         # wgp's Z-Image runs TwinFlow's own sampler (models/z_image/unified_sampler.py) for it.
         return "model setting unified_solver (TwinFlow's unified sampler) is not supported yet"

@@ -66,7 +66,13 @@ def test_video_models_have_fps_and_a_frame_rule_image_models_do_not() -> None:
             assert preset.frames.allows(preset.defaults.video_length), preset.id
         else:
             assert preset.frames is None, preset.id
-            assert preset.task is Task.T2I, preset.id
+            # Text to image, or an edit of the images a job brings (ChronoEdit, Qwen-Image-Edit).
+            assert (
+                preset.task is Task.T2I
+                or preset.inputs
+                or preset.task is Task.I2V
+                or (preset.output is Output.AUDIO and preset.task is Task.T2A)
+            ), preset.id
 
 
 def test_default_resolution_obeys_each_models_size_rule() -> None:
@@ -177,6 +183,9 @@ def test_llm_text_encoders_are_quantizable_clip_ones_are_not() -> None:
         elif preset.family == "hunyuan":
             assert encoders["text_encoder"].quantizable  # LLaMA
             assert not encoders["text_encoder_2"].quantizable  # CLIP-L
+        elif preset.family == "ltx2":
+            # mmgp quantizes text encoders whose module names T5, LLaMA or an LLM: not Gemma 3.
+            assert not any(c.quantizable for c in encoders.values()), preset.id
         else:  # UMT5 / T5 / Qwen2.5-VL
             assert all(c.quantizable for c in encoders.values()), preset.id
 
