@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from controller.cli import main
-from models.catalogue import get_model
+from models.catalogue import catalogue, get_model
+from models.settings import parse_settings, resolve
 from models.soundtrack import Soundtrack
+from models.wangp_definitions import Verdict, decide, parse_definition
 from processing.audio import encode_wav, read_audio
 from processing.metadata import read_metadata
 
@@ -109,3 +111,36 @@ def test_what_an_audio_job_cannot_render_is_refused_by_name(
     assert render(cache_dir, job_file(tmp_path, **settings), "--out", out, "--dry-run") == 2
     assert named in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
+
+
+DEFINITIONS = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
+
+
+def verdict(model_id: str) -> Verdict:
+    definitions = json.loads(DEFINITIONS.read_text())["definitions"]
+    return decide(parse_definition(model_id, definitions[model_id]), catalogue())
+
+
+def test_wangps_stable_audio3_definitions_are_served_or_refused_by_name() -> None:
+    for model_id, served in (
+        ("stable_audio3_small", "stable-audio-3-small-music"),
+        ("stable_audio3_medium", "stable-audio-3-medium"),
+    ):
+        found = verdict(model_id)
+        assert found.preset is not None and found.preset.id == served, found.reason
+        assert found.preset.audio is not None and found.preset.audio.sample_rate == 44100
+    # The SFX checkpoint is a file of its own that no catalogue model holds.
+    sfx = verdict("stable_audio3_small_sfx")
+    assert sfx.preset is None and "stable_audio3_small_sfx_bf16.safetensors" in sfx.reason
+    # ACE-Step has no pipeline in the farm yet: refused naming its architecture.
+    for model_id in ("ace_step_v1", "ace_step_v1_5", "ace_step_v1_5_xl_turbo_lm_4b"):
+        ace = verdict(model_id)
+        assert ace.preset is None and "is not supported yet" in ace.reason and "ace_step" in ace.reason
+
+
+def test_a_wangp_audio_definitions_defaults_resolve_to_its_duration(tmp_path: Path) -> None:
+    job = resolve(parse_settings({"model_type": "stable-audio-3-small-music", "prompt": "a loop"}), tmp_path)
+    request = job.generations[0].request
+    # WanGP's Stable Audio 3 defaults: 30 s at 8 ping-pong steps without CFG.
+    assert (request.duration_seconds, request.steps, request.sample_solver) == (30, 8, "pingpong")
+    assert (job.work.width, job.work.height, job.work.frames) == (30 * 44100, 1, 1)
