@@ -676,6 +676,7 @@ BUILDERS: dict[str, Callable[[], Any] | str] = {
     "ltx2": "models.tiny_ltx2:build_ltx2",
     "flux-kontext-tiny": "models.tiny_flux:build_kontext",
     "flux2": "models.tiny_flux:build_klein",
+    "flux2-dev-tiny": "models.tiny_flux:build_flux2_dev",
     "hunyuan15": "models.tiny_hunyuan15:build_t2v",
     "hunyuan15-i2v-tiny": "models.tiny_hunyuan15:build_i2v",
     "wan-vace-tiny": "models.tiny_vace:build_wan_vace",
@@ -685,6 +686,7 @@ BUILDERS: dict[str, Callable[[], Any] | str] = {
     "chrono-edit-tiny": "models.tiny_wan_offshoots:build_chrono_edit",
     "lucy-edit-tiny": "models.tiny_wan_offshoots:build_lucy_edit",
     "stable-audio3": "models.tiny_audio:build_stable_audio3",
+    "krea2": "models.tiny_krea2:build_krea2",
 }
 
 

@@ -40,7 +40,7 @@ def build_klein() -> Any:
     """FLUX.2 [klein] in tiny: the step-distilled Flux2KleinPipeline (no guidance embedder, no CFG)
     over a 27-layer, 16-wide Qwen3 whose three read layers (9, 18, 27) make the 48-wide context,
     FLUX.2's VAE layout (8x, 2x2 latent patches behind a batch norm) and a 1+1-block transformer."""
-    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     tokenizer = qwen_tokenizer()
@@ -61,15 +61,7 @@ def build_klein() -> Any:
     )
     text_encoder = seeded(lambda: Qwen3ForCausalLM(config).eval())
     transformer = seeded(lambda: flux2_transformer(joint_attention_dim=3 * config.hidden_size))
-    vae = seeded(
-        lambda: AutoencoderKLFlux2(
-            block_out_channels=(8, 8, 8, 8),
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=4,
-            sample_size=64,
-        )
-    )
+    vae = seeded(_flux2_vae)
     # FLUX.2's scheduler: Euler over flow sigmas, shifted by the empirical mu the pipeline passes.
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True)
     return Flux2KleinPipeline(
@@ -79,6 +71,118 @@ def build_klein() -> Any:
         tokenizer=tokenizer,
         transformer=transformer,
         is_distilled=True,
+    )
+
+
+# Mistral Small 3.1's chat layout as Flux2Pipeline sends it: a system turn, then the prompt.
+MISTRAL3_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}[SYSTEM_PROMPT]"
+    "{% for part in message['content'] %}{{ part['text'] }}{% endfor %}[/SYSTEM_PROMPT]"
+    "{% elif message['role'] == 'user' %}[INST]{% for part in message['content'] %}"
+    "{% if part['type'] == 'text' %}{{ part['text'] }}{% else %}[IMG]{% endif %}{% endfor %}[/INST]"
+    "{% endif %}{% endfor %}"
+)
+MISTRAL3_SPECIALS = [
+    "<unk>",
+    "<s>",
+    "</s>",
+    "<pad>",
+    "[INST]",
+    "[/INST]",
+    "[SYSTEM_PROMPT]",
+    "[/SYSTEM_PROMPT]",
+    "[IMG]",
+    "[IMG_BREAK]",
+    "[IMG_END]",
+]
+# FLUX.2 [dev] reads the text encoder's hidden states 10, 20 and 30.
+DEV_TEXT_LAYERS = 30
+
+
+def build_flux2_dev() -> Any:
+    """FLUX.2 [dev] in tiny: Flux2Pipeline with its guidance embedder over a 30-layer, 16-wide
+    Mistral 3 (a 1-layer Pixtral vision tower it never runs for text) whose read layers (10, 20, 30)
+    make the 48-wide context. The tokenizer is a byte-level BPE with Mistral's chat specials, trained
+    on the sample prompts and the pipeline's system message; the real repo's component is a
+    PixtralProcessor, which this stack's transformers builds only with torchvision."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2Pipeline
+    from diffusers.pipelines.flux2.system_messages import SYSTEM_MESSAGE
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration, PreTrainedTokenizerFast
+
+    from models.tiny import _PROMPTS, _QWEN_SPLIT, _train
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_QWEN_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    bpe.decoder = decoders.ByteLevel()
+    corpus = [*_PROMPTS.splitlines(), *SYSTEM_MESSAGE.splitlines()] * 3
+    _train(bpe, MISTRAL3_SPECIALS, pre_tokenizers.ByteLevel.alphabet(), corpus)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        additional_special_tokens=MISTRAL3_SPECIALS[4:],
+        model_max_length=4096,
+    )
+    tokenizer.chat_template = MISTRAL3_CHAT_TEMPLATE
+    vocab = tokenizer.get_vocab()
+    config = Mistral3Config(
+        text_config={
+            "model_type": "mistral",
+            "vocab_size": len(tokenizer),
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": DEV_TEXT_LAYERS,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 8,
+            "max_position_embeddings": 1024,
+            "bos_token_id": vocab["<s>"],
+            "eos_token_id": vocab["</s>"],
+            "pad_token_id": vocab["<pad>"],
+        },
+        vision_config={
+            "model_type": "pixtral",
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "head_dim": 8,
+            "patch_size": 4,
+            "image_size": 64,
+        },
+        image_token_index=vocab["[IMG]"],
+        spatial_merge_size=2,
+        vision_feature_layer=-1,
+    )
+    text_encoder = seeded(lambda: Mistral3ForConditionalGeneration(config).eval())
+    transformer = seeded(lambda: flux2_transformer(joint_attention_dim=48, guidance_embeds=True))
+    return Flux2Pipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True),
+        vae=seeded(_flux2_vae),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+    )
+
+
+def _flux2_vae() -> Any:
+    from diffusers import AutoencoderKLFlux2
+
+    return AutoencoderKLFlux2(
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=64,
     )
 
 

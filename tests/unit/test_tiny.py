@@ -28,6 +28,7 @@ TINY = [
     "qwen-image-tiny",
     "flux-kontext-tiny",
     "flux2-klein-tiny",
+    "flux2-dev-tiny",
     "hunyuan15-tiny",
     "wan-vace-tiny",
     "ltx2-tiny",
@@ -37,6 +38,7 @@ TINY = [
     "qwen-image-edit-tiny",
     "qwen-image-edit-plus-tiny",
     "k5-tiny",
+    "krea2-tiny",
 ]
 
 
