@@ -35,6 +35,10 @@ def model_row(preset: ModelPreset) -> ModelRow:
     assert match is not None  # the catalogue holds "WxH" defaults
     frames = preset.defaults.video_length if preset.frames else 1
     size = JobSize(int(match[1]), int(match[2]), frames)
+    shown = f"{preset.defaults.resolution}x{frames}" if frames > 1 else preset.defaults.resolution
+    if preset.audio is not None:  # a waveform: its default seconds, sized as samples x 1
+        size = JobSize(int(preset.audio.default_seconds * preset.audio.sample_rate), 1)
+        shown = f"{preset.audio.default_seconds:g} s"
     needs = {p.value: estimate(preset, p, size) for p in Profile}
     return ModelRow(
         id=preset.id,
@@ -46,7 +50,7 @@ def model_row(preset: ModelPreset) -> ModelRow:
         weights_gb=round(preset.weight_bytes / GIB, 2),
         fps=preset.fps,
         frames=preset.frames.describe() if preset.frames else None,
-        default_size=f"{preset.defaults.resolution}x{frames}" if frames > 1 else preset.defaults.resolution,
+        default_size=shown,
         vram_gb={p: round(n.vram_bytes / GIB, 1) for p, n in needs.items()},
         ram_gb={p: round(n.ram_bytes / GIB, 1) for p, n in needs.items()},
         wangp_model_types=preset.wangp_model_types,

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from controller.catalogue_view import model_row
 from controller.cli import main
 from models.catalogue import catalogue, get_model
 from models.settings import parse_settings, resolve
@@ -144,3 +145,10 @@ def test_a_wangp_audio_definitions_defaults_resolve_to_its_duration(tmp_path: Pa
     # WanGP's Stable Audio 3 defaults: 30 s at 8 ping-pong steps without CFG.
     assert (request.duration_seconds, request.steps, request.sample_solver) == (30, 8, "pingpong")
     assert (job.work.width, job.work.height, job.work.frames) == (30 * 44100, 1, 1)
+
+
+def test_the_model_listing_sizes_an_audio_model_by_its_default_seconds() -> None:
+    row = model_row(get_model("stable-audio-3-small-music"))
+    assert (row.task, row.default_size, row.frames, row.fps) == ("t2a", "30 s", None, None)
+    # 30 s of 44.1 kHz is 323 latent frames of 4096 samples: more than the weights alone.
+    assert row.vram_gb["1"] > row.weights_gb
