@@ -81,6 +81,9 @@ class ModelFacts:
     # WanGP guides its generated soundtrack at audio_guidance_scale (LTX-2), where WanFarm guides the
     # audio at guidance_scale: only a value equal to it renders alike.
     audio_follows_guidance: bool = False
+    # WanGP reads alt_guidance_scale and alt_scale without a second prompt: LTX-2's modality
+    # guidance and guidance rescale.
+    alt_guidance: bool = False
 
     @cached_property
     def unsettled(self) -> frozenset[str]:
@@ -690,15 +693,15 @@ _ROWS: tuple[WanGPKey, ...] = (
     ),
     _row(
         "alt_guidance_scale",
-        "the guidance of the second prompt",
+        "the guidance of the second prompt (LTX-2: modality guidance)",
         1.0,
-        equal(1) | unless(lambda r: r.facts.alt_prompt, "on models without one"),
+        equal(1) | unless(lambda r: r.facts.alt_prompt or r.facts.alt_guidance, "on models without one"),
     ),
     _row(
         "alt_scale",
-        "the weight of the second prompt",
+        "the weight of the second prompt (LTX-2: guidance rescale)",
         0.0,
-        equal(0) | unless(lambda r: r.facts.alt_prompt, "on models without one"),
+        equal(0) | unless(lambda r: r.facts.alt_prompt or r.facts.alt_guidance, "on models without one"),
     ),
     _row(
         "audio_guidance_scale",
@@ -1056,7 +1059,7 @@ _LTX2 = ModelFacts(
     guidance_phases=2,
     flow_shift=False,
     sliding_window=True,
-    alt_prompt=True,
+    alt_guidance=True,
     second_stage=_LTX2_STAGES,
     audio_follows_guidance=True,
     factory={
