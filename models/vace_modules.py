@@ -24,14 +24,23 @@ VACE_BACKBONES: dict[str, str | None] = {
     "vace_14B": "t2v",
     "vace_14B_2_2": None,
 }
-# The definitions whose `modules` list is a VACE module: others name them by model type.
-_MODULE_TYPES = frozenset({"vace_1.3B", "vace_14B"})
+# Each VACE architecture's module: the definition whose `modules` list it is (others name it by
+# that model type), and the size its file names carry (WanGP's wan2.1_Vace_1_3B_module...).
+_MODULES = {
+    "vace_1.3B": ("vace_1.3B", "1_3b"),
+    "vace_14B": ("vace_14B", "14b"),
+    "vace_14B_2_2": ("vace_14B", "14b"),
+}
 
 
-def is_vace_module(name: str) -> bool:
-    """A module entry (a file name, or a model type whose modules it takes) that is VACE's."""
+def is_vace_module(name: str, architecture: str) -> bool:
+    """A module entry (a file name, or a model type whose modules it takes) that is the VACE
+    module of `architecture`'s size."""
+    if architecture not in _MODULES:
+        return False
+    model_type, size = _MODULES[architecture]
     lowered = name.lower()
-    return name in _MODULE_TYPES or ("vace" in lowered and "module" in lowered)
+    return name == model_type or ("vace" in lowered and "module" in lowered and size in lowered)
 
 
 def module_problem(architecture: str, modules: Sequence[str], weights_of: str) -> str:
@@ -45,7 +54,7 @@ def module_problem(architecture: str, modules: Sequence[str], weights_of: str) -
         if backbone is not None and weights_of == backbone:
             return f"{architecture} over the weights of {backbone!r} needs the VACE module; it names none"
         return ""
-    foreign = [name for name in modules if architecture not in VACE_BACKBONES or not is_vace_module(name)]
+    foreign = [name for name in modules if not is_vace_module(name, architecture)]
     if foreign:
         return f"modules merged into the model are not supported yet: {', '.join(foreign)}"
     if backbone is not None and weights_of == backbone:

@@ -76,6 +76,11 @@ def test_only_the_vace_module_over_its_own_backbone_is_the_vace_model() -> None:
         "modules merged into the model are not supported yet: lynx"
     )
     assert module_problem("t2v", ["vace_14B"], "t2v").startswith("modules merged into the model")
+    # The module of the architecture's own size only: 1.3B's blocks do not fit the 14B model.
+    assert module_problem("vace_14B", ["wan2.1_Vace_1_3B_module.safetensors"], "t2v") == (
+        "modules merged into the model are not supported yet: wan2.1_Vace_1_3B_module.safetensors"
+    )
+    assert module_problem("vace_14B", ["wan2.1_Vace_14B_module_mbf16.safetensors"], "t2v") == ""
     assert module_problem("vace_14B", [], "t2v") == (
         "vace_14B over the weights of 't2v' needs the VACE module; it names none"
     )
