@@ -146,7 +146,7 @@ def cancel_job(job_id: str, who: Caller, service: Service) -> JobOut:
 @router.get(
     "/jobs/{job_id}/outputs/{name}",
     response_class=FileResponse,
-    responses={200: {"content": {"video/*": {}, "image/*": {}}}, **error_responses(404, 422)},
+    responses={200: {"content": {"video/*": {}, "image/*": {}, "audio/*": {}}}, **error_responses(404, 422)},
 )
 def get_output(job_id: str, name: str, who: MediaCaller, service: Service) -> FileResponse:
     """One output file; the only route that also takes the key as `?key=`, so pages can embed it."""
