@@ -88,6 +88,8 @@ CALL_STYLES: dict[str, _CallStyle] = {
     "kandinsky5": _CallStyle("guidance_scale"),
     # Z-Image: CFG with a negative prompt (Turbo runs at guidance 0: one pass).
     "z-image": _CallStyle("guidance_scale"),
+    # Krea 2: guidance_scale is the CFG scale minus one (0: one pass), as WanGP's guidance.
+    "krea2": _CallStyle("guidance_scale"),
 }
 
 # Each pipeline's scheduler config as loaded, so every job derives its sampler from the model's own

@@ -37,6 +37,8 @@ SAMPLING: dict[str, Sampling] = {
     "kandinsky5": Sampling(own_sigmas=False, passes_mu=False),
     # ZImagePipeline passes its own sigmas and a mu from the image size.
     "z-image": Sampling(own_sigmas=True, passes_mu=True),
+    # Krea2Pipeline passes its own sigmas and a mu (from the image size, or 1.15 when distilled).
+    "krea2": Sampling(own_sigmas=True, passes_mu=True),
 }
 
 

@@ -39,6 +39,7 @@ from models.flux_layouts import flux1_to_diffusers, flux2_to_diffusers
 from models.gpus import ArchCaps, arch_caps
 from models.hunyuan15_layout import hunyuan15_to_diffusers
 from models.kandinsky5_layout import kandinsky5_layout
+from models.krea2_layout import krea2_to_diffusers
 from models.ltx2_layout import ltx2_layout
 from models.preset import ModelPreset
 from models.qwen_layouts import qwen_image_layout, z_image_layout
@@ -82,10 +83,12 @@ LAYOUTS: dict[str, Layout] = {
     "LTX2VideoTransformer3DModel": Layout(ltx2_layout),
     # The token refiner's fused qkv is split and the final modulation reordered: tensors, not names.
     "HunyuanVideo15Transformer3DModel": Layout(hunyuan15_to_diffusers, names_only=False),
+    # Each block's modulation vectors are reshaped: tensors, not names alone.
+    "Krea2Transformer2DModel": Layout(krea2_to_diffusers, names_only=False),
 }
 # The catalogue families (`ModelPreset.family`) whose files load here.
 SINGLE_FILE_FAMILIES = frozenset(
-    {"wan", "qwen-image", "z-image", "flux", "flux2", "kandinsky5", "ltx2", "hunyuan15"}
+    {"wan", "qwen-image", "z-image", "flux", "flux2", "kandinsky5", "ltx2", "hunyuan15", "krea2"}
 )
 # The transformer class of each pipeline whose transformer loads from a single file.
 PIPELINE_TRANSFORMERS = {
@@ -108,6 +111,7 @@ PIPELINE_TRANSFORMERS = {
     "LTX2Pipeline": "LTX2VideoTransformer3DModel",
     "HunyuanVideo15Pipeline": "HunyuanVideo15Transformer3DModel",
     "HunyuanVideo15ImageToVideoPipeline": "HunyuanVideo15Transformer3DModel",
+    "Krea2Pipeline": "Krea2Transformer2DModel",
 }
 # Name tokens of prequantized files: int8 (optimum-quanto, read through mmgp) is the one loadable.
 INT8_TOKEN = "int8"

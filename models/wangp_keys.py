@@ -1017,6 +1017,16 @@ MODEL_FACTS: dict[str, ModelFacts] = {
         guidance_phases=0, flow_shift=False, factory={"guidance_scale": 0, "flow_shift": 5.0}
     ),
     "z_image_base": ModelFacts(factory={"guidance_scale": 4, "flow_shift": 6.0}),
+    # models/krea2/krea2_handler.py: Raw runs CFG (one phase), Turbo none (guidance_max_phases 0);
+    # both take their shift from the image size (krea2_main._timesteps), reading no flow_shift.
+    "krea2_raw": ModelFacts(
+        flow_shift=False, factory={"flow_shift": 5.0, "guidance_scale": 3.5, "num_inference_steps": 52}
+    ),
+    "krea2_turbo": ModelFacts(
+        guidance_phases=0,
+        flow_shift=False,
+        factory={"flow_shift": 5.0, "guidance_scale": 0, "num_inference_steps": 8},
+    ),
     # Wan offshoots (models/wan/df_handler.py, wan_handler.py): SkyReels DF renders one window
     # synchronously (model_mode 0), without RIFLEx (DTT2V turns it off); ChronoEdit's default is an
     # image (image_mode 1, model_mode 0: 5 frames, the last kept); Lucy Edit reads its control video

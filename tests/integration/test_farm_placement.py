@@ -96,6 +96,7 @@ def test_every_output_of_a_batch_arrives(farm: Farm, client: FarmClient, tmp_pat
         "stable-audio3-tiny",
         "z-image-tiny",
         "k5-tiny",
+        "krea2-tiny",
     ]
     batch = [tiny(model, seed=i) for i, model in enumerate(models * 2)]
     jobs = client.submit(batch).jobs
