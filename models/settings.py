@@ -32,7 +32,7 @@ from models.samplers import SOLVER_NAMES, solver_problem, steps_run
 from models.step_cache import StepCacheRefused, StepCaching, step_caching
 from models.vace import guide_problems, takes_guides
 from models.vace_letters import implied_letters
-from models.wan_offshoots import settings_problems
+from models.wan_offshoots import rendered_frames, settings_problems
 from models.wangp_keys import (
     KEYS,
     MODEL_FACTS,
@@ -683,7 +683,7 @@ def _frames(settings: WanGPSettings, preset: ModelPreset, problems: list[str]) -
         rule = rule.model_copy(update={"max": MAX_WINDOWED_FRAMES})
     if not rule.allows(frames):
         problems.append(f"video_length: {frames} is not allowed for {preset.id}: must be {rule.describe()}")
-    return frames
+    return rendered_frames(preset, frames)  # SkyReels DF renders another count (models.wan_offshoots)
 
 
 def _image_start(

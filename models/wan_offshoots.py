@@ -27,6 +27,8 @@ from models.request import GenerationRequest
 SKYREELS_DF = "SkyReelsV2DiffusionForcingPipeline"
 CHRONO_EDIT = "ChronoEditPipeline"
 LUCY_EDIT = "LucyEditPipeline"
+# WanGP's shortest SkyReels DF video (its causal blocks of 5 latent frames; lengths 17+20k).
+SKYREELS_MIN_FRAMES = 17
 # WanGP's ChronoEdit in its default mode (model_mode 0): a 5-frame edit, the last frame kept.
 CHRONO_EDIT_FRAMES = 5
 
@@ -66,6 +68,14 @@ def call_extras(preset: ModelPreset, request: GenerationRequest) -> dict[str, An
             raise GuideRefused(f"{preset.id} edits a video: give it as video_guide")
         return {"video": read_frames(request.video_guide, request.frames, (request.width, request.height))}
     return {}
+
+
+def rendered_frames(preset: ModelPreset, frames: int) -> int:
+    """The frames WanGP renders for a `video_length` of `frames` (already on the 4k+1 grid):
+    SkyReels DF's DTT2V rounds it to the nearest 17+20k (81 renders 77), as Python rounds halves."""
+    if preset.pipeline != SKYREELS_DF:
+        return frames
+    return round((max(frames, SKYREELS_MIN_FRAMES) - SKYREELS_MIN_FRAMES) / 20) * 20 + SKYREELS_MIN_FRAMES
 
 
 def settings_problems(preset: ModelPreset, given: Mapping[str, object]) -> list[str]:

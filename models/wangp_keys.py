@@ -235,7 +235,12 @@ def unless(gate: Callable[[Reading], bool], words: str) -> NoOp:
 
 
 def letter_in(key: str, letters: str) -> Callable[[Reading], bool]:
-    return lambda r: any(letter in r.letters(key) for letter in letters)
+    # An editor's video_prompt_type (ModelFacts.guide_letters, Lucy Edit's "UV") only selects the
+    # video it edits: WanGP reads none of the control-video settings from those letters.
+    return lambda r: (
+        not (key == "video_prompt_type" and r.facts.guide_letters)
+        and any(letter in r.letters(key) for letter in letters)
+    )
 
 
 def active(key: str) -> Callable[[Reading], bool]:
@@ -400,6 +405,19 @@ FPS_AS_RENDERED = NoOp(
 )
 
 
+# WanGP runs its prompt enhancer only where its server config enables one (enhancer_enabled, 0 by
+# default); a model whose own default names one (ChronoEdit's "TI") renders unenhanced at it there.
+def _enhancer_at_model_default(value: object, reading: Reading) -> bool:
+    default = reading.facts.factory.get("prompt_enhancer")
+    return bool(default) and same_value(value, default)
+
+
+ENHANCER_AT_MODEL_DEFAULT = NoOp(
+    _enhancer_at_model_default,
+    "the model's own default (ChronoEdit's TI), which WanGP runs only where its server enables an enhancer",
+)
+
+
 def guide_letters_or(other: NoOp) -> NoOp:
     """video_prompt_type on a model whose control video is the video it edits (ModelFacts.guide_letters):
     exactly those letters, with a video_guide; on any other model, `other`."""
@@ -542,7 +560,12 @@ _ROWS: tuple[WanGPKey, ...] = (
         0,
         IMAGE_MODE_AS_RENDERED,
     ),
-    _row("prompt_enhancer", "rewrites the prompt with a language model before rendering", "", empty()),
+    _row(
+        "prompt_enhancer",
+        "rewrites the prompt with a language model before rendering",
+        "",
+        empty() | ENHANCER_AT_MODEL_DEFAULT,
+    ),
     _row(
         "alt_prompt",
         "a second prompt some models read",
@@ -1030,15 +1053,16 @@ MODEL_FACTS: dict[str, ModelFacts] = {
     # Wan offshoots (models/wan/df_handler.py, wan_handler.py): SkyReels DF renders one window
     # synchronously (model_mode 0), without RIFLEx (DTT2V turns it off); ChronoEdit's default is an
     # image (image_mode 1, model_mode 0: 5 frames, the last kept); Lucy Edit reads its control video
-    # ("UV"). ChronoEdit's "TI" prompt enhancer runs only where WanGP's server config enables one.
+    # ("UV").
     **dict.fromkeys(("sky_df_1.3B", "sky_df_14B"), _SKY_DF),
-    "sky_df_720p_14B": replace(_SKY_DF, factory={**_SKY_DF.factory, "sliding_window_size": 121}),
+    # Its handler reads the base type (sky_df_14B): WanGP's 720p window is 97 frames too.
+    "sky_df_720p_14B": _SKY_DF,
     "chrono_edit": ModelFacts(
         guidance_phases=1,
         samplers=_WAN_SAMPLERS,
         model_modes=(0,),
         step_caches=("tea", "mag"),
-        factory={"image_mode": 1},
+        factory={"image_mode": 1, "prompt_enhancer": "TI"},
     ),
     "lucy_edit": replace(
         _WAN,

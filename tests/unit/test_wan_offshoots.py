@@ -219,8 +219,13 @@ def settings_problems(folder: Path, **settings: Any) -> list[str]:
 def test_wangp_settings_of_these_models_are_read_as_wangp_reads_them(inputs: Path) -> None:
     # SkyReels DF: WanGP's defaults render (its RIFLEx off, one window of 97); 17+20k frames only.
     assert settings_problems(inputs, model_type="sky_df_1.3B", prompt="a fox") == []
-    [length] = settings_problems(inputs, model_type="sky_df_1.3B", video_length=81)
-    assert length.startswith("video_length: 81 is not allowed") and "20k+17" in length
+    # WanGP's DTT2V renders a length rounded to the nearest 17+20k: its default 81 renders 77.
+    for asked, rendered in ((None, 77), (81, 77), (89, 97), (17, 17), (25, 17)):
+        given = {"model_type": "sky_df_1.3B"} | ({"video_length": asked} if asked else {})
+        [generation] = resolve(WanGPSettings.model_validate(given), inputs).generations
+        assert generation.request.frames == generation.metadata["video_length"] == rendered, asked
+    [length] = settings_problems(inputs, model_type="sky_df_1.3B", video_length=83)
+    assert length.startswith("video_length: 83 is not allowed") and "4k+1" in length
     [mode] = settings_problems(inputs, model_type="sky_df_14B", model_mode=5)
     assert mode.startswith("model_mode: 5 is not supported by WanFarm yet")
     assert settings_problems(inputs, model_type="sky_df_14B", sample_solver="unipc") == []

@@ -119,6 +119,9 @@ def with_image(model_type: str, settings: dict[str, Any], folder: Path) -> dict[
     """Image-to-video settings get a start image of the model's own shape, as WanGP's form would
     hold one."""
     preset = get_model(model_type)
+    if MODEL_FACTS[model_type].guide_letters:  # an editor's form holds the video it edits
+        (folder / "source.mp4").write_bytes(b"resolve checks that the file is there, not its frames")
+        return settings | {"video_guide": "source.mp4"}
     if preset.task is Task.I2V:
         width, height = (int(side) for side in preset.defaults.resolution.split("x"))
         return settings | {"image_start": start_image(folder, (width, height))}
@@ -169,7 +172,7 @@ def test_every_wangp_model_of_the_catalogue_has_its_facts() -> None:
 
 # WanGP's vae_block_size (models/wan, ltx_video handlers; 16 when unset), which the catalogue's size
 # multiple must equal for the flooring to be WanGP's.
-BLOCK = {"ti2v_2_2": 32, "ltxv_13B": 32, "ltxv_distilled": 32}
+BLOCK = {"ti2v_2_2": 32, "ltxv_13B": 32, "ltxv_distilled": 32, "lucy_edit": 32}
 
 
 @pytest.mark.parametrize("model_type", WANGP_TYPES)
