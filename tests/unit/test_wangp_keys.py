@@ -50,7 +50,23 @@ WANGP_TYPES = sorted(
     t for preset in catalogue().values() if preset.audio is None for t in preset.wangp_model_types
 )
 # The WanGP defaults of our models that WanFarm cannot render as WanGP does, and the keys it names.
-CANNOT_RENDER: dict[str, set[str]] = {}
+CANNOT_RENDER: dict[str, set[str]] = {
+    # models/ltx2/ltx2_handler.py update_default_settings: guidance_phases 2 is WanGP's two-stage
+    # render (WanFarm renders one stage); the 19B's defaults/ltx2_19B.json adds modality guidance 3,
+    # rescale 0.7, audio guidance 7 and STG at block 29 (perturbation_switch 2), which WanFarm does not
+    # apply; the 22B's dev defaults (_default_dev_settings) sample with WanGP's distilled_8_steps.
+    "ltx2_19B": {
+        "guidance_phases",
+        "alt_guidance_scale",
+        "alt_scale",
+        "audio_guidance_scale",
+        "perturbation_switch",
+        "perturbation_layers",
+        "perturbation_start_perc",
+        "perturbation_end_perc",
+    },
+    "ltx2_22B": {"guidance_phases", "sample_solver"},
+}
 # Keys a settings file, a queue entry or an output's metadata holds besides models/_settings.json
 # (wgp.py save_inputs, generate_media, _save_queue_to_zip, fix_settings' older names).
 WRITTEN_BESIDES = (
@@ -172,7 +188,15 @@ def test_every_wangp_model_of_the_catalogue_has_its_facts() -> None:
 
 # WanGP's vae_block_size (models/wan, ltx_video handlers; 16 when unset), which the catalogue's size
 # multiple must equal for the flooring to be WanGP's.
-BLOCK = {"ti2v_2_2": 32, "ltxv_13B": 32, "ltxv_distilled": 32, "lucy_edit": 32}
+# LTX-2 (models/ltx2/ltx2_handler.py query_model_def): vae_block_size 64.
+BLOCK = {
+    "ti2v_2_2": 32,
+    "ltxv_13B": 32,
+    "ltxv_distilled": 32,
+    "lucy_edit": 32,
+    "ltx2_19B": 64,
+    "ltx2_22B": 64,
+}
 
 
 @pytest.mark.parametrize("model_type", WANGP_TYPES)
@@ -204,13 +228,32 @@ def test_wan22_renders_its_low_noise_expert_at_its_own_guidance(tmp_path: Path) 
     assert one_phase.guidance_scale_2 is None
 
 
+# What a job names instead of a refused default, where models/_settings.json's value would be refused
+# too: the farm does not run WanGP's distilled_8_steps (models/presets/ltx-2.3-22b.json: "a job
+# names sample_solver euler"), and "" is the model's own, that one.
+NAMED_INSTEAD: dict[str, Any] = {"sample_solver": "euler"}
+
+
+def renderable_export(model_type: str, folder: Path) -> dict[str, Any]:
+    """WanGP's export of the model, with its image, as WanFarm renders it: for a model whose defaults
+    WanFarm cannot render (CANNOT_RENDER, refused by name above), the keys it names at their
+    models/_settings.json value (or NAMED_INSTEAD; the audio guidance at the video's on LTX-2), the
+    rest as WanGP's."""
+    export = with_image(model_type, wangp_export(model_type), folder)
+    export |= {"guidance2_scale": export["guidance_scale"]}  # Wan 2.2 t2v, see above
+    refused = CANNOT_RENDER.get(model_type, set())
+    export |= {key: NAMED_INSTEAD.get(key, PRIMARY[key]) for key in refused}
+    if MODEL_FACTS[model_type].audio_follows_guidance and "audio_guidance_scale" in refused:
+        export["audio_guidance_scale"] = export["guidance_scale"]
+    return export
+
+
 @pytest.mark.parametrize("model_type", WANGP_TYPES)
 def test_wangps_exports_render_with_wangps_values(model_type: str, tmp_path: Path) -> None:
-    export = with_image(model_type, wangp_export(model_type), tmp_path)
-    export |= {"guidance2_scale": export["guidance_scale"]}  # Wan 2.2 t2v, see above
+    export = renderable_export(model_type, tmp_path)
+    facts = MODEL_FACTS[model_type]
     request = resolve(parse_settings(export), tmp_path).generations[0].request
     preset = get_model(model_type)
-    facts = MODEL_FACTS[model_type]
     guidance = export["embedded_guidance_scale"] if facts.embedded_guidance else export["guidance_scale"]
     if facts.guidance_phases == 0 and not facts.embedded_guidance:
         guidance = preset.defaults.guidance_scale  # WanGP reads no guidance for it
@@ -250,7 +293,6 @@ DOES_SOMETHING: dict[str, tuple[object, dict[str, object]]] = {
     "custom_settings": ({"speech_speed": 1.5}, {}),
     "force_fps": (30, {}),
     "multi_images_gen_type": (1, {"image_start": ["a.png", "b.png"]}),
-    "duration_seconds": (5, {}),
     "pause_seconds": (1, {}),
     "motion_amplitude": (1.5, {}),
     "keep_frames_video_source": ("5", {"image_prompt_type": "V"}),
@@ -349,7 +391,6 @@ INERT_ON_THE_CATALOGUE = {
     "alt_guidance_scale",
     "alt_scale",
     "custom_settings",
-    "duration_seconds",
     "pause_seconds",
     "input_video_strength",
     "speakers_locations",
@@ -374,6 +415,13 @@ def test_a_key_no_model_reads_passes_at_any_value(key: str, tmp_path: Path) -> N
     assert refused_keys({"model_type": "t2v", "prompt": "a fox"} | context | {key: value}, tmp_path) == set()
 
 
+def test_duration_seconds_is_applied_on_audio_models_and_refused_on_a_video_model(tmp_path: Path) -> None:
+    # An audio model renders duration_seconds (models.audio_call); a video model refuses it by name.
+    assert KEYS["duration_seconds"].kind is KeyClass.APPLIED
+    settings = {"model_type": "t2v_2_2", "prompt": "a fox", "guidance2_scale": 4, "duration_seconds": 5}
+    assert "duration_seconds" in refused_keys(settings, tmp_path)
+
+
 def _refusal(settings: dict[str, Any], folder: Path) -> str:
     with pytest.raises(SettingsError) as caught:
         resolve(parse_settings(settings), folder)
@@ -384,8 +432,7 @@ def _refusal(settings: dict[str, Any], folder: Path) -> str:
 
 
 def _rendered(model_type: str, folder: Path) -> tuple[Job, dict[str, Any]]:
-    export = with_image(model_type, wangp_export(model_type), folder)
-    export |= {"guidance2_scale": export["guidance_scale"]}
+    export = renderable_export(model_type, folder)
     return resolve(parse_settings(export), folder), export
 
 
