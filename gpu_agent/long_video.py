@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gpu_agent.storage import ObjectStore, verify_stored, window_key, windows_prefix
 from models.profiles import Profile
 from models.progress import Phase, Progress, ProgressFn, ignore_progress
-from models.runner import PipelineHost, RunInfo
 from models.settings import Generation, Job
 from processing.image import save_png
+
+if TYPE_CHECKING:  # the controller imports the agent's modules, which must not load torch
+    from models.runner import PipelineHost, RunInfo
 
 
 def render_window(

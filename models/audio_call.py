@@ -11,14 +11,16 @@ through the preset's latent (spatial = samples per latent frame, patch 1).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from models.preset import AudioRule, ModelPreset, Output
 from models.request import GenerationRequest
 from models.soundtrack import Soundtrack
+
+if TYPE_CHECKING:  # settings read this module on commands that must not load torch
+    import torch
 
 # WanGP's sampler names on its audio models, and the diffusers scheduler setting each means.
 AUDIO_SOLVERS = {"pingpong": True, "euler": False}  # FlowMatchEulerDiscreteScheduler.stochastic_sampling

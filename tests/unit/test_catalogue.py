@@ -169,9 +169,15 @@ def test_a14b_models_carry_both_experts() -> None:
         assert experts[0].bytes == experts[1].bytes
 
 
-def test_only_wan21_image_models_have_an_image_encoder() -> None:
+def test_only_models_that_encode_their_start_image_have_an_image_encoder() -> None:
     with_image_encoder = {p.id for p in real_presets() if p.component(Role.IMAGE_ENCODER)}
-    assert with_image_encoder == {"wan2.1-i2v-14b-480p", "wan2.1-flf2v-14b-720p"}
+    assert with_image_encoder == {
+        "wan2.1-i2v-14b-480p",  # CLIP over the start image
+        "wan2.1-flf2v-14b-720p",  # CLIP over the start and end images
+        "chronoedit-14b",  # Wan 2.1 I2V's CLIP branch
+        "hunyuan-video-1.5-i2v-480p",  # SigLIP over the start image
+        "hunyuan-video-1.5-i2v-720p",
+    }
 
 
 def test_llm_text_encoders_are_quantizable_clip_ones_are_not() -> None:
@@ -183,6 +189,12 @@ def test_llm_text_encoders_are_quantizable_clip_ones_are_not() -> None:
         elif preset.family == "hunyuan":
             assert encoders["text_encoder"].quantizable  # LLaMA
             assert not encoders["text_encoder_2"].quantizable  # CLIP-L
+        elif preset.family == "kandinsky5":
+            assert encoders["text_encoder"].quantizable  # Qwen2.5-VL
+            assert not encoders["text_encoder_2"].quantizable  # CLIP-L
+        elif preset.family == "hunyuan15":
+            assert encoders["text_encoder"].quantizable  # Qwen2.5-VL
+            assert not encoders["text_encoder_2"].quantizable  # ByT5, the glyph encoder
         elif preset.family == "ltx2":
             # mmgp quantizes text encoders whose module names T5, LLaMA or an LLM: not Gemma 3.
             assert not any(c.quantizable for c in encoders.values()), preset.id

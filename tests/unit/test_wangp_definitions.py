@@ -175,6 +175,11 @@ def test_each_architecture_maps_to_the_catalogue_model_answering_to_it() -> None
             with pytest.raises(UnknownModel):
                 get_model(architecture)
             continue
+        if architecture == "fun_inp":
+            # Wan 2.1 Fun InP is Wan 2.1 I2V's network: its definition is served from its own file
+            # over that model's folder, and no catalogue model answers to its model type.
+            assert model_id in catalogue()
+            continue
         assert get_model(architecture).id == model_id
 
 
