@@ -23,10 +23,12 @@ from models.wangp_definitions import ARCHITECTURES, decide, own_weights, parse_d
 from models.wangp_keys import model_facts
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
-# What the farm serves of WanGP's defaults/ today: the catalogue's own models, and Wan finetunes
-# with one transformer file of their own (moviigen, i2v_720p, t2v_sf, t2v_nexus_1.3B). Raise it as
-# it grows.
-SERVED_AT_LEAST = 17
+# What the farm serves of WanGP's defaults/ today (64): the catalogue's own models of 17 families
+# (Wan 2.1/2.2 and VACE, SkyReels V2 DF, ChronoEdit, Lucy Edit, HunyuanVideo and 1.5, LTX-Video,
+# Kandinsky 5, FLUX.1/Kontext/2, Qwen-Image and its edit models, Z-Image, Krea 2, Stable Audio 3),
+# finetunes with transformer files of their own, built-in LoRAs and defaults of their own. Raise
+# it as it grows.
+SERVED_AT_LEAST = 64
 
 
 def fixture() -> dict[str, Any]:
