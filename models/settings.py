@@ -530,6 +530,9 @@ def _metadata(
     applied[_guidance_key(facts)] = request.guidance_scale
     if rendered.experts is not None and rendered.experts.scale_key is not None:
         applied[rendered.experts.scale_key] = request.guidance_scale_2
+    if facts.second_stage:
+        # One stage rendered (LTX-2): read back without it, WanGP's default would be its two.
+        applied["guidance_phases"] = 1
     if request.image_start is not None:
         letters = "SE" if request.image_end is not None else "S"
         applied |= {"image_start": given["image_start"], "image_prompt_type": letters}
