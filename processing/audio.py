@@ -5,7 +5,6 @@ stand-alone audio codec "wav"), which WanGP's read_audio_metadata reads back.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -17,9 +16,9 @@ from models.soundtrack import Soundtrack
 from processing.atomic_file import atomic_target
 from processing.audio_track import check_soundtrack
 from processing.metadata import encode_metadata
+from processing.riff import METADATA_CHUNK, set_chunk
 
 WAV_CODEC = "pcm_s16le"
-METADATA_CHUNK = b"json"  # WanGP's fourcc for its settings
 _LAYOUTS = {1: "mono", 2: "stereo"}
 
 
@@ -55,40 +54,7 @@ def encode_wav(track: Soundtrack, path: Path, metadata: dict[str, Any] | None = 
             container.mux(stream.encode(frame))
             container.mux(stream.encode(None))
         if metadata is not None:
-            _append_chunk(temp, METADATA_CHUNK, encode_metadata(metadata).encode("utf-8"))
-
-
-def _chunks(data: bytes, path: Path) -> list[tuple[bytes, bytes]]:
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise ValueError(f"{path} is not a RIFF/WAVE file")
-    chunks, position = [], 12
-    while position + 8 <= len(data):
-        fourcc = data[position : position + 4]
-        (size,) = struct.unpack_from("<I", data, position + 4)
-        start, end = position + 8, position + 8 + size
-        if end > len(data):
-            raise ValueError(f"{path}: chunk {fourcc!r} runs past the end of the file")
-        chunks.append((fourcc, data[start:end]))
-        position = end + (size & 1)  # RIFF pads each chunk to an even size
-    return chunks
-
-
-def _append_chunk(path: Path, fourcc: bytes, payload: bytes) -> None:
-    """Rewrite `path` with `payload` as its `fourcc` chunk (replacing one already there)."""
-    chunks = [(cid, body) for cid, body in _chunks(path.read_bytes(), path) if cid != fourcc]
-    chunks.append((fourcc, payload))
-    body = b"WAVE" + b"".join(
-        cid + struct.pack("<I", len(data)) + data + (b"\0" if len(data) & 1 else b"") for cid, data in chunks
-    )
-    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
-
-
-def read_wav_comment(path: Path) -> str | None:
-    """The text of a WAV's `json` chunk, where WanGP keeps its settings; None when it has none."""
-    for fourcc, body in _chunks(Path(path).read_bytes(), Path(path)):
-        if fourcc == METADATA_CHUNK:
-            return body.decode("utf-8", errors="replace")
-    return None
+            set_chunk(temp, METADATA_CHUNK, encode_metadata(metadata).encode("utf-8"))
 
 
 def read_audio(path: Path) -> tuple[Soundtrack, AudioInfo]:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from processing.riff import read_wav_comment
+
 COMMENT_KEY = "comment"
 # WanGP pre-writes a padded placeholder so it can later rewrite the metadata in place; it is not settings.
 _WANGP_RESERVED_KEY = "_wangp_metadata_reserved"
@@ -77,8 +79,6 @@ def read_metadata(path: Path) -> dict[str, Any] | None:
     if suffix == ".png":
         return decode_metadata(_read_png_comment(path))
     if suffix == ".wav":
-        from processing.audio import read_wav_comment  # here: it loads codecs
-
         return decode_metadata(read_wav_comment(path))
     raise ValueError(
         f"unsupported file type {path.suffix!r} for {path.name}: metadata is read from "
