@@ -10,7 +10,6 @@ are dropped: the pipeline's own `connectors` folder holds them.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 PREFIX = "model.diffusion_model."
@@ -49,23 +48,3 @@ def original_name(key: str) -> str:
     for diffusers_name, original in _ORIGINAL_RENAMES:
         key = key.replace(diffusers_name, original)
     return PREFIX + key
-
-
-def write_ltx2_single_file(dest: Path, transformer: Any = None) -> Path:
-    """The tiny LTX-2 transformer (the ltx2-tiny preset's, same weights), or `transformer`, saved as
-    one safetensors file in the original key layout; returns `dest`."""
-    from safetensors.torch import save_file
-
-    from models.single_file import diffusers_names
-
-    if transformer is None:
-        from models.tiny_ltx2 import build_ltx2
-
-        transformer = build_ltx2().transformer
-    state = transformer.state_dict()
-    names = {key: original_name(key) for key in state}
-    # Checked against diffusers' own converter: each name must map back to itself.
-    if diffusers_names(list(names.values()), "LTX2VideoTransformer3DModel") != names:
-        raise RuntimeError("the original LTX-2 names written here do not convert back to diffusers' names")
-    save_file({names[key]: tensor.contiguous() for key, tensor in state.items()}, str(dest))
-    return dest

@@ -8,12 +8,12 @@ sizes and audio length of a real one; only the widths are small.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from diffusers import (
     AutoencoderKLLTX2Audio,
     AutoencoderKLLTX2Video,
-    FlowMatchEulerDiscreteScheduler,
     LTX2Pipeline,
     LTX2VideoTransformer3DModel,
 )
@@ -22,7 +22,8 @@ from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import Gemma3Config, Gemma3ForConditionalGeneration, PreTrainedTokenizerFast
 
-from models.tiny import seeded
+from models.ltx2_layout import original_name
+from models.tiny import ltx_scheduler, seeded
 
 # Gemma's specials in its own order: <pad>=0, <eos>=1, <bos>=2, <unk>=3; then the image markers
 # Gemma 3 reserves (never produced from text, but the model's config names their ids).
@@ -190,18 +191,8 @@ def build_ltx2() -> Any:
             output_sampling_rate=24000,
         )
     )
-    # LTX-2's scheduler: Euler with a token-count dependent shift and a terminal stretch.
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        shift=1.0,
-        use_dynamic_shifting=True,
-        base_image_seq_len=1024,
-        max_image_seq_len=4096,
-        base_shift=0.95,
-        max_shift=2.05,
-        shift_terminal=0.1,
-    )
     return LTX2Pipeline(
-        scheduler=scheduler,
+        scheduler=ltx_scheduler(),
         vae=vae,
         audio_vae=audio_vae,
         text_encoder=text_encoder,
@@ -210,3 +201,21 @@ def build_ltx2() -> Any:
         transformer=transformer,
         vocoder=vocoder,
     )
+
+
+def write_ltx2_single_file(dest: Path, transformer: Any = None) -> Path:
+    """The tiny LTX-2 transformer (the ltx2-tiny preset's, same weights), or `transformer`, saved as
+    one safetensors file in the original key layout; returns `dest`."""
+    from safetensors.torch import save_file
+
+    from models.single_file import diffusers_names
+
+    if transformer is None:
+        transformer = build_ltx2().transformer
+    state = transformer.state_dict()
+    names = {key: original_name(key) for key in state}
+    # Checked against diffusers' own converter: each name must map back to itself.
+    if diffusers_names(list(names.values()), "LTX2VideoTransformer3DModel") != names:
+        raise RuntimeError("the original LTX-2 names written here do not convert back to diffusers' names")
+    save_file({names[key]: tensor.contiguous() for key, tensor in state.items()}, str(dest))
+    return dest

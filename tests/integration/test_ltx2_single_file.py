@@ -16,15 +16,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from models import catalogue as catalogue_module
 from models.catalogue import get_model
-from models.ltx2_layout import PREFIX, write_ltx2_single_file
+from models.ltx2_layout import PREFIX
 from models.runner import PipelineHost
 from models.single_file import SingleFileRefused, load_transformer
 from models.tiny import build_tiny
+from models.tiny_ltx2 import write_ltx2_single_file
 from models.weights import WeightCache
+from tests.served_definitions import definitions_folder, served_file
 from tests.tiny_requests import tiny_wan_request
-from tests.unit.loopback_http import Asked, Reply, scripted_server
 
 FILE = "ltx2_tiny_diffusion_model.safetensors"
 # 64x64, 9 frames (LTX-2's 8k+1), 2 steps of Euler at guidance 3: CFG runs, the audio too.
@@ -34,27 +34,14 @@ REQUEST = tiny_wan_request(frames=9, steps=2, guidance_scale=3.0, flow_shift=Non
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
     """A loopback server holding the tiny LTX-2 transformer in the original layout; its URL."""
-    body = write_ltx2_single_file(tmp_path / FILE).read_bytes()
-
-    def script(request: Asked) -> Reply:
-        found = request.target == f"/files/{FILE}"
-        return Reply(200 if found else 404, body if found else b"", "application/octet-stream")
-
-    with scripted_server(script) as base_url:
-        yield f"{base_url}/files/{FILE}"
+    with served_file(FILE, write_ltx2_single_file(tmp_path / FILE).read_bytes()) as url:
+        yield url
 
 
 @pytest.fixture
 def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    folder = tmp_path / "models"
-    folder.mkdir()
-    monkeypatch.setenv("WANFARM_MODELS", str(folder))
-    for cached in (catalogue_module.catalogue, catalogue_module.definitions):
-        cached.cache_clear()
-    yield folder
-    monkeypatch.delenv("WANFARM_MODELS")
-    for cached in (catalogue_module.catalogue, catalogue_module.definitions):
-        cached.cache_clear()
+    with definitions_folder(tmp_path / "models", monkeypatch) as folder:
+        yield folder
 
 
 def test_a_definition_renders_the_tiny_ltx2_from_its_original_layout_file(
