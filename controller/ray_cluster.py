@@ -9,6 +9,7 @@ agents; an agent that has died or stays silent is reported as AgentLost without 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -19,6 +20,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from gpu_agent.agent import GpuAgent
 from gpu_agent.messages import AgentConfig, AgentEvent, AgentInventory, RenderTask
+from models.catalogue import MODELS_ENV
 
 NAMESPACE = "wanfarm"
 DECLARED_LABEL = "wanfarm.io/declared-gpus"
@@ -156,6 +158,7 @@ class Cluster:
             num_cpus=0,
             max_concurrency=AGENT_CONCURRENCY,
             scheduling_strategy=NodeAffinitySchedulingStrategy(config.node_id, soft=False),
+            runtime_env=_agent_env(),
         ).remote(config)
         return AgentHandle(actor, config.agent_id)
 
@@ -224,3 +227,10 @@ def encode_declared(gpus: tuple[str, ...]) -> str:
 
 def decode_declared(value: str) -> tuple[str, ...]:
     return tuple(part.replace("-", " ") for part in value.split("_") if part)
+
+
+def _agent_env() -> dict[str, Any] | None:
+    # Agents serve the controller's WanGP definitions: its models folder (a shared volume on a
+    # cluster), which definitions added over REST are written to.
+    folder = os.environ.get(MODELS_ENV)
+    return {"env_vars": {MODELS_ENV: folder}} if folder else None

@@ -1,16 +1,26 @@
-"""The pool and the catalogue: /v1/agents, /v1/models, /healthz."""
+"""The pool and the catalogue: /v1/agents, /v1/models (listed, and WanGP definitions added), /healthz."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
+from controller.api.bodies import read_json
 from controller.api.deps import Caller, Service
 from controller.catalogue_view import ModelRow, model_row
 from controller.schemas import AgentOut, ErrorOut
 from controller.service_error import ServiceError
-from models.catalogue import catalogue
+from models.catalogue import (
+    DefinitionRefused,
+    NoModelsFolder,
+    UnknownModel,
+    add_definition,
+    catalogue,
+    get_model,
+)
 
 router = APIRouter()
 
@@ -24,6 +34,48 @@ def agents(request: Request, _: Caller) -> list[AgentOut]:
 @router.get("/v1/models", response_model=list[ModelRow])
 def models(_: Caller) -> list[ModelRow]:
     return [model_row(preset) for preset in catalogue().values()]
+
+
+@router.post(
+    "/v1/models",
+    status_code=201,
+    response_model=ModelRow,
+    responses={
+        403: {"model": ErrorOut, "description": "not an admin key"},
+        409: {"model": ErrorOut, "description": "the farm has no folder of model definitions"},
+        422: {"model": ErrorOut, "description": "not a definition, or one the farm cannot serve"},
+    },
+)
+async def add_model(
+    request: Request,
+    response: Response,
+    who: Caller,
+    model_type: Annotated[str, Query(min_length=1, max_length=64)],
+) -> ModelRow:
+    """A WanGP model definition (the JSON of a `defaults/` or `finetunes/` file) served as
+    `model_type` from now on, or refused with the reason; admin keys only. 200 when it replaces
+    the definition of that name."""
+    if not who.admin:
+        raise ServiceError(403, "adding a model needs an admin key", hint="ask the farm's admin")
+    data = await read_json(request)
+    replaced = await run_in_threadpool(_known, model_type)
+    try:
+        preset = await run_in_threadpool(add_definition, model_type, data)
+    except NoModelsFolder as error:
+        raise ServiceError(409, "no folder of model definitions", [str(error)]) from None
+    except DefinitionRefused as error:
+        hint = "`wanfarm models` lists the architectures served; see docs/settings.md"
+        raise ServiceError(422, "model definition refused", [str(error)], hint) from None
+    if replaced:
+        response.status_code = 200
+    return model_row(preset)
+
+
+def _known(model_type: str) -> bool:
+    try:
+        return get_model(model_type).id == model_type
+    except UnknownModel:
+        return False
 
 
 @router.get("/healthz", responses={503: {"model": ErrorOut, "description": "the job store refuses writes"}})

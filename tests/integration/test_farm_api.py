@@ -4,6 +4,7 @@ store nothing, jobs no GPU of the pool can run, queue.zip uploads, cancel, event
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,10 @@ import pytest
 from controller.cli.client import FarmClient, FarmError
 from controller.farm import Farm
 from controller.schemas import JobSummary
+from models.catalogue import MODELS_ENV, catalogue
+from models.catalogue import definitions as catalogue_definitions
 from models.settings import MAX_SEED
+from processing.metadata import read_metadata
 from processing.video import read_mp4
 from tests.integration.farm_helpers import NodeSpec, ray_cluster, running_farm, tiny, wait_job, wait_until
 
@@ -44,6 +48,12 @@ class Users:
 @pytest.fixture(scope="module")
 def users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Users]:
     folder = tmp_path_factory.mktemp("api-farm")
+    # A folder of WanGP definitions, empty at the start: POST /v1/models adds to it.
+    (folder / "models").mkdir()
+    models = pytest.MonkeyPatch()
+    models.setenv(MODELS_ENV, str(folder / "models"))
+    catalogue.cache_clear()
+    catalogue_definitions.cache_clear()
     keys = folder / "keys.json"
     keys.write_text(
         json.dumps(
@@ -63,6 +73,9 @@ def users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Users]:
         yield Users(farm, **clients)
         for client in clients.values():
             client.close()
+    models.undo()
+    catalogue.cache_clear()
+    catalogue_definitions.cache_clear()
 
 
 def all_job_ids(users: Users) -> set[str]:
@@ -418,3 +431,58 @@ def test_healthz_answers_without_a_key(users: Users) -> None:
     with users.http(None) as http:
         answer = http.get("/healthz")
     assert answer.status_code == 200 and answer.json() == {"ok": True, "agents": 1}
+
+
+# --- WanGP model definitions added over REST ------------------------------------------------------
+
+# A finetune of the tiny Wan with its own defaults: 3 steps and 5 frames unless a job says otherwise.
+FEW_STEPS = {"model": {"architecture": "wan-tiny", "URLs": []}, "num_inference_steps": 3, "video_length": 5}
+
+
+def test_an_admin_adds_a_wangp_definition_and_jobs_render_it_with_its_defaults(
+    users: Users, tmp_path: Path
+) -> None:
+    with users.http("root") as http:
+        added = http.post("/v1/models", params={"model_type": "wan-few-steps"}, json=FEW_STEPS)
+        assert added.status_code == 201, added.text
+        assert added.json()["wangp_model_types"][-1] == "wan-few-steps"
+        assert "wan-few-steps" in {row["id"] for row in http.get("/v1/models").json()}
+        again = http.post("/v1/models", params={"model_type": "wan-few-steps"}, json=FEW_STEPS)
+        assert again.status_code == 200  # the same name replaces its definition
+    [job] = users.alice.submit([{"model_type": "wan-few-steps", "prompt": "a lighthouse", "seed": 4}]).jobs
+    done = wait_job(users.alice, job.id)
+    assert done.state == "succeeded", done.error
+    [output] = done.outputs
+    video = users.alice.download(output.url, tmp_path / output.name)
+    assert read_mp4(video).frame_count == 5  # the definition's video_length, rendered by the agent
+    metadata = read_metadata(video)
+    assert metadata is not None and metadata["model_type"] == "wan-few-steps"
+    assert metadata["num_inference_steps"] == 3
+
+
+@pytest.mark.parametrize(
+    ("who", "model_type", "body", "status", "says"),
+    [
+        ("alice", "mine", FEW_STEPS, 403, "adding a model needs an admin key"),
+        (
+            "root",
+            "ovi-mine",
+            {"model": {"architecture": "ovi"}},
+            422,
+            "architecture 'ovi' is not supported yet",
+        ),
+        ("root", "no-model", {"prompt": "x"}, 422, "a JSON object with a 'model' object"),
+        ("root", "../up", FEW_STEPS, 422, "1-64 letters, digits"),
+        ("root", "wan-tiny", FEW_STEPS, 422, "is a catalogue id"),
+    ],
+)
+def test_a_definition_the_farm_cannot_add_is_refused_and_nothing_is_written(
+    users: Users, who: str, model_type: str, body: dict[str, Any], status: int, says: str
+) -> None:
+    with users.http(who) as http:
+        answer = http.post("/v1/models", params={"model_type": model_type}, json=body)
+        assert answer.status_code == status, answer.text
+        assert says in answer.text
+        listed = {row["id"] for row in http.get("/v1/models").json()}
+        assert model_type not in listed or model_type == "wan-tiny"  # a catalogue model stays itself
+    assert not (Path(os.environ[MODELS_ENV]) / f"{model_type}.json").exists()
