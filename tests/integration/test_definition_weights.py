@@ -18,7 +18,6 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from controller.cli import main
-from models import catalogue as catalogue_module
 from models.call_args import configure_scheduler, pipeline_kwargs
 from models.catalogue import get_model
 from models.runner import PipelineHost
@@ -27,8 +26,8 @@ from models.tiny import write_wan_single_file
 from models.weights import WeightCache, WeightsUnavailable
 from processing.metadata import read_metadata
 from processing.video import read_mp4
+from tests.served_definitions import definitions_folder, served_file
 from tests.tiny_requests import tiny_wan_request
-from tests.unit.loopback_http import Asked, Reply, scripted_server
 
 FILE = "wan_tiny_finetune_mbf16.safetensors"
 
@@ -50,29 +49,15 @@ def served(tmp_path: Path) -> Iterator[tuple[str, list[str], dict[str, torch.Ten
     """A loopback server holding the finetune's file: its URL, the paths asked, its tensors."""
     state = perturbed_state(tmp_path)
     save_file(state, str(tmp_path / FILE))
-    body = (tmp_path / FILE).read_bytes()
     asked: list[str] = []
-
-    def script(request: Asked) -> Reply:
-        asked.append(request.target)
-        found = request.target == f"/files/{FILE}"
-        return Reply(200 if found else 404, body if found else b"", "application/octet-stream")
-
-    with scripted_server(script) as base_url:
-        yield f"{base_url}/files/{FILE}", asked, state
+    with served_file(FILE, (tmp_path / FILE).read_bytes(), asked) as url:
+        yield url, asked, state
 
 
 @pytest.fixture
 def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    folder = tmp_path / "models"
-    folder.mkdir()
-    monkeypatch.setenv("WANFARM_MODELS", str(folder))
-    for cached in (catalogue_module.catalogue, catalogue_module.definitions):
-        cached.cache_clear()
-    yield folder
-    monkeypatch.delenv("WANFARM_MODELS")
-    for cached in (catalogue_module.catalogue, catalogue_module.definitions):
-        cached.cache_clear()
+    with definitions_folder(tmp_path / "models", monkeypatch) as folder:
+        yield folder
 
 
 def test_a_definition_renders_its_own_single_file_weights(

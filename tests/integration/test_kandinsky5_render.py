@@ -14,23 +14,19 @@ import torch
 from PIL import Image
 
 from controller.cli import main
-from models import catalogue as catalogue_module
 from models.tiny_kandinsky5 import k5_transformer, write_k5_single_file
 from processing.metadata import read_metadata
 from processing.video import read_mp4
-from tests.unit.loopback_http import Asked, Reply, scripted_server
+from tests.served_definitions import definitions_folder, served_file
+from tests.torch_threads import one_torch_thread
 
 FILE = "kandinsky5_tiny_distilled_bf16.safetensors"
 
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread() -> Iterator[None]:
-    # Tensors this small gain nothing from a second thread, which on a busy two-core machine spins
-    # for twenty times the CPU time of the work.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 def render(tmp_path: Path, cache: Path, name: str, settings: dict[str, object]) -> Path:
@@ -78,15 +74,8 @@ def test_a_shorter_i2v_clip_is_refused(
 
 @pytest.fixture
 def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    folder = tmp_path / "models"
-    folder.mkdir()
-    monkeypatch.setenv("WANFARM_MODELS", str(folder))
-    for cached in (catalogue_module.catalogue, catalogue_module.definitions):
-        cached.cache_clear()
-    yield folder
-    monkeypatch.delenv("WANFARM_MODELS")
-    for cached in (catalogue_module.catalogue, catalogue_module.definitions):
-        cached.cache_clear()
+    with definitions_folder(tmp_path / "models", monkeypatch) as folder:
+        yield folder
 
 
 def test_a_definition_renders_its_own_file_in_the_original_layout(models_dir: Path, tmp_path: Path) -> None:
@@ -95,17 +84,12 @@ def test_a_definition_renders_its_own_file_in_the_original_layout(models_dir: Pa
         for parameter in moved.parameters():
             parameter.add_(0.05 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(3)))
     body = write_k5_single_file(tmp_path / FILE, moved).read_bytes()
-
-    def script(request: Asked) -> Reply:
-        found = request.target == f"/files/{FILE}"
-        return Reply(200 if found else 404, body if found else b"", "application/octet-stream")
-
-    with scripted_server(script) as base_url:
+    with served_file(FILE, body) as url:
         # As WanGP's distilled Lite definitions: their own file, 16 steps without guidance, an inert override.
         definition = {
             "model": {
                 "architecture": "k5-tiny",
-                "URLs": [f"{base_url}/files/{FILE}"],
+                "URLs": [url],
                 "k5_config_overrides": {"metrics": {"scheduler_scale": 5}},
             },
             "num_inference_steps": 3,

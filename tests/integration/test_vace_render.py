@@ -19,12 +19,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from controller.cli import main
-from models import catalogue as catalogue_module
 from models.tiny import write_wan_single_file
 from models.tiny_vace import vace_transformer
 from processing.metadata import read_metadata
 from processing.video import read_mp4
-from tests.unit.loopback_http import Asked, Reply, scripted_server
+from tests.served_definitions import definitions_folder, served_file
 from tests.unit.test_vace import grey, write_video
 
 BASE = {"model_type": "wan-vace-tiny", "prompt": "a fox", "resolution": "64x64", "video_length": 9, "seed": 5}
@@ -111,15 +110,8 @@ FILE = "wan_vace_tiny_finetune_mbf16.safetensors"
 
 @pytest.fixture
 def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    folder = tmp_path / "models"
-    folder.mkdir()
-    monkeypatch.setenv("WANFARM_MODELS", str(folder))
-    for cached in (catalogue_module.catalogue, catalogue_module.definitions):
-        cached.cache_clear()
-    yield folder
-    monkeypatch.delenv("WANFARM_MODELS")
-    for cached in (catalogue_module.catalogue, catalogue_module.definitions):
-        cached.cache_clear()
+    with definitions_folder(tmp_path / "models", monkeypatch) as folder:
+        yield folder
 
 
 def test_a_vace_definition_renders_its_own_file_in_wangps_layout(
@@ -134,14 +126,8 @@ def test_a_vace_definition_renders_its_own_file_in_wangps_layout(
         key: tensor + 0.05 * torch.randn(tensor.shape, generator=generator) for key, tensor in state.items()
     }
     save_file(moved, str(guides / FILE))
-    body = (guides / FILE).read_bytes()
-
-    def script(request: Asked) -> Reply:
-        found = request.target == f"/files/{FILE}"
-        return Reply(200 if found else 404, body if found else b"", "application/octet-stream")
-
-    with scripted_server(script) as base_url:
-        definition = {"model": {"architecture": "wan-vace-tiny", "URLs": [f"{base_url}/files/{FILE}"]}}
+    with served_file(FILE, (guides / FILE).read_bytes()) as url:
+        definition = {"model": {"architecture": "wan-vace-tiny", "URLs": [url]}}
         (models_dir / "vace_tiny_finetune.json").write_text(json.dumps(definition))
         settings = {"video_guide": "guide.mp4", "seed": 5, "prompt": "a fox", "video_length": 9}
         own, base = guides / "own", guides / "base"

@@ -19,6 +19,7 @@ from models import catalogue as catalogue_module
 from models.catalogue import Task, catalogue, get_model
 from models.wangp_definitions import decide, own_weights, parse_definition
 from models.wangp_keys import model_facts
+from tests.served_definitions import definitions_folder
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
 # Served: the four HunyuanVideo 1.5 models of the catalogue (their definitions name the very
@@ -56,16 +57,8 @@ def definitions() -> dict[str, Any]:
 
 @pytest.fixture
 def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    folder = tmp_path / "models"
-    folder.mkdir()
-    monkeypatch.setenv("WANFARM_MODELS", str(folder))
-    clear = (catalogue_module.catalogue, catalogue_module.definitions)
-    for cached in clear:
-        cached.cache_clear()
-    yield folder
-    monkeypatch.delenv("WANFARM_MODELS")
-    for cached in clear:
-        cached.cache_clear()
+    with definitions_folder(tmp_path / "models", monkeypatch) as folder:
+        yield folder
 
 
 def test_each_hunyuan_definition_passes_a_dry_run_with_its_defaults_or_is_refused_by_name(

@@ -24,6 +24,7 @@ from models.single_file import SingleFileRefused, load_pipeline
 from models.tiny import build_tiny
 from models.tiny_kandinsky5 import K5_DROP_TOKENS, K5_TEMPLATE, k5_transformer, write_k5_single_file
 from models.wangp_definitions import decide, parse_definition
+from tests.torch_threads import one_torch_thread
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
 K5_IDS = (
@@ -43,12 +44,8 @@ REQUEST = GenerationRequest("a red fox in the snow", "blurry", 32, 32, 5, 2, 5.0
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread() -> Iterator[None]:
-    # Tensors this small gain nothing from a second thread, which on a busy two-core machine spins
-    # for twenty times the CPU time of the work.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 def definitions() -> dict[str, Any]:

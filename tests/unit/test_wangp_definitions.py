@@ -21,6 +21,7 @@ from models.catalogue import Task, UnknownModel, catalogue, get_model
 from models.settings import parse_settings, resolve
 from models.wangp_definitions import ARCHITECTURES, decide, own_weights, parse_definition, with_references
 from models.wangp_keys import model_facts
+from tests.served_definitions import definitions_folder
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
 # What the farm serves of WanGP's defaults/ today (64): the catalogue's own models of 17 families
@@ -187,16 +188,8 @@ def test_each_architecture_maps_to_the_catalogue_model_answering_to_it() -> None
 
 @pytest.fixture
 def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    folder = tmp_path / "models"
-    folder.mkdir()
-    monkeypatch.setenv("WANFARM_MODELS", str(folder))
-    clear = (catalogue_module.catalogue, catalogue_module.definitions)
-    for cached in clear:
-        cached.cache_clear()
-    yield folder
-    monkeypatch.delenv("WANFARM_MODELS")
-    for cached in clear:
-        cached.cache_clear()
+    with definitions_folder(tmp_path / "models", monkeypatch) as folder:
+        yield folder
 
 
 def write(folder: Path, model_id: str, data: dict[str, Any]) -> None:
