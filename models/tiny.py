@@ -72,7 +72,7 @@ QWEN_TEMPLATE = (
 )
 QWEN_DROP_TOKENS = 34
 
-_PROMPTS = """\
+PROMPTS = """\
 a cat dancing in the rain, cinematic lighting, slow motion
 a red fox running through a snowy forest at dawn
 an astronaut riding a horse on the moon, highly detailed
@@ -95,13 +95,14 @@ def _corpus() -> Iterator[str]:
     # The template text is given without its special tokens: those are added tokens, never merged.
     template_words = QWEN_TEMPLATE.replace("<|im_start|>", "").replace("<|im_end|>", "").format("")
     for _ in range(3):
-        yield from _PROMPTS.splitlines()
+        yield from PROMPTS.splitlines()
         yield from template_words.splitlines()
 
 
-def _train(
+def train_bpe(
     tokenizer: Tokenizer, special: list[str], alphabet: list[str], corpus: Iterable[str] | None = None
 ) -> None:
+    """Train `tokenizer` on `corpus` (by default the sample prompts and Qwen-Image's template words)."""
     # A vocab_size above what the corpus can fill makes training run until every corpus word is one
     # token; the vocabulary then stays a few hundred entries.
     trainer = trainers.BpeTrainer(
@@ -119,7 +120,7 @@ def t5_tokenizer(model_max_length: int = 512) -> PreTrainedTokenizerFast:
     tokenizer.normalizer = normalizers.NFKC()
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    _train(tokenizer, ["<pad>", "</s>", "<unk>"], [*_ASCII, "▁"])
+    train_bpe(tokenizer, ["<pad>", "</s>", "<unk>"], [*_ASCII, "▁"])
     tokenizer.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
     )
@@ -140,7 +141,7 @@ def clip_tokenizer() -> PreTrainedTokenizerFast:
     tokenizer.decoder = decoders.ByteLevel()
     # Ids 0 and 1: CLIPTextModel pools at the first eos id, except when eos_token_id == 2, which it
     # treats as a legacy config and pools at the largest id instead.
-    _train(tokenizer, ["<|startoftext|>", "<|endoftext|>"], pre_tokenizers.ByteLevel.alphabet())
+    train_bpe(tokenizer, ["<|startoftext|>", "<|endoftext|>"], pre_tokenizers.ByteLevel.alphabet())
     tokenizer.post_processor = processors.TemplateProcessing(
         single="<|startoftext|> $A <|endoftext|>",
         pair="<|startoftext|> $A <|endoftext|> $B <|endoftext|>",
@@ -159,7 +160,7 @@ def clip_tokenizer() -> PreTrainedTokenizerFast:
 
 # Qwen2's pre-tokenizer split: it keeps "\n" apart from the next word, so the template's prefix
 # ends on a token boundary whatever the prompt starts with.
-_QWEN_SPLIT = (
+QWEN_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
@@ -175,19 +176,26 @@ QWEN_SPECIALS = [
 ]
 
 
-def qwen_tokenizer(corpus: Iterable[str] | None = None) -> PreTrainedTokenizerFast:
-    """A byte-level BPE with Qwen2's split and chat specials; like Qwen2, it adds no BOS/EOS.
-    Trained on `corpus` when given (another pipeline's prompt template), else on _corpus()."""
-    tokenizer = Tokenizer(models.BPE())
+def byte_level_bpe(split: str, unk_token: str | None = None) -> Tokenizer:
+    """An untrained byte-level BPE that first splits text by the regex `split` (QWEN_SPLIT and its
+    variants), as the Qwen, Llama 3 and Mistral tokenizers do; train it with train_bpe."""
+    tokenizer = Tokenizer(models.BPE(unk_token=unk_token))
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(_QWEN_SPLIT), behavior="isolated"),
+            pre_tokenizers.Split(Regex(split), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
     tokenizer.decoder = decoders.ByteLevel()
-    _train(tokenizer, QWEN_SPECIALS, pre_tokenizers.ByteLevel.alphabet(), corpus)
+    return tokenizer
+
+
+def qwen_tokenizer(corpus: Iterable[str] | None = None) -> PreTrainedTokenizerFast:
+    """A byte-level BPE with Qwen2's split and chat specials; like Qwen2, it adds no BOS/EOS.
+    Trained on `corpus` when given (another pipeline's prompt template), else on _corpus()."""
+    tokenizer = byte_level_bpe(QWEN_SPLIT)
+    train_bpe(tokenizer, QWEN_SPECIALS, pre_tokenizers.ByteLevel.alphabet(), corpus)
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token="<|im_end|>",
@@ -199,7 +207,7 @@ def qwen_tokenizer(corpus: Iterable[str] | None = None) -> PreTrainedTokenizerFa
 
 
 # Llama 3's pre-tokenizer split: Qwen2's, with digits grouped by up to three.
-_LLAMA_SPLIT = _QWEN_SPLIT.replace(r"|\p{N}|", r"|\p{N}{1,3}|")
+_LLAMA_SPLIT = QWEN_SPLIT.replace(r"|\p{N}|", r"|\p{N}{1,3}|")
 LLAMA_SPECIALS = [
     "<|begin_of_text|>",
     "<|end_of_text|>",
@@ -212,20 +220,12 @@ LLAMA_SPECIALS = [
 def llama_tokenizer(template: str) -> PreTrainedTokenizerFast:
     """A byte-level BPE with Llama 3's split, header specials and <|begin_of_text|> prepended,
     trained on the sample prompts and the words of the pipeline's prompt `template`."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(_LLAMA_SPLIT), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer = byte_level_bpe(_LLAMA_SPLIT)
     # The template's words with its newlines: Llama 3 reads "\n\n" as one token, and the pipeline
     # crops the template's first 95 tokens (its length under the real tokenizer), as it does here.
     pieces = re.split("|".join(map(re.escape, LLAMA_SPECIALS)), template.format(""))
-    corpus = [*_PROMPTS.splitlines(), *pieces] * 3
-    _train(tokenizer, LLAMA_SPECIALS, pre_tokenizers.ByteLevel.alphabet(), corpus)
+    corpus = [*PROMPTS.splitlines(), *pieces] * 3
+    train_bpe(tokenizer, LLAMA_SPECIALS, pre_tokenizers.ByteLevel.alphabet(), corpus)
     tokenizer.post_processor = processors.TemplateProcessing(
         single="<|begin_of_text|> $A",
         pair="<|begin_of_text|> $A <|begin_of_text|> $B",
@@ -279,11 +279,10 @@ def _build_wan() -> Any:
     )
 
 
-def _build_wan_flf2v() -> Any:
-    """Wan 2.1's first-last-frame layout: 36 input channels (noise, mask, start and end latents)
-    and a CLIP image encoder whose two images' tokens carry a learned position embedding."""
-    tokenizer, text_encoder = wan_text()
-    image_encoder = seeded(
+def wan_image_encoder() -> Any:
+    """Wan 2.1 I2V's CLIP image encoder in tiny (8 wide, over a 4x4 image in 1-pixel patches); the
+    pipelines read it through a 4x4 CLIPImageProcessorPil. ChronoEdit keeps it."""
+    return seeded(
         lambda: CLIPVisionModel(
             CLIPVisionConfig(
                 hidden_size=8,
@@ -296,6 +295,13 @@ def _build_wan_flf2v() -> Any:
             )
         ).eval()
     )
+
+
+def _build_wan_flf2v() -> Any:
+    """Wan 2.1's first-last-frame layout: 36 input channels (noise, mask, start and end latents)
+    and a CLIP image encoder whose two images' tokens carry a learned position embedding."""
+    tokenizer, text_encoder = wan_text()
+    image_encoder = wan_image_encoder()
     tokens = 4 * 4 + 1  # patches of a 4x4 image, plus the class token
     transformer = wan_transformer(
         in_channels=36, image_dim=8, added_kv_proj_dim=24, pos_embed_seq_len=2 * tokens
@@ -316,29 +322,11 @@ def _build_wan_ti2v() -> Any:
     """Wan 2.2 TI2V's layout: the 48-channel Wan 2.2 VAE (16x spatial: a 2x pixel patch, then 8x)
     and one transformer over its latents; a start image is pinned as the first latent frame."""
     tokenizer, text_encoder = wan_text()
-    vae = seeded(
-        lambda: AutoencoderKLWan(
-            base_dim=4,
-            decoder_base_dim=4,
-            z_dim=48,
-            dim_mult=[1, 1, 1, 1],
-            num_res_blocks=1,
-            temperal_downsample=[False, True, True],
-            is_residual=True,
-            in_channels=12,
-            out_channels=12,
-            patch_size=2,
-            scale_factor_spatial=16,
-            scale_factor_temporal=4,
-            latents_mean=[0.0] * 48,
-            latents_std=[1.0] * 48,
-        )
-    )
     return WanPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,
         transformer=wan_transformer(in_channels=48, out_channels=48),
-        vae=vae,
+        vae=wan22_vae(),
         scheduler=wan_scheduler(),
         expand_timesteps=True,
     )
@@ -377,6 +365,29 @@ def wan_vae() -> Any:
             dim_mult=[1, 1, 1, 1],
             num_res_blocks=1,
             temperal_downsample=[False, True, True],
+        )
+    )
+
+
+def wan22_vae() -> Any:
+    """Wan 2.2's 48-channel VAE (16x spatial: a 2x pixel patch, then 8x; 4x temporal) in tiny, as
+    Wan 2.2 TI2V and Lucy Edit use it."""
+    return seeded(
+        lambda: AutoencoderKLWan(
+            base_dim=4,
+            decoder_base_dim=4,
+            z_dim=48,
+            dim_mult=[1, 1, 1, 1],
+            num_res_blocks=1,
+            temperal_downsample=[False, True, True],
+            is_residual=True,
+            in_channels=12,
+            out_channels=12,
+            patch_size=2,
+            scale_factor_spatial=16,
+            scale_factor_temporal=4,
+            latents_mean=[0.0] * 48,
+            latents_std=[1.0] * 48,
         )
     )
 
@@ -424,8 +435,19 @@ def _build_ltx() -> Any:
             decoder_causal=False,
         )
     )
-    # LTX-Video's scheduler config: resolution-dependent shift with a terminal stretch.
-    scheduler = FlowMatchEulerDiscreteScheduler(
+    return LTXPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        transformer=transformer,
+        vae=vae,
+        scheduler=ltx_scheduler(),
+    )
+
+
+def ltx_scheduler() -> Any:
+    """LTX-Video's scheduler config, which LTX-2 keeps: Euler with a resolution-dependent shift and a
+    terminal stretch."""
+    return FlowMatchEulerDiscreteScheduler(
         shift=1.0,
         use_dynamic_shifting=True,
         base_image_seq_len=1024,
@@ -433,9 +455,6 @@ def _build_ltx() -> Any:
         base_shift=0.95,
         max_shift=2.05,
         shift_terminal=0.1,
-    )
-    return LTXPipeline(
-        tokenizer=tokenizer, text_encoder=text_encoder, transformer=transformer, vae=vae, scheduler=scheduler
     )
 
 
@@ -458,24 +477,8 @@ def _build_flux() -> Any:
             axes_dims_rope=(4, 6, 6),
         )
     )
-    # Four blocks give Flux's 8x spatial compression; latent channels = transformer in_channels / 4.
-    vae = seeded(
-        lambda: AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(8, 8, 8, 8),
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=4,
-            sample_size=64,
-            use_quant_conv=False,
-            use_post_quant_conv=False,
-            shift_factor=0.1159,
-            scaling_factor=0.3611,
-        )
-    )
+    # Latent channels = transformer in_channels / 4 (2x2 patches).
+    vae = flux_vae(latent_channels=4)
     scheduler = FlowMatchEulerDiscreteScheduler(
         shift=3.0,
         use_dynamic_shifting=True,
@@ -494,6 +497,28 @@ def _build_flux() -> Any:
         vae=vae,
         image_encoder=None,
         feature_extractor=None,
+    )
+
+
+def flux_vae(latent_channels: int) -> Any:
+    """FLUX.1's VAE layout in tiny: four blocks give its 8x spatial compression. Z-Image decodes with
+    the same layout at FLUX.1's 16 latent channels."""
+    return seeded(
+        lambda: AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(8, 8, 8, 8),
+            layers_per_block=1,
+            latent_channels=latent_channels,
+            norm_num_groups=4,
+            sample_size=64,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+            shift_factor=0.1159,
+            scaling_factor=0.3611,
+        )
     )
 
 
@@ -520,8 +545,10 @@ def clip_text() -> tuple[PreTrainedTokenizerFast, Any]:
     return tokenizer, text_encoder
 
 
-def _build_qwen_image() -> Any:
-    tokenizer = qwen_tokenizer()
+def qwen_vl_text_encoder(tokenizer: PreTrainedTokenizerFast) -> Any:
+    """Qwen2.5-VL in tiny (2 layers, 32 wide) over a Qwen tokenizer (qwen_tokenizer or one trained on
+    another template): Qwen-Image's and Kandinsky 5's text encoder, and the edit pipelines', which
+    also run its vision tower on the input images."""
     vocab = tokenizer.get_vocab()
     ids = {token: vocab[token] for token in QWEN_SPECIALS}
     config = Qwen2_5_VLConfig(
@@ -538,7 +565,8 @@ def _build_qwen_image() -> Any:
             "bos_token_id": ids["<|endoftext|>"],
             "eos_token_id": ids["<|im_end|>"],
         },
-        # The vision tower is never run for text-to-image, but the class always builds one.
+        # The class always builds a vision tower: Qwen2-VL's patching (14-pixel patches, 2 frames,
+        # 2x2 merge), its width shrunk. Text-to-image never runs it.
         vision_config={
             "depth": 1,
             "hidden_size": 16,
@@ -552,7 +580,40 @@ def _build_qwen_image() -> Any:
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
     )
-    text_encoder = seeded(lambda: Qwen2_5_VLForConditionalGeneration(config).eval())
+    return seeded(lambda: Qwen2_5_VLForConditionalGeneration(config).eval())
+
+
+def qwen_image_vae() -> Any:
+    """Qwen-Image's VAE in tiny: Wan's layout (8x spatial, 16 latent channels) run one frame at a
+    time; Krea 2 decodes with it too."""
+    return seeded(
+        lambda: AutoencoderKLQwenImage(
+            base_dim=3,
+            z_dim=16,
+            dim_mult=[1, 1, 1, 1],
+            num_res_blocks=1,
+            temperal_downsample=[False, True, True],
+        )
+    )
+
+
+def qwen_image_scheduler() -> Any:
+    """Qwen-Image's scheduler config, which Qwen-Image-Edit keeps: exponential time shift by image size."""
+    return FlowMatchEulerDiscreteScheduler(
+        shift=1.0,
+        use_dynamic_shifting=True,
+        base_image_seq_len=256,
+        max_image_seq_len=8192,
+        base_shift=0.5,
+        max_shift=0.9,
+        shift_terminal=0.02,
+        time_shift_type="exponential",
+    )
+
+
+def _build_qwen_image() -> Any:
+    tokenizer = qwen_tokenizer()
+    text_encoder = qwen_vl_text_encoder(tokenizer)
     transformer = seeded(
         lambda: QwenImageTransformer2DModel(
             patch_size=2,
@@ -566,28 +627,12 @@ def _build_qwen_image() -> Any:
             axes_dims_rope=(8, 4, 4),
         )
     )
-    # Qwen-Image's VAE is Wan's layout (8x spatial, 16 latent channels) run one frame at a time.
-    vae = seeded(
-        lambda: AutoencoderKLQwenImage(
-            base_dim=3,
-            z_dim=16,
-            dim_mult=[1, 1, 1, 1],
-            num_res_blocks=1,
-            temperal_downsample=[False, True, True],
-        )
-    )
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        shift=1.0,
-        use_dynamic_shifting=True,
-        base_image_seq_len=256,
-        max_image_seq_len=8192,
-        base_shift=0.5,
-        max_shift=0.9,
-        shift_terminal=0.02,
-        time_shift_type="exponential",
-    )
     return QwenImagePipeline(
-        scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer
+        scheduler=qwen_image_scheduler(),
+        vae=qwen_image_vae(),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
     )
 
 

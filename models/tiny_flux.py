@@ -107,22 +107,14 @@ def build_flux2_dev() -> Any:
     PixtralProcessor, which this stack's transformers builds only with torchvision."""
     from diffusers import FlowMatchEulerDiscreteScheduler, Flux2Pipeline
     from diffusers.pipelines.flux2.system_messages import SYSTEM_MESSAGE
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers import pre_tokenizers
     from transformers import Mistral3Config, Mistral3ForConditionalGeneration, PreTrainedTokenizerFast
 
-    from models.tiny import _PROMPTS, _QWEN_SPLIT, _train
+    from models.tiny import PROMPTS, QWEN_SPLIT, byte_level_bpe, train_bpe
 
-    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
-    bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(_QWEN_SPLIT), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    bpe.decoder = decoders.ByteLevel()
-    corpus = [*_PROMPTS.splitlines(), *SYSTEM_MESSAGE.splitlines()] * 3
-    _train(bpe, MISTRAL3_SPECIALS, pre_tokenizers.ByteLevel.alphabet(), corpus)
+    bpe = byte_level_bpe(QWEN_SPLIT, unk_token="<unk>")
+    corpus = [*PROMPTS.splitlines(), *SYSTEM_MESSAGE.splitlines()] * 3
+    train_bpe(bpe, MISTRAL3_SPECIALS, pre_tokenizers.ByteLevel.alphabet(), corpus)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         bos_token="<s>",

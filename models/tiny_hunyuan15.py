@@ -20,7 +20,6 @@ from diffusers import (
     HunyuanVideo15Transformer3DModel,
 )
 from diffusers.guiders import ClassifierFreeGuidance
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 from transformers import (
     ByT5Tokenizer,
     PreTrainedTokenizerFast,
@@ -33,10 +32,7 @@ from transformers import (
     T5EncoderModel,
 )
 
-from models.tiny import _PROMPTS as PROMPTS
-from models.tiny import _QWEN_SPLIT as QWEN_SPLIT
-from models.tiny import QWEN_SPECIALS, seeded, t5_config
-from models.tiny import _train as train
+from models.tiny import PROMPTS, qwen_tokenizer, seeded, t5_config
 
 LATENT_CHANNELS = 8  # the real VAE has 32: its decoder needs blocks at least this wide
 # The pipelines crop this many tokens of their chat template's prefix (its length under the real
@@ -50,28 +46,12 @@ CHAT_TEMPLATE = (
 
 
 def qwen15_tokenizer(system_message: str) -> PreTrainedTokenizerFast:
-    """A byte-level BPE with Qwen2's split and chat specials and a chat template, trained on the
-    sample prompts and the pipeline's system message."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(QWEN_SPLIT), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tokenizer.decoder = decoders.ByteLevel()
+    """Qwen's tiny BPE (models.tiny.qwen_tokenizer) with a chat template, trained on the sample
+    prompts and the pipeline's system message."""
     corpus = [*PROMPTS.splitlines(), system_message, "system\n", "user\n", "assistant\n"] * 3
-    train(tokenizer, QWEN_SPECIALS, pre_tokenizers.ByteLevel.alphabet(), corpus)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token="<|endoftext|>",
-        additional_special_tokens=QWEN_SPECIALS[1:],
-        model_max_length=32768,
-        chat_template=CHAT_TEMPLATE,
-    )
+    tokenizer = qwen_tokenizer(corpus)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
 
 
 def transformer(task: str = "t2v", **changes: Any) -> Any:

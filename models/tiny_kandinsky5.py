@@ -21,10 +21,18 @@ from diffusers import (
     Kandinsky5T2VPipeline,
     Kandinsky5Transformer3DModel,
 )
-from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+from transformers import PreTrainedTokenizerFast
 
 # The sample prompts the other tiny tokenizers learn: with them the template prefix is 128 tokens.
-from models.tiny import _PROMPTS, QWEN_SPECIALS, clip_text, hunyuan_vae, qwen_tokenizer, seeded
+from models.tiny import (
+    PROMPTS,
+    QWEN_SPECIALS,
+    clip_text,
+    hunyuan_vae,
+    qwen_tokenizer,
+    qwen_vl_text_encoder,
+    seeded,
+)
 
 # The chat template of diffusers' Kandinsky5T2VPipeline / Kandinsky5I2VPipeline (checked against the
 # built pipeline's own), and the tokens they drop from its start.
@@ -44,7 +52,8 @@ K5_TEMPLATE = "\n".join(
 )
 K5_DROP_TOKENS = 128
 
-# Tiny widths: Qwen's hidden size and CLIP's pooled size are the transformer's two text inputs.
+# Tiny widths: Qwen's hidden size (models.tiny.qwen_vl_text_encoder's) and CLIP's pooled size are
+# the transformer's two text inputs.
 _TEXT_DIM = 32
 _POOLED_DIM = 32
 
@@ -53,7 +62,7 @@ def k5_tokenizer() -> PreTrainedTokenizerFast:
     """The tiny Qwen tokenizer trained on the sample prompts and the words of K5_TEMPLATE but "scren"."""
     pieces = re.split("|".join(map(re.escape, QWEN_SPECIALS)), K5_TEMPLATE.format(""))
     words = [piece.replace(" scren", "") for piece in pieces]
-    return qwen_tokenizer([*_PROMPTS.splitlines(), *words] * 3)
+    return qwen_tokenizer([*PROMPTS.splitlines(), *words] * 3)
 
 
 def k5_transformer(**changes: Any) -> Any:
@@ -76,47 +85,13 @@ def k5_transformer(**changes: Any) -> Any:
     return seeded(lambda: Kandinsky5Transformer3DModel(**(config | changes)))
 
 
-def _qwen_text(tokenizer: PreTrainedTokenizerFast) -> Any:
-    vocab = tokenizer.get_vocab()
-    ids = {token: vocab[token] for token in QWEN_SPECIALS}
-    config = Qwen2_5_VLConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": _TEXT_DIM,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 4096,
-            # M-RoPE sections (time, height, width) sum to half the head width (16 / 2).
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-        },
-        # Never run on text, but the class always builds its vision tower.
-        vision_config={
-            "depth": 1,
-            "hidden_size": 16,
-            "intermediate_size": 16,
-            "num_heads": 2,
-            "out_hidden_size": _TEXT_DIM,
-            "fullatt_block_indexes": [0],
-        },
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-    )
-    return seeded(lambda: Qwen2_5_VLForConditionalGeneration(config).eval())
-
-
 def _build(pipeline_class: Any) -> Any:
     tokenizer = k5_tokenizer()
     tokenizer_2, text_encoder_2 = clip_text()
     pipe = pipeline_class(
         transformer=k5_transformer(),
         vae=hunyuan_vae(),
-        text_encoder=_qwen_text(tokenizer),
+        text_encoder=qwen_vl_text_encoder(tokenizer),
         tokenizer=tokenizer,
         text_encoder_2=text_encoder_2,
         tokenizer_2=tokenizer_2,

@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from diffusers import (
-    AutoencoderKLQwenImage,
     FlowMatchEulerDiscreteScheduler,
     Krea2Pipeline,
     Krea2Transformer2DModel,
 )
 from transformers import Qwen3VLConfig, Qwen3VLModel
 
-from models.tiny import QWEN_SPECIALS, qwen_tokenizer, seeded
+from models.tiny import QWEN_SPECIALS, qwen_image_vae, qwen_tokenizer, seeded
 
 # The tiny text encoder's hidden states the transformer fuses (0 is the embedding output): two of
 # its three layers, as the real pipeline taps 12 of Qwen3-VL-4B's 36.
@@ -86,15 +85,6 @@ def build_krea2() -> Any:
         vision_end_token_id=ids["<|vision_end|>"],
     )
     text_encoder = seeded(lambda: Qwen3VLModel(config).eval())
-    vae = seeded(
-        lambda: AutoencoderKLQwenImage(
-            base_dim=3,
-            z_dim=16,
-            dim_mult=[1, 1, 1, 1],
-            num_res_blocks=1,
-            temperal_downsample=[False, True, True],
-        )
-    )
     # Krea 2's schedule as WanGP computes it (models/krea2/krea2_main.py `_timesteps`): an
     # exponential shift whose mu runs from 0.5 at 256 image tokens to 1.15 at 6400.
     scheduler = FlowMatchEulerDiscreteScheduler(
@@ -108,7 +98,7 @@ def build_krea2() -> Any:
     )
     return Krea2Pipeline(
         scheduler=scheduler,
-        vae=vae,
+        vae=qwen_image_vae(),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         transformer=krea2_transformer(),

@@ -14,20 +14,17 @@ from typing import Any
 
 from diffusers import (
     AutoencoderKLQwenImage,
-    FlowMatchEulerDiscreteScheduler,
     QwenImageEditPipeline,
     QwenImageEditPlusPipeline,
     QwenImageTransformer2DModel,
 )
 from transformers import (
     PreTrainedTokenizerFast,
-    Qwen2_5_VLConfig,
-    Qwen2_5_VLForConditionalGeneration,
     Qwen2VLImageProcessorPil,
 )
 
 from models.qwen_processor import ImageQwenVLProcessor
-from models.tiny import QWEN_SPECIALS, qwen_tokenizer, seeded
+from models.tiny import QWEN_SPECIALS, qwen_image_scheduler, qwen_tokenizer, qwen_vl_text_encoder, seeded
 
 # The edit pipelines' system prompt (QwenImageEditPipeline.prompt_template_encode, diffusers 0.42),
 # before the user turn; the pipelines drop its 64 tokens from the text encoder's output.
@@ -57,41 +54,6 @@ def edit_tokenizer() -> PreTrainedTokenizerFast:
     for special in QWEN_SPECIALS:
         words = words.replace(special, "\n")
     return qwen_tokenizer([*_PROMPTS, *words.splitlines()] * 3)
-
-
-def _text_encoder(tokenizer: PreTrainedTokenizerFast) -> Any:
-    vocab = tokenizer.get_vocab()
-    ids = {token: vocab[token] for token in QWEN_SPECIALS}
-    config = Qwen2_5_VLConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 4096,
-            # M-RoPE sections (time, height, width) sum to half the head dim (16 / 2).
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-        },
-        # Read here: the input images' tokens join the prompt's. Qwen2-VL's patching (14-pixel
-        # patches, 2 frames, 2x2 merge), its width shrunk.
-        vision_config={
-            "depth": 1,
-            "hidden_size": 16,
-            "intermediate_size": 16,
-            "num_heads": 2,
-            "out_hidden_size": 32,
-            "fullatt_block_indexes": [0],
-        },
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-    )
-    return seeded(lambda: Qwen2_5_VLForConditionalGeneration(config).eval())
 
 
 def qwen_transformer(**changes: Any) -> Any:
@@ -128,21 +90,10 @@ def _parts() -> dict[str, Any]:
             temperal_downsample=[False, True, True, False],
         )
     )
-    # Qwen/Qwen-Image-Edit's scheduler config (as Qwen-Image's: exponential time shift by image size).
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        shift=1.0,
-        use_dynamic_shifting=True,
-        base_image_seq_len=256,
-        max_image_seq_len=8192,
-        base_shift=0.5,
-        max_shift=0.9,
-        shift_terminal=0.02,
-        time_shift_type="exponential",
-    )
     return {
-        "scheduler": scheduler,
+        "scheduler": qwen_image_scheduler(),
         "vae": vae,
-        "text_encoder": _text_encoder(tokenizer),
+        "text_encoder": qwen_vl_text_encoder(tokenizer),
         "tokenizer": tokenizer,
         "processor": processor,
     }

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from diffusers import (
-    AutoencoderKLWan,
     ChronoEditPipeline,
     ChronoEditTransformer3DModel,
     LucyEditPipeline,
@@ -21,10 +20,10 @@ from diffusers import (
     SkyReelsV2Transformer3DModel,
     UniPCMultistepScheduler,
 )
-from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
+from transformers import CLIPImageProcessorPil
 
 from models.tiny import _wan_original_name as wan_original_name
-from models.tiny import seeded, wan_text, wan_transformer, wan_vae
+from models.tiny import seeded, wan22_vae, wan_image_encoder, wan_text, wan_transformer, wan_vae
 
 # The tiny Wan transformer's shape (models.tiny.wan_transformer), for the classes built here.
 _WAN_SHAPE: dict[str, Any] = {
@@ -70,19 +69,7 @@ def build_chrono_edit() -> Any:
     """ChronoEdit's layout in tiny: Wan 2.1 I2V's 36 input channels (noise, mask, image latents) and
     a CLIP image encoder whose tokens the blocks cross-attend."""
     tokenizer, text_encoder = wan_text()
-    image_encoder = seeded(
-        lambda: CLIPVisionModel(
-            CLIPVisionConfig(
-                hidden_size=8,
-                intermediate_size=16,
-                projection_dim=8,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                image_size=4,
-                patch_size=1,
-            )
-        ).eval()
-    )
+    image_encoder = wan_image_encoder()
     transformer = seeded(
         lambda: ChronoEditTransformer3DModel(
             **(_WAN_SHAPE | {"in_channels": 36}), image_dim=8, added_kv_proj_dim=24
@@ -104,29 +91,11 @@ def build_lucy_edit() -> Any:
     """Lucy Edit's layout in tiny: Wan 2.2 TI2V's 48-channel VAE (16x spatial) and a transformer
     reading 96 channels, the noise beside the source video's latents."""
     tokenizer, text_encoder = wan_text()
-    vae = seeded(
-        lambda: AutoencoderKLWan(
-            base_dim=4,
-            decoder_base_dim=4,
-            z_dim=48,
-            dim_mult=[1, 1, 1, 1],
-            num_res_blocks=1,
-            temperal_downsample=[False, True, True],
-            is_residual=True,
-            in_channels=12,
-            out_channels=12,
-            patch_size=2,
-            scale_factor_spatial=16,
-            scale_factor_temporal=4,
-            latents_mean=[0.0] * 48,
-            latents_std=[1.0] * 48,
-        )
-    )
     return LucyEditPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,
         transformer=wan_transformer(in_channels=96, out_channels=48),
-        vae=vae,
+        vae=wan22_vae(),
         scheduler=_flow_unipc(5.0),
         expand_timesteps=True,
     )

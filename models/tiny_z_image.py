@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
+from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3Model
 
 from models.qwen_layouts import COMFY_PREFIX
-from models.tiny import QWEN_SPECIALS, qwen_tokenizer, seeded
+from models.tiny import QWEN_SPECIALS, flux_vae, qwen_tokenizer, seeded
 
 # Qwen3's chat template as ZImagePipeline renders a prompt (one user turn, the assistant's turn
 # opened, thinking on: no empty <think> block).
@@ -76,31 +76,14 @@ def build_z_image() -> Any:
         pad_token_id=vocab[QWEN_SPECIALS[0]],
     )
     text_encoder = seeded(lambda: Qwen3Model(config).eval())
-    # FLUX.1's VAE layout (16 latent channels, 8x), which Z-Image decodes with.
-    vae = seeded(
-        lambda: AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(8, 8, 8, 8),
-            layers_per_block=1,
-            latent_channels=16,
-            norm_num_groups=4,
-            sample_size=64,
-            use_quant_conv=False,
-            use_post_quant_conv=False,
-            shift_factor=0.1159,
-            scaling_factor=0.3611,
-        )
-    )
     # Tongyi-MAI/Z-Image-Turbo's scheduler: Euler with a fixed shift of 3.
     scheduler = FlowMatchEulerDiscreteScheduler(
         num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=False
     )
     return ZImagePipeline(
         scheduler=scheduler,
-        vae=vae,
+        # FLUX.1's VAE layout (16 latent channels, 8x), which Z-Image decodes with.
+        vae=flux_vae(latent_channels=16),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         transformer=z_image_transformer(),
