@@ -115,8 +115,8 @@ ERROR_MEANINGS = {
     401: "a missing or unknown API key",
     403: "a write from another site's page (on a farm without API keys), or an admin call with a submit key",
     404: "no such job or output (another owner's job answers as absent)",
-    409: "a conflict: no agent of the pool can run it, the job has already finished, a reused key, or a "
-    "LoRA that queued or running jobs name",
+    409: "a conflict: no agent of the pool can run it, the job has already finished, a reused key, a "
+    "LoRA that queued or running jobs name, or no folder of model definitions to add one to",
     413: "the body, batch or archive is over its limit",
     415: "the body is not of the media type the route reads",
     422: "the request is well-formed but invalid; `detail` names each problem",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from controller.api.bodies import read_json
 from controller.api.deps import Caller, Service
 from controller.catalogue_view import ModelRow, model_row
-from controller.schemas import AgentOut, ErrorOut
+from controller.schemas import AgentOut, ErrorOut, error_responses
 from controller.service_error import ServiceError
 from models.catalogue import (
     DefinitionRefused,
@@ -23,6 +23,21 @@ from models.catalogue import (
 )
 
 router = APIRouter()
+_DEFINITION_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "a WanGP model definition: a 'model' object (architecture, URLs, ...) "
+                    "beside its default settings",
+                    "additionalProperties": True,
+                }
+            }
+        },
+    }
+}
 
 
 @router.get("/v1/agents", response_model=list[AgentOut])
@@ -40,11 +55,8 @@ def models(_: Caller) -> list[ModelRow]:
     "/v1/models",
     status_code=201,
     response_model=ModelRow,
-    responses={
-        403: {"model": ErrorOut, "description": "not an admin key"},
-        409: {"model": ErrorOut, "description": "the farm has no folder of model definitions"},
-        422: {"model": ErrorOut, "description": "not a definition, or one the farm cannot serve"},
-    },
+    responses=error_responses(403, 409, 413, 415, 422),
+    openapi_extra=_DEFINITION_DOC,
 )
 async def add_model(
     request: Request,
