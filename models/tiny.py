@@ -338,22 +338,25 @@ def wan_text() -> tuple[PreTrainedTokenizerFast, Any]:
     return tokenizer, text_encoder
 
 
+# The tiny Wan transformer's shape, shared by the Wan-based classes (SkyReels, ChronoEdit).
+WAN_SHAPE: dict[str, Any] = {
+    "patch_size": (1, 2, 2),
+    "num_attention_heads": 2,
+    "attention_head_dim": 12,
+    "in_channels": 16,
+    "out_channels": 16,
+    "text_dim": 32,
+    "freq_dim": 256,
+    "ffn_dim": 32,
+    "num_layers": 2,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    "eps": 1e-6,
+}
+
+
 def wan_transformer(**changes: Any) -> Any:
-    config: dict[str, Any] = {
-        "patch_size": (1, 2, 2),
-        "num_attention_heads": 2,
-        "attention_head_dim": 12,
-        "in_channels": 16,
-        "out_channels": 16,
-        "text_dim": 32,
-        "freq_dim": 256,
-        "ffn_dim": 32,
-        "num_layers": 2,
-        "cross_attn_norm": True,
-        "qk_norm": "rms_norm_across_heads",
-        "eps": 1e-6,
-    }
-    return seeded(lambda: WanTransformer3DModel(**(config | changes)))
+    return seeded(lambda: WanTransformer3DModel(**(WAN_SHAPE | changes)))
 
 
 def wan_vae() -> Any:
@@ -772,7 +775,7 @@ def write_wan_single_file(dest: Path, transformer: Any = None) -> Path:
     from models.single_file import diffusers_names
 
     state = (transformer if transformer is not None else wan_transformer()).state_dict()
-    names = {key: _wan_original_name(key) for key in state}
+    names = {key: wan_original_name(key) for key in state}
     # The inverse is checked against diffusers' own converter: each name must map back to itself.
     if diffusers_names(list(names.values())) != names:
         raise RuntimeError("the original Wan names written here do not convert back to diffusers' names")
@@ -805,7 +808,7 @@ _WAN_ORIGINAL_RENAMES = (
 )
 
 
-def _wan_original_name(key: str) -> str:
+def wan_original_name(key: str) -> str:
     # The head's modulation and projection sit under `head.` in the original model.
     if key == "scale_shift_table":
         return "head.modulation"

@@ -22,24 +22,16 @@ from diffusers import (
 )
 from transformers import CLIPImageProcessorPil
 
-from models.tiny import _wan_original_name as wan_original_name
-from models.tiny import seeded, wan22_vae, wan_image_encoder, wan_text, wan_transformer, wan_vae
-
-# The tiny Wan transformer's shape (models.tiny.wan_transformer), for the classes built here.
-_WAN_SHAPE: dict[str, Any] = {
-    "patch_size": (1, 2, 2),
-    "num_attention_heads": 2,
-    "attention_head_dim": 12,
-    "in_channels": 16,
-    "out_channels": 16,
-    "text_dim": 32,
-    "freq_dim": 256,
-    "ffn_dim": 32,
-    "num_layers": 2,
-    "cross_attn_norm": True,
-    "qk_norm": "rms_norm_across_heads",
-    "eps": 1e-6,
-}
+from models.tiny import (
+    WAN_SHAPE,
+    seeded,
+    wan22_vae,
+    wan_image_encoder,
+    wan_original_name,
+    wan_text,
+    wan_transformer,
+    wan_vae,
+)
 
 
 def _flow_unipc(shift: float) -> Any:
@@ -51,7 +43,7 @@ def _flow_unipc(shift: float) -> Any:
 
 def skyreels_transformer() -> Any:
     """SkyReels V2 DF 1.3B's layout in tiny: Wan's blocks plus the fps embedding (inject_sample_info)."""
-    return seeded(lambda: SkyReelsV2Transformer3DModel(**_WAN_SHAPE, inject_sample_info=True))
+    return seeded(lambda: SkyReelsV2Transformer3DModel(**WAN_SHAPE, inject_sample_info=True))
 
 
 def build_skyreels_df() -> Any:
@@ -72,7 +64,7 @@ def build_chrono_edit() -> Any:
     image_encoder = wan_image_encoder()
     transformer = seeded(
         lambda: ChronoEditTransformer3DModel(
-            **(_WAN_SHAPE | {"in_channels": 36}), image_dim=8, added_kv_proj_dim=24
+            **(WAN_SHAPE | {"in_channels": 36}), image_dim=8, added_kv_proj_dim=24
         )
     )
     return ChronoEditPipeline(
