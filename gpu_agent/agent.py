@@ -249,8 +249,9 @@ class GpuAgent:
             return [], run, Progress(index + 1, count, Phase.DONE)
         self._leave_gpu(task)
         on_progress(Progress(0, 1, Phase.ENCODING))
-        earlier = [load_window(self.store, task.job_id, i, kept) for i in range(index)]
-        video = stitch([*earlier, frames])
+        # The window before this one is loaded already (so_far): the others are fetched once.
+        earlier = [load_window(self.store, task.job_id, i, kept) for i in range(index - 1)]
+        video = stitch([*earlier, *([so_far] if so_far is not None else []), frames])
         output = write_video(job, generation, video, work / "out", safe_stem(job.preset.id), started, run)
         key = self._store_output(task.job_id, output.path)
         self.store.delete_prefix(windows_prefix(task.job_id))  # the output holds them now

@@ -360,8 +360,8 @@ def _windows(
     if rule is not None and size > longest:
         problems.append(f"sliding_window_size: {size} is more than {preset.id} renders at once ({longest})")
         return ()
-    count = len(plan(frames, size, 1, 0, grid))
     if rule is None:
+        count = len(plan(frames, size, 1, 0, grid))
         takers = ", ".join(p.id for p in catalogue().values() if p.windows is not None and not p.tiny)
         problems.append(
             f"sliding_window_size: {frames} frames in windows of {size} are {count} sliding windows, "
