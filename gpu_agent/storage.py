@@ -196,7 +196,11 @@ def window_key(job_id: str, index: int) -> str:
 
 
 def windows_prefix(job_id: str) -> str:
-    return f"jobs/{job_id}/windows/"
+    # Beside jobs/, not under it: the controller's sweep lists only windows, never every output.
+    return f"{WINDOWS_PREFIX}{job_id}/"
+
+
+WINDOWS_PREFIX = "windows/"
 
 
 def input_key(job_id: str, filename: str) -> str:

@@ -14,6 +14,7 @@ from ray.cluster_utils import Cluster
 from controller.cli.client import FarmClient
 from controller.ray_cluster import NAMESPACE, actor_name
 from controller.store import JobStore
+from gpu_agent.storage import windows_prefix
 from processing.metadata import read_metadata
 from processing.video import read_mp4
 from tests.integration.farm_helpers import NodeSpec, ray_cluster, running_farm, tiny, wait_job, wait_until
@@ -61,5 +62,5 @@ def test_a_long_video_renders_window_by_window_and_survives_losing_its_agent(
         assert read_mp4(video).frame_count == 25  # what WanGP gives for these settings
         metadata = read_metadata(video)
         assert metadata is not None and metadata["video_length"] == 25
-        assert not farm.storage.list(f"jobs/{job.id}/windows/")  # the output holds them now
+        assert not farm.storage.list(windows_prefix(job.id))  # the output holds them now
         client.close()

@@ -20,11 +20,12 @@ import pytest
 from controller import uploads
 from controller.auth import Principal, Role
 from controller.jobs import JobState
+from controller.leftover_windows import sweep_windows
 from controller.service import FarmService, Submitted
 from controller.service_error import ServiceError
 from controller.store import JobStore
 from gpu_agent.messages import OBJECT_REF, UPLOADS_PREFIX
-from gpu_agent.storage import LocalStore
+from gpu_agent.storage import LocalStore, window_key, windows_prefix
 from models.profiles import Profile
 from models.work import WorkSize
 
@@ -221,6 +222,25 @@ def test_a_sweep_deletes_unreferenced_uploads_from_before_they_carried_their_tim
     assert uploads.sweep(farm.storage, farm.store, farm.clock()) == [
         "uploads/0123456789abcdef0123456789abcdef/"
     ]
+
+
+def test_a_sweep_deletes_the_windows_of_a_long_video_canceled_between_windows(
+    farm: Farm, tmp_path: Path
+) -> None:
+    canceled, requeued, running = (farm.service.submit(ALICE, [TINY]).jobs[0] for _ in range(3))
+    frames = tmp_path / "frames.npz"
+    frames.write_bytes(b"a window's frames")
+    for job in (canceled, requeued, running):
+        farm.store.start_attempt(job.id, "agent-1", Profile.P3, None, farm.clock())
+        farm.storage.put_file(window_key(job.id, 0), frames, "application/octet-stream")
+    farm.service.cancel(ALICE, canceled.id)  # running: canceled once its window is stored
+    for job in (canceled, requeued):
+        farm.store.next_window(job.id, 1, "agent-1", 1, 3, farm.clock())
+    assert farm.service.get(ALICE, canceled.id).state is JobState.CANCELED
+    assert sweep_windows(farm.storage, farm.store) == [windows_prefix(canceled.id)]
+    assert not farm.storage.list(windows_prefix(canceled.id))
+    for job in (requeued, running):  # queued for its next window, or rendering one
+        assert farm.storage.exists(window_key(job.id, 0))
 
 
 # --- idempotent submission: item 9 -------------------------------------------------------------------
