@@ -45,13 +45,14 @@ from gpu_agent.workspace import Workspace, default_parent
 from models.attention import AttentionMode
 from models.catalogue import get_model
 from models.progress import Cancelled, Phase, Progress
+from models.run_info import RunInfo, combined
 from models.settings import Attachments, Job, parse_settings, resolve
 from models.weights import WeightCache
 from models.windows import stitch
 from processing.queue_zip import ATTACHMENT_KEYS
 
 if TYPE_CHECKING:
-    from models.runner import PipelineHost, RunInfo
+    from models.runner import PipelineHost
 
 CONTENT_TYPES = {".mp4": "video/mp4", ".png": "image/png", ".wav": "audio/wav"}
 # How much a declared agent (rendering on the CPU) lowers its priority: to 10 of 19 from 0.
@@ -220,7 +221,7 @@ class GpuAgent:
         for output in outputs:
             self._check_cancel(task)  # between uploads too: a pipelined task may spend a while here
             keys.append(self._store_output(task.job_id, output.path))
-        return keys, _totals([o.run for o in outputs]), None
+        return keys, combined([o.run for o in outputs]), None
 
     def _render_window(
         self, task: RenderTask, job: Job, work: Path
@@ -367,21 +368,3 @@ def _as_placed(job: Job, task: RenderTask) -> Job:
     if forced not in (None, task.profile):
         raise WorkChanged(f"override_profile forces profile {forced}; the job was placed at {task.profile}")
     return job
-
-
-def _totals(runs: list[RunInfo]) -> RunInfo:
-    """One attempt's figures from its outputs': a batch's outputs share one generation's RunInfo,
-    repeats add up."""
-    distinct = list({id(run): run for run in runs}.values())
-    return replace(
-        distinct[0],
-        load_seconds=sum(r.load_seconds for r in distinct),
-        generate_seconds=sum(r.generate_seconds for r in distinct),
-        peak_vram_bytes=max(r.peak_vram_bytes for r in distinct),
-        # The coldest source of any output is the attempt's: a batch loads once, then runs hot.
-        weights_source=min((r.weights_source for r in distinct), key=_COLDNESS.index),
-        bytes_fetched=sum(r.bytes_fetched for r in distinct),
-    )
-
-
-_COLDNESS = ["download", "disk", "hot"]

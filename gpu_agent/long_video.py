@@ -17,11 +17,12 @@ import numpy as np
 from gpu_agent.storage import ObjectStore, verify_stored, window_key, windows_prefix
 from models.profiles import Profile
 from models.progress import Phase, Progress, ProgressFn, ignore_progress
+from models.run_info import RunInfo, combined
 from models.settings import Generation, Job
 from processing.image import save_png
 
 if TYPE_CHECKING:  # the controller imports the agent's modules, which must not load torch
-    from models.runner import PipelineHost, RunInfo
+    from models.runner import PipelineHost
 
 
 def render_window(
@@ -74,21 +75,7 @@ def render_all_windows(
         frames, run = render_window(host, job, generation, index, so_far, folder, profile, on_progress)
         kept.append(frames)
         runs.append(run)
-    return np.concatenate(kept), over_windows(runs)
-
-
-def over_windows(runs: list[RunInfo]) -> RunInfo:
-    """One video's run from its windows': times and steps add up, the peak is the highest, the
-    weights came from where the first window found them."""
-    return replace(
-        runs[0],
-        load_seconds=sum(r.load_seconds for r in runs),
-        generate_seconds=sum(r.generate_seconds for r in runs),
-        peak_vram_bytes=max(r.peak_vram_bytes for r in runs),
-        bytes_fetched=sum(r.bytes_fetched for r in runs),
-        steps_run=sum(r.steps_run for r in runs),
-        steps_skipped=sum(r.steps_skipped for r in runs),
-    )
+    return np.concatenate(kept), combined(runs)
 
 
 def stored_windows(store: ObjectStore, job_id: str) -> int:

@@ -18,13 +18,14 @@ from gpu_agent.long_video import render_all_windows
 from models.catalogue import Output
 from models.profiles import Profile
 from models.progress import Phase, Progress, ProgressFn, ignore_progress
-from models.runner import PipelineHost, RunInfo
+from models.run_info import RunInfo
+from models.runner import PipelineHost
 from models.settings import Generation, Job
 from models.soundtrack import Soundtrack
 from processing.audio import WAV_CODEC, encode_wav
 from processing.audio_track import AUDIO_CODEC
 from processing.image import save_png
-from processing.postprocess import film_grain, resize_lanczos
+from processing import plugins
 from processing.video import encode_mp4
 
 PRODUCER = "WanFarm 0.1.0"
@@ -69,7 +70,8 @@ def render_job(
             name = f"{stem}_seed{generation.request.seed}" + (f"_{index}" if len(result.frames) > 1 else "")
             audio = result.audio[index] if result.audio is not None else None
             # Post-processing reads pictures; an audio model's output has none.
-            processed = frames if job.preset.output is Output.AUDIO else _post_process(frames, generation)
+            clip = plugins.Clip(frames, job.preset.fps, generation.request.seed)
+            processed = clip if job.preset.output is Output.AUDIO else _post_process(clip, job)
             outputs.append(_write(job, generation, processed, out_dir / name, started, result.info, audio))
     on_progress(Progress(1, 1, Phase.DONE))
     return outputs
@@ -88,7 +90,8 @@ def write_video(
     with its metadata as `<stem>_seed<N>.mp4`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     name = f"{stem}_seed{generation.request.seed}"
-    return _write(job, generation, _post_process(video, generation), out_dir / name, started, run)
+    clip = plugins.Clip(video, job.preset.fps, generation.request.seed)
+    return _write(job, generation, _post_process(clip, job), out_dir / name, started, run)
 
 
 def safe_stem(text: str, limit: int = 48) -> str:
@@ -98,35 +101,31 @@ def safe_stem(text: str, limit: int = 48) -> str:
     return stem[:limit] or "job"
 
 
-def _post_process(frames: np.ndarray, generation: Generation) -> np.ndarray:
-    if generation.upscale != 1.0:
-        _, height, width, _ = frames.shape
-        # Even sides: yuv420p halves the chroma planes.
-        width, height = (round(side * generation.upscale / 2) * 2 for side in (width, height))
-        frames = resize_lanczos(frames, width, height)
-    intensity, saturation = generation.film_grain
-    if intensity > 0:
-        frames = film_grain(frames, intensity, saturation, seed=generation.request.seed)
-    return frames
+def _post_process(clip: plugins.Clip, job: Job) -> plugins.Clip:
+    """The job's post-processors (processing.plugins: film grain, Lanczos, installed ones) in turn."""
+    return plugins.run(job.postprocessors, clip, job.settings.as_dict())
 
 
 def _write(
     job: Job,
     generation: Generation,
-    frames: np.ndarray,
+    clip: plugins.Clip,
     base: Path,
     started: float,
     run: RunInfo,
     audio: Soundtrack | None = None,
 ) -> OutputFile:
     ended = time.time()
-    metadata = generation.metadata | {
+    frames = clip.frames
+    metadata = generation.metadata | dict(clip.metadata) | {
         "type": f"{PRODUCER} - {job.preset.name}",
         "generation_time": round(ended - started),
         "creation_date": datetime.fromtimestamp(ended).isoformat(timespec="seconds"),
         "creation_timestamp": int(ended),
         "wanfarm": {k: v for k, v in asdict(run).items() if k != "peak_vram_bytes"},
     }
+    if job.postprocessors:  # what ran on the frames after the model, in order
+        metadata["wanfarm"]["postprocessors"] = list(job.postprocessors)
     if audio is not None and job.preset.output is Output.VIDEO:  # LTX-2's, muxed beside the video
         metadata["wanfarm"]["audio"] = {
             "codec": AUDIO_CODEC,
@@ -152,7 +151,7 @@ def _write(
         path = base.parent / f"{base.name}.png"
         save_png(frames[0], path, metadata)
         return OutputFile(path, generation.request.seed, width, height, 1, None, run)
-    assert job.preset.fps is not None  # the catalogue requires fps of video models
+    assert clip.fps is not None  # the catalogue requires fps of video models
     path = base.parent / f"{base.name}.mp4"
-    encode_mp4(frames, path, fps=job.preset.fps, crf=VIDEO_CRF, metadata=metadata, audio=audio)
-    return OutputFile(path, generation.request.seed, width, height, count, job.preset.fps, run)
+    encode_mp4(frames, path, fps=clip.fps, crf=VIDEO_CRF, metadata=metadata, audio=audio)
+    return OutputFile(path, generation.request.seed, width, height, count, clip.fps, run)

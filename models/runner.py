@@ -24,13 +24,14 @@ from models.device import LocalGpu, detect_gpus
 from models.hf_logging import quiet_hf_libraries
 from models.image_pipes import pipeline_for
 from models.lora_adapters import DENOISERS, Adapters, LoraRun, adapters_for
-from models.loras import AppliedLora, LoraError, LoraFile, LoraLibrary
+from models.loras import LoraError, LoraFile, LoraLibrary
 from models.ltx2_call import soundtracks
 from models.model_attention import model_kernel
 from models.profiles import Profile
 from models.progress import Cancelled, Phase, Progress, ProgressFn, ignore_progress
 from models.qwen_processor import processor_parts
 from models.request import GenerationRequest
+from models.run_info import RunInfo
 from models.single_file import FileChoice, choose_file, load_pipeline, quanto_installed, reads_int8
 from models.soundtrack import Soundtrack
 from models.step_cache_hook import step_skipping
@@ -38,30 +39,6 @@ from models.wangp_definitions import own_weights
 from models.weights import WeightCache
 
 NO_KERNEL = "none"  # recorded when no attention call went through the counted dispatcher
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """How a generation really ran, for the output's record."""
-
-    device: str
-    dtype: str
-    profile: str  # the memory profile applied, or "none (cpu)"
-    attention: str  # the kernels the transformer really called; "none" when it called none we count
-    loaded: bool  # False when the hot pipeline was reused
-    load_seconds: float
-    generate_seconds: float
-    peak_vram_bytes: int
-    weights_source: str = "hot"  # "hot" (reused), "disk" (the node cache) or "download" (fetched now)
-    bytes_fetched: int = 0
-    loras: tuple[AppliedLora, ...] = ()  # name, sha256, multipliers as written, weight of each step
-    # Denoising steps whose transformer blocks ran, and those step skipping (WanGP's
-    # skip_steps_cache_type) left out; counted on the conditional pass, as WanGP counts them.
-    steps_run: int = 0
-    steps_skipped: int = 0
-    # The single file the transformer was loaded from (a WanGP definition's own weights, WanGP's
-    # model_filename); "" when the model's diffusers folder supplied it.
-    model_file: str = ""
 
 
 @dataclass(frozen=True)
