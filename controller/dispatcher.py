@@ -554,9 +554,11 @@ def agent_view(inventory: AgentInventory, running: JobRecord | None) -> AgentVie
         loras=frozenset(inventory.loras),
         # An agent that does not report its kernels is taken at what its architecture allows.
         attention_modes=frozenset(inventory.attention_modes) or None,
+        # An agent that reports no plugins is taken to have WanFarm's own only.
+        plugins=frozenset(inventory.plugins) or None,
     )
 
 
 def _task(job: JobRecord) -> RenderTask:
     # The work as placed goes with the settings: the agent refuses settings that now resolve otherwise.
-    return RenderTask(job.id, job.attempts, job.settings, job.work, job.running_profile())
+    return RenderTask(job.id, job.attempts, job.settings, job.work, job.running_profile(), job.plugins)

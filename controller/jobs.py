@@ -43,6 +43,7 @@ class NewJob:
     work: WorkSize  # what the settings resolved to at submit: what the job is placed as
     max_attempts: int = 3
     loras: tuple[LoraNeed, ...] = ()  # its LoRAs as the scheduler weighs them
+    plugins: tuple[str, ...] = ()  # post-processors it needs that do not ship with WanFarm
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class JobRecord:
     avoid_agents: tuple[str, ...] = ()
     cancel_requested: bool = False
     uncharged_attempts: int = 0  # attempts lost to the farm's own restart: not held against the job
+    plugins: tuple[str, ...] = ()  # post-processors it needs that do not ship with WanFarm
 
     @property
     def charged_attempts(self) -> int:

@@ -299,7 +299,15 @@ class FarmService:
         if first.image_refs:
             settings["image_refs"] = [uploads.upload(self.storage, p, self.clock()) for p in first.image_refs]
             uploaded.extend(settings["image_refs"])
-        return NewJob(owner=who.owner, priority=priority, settings=settings, work=job.work, loras=needs)
+        needs_plugins = tuple(sorted(job.overrides.plugins)) if job.overrides is not None else ()
+        return NewJob(
+            owner=who.owner,
+            priority=priority,
+            settings=settings,
+            work=job.work,
+            loras=needs,
+            plugins=needs_plugins,
+        )
 
 
 @dataclass(frozen=True)

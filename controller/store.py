@@ -180,12 +180,14 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("ALTER TABLE jobs ADD COLUMN loras TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(loras))",),
     # The work's step skipping (WorkSize.step_skip): models.step_cache.skip_to_json, "null" for none.
     ("ALTER TABLE jobs ADD COLUMN step_skip TEXT NOT NULL DEFAULT 'null' CHECK (json_valid(step_skip))",),
+    # The post-processors a job needs that do not ship with WanFarm (processing.plugins): a JSON list.
+    ("ALTER TABLE jobs ADD COLUMN plugins TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(plugins))",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _INSERT_JOB = """INSERT INTO jobs (id, owner, state, priority, settings, model_id, width, height, frames,
-    steps, batch, step_skip, created_at, updated_at, max_attempts, loras)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+    steps, batch, step_skip, created_at, updated_at, max_attempts, loras, plugins)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _UPDATE_JOB = """UPDATE jobs SET state = ?, updated_at = ?, attempts = ?, agent_id = ?, profile = ?,
     started_at = ?, finished_at = ?, eta = ?, wait_reason = ?, progress_step = ?, progress_total = ?,
     progress_phase = ?, outputs = ?, error = ?, attempt_errors = ?, avoid_agents = ?,
@@ -536,7 +538,7 @@ class JobStore:
         """The jobs among `job_ids` still queued, in one read, without parsing their settings."""
         sql = (
             "SELECT id, owner, priority, model_id, width, height, frames, steps, batch, step_skip,"
-            " created_at, updated_at, attempts, avoid_agents, wait_reason, eta, loras,"
+            " created_at, updated_at, attempts, avoid_agents, wait_reason, eta, loras, plugins,"
             f" {_OVERRIDES} FROM jobs"
             " WHERE id IN (SELECT value FROM json_each(?)) AND state = ?"
         )
@@ -555,7 +557,9 @@ class JobStore:
                 wait_reason=row["wait_reason"],
                 eta=row["eta"],
                 loras=_loras(row["loras"]),
-                overrides=stored_overrides(row["override_profile"], row["override_attention"]),
+                overrides=stored_overrides(
+                    row["override_profile"], row["override_attention"], json.loads(row["plugins"])
+                ),
             )
             for row in rows
         ]
@@ -807,7 +811,8 @@ def _dump_settings(job: NewJob, index: int) -> str:
 
 def _insert_row(job_id: str, job: NewJob, settings: str, now: float) -> tuple[Any, ...]:
     fixed = (job_id, job.owner, JobState.QUEUED.value, job.priority, settings)
-    return (*fixed, *_work_columns(job.work), now, now, job.max_attempts, _dump_loras(job.loras))
+    loras = _dump_loras(job.loras)
+    return (*fixed, *_work_columns(job.work), now, now, job.max_attempts, loras, json.dumps(job.plugins))
 
 
 def _dump_loras(loras: tuple[LoraNeed, ...]) -> str:
@@ -842,6 +847,7 @@ def _new_record(job_id: str, job: NewJob, settings: str, now: float) -> JobRecor
         updated_at=now,
         attempts=0,
         max_attempts=job.max_attempts,
+        plugins=job.plugins,
     )
 
 
@@ -965,4 +971,5 @@ def _record(row: sqlite3.Row) -> JobRecord:
         avoid_agents=tuple(json.loads(row["avoid_agents"])),
         cancel_requested=bool(row["cancel_requested"]),
         uncharged_attempts=row["uncharged_attempts"],
+        plugins=tuple(json.loads(row["plugins"])),
     )

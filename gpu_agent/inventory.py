@@ -13,6 +13,10 @@ from gpu_agent.storage import StorageHealth
 from models.catalogue import ModelPreset, catalogue
 from models.gpus import find_gpu
 from models.weights import WeightCache
+from processing import plugins
+
+# How old the list of installed plugins an agent reports may be: a pip install shows within this.
+PLUGINS_MAX_AGE_S = 10.0
 
 
 def probe_inventory(
@@ -40,6 +44,8 @@ def probe_inventory(
         "cache_bytes": cache.cached_bytes(),
         "storage_errors": storage.errors,
         "last_storage_error": storage.last_error,
+        # Read again each time: a plugin pip-installed on the node shows without a restart.
+        "plugins": installed_plugins(),
     }
     if config.declared_gpu is not None:
         spec = find_gpu(config.declared_gpu)
@@ -76,6 +82,12 @@ def probe_inventory(
         utilization=_utilization(),
         **common,
     )
+
+
+def installed_plugins() -> tuple[str, ...]:
+    """The names of the plugins installed on this node, read from the environment now."""
+    plugins.refresh_stale(PLUGINS_MAX_AGE_S)
+    return tuple(info.name for info in plugins.installed())
 
 
 def _utilization() -> float:

@@ -47,6 +47,7 @@ class RenderTask:
     settings: dict[str, Any]
     work: WorkSize
     profile: Profile
+    plugins: tuple[str, ...] = ()  # post-processors it was placed for (processing.plugins)
 
 
 class EventKind(StrEnum):
@@ -126,3 +127,5 @@ class AgentInventory:
     # LoRAs it holds: "name@sha256" for each file of its LoRA cache, the bare file name for each of its
     # LoRA folder (used before any other: not hashed for this).
     loras: tuple[str, ...] = ()
+    # The plugins installed on its node: post-processors and model families (processing.plugins).
+    plugins: tuple[str, ...] = ()

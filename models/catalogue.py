@@ -72,12 +72,26 @@ def catalogue() -> dict[str, ModelPreset]:
 @cache
 def _own_presets() -> dict[str, ModelPreset]:
     presets: dict[str, ModelPreset] = {}
-    for path in sorted(PRESETS_DIR.glob("*.json")):
-        preset = ModelPreset.model_validate(json.loads(path.read_text()))
-        if preset.id != path.stem:
-            raise ValueError(f"{path.name}: id {preset.id!r} differs from the file name")
-        presets[preset.id] = preset
+    for folder in _preset_folders():
+        for path in sorted(folder.glob("*.json")):
+            preset = ModelPreset.model_validate(json.loads(path.read_text()))
+            if preset.id != path.stem:
+                raise ValueError(f"{path.name}: id {preset.id!r} differs from the file name")
+            # The first folder to name an id keeps it: a plugin cannot replace a shipped model.
+            presets.setdefault(preset.id, preset)
     return presets
+
+
+def _preset_folders() -> list[Path]:
+    """models/presets, then each installed model family's folder (processing.plugins)."""
+    from processing.plugins import model_families
+
+    folders = [PRESETS_DIR.resolve()]
+    for family in model_families().values():
+        folder = Path(family.presets).resolve()
+        if folder not in folders:
+            folders.append(folder)
+    return folders
 
 
 @cache

@@ -3,7 +3,8 @@
 An agent holds one model at a time, so a job is measured against the card's and the node's whole
 memory (`vram_total`, `ram_total`), not what happens to be free while another model is loaded. A
 job that forces a profile or an attention kernel (models.overrides) runs only where that profile
-fits and that kernel runs.
+fits and that kernel runs; a job that needs post-processors not shipped with WanFarm runs only
+where they are installed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def choose_profile(
     names; None if it does not fit, or the agent does not run the forced attention kernel."""
     if arch_problem(preset, agent) is not None or attention_problem(forced, agent) is not None:
         return None
+    if plugin_problem(forced, agent) is not None:
+        return None
     size = work.size
     for profile in candidate_profiles(forced):
         if estimate(preset, profile, size).fits(agent.vram_total, agent.ram_total):
@@ -40,7 +43,7 @@ def choose_profile(
 
 def why_not(preset: ModelPreset, work: WorkSize, agent: AgentView, forced: Overrides | None = None) -> str:
     """Why the agent cannot run the work, in a short sentence (or the profile it would use)."""
-    problem = arch_problem(preset, agent) or attention_problem(forced, agent)
+    problem = arch_problem(preset, agent) or attention_problem(forced, agent) or plugin_problem(forced, agent)
     if problem is not None:
         return problem
     profile = choose_profile(preset, work, agent, forced)
@@ -76,6 +79,11 @@ def pool_refusal(
     able = [agent for agent in agents if arch_problem(preset, agent) is None]
     if not able:
         return f"{what} cannot run: {arch_problem(preset, agents[0])}; no GPU in the pool supports it"
+    # Plugins first: an agent without them cannot run the job whatever its memory.
+    equipped = [agent for agent in able if plugin_problem(forced, agent) is None]
+    if not equipped:
+        return f"{what} cannot run: {_plugin_refusal(forced)}"
+    able = equipped
     # The kernel first: memory that fits only where the kernel is missing does not help.
     with_kernel = [agent for agent in able if attention_problem(forced, agent) is None]
     if not with_kernel:
@@ -101,6 +109,16 @@ def attention_problem(forced: Overrides | None, agent: AgentView) -> str | None:
     if mode in kernels:
         return None
     return f"attention {mode.value!r} is not available on {agent.gpu_name} (it runs {_names(kernels)})"
+
+
+def plugin_problem(forced: Overrides | None, agent: AgentView) -> str | None:
+    """None when the agent has every post-processor the job needs (WanFarm's own are everywhere)."""
+    if forced is None or not forced.plugins:
+        return None
+    missing = sorted(forced.plugins - (agent.plugins or frozenset()))
+    if not missing:
+        return None
+    return f"{agent.agent_id} lacks the post-processors {', '.join(missing)} (plugins not installed there)"
 
 
 def agent_kernels(agent: AgentView) -> frozenset[AttentionMode]:
@@ -139,6 +157,15 @@ def describe_job(preset: ModelPreset, work: WorkSize) -> str:
 
 def gib(n: int) -> str:
     return f"{n / GIB:.1f} GiB"
+
+
+def _plugin_refusal(forced: Overrides | None) -> str:
+    assert forced is not None  # only a needed plugin is missing
+    names = ", ".join(sorted(forced.plugins))
+    return (
+        f"no agent has the post-processors it needs installed ({names}): pip install the package "
+        "that provides them on a GPU node"
+    )
 
 
 def _kernel_refusal(forced: Overrides | None, able: Sequence[AgentView]) -> str:

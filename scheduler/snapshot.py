@@ -42,6 +42,8 @@ class AgentView:
     loras: frozenset[str] = frozenset()  # LoRAs it holds, as AgentInventory.loras reports them
     # Attention kernels it runs, as it reports them; None: the ones its architecture allows.
     attention_modes: frozenset[AttentionMode] | None = None
+    # Plugins installed on its node (processing.plugins); None: not reported, WanFarm's own only.
+    plugins: frozenset[str] | None = None
 
     @property
     def idle(self) -> bool:

@@ -1,4 +1,5 @@
-"""`wanfarm models`: the catalogue, with what each model needs at its default size."""
+"""`wanfarm models`: the catalogue, with what each model needs at its default size, and the
+installed plugins (processing.plugins)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from dataclasses import asdict
 from controller.catalogue_view import model_row
 from controller.cli.exits import EXIT_OK
 from models.catalogue import catalogue, definitions
+from processing import plugins
 
 
-def models_command(as_json: bool) -> int:
+def models_command(as_json: bool, plugins_only: bool = False) -> int:
+    if plugins_only:
+        return plugins_command(as_json)
     rows = [model_row(preset) for preset in catalogue().values()]
     if as_json:
         print(json.dumps([asdict(row) for row in rows], indent=2))
@@ -28,4 +32,20 @@ def models_command(as_json: bool) -> int:
     for verdict in definitions():  # WanGP definitions in $WANFARM_MODELS that the farm cannot serve
         if verdict.preset is None:
             print(f"refused {verdict.id} ({verdict.architecture or '?'}): {verdict.reason}")
+    print()
+    return plugins_command(as_json=False)
+
+
+def plugins_command(as_json: bool) -> int:
+    """The installed plugins: name, entry-point group, the package and version, the keys it reads."""
+    found = plugins.installed()
+    if as_json:
+        print(json.dumps([asdict(info) | {"builtin": info.builtin} for info in found], indent=2))
+        return EXIT_OK
+    print(f"{'plugin':<20} {'group':<24} {'package':<28} settings keys")
+    for info in found:
+        package = f"{info.distribution} {info.version}"
+        print(f"{info.name:<20} {info.group.value:<24} {package:<28} {', '.join(info.keys) or '-'}")
+    for line in plugins.broken():
+        print(f"broken plugin {line}")
     return EXIT_OK

@@ -17,7 +17,7 @@ from scheduler.snapshot import AgentView, Assignment, Decisions, Observation, Pe
 Candidate = tuple[AgentView, Profile]  # a free agent that can run the job, and under which profile
 Choice = tuple[Candidate, str]  # the candidate that takes the job, and the reason it gives
 # What choose_profile reads of an agent.
-_Kind = tuple[str, tuple[int, int], int, int, frozenset[AttentionMode] | None]
+_Kind = tuple[str, tuple[int, int], int, int, frozenset[AttentionMode] | None, frozenset[str] | None]
 
 
 class Baseline:
@@ -119,4 +119,11 @@ def assign(
 
 
 def _kind(agent: AgentView) -> _Kind:
-    return (agent.gpu_name, agent.capability, agent.vram_total, agent.ram_total, agent.attention_modes)
+    return (
+        agent.gpu_name,
+        agent.capability,
+        agent.vram_total,
+        agent.ram_total,
+        agent.attention_modes,
+        agent.plugins,
+    )

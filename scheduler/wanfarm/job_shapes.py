@@ -16,7 +16,13 @@ from models.profiles import Profile
 from models.work import WorkSize
 from scheduler.catalogue_lookup import CatalogueLookup
 from scheduler.cost import render_flops
-from scheduler.feasibility import arch_problem, attention_problem, describe_job, pool_refusal
+from scheduler.feasibility import (
+    arch_problem,
+    attention_problem,
+    describe_job,
+    plugin_problem,
+    pool_refusal,
+)
 from scheduler.snapshot import PendingJob
 from scheduler.wanfarm.learning import MemoryModel, SpeedModel
 from scheduler.wanfarm.pool_index import AgentClass
@@ -78,6 +84,8 @@ class RoundShapes:
         for index, agent_class in enumerate(self.classes):
             sample = agent_class.sample
             if arch_problem(preset, sample) is not None or attention_problem(forced, sample) is not None:
+                continue
+            if plugin_problem(forced, sample) is not None:
                 continue
             vram, ram = agent_class.vram_total, agent_class.ram_total
             if forced is None or forced.profile is None:

@@ -31,6 +31,7 @@ class AgentClass:
     vram_total: int
     ram_total: int
     attention_modes: frozenset[AttentionMode] | None  # as reported; forced kernels need them
+    plugins: frozenset[str] | None  # as reported; jobs that need a plugin need them
     sample: AgentView
 
 
@@ -286,7 +287,7 @@ class KeptPoolIndex:
 
 def _class_key(
     agent: AgentView,
-) -> tuple[str, tuple[int, int], float, int, int, frozenset[AttentionMode] | None]:
+) -> tuple[str, tuple[int, int], float, int, int, frozenset[AttentionMode] | None, frozenset[str] | None]:
     # AgentClass's fields before `sample`, in their order.
     return (
         agent.gpu_name,
@@ -295,6 +296,7 @@ def _class_key(
         agent.vram_total,
         agent.ram_total,
         agent.attention_modes,
+        agent.plugins,
     )
 
 

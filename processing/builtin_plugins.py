@@ -1,0 +1,66 @@
+"""WanFarm's own plugins, registered through its pyproject's entry points like any other package's:
+film grain and Lanczos resizing (WanGP's film_grain_* and spatial_upsampling), and the catalogue's
+own model family."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from processing.plugins import Clip
+from processing.postprocess import film_grain, resize_lanczos
+
+# WanGP's Lanczos choices (postprocessing/lanczos at 8681e9f7) and the factor of each.
+LANCZOS = {"lanczos1.5": 1.5, "lanczos2": 2.0}
+
+
+class FilmGrain:
+    """WanGP's film grain (film_grain_intensity, film_grain_saturation), seeded by the job's seed."""
+
+    name = "film_grain"
+    keys = ("film_grain_intensity", "film_grain_saturation")
+    order = 30
+
+    def wanted(self, settings: Mapping[str, Any]) -> bool:
+        return _number(settings.get("film_grain_intensity")) > 0
+
+    def problems(self, settings: Mapping[str, Any], video: bool) -> list[str]:
+        return []  # the settings schema checks both ranges
+
+    def apply(self, clip: Clip, settings: Mapping[str, Any]) -> Clip:
+        intensity = _number(settings.get("film_grain_intensity"))
+        saturation = _number(settings.get("film_grain_saturation", 0.5))
+        return clip.with_frames(film_grain(clip.frames, intensity, saturation, seed=clip.seed))
+
+
+class LanczosUpsampling:
+    """WanGP's Lanczos spatial upsampling: x1.5 or x2, each side rounded to an even number (the
+    video codec's yuv420p halves the chroma planes)."""
+
+    name = "lanczos"
+    keys = ("spatial_upsampling",)
+    order = 20
+
+    def wanted(self, settings: Mapping[str, Any]) -> bool:
+        return settings.get("spatial_upsampling") in LANCZOS
+
+    def problems(self, settings: Mapping[str, Any], video: bool) -> list[str]:
+        return []  # the settings schema accepts only LANCZOS's values besides ""
+
+    def apply(self, clip: Clip, settings: Mapping[str, Any]) -> Clip:
+        factor = LANCZOS[settings["spatial_upsampling"]]
+        _, height, width, _ = clip.frames.shape
+        width, height = (round(side * factor / 2) * 2 for side in (width, height))
+        return clip.with_frames(resize_lanczos(clip.frames, width, height))
+
+
+class CatalogueFamily:
+    """The models WanFarm ships: models/presets."""
+
+    name = "wanfarm"
+    presets = Path(__file__).resolve().parent.parent / "models" / "presets"
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
