@@ -1,0 +1,188 @@
+"""Ideogram 4's settings as WanGP reads them, and its diffusers call.
+
+WanGP 8681e9f7 (models/ideogram4/ideogram4_handler.py, ideogram4_main.py) renders Ideogram 4 with
+WanGP's guidance phases: each step's CFG weight is guidance_scale, then guidance2_scale from the
+first step whose noise level is at or below switch_threshold / 1000 (and guidance3_scale below
+switch_threshold2 with three phases), over a logit-normal schedule whose mean (custom setting
+ideogram_mu, shifted by half the log of the pixel count over 512x512) and spread (ideogram_std) the
+file sets. Diffusers' Ideogram4Pipeline takes the same per-step weights (`guidance_schedule`) and
+the same schedule (`mu`, `std`), so both are computed here from the settings.
+
+WanGP's handler also rewrites a loaded settings file (fix_settings): a model_mode naming one of its
+presets (V4_QUALITY_48, V4_DEFAULT_20, V4_TURBO_12) sets steps, guidance and schedule from that
+preset, a sampler outside its own (euler, res_2m, res_2s) becomes euler, and the older CFG-override
+custom settings become a switch_threshold. `wangp_fixed` applies the same rewrite.
+
+WanGP shifts only the timestep the transformer sees by flow_shift (its schedule stays), which the
+pipeline has no way to do: a flow_shift other than 1 is refused, as are the RES samplers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from models.preset import ModelPreset
+    from models.request import GenerationRequest
+    from models.wangp_keys import Reading
+
+FAMILY = "ideogram4"
+CUSTOM_KEYS = ("ideogram_mu", "ideogram_std")
+# The custom settings' defaults (ideogram4_handler._CUSTOM_SETTINGS), used where a file has none.
+DEFAULT_MU = 0.0
+DEFAULT_STD = 1.75
+# WanGP's own samplers for the model; a file naming another renders with euler (fix_settings).
+WANGP_SAMPLERS = ("euler", "res_2m", "res_2s")
+# ideogram4_handler._PRESET_SETTINGS: a model_mode names one; each runs two phases at 7 then 3.
+PRESETS: dict[str, dict[str, float]] = {
+    "V4_QUALITY_48": {"num_inference_steps": 48, "mu": 0.0, "std": 1.5, "switch_threshold": 184},
+    "V4_DEFAULT_20": {"num_inference_steps": 20, "mu": 0.0, "std": 1.75, "switch_threshold": 211},
+    "V4_TURBO_12": {"num_inference_steps": 12, "mu": 0.5, "std": 1.75, "switch_threshold": 302},
+}
+_LEGACY_KEYS = (
+    "ideogram_cfg_override_enabled",
+    "ideogram_cfg_override_start_percent",
+    "ideogram_cfg_override_end_percent",
+)
+# The schedule's clamp in log-SNR (models/ideogram4/scheduler.py LogitNormalSchedule), and the
+# resolution its mean is given at.
+_LOGSNR_MIN, _LOGSNR_MAX = -15.0, 18.0
+_KNOWN_PIXELS = 512 * 512
+
+
+@dataclass(frozen=True)
+class PhasedGuidance:
+    """WanGP's guidance phases and schedule for a model whose pipeline takes one CFG weight a step."""
+
+    scales: tuple[float, ...]  # of phases 1, 2 and 3 (as many as run)
+    switches: tuple[float, ...]  # the noise level (0-1000) where phases 2 and 3 start; 0: never
+    mu: float  # the logit-normal schedule's mean at 512x512
+    std: float
+
+    def per_step(self, steps: int, width: int, height: int) -> list[float]:
+        """Each step's CFG weight, first step first, as WanGP assigns them: a phase's scale from
+        the first step whose noise level is at or below its switch."""
+        sigmas = noise_levels(steps, width, height, self.mu, self.std)
+        weights = [self.scales[0]] * steps
+        for phase in range(1, len(self.scales)):
+            switch = self.switches[phase - 1]
+            if switch > 0:
+                threshold = switch / 1000.0
+                weights = [
+                    self.scales[phase] if s <= threshold else w for s, w in zip(sigmas, weights, strict=True)
+                ]
+        return weights
+
+
+def noise_levels(steps: int, width: int, height: int, mu: float, std: float) -> list[float]:
+    """The noise level of each step's input, first step first, in float32 as WanGP computes them
+    (a logit-normal schedule over linspace(0, 1, steps + 1), its mean shifted by resolution)."""
+    import torch
+
+    mean = mu + 0.5 * math.log(width * height / _KNOWN_PIXELS)
+    intervals = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float32).to(torch.float64)
+    times = 1.0 - torch.special.expit(mean + std * torch.special.ndtri(intervals))
+    low, high = 1.0 / (1 + math.exp(0.5 * _LOGSNR_MAX)), 1.0 / (1 + math.exp(0.5 * _LOGSNR_MIN))
+    sigmas = 1.0 - times.clamp(low, high).to(torch.float32)
+    # WanGP walks the schedule from its noisiest end; step k's input is sigmas[steps - k].
+    return [float(sigmas[steps - k]) for k in range(steps)]
+
+
+def wangp_fixed(given: Mapping[str, Any]) -> dict[str, Any]:
+    """A settings object as WanGP's Ideogram 4 handler rewrites it on load (fix_settings)."""
+    fixed = dict(given)
+    custom = dict(fixed["custom_settings"]) if isinstance(fixed.get("custom_settings"), Mapping) else {}
+    mode = fixed.get("model_mode")
+    preset = PRESETS.get(mode if isinstance(mode, str) else "") or PRESETS.get(
+        str(fixed.get("sample_solver"))
+    )
+    if preset is not None:
+        custom |= {"ideogram_mu": preset["mu"], "ideogram_std": preset["std"]}
+        fixed |= {
+            "num_inference_steps": int(preset["num_inference_steps"]),
+            "guidance_phases": 2,
+            "guidance_scale": 7.0,
+            "guidance2_scale": 3.0,
+            "switch_threshold": int(preset["switch_threshold"]),
+            "sample_solver": "euler",
+            "flow_shift": 1.0,
+        }
+    else:
+        enabled = custom.get("ideogram_cfg_override_enabled") not in (None, 0, "0", False)
+        if enabled and "ideogram_cfg_override_start_percent" in custom:
+            shift = float(fixed.get("flow_shift") or 1.0)
+            start = 1.0 - float(custom["ideogram_cfg_override_start_percent"])
+            fixed["switch_threshold"] = round(shift * start / (1.0 + (shift - 1.0) * start) * 1000.0)
+        if fixed.get("sample_solver") not in WANGP_SAMPLERS and "sample_solver" in fixed:
+            fixed["sample_solver"] = "euler"
+    for key in _LEGACY_KEYS:
+        custom.pop(key, None)
+    if "custom_settings" in fixed or custom:
+        fixed["custom_settings"] = custom or None
+    if "model_mode" in fixed:
+        fixed["model_mode"] = None
+    return fixed
+
+
+def problems(settings: Mapping[str, Any], flow_shift: float | None) -> list[str]:
+    """What WanFarm cannot render of Ideogram 4's settings as WanGP would, one line per key."""
+    found = []
+    if flow_shift is not None and flow_shift != 1.0:
+        found.append(
+            f"flow_shift: {flow_shift} is not supported by WanFarm yet: WanGP shifts only the time the "
+            "Ideogram 4 transformer sees (its schedule stays), which diffusers' pipeline cannot; accepted: 1"
+        )
+    custom = settings.get("custom_settings")
+    if isinstance(custom, Mapping):
+        for key, value in custom.items():
+            if key not in CUSTOM_KEYS:
+                found.append(
+                    f"custom_settings: {key!r} is not supported by WanFarm yet: Ideogram 4's custom "
+                    f"settings are {', '.join(CUSTOM_KEYS)}"
+                )
+            elif isinstance(value, bool) or not isinstance(value, int | float):
+                found.append(f"custom_settings: {key} must be a number, got {value!r}")
+    elif custom is not None:
+        found.append(f"custom_settings: must be an object, got {type(custom).__name__}")
+    return found
+
+
+def phased_guidance(reading: Reading) -> PhasedGuidance:
+    """The plan of one job as WanGP reads its settings: the scales of the phases it runs (at
+    least one), where phases 2 and 3 start, and the schedule's custom settings."""
+    count = max(reading.phases, 1)
+    scales = tuple(_number(reading.get(key)) for key in _SCALES[:count])
+    switches = tuple(_number(reading.get(key)) for key in _SWITCHES[: count - 1])
+    custom = reading.get("custom_settings")
+    values = custom if isinstance(custom, Mapping) else {}
+    return PhasedGuidance(
+        scales=scales,
+        switches=switches,
+        mu=float(values.get("ideogram_mu", DEFAULT_MU)),
+        std=float(values.get("ideogram_std", DEFAULT_STD)),
+    )
+
+
+_SCALES = ("guidance_scale", "guidance2_scale", "guidance3_scale")
+_SWITCHES = ("switch_threshold", "switch_threshold2")
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def ideogram4_kwargs(preset: ModelPreset, request: GenerationRequest) -> dict[str, Any]:
+    """Ideogram4Pipeline's guidance and schedule for the request; {} for other families."""
+    if preset.family != FAMILY:
+        return {}
+    plan = request.phased_guidance or PhasedGuidance((request.guidance_scale,), (), DEFAULT_MU, DEFAULT_STD)
+    return {
+        # Exactly one of the two: the per-step weights stand in for the single scale.
+        "guidance_scale": None,
+        "guidance_schedule": plan.per_step(request.steps, request.width, request.height),
+        "mu": plan.mu,
+        "std": plan.std,
+    }
