@@ -27,8 +27,10 @@ from PIL import Image
 
 from models.audio_call import audio_kwargs, configure_audio_scheduler, is_audio
 from models.catalogue import ModelPreset, Output, Task
+from models.chroma_call import chroma_kwargs
 from models.flow_schedulers import CausVidScheduler, LcmFlowScheduler
 from models.flux_refs import flux_call_kwargs
+from models.ideogram4_call import ideogram4_kwargs
 from models.ltx2_call import ltx2_kwargs
 from models.qwen_edit import qwen_edit_kwargs
 from models.request import GenerationRequest
@@ -51,6 +53,8 @@ SOLVERS: dict[str, _Solver] = {
         UniPCMultistepScheduler, {"prediction_type": "flow_prediction", "use_flow_sigmas": True}, "flow_shift"
     ),
     "euler": _Solver(FlowMatchEulerDiscreteScheduler, {}, "shift"),
+    # Euler too: its sigmas are the two-stage plan's (models.ltx2_render).
+    "distilled_8_steps": _Solver(FlowMatchEulerDiscreteScheduler, {}, "shift"),
     "dpm++": _Solver(
         DPMSolverMultistepScheduler,
         {"prediction_type": "flow_prediction", "use_flow_sigmas": True, "algorithm_type": "dpmsolver++"},
@@ -90,6 +94,11 @@ CALL_STYLES: dict[str, _CallStyle] = {
     "z-image": _CallStyle("guidance_scale"),
     # Krea 2: guidance_scale is the CFG scale minus one (0: one pass), as WanGP's guidance.
     "krea2": _CallStyle("guidance_scale"),
+    # Ideogram 4: no negative prompt (its unconditional transformer sees no text); its per-step
+    # guidance replaces the scale (models.ideogram4_call).
+    "ideogram4": _CallStyle("guidance_scale", negative_prompt=False),
+    # Chroma: real CFG (WanGP's guidance_scale), its prompts as embeddings (models.chroma_call).
+    "chroma": _CallStyle("guidance_scale"),
 }
 
 # Each pipeline's scheduler config as loaded, so every job derives its sampler from the model's own
@@ -197,6 +206,8 @@ def pipeline_kwargs(
     kwargs.update(vace_kwargs(preset, request))  # VACE's control video, mask and reference images
     kwargs.update(ltx2_kwargs(pipe, preset, request))  # LTX-2: plain CFG, its prompt length
     kwargs.update(qwen_edit_kwargs(preset, request))  # Qwen-Image-Edit (Plus): its input images
+    kwargs.update(ideogram4_kwargs(preset, request))  # Ideogram 4: per-step guidance, its schedule
+    kwargs.update(chroma_kwargs(pipe, preset, request))  # Chroma: T5 unmasked, as WanGP reads it
     return kwargs
 
 

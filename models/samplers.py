@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SOLVER_NAMES = ("unipc", "euler", "dpm++", "causvid", "lcm")
+SOLVER_NAMES = ("unipc", "euler", "dpm++", "causvid", "lcm", "distilled_8_steps")
 # WanGP's samplers for step-distilled Wan (models.flow_schedulers): Wan only, and capped in steps.
 WAN_ONLY = ("causvid", "lcm")
 MAX_STEPS = {"causvid": 9, "lcm": 8}
+# WanGP's LTX-2.3 sampler: Euler on the distilled 8-step schedule, in two render stages with the
+# distilled LoRA (models.ltx2_stages); LTX-2 only, and always 8 steps.
+LTX2_ONLY = ("distilled_8_steps",)
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,10 @@ SAMPLING: dict[str, Sampling] = {
     "z-image": Sampling(own_sigmas=True, passes_mu=True),
     # Krea2Pipeline passes its own sigmas and a mu (from the image size, or 1.15 when distilled).
     "krea2": Sampling(own_sigmas=True, passes_mu=True),
+    # Ideogram4Pipeline passes its own logit-normal sigmas, no mu.
+    "ideogram4": Sampling(own_sigmas=True, passes_mu=False),
+    # ChromaPipeline passes its own sigmas and a mu from the image size, as FLUX.1's schedule.
+    "chroma": Sampling(own_sigmas=True, passes_mu=True),
 }
 
 
@@ -54,6 +61,8 @@ def solver_problem(family: str, model_id: str, solver: str, flow_shift: float | 
             f"sample_solver {solver!r} is not available for {model_id}: it is a sampler of Wan models "
             f"only (step-distilled Wan); use {', '.join(n for n in SOLVER_NAMES if n not in WAN_ONLY)}"
         )
+    if solver in LTX2_ONLY and family != "ltx2":
+        return f"sample_solver {solver!r} is not available for {model_id}: a sampler of LTX-2 models only"
     if solver != "dpm++":
         return None
     if sampling.own_sigmas:
@@ -71,4 +80,6 @@ def solver_problem(family: str, model_id: str, solver: str, flow_shift: float | 
 
 def steps_run(solver: str, steps: int) -> int:
     """The denoising steps `solver` runs for `steps` requested: causvid at most 9, lcm at most 8."""
+    if solver in LTX2_ONLY:
+        return 8
     return min(steps, MAX_STEPS.get(solver, steps))

@@ -714,6 +714,7 @@ BUILDERS: dict[str, Callable[[], Any] | str] = {
     "wan": _build_wan,
     # Variants of a family, by preset id.
     "wan-flf2v-tiny": _build_wan_flf2v,
+    "wan-i2v-tiny": "models.tiny_wan_i2v:build_wan_i2v",
     "wan-ti2v-tiny": _build_wan_ti2v,
     "ltx": _build_ltx,
     "flux": _build_flux,
@@ -734,7 +735,10 @@ BUILDERS: dict[str, Callable[[], Any] | str] = {
     "chrono-edit-tiny": "models.tiny_wan_offshoots:build_chrono_edit",
     "lucy-edit-tiny": "models.tiny_wan_offshoots:build_lucy_edit",
     "stable-audio3": "models.tiny_audio:build_stable_audio3",
+    "ace-step": "models.tiny_ace_step:build_ace_step",
     "krea2": "models.tiny_krea2:build_krea2",
+    "ideogram4": "models.tiny_ideogram4:build_ideogram4",
+    "chroma": "models.tiny_chroma:build_chroma",
 }
 
 
@@ -764,6 +768,10 @@ def build_tiny(preset: ModelPreset, dest: Path) -> None:
             f"{preset.id} names {preset.pipeline}, but the tiny {preset.family} is {type(pipe).__name__}"
         )
     pipe.save_pretrained(dest, safe_serialization=True)
+    # Models a pipeline class does not hold but a render reads from its folder (LTX-2's latent
+    # upsampler, models.ltx2_render), each in a folder of its own beside the components.
+    for name, module in getattr(pipe, "saved_beside", {}).items():
+        module.save_pretrained(dest / name, safe_serialization=True)
 
 
 def write_wan_single_file(dest: Path, transformer: Any = None) -> Path:

@@ -313,10 +313,15 @@ _LINEAR1 = ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")
 
 def flux1_original(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A FluxTransformer2DModel state dict in BFL's names: qkv and a single block's linear1 fused,
-    the final norm's modulation as (shift, scale)."""
+    the final norm's modulation as (shift, scale). Chroma's blocks are FLUX.1's without modulations
+    (no final one either): it is written by the same function (models.tiny_chroma)."""
     rest = dict(state)
     out: dict[str, torch.Tensor] = {}
-    shift_scale = {kind: rest.pop(f"norm_out.linear.{kind}") for kind in ("weight", "bias")}
+    shift_scale = {
+        kind: rest.pop(f"norm_out.linear.{kind}")
+        for kind in ("weight", "bias")
+        if f"norm_out.linear.{kind}" in rest
+    }
     for kind, tensor in shift_scale.items():
         scale, shift = tensor.chunk(2, dim=0)
         out[f"final_layer.adaLN_modulation.1.{kind}"] = torch.cat([shift, scale], dim=0)

@@ -39,6 +39,7 @@ TINY = [
     "qwen-image-edit-plus-tiny",
     "k5-tiny",
     "krea2-tiny",
+    "chroma-tiny",
 ]
 
 
