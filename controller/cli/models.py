@@ -12,9 +12,7 @@ from models.catalogue import catalogue, definitions
 from processing import plugins
 
 
-def models_command(as_json: bool, plugins_only: bool = False) -> int:
-    if plugins_only:
-        return plugins_command(as_json)
+def models_command(as_json: bool) -> int:
     rows = [model_row(preset) for preset in catalogue().values()]
     if as_json:
         print(json.dumps([asdict(row) for row in rows], indent=2))
@@ -33,19 +31,15 @@ def models_command(as_json: bool, plugins_only: bool = False) -> int:
         if verdict.preset is None:
             print(f"refused {verdict.id} ({verdict.architecture or '?'}): {verdict.reason}")
     print()
-    return plugins_command(as_json=False)
+    _print_plugins()
+    return EXIT_OK
 
 
-def plugins_command(as_json: bool) -> int:
+def _print_plugins() -> None:
     """The installed plugins: name, entry-point group, the package and version, the keys it reads."""
-    found = plugins.installed()
-    if as_json:
-        print(json.dumps([asdict(info) | {"builtin": info.builtin} for info in found], indent=2))
-        return EXIT_OK
     print(f"{'plugin':<20} {'group':<24} {'package':<28} settings keys")
-    for info in found:
+    for info in plugins.installed():
         package = f"{info.distribution} {info.version}"
         print(f"{info.name:<20} {info.group.value:<24} {package:<28} {', '.join(info.keys) or '-'}")
     for line in plugins.broken():
         print(f"broken plugin {line}")
-    return EXIT_OK

@@ -61,9 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list the model catalogue and what each model needs")
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    models.add_argument(
-        "--plugins", action="store_true", help="list only the installed plugins (post-processors, families)"
-    )
     models.set_defaults(run=_run_models)
 
     up = commands.add_parser("up", help="start a farm: join a Ray cluster or start a local one")
@@ -258,7 +255,7 @@ def _with_client(args: argparse.Namespace, command: Callable[[FarmClient], int])
 def _run_models(args: argparse.Namespace) -> int:
     from controller.cli.models import models_command
 
-    return models_command(as_json=args.json, plugins_only=args.plugins)
+    return models_command(as_json=args.json)
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
