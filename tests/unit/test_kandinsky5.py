@@ -67,6 +67,7 @@ def test_the_served_definitions_keep_their_own_defaults_and_files() -> None:
         "k5_pro_t2v",
         "k5_pro_t2v_10s_sft",
         "k5_pro_i2v",
+        "k5_lite_i2v",
     }
     # The architectures' own definitions are the catalogue's models.
     assert served["k5_pro_i2v"].catalogue_own and served["k5_pro_i2v"].preset.task is Task.I2V
@@ -77,6 +78,10 @@ def test_the_served_definitions_keep_their_own_defaults_and_files() -> None:
     assert distil.frames is not None and distil.frames.allows(161)
     assert distil.wangp_weights == ["kandinsky5lite_t2v_distilled16steps_10s_bf16.safetensors"]
     assert served["k5_pro_t2v_10s_sft"].preset.derived_from == "kandinsky5-pro-t2v"
+    # Lite I2V has no Diffusers folder: WanGP's file over Lite T2V's, behind the I2V pipeline.
+    lite_i2v = served["k5_lite_i2v"]
+    assert lite_i2v.catalogue_own and lite_i2v.preset.pipeline == "Kandinsky5I2VPipeline"
+    assert lite_i2v.preset.derived_from == "kandinsky5-lite-t2v"
 
 
 def test_the_definitions_that_stay_refused_name_what_is_missing() -> None:
@@ -85,7 +90,6 @@ def test_the_definitions_that_stay_refused_name_what_is_missing() -> None:
             "model setting k5_config_overrides.model.attention: "
             "NABLA sparse attention (flex) is not supported yet"
         )
-    assert verdict("k5_lite_i2v").reason == "architecture 'k5_lite_i2v' is not supported yet"
 
 
 def test_config_overrides_honoured_only_where_nothing_rendered_changes() -> None:

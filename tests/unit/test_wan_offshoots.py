@@ -268,11 +268,11 @@ def test_each_model_looks_in_wangps_lora_folder_for_it(tmp_path: Path, model: st
     assert LoraLibrary(tmp_path).folders(get_model(model))[0] == tmp_path / folder
 
 
-def test_wan_fun_inp_is_served_as_wan_i2v_from_its_own_file_and_its_1_3b_is_refused() -> None:
+def test_wan_fun_inp_is_served_as_wan_i2v_from_its_own_file_and_its_1_3b_by_its_own_model() -> None:
     definitions = json.loads(FIXTURE.read_text())["definitions"]
     served = decide(parse_definition("fun_inp", definitions["fun_inp"]), catalogue())
     assert served.preset is not None and served.preset.derived_from == "wan2.1-i2v-14b-480p"
     assert own_weights(served.preset)[0] == "wan2.1_Fun_InP_14B_bf16.safetensors"
-    # No catalogue model has a 1.3B image-to-video network to load its file over.
+    # The 1.3B image-to-video network is a catalogue model of its own.
     small = decide(parse_definition("fun_inp_1.3B", definitions["fun_inp_1.3B"]), catalogue())
-    assert small.preset is None and small.reason == "architecture 'fun_inp_1.3B' is not supported yet"
+    assert small.catalogue_own and small.preset is not None and small.preset.id == "wan2.1-fun-inp-1.3b"
