@@ -40,6 +40,8 @@ def render_window(
     Progress counts over every window of the video."""
     window = job.windows[index]
     request = replace(generation.request, frames=window.frames)
+    if (prompt := job.window_prompt(index)) is not None:  # multi_prompts_gen_type W/PW
+        request = replace(request, prompt=prompt)
     if index > 0:
         if so_far is None or len(so_far) == 0:
             raise ValueError(f"window {index + 1} of {len(job.windows)} continues a video: give its frames")

@@ -29,6 +29,7 @@ _VARIABLE_REF = re.compile(r"\{([^}]+)\}")
 # A macro line's `{name} = "value", "value"`, after any free text.
 _ASSIGNMENT = re.compile(r'[^{}"]*\{([^{}]*)\}\s*=\s*("[^"]*"(?:\s*,\s*"[^"]*")*)')
 _QUOTED = re.compile(r'"([^"]*)"')
+_WINDOW_COMMAND = re.compile(r"\[\s*/\s*[^\]]+?\s*\]")
 
 
 class PromptMode(Enum):
@@ -76,10 +77,6 @@ class PromptError(ValueError):
         self.problem = problem
 
 
-class PromptModeRefused(PromptError):
-    """A mode WanFarm cannot honour yet for this prompt (one sliding window per unit)."""
-
-
 def expand_prompts(data: Mapping[str, object], max_units: int | None = None) -> list[dict[str, object]]:
     """One settings object per prompt unit; a one-unit prompt comes back as one object.
 
@@ -91,18 +88,14 @@ def expand_prompts(data: Mapping[str, object], max_units: int | None = None) -> 
     prompt = data.get(PROMPT_KEY)
     if not isinstance(prompt, str):
         return [dict(data)]  # no prompt, or not text: the settings schema reports it
-    units = prompt_units(prompt, mode)
+    units = prompt_units(prompt, mode, template=takes_template(data.get("model_type")))
     if len(units) <= 1:
         # WanGP refuses an empty prompt; WanFarm leaves that to the model (an empty prompt is "").
         return [{**data, PROMPT_KEY: units[0] if units else ""}]
     if mode.windows:
-        raise PromptModeRefused(
-            MODE_KEY,
-            f"{data.get(MODE_KEY)!r} ({mode.meaning}) makes the prompt's {len(units)} "
-            f"{mode.unit}s windows of one long video: {mode.meaning} needs long videos, not "
-            "supported by WanFarm yet; use 'G' for one video per line, 'PG' for one per paragraph, "
-            "or 'FG' for the whole text as one prompt",
-        )
+        # One video whose windows take the units in turn (models.settings checks the model has
+        # windows): one settings object, its prompt the units as WanGP writes them back.
+        return [{**data, PROMPT_KEY: ("\n\n" if mode.paragraphs else "\n").join(units)}]
     if max_units is not None and len(units) > max_units:
         raise PromptError(
             PROMPT_KEY,
@@ -110,6 +103,36 @@ def expand_prompts(data: Mapping[str, object], max_units: int | None = None) -> 
             "submission may make; split it over several",
         )
     return [{**data, PROMPT_KEY: unit} for unit in units]
+
+
+def window_prompts(data: Mapping[str, object]) -> list[str]:
+    """The prompt of each sliding window, in order, when the mode gives one per unit (WanGP's
+    generate_video: window i reads unit i, the last unit the windows past it); [] otherwise."""
+    mode, prompt = prompt_mode(data.get(MODE_KEY)), data.get(PROMPT_KEY)
+    return prompt_units(prompt, mode) if mode.windows and isinstance(prompt, str) else []
+
+
+def window_commands(prompt: str) -> list[str]:
+    """WanGP's "[/duration 2s]"-style window commands in `prompt` (shared/utils/frame_scheduler.py),
+    which reshape a long video's windows."""
+    return [match[0] for match in _WINDOW_COMMAND.finditer(prompt)]
+
+
+# Families whose WanGP model reads its prompt as written, braces and all (skip_prompt_template:
+# Ideogram 4's JSON captions), where the others read macros.
+_NO_TEMPLATE_FAMILIES = frozenset({"ideogram4"})
+
+
+def takes_template(model_type: object) -> bool:
+    """Whether WanGP reads macros in the prompt of `model_type`'s model (an unknown one: yes)."""
+    from models.catalogue import UnknownModel, get_model
+
+    if not isinstance(model_type, str):
+        return True
+    try:
+        return get_model(model_type).family not in _NO_TEMPLATE_FAMILIES
+    except UnknownModel:
+        return True
 
 
 def prompt_mode(value: object) -> PromptMode:
@@ -128,12 +151,13 @@ def prompt_mode(value: object) -> PromptMode:
     raise PromptError(MODE_KEY, f"{value!r} is not a WanGP mode; use one of {choices}")
 
 
-def prompt_units(prompt: str, mode: PromptMode) -> list[str]:
-    """The prompts `prompt` holds under `mode`, after comments, macros and blank lines."""
+def prompt_units(prompt: str, mode: PromptMode, template: bool = True) -> list[str]:
+    """The prompts `prompt` holds under `mode`, after comments, macros (unless `template` is False)
+    and blank lines."""
     text = prompt.replace("\r\n", "\n").replace("\r", "\n")
     # Only paragraphs need the blank lines. WanGP also keeps them in a whole prompt carrying
     # "#!PROMPT!:" history lines; dropping them there keeps a second expansion a no-op.
-    text = _apply_template(text, keep_blank_lines=mode.paragraphs).strip()
+    text = (_apply_template(text, keep_blank_lines=mode.paragraphs) if template else text).strip()
     lines = [line.rstrip() for line in text.split("\n") if not line.strip().startswith("#")]
     text = "\n".join(lines).strip()
     if not text:

@@ -27,6 +27,7 @@ from models.guides import Guides, read_guides
 from models.loras import LoraPhases, LoraRequest, parse_loras
 from models.overrides import Overrides
 from models.profiles import override_profile
+from models.prompts import MODE_KEY, PromptError, prompt_mode, window_commands, window_prompts
 from models.request import GenerationRequest
 from models.samplers import SOLVER_NAMES, solver_problem, steps_run
 from models.step_cache import StepCacheRefused, StepCaching, step_caching
@@ -196,6 +197,13 @@ class Job:
     warnings: list[str]
     # WanGP's sliding windows of a long video (models.windows), in order; () for one window.
     windows: tuple[Window, ...] = ()
+    # One prompt per window (multi_prompts_gen_type W or PW); () when every window reads the prompt.
+    window_prompts: tuple[str, ...] = ()
+
+    def window_prompt(self, index: int) -> str | None:
+        """The prompt window `index` renders, as WanGP picks it (the last for the windows past the
+        prompts); None: the generation's own."""
+        return self.window_prompts[min(index, len(self.window_prompts) - 1)] if self.window_prompts else None
 
     @property
     def overrides(self) -> Overrides | None:
@@ -211,6 +219,7 @@ class _Rendered:
     request: GenerationRequest  # each generation's, but for its seed
     experts: ExpertPlan | None = None  # Wan 2.2's two experts
     windows: tuple[Window, ...] = ()
+    window_prompts: tuple[str, ...] = ()
 
 
 def parse_settings(data: object, source: str = "") -> WanGPSettings:
@@ -269,7 +278,16 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
     ]
     warnings = ignored(reading) + _capped_steps(settings, preset, rendered.request)
     warnings += [f"unknown key kept but not used: {k}" for k in settings.unknown_keys()]
-    return Job(preset, settings, work, generations, warnings, rendered.windows)
+    warnings += _one_window_prompts(settings, rendered)
+    return Job(
+        preset,
+        settings,
+        work,
+        generations,
+        warnings,
+        rendered.windows,
+        window_prompts=rendered.window_prompts,
+    )
 
 
 def _rendered(
@@ -331,7 +349,51 @@ def _rendered(
         step_caching=_step_caching(settings, preset, facts, canvas, steps, problems),
         duration_seconds=seconds,
     )
-    return _Rendered(canvas, request, windows=_windows(settings, preset, facts, request, problems))
+    windows = _windows(settings, preset, facts, request, problems)
+    prompts = _window_prompts(settings, preset, facts, problems)
+    if prompts:  # the first window's; the others are the job's (Job.window_prompt)
+        request = replace(request, prompt=prompts[0])
+    return _Rendered(canvas, request, windows=windows, window_prompts=prompts if len(windows) > 1 else ())
+
+
+def _window_prompts(
+    settings: WanGPSettings, preset: ModelPreset, facts: ModelFacts, problems: list[str]
+) -> tuple[str, ...]:
+    # multi_prompts_gen_type W/PW: one unit a window of one video (models.prompts).
+    given = settings.as_dict()
+    try:
+        units = window_prompts(given)
+    except PromptError as error:
+        problems.append(str(error))
+        return ()
+    windowed = facts.sliding_window or preset.windows is not None
+    if windowed and (commands := window_commands(settings.prompt)):
+        problems.append(
+            f"prompt: window commands ({', '.join(commands[:3])}) are not supported by WanFarm yet: they "
+            "reshape the sliding windows; give each window its line or paragraph without them"
+        )
+    if len(units) > 1 and not windowed:
+        mode = prompt_mode(given.get(MODE_KEY))
+        problems.append(
+            f"{MODE_KEY}: {given.get(MODE_KEY)!r} ({mode.meaning}) makes the prompt's {len(units)} "
+            f"{mode.unit}s windows of one video, but {preset.id} renders no sliding windows; use 'G' "
+            f"for one video per {mode.unit}"
+            + ("" if mode.paragraphs else ", 'PG' for one per paragraph")
+            + ", or 'FG' for the whole text as one prompt"
+        )
+        return ()
+    return tuple(units) if len(units) > 1 else ()
+
+
+def _one_window_prompts(settings: WanGPSettings, rendered: _Rendered) -> list[str]:
+    # WanGP renders a video of one window with the first unit and no other: said, not silent.
+    if rendered.request.prompt == settings.prompt or rendered.window_prompts:
+        return []
+    count = len(window_prompts(settings.as_dict()))
+    return [
+        f"prompt: {count} prompts for sliding windows, but the video is one window: only the first is "
+        "rendered (as WanGP does); give a longer video_length for more windows"
+    ]
 
 
 def _windows(
@@ -511,7 +573,7 @@ def _metadata(
         "sample_solver": request.sample_solver,
         "flow_shift": request.flow_shift,
         "repeat_generation": 1,
-        # Already one job per prompt unit (models.prompts): WanGP reads the unit alike in any mode.
+        # Already one job per prompt unit, or one window per unit (models.prompts), as WanGP reads it.
         "multi_prompts_gen_type": given.get("multi_prompts_gen_type"),
     }
     if preset.output is Output.VIDEO:

@@ -58,14 +58,22 @@ def test_render_dry_run_plans_one_job_per_prompt_line(
     assert all("seeds=7;" in line for line in planned)  # a fixed seed renders every line with it
 
 
-def test_render_dry_run_refuses_one_window_per_line_naming_the_key(
+def test_render_dry_run_plans_one_window_per_line_as_one_long_video(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long = three_lines(model_type="wan-ti2v-tiny", multi_prompts_gen_type="W", video_length=25)
+    assert render_dry_run(write(tmp_path, "long.json", long | {"sliding_window_size": 9}), tmp_path) == 0
+    assert "1 job(s) valid; dry run, nothing rendered" in capsys.readouterr().out
+
+
+def test_render_dry_run_refuses_one_window_per_line_on_a_model_without_windows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write(tmp_path, "long.json", three_lines(multi_prompts_gen_type="W"))
     assert render_dry_run(path, tmp_path) == 2
     errors = capsys.readouterr().err
     assert "long.json: multi_prompts_gen_type: 'W' (one sliding window per line)" in errors
-    assert "not supported by WanFarm yet" in errors and "nothing rendered" in errors
+    assert "wan-tiny renders no sliding windows" in errors and "nothing rendered" in errors
 
 
 def test_each_entry_names_its_line_and_carries_that_line_alone(tmp_path: Path) -> None:

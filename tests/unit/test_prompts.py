@@ -12,9 +12,10 @@ from models.prompts import (
     MAX_EXPANDED_CHARS,
     PromptError,
     PromptMode,
-    PromptModeRefused,
     expand_prompts,
     prompt_mode,
+    window_commands,
+    window_prompts,
 )
 
 THREE_LINES = "a red fox in the snow\na heron on a lake\na lighthouse at night"
@@ -114,17 +115,30 @@ def test_settings_without_a_text_prompt_come_back_for_the_schema_to_judge() -> N
     assert prompts(settings("# only a note")) == [""]
 
 
-@pytest.mark.parametrize(("mode", "unit"), [("W", "line"), ("PW", "paragraph"), (1, "line")])
-def test_one_sliding_window_per_unit_is_refused_naming_the_key_its_value_and_why(
-    mode: object, unit: str
+@pytest.mark.parametrize(
+    ("mode", "windows"),
+    [
+        ("W", ["a fox", "at dawn", "a heron"]),
+        ("PW", ["a fox\nat dawn", "a heron"]),
+        (1, ["a fox", "at dawn", "a heron"]),
+    ],
+)
+def test_one_sliding_window_per_unit_keeps_one_video_whose_windows_read_the_units(
+    mode: object, windows: list[str]
 ) -> None:
-    with pytest.raises(PromptModeRefused) as refused:
-        expand_prompts(settings("a fox\n\na heron", mode))
-    message = str(refused.value)
-    assert isinstance(refused.value, ValueError)
-    assert message.startswith(f"multi_prompts_gen_type: {mode!r} (one sliding window per {unit})")
-    assert f"one sliding window per {unit} needs long videos, not supported by WanFarm yet" in message
-    assert "use 'G' for one video per line" in message
+    # The template applied, comments gone: one settings object, its units as WanGP writes them back.
+    [video] = expand_prompts(settings("# notes\na fox\nat dawn\n\n\na heron", mode))
+    assert video["prompt"] == ("\n\n" if mode == "PW" else "\n").join(windows)
+    assert window_prompts(video) == windows and expand_prompts(video) == [video]
+    assert window_prompts(settings("a fox\na heron", "G")) == []  # one video per line, not windows
+
+
+def test_wangps_window_commands_are_found() -> None:
+    assert window_commands("[/duration 2s] a fox\na heron [ / new_shot ]") == [
+        "[/duration 2s]",
+        "[ / new_shot ]",
+    ]
+    assert window_commands("a fox [in brackets]") == []
 
 
 def test_a_window_mode_with_a_single_prompt_is_one_ordinary_video() -> None:

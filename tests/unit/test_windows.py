@@ -82,3 +82,22 @@ def test_window_settings_the_model_cannot_render_are_refused_by_name(
     settings = {"model_type": "wan-ti2v-tiny", "video_length": 25, "sliding_window_size": 9} | extra
     with pytest.raises(SettingsError, match=problem):
         resolve(parse_settings(settings), tmp_path)
+
+
+def test_one_prompt_per_window_on_a_model_without_windows_is_refused_by_name(tmp_path: Path) -> None:
+    settings = {"model_type": "wan-tiny", "prompt": "a fox\na heron", "multi_prompts_gen_type": "W"}
+    with pytest.raises(SettingsError, match=r"multi_prompts_gen_type: 'W' \(one sliding window per line\)"):
+        resolve(parse_settings(settings), tmp_path)
+
+
+def test_prompts_for_windows_of_a_one_window_video_render_the_first_and_say_so(tmp_path: Path) -> None:
+    settings = {"model_type": "wan-ti2v-tiny", "prompt": "a fox\na heron", "multi_prompts_gen_type": "W"}
+    job = resolve(parse_settings(settings | {"video_length": 9}), tmp_path)
+    assert job.generations[0].request.prompt == "a fox" and job.window_prompts == ()
+    assert any("only the first is rendered (as WanGP does)" in warning for warning in job.warnings)
+
+
+def test_wangps_window_commands_are_refused_by_name(tmp_path: Path) -> None:
+    settings = {"model_type": "wan-ti2v-tiny", "video_length": 25, "sliding_window_size": 9}
+    with pytest.raises(SettingsError, match=r"prompt: window commands \(\[/duration 1s\]\)"):
+        resolve(parse_settings(settings | {"prompt": "[/duration 1s] a fox"}), tmp_path)
