@@ -35,9 +35,12 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from models.chroma_layout import chroma_to_diffusers
 from models.flux_layouts import flux1_to_diffusers, flux2_to_diffusers
 from models.gpus import ArchCaps, arch_caps
 from models.hunyuan15_layout import hunyuan15_to_diffusers
+from models.hunyuan_layout import hunyuan_to_diffusers
+from models.ideogram4_layout import ideogram4_to_diffusers
 from models.kandinsky5_layout import kandinsky5_layout
 from models.krea2_layout import krea2_to_diffusers
 from models.ltx2_layout import ltx2_layout
@@ -58,6 +61,9 @@ class Layout:
     # `convert` only renames, so it can run over names alone: int8 quanto files (whose tensors are
     # quantized pieces) load only for such layouts.
     names_only: bool = True
+    # `convert` converts tensors but only cuts, joins or reorders their rows: an int8 quanto file's
+    # rows and per-row scales are converted alike (models.quanto_rows), so those files load too.
+    int8_rows: bool = False
 
 
 def _wan_layout(state: dict[str, Any]) -> dict[str, Any]:
@@ -82,13 +88,32 @@ LAYOUTS: dict[str, Layout] = {
     "Kandinsky5Transformer3DModel": Layout(kandinsky5_layout),
     "LTX2VideoTransformer3DModel": Layout(ltx2_layout),
     # The token refiner's fused qkv is split and the final modulation reordered: tensors, not names.
-    "HunyuanVideo15Transformer3DModel": Layout(hunyuan15_to_diffusers, names_only=False),
+    "HunyuanVideo15Transformer3DModel": Layout(hunyuan15_to_diffusers, names_only=False, int8_rows=True),
+    # Fused qkv (and each single block's linear1) are cut along their rows: tensors, not names.
+    "HunyuanVideoTransformer3DModel": Layout(hunyuan_to_diffusers, names_only=False, int8_rows=True),
     # Each block's modulation vectors are reshaped: tensors, not names alone.
     "Krea2Transformer2DModel": Layout(krea2_to_diffusers, names_only=False),
+    # FLUX.1's fused projections are split (models.chroma_layout): tensors, not names alone.
+    "ChromaTransformer2DModel": Layout(chroma_to_diffusers, names_only=False),
+    # A fused qkv is split in three: tensors, not names alone.
+    "Ideogram4Transformer2DModel": Layout(ideogram4_to_diffusers, names_only=False),
 }
 # The catalogue families (`ModelPreset.family`) whose files load here.
 SINGLE_FILE_FAMILIES = frozenset(
-    {"wan", "qwen-image", "z-image", "flux", "flux2", "kandinsky5", "ltx2", "hunyuan15", "krea2"}
+    {
+        "wan",
+        "qwen-image",
+        "z-image",
+        "flux",
+        "flux2",
+        "kandinsky5",
+        "ltx2",
+        "hunyuan15",
+        "krea2",
+        "hunyuan",
+        "ideogram4",
+        "chroma",
+    }
 )
 # The transformer class of each pipeline whose transformer loads from a single file.
 PIPELINE_TRANSFORMERS = {
@@ -109,14 +134,21 @@ PIPELINE_TRANSFORMERS = {
     "Kandinsky5T2VPipeline": "Kandinsky5Transformer3DModel",
     "Kandinsky5I2VPipeline": "Kandinsky5Transformer3DModel",
     "LTX2Pipeline": "LTX2VideoTransformer3DModel",
+    "HunyuanVideoPipeline": "HunyuanVideoTransformer3DModel",
     "HunyuanVideo15Pipeline": "HunyuanVideo15Transformer3DModel",
     "HunyuanVideo15ImageToVideoPipeline": "HunyuanVideo15Transformer3DModel",
     "Krea2Pipeline": "Krea2Transformer2DModel",
+    "ChromaPipeline": "ChromaTransformer2DModel",
+    "Ideogram4Pipeline": "Ideogram4Transformer2DModel",
 }
+# The component a definition's URLs2 file loads into, where it is not a low-noise expert
+# (`transformer_2`): Ideogram 4's unconditional transformer, the other branch of its CFG.
+SECOND_TRANSFORMERS = {"Ideogram4Pipeline": "unconditional_transformer"}
 # Name tokens of prequantized files: int8 (optimum-quanto, read through mmgp) is the one loadable.
 INT8_TOKEN = "int8"
 # "svdq": nunchaku's SVDQuant files (int4 / fp4 with low-rank branches), read by nunchaku only.
-_OTHER_QUANT_TOKENS = ("fp8", "float8", "int4", "nvfp4", "gguf", "svdq")
+# "nf4": bitsandbytes' 4-bit NormalFloat files (WanGP's Ideogram 4 NF4), read by bitsandbytes only.
+_OTHER_QUANT_TOKENS = ("fp8", "float8", "int4", "nvfp4", "nf4", "gguf", "svdq")
 # Suffixes optimum-quanto gives the tensors of a quantized weight.
 _QUANTO_SUFFIXES = ("._data", "._scale")
 _INT8_ON_CPU = "an int8 quanto file: it needs a CUDA card and mmgp, and this agent runs on the CPU"
@@ -191,7 +223,7 @@ def reads_int8(preset: ModelPreset) -> bool:
     """Whether the preset's transformer reads WanGP's int8 quanto files (a names-only layout).
     Where it does not, a quantizing profile loads the bf16/fp16 file and mmgp quantizes it."""
     name = PIPELINE_TRANSFORMERS.get(preset.pipeline)
-    return name is None or name not in LAYOUTS or LAYOUTS[name].names_only
+    return name is None or name not in LAYOUTS or LAYOUTS[name].names_only or LAYOUTS[name].int8_rows
 
 
 def load_transformer(
@@ -215,7 +247,7 @@ def load_transformer(
             raise SingleFileRefused(
                 f"{path.name}: modules merged into an int8 quanto file are not supported yet"
             )
-        if not layout.names_only:
+        if not layout.names_only and not layout.int8_rows:
             raise SingleFileRefused(
                 f"{path.name}: an int8 quanto file of {model_class.__name__}, whose original layout "
                 "is converted tensor by tensor, not by name: load its bf16/fp16 file"
@@ -284,15 +316,22 @@ def _key_owners(path: Path, keys: Sequence[str], modules: Sequence[Path]) -> dic
 
 
 def load_pipeline(
-    preset: ModelPreset, path: Path | None, dtype: torch.dtype, base: Path, path2: Path | None = None
+    preset: ModelPreset,
+    path: Path | None,
+    dtype: torch.dtype,
+    base: Path,
+    path2: Path | None = None,
+    modules: Sequence[Path] = (),
 ) -> Any:
     """The preset's pipeline from the diffusers folder `base`, its transformer from `path` and its
-    low-noise expert (`transformer_2`) from `path2`; the folder supplies either one left None."""
+    low-noise expert (`transformer_2`) from `path2`; the folder supplies either one left None.
+    `modules` (WanGP's VACE module) are merged into each transformer loaded from a file, as WanGP
+    shares a module between two experts."""
     import diffusers
 
-    files = {"transformer": path, "transformer_2": path2}
+    files = {"transformer": path, SECOND_TRANSFORMERS.get(preset.pipeline, "transformer_2"): path2}
     experts = {
-        name: load_transformer(preset, file, dtype, base, subfolder=name)
+        name: load_transformer(preset, file, dtype, base, subfolder=name, modules=modules)
         for name, file in files.items()
         if file is not None
     }
@@ -420,10 +459,17 @@ def _load_quanto(model_class: Any, path: Path, dtype: torch.dtype, config_dir: P
 def _renamed_for_mmgp(
     transformer_class: str,
     state: dict[str, Any],
-    quantization_map: dict[str, Any] | None,
+    quantization_map: dict[str, Any] | str | None,
     tied: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
     """mmgp's preprocess hook: tensors and quantized module names in diffusers' names."""
+    if isinstance(quantization_map, str):  # mmgp hands the file's metadata entry over undecoded
+        return _renamed_for_mmgp(transformer_class, state, json.loads(quantization_map), tied)
+    layout = LAYOUTS[transformer_class]
+    if not layout.names_only:
+        from models.quanto_rows import quanto_converted
+
+        return (*quanto_converted(layout.convert, state, quantization_map), tied)
     renames = diffusers_names(list(state), transformer_class)
     renamed = {new: state[old] for new, old in renames.items()}
     if quantization_map is None:
