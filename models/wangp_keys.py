@@ -76,7 +76,7 @@ class ModelFacts:
     # update_default_settings and defaults/<model_type>.json), for keys WanFarm does not fill itself.
     factory: Mapping[str, object] = field(default_factory=dict)
     # What WanGP's guidance_phases 2 renders where it is not a second guidance phase but a second
-    # stage WanFarm does not render (LTX-2); "" elsewhere. Only 1 is accepted there.
+    # render stage (LTX-2, models.ltx2_stages); "" elsewhere.
     second_stage: str = ""
     # WanGP guides its generated soundtrack at audio_guidance_scale (LTX-2), where WanFarm guides the
     # audio at guidance_scale: only a value equal to it renders alike.
@@ -84,6 +84,9 @@ class ModelFacts:
     # WanGP reads alt_guidance_scale and alt_scale without a second prompt: LTX-2's modality
     # guidance and guidance rescale.
     alt_guidance: bool = False
+    # Its pipeline takes one guidance weight a step (Ideogram 4, models.ideogram4_call): every
+    # guidance phase renders at its own scale, on one transformer.
+    phased_guidance: bool = False
 
     @cached_property
     def unsettled(self) -> frozenset[str]:
@@ -322,7 +325,7 @@ def _starts(reading: Reading, phase: int) -> bool:
 def _guidance_at_switch(reading: Reading, phase: int) -> bool:
     """The guidance changes where `phase` starts as WanFarm renders it: at the expert switch of a
     two-expert model (the pipeline changes scale there only), or not at all."""
-    if not _starts(reading, phase):
+    if not _starts(reading, phase) or reading.facts.phased_guidance:
         return True
     two = reading.facts.expert_switch is not None
     if two and _low_noise_phase(reading) == phase:
@@ -885,10 +888,36 @@ _SA3 = ModelFacts(
     samplers=("pingpong", "euler", "dpmpp", "rk4"),
     factory={"duration_seconds": 30, "sample_solver": "pingpong", "audio_scale": 0.9, "video_length": 0},
 )
+# ACE-Step 1.5 and 1.5 XL without their 5 Hz LM (models/TTS/ace_step_handler.py): audio only, no
+# guidance (guidance_max_phases 0), flow_shift read as the shift of its 8-step schedule.
+# models.ace_step_call renders its caption (alt_prompt) and song settings (custom_settings) and
+# refuses model_mode 1-4 (the LM's), so their rows read it as a model without them; the LM's keys
+# (temperature, top_p, top_k, alt_guidance_scale) do nothing without the LM, audio_scale nothing
+# without a source audio ("A"). Factory: get_factory_settings' flow_shift 5, update_default_settings, then
+# defaults/ace_step_v1_5.json and ace_step_v1_5_xl.json (the same settings).
+_ACE15 = ModelFacts(
+    guidance_phases=0,
+    factory={
+        "flow_shift": 5.0,
+        "duration_seconds": 120,
+        "num_inference_steps": 8,
+        "guidance_scale": 1.0,
+        "video_length": 0,
+        "alt_prompt": "Dreamy synth-pop with shimmering pads, soft vocals, and a slow dance groove.",
+        "audio_scale": 0.5,
+        "temperature": 0.85,
+        "top_p": 0.9,
+        "top_k": 0,
+        "alt_guidance_scale": 2.5,
+        "multi_prompts_gen_type": "FG",
+    },
+)
 MODEL_FACTS: dict[str, ModelFacts] = {
     "t2v": _WAN,
     "t2v_1.3B": _WAN,
     "i2v": _WAN_I2V,
+    # Fun InP 1.3B: test_class_i2v in models/wan/wan_handler.py, the same facts as Wan 2.1 I2V.
+    "fun_inp_1.3B": _WAN_I2V,
     "flf2v_720p": _WAN_I2V,
     "ti2v_2_2": replace(_WAN, step_caches=("mag",), factory={"sliding_window_overlap": 1}),
     "t2v_2_2": ModelFacts(
@@ -1050,6 +1079,40 @@ MODEL_FACTS: dict[str, ModelFacts] = {
         flow_shift=False,
         factory={"flow_shift": 5.0, "guidance_scale": 0, "num_inference_steps": 8},
     ),
+    # models/ideogram4/ideogram4_handler.py: up to 3 guidance phases, each step's CFG weight its
+    # phase's (models.ideogram4_call); WanGP's samplers euler, res_2m, res_2s; custom settings
+    # ideogram_mu / ideogram_std, which models.ideogram4_call renders (and checks), so its row reads
+    # it as a model without any. Factory: get_factory_settings (832x480), update_default_settings'
+    # preset V4_DEFAULT_20, then defaults/ideogram4.json (its model_mode, reset by fix_settings).
+    "ideogram4": ModelFacts(
+        guidance_phases=3,
+        phased_guidance=True,
+        samplers=("euler", "res_2m", "res_2s"),
+        factory={
+            "image_mode": 1,
+            "batch_size": 1,
+            "num_inference_steps": 20,
+            "guidance_phases": 2,
+            "guidance_scale": 7.0,
+            "guidance2_scale": 3.0,
+            "switch_threshold": 211,
+            "sample_solver": "euler",
+            "flow_shift": 1.0,
+            "custom_settings": {"ideogram_mu": 0.0, "ideogram_std": 1.75},
+        },
+    ),
+    # models/flux/flux_handler.py: Chroma runs real CFG (guidance_max_phases 1) and no NAG; its
+    # network feeds its approximator a guidance of 0 (models/flux/model.py), so the embedded
+    # guidance that the handler marks for it changes nothing; the shift comes from the image size.
+    "flux_chroma": ModelFacts(
+        flow_shift=False,
+        factory={
+            "embedded_guidance_scale": 2.5,
+            "flow_shift": 5.0,
+            "guidance_scale": 3.0,
+            "num_inference_steps": 20,
+        },
+    ),
     # Wan offshoots (models/wan/df_handler.py, wan_handler.py): SkyReels DF renders one window
     # synchronously (model_mode 0), without RIFLEx (DTT2V turns it off); ChronoEdit's default is an
     # image (image_mode 1, model_mode 0: 5 frames, the last kept); Lucy Edit reads its control video
@@ -1075,6 +1138,7 @@ MODEL_FACTS: dict[str, ModelFacts] = {
     # the i2v models a start image ("S").
     **dict.fromkeys(("k5_lite_t2v", "k5_pro_t2v"), _K5),
     **dict.fromkeys(("stable_audio3_small", "stable_audio3_medium"), _SA3),
+    **dict.fromkeys(("ace_step_v1_5", "ace_step_v1_5_xl"), _ACE15),
     **dict.fromkeys(
         ("k5_lite_i2v", "k5_pro_i2v"), replace(_K5, factory={**_K5.factory, "image_prompt_type": "S"})
     ),
@@ -1087,7 +1151,7 @@ NATIVE = ModelFacts(wangp=False)
 # sliding windows, soundtrack, modality guidance (alt_guidance_scale) and rescale (alt_scale) it reads.
 _LTX2_STAGES = (
     "WanGP renders LTX-2 in two stages (the first at half size, then a x2 latent upsampler and a "
-    "refining pass with its distilled LoRA); WanFarm renders one stage at the full size"
+    "refining pass with its distilled LoRA)"
 )
 _LTX2 = ModelFacts(
     guidance_phases=2,
@@ -1147,14 +1211,15 @@ def model_facts(wangp_model_types: Iterable[str]) -> ModelFacts:
     return NATIVE
 
 
-def refusals(reading: Reading) -> list[str]:
+def refusals(reading: Reading, handled: frozenset[str] = frozenset()) -> list[str]:
     """One "key: value is not supported by WanFarm yet: ..." line per NOOP_ONLY key that would do
-    something here, given or (at WanGP's default for the model) missing."""
+    something here, given or (at WanGP's default for the model) missing. Keys in `handled` are a
+    post-processor's (processing.plugins), accepted or refused there."""
     problems = []
     unsettled = reading.facts.unsettled
     for row in _NOOP_ROWS:
         given = reading.given.get(row.key) is not None
-        if not (given or row.key in unsettled):
+        if row.key in handled or not (given or row.key in unsettled):
             continue
         value = reading.get(row.key)
         if row.noop.test(value, reading):
@@ -1162,13 +1227,6 @@ def refusals(reading: Reading) -> list[str]:
         shown = _show(value) + ("" if given else f" ({_default_of(reading)})")
         problems.append(
             f"{row.key}: {shown} is not supported by WanFarm yet: {row.does}; accepted: {row.noop.words}"
-        )
-    if reading.facts.second_stage and reading.phases > 1:
-        given = reading.given.get("guidance_phases") is not None
-        shown = f"{reading.phases}" + ("" if given else f" ({_default_of(reading)})")
-        problems.append(
-            f"guidance_phases: {shown} is not supported by WanFarm yet: {reading.facts.second_stage}; "
-            "accepted: 1"
         )
     return problems
 
