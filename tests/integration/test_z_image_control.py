@@ -1,0 +1,107 @@
+"""Z-Image Turbo's ControlNets (WanGP architectures z_image_control, z_image_control2,
+z_image_control2_1; Wan2GP 8681e9f7 models/z_image) as diffusers' ZImageControlNetModel: each tiny
+one, written as WanGP's module files hold it, loads back into the same weights; the tiny
+ZImageControlNetPipeline over the tiny Z-Image renders the tiny Z-Image's very image when the
+control weighs nothing (WanGP adds the control at control_net_weight), and another image when it
+does. WanGP's control definitions stay refused until a module loads beside a catalogue folder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from models.catalogue import catalogue
+from models.qwen_layouts import COMFY_PREFIX
+from models.tiny_z_image import build_z_image
+from models.tiny_z_image_control import SIZES, build_z_image_control, write_control_module, z_image_controlnet
+from models.wangp_definitions import decide, parse_definition
+from models.z_image_control import VARIANTS, ControlModuleRefused, load_controlnet
+from tests.torch_threads import one_torch_thread
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    with one_torch_thread():
+        yield
+
+
+@pytest.mark.parametrize(
+    ("architecture", "original", "prefix"),
+    [
+        ("z_image_control", False, ""),
+        ("z_image_control2", False, ""),
+        ("z_image_control2_1", True, COMFY_PREFIX),
+    ],
+)
+def test_a_wangp_control_module_loads_into_the_same_weights(
+    architecture: str, original: bool, prefix: str, tmp_path: Path
+) -> None:
+    controlnet = z_image_controlnet(architecture)
+    path = write_control_module(tmp_path / "module.safetensors", controlnet, original, prefix)
+    loaded = load_controlnet(path, architecture, SIZES, torch.float32)
+    expected = controlnet.state_dict()
+    assert loaded.state_dict().keys() == expected.keys()
+    assert all(torch.equal(loaded.state_dict()[key], value) for key, value in expected.items())
+
+
+def test_a_module_of_another_architecture_is_refused_naming_its_keys(tmp_path: Path) -> None:
+    path = write_control_module(tmp_path / "union1.safetensors", z_image_controlnet("z_image_control"))
+    with pytest.raises(ControlModuleRefused, match="not a z_image_control2_1 module"):
+        load_controlnet(path, "z_image_control2_1", SIZES, torch.float32)
+
+
+def test_wangps_control_configs_are_diffusers_modes() -> None:
+    # WanGP's configs/z_image_control*.json: 6 blocks over 16 channels; 15 over 33 for the 2.x.
+    assert len(VARIANTS["z_image_control"].places) == 6 and VARIANTS["z_image_control"].in_dim == 16
+    assert (
+        VARIANTS["z_image_control2"].places == VARIANTS["z_image_control2_1"].places == tuple(range(0, 30, 2))
+    )
+    assert VARIANTS["z_image_control2"].mode == "control_layers"
+    assert VARIANTS["z_image_control2_1"].mode == "control_noise_refiner"
+
+
+def render(pipe: object, scale: float) -> np.ndarray:
+    control = Image.new("RGB", (64, 32), (220, 40, 40))
+    call = dict(
+        prompt="a fox", height=32, width=64, num_inference_steps=2, guidance_scale=0.0, output_type="np"
+    )
+    return np.asarray(
+        pipe(
+            **call,
+            control_image=control,
+            controlnet_conditioning_scale=scale,  # type: ignore[operator]
+            generator=torch.Generator().manual_seed(3),
+        ).images
+    )
+
+
+def test_the_control_adds_to_the_tiny_z_image_at_its_weight() -> None:
+    pipe = build_z_image_control()
+    plain = build_z_image()(
+        prompt="a fox",
+        height=32,
+        width=64,
+        num_inference_steps=2,
+        guidance_scale=0.0,
+        output_type="np",
+        generator=torch.Generator().manual_seed(3),
+    ).images
+    assert np.array_equal(render(pipe, 0.0), np.asarray(plain))
+    assert not np.allclose(render(pipe, 0.75), np.asarray(plain))
+
+
+@pytest.mark.parametrize(
+    "model_id", ["z_image_control", "z_image_control2", "z_image_control2_1", "z_image_control2_1_8s"]
+)
+def test_wangps_control_definitions_stay_refused_by_architecture(model_id: str) -> None:
+    data = json.loads(FIXTURE.read_text())["definitions"][model_id]
+    verdict = decide(parse_definition(model_id, data), catalogue())
+    assert verdict.preset is None and data["model"]["architecture"] in verdict.reason
