@@ -173,6 +173,7 @@ def test_only_models_that_encode_their_start_image_have_an_image_encoder() -> No
     with_image_encoder = {p.id for p in real_presets() if p.component(Role.IMAGE_ENCODER)}
     assert with_image_encoder == {
         "wan2.1-i2v-14b-480p",  # CLIP over the start image
+        "wan2.1-fun-inp-1.3b",  # Wan 2.1 I2V's CLIP branch on the 1.3B network
         "wan2.1-flf2v-14b-720p",  # CLIP over the start and end images
         "chronoedit-14b",  # Wan 2.1 I2V's CLIP branch
         "hunyuan-video-1.5-i2v-480p",  # SigLIP over the start image
