@@ -18,14 +18,17 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from models import ace_step_call, ideogram4_call
 from models.attachments import SEND_ATTACHMENTS, AttachmentRefused, Attachments
 from models.attention import override_attention
 from models.audio_call import duration, is_audio, samples
 from models.audio_call import solver_problem as audio_solver_problem
 from models.catalogue import ModelPreset, Output, Task, UnknownModel, catalogue, get_model
+from models.chroma_call import guidance_problem
 from models.guides import Guides, read_guides
 from models.loras import LoraPhases, LoraRequest, parse_loras
-from models.overrides import Overrides
+from models.ltx2_stages import DISTILLED_FORCED, DISTILLED_PIPELINE, staged
+from models.overrides import Overrides, with_plugins
 from models.profiles import override_profile
 from models.prompts import MODE_KEY, PromptError, prompt_mode, window_commands, window_prompts
 from models.request import GenerationRequest
@@ -50,6 +53,7 @@ from models.wangp_keys import (
 )
 from models.windows import MAX_WINDOWED_FRAMES, Grid, Window, plan
 from models.work import WorkSize
+from processing import plugins
 from processing.queue_records import ATTACHMENT_KEYS
 
 MAX_SEED = 2**32 - 1
@@ -113,7 +117,8 @@ class WanGPSettings(BaseModel):
     prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
     negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
     resolution: str | None = None
-    video_length: Int | None = Field(default=None, ge=1)
+    # 0: what WanGP writes for its audio models (update_default_settings); a video model refuses it.
+    video_length: Int | None = Field(default=None, ge=0)
     num_inference_steps: Int | None = Field(default=None, ge=1, le=1000)
     seed: Int = Field(default=-1, ge=-1, le=MAX_SEED)
     guidance_scale: Float | None = Field(default=None, ge=0, le=50)
@@ -132,7 +137,9 @@ class WanGPSettings(BaseModel):
     image_prompt_type: str | None = Field(default=None, max_length=8)
     film_grain_intensity: Float = Field(default=0.0, ge=0, le=1)
     film_grain_saturation: Float = Field(default=0.5, ge=0, le=1)
-    spatial_upsampling: str = ""
+    # Any method's name: an installed post-processor honours it, or it is refused naming the
+    # plugin it needs (processing.plugins).
+    spatial_upsampling: str = Field(default="", max_length=64)
     override_profile: NumberOrText = -1
     override_attention: str = ""
     skip_steps_cache_type: str = Field(default="", max_length=32)
@@ -153,13 +160,6 @@ class WanGPSettings(BaseModel):
     def _known_solver(cls, value: str | None) -> str | None:
         if value is not None and value not in (*SOLVER_NAMES, *MODEL_SAMPLER, *WANGP_SAMPLERS):
             raise ValueError(f"must be one of {', '.join(SOLVER_NAMES)} ('' or 'default': the model's own)")
-        return value
-
-    @field_validator("spatial_upsampling")
-    @classmethod
-    def _known_upsampling(cls, value: str) -> str:
-        if value not in UPSAMPLING:
-            raise ValueError(f"must be one of {', '.join(repr(k) for k in UPSAMPLING)}")
         return value
 
     def given(self) -> dict[str, Any]:
@@ -197,6 +197,8 @@ class Job:
     warnings: list[str]
     # WanGP's sliding windows of a long video (models.windows), in order; () for one window.
     windows: tuple[Window, ...] = ()
+    # The post-processors (processing.plugins) its settings ask for, in the order they run.
+    postprocessors: tuple[str, ...] = ()
     # One prompt per window (multi_prompts_gen_type W or PW); () when every window reads the prompt.
     window_prompts: tuple[str, ...] = ()
 
@@ -247,26 +249,56 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
     if preset.wangp_defaults:
         # A WanGP definition's defaults stand in for the keys the file leaves out.
         settings = parse_settings(preset.wangp_defaults | settings.given(), source)
+    if preset.family == ideogram4_call.FAMILY:
+        # WanGP's Ideogram 4 handler rewrites a file on load: its presets (model_mode), its samplers.
+        settings = parse_settings(ideogram4_call.wangp_fixed(settings.given()), source)
+    if preset.ltx2_pipeline == DISTILLED_PIPELINE:
+        # WanGP's distilled LTX-2 renders these whatever the file says (validate_generative_settings).
+        settings = parse_settings(settings.given() | DISTILLED_FORCED, source)
     facts = model_facts(preset.wangp_model_types)
+    if preset.family == "ltx2" and not facts.wangp:
+        # WanFarm's tiny LTX-2 renders LTX-2's two stages when a job asks for guidance_phases 2.
+        facts = replace(facts, guidance_phases=2, second_stage="LTX-2's two render stages")
     if takes_guides(preset) and not facts.vace:
         # WanFarm's own VACE models (the tiny one) read VACE's letters as WanGP's VACE does.
         facts = replace(facts, vace=True)
     problems: list[str] = []
     rendered = _rendered(settings, preset, facts, attachments, problems)
     problems.extend(guide_problems(preset, rendered.request))  # a VACE guide shorter than the video
+    if preset.family == ideogram4_call.FAMILY:  # its flow shift and custom settings
+        problems.extend(ideogram4_call.problems(settings.as_dict(), rendered.request.flow_shift))
     reading = _reading(settings, preset, facts, rendered)
-    problems.extend(refusals(reading))
+    # A post-processing key is applied only by an installed plugin; else refused naming the plugin.
+    asked = plugins.wanted(settings.as_dict(), video=preset.output is Output.VIDEO)
+    problems.extend(asked.problems)
+    problems.extend(refusals(reading, handled=asked.keys))
     # Read in the job's guidance phases, which the reading knows (WanGP's lora_multiplier_phases).
     loras = _loras(settings, preset, rendered.request.steps, lora_phases(reading), problems)
+    stages = None
+    if facts.second_stage:  # LTX-2: one render stage, or two (models.ltx2_stages)
+        canvas = (rendered.request.width, rendered.request.height)
+        solver, steps = rendered.request.sample_solver, rendered.request.steps
+        base, own = preset.derived_from or preset.id, (preset.ltx2_pipeline, preset.ltx2_lora_distilled)
+        wanted = staged(base, reading.phases, solver, steps, canvas, *own, job_loras=bool(loras))
+        problems.extend(wanted.problems)
+        stages = wanted.plan
     if problems:
         raise SettingsError(problems, source)
-    rendered = replace(rendered, request=replace(rendered.request, loras=loras))
+    # The scheduler places the job only where the plugins not shipped with WanFarm are installed.
+    forced = with_plugins(rendered.request.overrides, plugins.non_builtin(asked.names))
+    rendered = replace(rendered, request=replace(rendered.request, loras=loras, overrides=forced))
+    if stages is not None:
+        rendered = replace(rendered, request=replace(rendered.request, two_stages=stages))
     if (experts := expert_plan(reading)) is not None:
         # Where the low-noise expert takes over, and its own scale (WanGP's phase 2 or 3).
         request = replace(
             rendered.request, guidance_scale_2=experts.low_noise_scale, switch_threshold=experts.switch
         )
         rendered = replace(rendered, request=request, experts=experts)
+    if preset.family == ideogram4_call.FAMILY:
+        # Each guidance phase at its own scale, one CFG weight a step (Ideogram4Pipeline's schedule).
+        phased = ideogram4_call.phased_guidance(reading)
+        rendered = replace(rendered, request=replace(rendered.request, phased_guidance=phased))
     size = rendered.request
     skip = size.step_caching.skip if size.step_caching else None
     # A long video renders a window at a time: the work placed is its longest window.
@@ -277,7 +309,9 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
         for seed in _seeds(settings.seed, settings.repeat_generation)
     ]
     warnings = ignored(reading) + _capped_steps(settings, preset, rendered.request)
-    warnings += [f"unknown key kept but not used: {k}" for k in settings.unknown_keys()]
+    warnings += [
+        f"unknown key kept but not used: {k}" for k in settings.unknown_keys() if k not in asked.keys
+    ]
     warnings += _one_window_prompts(settings, rendered)
     return Job(
         preset,
@@ -286,6 +320,7 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
         generations,
         warnings,
         rendered.windows,
+        asked.names,
         window_prompts=rendered.window_prompts,
     )
 
@@ -305,9 +340,10 @@ def _rendered(
         else Guides()
     )
     problems.extend(settings_problems(preset, settings.as_dict()))  # models.wan_offshoots: Lucy, SkyReels
-    seconds = None
+    seconds, song = None, None
     if is_audio(preset):  # a waveform: its samples are the work's width (models.audio_call)
         seconds = duration(settings.as_dict().get("duration_seconds"), preset, problems)
+        song = _song(settings, preset, facts, problems)
         canvas, (width, height) = f"{samples(preset, seconds)}x1", (samples(preset, seconds), 1)
     else:
         canvas, (width, height) = _size(settings, preset, image_start, problems)
@@ -348,7 +384,9 @@ def _rendered(
         overrides=_overrides(settings, problems),
         step_caching=_step_caching(settings, preset, facts, canvas, steps, problems),
         duration_seconds=seconds,
+        song=song,
     )
+    problems.extend(guidance_problem(preset, request))  # models.chroma_call: CFG below 1
     windows = _windows(settings, preset, facts, request, problems)
     prompts = _window_prompts(settings, preset, facts, problems)
     if prompts:  # the first window's; the others are the job's (Job.window_prompt)
@@ -394,6 +432,19 @@ def _one_window_prompts(settings: WanGPSettings, rendered: _Rendered) -> list[st
         f"prompt: {count} prompts for sliding windows, but the video is one window: only the first is "
         "rendered (as WanGP does); give a longer video_length for more windows"
     ]
+
+
+def _song(
+    settings: WanGPSettings, preset: ModelPreset, facts: ModelFacts, problems: list[str]
+) -> ace_step_call.Song | None:
+    # ACE-Step reads the prompt as lyrics, alt_prompt as its caption (the model's own when left
+    # out) and custom_settings as the song's metadata (models.ace_step_call).
+    if not ace_step_call.is_ace_step(preset):
+        return None
+    given = settings.as_dict()
+    problems.extend(ace_step_call.problems(settings.prompt, given, preset))
+    caption = facts.factory.get("alt_prompt", "")
+    return ace_step_call.song(settings.prompt, given, caption if isinstance(caption, str) else "", problems)
 
 
 def _windows(
@@ -548,7 +599,7 @@ def _generation(
     return Generation(
         request=replace(rendered.request, seed=seed),
         film_grain=(settings.film_grain_intensity, settings.film_grain_saturation),
-        upscale=UPSAMPLING[settings.spatial_upsampling],
+        upscale=UPSAMPLING.get(settings.spatial_upsampling, 1.0),  # a plugin's own factor: its record
         metadata=_metadata(settings, preset, facts, rendered, seed),
     )
 
@@ -593,8 +644,8 @@ def _metadata(
     if rendered.experts is not None and rendered.experts.scale_key is not None:
         applied[rendered.experts.scale_key] = request.guidance_scale_2
     if facts.second_stage:
-        # One stage rendered (LTX-2): read back without it, WanGP's default would be its two.
-        applied["guidance_phases"] = 1
+        # The render stages (LTX-2): read back without it, WanGP's default would be its two.
+        applied["guidance_phases"] = 2 if request.two_stages is not None else 1
     if request.image_start is not None:
         letters = "SE" if request.image_end is not None else "S"
         applied |= {"image_start": given["image_start"], "image_prompt_type": letters}
@@ -741,7 +792,7 @@ def _image_size(path: Path) -> tuple[int, int] | None:
 def _frames(settings: WanGPSettings, preset: ModelPreset, problems: list[str]) -> int:
     if preset.output is Output.IMAGE or preset.frames is None:
         return 1
-    frames = settings.video_length or preset.defaults.video_length
+    frames = preset.defaults.video_length if settings.video_length is None else settings.video_length
     rule = preset.frames
     if preset.windows is not None:
         # Past one window, in sliding windows (checked by _windows), up to WanGP's own longest.

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from models import ace_step_call, ltx2_stages
 from models.kandinsky5_layout import OVERRIDES_KEY as K5_OVERRIDES
 from models.kandinsky5_layout import overrides_problem as k5_overrides_problem
 from models.model_attention import rules_problem
-from models.vace_modules import module_problem
+from models.unserved_architectures import why_not
+from models.vace_modules import blocks_twice_problem, module_problem
 from models.wangp_keys import KEYS, Reading, model_facts, refusals, same_value
 
 if TYPE_CHECKING:
@@ -64,10 +66,14 @@ ARCHITECTURES: dict[str, str] = {
     "lucy_edit": "lucy-edit-dev",
     # Wan 2.1 Fun InP 14B: WanGP runs it as Wan 2.1 I2V (same network and call), from its own file.
     "fun_inp": "wan2.1-i2v-14b-480p",
+    # Fun InP 1.3B: the same call on the 1.3B network with Wan 2.1 I2V's image branch.
+    "fun_inp_1.3B": "wan2.1-fun-inp-1.3b",
     # Kandinsky 5: Kandinsky Lab's Diffusers repos of the 5 s SFT models (Lite I2V has none).
     "k5_lite_t2v": "kandinsky5-lite-t2v",
     "k5_pro_t2v": "kandinsky5-pro-t2v",
     "k5_pro_i2v": "kandinsky5-pro-i2v",
+    # Lite I2V: WanGP's file over Lite T2V's folder (models/presets/kandinsky5-lite-i2v.json).
+    "k5_lite_i2v": "kandinsky5-lite-i2v",
     # LTX-2 (models/ltx2/ltx2_handler.py): the 19B (2.0) and the 22B (2.3); LTX-2.5 reads Gemma 4
     # and a reshaped transformer, which the catalogue has no preset for.
     "ltx2_19B": "ltx-2-19b",
@@ -75,10 +81,20 @@ ARCHITECTURES: dict[str, str] = {
     # Krea 2 (models/krea2/krea2_handler.py): the base and the 8-step distilled checkpoints.
     "krea2_raw": "krea2-raw",
     "krea2_turbo": "krea2-turbo",
+    # Ideogram 4 (models/ideogram4/ideogram4_handler.py): conditional and unconditional transformers
+    # (URLs, URLs2). TurboTime (conditional only, a built-in LoRA) has no preset.
+    "ideogram4": "ideogram4",
+    # Chroma (models/flux/flux_handler.py, flux-chroma): Chroma1-HD. Chroma Radiance (pixel space,
+    # no VAE) has no diffusers pipeline in this stack.
+    "flux_chroma": "chroma1-hd",
     # Stable Audio 3 (models/TTS/stable_audio3_handler.py): Small is the music model by default
     # (stable_audio3_model_id "small-music"); Medium.
     "stable_audio3_small": "stable-audio-3-small-music",
     "stable_audio3_medium": "stable-audio-3-medium",
+    # ACE-Step 1.5 Turbo 2B and XL Turbo 4B (models/TTS/ace_step_handler.py) without the 5 Hz LM;
+    # ACE-Step v1 (3.5B, its DCAE and vocoder) is another network with no diffusers pipeline.
+    "ace_step_v1_5": "ace-step-1.5-turbo",
+    "ace_step_v1_5_xl": "ace-step-1.5-xl-turbo",
 }
 
 
@@ -104,9 +120,23 @@ _SAME_WEIGHTS = _same_weights()
 
 # Families whose definitions with weights of their own the farm renders from those files (their
 # URLs recorded as the preset's wangp_weights, loaded by models.single_file in the pipeline host).
-# One transformer per file: a two-expert Wan 2.2 names its low-noise expert's files in URLs2.
+# One transformer per file: a two-expert Wan 2.2 names its low-noise expert's files in URLs2,
+# Ideogram 4 its unconditional transformer's.
 SINGLE_FILE_SERVED: frozenset[str] = frozenset(
-    {"wan", "qwen-image", "z-image", "flux", "flux2", "kandinsky5", "ltx2", "hunyuan15", "krea2"}
+    {
+        "wan",
+        "qwen-image",
+        "z-image",
+        "flux",
+        "flux2",
+        "kandinsky5",
+        "ltx2",
+        "hunyuan15",
+        "krea2",
+        "chroma",
+        "hunyuan",
+        "ideogram4",
+    }
 )
 
 # Keys of a definition's model block that change nothing rendered: WanGP's menus and folders, its
@@ -180,6 +210,11 @@ class WangpDefinition:
     # Kandinsky 5's k5_config_overrides: merged into its YAML config (models.kandinsky5_layout).
     k5_config_overrides: object = None
     sa3_model_id: object = None  # Stable Audio 3's checkpoint (stable_audio3_model_id)
+    ltx2_keys: Mapping[str, object] = dataclasses.field(default_factory=dict)  # ltx2_stages.MODEL_KEYS
+    ace_variant: object = None  # ACE-Step 1.5's transformer config (ace_step15_transformer_variant)
+    # Each module's files (its precisions), beside `modules`: () for one named by a model type
+    # until with_references takes that definition's one module list (WanGP's "_list").
+    module_files: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -207,6 +242,7 @@ def parse_definition(model_id: str, data: object) -> WangpDefinition:
         urls=_weights(model.get("URLs")),
         urls2=_weights(model.get("URLs2")),
         modules=_names(model.get("modules")),
+        module_files=_module_files(model.get("modules")),
         loras=_weights(model.get("loras")),
         lora_multipliers=_multipliers(model.get("loras_multipliers")),
         model_keys=frozenset(model),
@@ -214,6 +250,8 @@ def parse_definition(model_id: str, data: object) -> WangpDefinition:
         attention=model.get("attention"),
         k5_config_overrides=model.get(K5_OVERRIDES),
         sa3_model_id=model.get(SA3_MODEL_ID),
+        ltx2_keys={key: model[key] for key in ltx2_stages.MODEL_KEYS if key in model},
+        ace_variant=model.get(ace_step_call.VARIANT_KEY),
     )
 
 
@@ -227,7 +265,7 @@ def decide(definition: WangpDefinition, presets: Mapping[str, ModelPreset]) -> V
     )
     base = own or presets.get(ARCHITECTURES.get(definition.architecture, "")) or _tiny(definition, presets)
     if base is None:
-        return _refused(definition, f"architecture {definition.architecture!r} is not supported yet")
+        return _refused(definition, why_not(definition.architecture))
     if own is not None:
         # The catalogue's preset follows WanGP's own definition of this model (its config and
         # defaults, and its weights where the repo differs, said in the preset): only merged parts,
@@ -242,17 +280,31 @@ def decide(definition: WangpDefinition, presets: Mapping[str, ModelPreset]) -> V
     reason = reason or _settings_problem(definition, base)
     if reason:
         return _refused(definition, reason)
-    return Verdict(definition.id, definition.architecture, _derived(definition, base))
+    derived = _derived(definition, base)
+    if reason := _modules_over_problem(definition, derived):
+        return _refused(definition, reason)
+    if not own_weights(derived):
+        # Over its backbone's files: the base's folder holds the module's blocks already.
+        derived = derived.model_copy(update={"wangp_modules": []})
+    return Verdict(definition.id, definition.architecture, derived)
+
+
+def _modules_over_problem(definition: WangpDefinition, preset: ModelPreset) -> str:
+    # The VACE module is merged into the transformers loaded from the definition's own files; a
+    # transformer the base's folder supplies already holds VACE blocks (models.vace_modules).
+    if not definition.modules:
+        return ""
+    experts = (1, 2) if preset.wangp_weights2 else (1,)
+    return blocks_twice_problem(definition.architecture, [bool(own_weights(preset, n)) for n in experts])
 
 
 def _stages_problem(definition: WangpDefinition, base: ModelPreset) -> str:
-    # A model whose second guidance phase is a second render stage (LTX-2): its defaults render
-    # that stage unless they set guidance_phases 1, and every file leaving the key out would too.
-    facts = model_facts(base.wangp_model_types)
-    phases = definition.settings.get("guidance_phases", facts.factory.get("guidance_phases", 1))
-    if facts.second_stage and isinstance(phases, int | float) and phases > 1:
-        return f"its default guidance_phases {phases} is not supported yet: {facts.second_stage}"
-    return ""
+    # A model whose second guidance phase is a second render stage (LTX-2, models.ltx2_stages):
+    # the stages render, and so must the defaults a file leaving keys out reads, on the
+    # catalogue's own model too (ltx2_19B's LTX-2 guidance passes).
+    if not model_facts(base.wangp_model_types).second_stage:
+        return ""
+    return _settings_problem(definition, base)
 
 
 def with_references(definitions: Mapping[str, WangpDefinition]) -> dict[str, WangpDefinition]:
@@ -279,8 +331,35 @@ def with_references(definitions: Mapping[str, WangpDefinition]) -> dict[str, Wan
             target = follow(model_id, "lora_multipliers")
             if not isinstance(target, str):
                 changes["lora_multipliers"] = target
+        if not all(definition.module_files):
+            changes["module_files"] = _followed_modules(definitions, definition)
         resolved[model_id] = dataclasses.replace(definition, **changes) if changes else definition  # type: ignore[arg-type]
     return resolved
+
+
+def _followed_modules(
+    definitions: Mapping[str, WangpDefinition], definition: WangpDefinition
+) -> tuple[tuple[str, ...], ...]:
+    # A module named by model type is that definition's one module (WanGP's get_model_recursive_prop
+    # with "_list"), itself maybe named by model type; () when not given or not one module.
+    found = []
+    for name, files in zip(definition.modules, definition.module_files, strict=True):
+        seen: tuple[str, ...] = ()
+        while not files and name in definitions and name not in seen and len(seen) <= _MAX_REFERENCES:
+            target = definitions[name]
+            if len(target.modules) != 1:
+                break
+            seen, name, files = (*seen, name), target.modules[0], target.module_files[0]
+        found.append(files)
+    return tuple(found)
+
+
+def _module_files(value: object) -> tuple[tuple[str, ...], ...]:
+    if isinstance(value, str):
+        return ((),)
+    if not isinstance(value, list):
+        return ()
+    return tuple(tuple(str(url) for url in item) if isinstance(item, list) and item else () for item in value)
 
 
 def _multipliers(value: object) -> tuple[str, ...] | str:
@@ -325,7 +404,9 @@ def _refused(definition: WangpDefinition, reason: str) -> Verdict:
 def _merged(definition: WangpDefinition) -> str:
     # A merged module or LoRA changes the weights the base would render with: another model. The
     # VACE module over its own backbone is the VACE model its repo holds (models.vace_modules).
-    if reason := module_problem(definition.architecture, definition.modules, definition.urls.same_as):
+    if reason := module_problem(
+        definition.architecture, definition.modules, definition.urls.same_as, definition.module_files
+    ):
         return reason
     if definition.loras.same_as and not definition.loras.urls:
         return f"built-in LoRAs of {definition.loras.same_as!r}: that definition is not given"
@@ -343,11 +424,15 @@ def _weights_problem(definition: WangpDefinition, base: ModelPreset) -> str:
         return f"{named}: single-file weights not supported yet"
     if not definition.urls.urls or (definition.urls2.same_as and not definition.urls2.urls):
         return f"{named}: the files of a definition not given cannot be found"
-    if bool(urls2) != bool(definition.urls2.urls):
+    from models.single_file import SECOND_TRANSFORMERS, SingleFileRefused, check_loadable, reads_int8
+
+    # Ideogram 4's second transformer (its unconditional one) is always there, in tiny too.
+    second = SECOND_TRANSFORMERS.get(base.pipeline)
+    if (bool(urls2) or second is not None) != bool(definition.urls2.urls):
         # Each expert needs its file: URLs2 exactly when the base has a low-noise expert.
         wanted = f"{base.id} has two experts" if urls2 else f"{base.id} has one transformer"
+        wanted = f"{base.id} has its {second} too" if second else wanted
         return f"{named}: URLs2 ({definition.urls2.describe() or 'none'}) does not fit: {wanted}"
-    from models.single_file import SingleFileRefused, check_loadable, reads_int8
 
     try:
         for files in (definition.urls.urls, definition.urls2.urls):
@@ -391,6 +476,12 @@ def _model_keys_problem(definition: WangpDefinition) -> str:
         K5_OVERRIDES,
         SA3_MODEL_ID,
     } | _INERT_MODEL_KEYS
+    if definition.architecture in ace_step_call.VARIANTS:
+        if ace := ace_step_call.definition_problem(
+            definition.architecture, definition.model_keys, definition.ace_variant
+        ):
+            return ace
+        known |= ace_step_call.MODEL_KEYS
     if k5_problem := k5_overrides_problem(definition.k5_config_overrides):
         return f"model setting {k5_problem}"
     if definition.attention is not None and (problem := rules_problem(definition.attention)):
@@ -398,6 +489,10 @@ def _model_keys_problem(definition: WangpDefinition) -> str:
     if definition.sa3_model_id not in (None, *SA3_SERVED):
         # WanGP picks the SA3 checkpoint by it; the catalogue holds Small music and Medium.
         return f"model setting {SA3_MODEL_ID} {definition.sa3_model_id!r}: no catalogue model holds it yet"
+    if definition.architecture in ltx2_stages.ARCHITECTURES:
+        if ltx2 := ltx2_stages.model_keys_problem(definition.architecture, dict(definition.ltx2_keys)):
+            return ltx2
+        known |= ltx2_stages.MODEL_KEYS
     if "unified_solver" in definition.model_keys:
         # wgp's Z-Image runs TwinFlow's own sampler (models/z_image/unified_sampler.py) for it.
         return "model setting unified_solver (TwinFlow's unified sampler) is not supported yet"
@@ -455,6 +550,10 @@ def _guidance_key(base: ModelPreset) -> str:
 
 def _derived(definition: WangpDefinition, base: ModelPreset) -> ModelPreset:
     settings = definition.settings
+    # A catalogue model that is itself a file over another's folder (Kandinsky 5 Lite I2V): its
+    # definitions load their own file, or else that model's, over the same folder.
+    folder_of = base.derived_from or base.id
+    urls = list(definition.urls.urls) or (list(base.wangp_weights) if base.derived_from else [])
     wanted = {key: settings[key] for key in _DEFAULTS_KEYS if settings.get(key) is not None}
     if (guidance := settings.get(_guidance_key(base))) is not None:
         wanted["guidance_scale"] = guidance
@@ -467,13 +566,16 @@ def _derived(definition: WangpDefinition, base: ModelPreset) -> ModelPreset:
             # the architecture are read from the first; the catalogue finds the base before this.
             "wangp_model_types": [*base.wangp_model_types, definition.id],
             "defaults": defaults,
-            "derived_from": base.id,
-            "wangp_weights": list(definition.urls.urls),
+            "derived_from": folder_of,
+            "wangp_weights": urls,
             "wangp_weights2": list(definition.urls2.urls),
+            "wangp_modules": [list(files) for files in definition.module_files],
             "wangp_defaults": _other_defaults(definition, base),
             "builtin_loras": list(definition.loras.urls),
             "builtin_lora_multipliers": list(definition.lora_multipliers),
             "attention": dict(definition.attention) if isinstance(definition.attention, Mapping) else {},
+            "ltx2_pipeline": str(definition.ltx2_keys.get("ltx2_pipeline", "")),
+            "ltx2_lora_distilled": str(definition.ltx2_keys.get("ltx2_lora_distilled", "")),
             "sizes_source": f"Bytes are {base.id}'s, whose weights this definition names.",
             "description": f"WanGP definition {definition.id!r} on {base.id}: its own default settings.",
         }

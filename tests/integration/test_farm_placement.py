@@ -94,9 +94,12 @@ def test_every_output_of_a_batch_arrives(farm: Farm, client: FarmClient, tmp_pat
         "hunyuan15-tiny",
         "ltx2-tiny",
         "stable-audio3-tiny",
+        "ace-step-tiny",
         "z-image-tiny",
         "k5-tiny",
         "krea2-tiny",
+        "ideogram4-tiny",
+        "chroma-tiny",
     ]
     batch = [tiny(model, seed=i) for i, model in enumerate(models * 2)]
     jobs = client.submit(batch).jobs

@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from models.audio_call import waveforms
 from models.call_args import configure_scheduler, pipeline_kwargs
 from models.catalogue import ModelPreset, Output, get_model
 from models.image_pipes import pipeline_for
@@ -34,11 +35,13 @@ TINY = [
     "ltx2-tiny",
     "skyreels-df-tiny",
     "stable-audio3-tiny",
+    "ace-step-tiny",
     "z-image-tiny",
     "qwen-image-edit-tiny",
     "qwen-image-edit-plus-tiny",
     "k5-tiny",
     "krea2-tiny",
+    "ideogram4-tiny",
     "chroma-tiny",
 ]
 
@@ -67,8 +70,8 @@ def generate(pipe: Any, preset: ModelPreset, request: GenerationRequest) -> np.n
     # The call the runner makes: the pipeline itself, or one over it (models.image_pipes).
     call = pipeline_for(pipe, preset, request)
     result = call(**pipeline_kwargs(call, preset, request, generator))
-    if preset.output is Output.AUDIO:  # (outputs, channels, samples) in [-1, 1]
-        return np.asarray(result.audios)
+    if preset.output is Output.AUDIO:  # (outputs, channels, samples) in [-1, 1]; ACE-Step's decoded here
+        return np.stack([track.samples for track in waveforms(result, preset, call)])
     return np.asarray(result.frames if preset.output is Output.VIDEO else result.images)
 
 
