@@ -179,6 +179,7 @@ class Farm:
                     current_job=running.get(inv.agent_id),
                     storage_errors=inv.storage_errors,
                     last_storage_error=inv.last_storage_error,
+                    plugins=list(inv.plugins),
                 )
             )
         return listing

@@ -102,6 +102,7 @@ class AgentOut(BaseModel):
     current_job: str | None
     storage_errors: int = 0  # failed storage attempts (retried or final) since the agent started
     last_storage_error: str | None = None
+    plugins: list[str] = []  # plugins installed on its node (post-processors, model families)
 
 
 class ErrorOut(BaseModel):

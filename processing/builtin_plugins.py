@@ -43,10 +43,15 @@ class LanczosUpsampling:
     order = 20
 
     def wanted(self, settings: Mapping[str, Any]) -> bool:
-        return settings.get("spatial_upsampling") in LANCZOS
+        value = settings.get("spatial_upsampling")
+        return isinstance(value, str) and value.startswith("lanczos")
 
     def problems(self, settings: Mapping[str, Any], video: bool) -> list[str]:
-        return []  # the settings schema accepts only LANCZOS's values besides ""
+        value = settings["spatial_upsampling"]
+        if value in LANCZOS:
+            return []
+        accepted = ", ".join(repr(name) for name in LANCZOS)
+        return [f"spatial_upsampling: {value!r} is not a Lanczos factor of WanGP's; accepted: {accepted}"]
 
     def apply(self, clip: Clip, settings: Mapping[str, Any]) -> Clip:
         factor = LANCZOS[settings["spatial_upsampling"]]

@@ -110,32 +110,46 @@ class Wanted:
 
 @dataclass(frozen=True)
 class _Known:
-    """A WanGP post-processing key whose plugins WanFarm does not ship: what the key does, and for
-    the values WanGP's own handlers take, the plugin that would honour each and why it is absent."""
+    """A WanGP post-processing key: what it does, and for the methods of WanGP's own handlers (the
+    start of the value: "rife" of "rife2"), the plugin that would honour each and why it is absent."""
 
     what: str
-    plugins: Mapping[str, tuple[str, str]]  # value -> (plugin, why it is not here)
+    plugins: Mapping[str, tuple[str, str]]  # method -> (plugin, why it is not here)
 
     def refusal(self, key: str, value: object) -> str:
-        plugin, why = self.plugins.get(str(value), ("", ""))
+        text = str(value)
+        methods = sorted((m for m in self.plugins if text.startswith(m)), key=len, reverse=True)
+        plugin, why = self.plugins[methods[0]] if methods else ("", "")
+        # Worded as every refusal of a key WanFarm cannot honour: "is not supported by WanFarm yet".
+        head = f"{key}: {value!r} is not supported by WanFarm yet: {self.what}"
         if not plugin:
-            return (
-                f"{key}: {value!r} is honoured by no installed post-processor: {self.what}; accepted: empty"
-            )
-        return (
-            f"{key}: {value!r} needs the post-processor {plugin!r}, which is not installed: {self.what}; "
-            f"{why}; accepted: empty"
-        )
+            return f"{head}; no installed post-processor honours it; {_ACCEPTED}"
+        return f"{head}; it needs the post-processor {plugin!r}, which is not installed: {why}; {_ACCEPTED}"
 
 
-_NO_RIFE = "WanFarm does not build RIFE's network yet"
+_ACCEPTED = "accepted: empty, or a value an installed post-processor honours (`wanfarm models`)"
 _NO_AUDIO = "WanGP's audio processors are not in WanFarm"
-# WanGP 8681e9f7: postprocessing/rife/temporal_upsampler.py ("rife2", "rife4": frames and fps x2 or
-# x4 with the rife4.26 network) and postprocessing/audio_processors.py (postprocess_audio's methods).
+_NO_UPSCALER = "this upscaler network is not in WanFarm"
+# WanGP 8681e9f7: postprocessing/temporal_upsamplers.py and rife/ ("rife2", "rife4": frames and
+# fps x2 or x4 with the rife4.26 network), spatial_upsamplers.py and its handlers (the method,
+# then the factor: "flashvsr2", "coz4", "vae2"), audio_processors.py (postprocess_audio's methods).
 KNOWN_KEYS: dict[str, _Known] = {
     "temporal_upsampling": _Known(
         "interpolates frames after rendering ('rife2' doubles frames and fps, 'rife4' quadruples them)",
-        {"rife2": ("rife", _NO_RIFE), "rife4": ("rife", _NO_RIFE)},
+        {"rife": ("rife", "WanFarm does not build RIFE's network yet")},
+    ),
+    "spatial_upsampling": _Known(
+        "upscales the output after rendering",
+        {
+            "lanczos": ("lanczos", "WanGP's Lanczos factors are 'lanczos1.5' and 'lanczos2'"),
+            "flashvsr": ("flashvsr", _NO_UPSCALER),
+            "seedvr2": ("seedvr2", _NO_UPSCALER),
+            "pid": ("pid", _NO_UPSCALER),
+            "coz": ("chain_of_zoom", _NO_UPSCALER),
+            "ltx23": ("ltx2_upsampler", "LTX-2's pixel upscaler is not in WanFarm yet"),
+            "ltx25": ("ltx2_upsampler", "LTX-2's pixel upscaler is not in WanFarm yet"),
+            "vae": ("vae_upsampler", "decoding with the model's own upscaling VAE is not in WanFarm yet"),
+        },
     ),
     "postprocess_audio": _Known(
         "generates or processes a soundtrack after rendering",
