@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from models.ace_step_call import ace_kwargs, decode_song, is_ace_step
 from models.preset import AudioRule, ModelPreset, Output
 from models.request import GenerationRequest
 from models.soundtrack import Soundtrack
@@ -59,6 +60,8 @@ def samples(preset: ModelPreset, seconds: float) -> int:
 
 
 def solver_problem(preset: ModelPreset, solver: str) -> str | None:
+    if is_ace_step(preset):  # WanGP's ACE-Step 1.5 reads no sampler: its Euler steps whatever named
+        return None
     if solver not in AUDIO_SOLVERS:
         return f"{solver!r} is not a sampler of {preset.id}; accepted: {', '.join(AUDIO_SOLVERS)}"
     return None
@@ -69,6 +72,8 @@ def configure_audio_scheduler(pipe: Any, preset: ModelPreset, request: Generatio
     loaded (the pipeline passes its own log-SNR sigmas, so nothing else changes)."""
     if problem := solver_problem(preset, request.sample_solver):
         raise ValueError(f"sample_solver: {problem}")
+    if is_ace_step(preset):  # its pipeline hands its own sigmas to its Euler scheduler
+        return
     stochastic = AUDIO_SOLVERS[request.sample_solver]
     if pipe.scheduler.config.get("stochastic_sampling") != stochastic:
         pipe.scheduler = type(pipe.scheduler).from_config(
@@ -79,7 +84,9 @@ def configure_audio_scheduler(pipe: Any, preset: ModelPreset, request: Generatio
 def audio_kwargs(
     preset: ModelPreset, request: GenerationRequest, generator: torch.Generator
 ) -> dict[str, Any]:
-    """Keyword arguments of an audio pipeline's call (StableAudio3Pipeline)."""
+    """Keyword arguments of an audio pipeline's call (StableAudio3Pipeline, AceStepPipeline)."""
+    if is_ace_step(preset):
+        return ace_kwargs(request, generator)
     if request.duration_seconds is None:
         raise ValueError(f"{preset.id}: an audio job needs duration_seconds")
     return {
@@ -94,8 +101,11 @@ def audio_kwargs(
     }
 
 
-def waveforms(result: Any, preset: ModelPreset) -> list[Soundtrack]:
-    """One Soundtrack per output from the pipeline's `audios` (outputs, channels, samples)."""
+def waveforms(result: Any, preset: ModelPreset, pipe: Any = None) -> list[Soundtrack]:
+    """One Soundtrack per output from the pipeline's `audios` (outputs, channels, samples); ACE-Step's
+    are latents, which `pipe`'s VAE decodes (models.ace_step_call)."""
+    if is_ace_step(preset):
+        return decode_song(pipe, result, preset)
     rule = audio_rule(preset)
     array = np.asarray(result.audios, dtype=np.float32)
     if array.ndim != 3 or array.shape[1] != rule.channels:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,9 @@ from models.device import LocalGpu, detect_gpus
 from models.hf_logging import quiet_hf_libraries
 from models.image_pipes import pipeline_for
 from models.lora_adapters import DENOISERS, Adapters, LoraRun, adapters_for
-from models.loras import LoraError, LoraFile, LoraLibrary
+from models.loras import AppliedLora, LoraError, LoraFile, LoraLibrary
 from models.ltx2_call import soundtracks
+from models.ltx2_render import TwoStageCall, load_upsampler
 from models.model_attention import model_kernel
 from models.profiles import Profile
 from models.progress import Cancelled, Phase, Progress, ProgressFn, ignore_progress
@@ -62,6 +64,8 @@ class _Hot:
     adapters: Adapters | None = None  # made by the first job with LoRAs, kept while hot
     attention: AttentionMode | None = None  # the kernel its transformers point at (on CUDA)
     model_file: str = ""  # the single file its transformer came from, if any
+    folder: Path | None = None  # the model folder it was loaded from
+    upsampler: Any = None  # LTX-2's latent upsampler, loaded by its first two-stage job
 
 
 class PipelineHost:
@@ -121,6 +125,9 @@ class PipelineHost:
         configure_scheduler(pipe, preset, request)
         # The hot pipeline, or an image-to-video one over its modules (models.image_pipes).
         call = pipeline_for(pipe, preset, request)
+        stage_lora: list[AppliedLora] = []
+        if request.two_stages is not None:  # LTX-2's guidance_phases 2 (models.ltx2_stages)
+            call = self._two_stages(call, preset, request, stage_lora)
         generator = torch.Generator(device="cpu").manual_seed(request.seed)
         kwargs = pipeline_kwargs(call, preset, request, generator)
         total = request.steps
@@ -151,8 +158,10 @@ class PipelineHost:
             # Whatever happened, the hot pipeline's next job renders as on a fresh one.
             if lora_run is not None:
                 lora_run.finish()
+            if stage_lora and self._hot.adapters is not None:
+                self._hot.adapters.switch_off()
         if is_audio(preset):  # a waveform per output, no frames
-            audio: list[Soundtrack] | None = waveforms(result, preset)
+            audio: list[Soundtrack] | None = waveforms(result, preset, call)
             frames = np.zeros((len(audio or ()), 0, 0, 0, 3), np.uint8)
         else:
             frames = _to_uint8(result, preset)
@@ -169,7 +178,7 @@ class PipelineHost:
             peak_vram_bytes=torch.cuda.max_memory_allocated() if self.gpu else 0,
             weights_source=source,
             bytes_fetched=fetched_bytes,
-            loras=lora_run.applied() if lora_run is not None else (),
+            loras=(*stage_lora, *(lora_run.applied() if lora_run is not None else ())),
             steps_run=steps.result().run,
             steps_skipped=steps.result().skipped,
             model_file=self._hot.model_file,
@@ -209,6 +218,40 @@ class PipelineHost:
             hot.adapters = adapters_for(hot.pipe, hot.model_id, hot.offload)
         return LoraRun(hot.adapters, hot.pipe, request.loras, files)
 
+    def _two_stages(
+        self, call: Any, preset: ModelPreset, request: GenerationRequest, applied: list[AppliedLora]
+    ) -> TwoStageCall:
+        """The call rendering LTX-2's two stages around the hot model's latent upsampler; the stage
+        LoRA (found like a job's, in the host's LoRA folders) weighted per stage, recorded in
+        `applied` (one weight per denoising step of both stages)."""
+        hot = self._hot
+        assert hot is not None and request.two_stages is not None
+        plan = request.two_stages
+        if hot.upsampler is None:
+            if hot.folder is None:
+                raise FileNotFoundError(f"{preset.id}: the folder of its latent upsampler is unknown")
+            hot.upsampler = load_upsampler(hot.folder, self.device, self.dtype)
+        if not plan.lora:
+            return TwoStageCall(call, plan, hot.upsampler)
+        if self.loras is None:
+            raise LoraError(
+                f"{preset.id} refines its second stage with the LoRA {plan.lora!r}, but no LoRA folder is "
+                "configured (--lora-dir)"
+            )
+        file = self.loras.find(plan.lora, preset)
+        if hot.adapters is None:
+            hot.adapters = adapters_for(hot.pipe, hot.model_id, hot.offload)
+        adapters = hot.adapters
+        adapters.load([file])
+        steps = plan.steps
+        weights = tuple(w for stage, w in enumerate(plan.lora_weights) for _ in range(steps[stage]))
+        applied.append(AppliedLora(plan.lora, file.sha256, plan.multipliers, weights))
+
+        def before_stage(stage: int) -> None:
+            adapters.set_weights("transformer", [file], [plan.lora_weights[stage - 1]])
+
+        return TwoStageCall(call, plan, hot.upsampler, before_stage)
+
     def _attention_for(self, request: GenerationRequest, preset: ModelPreset) -> AttentionMode:
         """The host's kernel, or the one the request forces (AttentionUnavailable names it when it
         cannot run here; on the CPU only sdpa does), or else the one the model imposes on this card
@@ -235,8 +278,14 @@ class PipelineHost:
         # A two-expert Wan 2.2 may have one for each expert (URLs, URLs2).
         choices = [self._single_file(preset, wanted_profile, expert) for expert in (1, 2)]
         chosen = [choice for choice in choices if choice is not None]
+        # WanGP's VACE module, merged into each transformer loaded from a file (unquantized files:
+        # the merge reads plain tensors; a quantizing profile quantizes the merged transformer).
+        modules = [
+            choose_file(module, self.gpu.caps if self.gpu else None, False, quanto_installed())
+            for module in (preset.wangp_modules if chosen else [])
+        ]
         base = get_model(preset.derived_from) if chosen and preset.derived_from else preset
-        urls = [choice.url for choice in chosen]
+        urls = [choice.url for choice in (*chosen, *modules)]
         base_cached = self.cache.is_cached(base)
         cached = base_cached and (not urls or self.cache.is_cached(preset, *urls))
         if not cached:
@@ -248,7 +297,10 @@ class PipelineHost:
             on_progress(Progress(0, 1, Phase.LOADING))
             if files is not None:
                 paths = [files / choice.filename if choice else None for choice in choices]
-                pipe = load_pipeline(preset, paths[0], self._file_dtype(chosen[0]), folder, paths[1])
+                merged = [files / module.filename for module in modules]
+                pipe = load_pipeline(
+                    preset, paths[0], self._file_dtype(chosen[0]), folder, paths[1], modules=merged
+                )
             else:
                 import diffusers
 
@@ -267,7 +319,7 @@ class PipelineHost:
         else:
             pipe.to(self.device)
         model_file = chosen[0].filename if chosen else ""
-        self._hot = _Hot(preset.id, wanted_profile, pipe, offload, model_file=model_file)
+        self._hot = _Hot(preset.id, wanted_profile, pipe, offload, model_file=model_file, folder=folder)
         self.loads += 1
         if cached:
             return "disk", 0
@@ -283,6 +335,7 @@ class PipelineHost:
             return None
         # A layout converted tensor by tensor cannot read an int8 file: its bf16 one is quantized.
         quantize = profile is not None and profile.spec.quantize and reads_int8(preset)
+        quantize = quantize and not preset.wangp_modules  # modules merge into plain tensors only
         return choose_file(urls, self.gpu.caps if self.gpu else None, quantize, quanto_installed())
 
     def _file_dtype(self, choice: FileChoice) -> torch.dtype:

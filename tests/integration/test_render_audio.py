@@ -133,10 +133,7 @@ def test_wangps_stable_audio3_definitions_are_served_or_refused_by_name() -> Non
     # The SFX checkpoint is a file of its own that no catalogue model holds.
     sfx = verdict("stable_audio3_small_sfx")
     assert sfx.preset is None and "stable_audio3_small_sfx_bf16.safetensors" in sfx.reason
-    # ACE-Step has no pipeline in the farm yet: refused naming its architecture.
-    for model_id in ("ace_step_v1", "ace_step_v1_5", "ace_step_v1_5_xl_turbo_lm_4b"):
-        ace = verdict(model_id)
-        assert ace.preset is None and "is not supported yet" in ace.reason and "ace_step" in ace.reason
+    # ACE-Step's definitions: tests/integration/test_ace_step.py.
 
 
 def test_a_wangp_audio_definitions_defaults_resolve_to_its_duration(tmp_path: Path) -> None:
