@@ -364,7 +364,8 @@ def family_folder(preset: ModelPreset) -> str:
         raise LoraError(f"{preset.id}: no LoRA folder is known for family {preset.family!r}") from None
 
 
-_FAMILY_FOLDERS = {"ltx": "ltxv", "flux": "flux", "qwen-image": "qwen"}
+# LTX-2: WanGP's ltx2_handler.get_lora_dir, which also holds the distilled LoRA of its second stage.
+_FAMILY_FOLDERS = {"ltx": "ltxv", "flux": "flux", "qwen-image": "qwen", "ltx2": "ltx2"}
 
 # Where each folder was before WanGP moved every LoRA under loras/ (its loras_migration).
 _LEGACY_FOLDERS = {
@@ -378,6 +379,7 @@ _LEGACY_FOLDERS = {
     "ltxv": "loras_ltxv",
     "flux": "loras_flux",
     "qwen": "loras_qwen",
+    "ltx2": "loras/ltx2",  # LTX-2 came after the move: no older folder
 }
 
 

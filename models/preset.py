@@ -209,6 +209,9 @@ class ModelPreset(BaseModel):
     derived_from: str | None = None
     wangp_weights: list[str] = []
     wangp_weights2: list[str] = []  # the second (low-noise) expert
+    # A definition's merged modules (WanGP's VACE module), each its URLs (one per precision):
+    # merged into every transformer loaded from the definition's own files (models.vace_modules).
+    wangp_modules: list[list[str]] = []
     # A definition's built-in LoRAs (URLs or LoRA file names), applied before a job's own, each at
     # its WanGP multiplier entry ("1", "0;1"; missing ones are 1).
     builtin_loras: list[str] = []
@@ -219,6 +222,11 @@ class ModelPreset(BaseModel):
     # WanGP's `attention` model key: the kernel the model runs on cards matching each condition
     # (e.g. {"<89": "sdpa"}), read by models.model_attention; {} leaves the machine's kernel.
     attention: dict[str, str] = {}
+    # WanGP's LTX-2 model keys (models.ltx2_stages): ltx2_pipeline ("distilled": the distilled
+    # checkpoints' schedule in both stages), and ltx2_lora_distilled, the second stage's LoRA of the
+    # dev pipeline in place of the model's own; "" leaves the model's.
+    ltx2_pipeline: str = ""
+    ltx2_lora_distilled: str = ""
 
     @field_validator("inputs")
     @classmethod

@@ -18,11 +18,13 @@ from diffusers import (
     LTX2VideoTransformer3DModel,
 )
 from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
+from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
 from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import Gemma3Config, Gemma3ForConditionalGeneration, PreTrainedTokenizerFast
 
 from models.ltx2_layout import original_name
+from models.ltx2_stages import MODELS, UPSAMPLER
 from models.tiny import ltx_scheduler, seeded
 
 # Gemma's specials in its own order: <pad>=0, <eos>=1, <bos>=2, <unk>=3; then the image markers
@@ -191,7 +193,7 @@ def build_ltx2() -> Any:
             output_sampling_rate=24000,
         )
     )
-    return LTX2Pipeline(
+    pipe = LTX2Pipeline(
         scheduler=ltx_scheduler(),
         vae=vae,
         audio_vae=audio_vae,
@@ -201,6 +203,44 @@ def build_ltx2() -> Any:
         transformer=transformer,
         vocoder=vocoder,
     )
+    # Saved beside the pipeline's components (models.tiny.build_tiny): LTX2Pipeline holds no
+    # upsampler, the second of two render stages reads it from the folder.
+    pipe.saved_beside = {UPSAMPLER: latent_upsampler()}  # type: ignore[attr-defined]
+    return pipe
+
+
+def latent_upsampler() -> Any:
+    """LTX-2's x2 spatial latent upsampler at the tiny latent width (GroupNorm needs 32 channels)."""
+    return seeded(lambda: LTX2LatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1))
+
+
+# The tiny distilled LoRA's rank and the attention projections it adapts (each block's video self
+# attention), in the original LTX-2 key layout WanGP's distilled LoRA files use.
+LORA_RANK = 4
+_LORA_TARGETS = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0")
+
+
+def write_distilled_lora(folder: Path, transformer: Any = None) -> Path:
+    """A LoRA for the tiny transformer (or `transformer`) written into `folder` under the name the
+    tiny model's second stage asks for (models.ltx2_stages.MODELS); returns its path. Its weights
+    are large enough that the refining pass visibly differs with it."""
+    import torch
+    from safetensors.torch import save_file
+
+    if transformer is None:
+        transformer = build_ltx2().transformer
+    generator = torch.Generator().manual_seed(7)
+    tensors = {}
+    for block in range(len(transformer.transformer_blocks)):
+        for target in _LORA_TARGETS:
+            layer = transformer.get_submodule(f"transformer_blocks.{block}.{target}")
+            name = f"diffusion_model.transformer_blocks.{block}.{target}"
+            shape_a, shape_b = (LORA_RANK, layer.in_features), (layer.out_features, LORA_RANK)
+            tensors[f"{name}.lora_A.weight"] = torch.randn(shape_a, generator=generator)
+            tensors[f"{name}.lora_B.weight"] = torch.randn(shape_b, generator=generator)
+    path = folder / MODELS["ltx2-tiny"].distilled_lora
+    save_file(tensors, str(path))
+    return path
 
 
 def write_ltx2_single_file(dest: Path, transformer: Any = None) -> Path:

@@ -1,29 +1,37 @@
 """WanGP's LTX-2 definitions (defaults/ltx2_*.json at Wan2GP 8681e9f7, in the fixture) against the
-catalogue: each is refused with the reason that names what the farm lacks (WanGP's second render
-stage, its distilled pipeline and LoRA, prequantized files, architectures without a preset), and a
-settings file on LTX-2 is refused by key until it asks for what the farm renders."""
+catalogue: the LTX-2.3 ones render WanGP's two stages (dev, its distilled_8_steps sampler, the
+distilled checkpoints, the 1.1 LoRA) with their own defaults; the others are refused with the
+reason that names what the farm lacks (LTX-2's extra guidance passes, the 19B distilled text
+connectors, prequantized files, architectures without a preset), and a settings file on LTX-2 is
+refused by key until it asks for what the farm renders."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from controller.cli import main
 from models.catalogue import get_model
-from models.wangp_definitions import ARCHITECTURES, decide, parse_definition, with_references
+from models.ltx2_stages import LTX23_SECOND_STAGE_SIGMAS
+from models.settings import parse_settings, resolve
+from models.wangp_definitions import ARCHITECTURES, WangpDefinition, decide, parse_definition, with_references
+from tests.served_definitions import definitions_folder
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
-SECOND_STAGE = "its default guidance_phases 2 is not supported yet: WanGP renders LTX-2 in two stages"
-# The reason each of WanGP's LTX-2 definitions is refused for, as it starts or as it ends.
+# The definitions served, each with the catalogue model it renders on.
+SERVED = {
+    "ltx2_22B": "ltx-2.3-22b",
+    "ltx2_22B_1_1": "ltx-2.3-22b",
+    "ltx2_22B_distilled": "ltx-2.3-22b",
+    "ltx2_22B_distilled_1_1": "ltx-2.3-22b",
+}
+# The reason each of the others is refused for, as it starts or as it ends.
 REASONS = {
-    "ltx2_19B": SECOND_STAGE,
-    "ltx2_22B": SECOND_STAGE,
-    "ltx2_distilled": "model setting(s) not supported yet: ltx2_pipeline",
-    "ltx2_22B_distilled": "model setting(s) not supported yet: ltx2_pipeline",
-    "ltx2_22B_distilled_1_1": "model setting(s) not supported yet: ltx2_pipeline",
-    "ltx2_22B_1_1": "model setting(s) not supported yet: ltx2_lora_distilled",
+    "ltx2_19B": "its default setting alt_guidance_scale: 3.0 is not supported by WanFarm yet",
+    "ltx2_distilled": "(ltx-2-19b-distilled_embeddings_connector.safetensors) are not the ltx-2-19b folder's",
     "ltx2_19B_nvfp4": "a prequantized nvfp4 file, which the farm does not load",
     "ltx2_22B_nvfp4": "a prequantized nvfp4 file, which the farm does not load",
     "ltx2_distilled_gguf_q4_k_m": "a prequantized gguf file, which the farm does not load",
@@ -44,19 +52,81 @@ REASONS = {
 }
 
 
-def test_each_ltx2_definition_is_refused_naming_what_the_farm_lacks() -> None:
-    data = json.loads(FIXTURE.read_text())["definitions"]
+def fixture_data() -> dict[str, dict[str, object]]:
+    data: dict[str, dict[str, object]] = json.loads(FIXTURE.read_text())["definitions"]
+    return data
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """WanGP's LTX-2.3 definitions served from a $WANFARM_MODELS folder."""
+    with definitions_folder(tmp_path / "models", monkeypatch) as folder:
+        for model_id in SERVED:
+            (folder / f"{model_id}.json").write_text(json.dumps(fixture_data()[model_id]))
+        yield folder
+
+
+def ltx2_definitions() -> dict[str, WangpDefinition]:
+    data = fixture_data()
     definitions = with_references({key: parse_definition(key, value) for key, value in data.items()})
-    ltx2 = {key: d for key, d in definitions.items() if d.architecture.startswith("ltx2")}
-    assert ltx2.keys() == REASONS.keys()
+    return {key: d for key, d in definitions.items() if d.architecture.startswith("ltx2")}
+
+
+def test_each_ltx2_definition_is_served_or_refused_naming_what_the_farm_lacks() -> None:
+    ltx2 = ltx2_definitions()
+    assert ltx2.keys() == REASONS.keys() | SERVED.keys()
     presets = {model_id: get_model(model_id) for model_id in ARCHITECTURES.values()}
     for model_id, definition in ltx2.items():
         verdict = decide(definition, presets)
+        if model_id in SERVED:
+            assert verdict.preset is not None, (model_id, verdict.reason)
+            assert SERVED[model_id] in (verdict.preset.id, verdict.preset.derived_from)
+            continue
         assert verdict.preset is None, model_id
         assert verdict.reason.startswith(REASONS[model_id]) or verdict.reason.endswith(REASONS[model_id]), (
             model_id,
             verdict.reason,
         )
+
+
+@pytest.mark.parametrize(
+    ("model_id", "first", "lora", "weights"),
+    [
+        # The dev defaults: distilled_8_steps, the 1.1 LoRA at 0.5 in both stages.
+        ("ltx2_22B", 8, "ltx-2.3-22b-distilled-lora-384-1.1.safetensors", (0.5, 0.5)),
+        ("ltx2_22B_1_1", 8, "ltx-2.3-22b-distilled-lora-384-1.1.safetensors", (0.5, 0.5)),
+        # The distilled checkpoints: their schedule in both stages, no LoRA.
+        ("ltx2_22B_distilled", 8, "", (0.0, 0.0)),
+        ("ltx2_22B_distilled_1_1", 8, "", (0.0, 0.0)),
+    ],
+)
+def test_served_ltx2_definitions_render_two_stages_with_their_defaults(
+    model_id: str, first: int, lora: str, weights: tuple[float, float], models_dir: Path, tmp_path: Path
+) -> None:
+    defaults = {key: value for key, value in fixture_data()[model_id].items() if key != "model"}
+    job = resolve(parse_settings(defaults | {"model_type": model_id}), tmp_path)
+    (generation,) = job.generations
+    plan = generation.request.two_stages
+    assert plan is not None and plan.steps == (first, 3)
+    assert plan.lora.endswith(lora) if lora else plan.lora == ""
+    assert plan.lora_weights == weights
+    assert plan.second_sigmas == LTX23_SECOND_STAGE_SIGMAS
+    assert (generation.request.width, generation.request.height) == (1280, 704)
+    assert generation.metadata["guidance_phases"] == 2 and generation.request.guidance_scale == 1.0
+
+
+def test_the_lora_a_definition_names_replaces_the_dev_pipelines_own_on_euler(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    settings = {
+        "model_type": "ltx2_22B_1_1",
+        "prompt": "a fox",
+        "sample_solver": "euler",
+        "num_inference_steps": 30,
+    }
+    plan = resolve(parse_settings(settings), tmp_path).generations[0].request.two_stages
+    assert plan is not None and plan.steps == (30, 3) and plan.lora_weights == (0.0, 1.0)
+    assert plan.lora == "ltx-2.3-22b-distilled-lora-384-1.1.safetensors"  # ltx2_lora_distilled
 
 
 def test_ltx2_architectures_answer_to_their_catalogue_models() -> None:
@@ -71,17 +141,17 @@ def test_ltx2_architectures_answer_to_their_catalogue_models() -> None:
             "vae",
             "audio_vae",
             "vocoder",
+            "latent_upsampler",  # the second render stage's
         }
 
 
 @pytest.mark.parametrize(
     ("settings", "named"),
     [
-        # WanGP's own defaults for the 19B: two stages and LTX-2's extra guidance.
+        # WanGP's own defaults for the 19B: LTX-2's extra guidance (its two stages render).
         (
             {},
             [
-                "guidance_phases: 2",
                 "audio_guidance_scale: 7.0",
                 "alt_guidance_scale: 3.0",
                 "perturbation_switch: 2",

@@ -51,12 +51,11 @@ WANGP_TYPES = sorted(
 )
 # The WanGP defaults of our models that WanFarm cannot render as WanGP does, and the keys it names.
 CANNOT_RENDER: dict[str, set[str]] = {
-    # models/ltx2/ltx2_handler.py update_default_settings: guidance_phases 2 is WanGP's two-stage
-    # render (WanFarm renders one stage); the 19B's defaults/ltx2_19B.json adds modality guidance 3,
-    # rescale 0.7, audio guidance 7 and STG at block 29 (perturbation_switch 2), which WanFarm does not
-    # apply; the 22B's dev defaults (_default_dev_settings) sample with WanGP's distilled_8_steps.
+    # models/ltx2/ltx2_handler.py: guidance_phases 2 is WanGP's two-stage render, which WanFarm renders
+    # too (models.ltx2_stages), as the 22B's distilled_8_steps; the 19B's defaults/ltx2_19B.json adds
+    # modality guidance 3, rescale 0.7, audio guidance 7 and STG at block 29 (perturbation_switch 2),
+    # which WanFarm does not apply.
     "ltx2_19B": {
-        "guidance_phases",
         "alt_guidance_scale",
         "alt_scale",
         "audio_guidance_scale",
@@ -65,7 +64,6 @@ CANNOT_RENDER: dict[str, set[str]] = {
         "perturbation_start_perc",
         "perturbation_end_perc",
     },
-    "ltx2_22B": {"guidance_phases", "sample_solver"},
 }
 # Keys a settings file, a queue entry or an output's metadata holds besides models/_settings.json
 # (wgp.py save_inputs, generate_media, _save_queue_to_zip, fix_settings' older names).
@@ -229,8 +227,7 @@ def test_wan22_renders_its_low_noise_expert_at_its_own_guidance(tmp_path: Path) 
 
 
 # What a job names instead of a refused default, where models/_settings.json's value would be refused
-# too: the farm does not run WanGP's distilled_8_steps (models/presets/ltx-2.3-22b.json: "a job
-# names sample_solver euler"), and "" is the model's own, that one.
+# too (a sampler WanFarm does not run; none of the models of CANNOT_RENDER today).
 NAMED_INSTEAD: dict[str, Any] = {"sample_solver": "euler"}
 
 

@@ -1,0 +1,191 @@
+"""LTX-2's two render stages, as WanGP renders them (Wan2GP 8681e9f7: models/ltx2/ltx2_handler.py,
+ltx2.py get_loras_transformer, ltx_pipelines/ti2vid_two_stages.py and distilled.py, the sigma
+tables of ltx_pipelines/utils/constants.py and the LTX2Scheduler of ltx_core/components/schedulers.py).
+
+guidance_phases 2 renders the video first at half its width and height, upsamples its latents x2
+with the model's latent upsampler, then refines them at full size: re-noised to the first sigma of
+a short fixed schedule and denoised without CFG. The dev pipeline ("two_stage") runs its first stage
+with the job's sampler and guidance and its second with the distilled LoRA; LTX-2.3's
+distilled_8_steps sampler runs both stages on the distilled schedule with the LoRA at 0.5; the
+distilled checkpoints (ltx2_pipeline "distilled") run both on the distilled schedule, no LoRA.
+
+The plan is pure (no torch): settings build it; models.ltx2_render runs it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# WanGP's distilled schedule (8 steps) and its second-stage schedules; 0 ends each.
+DISTILLED_SIGMAS = (1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875)
+SECOND_STAGE_SIGMAS = (0.909375, 0.725, 0.421875)
+# LTX-2.3 (the 22B class) starts its refining pass a little lower, after Lightricks' ComfyUI flow.
+LTX23_SECOND_STAGE_SIGMAS = (0.85, 0.725, 0.4219)
+DISTILLED_STEPS = len(DISTILLED_SIGMAS)
+DISTILLED_SAMPLER = "distilled_8_steps"
+DISTILLED_PIPELINE = "distilled"  # the ltx2_pipeline model key of WanGP's distilled checkpoints
+UPSAMPLER = "latent_upsampler"  # the upsampler's folder beside the pipeline's components
+_HUB = "https://huggingface.co/DeepBeepMeep/LTX-2/resolve/main/"
+
+
+@dataclass(frozen=True)
+class Ltx2Model:
+    """What the two stages of one LTX-2 base model read: its version and its distilled LoRAs (as
+    WanGP names them: a URL whose file a LoRA folder holds, or a file name)."""
+
+    ltx23: bool  # the 22B class: its own second-stage schedule and distilled LoRA 1.1
+    distilled_lora: str
+    distilled_1_1_lora: str = ""  # LTX-2.3's, which the distilled_8_steps sampler takes
+
+
+# By catalogue model (a definition's base): WanGP's _ARCH_SPECS of the handler.
+MODELS: dict[str, Ltx2Model] = {
+    "ltx-2-19b": Ltx2Model(False, _HUB + "ltx-2-19b-distilled-lora-384.safetensors"),
+    "ltx-2.3-22b": Ltx2Model(
+        True,
+        _HUB + "ltx-2.3-22b-distilled-lora-384.safetensors",
+        _HUB + "ltx-2.3-22b-distilled-lora-384-1.1.safetensors",
+    ),
+    # The tiny model is LTX-2.0 shaped; its LoRA is written by models.tiny_ltx2.
+    "ltx2-tiny": Ltx2Model(False, "ltx2-tiny-distilled-lora.safetensors"),
+}
+
+
+@dataclass(frozen=True)
+class TwoStages:
+    """One two-stage LTX-2 render: each stage's sigmas (without the final 0), and the LoRA both
+    stages weight (its WanGP multipliers as written, and the weight in each stage)."""
+
+    first_sigmas: tuple[float, ...]
+    second_sigmas: tuple[float, ...]
+    lora: str = ""  # "" when no LoRA is applied
+    multipliers: str = ""
+    lora_weights: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def steps(self) -> tuple[int, int]:
+        return len(self.first_sigmas), len(self.second_sigmas)
+
+
+def two_stages(base: str, solver: str, steps: int, pipeline: str = "", lora: str = "") -> TwoStages:
+    """The plan WanGP runs for guidance_phases 2 on catalogue model `base` with `solver` and
+    `steps`; `pipeline` is the definition's ltx2_pipeline, `lora` its ltx2_lora_distilled (which
+    replaces the model's distilled LoRA of the euler dev pipeline). KeyError for a model not in MODELS."""
+    model = MODELS[base]
+    second = LTX23_SECOND_STAGE_SIGMAS if model.ltx23 else SECOND_STAGE_SIGMAS
+    if pipeline == DISTILLED_PIPELINE:
+        return TwoStages(DISTILLED_SIGMAS, second)
+    if solver == DISTILLED_SAMPLER:
+        # The 1.1 LoRA whatever ltx2_lora_distilled says: WanGP reads ltx2_lora_distilled_1_1 here.
+        return TwoStages(DISTILLED_SIGMAS, second, model.distilled_1_1_lora, "0.5;0.5", (0.5, 0.5))
+    return TwoStages(stage_one_sigmas(steps), second, lora or model.distilled_lora, "0;1", (0.0, 1.0))
+
+
+def stage_one_sigmas(steps: int, terminal: float = 0.1) -> tuple[float, ...]:
+    """WanGP's LTX2Scheduler for `steps` steps without a latent: the shift of 4096 tokens (2.05),
+    then stretched so that its last sigma before 0 is `terminal`."""
+    shift = 2.05
+    grid = [1.0 - i / steps for i in range(steps)]  # linspace(1, 0, steps + 1) less its final 0
+    shifted = [math.exp(shift) / (math.exp(shift) + (1.0 / s - 1.0)) for s in grid]
+    scale = (1.0 - shifted[-1]) / (1.0 - terminal)
+    return tuple(1.0 - (1.0 - s) / scale for s in shifted)
+
+
+def first_stage_size(width: int, height: int) -> tuple[int, int]:
+    """The first stage's canvas: half the video's width and height (WanGP's width // 2)."""
+    return width // 2, height // 2
+
+
+# What WanGP's distilled pipeline sets whatever a settings file says (ltx2_handler.py
+# validate_generative_settings): 8 steps, no CFG, no modality guidance or rescale.
+DISTILLED_FORCED: dict[str, object] = {
+    "num_inference_steps": DISTILLED_STEPS,
+    "guidance_scale": 1.0,
+    "audio_guidance_scale": 1.0,
+    "alt_guidance_scale": 1.0,
+    "alt_scale": 0.0,
+}
+# A two-stage canvas halves into the VAE's 32-pixel grid (WanGP's assert_resolution).
+SIZE_BLOCK = 64
+
+
+@dataclass(frozen=True)
+class StagedRequest:
+    """A request's plan for LTX-2's stages, or the settings' problems with it."""
+
+    plan: TwoStages | None
+    problems: tuple[str, ...] = ()
+
+
+def staged(
+    base: str,
+    phases: int,
+    solver: str,
+    steps: int,
+    size: tuple[int, int],
+    pipeline: str = "",
+    lora: str = "",
+    job_loras: bool = False,
+) -> StagedRequest:
+    """The two-stage plan of an LTX-2 job reading `phases` guidance phases (None for one stage), or
+    a line per setting WanFarm cannot render as WanGP would ("key: value is not supported ...")."""
+    model = MODELS.get(base)
+    if phases < 2:
+        if solver == DISTILLED_SAMPLER or pipeline == DISTILLED_PIPELINE:
+            return StagedRequest(
+                None,
+                (
+                    "guidance_phases: 1 is not supported by WanFarm yet: one stage "
+                    "of LTX-2's distilled schedule (its LoRA at 0.5); accepted: 2",
+                ),
+            )
+        return StagedRequest(None)
+    problems = []
+    if model is None:
+        problems.append(f"guidance_phases: 2 is not supported by WanFarm yet: {base} has no latent upsampler")
+    if solver not in ("euler", DISTILLED_SAMPLER):
+        problems.append(
+            f"sample_solver: {solver!r} is not supported by WanFarm yet with guidance_phases 2 on LTX-2; "
+            f"accepted: euler, {DISTILLED_SAMPLER}"
+        )
+    elif solver == DISTILLED_SAMPLER and model is not None and not model.distilled_1_1_lora:
+        problems.append(f"sample_solver: {solver!r} is not available for {base}: a sampler of LTX-2.3 (22B)")
+    if any(side % SIZE_BLOCK for side in size):
+        problems.append(
+            f"resolution: {size[0]}x{size[1]} is not supported with guidance_phases 2: both sides must be "
+            f"multiples of {SIZE_BLOCK} (the first stage renders half of each)"
+        )
+    if job_loras:
+        problems.append(
+            "activated_loras: a job's own LoRAs with guidance_phases 2 on LTX-2 are not supported by "
+            "WanFarm yet (its stages weight the distilled LoRA); accepted: none, or guidance_phases 1"
+        )
+    if problems or model is None:
+        return StagedRequest(None, tuple(problems))
+    return StagedRequest(two_stages(base, solver, steps, pipeline, lora))
+
+
+# WanGP's LTX-2 model keys the farm renders (ltx2_handler.py: ltx2_pipeline picks the pipeline,
+# ltx2_lora_distilled is the dev pipeline's second-stage LoRA, a finetune's custom URL).
+MODEL_KEYS = frozenset({"ltx2_pipeline", "ltx2_lora_distilled"})
+PIPELINES = ("two_stage", DISTILLED_PIPELINE)
+ARCHITECTURES = ("ltx2_19B", "ltx2_22B")
+
+
+def model_keys_problem(architecture: str, keys: dict[str, object]) -> str:
+    """Why a definition's LTX-2 model keys cannot be rendered as WanGP would ("" when they can)."""
+    pipeline = keys.get("ltx2_pipeline", "two_stage")
+    if pipeline not in PIPELINES:
+        return f"model setting ltx2_pipeline {pipeline!r} is not supported yet; known: {', '.join(PIPELINES)}"
+    lora = keys.get("ltx2_lora_distilled", "")
+    if not isinstance(lora, str):
+        return f"model setting ltx2_lora_distilled {lora!r}: a LoRA's URL or file name is expected"
+    if pipeline == DISTILLED_PIPELINE and architecture == "ltx2_19B":
+        # WanGP swaps the 19B's text connectors for the distilled checkpoint's own; the catalogue
+        # model's folder holds the dev ones.
+        return (
+            "model setting ltx2_pipeline 'distilled' on ltx2_19B is not supported yet: its text connectors "
+            "(ltx-2-19b-distilled_embeddings_connector.safetensors) are not the ltx-2-19b folder's"
+        )
+    return ""
