@@ -138,10 +138,12 @@ def test_the_nf4_definition_is_refused_naming_its_prequantized_file() -> None:
     assert "Ideogram4_Transformer_nf4.safetensors" in verdict.reason and "prequantized nf4" in verdict.reason
 
 
-def test_turbotime_stays_refused_by_its_architecture() -> None:
+def test_turbotime_stays_refused_by_its_architecture_naming_its_lora() -> None:
     # Conditional transformer only, with the TurboTime LoRA merged in: no preset holds that yet.
     verdict = decide(parse_definition("ideogram4_turbotime", definition("ideogram4_turbotime")), catalogue())
-    assert verdict.preset is None and "ideogram4_turbotime" in verdict.reason
+    assert verdict.preset is None
+    assert verdict.reason.startswith("architecture 'ideogram4_turbotime' is not supported yet: ")
+    assert "ideogram_4_turbotime_v1" in verdict.reason
 
 
 @pytest.mark.parametrize("mode", sorted(PRESETS))
