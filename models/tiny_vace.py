@@ -43,17 +43,44 @@ def build_wan_vace() -> Any:
     )
 
 
-def write_vace_files(folder: Path, transformer: Any = None) -> tuple[Path, Path]:
+def write_vace_files(folder: Path, transformer: Any = None, stem: str = "tiny_vace") -> tuple[Path, Path]:
     """The tiny VACE transformer (or `transformer`) in the original Wan key layout as WanGP ships
-    it: the backbone file and the VACE module file, in `folder`; returns (backbone, module)."""
+    it: the backbone file (a text-to-video transformer's keys) and the VACE module file, in
+    `folder`, named `<stem>_backbone` and `<stem>_module`; returns (backbone, module)."""
     from safetensors.torch import load_file, save_file
 
-    whole = write_wan_single_file(folder / "whole.safetensors", transformer or vace_transformer())
+    whole = write_wan_single_file(folder / f"{stem}_whole.safetensors", transformer or vace_transformer())
     state = load_file(str(whole))
     whole.unlink()
     module = {key: tensor for key, tensor in state.items() if key.startswith(MODULE_PREFIXES)}
     backbone = {key: tensor for key, tensor in state.items() if key not in module}
-    paths = (folder / "tiny_vace_backbone.safetensors", folder / "tiny_vace_module.safetensors")
+    paths = (folder / f"{stem}_backbone.safetensors", folder / f"{stem}_module.safetensors")
     for path, part in zip(paths, (backbone, module), strict=True):
         save_file(part, str(path))
     return paths
+
+
+def two_expert_vace(boundary_ratio: float) -> Any:
+    """WanGP's Wan 2.2 VACE (vace_14B_2_2) in tiny: two experts of the tiny VACE shape whose
+    backbones differ (the low-noise one moved by a fixed random offset) and whose VACE blocks are
+    one module's, as WanGP merges the same module into Wan 2.2 t2v's two experts."""
+    import copy
+
+    import torch
+
+    pipe = build_wan_vace()
+    low_noise = copy.deepcopy(pipe.transformer)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in low_noise.named_parameters():
+            if not name.startswith(MODULE_PREFIXES):
+                parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+    return WanVACEPipeline(
+        tokenizer=pipe.tokenizer,
+        text_encoder=pipe.text_encoder,
+        transformer=pipe.transformer,
+        transformer_2=low_noise,
+        vae=pipe.vae,
+        scheduler=pipe.scheduler,
+        boundary_ratio=boundary_ratio,
+    )

@@ -1,5 +1,6 @@
 """Wan VACE: WanGP's VACE definitions (at deepbeepmeep/Wan2GP@8681e9f7, the fixture) served or
-refused by name, its video_prompt_type letters rendered or refused, its guide files read as WanGP
+refused by name (the VACE module over its backbone, over a finetune's file, over Wan 2.2's two
+experts), its video_prompt_type letters rendered or refused, its guide files read as WanGP
 reads them, and its transformer loaded from WanGP's two files (the t2v backbone and the VACE
 module) into the same weights as the tiny VACE's folder."""
 
@@ -52,11 +53,48 @@ def test_wangps_vace_models_are_the_catalogues_vace_presets(model_id: str, prese
 
 
 @pytest.mark.parametrize(
+    ("model_id", "over", "base"),
+    [
+        # A finetune's file (named by its model type, or listed) with the module merged in.
+        ("vace_14B_fusionix", "t2v_fusionix", "wan2.1-vace-14b"),
+        ("vace_14B_sf", "vace_14B_sf", "wan2.1-vace-14b"),
+        # Wan 2.2 t2v's two experts, the module merged into each, over VACE Fun's folder: WanGP's
+        # vace_14B_2_2 config is VACE 14B's, as Fun's is (models/wan/configs at 8681e9f7).
+        ("vace_14B_2_2", "t2v_2_2", "wan2.2-vace-fun-a14b"),
+        ("vace_14B_cocktail_2_2", "t2v_2_2", "wan2.2-vace-fun-a14b"),
+    ],
+)
+def test_the_vace_module_over_other_weights_is_served_from_those_files(
+    model_id: str, over: str, base: str
+) -> None:
+    facts = json.loads(FIXTURE.read_text())["definitions"]
+    preset = verdict(model_id).preset
+    assert preset is not None and (preset.derived_from, preset.pipeline) == (base, "WanVACEPipeline")
+    assert preset.inputs == ["video_guide", "video_mask", "image_refs"]
+    weights = facts[over]["model"]
+    assert preset.wangp_weights == weights["URLs"] and preset.wangp_weights2 == weights.get("URLs2", [])
+    # vace_14B's one module, in its three precisions: WanGP's "modules": ["vace_14B"].
+    assert preset.wangp_modules == facts["vace_14B"]["model"]["modules"]
+    own = facts[model_id]
+    assert (preset.defaults.num_inference_steps, preset.defaults.flow_shift) == (
+        own.get("num_inference_steps", get_model(base).defaults.num_inference_steps),
+        own["flow_shift"],
+    )
+    assert preset.builtin_loras == own["model"].get("loras", [])
+
+
+def test_the_module_over_its_backbone_loads_no_module_the_folder_holds_it() -> None:
+    # vace_14B_cocktail: Wan 2.1 t2v's files (the VACE repo's backbone) and LoRAs.
+    preset = verdict("vace_14B_cocktail").preset
+    assert preset is not None and preset.derived_from == "wan2.1-vace-14b" and preset.wangp_modules == []
+
+
+@pytest.mark.parametrize(
     ("model_id", "reason"),
     [
-        ("vace_14B_sf", "the VACE module (vace_14B) merged over weights of its own is not supported yet"),
-        ("vace_14B_fusionix", "the VACE module (vace_14B) merged over the weights of 't2v_fusionix'"),
-        ("vace_14B_2_2", "the VACE module (vace_14B) merged over the weights of 't2v_2_2'"),
+        # Three guidance phases whose second runs the high-noise expert at another scale, and a
+        # model key forcing the phase count.
+        ("vace_14B_lightning_3p_2_2", "model setting(s) not supported yet: lock_guidance_phases"),
         ("vace_standin_14B", "architecture 'vace_standin_14B' is not supported yet"),
     ],
 )
@@ -65,12 +103,34 @@ def test_other_vace_definitions_are_refused_naming_what_is_missing(model_id: str
     assert refused.preset is None and refused.reason.startswith(reason), refused.reason
 
 
-def test_only_the_vace_module_over_its_own_backbone_is_the_vace_model() -> None:
+def test_a_module_named_by_a_definition_not_given_is_refused() -> None:
+    # vace_14B_fusionix read alone: neither t2v_fusionix's files nor vace_14B's module are known.
+    facts = json.loads(FIXTURE.read_text())["definitions"]
+    names = ("vace_14B_fusionix", "t2v_fusionix")
+    definitions = with_references({key: parse_definition(key, facts[key]) for key in names})
+    refused = decide(definitions["vace_14B_fusionix"], catalogue())
+    assert refused.preset is None and refused.reason == (
+        "the VACE module (vace_14B): the files of a definition not given cannot be found"
+    )
+    # Over VACE Fun's own experts, which hold VACE blocks, the module would be merged twice.
+    fun: dict[str, object] = {"architecture": "vace_14B_2_2", "modules": ["vace_14B"]}
+    fun |= {"URLs": "vace_fun_14B_2_2", "URLs2": "vace_fun_14B_2_2"}
+    given = {key: parse_definition(key, facts[key]) for key in ("vace_14B", "vace_fun_14B_2_2")}
+    twice = with_references(given | {"fun_vace": parse_definition("fun_vace", {"model": fun})})["fun_vace"]
+    assert decide(twice, catalogue()).reason.startswith(
+        "the VACE module over the files of vace_14B_2_2's own VACE model, which hold VACE blocks already"
+    )
+
+
+def test_only_the_vace_module_of_its_size_is_merged() -> None:
     assert module_problem("vace_14B", ["vace_14B"], "t2v") == ""
     assert module_problem("vace_1.3B", ["wan2.1_Vace_1_3B_module.safetensors"], "t2v_1.3B") == ""
-    assert module_problem("vace_1.3B", ["vace_1.3B"], "t2v").endswith(
-        "only over 't2v_1.3B', the weights its diffusers repo holds"
+    assert module_problem("vace_1.3B", ["vace_1.3B"], "t2v") == (
+        "the VACE module of vace_1.3B is made for 't2v_1.3B'; 't2v' is another size"
     )
+    # Over a finetune's files: the module's own files must be known.
+    assert module_problem("vace_14B", ["vace_14B"], "t2v_fusionix", [["https://x/m.safetensors"]]) == ""
+    assert module_problem("vace_14B", ["vace_14B"], "", [[]]).endswith("definition not given cannot be found")
     # Any other module is refused by name, on a VACE architecture as on any other.
     assert module_problem("vace_14B", ["vace_14B", "lynx"], "t2v") == (
         "modules merged into the model are not supported yet: lynx"
