@@ -364,6 +364,9 @@ def _as_placed(job: Job, task: RenderTask) -> Job:
             f"placed as {task.work.describe()} but these settings now resolve to {job.work.describe()}; "
             "resubmit the job to place it as it now is"
         )
+    missing = sorted(set(task.plugins) - set(job.postprocessors))
+    if missing:  # placed here by mistake, or uninstalled since: never render without them
+        raise WorkChanged(f"needs the post-processors {', '.join(missing)}, not installed on this node")
     forced = job.overrides.profile if job.overrides is not None else None
     if forced not in (None, task.profile):
         raise WorkChanged(f"override_profile forces profile {forced}; the job was placed at {task.profile}")

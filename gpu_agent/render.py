@@ -22,10 +22,10 @@ from models.run_info import RunInfo
 from models.runner import PipelineHost
 from models.settings import Generation, Job
 from models.soundtrack import Soundtrack
+from processing import plugins
 from processing.audio import WAV_CODEC, encode_wav
 from processing.audio_track import AUDIO_CODEC
 from processing.image import save_png
-from processing import plugins
 from processing.video import encode_mp4
 
 PRODUCER = "WanFarm 0.1.0"
@@ -117,13 +117,17 @@ def _write(
 ) -> OutputFile:
     ended = time.time()
     frames = clip.frames
-    metadata = generation.metadata | dict(clip.metadata) | {
-        "type": f"{PRODUCER} - {job.preset.name}",
-        "generation_time": round(ended - started),
-        "creation_date": datetime.fromtimestamp(ended).isoformat(timespec="seconds"),
-        "creation_timestamp": int(ended),
-        "wanfarm": {k: v for k, v in asdict(run).items() if k != "peak_vram_bytes"},
-    }
+    metadata = (
+        generation.metadata
+        | dict(clip.metadata)
+        | {
+            "type": f"{PRODUCER} - {job.preset.name}",
+            "generation_time": round(ended - started),
+            "creation_date": datetime.fromtimestamp(ended).isoformat(timespec="seconds"),
+            "creation_timestamp": int(ended),
+            "wanfarm": {k: v for k, v in asdict(run).items() if k != "peak_vram_bytes"},
+        }
+    )
     if job.postprocessors:  # what ran on the frames after the model, in order
         metadata["wanfarm"]["postprocessors"] = list(job.postprocessors)
     if audio is not None and job.preset.output is Output.VIDEO:  # LTX-2's, muxed beside the video

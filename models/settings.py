@@ -271,6 +271,12 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
     # A post-processing key is applied only by an installed plugin; else refused naming the plugin.
     asked = plugins.wanted(settings.as_dict(), video=preset.output is Output.VIDEO)
     problems.extend(asked.problems)
+    if preset.output is Output.AUDIO:  # post-processors read pictures
+        problems.extend(
+            f"{key}: {settings.as_dict().get(key)!r} is not supported by WanFarm yet: the "
+            f"post-processor {name!r} reads pictures and {preset.id} renders a waveform"
+            for name, key in plugins.first_keys(asked.names)
+        )
     problems.extend(refusals(reading, handled=asked.keys))
     # Read in the job's guidance phases, which the reading knows (WanGP's lora_multiplier_phases).
     loras = _loras(settings, preset, rendered.request.steps, lora_phases(reading), problems)

@@ -237,6 +237,12 @@ def wanted(settings: Mapping[str, Any], video: bool) -> Wanted:
     return Wanted(tuple(names), frozenset(keys), tuple(problems))
 
 
+def first_keys(names: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(name, its first settings key) of each installed post-processor among `names`."""
+    found = postprocessors()
+    return [(name, found[name].keys[0]) for name in names if name in found and found[name].keys]
+
+
 def run(names: tuple[str, ...], clip: Clip, settings: Mapping[str, Any]) -> Clip:
     """`clip` through the post-processors `names`, in turn; one not installed here is an error
     (the scheduler places a job only where its plugins are)."""
