@@ -41,6 +41,23 @@ WHY: dict[str, str] = {
         "(ideogram_4_turbotime_v1) merged, which the farm has no loader for on diffusers' Ideogram 4 "
         "transformer yet (and Ideogram4Pipeline always runs the unconditional one)"
     ),
+    # models/flux/flux_handler.py and model.py: Chroma Radiance (radiance=True) denoises pixels in
+    # 16x16 patches through its own head (models/flux/radiance.py), with no VAE.
+    "flux_chroma_radiance": (
+        "Chroma Radiance: a pixel-space Chroma (16x16 pixel patches through its own head, no VAE; "
+        "models/flux/radiance.py), which diffusers has no pipeline for"
+    ),
+    # models/z_image: the ControlNet module of the definition's `modules` merged into Z-Image Turbo,
+    # steered by the control image (image_guide with video_prompt_type V, or WanGP's pose, depth and
+    # edge extraction P, D, E) at control_net_weight. models.z_image_control reads the modules as
+    # diffusers' ZImageControlNetModel, not yet wired.
+    **dict.fromkeys(
+        ("z_image_control", "z_image_control2", "z_image_control2_1"),
+        "Z-Image Turbo ControlNet: its module (the definition's modules) loads as diffusers' "
+        "ZImageControlNetModel (models.z_image_control), but the farm does not yet load it beside "
+        "Z-Image Turbo's folder nor take the control image (image_guide; WanGP's P, D, E extraction "
+        "needs annotators the farm has not) and control_net_weight",
+    ),
 }
 
 

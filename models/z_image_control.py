@@ -15,7 +15,7 @@ embedders and refiners of. The three architectures map to diffusers' three modes
 
 The 33 channels are the control latent, a keep mask and an inpainting latent; without an inpainting
 mask WanGP fills the last 17 with zeros (pipeline_z_image.py), as diffusers' pipeline does. Not yet
-wired into the catalogue: what is missing is said in `UNSERVED`. Pure of torch at import.
+wired into the catalogue: what is missing is said in models.unserved_architectures. Pure of torch at import.
 """
 
 from __future__ import annotations
@@ -54,14 +54,6 @@ VARIANTS: dict[str, ControlVariant] = {
     "z_image_control2": ControlVariant(_EVERY_OTHER, (0, 1), 33, "control_layers"),
     "z_image_control2_1": ControlVariant(_EVERY_OTHER, (0, 1), 33, "control_noise_refiner"),
 }
-
-# What stands between WanGP's control definitions and a render here, in words a refusal carries.
-UNSERVED = (
-    "WanGP merges the ControlNet module of its `modules` into Z-Image Turbo; the farm reads such a "
-    "module (models.z_image_control) but does not yet load it beside a catalogue model's folder, "
-    "nor take its control image (image_guide, video_prompt_type V; WanGP's pose, depth and edge "
-    "extraction P, D, E need annotators the farm has not) and control_net_weight"
-)
 
 # The original release's attention names, which WanGP renames on load (z_image_main.conv_state_dict).
 ORIGINAL_NAMES = (
