@@ -15,16 +15,20 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
+from controller.api.app import create_app
+from controller.auth import KeyRing, Principal, Role
 from controller.dispatcher import agent_view
 from controller.jobs import NewJob
+from controller.service import FarmService
 from controller.store import JobStore
 from gpu_agent.agent import WorkChanged, _as_placed
 from gpu_agent.inventory import probe_inventory
 from gpu_agent.messages import AgentConfig
-from gpu_agent.storage import StorageConfig, StorageHealth
+from gpu_agent.storage import LocalStore, StorageConfig, StorageHealth
 from models import catalogue as catalogue_module
 from models.attention import AttentionMode
 from models.catalogue import get_model
@@ -38,6 +42,7 @@ from scheduler.registry import get_policy, policy_names
 from scheduler.snapshot import AgentView, PendingJob, Snapshot
 from tests.declared_agents import declared_agent
 from tests.job_records import TINY_WORK, WAN_14B, pending_job, placed_task
+from tests.unit.served_app import serve
 
 NOW = 1_000.0
 SEPIA = Overrides(plugins=frozenset({"sepia"}))
@@ -268,3 +273,28 @@ def test_an_agents_inventory_names_the_plugins_installed_on_its_node(tmp_path: P
     assert {"film_grain", "lanczos", "wanfarm", "sepia"} <= set(found.plugins)
     view = agent_view(found, None)
     assert view.plugins is not None and "sepia" in view.plugins  # what placement reads
+
+
+@pytest.mark.usefixtures("sepia_installed")
+@pytest.mark.parametrize("equipped", [False, True])
+def test_submit_refuses_a_plugin_job_no_agent_can_run_and_queues_one_an_agent_can(
+    equipped: bool, tmp_path: Path
+) -> None:
+    agent = declared_agent("RTX 4090")
+    pool = [with_plugins(agent, "sepia") if equipped else agent]
+    with JobStore(tmp_path / "jobs.db") as store:
+        service = FarmService(store, LocalStore(tmp_path / "objects"), lambda: pool, lambda: NOW)
+        app = create_app(service, KeyRing({"ana-key": Principal("ana", Role.SUBMIT)}), list)
+        with serve(app) as url:
+            settings = {"model_type": "wan-tiny", "prompt": "a fox", "seed": 1, "sepia_tone": True}
+            answer = httpx.post(
+                f"{url}/v1/jobs", json=settings, headers={"Authorization": "Bearer ana-key"}, timeout=30
+            )
+        if not equipped:
+            assert answer.status_code == 409
+            [line] = answer.json()["detail"]
+            assert "no agent has the post-processors it needs installed (sepia)" in line
+            return
+        assert answer.status_code == 201, answer.text
+        [queued] = store.queued_jobs(store.queue_ids(10))
+        assert queued.overrides == SEPIA
