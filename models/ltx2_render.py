@@ -1,5 +1,5 @@
-"""Running a two-stage LTX-2 plan (models.ltx2_stages) on a loaded LTX2Pipeline: two calls of the
-same pipeline around its latent upsampler, as one render.
+"""Running an LTX-2 stage plan (models.ltx2_stages) on a loaded LTX2Pipeline: one call, or two
+calls of the same pipeline around its latent upsampler, as one render.
 
 Both calls take their sigmas from the plan through an Euler scheduler that leaves them as given
 (no resolution shift, no terminal stretch): WanGP's schedules are already shifted. The first call
@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from models.ltx2_stages import UPSAMPLER, TwoStages, first_stage_size
+from models.ltx2_stages import UPSAMPLER, StagePlan, first_stage_size
 
 # Called with the stage (1 or 2) before it runs: the runner sets the stage's LoRA weight there.
 StageHook = Callable[[int], None]
@@ -29,11 +29,11 @@ class StageRecord:
     shapes: list[tuple[int, ...]] = field(default_factory=list)
 
 
-class TwoStageCall:
+class StagesCall:
     """A callable with the pipeline's own call signature that renders the plan in two calls."""
 
     def __init__(
-        self, pipe: Any, plan: TwoStages, upsampler: Any, before_stage: StageHook | None = None
+        self, pipe: Any, plan: StagePlan, upsampler: Any = None, before_stage: StageHook | None = None
     ) -> None:
         self.pipe = pipe
         self.plan = plan
@@ -52,6 +52,11 @@ class TwoStageCall:
         native = self.pipe.scheduler
         self.pipe.scheduler = _as_given(native)
         try:
+            if not self.plan.two:
+                self.before_stage(1)
+                sigmas = list(self.plan.first_sigmas)
+                one = {"num_inference_steps": first, "sigmas": sigmas, "callback_on_step_end": callback}
+                return self.pipe(**kwargs | one)
             self.before_stage(1)
             low = self.pipe(
                 **kwargs

@@ -53,9 +53,10 @@ MODELS: dict[str, Ltx2Model] = {
 
 
 @dataclass(frozen=True)
-class TwoStages:
-    """One two-stage LTX-2 render: each stage's sigmas (without the final 0), and the LoRA both
-    stages weight (its WanGP multipliers as written, and the weight in each stage)."""
+class StagePlan:
+    """One LTX-2 render: each stage's sigmas (without the final 0; no second ones: one stage at
+    full size), and the LoRA both stages weight (its WanGP multipliers as written, and the weight
+    in each stage)."""
 
     first_sigmas: tuple[float, ...]
     second_sigmas: tuple[float, ...]
@@ -67,19 +68,29 @@ class TwoStages:
     def steps(self) -> tuple[int, int]:
         return len(self.first_sigmas), len(self.second_sigmas)
 
+    @property
+    def two(self) -> bool:
+        return bool(self.second_sigmas)
 
-def two_stages(base: str, solver: str, steps: int, pipeline: str = "", lora: str = "") -> TwoStages:
+
+def one_stage(steps: int) -> StagePlan:
+    """WanGP's LTX-2 render with guidance_phases 1 (skip_stage_2): the whole canvas on the first
+    stage's schedule, where diffusers' own would shift it by the video's token count."""
+    return StagePlan(stage_one_sigmas(steps), ())
+
+
+def two_stages(base: str, solver: str, steps: int, pipeline: str = "", lora: str = "") -> StagePlan:
     """The plan WanGP runs for guidance_phases 2 on catalogue model `base` with `solver` and
     `steps`; `pipeline` is the definition's ltx2_pipeline, `lora` its ltx2_lora_distilled (which
     replaces the model's distilled LoRA of the euler dev pipeline). KeyError for a model not in MODELS."""
     model = MODELS[base]
     second = LTX23_SECOND_STAGE_SIGMAS if model.ltx23 else SECOND_STAGE_SIGMAS
     if pipeline == DISTILLED_PIPELINE:
-        return TwoStages(DISTILLED_SIGMAS, second)
+        return StagePlan(DISTILLED_SIGMAS, second)
     if solver == DISTILLED_SAMPLER:
         # The 1.1 LoRA whatever ltx2_lora_distilled says: WanGP reads ltx2_lora_distilled_1_1 here.
-        return TwoStages(DISTILLED_SIGMAS, second, model.distilled_1_1_lora, "0.5;0.5", (0.5, 0.5))
-    return TwoStages(stage_one_sigmas(steps), second, lora or model.distilled_lora, "0;1", (0.0, 1.0))
+        return StagePlan(DISTILLED_SIGMAS, second, model.distilled_1_1_lora, "0.5;0.5", (0.5, 0.5))
+    return StagePlan(stage_one_sigmas(steps), second, lora or model.distilled_lora, "0;1", (0.0, 1.0))
 
 
 def stage_one_sigmas(steps: int, terminal: float = 0.1) -> tuple[float, ...]:
@@ -114,7 +125,7 @@ SIZE_BLOCK = 64
 class StagedRequest:
     """A request's plan for LTX-2's stages, or the settings' problems with it."""
 
-    plan: TwoStages | None
+    plan: StagePlan | None
     problems: tuple[str, ...] = ()
 
 
@@ -128,8 +139,8 @@ def staged(
     lora: str = "",
     job_loras: bool = False,
 ) -> StagedRequest:
-    """The two-stage plan of an LTX-2 job reading `phases` guidance phases (None for one stage), or
-    a line per setting WanFarm cannot render as WanGP would ("key: value is not supported ...")."""
+    """The stage plan of an LTX-2 job reading `phases` guidance phases, or a line per setting
+    WanFarm cannot render as WanGP would ("key: value is not supported ...")."""
     model = MODELS.get(base)
     if phases < 2:
         if solver == DISTILLED_SAMPLER or pipeline == DISTILLED_PIPELINE:
@@ -140,7 +151,12 @@ def staged(
                     "of LTX-2's distilled schedule (its LoRA at 0.5); accepted: 2",
                 ),
             )
-        return StagedRequest(None)
+        if solver != "euler":  # WanGP's one stage runs Euler (res2s aside, which WanFarm lacks)
+            return StagedRequest(
+                None,
+                (f"sample_solver: {solver!r} is not supported by WanFarm yet on LTX-2; accepted: euler",),
+            )
+        return StagedRequest(one_stage(steps))
     problems = []
     if model is None:
         problems.append(f"guidance_phases: 2 is not supported by WanFarm yet: {base} has no latent upsampler")

@@ -8,7 +8,7 @@ from pathlib import Path
 from models.ace_step_call import Song
 from models.ideogram4_call import PhasedGuidance
 from models.loras import LoraRequest
-from models.ltx2_stages import TwoStages
+from models.ltx2_stages import StagePlan
 from models.overrides import Overrides
 from models.step_cache import StepCaching
 
@@ -43,7 +43,7 @@ class GenerationRequest:
     step_caching: StepCaching | None = None  # WanGP's step skipping (tea, mag); None: every step
     duration_seconds: float | None = None  # audio models: the waveform's length; None elsewhere
     # LTX-2's guidance_phases 2: the two render stages' plan (models.ltx2_stages); None: one call.
-    two_stages: TwoStages | None = None
+    ltx2_stages: StagePlan | None = None
     # Ideogram 4: WanGP's guidance phases as one CFG weight a step, and its schedule's mean and spread.
     phased_guidance: PhasedGuidance | None = None
     song: Song | None = None  # ACE-Step: the caption and metadata its lyrics (prompt) are sung to

@@ -27,7 +27,7 @@ from models.image_pipes import pipeline_for
 from models.lora_adapters import DENOISERS, Adapters, LoraRun, adapters_for
 from models.loras import AppliedLora, LoraError, LoraFile, LoraLibrary
 from models.ltx2_call import soundtracks
-from models.ltx2_render import TwoStageCall, load_upsampler
+from models.ltx2_render import StagesCall, load_upsampler
 from models.model_attention import model_kernel
 from models.profiles import Profile
 from models.progress import Cancelled, Phase, Progress, ProgressFn, ignore_progress
@@ -126,8 +126,8 @@ class PipelineHost:
         # The hot pipeline, or an image-to-video one over its modules (models.image_pipes).
         call = pipeline_for(pipe, preset, request)
         stage_lora: list[AppliedLora] = []
-        if request.two_stages is not None:  # LTX-2's guidance_phases 2 (models.ltx2_stages)
-            call = self._two_stages(call, preset, request, stage_lora)
+        if request.ltx2_stages is not None:  # LTX-2's one or two render stages (models.ltx2_stages)
+            call = self._stages(call, preset, request, stage_lora)
         generator = torch.Generator(device="cpu").manual_seed(request.seed)
         kwargs = pipeline_kwargs(call, preset, request, generator)
         total = request.steps
@@ -218,21 +218,23 @@ class PipelineHost:
             hot.adapters = adapters_for(hot.pipe, hot.model_id, hot.offload)
         return LoraRun(hot.adapters, hot.pipe, request.loras, files)
 
-    def _two_stages(
+    def _stages(
         self, call: Any, preset: ModelPreset, request: GenerationRequest, applied: list[AppliedLora]
-    ) -> TwoStageCall:
-        """The call rendering LTX-2's two stages around the hot model's latent upsampler; the stage
-        LoRA (found like a job's, in the host's LoRA folders) weighted per stage, recorded in
-        `applied` (one weight per denoising step of both stages)."""
+    ) -> StagesCall:
+        """The call rendering LTX-2's plan: one stage on WanGP's sigmas, or two around the hot
+        model's latent upsampler, the stage LoRA (found like a job's, in the host's LoRA folders)
+        weighted per stage and recorded in `applied` (its weight at each step of both stages)."""
         hot = self._hot
-        assert hot is not None and request.two_stages is not None
-        plan = request.two_stages
+        assert hot is not None and request.ltx2_stages is not None
+        plan = request.ltx2_stages
+        if not plan.two:
+            return StagesCall(call, plan)
         if hot.upsampler is None:
             if hot.folder is None:
                 raise FileNotFoundError(f"{preset.id}: the folder of its latent upsampler is unknown")
             hot.upsampler = load_upsampler(hot.folder, self.device, self.dtype)
         if not plan.lora:
-            return TwoStageCall(call, plan, hot.upsampler)
+            return StagesCall(call, plan, hot.upsampler)
         if self.loras is None:
             raise LoraError(
                 f"{preset.id} refines its second stage with the LoRA {plan.lora!r}, but no LoRA folder is "
@@ -250,7 +252,7 @@ class PipelineHost:
         def before_stage(stage: int) -> None:
             adapters.set_weights("transformer", [file], [plan.lora_weights[stage - 1]])
 
-        return TwoStageCall(call, plan, hot.upsampler, before_stage)
+        return StagesCall(call, plan, hot.upsampler, before_stage)
 
     def _attention_for(self, request: GenerationRequest, preset: ModelPreset) -> AttentionMode:
         """The host's kernel, or the one the request forces (AttentionUnavailable names it when it

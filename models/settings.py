@@ -294,7 +294,7 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
     forced = with_plugins(rendered.request.overrides, plugins.non_builtin(asked.names))
     rendered = replace(rendered, request=replace(rendered.request, loras=loras, overrides=forced))
     if stages is not None:
-        rendered = replace(rendered, request=replace(rendered.request, two_stages=stages))
+        rendered = replace(rendered, request=replace(rendered.request, ltx2_stages=stages))
     if (experts := expert_plan(reading)) is not None:
         # Where the low-noise expert takes over, and its own scale (WanGP's phase 2 or 3).
         request = replace(
@@ -651,7 +651,7 @@ def _metadata(
         applied[rendered.experts.scale_key] = request.guidance_scale_2
     if facts.second_stage:
         # The render stages (LTX-2): read back without it, WanGP's default would be its two.
-        applied["guidance_phases"] = 2 if request.two_stages is not None else 1
+        applied["guidance_phases"] = 2 if request.ltx2_stages is not None and request.ltx2_stages.two else 1
     if request.image_start is not None:
         letters = "SE" if request.image_end is not None else "S"
         applied |= {"image_start": given["image_start"], "image_prompt_type": letters}

@@ -18,8 +18,8 @@ import torch
 from controller.cli import main
 from models.catalogue import get_model
 from models.loras import LoraLibrary, family_folder
-from models.ltx2_render import TwoStageCall
-from models.ltx2_stages import LTX23_SECOND_STAGE_SIGMAS, SECOND_STAGE_SIGMAS, two_stages
+from models.ltx2_render import StagesCall
+from models.ltx2_stages import LTX23_SECOND_STAGE_SIGMAS, SECOND_STAGE_SIGMAS, stage_one_sigmas, two_stages
 from models.runner import PipelineHost
 from models.settings import parse_settings, resolve
 from models.tiny_ltx2 import write_distilled_lora
@@ -82,17 +82,17 @@ def test_the_first_stage_denoises_half_the_canvas_then_the_upsampled_latents(
     settings = {"model_type": "ltx2-tiny", "prompt": PROMPT, "seed": 5, "resolution": "128x64"}
     job = resolve(parse_settings(settings | {"guidance_phases": 2, "video_length": 9}), tmp_path)
     request = job.generations[0].request
-    assert request.two_stages is not None
+    assert request.ltx2_stages is not None
     host = PipelineHost(WeightCache(cache_dir), device="cpu", loras=LoraLibrary(lora_root))
-    calls: list[TwoStageCall] = []
-    original = host._two_stages
+    calls: list[StagesCall] = []
+    original = host._stages
 
-    def recorded(*args: object) -> TwoStageCall:
+    def recorded(*args: object) -> StagesCall:
         call = original(*args)  # type: ignore[arg-type]
         calls.append(call)
         return call
 
-    host._two_stages = recorded  # type: ignore[method-assign,assignment]
+    host._stages = recorded  # type: ignore[method-assign,assignment]
     output = host.generate(job.preset, request)
     assert output.frames.shape == (1, 9, 64, 128, 3)
     # Latents (batch, channels, frames, height, width) at 32 pixels a latent: 64x32, then 128x64.
@@ -115,10 +115,22 @@ def test_a_plan_follows_wangps_pipelines() -> None:
     assert two_stages("ltx-2.3-22b", "euler", 30, lora=own).lora == own
 
 
+def test_one_stage_runs_wangps_schedule_at_full_size(tmp_path: Path) -> None:
+    settings = {"model_type": "ltx2-tiny", "prompt": PROMPT, "guidance_phases": 1, "num_inference_steps": 5}
+    (generation,) = resolve(parse_settings(settings), tmp_path).generations
+    plan = generation.request.ltx2_stages
+    assert plan is not None and not plan.two and plan.first_sigmas == stage_one_sigmas(5)
+    assert generation.metadata["guidance_phases"] == 1
+
+
 @pytest.mark.parametrize(
     ("settings", "named"),
     [
         ({"resolution": "96x64"}, "resolution: 96x64 is not supported with guidance_phases 2"),
+        (
+            {"guidance_phases": 1, "sample_solver": "unipc"},
+            "sample_solver: 'unipc' is not supported by WanFarm yet on",
+        ),
         ({"sample_solver": "unipc"}, "sample_solver: 'unipc' is not supported by WanFarm yet with"),
         ({"sample_solver": "distilled_8_steps"}, "a sampler of LTX-2.3 (22B)"),
         (

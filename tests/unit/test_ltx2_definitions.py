@@ -106,7 +106,7 @@ def test_served_ltx2_definitions_render_two_stages_with_their_defaults(
     defaults = {key: value for key, value in fixture_data()[model_id].items() if key != "model"}
     job = resolve(parse_settings(defaults | {"model_type": model_id}), tmp_path)
     (generation,) = job.generations
-    plan = generation.request.two_stages
+    plan = generation.request.ltx2_stages
     assert plan is not None and plan.steps == (first, 3)
     assert plan.lora.endswith(lora) if lora else plan.lora == ""
     assert plan.lora_weights == weights
@@ -124,7 +124,7 @@ def test_the_lora_a_definition_names_replaces_the_dev_pipelines_own_on_euler(
         "sample_solver": "euler",
         "num_inference_steps": 30,
     }
-    plan = resolve(parse_settings(settings), tmp_path).generations[0].request.two_stages
+    plan = resolve(parse_settings(settings), tmp_path).generations[0].request.ltx2_stages
     assert plan is not None and plan.steps == (30, 3) and plan.lora_weights == (0.0, 1.0)
     assert plan.lora == "ltx-2.3-22b-distilled-lora-384-1.1.safetensors"  # ltx2_lora_distilled
 
