@@ -9,6 +9,7 @@ timbre latents are the real 750 frames.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from models.tiny import qwen_tokenizer, seeded
@@ -80,3 +81,48 @@ def build_ace_step() -> Any:
         # ACE-Step's timesteps are in [0, 1]: the pipeline hands the scheduler its own sigmas.
         scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0),
     )
+
+
+def write_ace_step_single_file(pipe: Any, dest: Path) -> Path:
+    """The tiny pipeline's DiT and condition encoder (its silence latent aside, a file of its own in
+    WanGP) saved as one safetensors file in the original release's key layout, as WanGP ships
+    ace_step_v1_5_transformer_bf16.safetensors; returns `dest`. Checked against the converter that
+    reads it: each name must come back to diffusers' own."""
+    from safetensors.torch import save_file
+
+    from models.ace_step_layout import CONDITION_ENCODER, TRANSFORMER, diffusers_states
+
+    tensors: dict[str, Any] = {}
+    for component, prefix in ((TRANSFORMER, "decoder."), (CONDITION_ENCODER, "encoder.")):
+        for key, tensor in getattr(pipe, component).state_dict().items():
+            if key == "silence_latent":
+                continue
+            name = key if key == "null_condition_emb" else prefix + _original_name(key)
+            tensors[name] = tensor.contiguous()
+    back = diffusers_states(tensors)
+    for component in (TRANSFORMER, CONDITION_ENCODER):
+        wanted = set(getattr(pipe, component).state_dict()) - {"silence_latent"}
+        if set(back[component]) != wanted:
+            raise RuntimeError(f"the original names written for {component} do not read back as diffusers'")
+    save_file(tensors, str(dest))
+    return dest
+
+
+# Diffusers' names back to the original release's (inverse of models.ace_step_layout).
+_ORIGINAL = (
+    (".to_q.", ".q_proj."),
+    (".to_k.", ".k_proj."),
+    (".to_v.", ".v_proj."),
+    (".to_out.0.", ".o_proj."),
+    (".norm_q.", ".q_norm."),
+    (".norm_k.", ".k_norm."),
+)
+
+
+def _original_name(key: str) -> str:
+    for diffusers_prefix, original in (("proj_in_conv.", "proj_in.1."), ("proj_out_conv.", "proj_out.1.")):
+        if key.startswith(diffusers_prefix):
+            return original + key.removeprefix(diffusers_prefix)
+    for renamed, original in _ORIGINAL:
+        key = key.replace(renamed, original)
+    return key

@@ -17,12 +17,15 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 
 from controller.cli import main
 from models.ace_step_call import Song, ace_kwargs, decode_song
+from models.ace_step_layout import LayoutError, diffusers_states, load_into
 from models.catalogue import catalogue, get_model
 from models.settings import SettingsError, parse_settings, resolve
 from models.tiny import build_tiny
+from models.tiny_ace_step import write_ace_step_single_file
 from models.wangp_definitions import Verdict, decide, parse_definition, with_references
 from processing.audio import read_audio
 from processing.metadata import read_metadata
@@ -41,11 +44,16 @@ def _one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def pipe(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    built = tmp_path_factory.mktemp(MODEL)
+    build_tiny(TINY, built)
+    return built
+
+
+@pytest.fixture(scope="module")
+def pipe(folder: Path) -> Any:
     import diffusers
 
-    folder = tmp_path_factory.mktemp(MODEL)
-    build_tiny(TINY, folder)
     loaded = diffusers.AceStepPipeline.from_pretrained(folder)
     loaded.set_progress_bar_config(disable=True)
     return loaded
@@ -242,3 +250,50 @@ def test_a_wangp_export_of_ace_step_1_5_renders_wangps_song(tmp_path: Path) -> N
     # WanGP writes video_length 0 for its audio models; a video model refuses it by name.
     with pytest.raises(SettingsError, match="video_length: 0 is not allowed for wan-tiny"):
         resolve(parse_settings({"model_type": "wan-tiny", "prompt": "a fox", "video_length": 0}), tmp_path)
+
+
+ORIGINAL_KEYS = Path(__file__).parents[1] / "fixtures" / "wangp" / "ace_step15_tiny_original_keys.json"
+
+
+def test_the_tiny_single_file_holds_wangps_own_names_and_shapes(pipe: Any, tmp_path: Path) -> None:
+    path = write_ace_step_single_file(pipe, tmp_path / "ace_step_v1_5_tiny.safetensors")
+    with safe_open(str(path), "pt") as file:
+        written = {key: list(file.get_slice(key).get_shape()) for key in file.keys()}  # noqa: SIM118
+        tensors = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118
+    # The names and shapes of WanGP's own model class at the tiny's sizes (its LM modules aside).
+    assert written == json.loads(ORIGINAL_KEYS.read_text())["keys"]
+    # The LM's audio-code modules are in WanGP's files too; the DiT-only render does not read them.
+    states = diffusers_states(tensors | {"tokenizer.quantizer.x": torch.zeros(1)})
+    assert {name: len(state) for name, state in states.items()} == {
+        "transformer": len(pipe.transformer.state_dict()),
+        "condition_encoder": len(pipe.condition_encoder.state_dict()) - 1,  # its silence latent
+    }
+    with pytest.raises(LayoutError, match=r"not an ACE-Step 1\.5 transformer"):
+        diffusers_states({"model.diffusion_model.blocks.0.weight": torch.zeros(1)})
+
+
+def test_a_pipeline_over_the_single_file_holds_the_folders_weights_and_renders_its_song(
+    pipe: Any, folder: Path, tmp_path: Path
+) -> None:
+    import diffusers
+
+    path = write_ace_step_single_file(pipe, tmp_path / "ace_step_v1_5_tiny.safetensors")
+    other = diffusers.AceStepPipeline.from_pretrained(folder)
+    other.set_progress_bar_config(disable=True)
+    with torch.no_grad():  # other weights first: the file must bring every tensor back
+        for component in ("transformer", "condition_encoder"):
+            for name, tensor in getattr(other, component).state_dict().items():
+                if name != "silence_latent":
+                    tensor.mul_(0.5).add_(0.1)
+    load_into(other, str(path))
+    for component in ("transformer", "condition_encoder"):
+        for name, tensor in getattr(pipe, component).state_dict().items():
+            assert torch.equal(getattr(other, component).state_dict()[name], tensor), name
+    assert np.array_equal(song_of(other, {}, tmp_path), song_of(pipe, {}, tmp_path))
+    with pytest.raises(LayoutError, match="does not fit transformer"):
+        bad = tmp_path / "bad.safetensors"
+        from safetensors.torch import load_file, save_file
+
+        tensors = load_file(str(path))
+        save_file({k: v for k, v in tensors.items() if not k.startswith("decoder.norm_out")}, str(bad))
+        load_into(other, str(bad))
