@@ -40,6 +40,8 @@ ARCHITECTURES: dict[str, str] = {
     "i2v_2_2": "wan2.2-i2v-a14b",
     "ti2v_2_2": "wan2.2-ti2v-5b",
     "hunyuan": "hunyuan-video-t2v-13b",
+    # HunyuanVideo I2V: the token_replace release (models/hyvideo/hunyuan.py 'HYVideo-T/2').
+    "hunyuan_i2v": "hunyuan-video-i2v-13b",
     # HunyuanVideo 1.5: the 720p models are the architectures' own (WanGP's base model types); the
     # 480p ones are catalogue models of their own.
     "hunyuan_1_5_t2v": "hunyuan-video-1.5-t2v-720p",
@@ -83,7 +85,7 @@ ARCHITECTURES: dict[str, str] = {
     "krea2_turbo": "krea2-turbo",
     # Ideogram 4 (models/ideogram4/ideogram4_handler.py): conditional and unconditional transformers
     # (URLs, URLs2). TurboTime (conditional only, a built-in LoRA) has no preset.
-    "ideogram4": "ideogram4",
+    "ideogram4": "ideogram-4",
     # Chroma (models/flux/flux_handler.py, flux-chroma): Chroma1-HD. Chroma Radiance (pixel space,
     # no VAE) has no diffusers pipeline in this stack.
     "flux_chroma": "chroma1-hd",
