@@ -1,5 +1,6 @@
-"""A plugin package installed with pip into the running venv: `wanfarm models` lists it and
-`wanfarm render` runs it on a tiny model's output (tests/fixtures/plugin_package, uninstalled after).
+"""A plugin package installed with pip into the running venv: `wanfarm models` lists it,
+`wanfarm render` runs it on a tiny model's output, and a farm's agent reports it and renders a job
+through it (tests/fixtures/plugin_package, uninstalled after).
 
 Each command runs as its own process, as a user's would, so it reads the installed entry points
 afresh.
@@ -17,9 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from controller.cli.client import FarmClient
 from processing.image import read_png
 from processing.metadata import read_metadata
 from processing.video import read_mp4
+from tests.integration.farm_helpers import NodeSpec, ray_cluster, running_farm, tiny, wait_job
 
 PACKAGE = Path(__file__).resolve().parent.parent / "fixtures" / "plugin_package"
 DISTRIBUTION = "wanfarm-invert-plugin"
@@ -99,3 +102,26 @@ def test_the_plugins_own_refusal_reaches_the_user(tmp_path: Path) -> None:
     done = wanfarm("render", path, "--dry-run")
     assert done.returncode == 2
     assert "repeat_frames: 2 repeats a video's frames; this model renders an image" in done.stderr
+
+
+@pytest.mark.usefixtures("plugin_installed")
+def test_a_farm_agent_reports_the_plugin_and_renders_a_job_through_it(tmp_path: Path) -> None:
+    with (
+        ray_cluster([NodeSpec(("RTX 4090",))]) as cluster,
+        running_farm(tmp_path / "farm", cluster.address, agents=1) as farm,
+    ):
+        client = FarmClient(farm.url)
+        try:
+            [agent] = client.agents()
+            assert {"invert", "repeat_frames", "film_grain", "lanczos"} <= set(agent.plugins)
+            submitted = client.submit([tiny("flux-tiny", resolution="64x48", invert_colours=True)])
+            [job] = submitted.jobs
+            done = wait_job(client, job.id)
+            assert done.state == "succeeded", done
+            [output] = done.outputs
+            path = client.download(output.url, tmp_path / output.name)
+        finally:
+            client.close()
+    metadata = read_metadata(path)
+    assert metadata is not None and metadata["wanfarm"]["postprocessors"] == ["invert"]
+    assert metadata["inverted_by"] == "wanfarm-invert-plugin 0.3.0"
