@@ -194,7 +194,8 @@ def installed() -> tuple[PluginInfo, ...]:
 
 def broken() -> tuple[str, ...]:
     """One line per entry point that did not load (its package is broken), for `wanfarm models`."""
-    _postprocessors(), _families()
+    _postprocessors()  # loading both groups is what records the broken entry points
+    _families()
     return tuple(sorted(_BROKEN))
 
 
@@ -213,12 +214,6 @@ def non_builtin(names: tuple[str, ...] | frozenset[str]) -> frozenset[str]:
     """The plugins among `names` that do not ship with WanFarm: an agent must have them installed."""
     builtin = {info.name for info in installed() if info.builtin}
     return frozenset(name for name in names if name not in builtin)
-
-
-def plugin_keys() -> frozenset[str]:
-    """The settings keys some installed post-processor honours, or WanFarm knows a plugin for."""
-    keys = {key for p in postprocessors().values() for key in p.keys}
-    return frozenset(keys | KNOWN_KEYS.keys())
 
 
 def wanted(settings: Mapping[str, Any], video: bool) -> Wanted:

@@ -298,3 +298,30 @@ def test_submit_refuses_a_plugin_job_no_agent_can_run_and_queues_one_an_agent_ca
         assert answer.status_code == 201, answer.text
         [queued] = store.queued_jobs(store.queue_ids(10))
         assert queued.overrides == SEPIA
+
+
+def test_a_plugin_that_fails_to_load_is_reported_and_the_others_still_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = metadata.entry_points
+    bad = metadata.EntryPoint("gone", "no_such_module_here:Gone", PluginGroup.POSTPROCESSORS.value)
+    monkeypatch.setattr(
+        plugins.metadata,
+        "entry_points",
+        lambda group: (
+            metadata.EntryPoints([*real(group=group), bad]) if group == bad.group else real(group=group)
+        ),
+    )
+    try:
+        plugins.refresh()
+        [line] = plugins.broken()
+        assert line.startswith("wanfarm.postprocessors gone (no_such_module_here:Gone): ModuleNotFoundError")
+        assert "gone" not in {info.name for info in plugins.installed()}
+        job = resolve(
+            parse_settings({"model_type": "wan-tiny", "film_grain_intensity": 0.1}), Path("/nonexistent")
+        )
+        assert job.postprocessors == ("film_grain",)
+    finally:
+        monkeypatch.undo()
+        plugins.refresh()
+    assert plugins.broken() == ()
