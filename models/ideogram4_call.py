@@ -135,6 +135,13 @@ def problems(settings: Mapping[str, Any], flow_shift: float | None) -> list[str]
             f"flow_shift: {flow_shift} is not supported by WanFarm yet: WanGP shifts only the time the "
             "Ideogram 4 transformer sees (its schedule stays), which diffusers' pipeline cannot; accepted: 1"
         )
+    if settings.get("activated_loras"):
+        # diffusers' Ideogram4LoraLoaderMixin loads into the conditional transformer only.
+        found.append(
+            "activated_loras: LoRAs on Ideogram 4 are not supported by WanFarm yet: WanGP applies each to "
+            "the conditional and the unconditional transformer (multipliers cond:uncond), diffusers' "
+            "pipeline to the conditional one only"
+        )
     custom = settings.get("custom_settings")
     if isinstance(custom, Mapping):
         for key, value in custom.items():

@@ -171,6 +171,7 @@ def test_a_model_mode_runs_wangps_preset_with_its_polish_steps(mode: str, tmp_pa
         ({"flow_shift": 3.0}, "flow_shift"),
         ({"sample_solver": "res_2m"}, "sample_solver"),
         ({"custom_settings": {"ideogram_mu": 0.5, "ideogram_cfg": 2}}, "custom_settings"),
+        ({"activated_loras": ["style.safetensors"]}, "activated_loras"),
     ],
 )
 def test_what_the_pipeline_cannot_honour_is_refused_by_name(
