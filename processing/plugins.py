@@ -135,7 +135,7 @@ _NO_UPSCALER = "this upscaler network is not in WanFarm"
 # then the factor: "flashvsr2", "coz4", "vae2"), audio_processors.py (postprocess_audio's methods).
 KNOWN_KEYS: dict[str, _Known] = {
     "temporal_upsampling": _Known(
-        "interpolates frames after rendering ('rife2' doubles frames and fps, 'rife4' quadruples them)",
+        "interpolates frames after rendering ('rife2': a frame between each two, fps x2; 'rife4': three, x4)",
         {"rife": ("rife", "WanFarm does not build RIFE's network yet")},
     ),
     "spatial_upsampling": _Known(
