@@ -32,11 +32,45 @@ def guidance_problem(preset: ModelPreset, request: GenerationRequest) -> list[st
     ]
 
 
+# WanGP's Chroma schedule (models/flux/sampling.py get_schedule): linear steps from 1 to 0, shifted
+# by exp(mu) / (exp(mu) + (1/t - 1)) with mu running linearly from 0.5 at 256 image tokens to 1.15 at
+# 4096. The scheduler settings under which diffusers' FlowMatchEuler with ChromaPipeline's mu
+# computes the same sigmas.
+WANGP_SCHEDULE: dict[str, object] = {
+    "use_dynamic_shifting": True,
+    "base_image_seq_len": 256,
+    "max_image_seq_len": 4096,
+    "base_shift": 0.5,
+    "max_shift": 1.15,
+    "time_shift_type": "exponential",
+    "shift_terminal": None,
+    "invert_sigmas": False,
+    "stochastic_sampling": False,
+    "use_karras_sigmas": False,
+    "use_exponential_sigmas": False,
+    "use_beta_sigmas": False,
+}
+
+
+def schedule_problem(config: Any) -> str:
+    """What in a Chroma pipeline's scheduler `config` would sample other sigmas than WanGP's; ""
+    when nothing does."""
+    other = [
+        f"{key} {config.get(key)!r} (WanGP's schedule needs {value!r})"
+        for key, value in WANGP_SCHEDULE.items()
+        if config.get(key, None) != value
+    ]
+    return "; ".join(other)
+
+
 def chroma_kwargs(pipe: Any, preset: ModelPreset, request: GenerationRequest) -> dict[str, Any]:
     """The prompt arguments of a Chroma call (embeddings in place of the texts, one row per
-    output); {} for other families."""
+    output); {} for other families. ValueError when the model's scheduler would not sample WanGP's
+    schedule."""
     if preset.family != FAMILY:
         return {}
+    if problem := schedule_problem(pipe.scheduler.config):
+        raise ValueError(f"{preset.id}: its scheduler does not sample WanGP's Chroma schedule: {problem}")
     from models.flux_refs import WANGP_NEGATIVE  # WanGP's FLUX.1 default negative prompt (PIL behind it)
 
     kwargs: dict[str, Any] = {"prompt": None, "negative_prompt": None, "num_images_per_prompt": 1}

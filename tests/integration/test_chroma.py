@@ -8,6 +8,7 @@ and the tiny model renders a PNG through `wanfarm render` with its settings in t
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import ChromaPipeline
+from diffusers import ChromaPipeline, FlowMatchEulerDiscreteScheduler
 from safetensors import safe_open
 
 from controller.cli import main
-from models.call_args import pipeline_kwargs
+from models.call_args import configure_scheduler, pipeline_kwargs
 from models.catalogue import catalogue, get_model
 from models.flux_refs import WANGP_NEGATIVE
 from models.qwen_layouts import COMFY_PREFIX
@@ -173,3 +174,29 @@ def test_a_guidance_below_1_is_refused_by_a_dry_run(
     job.write_text(json.dumps({"model_type": "chroma-tiny", "prompt": "a fox", "guidance_scale": 0.5}))
     assert main(["render", "--dry-run", str(job)]) == 2
     assert "job.json: guidance_scale: 0.5 is not supported by WanFarm yet" in capsys.readouterr().err
+
+
+def wangp_sigmas(steps: int, tokens: int) -> list[float]:
+    # WanGP's get_schedule (models/flux/sampling.py): 1 -> 0 in steps, shifted by mu from the tokens.
+    mu = 0.5 + (1.15 - 0.5) * (tokens - 256) / (4096 - 256)
+    return [
+        0.0 if t == 0 else math.exp(mu) / (math.exp(mu) + (1 / t - 1)) for t in np.linspace(1, 0, steps + 1)
+    ]
+
+
+def test_the_sigmas_are_wangps_schedule(folder: Path) -> None:
+    pipe = ChromaPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    wanted = request(width=256, height=128, steps=4)
+    configure_scheduler(pipe, TINY, wanted)  # as the pipeline host sets the sampler
+    kwargs = pipeline_kwargs(pipe, TINY, wanted, torch.Generator().manual_seed(0))
+    pipe(**kwargs)
+    # 256x128 pixels are 16x8 latent patches of 2x2: 128 image tokens.
+    assert np.allclose(pipe.scheduler.sigmas.numpy(), wangp_sigmas(4, 128), atol=1e-6)
+
+
+def test_a_scheduler_off_wangps_schedule_is_refused(folder: Path) -> None:
+    pipe = ChromaPipeline.from_pretrained(folder)
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=False)
+    with pytest.raises(ValueError, match="use_dynamic_shifting False"):
+        pipeline_kwargs(pipe, TINY, request(), torch.Generator().manual_seed(0))
