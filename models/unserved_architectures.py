@@ -17,46 +17,13 @@ WHY: dict[str, str] = {
         "already extracted, and the farm has neither detector yet"
     ),
     # models/wan/animate2.py: the I2V network attends the driving video's latents as extra reference
-    # keys and values, reweighted by animate2_log_scale, with the reference prompt (alt_prompt).
+    # keys and values, the first generated frame's partition reweighted by animate2_log_scale
+    # (defaults/animate2_distilled.json: -1.3; animate2.json: 0, none). diffusers 0.42.1 has the
+    # network (WanAnimate2Transformer3DModel) behind a modular pipeline only, without that weight.
     "animate2": (
-        "Wan Animate 2: the I2V network attends to the driving video's latents as extra reference "
-        "keys and values reweighted by animate2_log_scale (models/wan/animate2.py), which no "
-        "diffusers pipeline implements"
-    ),
-    # models/qwen/qwen_main.py and pipeline_qwenimage.py: batch_size is the number of layers, all
-    # denoised in one call at the canvas size (sigmas linspace(1, 1/steps), mu from every layer's
-    # tokens) beside the control image, each decoded to RGBA by its 4-channel VAE; diffusers'
-    # QwenImageLayeredPipeline denoises one more slot (the composite, dropped at decode), sizes the
-    # output by a 640 or 1024 bucket and shifts by the image's tokens alone.
-    "qwen_image_layered_20B": (
-        "Qwen-Image-Layered: WanGP decomposes the control image into batch_size RGBA layers at the "
-        "canvas size with its own schedule (models/qwen/pipeline_qwenimage.py); diffusers' "
-        "QwenImageLayeredPipeline denoises an extra composite slot at a 640/1024 bucket with another "
-        "shift, and the farm writes no RGBA layer sets yet"
-    ),
-    # models/ideogram4/ideogram4_handler.py: TurboTime runs the conditional transformer alone (no
-    # CFG, guidance_phases 0) with its built-in LoRA ideogram_4_turbotime_v1 merged.
-    "ideogram4_turbotime": (
-        "Ideogram 4 TurboTime: the conditional transformer alone with WanGP's TurboTime LoRA "
-        "(ideogram_4_turbotime_v1) merged, which the farm has no loader for on diffusers' Ideogram 4 "
-        "transformer yet (and Ideogram4Pipeline always runs the unconditional one)"
-    ),
-    # models/flux/flux_handler.py and model.py: Chroma Radiance (radiance=True) denoises pixels in
-    # 16x16 patches through its own head (models/flux/radiance.py), with no VAE.
-    "flux_chroma_radiance": (
-        "Chroma Radiance: a pixel-space Chroma (16x16 pixel patches through its own head, no VAE; "
-        "models/flux/radiance.py), which diffusers has no pipeline for"
-    ),
-    # models/z_image: the ControlNet module of the definition's `modules` merged into Z-Image Turbo,
-    # steered by the control image (image_guide with video_prompt_type V, or WanGP's pose, depth and
-    # edge extraction P, D, E) at control_net_weight. models.z_image_control reads the modules as
-    # diffusers' ZImageControlNetModel, not yet wired.
-    **dict.fromkeys(
-        ("z_image_control", "z_image_control2", "z_image_control2_1"),
-        "Z-Image Turbo ControlNet: its module (the definition's modules) loads as diffusers' "
-        "ZImageControlNetModel (models.z_image_control), but the farm does not yet load it beside "
-        "Z-Image Turbo's folder nor take the control image (image_guide; WanGP's P, D, E extraction "
-        "needs annotators the farm has not) and control_net_weight",
+        "Wan Animate 2: diffusers has it only as a modular pipeline (WanAnimate2ModularPipeline), which "
+        "the farm's pipeline host does not run yet, and without WanGP's reweighting of the first "
+        "generated frame's reference attention (animate2_log_scale, -1.3 on the distilled model)"
     ),
 }
 
