@@ -12,6 +12,7 @@ No torch here: the controller and the command line import this module.
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -172,6 +173,7 @@ _READ_AT = [time.monotonic()]  # when the environment was last read
 def refresh() -> None:
     """Read the installed plugins again (after a pip install or uninstall in this process)."""
     _READ_AT[0] = time.monotonic()
+    importlib.invalidate_caches()  # a package installed since this process started must import
     _BROKEN.clear()
     _entry_points.cache_clear()
     _postprocessors.cache_clear()

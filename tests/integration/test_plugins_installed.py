@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from controller.cli.client import FarmClient
+from processing import plugins
 from processing.image import read_png
 from processing.metadata import read_metadata
 from processing.video import read_mp4
@@ -40,6 +41,14 @@ def plugin_installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
         yield
     finally:
         subprocess.run([*pip, "uninstall", "-y", DISTRIBUTION], check=True)
+        plugins.refresh()  # this process forgets it too
+
+
+@pytest.mark.usefixtures("plugin_installed")
+def test_a_running_process_finds_a_plugin_installed_after_it_started() -> None:
+    plugins.refresh()  # what an agent does at most every 10 s
+    found = plugins.postprocessors()
+    assert "invert" in found and found["invert"].keys == ("invert_colours",)
 
 
 def wanfarm(*args: str | Path) -> subprocess.CompletedProcess[str]:
