@@ -84,7 +84,8 @@ def expand_prompts(data: Mapping[str, object], max_units: int | None = None) -> 
     an expanded object changes nothing. Raises PromptError naming the key at fault, also when
     the prompt holds more than `max_units` units.
     """
-    mode = prompt_mode(data.get(MODE_KEY))
+    given = data.get(MODE_KEY)
+    mode = prompt_mode(model_mode(data.get("model_type")) if given is None else given)
     prompt = data.get(PROMPT_KEY)
     if not isinstance(prompt, str):
         return [dict(data)]  # no prompt, or not text: the settings schema reports it
@@ -133,6 +134,22 @@ def takes_template(model_type: object) -> bool:
         return get_model(model_type).family not in _NO_TEMPLATE_FAMILIES
     except UnknownModel:
         return True
+
+
+def model_mode(model_type: object) -> object:
+    """The model's own default mode, which WanGP reads where a settings object leaves the key out
+    (clean_settings): its music models (ACE-Step 1.5) sing the whole prompt, "FG". None where the
+    model says nothing or is unknown (resolving the settings names it), for DEFAULT_MODE."""
+    from models.catalogue import UnknownModel, get_model  # the catalogue reads this module's callers
+    from models.wangp_keys import model_facts
+
+    if not isinstance(model_type, str):
+        return None
+    try:
+        preset = get_model(model_type)
+    except (UnknownModel, OSError):  # a name no file can have is no model either
+        return None
+    return preset.wangp_defaults.get(MODE_KEY, model_facts(preset.wangp_model_types).factory.get(MODE_KEY))
 
 
 def prompt_mode(value: object) -> PromptMode:

@@ -23,6 +23,7 @@ from controller.cli import main
 from models.ace_step_call import Song, ace_kwargs, decode_song
 from models.ace_step_layout import LayoutError, diffusers_states, load_into
 from models.catalogue import catalogue, get_model
+from models.prompts import expand_prompts
 from models.settings import SettingsError, parse_settings, resolve
 from models.tiny import build_tiny
 from models.tiny_ace_step import write_ace_step_single_file
@@ -297,3 +298,17 @@ def test_a_pipeline_over_the_single_file_holds_the_folders_weights_and_renders_i
         tensors = load_file(str(path))
         save_file({k: v for k, v in tensors.items() if not k.startswith("decoder.norm_out")}, str(bad))
         load_into(other, str(bad))
+
+
+def test_a_file_leaving_the_prompt_mode_out_sings_its_lyrics_as_one_song() -> None:
+    # WanGP's default for ACE-Step 1.5 is "FG" (the whole prompt one generation); WanFarm's own
+    # default, one job per paragraph, stays for models that say nothing.
+    lyrics = "[Verse]\nNeon rain\n\n[Chorus]\nHold me close"
+    for model_type in ("ace_step_v1_5", "ace-step-1.5-xl-turbo"):
+        [job] = expand_prompts({"model_type": model_type, "prompt": lyrics})
+        assert job["prompt"] == "[Verse]\nNeon rain\n[Chorus]\nHold me close"
+    assert (
+        len(expand_prompts({"model_type": "ace_step_v1_5", "prompt": lyrics, "multi_prompts_gen_type": "PG"}))
+        == 2
+    )
+    assert len(expand_prompts({"model_type": "wan-tiny", "prompt": lyrics})) == 2
