@@ -13,6 +13,9 @@ presets (V4_QUALITY_48, V4_DEFAULT_20, V4_TURBO_12) sets steps, guidance and sch
 preset, a sampler outside its own (euler, res_2m, res_2s) becomes euler, and the older CFG-override
 custom settings become a switch_threshold. `wangp_fixed` applies the same rewrite.
 
+One difference stays, not measured at real size: WanGP's last step ends at the schedule's clamp
+(noise level about 5.5e-4) and decodes there; the pipeline steps on to 0.
+
 WanGP shifts only the timestep the transformer sees by flow_shift (its schedule stays), which the
 pipeline has no way to do: a flow_shift other than 1 is refused, as are the RES samplers.
 """
