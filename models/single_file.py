@@ -135,6 +135,7 @@ PIPELINE_TRANSFORMERS = {
     "Kandinsky5I2VPipeline": "Kandinsky5Transformer3DModel",
     "LTX2Pipeline": "LTX2VideoTransformer3DModel",
     "HunyuanVideoPipeline": "HunyuanVideoTransformer3DModel",
+    "HunyuanVideoImageToVideoPipeline": "HunyuanVideoTransformer3DModel",
     "HunyuanVideo15Pipeline": "HunyuanVideo15Transformer3DModel",
     "HunyuanVideo15ImageToVideoPipeline": "HunyuanVideo15Transformer3DModel",
     "Krea2Pipeline": "Krea2Transformer2DModel",

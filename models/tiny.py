@@ -728,6 +728,7 @@ BUILDERS: dict[str, Callable[[], Any] | str] = {
     "flux2-dev-tiny": "models.tiny_flux:build_flux2_dev",
     "hunyuan15": "models.tiny_hunyuan15:build_t2v",
     "hunyuan15-i2v-tiny": "models.tiny_hunyuan15:build_i2v",
+    "hunyuan-i2v-tiny": "models.tiny_hunyuan_i2v:build_i2v",
     "wan-vace-tiny": "models.tiny_vace:build_wan_vace",
     "kandinsky5": "models.tiny_kandinsky5:build_k5_t2v",
     "k5-i2v-tiny": "models.tiny_kandinsky5:build_k5_i2v",

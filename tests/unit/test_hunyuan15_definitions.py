@@ -24,9 +24,16 @@ from tests.served_definitions import definitions_folder
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
 # Served: the four HunyuanVideo 1.5 models of the catalogue (their definitions name the very
 # files of the Diffusers repos), the 4-step distilled t2v from its own file over the 720p t2v's
-# folder (models.hunyuan15_layout), and HunyuanVideo's own.
+# folder (models.hunyuan15_layout), the step-distilled 480p i2v from its int8 file (listed first:
+# WanGP loads it on every profile) over the 720p i2v's, HunyuanVideo's own, and its AccVideo and
+# FastVideo finetunes from their int8 files (models.hunyuan_layout, models.quanto_rows), and
+# HunyuanVideo I2V (its token_replace release, models/presets/hunyuan-video-i2v-13b.json).
 SERVED = {
     "hunyuan",
+    "hunyuan_i2v",
+    "hunyuan_t2v_accvideo",
+    "hunyuan_t2v_fast",
+    "hunyuan_1_5_480_i2v_step_distilled",
     "hunyuan_1_5_480_t2v_lightx2v",
     "hunyuan_1_5_t2v",
     "hunyuan_1_5_480_t2v",
@@ -35,9 +42,6 @@ SERVED = {
 }
 # Refused, with words the reason must hold.
 REFUSED = {
-    # WanGP lists its int8 file first; the original layout is converted tensor by tensor, which
-    # reads bf16/fp16 files only (models.single_file.reads_int8).
-    "hunyuan_1_5_480_i2v_step_distilled": "an int8 quanto file, listed first",
     "hunyuan_1_5_upsampler": "architecture 'hunyuan_1_5_upsampler' is not supported yet",
     "hunyuan_1_5_upsampler_1080": "architecture 'hunyuan_1_5_upsampler' is not supported yet",
     "hunyuan_avatar": "architecture 'hunyuan_avatar' is not supported yet",
@@ -143,3 +147,48 @@ def test_the_distilled_t2v_renders_its_own_file_over_the_720p_folder_at_its_own_
     defaults = preset.defaults
     assert (defaults.num_inference_steps, defaults.guidance_scale, defaults.flow_shift) == (4, 1.0, 8.0)
     assert defaults.resolution == "832x480"
+
+
+@pytest.mark.parametrize(
+    ("model_id", "file", "steps", "shift"),
+    [
+        ("hunyuan_t2v_accvideo", "accvideo_hunyuan_video_720_quanto_int8.safetensors", 5, 7.0),
+        ("hunyuan_t2v_fast", "fast_hunyuan_video_720_quanto_int8.safetensors", 6, 17.0),
+    ],
+)
+def test_the_hunyuan_finetunes_render_their_int8_file_at_their_own_defaults(
+    model_id: str, file: str, steps: int, shift: float
+) -> None:
+    preset = decide(parse_definition(model_id, definitions()[model_id]), catalogue()).preset
+    assert preset is not None and preset.derived_from == "hunyuan-video-t2v-13b"
+    assert [url.rsplit("/", 1)[-1] for url in own_weights(preset)] == [file]
+    defaults = preset.defaults
+    assert (defaults.num_inference_steps, defaults.flow_shift, defaults.guidance_scale) == (steps, shift, 6.0)
+    assert (defaults.resolution, defaults.video_length) == ("832x480", 81)
+
+
+def test_the_step_distilled_i2v_renders_its_int8_file_listed_first_at_its_own_defaults() -> None:
+    model_id = "hunyuan_1_5_480_i2v_step_distilled"
+    preset = decide(parse_definition(model_id, definitions()[model_id]), catalogue()).preset
+    assert preset is not None and preset.derived_from == "hunyuan-video-1.5-i2v-720p"
+    assert own_weights(preset)[0].endswith("step_distilled_quanto_bf16_int8.safetensors")
+    defaults = preset.defaults
+    assert (defaults.num_inference_steps, defaults.guidance_scale, defaults.flow_shift) == (8, 1.0, 5.0)
+    assert (defaults.resolution, defaults.video_length) == ("832x480", 97)
+
+
+def test_hunyuan_i2v_keeps_wangps_defaults_and_reads_a_start_image() -> None:
+    # models/hyvideo/hunyuan_handler.py: 24 fps, frames 4n+1 from 5, flow shift 5, embedded guidance 6
+    # (guidance_scale 7 is not read: no guidance phase), a start image and no end image.
+    preset = get_model("hunyuan_i2v")
+    assert preset.id == "hunyuan-video-i2v-13b" and preset.pipeline == "HunyuanVideoImageToVideoPipeline"
+    assert preset.task is Task.I2V and preset.fps == 24 and not preset.end_image
+    assert preset.frames is not None and (preset.frames.step, preset.frames.offset, preset.frames.min) == (
+        4,
+        1,
+        5,
+    )
+    defaults = preset.defaults
+    assert (defaults.flow_shift, defaults.guidance_scale, defaults.num_inference_steps) == (5.0, 6.0, 30)
+    facts = model_facts(preset.wangp_model_types)
+    assert facts.embedded_guidance and facts.guidance_phases == 0 and not facts.end_image

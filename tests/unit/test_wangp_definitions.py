@@ -110,7 +110,7 @@ def test_a_two_expert_finetune_is_served_from_its_files_for_each_expert() -> Non
 @pytest.mark.parametrize(
     ("model_id", "reason"),
     [
-        ("hunyuan_t2v_fast", "single-file weights not supported yet"),
+        ("ltx2_22B_distilled_gguf_q8_0", "a prequantized gguf file, which the farm does not load"),
         ("i2v_2_2_Enhanced_Lightning_v2", "a prequantized fp8 file, which the farm does not load"),
         ("t2v_1.3B_nvfp4", "a prequantized nvfp4 file, which the farm does not load"),
     ],
