@@ -15,7 +15,8 @@ Public API, for the model definitions and the pipeline host:
   diffusers folder `base`; `SingleFileRefused` names the missing or unknown keys of a file that does
   not fit, and refuses an int8 quanto file off CUDA or without mmgp.
 - `load_pipeline(preset, path, dtype, base, path2)`: the preset's pipeline from `base` with that
-  transformer, and a two-expert model's low-noise expert (`transformer_2`) from `path2`.
+  transformer, and a two-expert model's low-noise expert (`transformer_2`, or the component
+  SECOND_TRANSFORMERS names) from `path2`.
 - `check_loadable(urls)`: SingleFileRefused when no machine of the farm could load any of `urls`.
 
 Key names are converted by diffusers' own converters (`convert_wan_transformer_to_diffusers`, ...), so a
@@ -325,7 +326,8 @@ def load_pipeline(
     modules: Sequence[Path] = (),
 ) -> Any:
     """The preset's pipeline from the diffusers folder `base`, its transformer from `path` and its
-    low-noise expert (`transformer_2`) from `path2`; the folder supplies either one left None.
+    low-noise expert (`transformer_2`; Ideogram 4's unconditional transformer, SECOND_TRANSFORMERS)
+    from `path2`; the folder supplies either one left None.
     `modules` (WanGP's VACE module) are merged into each transformer loaded from a file, as WanGP
     shares a module between two experts."""
     import diffusers
