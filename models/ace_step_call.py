@@ -9,9 +9,10 @@ pipeline_ace_step15.py (generate and _sample_latents: what the DiT-only path ren
   which default to 120, "C major", 2 and "unknown" (model_mode 0: nothing is inferred);
 - the 8 steps of its turbo schedule run whatever num_inference_steps says (lock_inference_steps),
   at the shift nearest to flow_shift among 1, 2 and 3 (WanGP passes flow_shift as `shift`);
-- no guidance (the turbo checkpoints are guidance-distilled); the decoded waveform is written as
-  decoded, without loudness normalisation, which AceStepPipeline applies to its own "np" output:
-  so the call here asks for latents and models.audio_call decodes them (decode_song).
+- no guidance (the turbo checkpoints are guidance-distilled); the waveform is written as decoded
+  (on a CUDA card in crossfaded tiles of 20 to 80 s, by its memory), without the loudness
+  normalisation AceStepPipeline applies to its own "np" output: so the call here asks for
+  latents, which models.audio_call decodes (decode_song).
 
 Light on purpose: settings read it on commands that must not load torch.
 """
@@ -149,8 +150,7 @@ def song(prompt: str, given: Mapping[str, object], default_caption: str, problem
         problems.append("custom_settings: must be an object (bpm, keyscale, timesignature, language)")
     elif custom:
         values = {_ALIASES.get(_name(key), _name(key)): value for key, value in custom.items()}
-    text = caption if isinstance(caption, str) else default_caption
-    chosen = Song(caption=text.strip())
+    chosen = Song(caption=_caption(caption if isinstance(caption, str) else default_caption))
     for key, parse in (("bpm", _bpm), ("keyscale", _keyscale), ("timesignature", _timesignature)):
         value = values.get(key)
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -233,19 +233,69 @@ def ace_kwargs(request: GenerationRequest, generator: torch.Generator) -> dict[s
 
 
 def decode_song(pipe: Any, result: Any, preset: ModelPreset) -> list[Soundtrack]:
-    """The waveforms of AceStepPipeline's latents, decoded by its VAE and cut to the seconds asked,
-    unnormalised as WanGP writes them."""
+    """The waveforms of AceStepPipeline's latents, decoded by its VAE as WanGP decodes them (in
+    crossfaded tiles on a CUDA card, tile_seconds), unnormalised as WanGP writes them."""
     import numpy as np
     import torch
 
     from models.soundtrack import Soundtrack
 
-    latents = result.audios  # (outputs, frames, channels)
-    with torch.inference_mode():
-        audio = pipe.vae.decode(latents.transpose(1, 2).to(pipe.vae.dtype)).sample.float().cpu().numpy()
     rule = preset.audio
     assert rule is not None
+    latents = result.audios.transpose(1, 2).to(pipe.vae.dtype)  # (outputs, channels, frames)
+    memory_gb = None
+    if latents.device.type == "cuda":
+        memory_gb = torch.cuda.get_device_properties(latents.device).total_memory / 2**30
+    seconds = tile_seconds(memory_gb)
+    tile = None if seconds is None else round(seconds * rule.sample_rate / rule.samples_per_latent)
+    with torch.inference_mode():
+        audio = decode_tiles(pipe.vae, latents, tile, rule.samples_per_latent).float().cpu().numpy()
     return [Soundtrack(np.clip(one, -1.0, 1.0), rule.sample_rate) for one in audio]
+
+
+def tile_seconds(card_memory_gb: float | None) -> float | None:
+    """The seconds of audio WanGP decodes at once on a card of that memory (its
+    _get_vae_temporal_tile_seconds, at its default VAE tiling): 80 from 24 GB, 40 from 12, else 20;
+    None without a CUDA card (one decode)."""
+    if card_memory_gb is None:
+        return None
+    return 80.0 if card_memory_gb >= 24 else 40.0 if card_memory_gb >= 12 else 20.0
+
+
+def decode_tiles(vae: Any, latents: Any, tile: int | None, hop: int) -> Any:
+    """`latents` (outputs, channels, frames) decoded by `vae` as WanGP's _decode_latents_tiled does:
+    at once when `tile` is None or covers them; else windows of `tile` frames a quarter of which
+    overlap the previous one, each window's overlap faded in linearly over the audio before it."""
+    frames = latents.shape[-1]
+    if tile is None or frames <= tile:
+        return vae.decode(latents).sample
+    import torch
+
+    overlap = round(tile * 0.25)
+    out = None
+    for start in range(0, frames, tile - overlap):
+        end = min(start + tile, frames)
+        chunk = vae.decode(latents[..., start:end]).sample
+        size = (end - start) * hop
+        chunk = torch.nn.functional.pad(chunk[..., :size], (0, max(0, size - chunk.shape[-1])))
+        if out is None:
+            out = chunk.new_zeros((*chunk.shape[:2], frames * hop))
+        first = start * hop
+        fade = min(overlap * hop, first, size)
+        if fade:
+            ramp = torch.linspace(0.0, 1.0, fade, device=chunk.device, dtype=chunk.dtype)
+            out[..., first : first + fade] = (
+                out[..., first : first + fade] * (1 - ramp) + chunk[..., :fade] * ramp
+            )
+        out[..., first + fade : first + size] = chunk[..., fade:]
+    return out
+
+
+def _caption(text: str) -> str:
+    # WanGP reads alt_prompt as one unit (prompt_parser.split_prompt_units, mode "FG"): its "#"
+    # comment lines dropped, each line's trailing spaces and the whole text's ends trimmed.
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "\n".join(line.rstrip() for line in lines if not line.strip().startswith("#")).strip()
 
 
 def _name(key: object) -> str:

@@ -20,7 +20,7 @@ import torch
 from safetensors import safe_open
 
 from controller.cli import main
-from models.ace_step_call import Song, ace_kwargs, decode_song
+from models.ace_step_call import Song, ace_kwargs, decode_song, decode_tiles, tile_seconds
 from models.ace_step_layout import LayoutError, diffusers_states, load_into
 from models.catalogue import catalogue, get_model
 from models.prompts import expand_prompts
@@ -145,6 +145,11 @@ def test_wangps_song_defaults_and_spellings_reach_the_call(tmp_path: Path) -> No
         "fr",
     )
     assert asked["shift"] == 1.0
+    # The caption as WanGP reads alt_prompt: comment lines out, blank lines kept, ends trimmed.
+    caption = ace_kwargs(
+        request_of({"alt_prompt": "  synth-pop\n# a note\n\nsoft vocals  \n"}, tmp_path), generator
+    )
+    assert caption["prompt"] == "synth-pop\n\nsoft vocals"
     instrumental = ace_kwargs(
         request_of({"prompt": "[inst]", "custom_settings": {"language": "en"}}, tmp_path), generator
     )
@@ -312,3 +317,24 @@ def test_a_file_leaving_the_prompt_mode_out_sings_its_lyrics_as_one_song() -> No
         == 2
     )
     assert len(expand_prompts({"model_type": "wan-tiny", "prompt": lyrics})) == 2
+
+
+def test_long_songs_decode_in_wangps_crossfaded_tiles(pipe: Any) -> None:
+    # WanGP's tile by card memory (none on a machine without CUDA: one decode).
+    assert [tile_seconds(gb) for gb in (None, 8, 16, 141)] == [None, 20.0, 40.0, 80.0]
+    hop = 32
+    latents = torch.randn(1, 8, 50, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        whole = pipe.vae.decode(latents).sample
+        assert torch.equal(decode_tiles(pipe.vae, latents, None, hop), whole)
+        assert torch.equal(decode_tiles(pipe.vae, latents, 50, hop), whole)
+        tiled = decode_tiles(pipe.vae, latents, 20, hop)  # windows 0-20, 15-35, 30-50, 45-50
+        first = pipe.vae.decode(latents[..., :20]).sample
+        second = pipe.vae.decode(latents[..., 15:35]).sample
+    assert tiled.shape == whole.shape
+    assert torch.equal(tiled[..., : 15 * hop], first[..., : 15 * hop])
+    ramp = torch.linspace(0.0, 1.0, 5 * hop)
+    faded = first[..., 15 * hop : 20 * hop] * (1 - ramp) + second[..., : 5 * hop] * ramp
+    assert torch.allclose(tiled[..., 15 * hop : 20 * hop], faded)
+    assert torch.equal(tiled[..., 20 * hop : 30 * hop], second[..., 5 * hop : 15 * hop])
+    assert not torch.equal(tiled, whole)  # the seams are WanGP's, not one decode's
