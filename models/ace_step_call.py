@@ -173,8 +173,8 @@ def song(prompt: str, given: Mapping[str, object], default_caption: str, problem
 
 def problems(prompt: str, given: Mapping[str, object], preset: ModelPreset) -> list[str]:
     """What WanGP would refuse, or render otherwise than asked, for ACE-Step: empty lyrics, steps
-    other than its fixed 8, a duration that is not whole seconds, the LM's model modes, more than
-    one song a call."""
+    other than its fixed 8, a duration that is not whole seconds, the LM's model modes, LoRAs, more
+    than one song a call."""
     found = []
     if not prompt.strip():
         found.append("prompt: ACE-Step reads the prompt as the lyrics, and WanGP refuses empty ones")
@@ -197,6 +197,11 @@ def problems(prompt: str, given: Mapping[str, object], preset: ModelPreset) -> l
         found.append(
             f"model_mode: {given['model_mode']!r} is not supported by WanFarm yet: ACE-Step 1.5's modes 1 "
             "to 4 have its 5 Hz LM infer the song's metadata, caption or duration; accepted: 0"
+        )
+    if given.get("activated_loras"):
+        found.append(
+            "activated_loras: LoRAs on ACE-Step are not supported by WanFarm yet: WanGP maps them onto "
+            "its own module names, which the farm does not read for AceStepPipeline; accepted: none"
         )
     if given.get("batch_size", 1) != 1:
         found.append(

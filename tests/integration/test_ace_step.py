@@ -181,6 +181,7 @@ def test_the_waveform_is_written_as_decoded_not_normalised(pipe: Any, tmp_path: 
         ({"audio_prompt_type": "A"}, 'audio_prompt_type: "A" is not supported by WanFarm yet'),
         ({"model_mode": 1}, "model_mode: 1 is not supported by WanFarm yet"),
         ({"batch_size": 2}, "batch_size: WanGP renders one ACE-Step song a call"),
+        ({"activated_loras": ["song.safetensors"]}, "activated_loras: LoRAs on ACE-Step are not supported"),
         ({"prompt": ""}, "prompt: ACE-Step reads the prompt as the lyrics"),
     ],
 )
