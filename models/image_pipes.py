@@ -14,6 +14,7 @@ from typing import Any
 
 from models.catalogue import ModelPreset, Task
 from models.hunyuan15_call import Hunyuan15Call
+from models.kandinsky5_call import with_wangp_rope_scale
 from models.request import GenerationRequest
 from models.wan_offshoots import own_call
 
@@ -26,6 +27,8 @@ def pipeline_for(pipe: Any, preset: ModelPreset, request: GenerationRequest) -> 
         return own
     if preset.family == "hunyuan15":  # its guider, step callback and image size: models.hunyuan15_call
         return Hunyuan15Call(pipe)
+    if preset.family == "kandinsky5":  # WanGP's RoPE scale at every size: models.kandinsky5_call
+        return with_wangp_rope_scale(pipe)
     if request.image_start is None:
         return pipe
     if preset.task is Task.TI2V:
