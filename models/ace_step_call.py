@@ -49,61 +49,11 @@ DEFAULT_LANGUAGE = "unknown"
 BPM_RANGE = (30, 300)
 TIMESIGNATURES = (2, 3, 4, 6)
 # The language codes WanGP accepts (ACE_STEP15_VALID_LANGUAGES).
-LANGUAGES = frozenset(
-    {
-        "ar",
-        "az",
-        "bg",
-        "bn",
-        "ca",
-        "cs",
-        "da",
-        "de",
-        "el",
-        "en",
-        "es",
-        "fa",
-        "fi",
-        "fr",
-        "he",
-        "hi",
-        "hr",
-        "ht",
-        "hu",
-        "id",
-        "is",
-        "it",
-        "ja",
-        "ko",
-        "la",
-        "lt",
-        "ms",
-        "ne",
-        "nl",
-        "no",
-        "pa",
-        "pl",
-        "pt",
-        "ro",
-        "ru",
-        "sa",
-        "sk",
-        "sr",
-        "sv",
-        "sw",
-        "ta",
-        "te",
-        "th",
-        "tl",
-        "tr",
-        "uk",
-        "ur",
-        "vi",
-        "yue",
-        "zh",
-        "unknown",
-    }
+_CODES = (
+    "ar az bg bn ca cs da de el en es fa fi fr he hi hr ht hu id is it ja ko la lt ms ne nl no pa pl "
+    "pt ro ru sa sk sr sv sw ta te th tl tr uk ur vi yue zh unknown"
 )
+LANGUAGES = frozenset(_CODES.split())
 _INSTRUMENTAL = {"[inst]", "[instrumental]"}
 # WanGP's spellings of the custom settings (ACE_STEP15_SETTING_ALIASES).
 _ALIASES = {"key_scale": "keyscale", "time_signature": "timesignature", "lang": "language"}
