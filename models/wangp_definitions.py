@@ -297,7 +297,26 @@ def _modules_over_problem(definition: WangpDefinition, preset: ModelPreset) -> s
     if not definition.modules:
         return ""
     experts = (1, 2) if preset.wangp_weights2 else (1,)
-    return blocks_twice_problem(definition.architecture, [bool(own_weights(preset, n)) for n in experts])
+    own = [own_weights(preset, n) for n in experts]
+    if reason := blocks_twice_problem(definition.architecture, [bool(files) for files in own]):
+        return reason
+    if not any(own):
+        return ""
+    from models.single_file import INT8_TOKEN, SingleFileRefused, check_loadable
+
+    # The merge reads plain tensors: each file loaded, the module's too, is its list's first.
+    for files in (*own, *preset.wangp_modules):
+        first = _file_name(files[0]) if files else ""
+        if INT8_TOKEN in first.lower():
+            return (
+                f"{first}: an int8 quanto file listed first: the VACE module merges into plain "
+                "tensors, so only a bf16/fp16 file listed first loads"
+            )
+        try:
+            check_loadable(files, int8=False)
+        except SingleFileRefused as error:
+            return f"with the VACE module merged in: {error}"
+    return ""
 
 
 def _stages_problem(definition: WangpDefinition, base: ModelPreset) -> str:

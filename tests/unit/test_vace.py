@@ -122,6 +122,37 @@ def test_a_module_named_by_a_definition_not_given_is_refused() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("urls", "module", "says"),
+    [
+        (
+            ["https://x/mine_quanto_bf16_int8.safetensors"],
+            "wan2.1_Vace_14B_module_mbf16.safetensors",
+            "mine_",
+        ),
+        (
+            ["https://x/mine_bf16.safetensors"],
+            "wan2.1_Vace_14B_module_quanto_mbf16_int8.safetensors",
+            "wan2.1_",
+        ),
+        (
+            ["https://x/mine_fp8.safetensors"],
+            "wan2.1_Vace_14B_module_mbf16.safetensors",
+            "a prequantized fp8",
+        ),
+    ],
+)
+def test_files_the_module_cannot_merge_into_are_refused_by_name(
+    urls: list[str], module: str, says: str
+) -> None:
+    # The module merges into plain tensors: the first file of each list loads, unquantized.
+    vace = {"model": {"architecture": "vace_14B", "URLs": "t2v", "modules": [[f"https://x/{module}"]]}}
+    mine = {"model": {"architecture": "vace_14B", "URLs": urls, "modules": ["vace_14B"]}}
+    given = {key: parse_definition(key, data) for key, data in (("vace_14B", vace), ("mine", mine))}
+    refused = decide(with_references(given)["mine"], catalogue())
+    assert refused.preset is None and says in refused.reason, refused.reason
+
+
 def test_only_the_vace_module_of_its_size_is_merged() -> None:
     assert module_problem("vace_14B", ["vace_14B"], "t2v") == ""
     assert module_problem("vace_1.3B", ["wan2.1_Vace_1_3B_module.safetensors"], "t2v_1.3B") == ""
