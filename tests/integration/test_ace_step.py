@@ -2,9 +2,10 @@
 models/TTS/ace_step_handler.py and ace_step15/pipeline_ace_step15.py) served by diffusers'
 AceStepPipeline as WanGP renders it without its 5 Hz LM: the prompt is the lyrics, alt_prompt the
 caption, custom_settings the song's bpm, key, time signature and language; 8 turbo steps at the
-shift nearest flow_shift; the waveform as decoded, not loudness-normalised. The tiny model renders a
-WAV through `wanfarm render` whose settings WanGP reads back; what cannot be rendered is refused by
-name, and the LM definitions and ACE-Step v1 are refused naming why."""
+shift nearest flow_shift; the waveform as decoded (WanGP's crossfaded tiles on a card), not
+loudness-normalised. The tiny model renders a WAV through `wanfarm render` whose settings WanGP reads
+back; what cannot be rendered is refused by name, and the LM definitions and ACE-Step v1 are refused
+naming why. WanGP's transformer files (original layout) load into the pipeline's very weights."""
 
 from __future__ import annotations
 
