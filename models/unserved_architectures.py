@@ -25,6 +25,24 @@ WHY: dict[str, str] = {
         "the farm's pipeline host does not run yet, and without WanGP's reweighting of the first "
         "generated frame's reference attention (animate2_log_scale, -1.3 on the distilled model)"
     ),
+    # models/qwen/qwen_main.py and pipeline_qwenimage.py: batch_size is the number of layers, all
+    # denoised in one call at the canvas size (sigmas linspace(1, 1/steps), mu from every layer's
+    # tokens) beside the control image, each decoded to RGBA by its 4-channel VAE; diffusers'
+    # QwenImageLayeredPipeline denoises one more slot (the composite, dropped at decode), sizes the
+    # output by a 640 or 1024 bucket and shifts by the image's tokens alone.
+    "qwen_image_layered_20B": (
+        "Qwen-Image-Layered: WanGP decomposes the control image into batch_size RGBA layers at the "
+        "canvas size with its own schedule (models/qwen/pipeline_qwenimage.py); diffusers' "
+        "QwenImageLayeredPipeline denoises an extra composite slot at a 640/1024 bucket with another "
+        "shift, and the farm writes no RGBA layer sets yet"
+    ),
+    # models/ideogram4/ideogram4_handler.py: TurboTime runs the conditional transformer alone (no
+    # CFG, guidance_phases 0) with its built-in LoRA ideogram_4_turbotime_v1 merged.
+    "ideogram4_turbotime": (
+        "Ideogram 4 TurboTime: the conditional transformer alone with WanGP's TurboTime LoRA "
+        "(ideogram_4_turbotime_v1) merged, which the farm has no loader for on diffusers' Ideogram 4 "
+        "transformer yet (and Ideogram4Pipeline always runs the unconditional one)"
+    ),
 }
 
 
