@@ -23,7 +23,7 @@ pipeline has no way to do: a flow_shift other than 1 is refused, as are the RES 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -130,17 +130,17 @@ def wangp_fixed(given: Mapping[str, Any]) -> dict[str, Any]:
     return fixed
 
 
-def problems(
-    settings: Mapping[str, Any], flow_shift: float | None, builtin_loras: Sequence[str] = ()
-) -> list[str]:
-    """What WanFarm cannot render of Ideogram 4's settings (and a definition's built-in LoRAs) as
+def problems(settings: Mapping[str, Any], flow_shift: float | None) -> list[str]:
+    """What WanFarm cannot render of Ideogram 4's settings (and its definition's built-in LoRAs) as
     WanGP would, one line per key."""
+    from models.catalogue import get_model
+
     found = []
-    if builtin_loras:
+    model_type = settings.get("model_type")
+    if isinstance(model_type, str) and get_model(model_type).builtin_loras:
         found.append(
-            f"loras: the built-in LoRAs of {settings.get('model_type')!r} are not supported by WanFarm yet "
-            "on Ideogram 4: WanGP applies each to both transformers, diffusers' pipeline to the "
-            "conditional one only"
+            f"loras: the built-in LoRAs of {model_type!r} are not supported by WanFarm yet on Ideogram 4: "
+            "WanGP applies each to both transformers, diffusers' pipeline to the conditional one only"
         )
     if flow_shift is not None and flow_shift != 1.0:
         found.append(

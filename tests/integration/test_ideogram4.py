@@ -4,7 +4,7 @@ then 3 from noise level 211, the logit-normal schedule's custom settings); its t
 WanGP's key layout (modeling_ideogram4.py: attention q/k/v/o, or a fused qkv) load into the very
 weights of the tiny folder, the conditional one from URLs and the unconditional one from URLs2, and
 render the same image; the tiny model renders a PNG through `wanfarm render` with its settings in
-the metadata; the NF4 definition is refused naming its prequantized file."""
+the metadata; the NF4 definition is served, its two files dequantized at load (models.prequantized)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from models.wangp_definitions import decide, own_weights, parse_definition
 from models.weights import WeightCache
 from processing.image import read_png
 from processing.metadata import read_metadata
-from tests.served_definitions import served_file
+from tests.served_definitions import definitions_folder, served_file
 from tests.torch_threads import one_torch_thread
 
 TINY = get_model("ideogram4-tiny")
@@ -132,10 +132,12 @@ def test_wangps_ideogram4_definition_is_the_catalogues_ideogram4_at_wangps_defau
     assert request.phased_guidance == PhasedGuidance((7.0, 3.0), (211.0,), 0.0, 1.75)
 
 
-def test_the_nf4_definition_is_refused_naming_its_prequantized_file() -> None:
+def test_the_nf4_definition_is_served_with_both_its_files_dequantized_at_load() -> None:
+    # models.prequantized reads bitsandbytes NF4 as WanGP's kernel-less fallback does.
     verdict = decide(parse_definition("ideogram4_nf4", definition("ideogram4_nf4")), catalogue())
-    assert verdict.preset is None
-    assert "Ideogram4_Transformer_nf4.safetensors" in verdict.reason and "prequantized nf4" in verdict.reason
+    assert verdict.preset is not None, verdict.reason
+    assert verdict.preset.wangp_weights[0].endswith("Ideogram4_Transformer_nf4.safetensors")
+    assert verdict.preset.wangp_weights2[0].endswith("Ideogram4_Unconditional_Transformer_nf4.safetensors")
 
 
 def test_turbotime_stays_refused_by_its_architecture_naming_its_lora() -> None:
@@ -181,6 +183,17 @@ def test_what_the_pipeline_cannot_honour_is_refused_by_name(
     with pytest.raises(SettingsError) as refused:
         resolve(parse_settings(settings), tmp_path)
     assert {problem.split(":")[0] for problem in refused.value.problems} == {key}
+
+
+def test_a_definitions_builtin_loras_are_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = {"model": {"architecture": "ideogram4-tiny", "URLs": [], "loras": ["turbo.safetensors"]}}
+    with definitions_folder(tmp_path / "models", monkeypatch) as models:
+        (models / "ideogram4_lora.json").write_text(json.dumps(data))
+        with pytest.raises(SettingsError) as refused:
+            resolve(parse_settings({"model_type": "ideogram4_lora", "prompt": "a poster"}), tmp_path)
+    assert {problem.split(":")[0] for problem in refused.value.problems} == {"loras"}
 
 
 def test_a_sampler_wangp_does_not_offer_renders_with_euler_as_wangp_does(tmp_path: Path) -> None:
