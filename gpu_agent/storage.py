@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -462,14 +462,18 @@ class S3WeightMirror:
     def has(self, model_id: str) -> bool:
         return self.store.exists(weights_prefix(model_id) + COMPLETE)
 
-    def download(self, model_id: str, dest: Path) -> None:
-        """Write the model's published files under `dest`; ObjectMissing when it is not published."""
+    def download(self, model_id: str, dest: Path, without: Sequence[str] = ()) -> None:
+        """Write the model's published files under `dest`, but for the `*.safetensors` of the
+        subfolders in `without`; ObjectMissing when it is not published."""
         prefix = weights_prefix(model_id)
         with tempfile.TemporaryDirectory() as scratch:
             marker = Path(scratch) / "manifest.json"
             self.store.get_file(prefix + COMPLETE, marker)
             manifest = _Manifest.read(marker)
         for relative, size in manifest.files.items():
+            folder, _, name = relative.rpartition("/")
+            if folder in without and name.endswith(".safetensors"):
+                continue
             target = dest.joinpath(*relative.split("/"))
             target.parent.mkdir(parents=True, exist_ok=True)
             self.store.get_file(prefix + relative, target)

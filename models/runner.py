@@ -34,11 +34,18 @@ from models.progress import Cancelled, Phase, Progress, ProgressFn, ignore_progr
 from models.qwen_processor import processor_parts
 from models.request import GenerationRequest
 from models.run_info import RunInfo
-from models.single_file import FileChoice, choose_file, load_pipeline, quanto_installed, reads_int8
+from models.single_file import (
+    FileChoice,
+    choose_file,
+    load_pipeline,
+    quanto_installed,
+    reads_int8,
+    replaced_subfolders,
+)
 from models.soundtrack import Soundtrack
 from models.step_cache_hook import step_skipping
 from models.wangp_definitions import own_weights
-from models.weights import WeightCache
+from models.weights import WeightCache, components_id
 
 NO_KERNEL = "none"  # recorded when no attention call went through the counted dispatcher
 
@@ -288,13 +295,15 @@ class PipelineHost:
         ]
         base = get_model(preset.derived_from) if chosen and preset.derived_from else preset
         urls = [choice.url for choice in (*chosen, *modules)]
-        base_cached = self.cache.is_cached(base)
+        # Its denoisers that files replace are not fetched (WeightCache.ensure_components).
+        replaced = replaced_subfolders(base, *choices) if urls else ()
+        base_cached = self.cache.has_components(base, replaced)
         cached = base_cached and (not urls or self.cache.is_cached(preset, *urls))
         if not cached:
             on_progress(Progress(0, 1, Phase.FETCHING))
         # The base's folder is read while the job holds only its own model's: keep it from eviction.
-        with self.cache.using(base.id):
-            folder = self.cache.ensure(base)
+        with self.cache.using(base.id), self.cache.using(components_id(base.id)):
+            folder = self.cache.ensure_components(base, replaced)
             files = self.cache.ensure(preset, *urls) if urls else None
             on_progress(Progress(0, 1, Phase.LOADING))
             if files is not None:
@@ -325,7 +334,7 @@ class PipelineHost:
         self.loads += 1
         if cached:
             return "disk", 0
-        fetched = [] if base_cached else [base.id]
+        fetched = [] if base_cached else [base.id if self.cache.is_cached(base) else components_id(base.id)]
         fetched += [preset.id] if base is not preset else []
         return "download", sum(self.cache.fetched_bytes(model_id) for model_id in fetched)
 

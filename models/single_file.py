@@ -346,6 +346,13 @@ def load_pipeline(
     )
 
 
+def replaced_subfolders(preset: ModelPreset, *files: object) -> tuple[str, ...]:
+    """The subfolders of `preset`'s diffusers folder whose weights single files replace: the
+    transformer for the first of `files` given, the second transformer for the second."""
+    names = ("transformer", SECOND_TRANSFORMERS.get(preset.pipeline, "transformer_2"))
+    return tuple(name for name, file in zip(names, files, strict=False) if file is not None)
+
+
 def diffusers_names(
     original_keys: Sequence[str], transformer_class: str = "WanTransformer3DModel"
 ) -> dict[str, str]:

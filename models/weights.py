@@ -5,7 +5,8 @@ A model is cached when its folder holds the `.complete` marker, written last; a 
 Sources: the cache itself, then the farm's mirror (injected: models/ knows no storage backend),
 then (for tiny models) the offline builder, else the Hugging Face hub. A WanGP definition with a
 transformer file of its own caches that one file, fetched by its URL, in a folder of its own id
-beside its base model's folder.
+beside its base model's folder; that base is fetched without the weights the file replaces (its
+`<id>~components` folder) unless the whole base is cached already.
 A per-model file lock keeps two processes on one node from fetching the same model at once.
 
 With a byte budget, a fetch that overflows it evicts the least recently used models (last use is
@@ -24,7 +25,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.client import HTTPException
@@ -42,6 +43,8 @@ URL_TIMEOUT_S = 60  # seconds without a byte before a file download gives up
 COPY_CHUNK = 1 << 20
 # A diffusers repo holds other formats too; fetch only what from_pretrained reads.
 HUB_PATTERNS = ["model_index.json", "*/*.json", "*/*.safetensors", "*/*.txt", "*/*.model", "*/*.jinja"]
+# The folder of a model fetched without some of its denoisers' weights (their configs are kept).
+COMPONENTS = "~components"
 
 
 class WeightsUnavailable(RuntimeError):
@@ -55,8 +58,9 @@ class WeightMirror(Protocol):
         """Whether a complete copy of the model is published."""
         ...
 
-    def download(self, model_id: str, dest: Path) -> None:
-        """Write the model's files (a diffusers folder) under `dest`."""
+    def download(self, model_id: str, dest: Path, without: Sequence[str] = ()) -> None:
+        """Write the model's files (a diffusers folder) under `dest`, but for the weights
+        (`*.safetensors`) of the subfolders named in `without`."""
         ...
 
 
@@ -92,6 +96,12 @@ class WeightCache:
         """Whether the model is complete on disk; with `urls`, as those files."""
         folder = self.folder(preset)
         return (folder / COMPLETE).is_file() and all((folder / file_name(url)).is_file() for url in urls)
+
+    def has_components(self, preset: ModelPreset, without: Sequence[str]) -> bool:
+        """Whether `ensure_components(preset, without)` would fetch nothing."""
+        return self.is_cached(preset) or (
+            bool(without) and (self.root / components_id(preset.id) / COMPLETE).is_file()
+        )
 
     def cached_ids(self) -> list[str]:
         """Ids of the models whose weights are complete on disk."""
@@ -139,6 +149,25 @@ class WeightCache:
         if fetched:
             self.trim(keep=preset.id)
         return self.folder(preset)
+
+    def ensure_components(self, preset: ModelPreset, without: Sequence[str]) -> Path:
+        """A folder of the model's weights but for its subfolders `without`'s own (their configs
+        are there): the whole folder when it is cached, else one fetched without them, so a
+        definition's own transformer file never costs its base's transformer download.
+
+        Hold `using(components_id(preset.id))` as well as `using(preset.id)` around this."""
+        if not without or self.is_cached(preset):
+            return self.ensure(preset)
+        key = components_id(preset.id)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._lock(key):
+            fetched = not (self.root / key / COMPLETE).is_file()
+            if fetched:
+                self._fetch(preset, without=tuple(without), key=key)
+            (self.root / key / COMPLETE).touch()
+        if fetched:
+            self.trim(keep=key)
+        return self.root / key
 
     @contextmanager
     def using(self, model_id: str) -> Iterator[None]:
@@ -195,22 +224,28 @@ class WeightCache:
         except FileNotFoundError:  # evicted by another agent meanwhile
             return 0.0
 
-    def _fetch(self, preset: ModelPreset, urls: tuple[str, ...] = ()) -> None:
+    def _fetch(
+        self, preset: ModelPreset, urls: tuple[str, ...] = (), without: tuple[str, ...] = (), key: str = ""
+    ) -> None:
         started = time.monotonic()
-        partial = Path(tempfile.mkdtemp(prefix=f".partial-{preset.id}-", dir=self.root))
+        key = key or preset.id
+        partial = Path(tempfile.mkdtemp(prefix=f".partial-{key}-", dir=self.root))
         try:
             if urls:
                 source = ", ".join(_download_file(url, partial) for url in urls)
             elif self._mirror_has(preset.id):
-                source = self._from_mirror(preset.id, partial)
+                source = self._from_mirror(preset.id, partial, without)
             elif preset.tiny:
                 source = _build_tiny(preset, partial)
+                for subfolder in without:  # built whole: drop what a component folder leaves out
+                    for weights in (partial / subfolder).glob("*.safetensors"):
+                        weights.unlink()
             else:
-                source = _download(preset, partial)
+                source = _download(preset, partial, without)
             size = _folder_bytes(partial)
             record = {"source": source, "bytes": size, "seconds": round(time.monotonic() - started, 3)}
             (partial / COMPLETE).write_text(json.dumps(record))
-            final = self.folder(preset)
+            final = self.root / key
             if final.exists():  # an earlier incomplete copy
                 shutil.rmtree(final)
             partial.rename(final)
@@ -226,10 +261,10 @@ class WeightCache:
             log.warning("weight mirror unavailable for %s, skipping it: %s", model_id, error)
             return False
 
-    def _from_mirror(self, model_id: str, dest: Path) -> str:
+    def _from_mirror(self, model_id: str, dest: Path, without: Sequence[str] = ()) -> str:
         assert self.mirror is not None
         try:
-            self.mirror.download(model_id, dest)
+            self.mirror.download(model_id, dest, without)
         except Exception as error:  # the caller's `finally` removes what was half written
             raise WeightsUnavailable(
                 f"could not fetch {model_id} from the weight mirror: {type(error).__name__}: {error}"
@@ -304,13 +339,22 @@ def _download_file(url: str, dest: Path) -> str:
     return url
 
 
-def _download(preset: ModelPreset, dest: Path) -> str:
+def components_id(model_id: str) -> str:
+    """The cache folder of `model_id` fetched without some of its denoisers' weights."""
+    return model_id + COMPONENTS
+
+
+def _download(preset: ModelPreset, dest: Path, without: Sequence[str] = ()) -> str:
     from huggingface_hub import snapshot_download
 
     assert preset.repo is not None  # the catalogue gives every real model a repo
     try:
         snapshot_download(
-            repo_id=preset.repo, revision=preset.revision, local_dir=dest, allow_patterns=HUB_PATTERNS
+            repo_id=preset.repo,
+            revision=preset.revision,
+            local_dir=dest,
+            allow_patterns=HUB_PATTERNS,
+            ignore_patterns=[f"{subfolder}/*.safetensors" for subfolder in without] or None,
         )
     except Exception as error:  # offline, gated, missing revision: all mean "not available here"
         raise WeightsUnavailable(

@@ -78,6 +78,8 @@ def test_a_definition_renders_its_own_single_file_weights(
     assert not np.array_equal(read_mp4(videos["tiny_finetune"]).frames, read_mp4(videos["wan-tiny"]).frames)
     metadata = read_metadata(videos["tiny_finetune"])
     assert metadata is not None and metadata["model_filename"] == FILE
+    # The finetune, rendered first, fetched its base without the transformer its file replaces.
+    assert not list((cache / "wan-tiny~components" / "transformer").glob("*.safetensors"))
     assert metadata["wanfarm"]["model_file"] == FILE and metadata["wanfarm"]["weights_source"] == "download"
     assert "model_filename" not in (read_metadata(videos["wan-tiny"]) or {})
     # The file sits whole in the cache beside the base's folder, fetched once.

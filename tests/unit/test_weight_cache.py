@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -143,6 +143,26 @@ def test_a_mirror_without_its_complete_marker_is_not_used(
     assert fresh.last_source("wan-tiny") == BUILT
 
 
+def test_a_base_whose_transformer_a_file_replaces_is_fetched_without_its_weights(
+    weight_cache: WeightCache, s3_store: S3Store, tmp_path: Path
+) -> None:
+    published = weight_cache.ensure(WAN)
+    upload_weights(s3_store, "wan-tiny", published)
+    fresh = WeightCache(tmp_path / "fresh", mirror=S3WeightMirror(s3_store))
+    folder = fresh.ensure_components(WAN, ["transformer"])
+    fetched, whole = files_of(folder), files_of(published)
+    # Everything but the transformer's weights; its config, which the file's loader reads, too.
+    assert set(fetched) == {name for name in whole if not name.startswith("transformer/")} | {
+        "transformer/config.json"
+    }
+    assert all(fetched[name] == whole[name] for name in fetched)
+    assert fresh.cached_ids() == ["wan-tiny~components"] and not fresh.is_cached(WAN)
+    # Once the whole base is cached, it serves the files' jobs too.
+    assert fresh.ensure(WAN) == fresh.ensure_components(WAN, ["transformer"]) == fresh.folder(WAN)
+    built = WeightCache(tmp_path / "built").ensure_components(WAN, ["transformer"])  # tiny: built whole
+    assert not list((built / "transformer").glob("*.safetensors")) and (built / "vae").is_dir()
+
+
 def test_an_interrupted_mirror_download_caches_nothing(tmp_path: Path) -> None:
     cache = WeightCache(tmp_path / "cache", mirror=BreaksMidway())
     with pytest.raises(WeightsUnavailable, match="could not fetch wan-tiny from the weight mirror"):
@@ -191,7 +211,7 @@ class BreaksMidway:
     def has(self, model_id: str) -> bool:
         return True
 
-    def download(self, model_id: str, dest: Path) -> None:
+    def download(self, model_id: str, dest: Path, without: Sequence[str] = ()) -> None:
         (dest / "transformer").mkdir(parents=True)
         (dest / "transformer" / "config.json").write_text("{}")
         raise ConnectionResetError("connection lost after one file")
@@ -201,5 +221,5 @@ class Unreachable:
     def has(self, model_id: str) -> bool:
         raise ConnectionRefusedError("no route to the mirror")
 
-    def download(self, model_id: str, dest: Path) -> None:
+    def download(self, model_id: str, dest: Path, without: Sequence[str] = ()) -> None:
         raise AssertionError("never called when has() fails")
