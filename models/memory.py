@@ -4,7 +4,9 @@ The formula (documented in docs/memory.md, to be calibrated on real cards):
 
 Resident size of a component, `size(c)`: its parameters x 1 byte when the profile quantizes it
 (the transformer, and T5/LLM text encoders marked `quantizable`), else x 2 bytes (mmgp converts
-fp32 weights to the half type), except the VAE, kept in its stored dtype.
+fp32 weights to the half type), except the VAE, kept in its stored dtype. A transformer read from a
+prequantized file (`dequantized`: GGUF, NVFP4, fp8, NF4) is held dequantized, 2 bytes a parameter
+under every profile (models.prequantized).
 
 VRAM peaks in one of three phases, each running one model at a time (mmgp offloads the others):
     text     = max over text/image encoders of vram(c)
@@ -119,7 +121,8 @@ def resident_bytes(component: Component, spec: ProfileSpec) -> int:
     """Bytes a component takes once loaded under a profile (int8, half, or as stored)."""
     if component.role is Role.VAE:
         return component.bytes
-    quantized = spec.quantize and (component.role is Role.TRANSFORMER or component.quantizable)
+    quantized = spec.quantize and not component.dequantized
+    quantized = quantized and (component.role is Role.TRANSFORMER or component.quantizable)
     per_param = DTYPE_BYTES["int8"] if quantized else min(DTYPE_BYTES[component.dtype], 2)
     return int(component.params * per_param)
 

@@ -36,7 +36,7 @@ class Role(StrEnum):
 
 
 # WanGP's guide inputs a pipeline may take (ModelPreset.inputs; read by models.guides).
-GUIDE_INPUTS = ("video_guide", "video_mask", "image_refs")
+GUIDE_INPUTS = ("video_guide", "video_mask", "image_refs", "image_guide")
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "nvfp4": 0.5}
 
 
@@ -51,6 +51,9 @@ class Component(BaseModel):
     dtype: str  # key of DTYPE_BYTES
     # Text encoders that mmgp quantizes to int8 under profiles 3-5 (T5, LLaMA, Qwen LLMs).
     quantizable: bool = False
+    # A transformer read from a prequantized file (GGUF, NVFP4, scaled fp8, NF4), dequantized at
+    # load into the half type (models.prequantized): no profile quantizes it again.
+    dequantized: bool = False
 
     @property
     def params(self) -> float:
