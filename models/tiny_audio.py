@@ -97,3 +97,16 @@ def build_stable_audio3() -> Any:
         ),
         scheduler=FlowMatchEulerDiscreteScheduler(stochastic_sampling=True),
     )
+
+
+def write_sa3_single_file(dest: Any, pipe: Any = None) -> Any:
+    """The tiny Stable Audio 3's DiT and duration embedder (the folder's weights, or `pipe`'s) as one
+    file in WanGP's layout (models.sa3_layout), saved at `dest` (a Path); returns `dest`."""
+    from safetensors.torch import save_file
+
+    from models.sa3_layout import sa3_to_original
+
+    pipe = pipe if pipe is not None else build_stable_audio3()
+    state = sa3_to_original(pipe.transformer.state_dict(), pipe.duration_embedder.state_dict())
+    save_file({key: value.contiguous() for key, value in state.items()}, str(dest))
+    return dest
