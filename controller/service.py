@@ -291,11 +291,15 @@ class FarmService:
             ("image_end", first.image_end),
             ("video_guide", first.video_guide),
             ("video_mask", first.video_mask),
+            ("image_guide", first.image_guide),
         )
         for key, path in files:
             if path is not None:
                 settings[key] = uploads.upload(self.storage, path, self.clock())
                 uploaded.append(settings[key])
+        if first.image_guide is None:
+            # A control image given without V in video_prompt_type is not read (as in WanGP): not sent.
+            settings.pop("image_guide", None)
         if first.image_refs:
             settings["image_refs"] = [uploads.upload(self.storage, p, self.clock()) for p in first.image_refs]
             uploaded.extend(settings["image_refs"])

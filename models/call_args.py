@@ -37,6 +37,7 @@ from models.request import GenerationRequest
 from models.samplers import solver_problem
 from models.vace import vace_kwargs
 from models.wan_offshoots import call_extras
+from models.z_image_control import control_kwargs
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,7 @@ def pipeline_kwargs(
     kwargs.update(qwen_edit_kwargs(preset, request))  # Qwen-Image-Edit (Plus): its input images
     kwargs.update(ideogram4_kwargs(preset, request))  # Ideogram 4: per-step guidance, its schedule
     kwargs.update(chroma_kwargs(pipe, preset, request))  # Chroma: T5 unmasked, as WanGP reads it
+    kwargs.update(control_kwargs(preset, request))  # Z-Image ControlNet: its control image and weight
     return kwargs
 
 

@@ -1,5 +1,6 @@
-"""WanGP's guide inputs: a control video (`video_guide`), its mask (`video_mask`) and reference
-images (`image_refs`), read from settings into files the pipeline takes.
+"""WanGP's guide inputs: a control video (`video_guide`), its mask (`video_mask`), reference
+images (`image_refs`) and a control image (`image_guide`), read from settings into files the
+pipeline takes.
 
 A model takes the ones its preset lists in `inputs` (VACE, the edit models); given to any other
 model they are refused naming the model and the models that take them, never dropped. Which
@@ -22,6 +23,7 @@ _WHAT = {
     "video_guide": "control video",
     "video_mask": "video mask",
     "image_refs": "reference images",
+    "image_guide": "control image",
 }
 
 
@@ -32,6 +34,7 @@ class Guides:
     video_guide: Path | None = None
     video_mask: Path | None = None
     image_refs: tuple[Path, ...] = ()
+    image_guide: Path | None = None  # a control image (Z-Image ControlNet)
 
 
 def read_guides(
@@ -41,9 +44,10 @@ def read_guides(
     takers: Sequence[ModelPreset],
     problems: list[str],
 ) -> Guides:
-    """The files `given` (a settings object's `video_guide`, `video_mask`, `image_refs`) names for
-    `preset`, each located through `attachments`; a problem line per key the model does not take
-    (naming the `takers` that do), per file refused, and per value of the wrong shape."""
+    """The files `given` (a settings object's `video_guide`, `video_mask`, `image_refs`,
+    `image_guide`) names for `preset`, each located through `attachments`; a problem line per key
+    the model does not take (naming the `takers` that do), per file refused, and per value of the
+    wrong shape."""
     found: dict[str, list[Path]] = {}
     for key in GUIDE_INPUTS:
         names = _names(key, given.get(key), problems)
@@ -65,6 +69,7 @@ def read_guides(
         video_guide=next(iter(found.get("video_guide", [])), None),
         video_mask=next(iter(found.get("video_mask", [])), None),
         image_refs=tuple(found.get("image_refs", [])),
+        image_guide=next(iter(found.get("image_guide", [])), None),
     )
 
 

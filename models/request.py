@@ -8,7 +8,7 @@ from pathlib import Path
 from models.ace_step_call import Song
 from models.ideogram4_call import PhasedGuidance
 from models.loras import LoraRequest
-from models.ltx2_stages import StagePlan
+from models.ltx2_stages import Guidance, StagePlan
 from models.overrides import Overrides
 from models.step_cache import StepCaching
 
@@ -34,6 +34,10 @@ class GenerationRequest:
     video_guide: Path | None = None  # a control video
     video_mask: Path | None = None  # its mask
     image_refs: tuple[Path, ...] = ()  # reference images
+    # Z-Image ControlNet (models.z_image_control): the control image (WanGP's image_guide, read with
+    # V in video_prompt_type) and control_net_weight; None: no control, WanGP's default weight.
+    image_guide: Path | None = None
+    control_net_weight: float | None = None
     loras: tuple[LoraRequest, ...] = ()  # in activated_loras order, schedules for `steps`
     guidance_scale_2: float | None = None  # Wan 2.2's low-noise expert; None: guidance_scale
     # Wan 2.2: the noise level (0-1000) at and below which the low-noise expert runs (0: never);
@@ -44,6 +48,7 @@ class GenerationRequest:
     duration_seconds: float | None = None  # audio models: the waveform's length; None elsewhere
     # LTX-2's guidance_phases 2: the two render stages' plan (models.ltx2_stages); None: one call.
     ltx2_stages: StagePlan | None = None
+    ltx2_guidance: Guidance | None = None  # its first stage's guidance passes; None: plain CFG
     # Ideogram 4: WanGP's guidance phases as one CFG weight a step, and its schedule's mean and spread.
     phased_guidance: PhasedGuidance | None = None
     song: Song | None = None  # ACE-Step: the caption and metadata its lyrics (prompt) are sung to

@@ -20,7 +20,7 @@ from models import attention
 from models.attention import AttentionMode
 from models.audio_call import is_audio, waveforms
 from models.call_args import configure_scheduler, expert_switch, pipeline_kwargs
-from models.catalogue import ModelPreset, Output, get_model
+from models.catalogue import ModelPreset, Output, Role, get_model
 from models.device import LocalGpu, detect_gpus
 from models.hf_logging import quiet_hf_libraries
 from models.image_pipes import pipeline_for
@@ -46,6 +46,7 @@ from models.soundtrack import Soundtrack
 from models.step_cache_hook import step_skipping
 from models.wangp_definitions import own_weights
 from models.weights import WeightCache, components_id
+from models.z_image_control import is_control, load_control_pipeline
 
 NO_KERNEL = "none"  # recorded when no attention call went through the counted dispatcher
 
@@ -234,9 +235,7 @@ class PipelineHost:
         hot = self._hot
         assert hot is not None and request.ltx2_stages is not None
         plan = request.ltx2_stages
-        if not plan.two:
-            return StagesCall(call, plan)
-        if hot.upsampler is None:
+        if plan.two and hot.upsampler is None:
             if hot.folder is None:
                 raise FileNotFoundError(f"{preset.id}: the folder of its latent upsampler is unknown")
             hot.upsampler = load_upsampler(hot.folder, self.device, self.dtype)
@@ -283,17 +282,8 @@ class PipelineHost:
         if hot and hot.model_id == preset.id and hot.profile == wanted_profile:
             return "hot", 0
         self.unload()
-        # A definition with a transformer file of its own: that file over its base's folder.
-        # A two-expert Wan 2.2 may have one for each expert (URLs, URLs2).
-        choices = [self._single_file(preset, wanted_profile, expert) for expert in (1, 2)]
+        choices, modules, base = self._plan(preset, wanted_profile)
         chosen = [choice for choice in choices if choice is not None]
-        # WanGP's VACE module, merged into each transformer loaded from a file (unquantized files:
-        # the merge reads plain tensors; a quantizing profile quantizes the merged transformer).
-        modules = [
-            choose_file(module, self.gpu.caps if self.gpu else None, False, quanto_installed())
-            for module in (preset.wangp_modules if chosen else [])
-        ]
-        base = get_model(preset.derived_from) if chosen and preset.derived_from else preset
         urls = [choice.url for choice in (*chosen, *modules)]
         # Its denoisers that files replace are not fetched (WeightCache.ensure_components).
         replaced = replaced_subfolders(base, *choices) if urls else ()
@@ -306,7 +296,10 @@ class PipelineHost:
             folder = self.cache.ensure_components(base, replaced)
             files = self.cache.ensure(preset, *urls) if urls else None
             on_progress(Progress(0, 1, Phase.LOADING))
-            if files is not None:
+            if files is not None and is_control(preset) and not chosen:
+                parts = processor_parts(base.pipeline, folder)
+                pipe = load_control_pipeline(folder, files / modules[0].filename, preset, self.dtype, **parts)
+            elif files is not None:
                 paths = [files / choice.filename if choice else None for choice in choices]
                 merged = [files / module.filename for module in modules]
                 pipe = load_pipeline(
@@ -321,7 +314,9 @@ class PipelineHost:
         pipe.set_progress_bar_config(disable=True)
         offload = None
         if self.gpu is not None and wanted_profile is not None:
-            offload = _apply_profile(pipe, wanted_profile, lora_slots=self.loras is not None)
+            # A prequantized file, held dequantized, is not quantized again (models.prequantized).
+            requantize = not any(c.dequantized for c in preset.component(Role.TRANSFORMER))
+            offload = _apply_profile(pipe, wanted_profile, self.loras is not None, requantize)
             # Whole-frame decoding needs 11.8 kB a pixel for the Wan VAE in bf16 (9.4 GB for a
             # 480p clip, more than the denoising itself on a 12 GB card); tiled, 2.5 kB.
             vae = getattr(pipe, "vae", None)
@@ -337,6 +332,39 @@ class PipelineHost:
         fetched = [] if base_cached else [base.id if self.cache.is_cached(base) else components_id(base.id)]
         fetched += [preset.id] if base is not preset else []
         return "download", sum(self.cache.fetched_bytes(model_id) for model_id in fetched)
+
+    def fetch(self, preset: ModelPreset, profile: Profile = Profile.P4) -> None:
+        """Put the weights a job of `preset` under `profile` loads into the node cache, loading
+        nothing: its base's folder and its own transformer files, as a render fetches them (an
+        agent warming a model while idle)."""
+        choices, modules, base = self._plan(preset, profile if self.gpu else None)
+        urls = [choice.url for choice in (*choices, *modules) if choice is not None]
+        # The same fetches as _ensure_hot's: the base's folder less the denoisers files replace.
+        replaced = replaced_subfolders(base, *choices) if urls else ()
+        with self.cache.using(base.id), self.cache.using(components_id(base.id)):
+            self.cache.ensure_components(base, replaced)
+            if urls:
+                self.cache.ensure(preset, *urls)
+
+    def _plan(
+        self, preset: ModelPreset, profile: Profile | None
+    ) -> tuple[list[FileChoice | None], list[FileChoice], ModelPreset]:
+        """The files a load of `preset` reads: its own transformer file per expert (None where the
+        folder supplies it), the module files merged into them, and the model whose folder it loads."""
+        # A definition with a transformer file of its own: that file over its base's folder.
+        # A two-expert Wan 2.2 may have one for each expert (URLs, URLs2).
+        choices = [self._single_file(preset, profile, expert) for expert in (1, 2)]
+        chosen = any(choice is not None for choice in choices)
+        # WanGP's VACE module, merged into each transformer loaded from a file (unquantized files:
+        # the merge reads plain tensors; a quantizing profile quantizes the merged transformer).
+        # Z-Image's ControlNet module loads beside its base's folder (models.z_image_control).
+        modules = [
+            choose_file(module, self.gpu.caps if self.gpu else None, False, quanto_installed())
+            for module in (preset.wangp_modules if chosen or is_control(preset) else [])
+        ]
+        beside = chosen or bool(modules)
+        base = get_model(preset.derived_from) if beside and preset.derived_from else preset
+        return choices, modules, base
 
     def _single_file(self, preset: ModelPreset, profile: Profile | None, expert: int) -> FileChoice | None:
         """The file of a definition's own weights for `expert` (1, or 2: the low-noise one) this
@@ -356,12 +384,12 @@ class PipelineHost:
         return self.dtype
 
 
-def _apply_profile(pipe: Any, profile: Profile, lora_slots: bool) -> Any:
+def _apply_profile(pipe: Any, profile: Profile, lora_slots: bool, quantize: bool = True) -> Any:
     from models.mmgp_compat import import_offload
 
     offload = import_offload()
     spec = profile.spec
-    overrides: dict[str, Any] = {"quantizeTransformer": spec.quantize}
+    overrides: dict[str, Any] = {"quantizeTransformer": spec.quantize and quantize}
     # WanGP's "+" variants are overrides of mmgp's base profiles.
     if profile is Profile.P3_PLUS:
         overrides["pinnedMemory"] = False

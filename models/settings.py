@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from models import ace_step_call, ideogram4_call
+from models import ace_step_call, ideogram4_call, z_image_control
 from models.attachments import SEND_ATTACHMENTS, AttachmentRefused, Attachments
 from models.attention import override_attention
 from models.audio_call import duration, is_audio, samples
@@ -27,7 +27,7 @@ from models.catalogue import ModelPreset, Output, Task, UnknownModel, catalogue,
 from models.chroma_call import guidance_problem
 from models.guides import Guides, read_guides
 from models.loras import LoraPhases, LoraRequest, parse_loras
-from models.ltx2_stages import DISTILLED_FORCED, DISTILLED_PIPELINE, staged
+from models.ltx2_stages import DISTILLED_FORCED, DISTILLED_PIPELINE, Guidance, guidance_of, staged
 from models.overrides import Overrides, with_plugins
 from models.profiles import override_profile
 from models.prompts import MODE_KEY, PromptError, prompt_mode, window_commands, window_prompts
@@ -258,10 +258,15 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
     facts = model_facts(preset.wangp_model_types)
     if preset.family == "ltx2" and not facts.wangp:
         # WanFarm's tiny LTX-2 renders LTX-2's two stages when a job asks for guidance_phases 2.
-        facts = replace(facts, guidance_phases=2, second_stage="LTX-2's two render stages")
+        facts = replace(
+            facts, guidance_phases=2, second_stage="LTX-2's two render stages", guidance_passes=True
+        )
     if takes_guides(preset) and not facts.vace:
         # WanFarm's own VACE models (the tiny one) read VACE's letters as WanGP's VACE does.
         facts = replace(facts, vace=True)
+    if z_image_control.is_control(preset) and not facts.control_net:
+        # WanFarm's tiny control model reads the control image as WanGP's Z-Image ControlNet does.
+        facts = replace(facts, control_net=True)
     problems: list[str] = []
     rendered = _rendered(settings, preset, facts, attachments, problems)
     problems.extend(guide_problems(preset, rendered.request))  # a VACE guide shorter than the video
@@ -280,7 +285,7 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
     problems.extend(refusals(reading, handled=asked.keys))
     # Read in the job's guidance phases, which the reading knows (WanGP's lora_multiplier_phases).
     loras = _loras(settings, preset, rendered.request.steps, lora_phases(reading), problems)
-    stages = None
+    stages, passes = None, None
     if facts.second_stage:  # LTX-2: one render stage, or two (models.ltx2_stages)
         canvas = (rendered.request.width, rendered.request.height)
         solver, steps = rendered.request.sample_solver, rendered.request.steps
@@ -288,13 +293,15 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
         wanted = staged(base, reading.phases, solver, steps, canvas, *own, job_loras=bool(loras))
         problems.extend(wanted.problems)
         stages = wanted.plan
+        passes = _ltx2_guidance(settings, preset, facts, reading, rendered.request.guidance_scale, problems)
     if problems:
         raise SettingsError(problems, source)
     # The scheduler places the job only where the plugins not shipped with WanFarm are installed.
     forced = with_plugins(rendered.request.overrides, plugins.non_builtin(asked.names))
     rendered = replace(rendered, request=replace(rendered.request, loras=loras, overrides=forced))
     if stages is not None:
-        rendered = replace(rendered, request=replace(rendered.request, ltx2_stages=stages))
+        request = replace(rendered.request, ltx2_stages=stages, ltx2_guidance=passes)
+        rendered = replace(rendered, request=request)
     if (experts := expert_plan(reading)) is not None:
         # Where the low-noise expert takes over, and its own scale (WanGP's phase 2 or 3).
         request = replace(
@@ -346,13 +353,16 @@ def _rendered(
         else Guides()
     )
     problems.extend(settings_problems(preset, settings.as_dict()))  # models.wan_offshoots: Lucy, SkyReels
+    # Z-Image ControlNet: the control image read with V, its weight (models.z_image_control).
+    control_image, control_weight = z_image_control.control_inputs(settings.as_dict(), guides.image_guide)
     seconds, song = None, None
     if is_audio(preset):  # a waveform: its samples are the work's width (models.audio_call)
         seconds = duration(settings.as_dict().get("duration_seconds"), preset, problems)
         song = _song(settings, preset, facts, problems)
         canvas, (width, height) = f"{samples(preset, seconds)}x1", (samples(preset, seconds), 1)
     else:
-        canvas, (width, height) = _size(settings, preset, image_start, problems)
+        # WanGP fits the canvas to a control image's aspect ratio as to a start image's.
+        canvas, (width, height) = _size(settings, preset, image_start or control_image, problems)
         if settings.as_dict().get("duration_seconds") not in (None, 0) and not facts.audio:
             problems.append(
                 f"duration_seconds: {settings.as_dict()['duration_seconds']} is not supported by WanFarm "
@@ -387,6 +397,8 @@ def _rendered(
         video_guide=guides.video_guide,
         video_mask=guides.video_mask,
         image_refs=guides.image_refs,
+        image_guide=control_image if facts.control_net else None,
+        control_net_weight=control_weight if facts.control_net else None,
         overrides=_overrides(settings, problems),
         step_caching=_step_caching(settings, preset, facts, canvas, steps, problems),
         duration_seconds=seconds,
@@ -666,6 +678,10 @@ def _metadata(
     ):
         if used:
             applied[key] = given[key]  # as written: WanGP's file names
+    if request.control_net_weight is not None:  # Z-Image ControlNet: its weight and control image
+        applied["control_net_weight"] = request.control_net_weight
+        if request.image_guide is not None:
+            applied |= {"image_guide": given["image_guide"], "video_prompt_type": "V"}
     if takes_guides(preset) and (request.video_guide or request.image_refs):
         # WanGP reads a guide only with its letter: the letters of the guides used.
         applied["video_prompt_type"] = implied_letters(given.get("video_prompt_type"), given.get)
@@ -696,6 +712,24 @@ def _metadata(
         if forced.attention is not None:
             applied["override_attention"] = given["override_attention"]
     return kept | {key: value for key, value in applied.items() if value not in (None, "")}
+
+
+def _ltx2_guidance(
+    settings: WanGPSettings,
+    preset: ModelPreset,
+    facts: ModelFacts,
+    reading: Reading,
+    guidance_scale: float,
+    problems: list[str],
+) -> Guidance:
+    # LTX-2's guidance passes as WanGP reads them: its defaults for the model, or on WanFarm's own
+    # tiny model the keys given. The distilled pipeline runs none (its stages denoise unguided).
+    if preset.ltx2_pipeline == DISTILLED_PIPELINE:
+        return Guidance(audio_scale=1.0)
+    given = settings.given()
+    passes, wrong = guidance_of(reading.get if facts.wangp else given.get, guidance_scale)
+    problems.extend(wrong)
+    return passes
 
 
 def _carried(key: str, value: object, facts: ModelFacts) -> bool:

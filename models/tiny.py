@@ -722,6 +722,7 @@ BUILDERS: dict[str, Callable[[], Any] | str] = {
     "qwen-image-edit-tiny": "models.tiny_qwen:build_qwen_edit",
     "qwen-image-edit-plus-tiny": "models.tiny_qwen:build_qwen_edit_plus",
     "z-image": "models.tiny_z_image:build_z_image",
+    "z-image-control-tiny": "models.tiny_z_image_control:build_z_image_control",
     "ltx2": "models.tiny_ltx2:build_ltx2",
     "flux-kontext-tiny": "models.tiny_flux:build_kontext",
     "flux2": "models.tiny_flux:build_klein",

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models import ace_step_call, ltx2_stages
+from models import ace_step_call, ltx2_stages, z_image_control
 from models.kandinsky5_layout import OVERRIDES_KEY as K5_OVERRIDES
 from models.kandinsky5_layout import overrides_problem as k5_overrides_problem
 from models.model_attention import rules_problem
+from models.prequantized import Kind, kind_of_name
+from models.preset import Component, Role
 from models.unserved_architectures import why_not
 from models.vace_modules import blocks_twice_problem, module_problem
 from models.wangp_keys import KEYS, Reading, model_facts, refusals, same_value
@@ -59,6 +61,11 @@ ARCHITECTURES: dict[str, str] = {
     "qwen_image_edit_plus2_20B": "qwen-image-edit-2511",
     "z_image": "z-image-turbo",
     "z_image_base": "z-image",
+    # Z-Image Turbo's Fun ControlNets (models/z_image/z_image_handler.py): WanGP's module beside
+    # Z-Image Turbo's folder, as ZImageControlNetPipeline (models.z_image_control).
+    "z_image_control": "z-image-turbo-control",
+    "z_image_control2": "z-image-turbo-control-2",
+    "z_image_control2_1": "z-image-turbo-control-2.1",
     "vace_1.3B": "wan2.1-vace-1.3b",
     "vace_14B": "wan2.1-vace-14b",
     "vace_14B_2_2": "wan2.2-vace-fun-a14b",
@@ -101,9 +108,10 @@ ARCHITECTURES: dict[str, str] = {
 
 
 # Stable Audio 3's model key naming its checkpoint (models/TTS/stable_audio3_handler.py _model_id),
-# and the values whose checkpoint the catalogue holds (stable-audio-3-small-music, -medium).
+# and the values WanGP knows. WanGP reads it for its prompt enhancer's instructions only (a
+# definition's weights are its URLs: Small SFX's own file, loaded by models.sa3_layout).
 SA3_MODEL_ID = "stable_audio3_model_id"
-SA3_SERVED = ("small-music", "medium")
+SA3_SERVED = ("small-music", "small-sfx", "medium")
 
 
 # WanGP's weight file names (URLs, URLs2) of the catalogue models whose Diffusers repo holds the
@@ -138,6 +146,7 @@ SINGLE_FILE_SERVED: frozenset[str] = frozenset(
         "chroma",
         "hunyuan",
         "ideogram4",
+        "stable-audio3",
     }
 )
 
@@ -283,6 +292,10 @@ def decide(definition: WangpDefinition, presets: Mapping[str, ModelPreset]) -> V
     if reason:
         return _refused(definition, reason)
     derived = _derived(definition, base)
+    if z_image_control.is_control(derived):  # its module loads beside the folder: nothing merged
+        if reason := z_image_control.weights_problem(own_weights(derived)):
+            return _refused(definition, reason)
+        return Verdict(definition.id, definition.architecture, derived)
     if reason := _modules_over_problem(definition, derived):
         return _refused(definition, reason)
     if not own_weights(derived):
@@ -425,7 +438,11 @@ def _refused(definition: WangpDefinition, reason: str) -> Verdict:
 def _merged(definition: WangpDefinition) -> str:
     # A merged module or LoRA changes the weights the base would render with: another model. The
     # VACE module over its own backbone is the VACE model its repo holds (models.vace_modules).
-    if reason := module_problem(
+    # Z-Image's ControlNet module loads beside Turbo's folder (models.z_image_control).
+    if definition.architecture in z_image_control.ARCHITECTURES:
+        if reason := z_image_control.definition_problem(definition.architecture, definition.module_files):
+            return reason
+    elif reason := module_problem(
         definition.architecture, definition.modules, definition.urls.same_as, definition.module_files
     ):
         return reason
@@ -478,7 +495,9 @@ def own_weights(preset: ModelPreset, expert: int = 1) -> tuple[str, ...]:
 
 
 def _is(weights: Weights, files: frozenset[str], base: ModelPreset) -> bool:
-    if weights.same_as in base.wangp_model_types and files:
+    # A Z-Image control model renders over Turbo's weights, which its definitions name as "z_image".
+    over = (z_image_control.BACKBONE,) if z_image_control.is_control(base) else ()
+    if weights.same_as in (*base.wangp_model_types, *over) and files:
         return True
     if weights.files:
         return set(weights.files) <= files
@@ -508,7 +527,7 @@ def _model_keys_problem(definition: WangpDefinition) -> str:
     if definition.attention is not None and (problem := rules_problem(definition.attention)):
         return f"model setting attention: {problem}"
     if definition.sa3_model_id not in (None, *SA3_SERVED):
-        # WanGP picks the SA3 checkpoint by it; the catalogue holds Small music and Medium.
+        # A value WanGP does not know: which checkpoint or instructions it would mean is not known.
         return f"model setting {SA3_MODEL_ID} {definition.sa3_model_id!r}: no catalogue model holds it yet"
     if definition.architecture in ltx2_stages.ARCHITECTURES:
         if ltx2 := ltx2_stages.model_keys_problem(definition.architecture, dict(definition.ltx2_keys)):
@@ -569,6 +588,15 @@ def _guidance_key(base: ModelPreset) -> str:
     )
 
 
+def _dequantized_components(base: ModelPreset, files: list[str]) -> list[Component]:
+    """The base's components, its transformers marked `dequantized` where the definition's own file
+    (the first of URLs, of URLs2) is prequantized: held dequantized, as models.prequantized loads it."""
+    if all(kind_of_name(_file_name(url)) is Kind.PLAIN for url in files):
+        return list(base.components)
+    marked = {"dequantized": True}
+    return [c.model_copy(update=marked) if c.role is Role.TRANSFORMER else c for c in base.components]
+
+
 def _derived(definition: WangpDefinition, base: ModelPreset) -> ModelPreset:
     settings = definition.settings
     # A catalogue model that is itself a file over another's folder (Kandinsky 5 Lite I2V): its
@@ -590,6 +618,7 @@ def _derived(definition: WangpDefinition, base: ModelPreset) -> ModelPreset:
             "derived_from": folder_of,
             "wangp_weights": urls,
             "wangp_weights2": list(definition.urls2.urls),
+            "components": _dequantized_components(base, [*urls[:1], *definition.urls2.urls[:1]]),
             "wangp_modules": [list(files) for files in definition.module_files],
             "wangp_defaults": _other_defaults(definition, base),
             "builtin_loras": list(definition.loras.urls),

@@ -84,9 +84,15 @@ class ModelFacts:
     # WanGP reads alt_guidance_scale and alt_scale without a second prompt: LTX-2's modality
     # guidance and guidance rescale.
     alt_guidance: bool = False
+    # WanFarm renders LTX-2's guidance passes (audio CFG, modality guidance, rescale, skip-attention
+    # guidance) as WanGP does; models.ltx2_stages.guidance_of checks their values.
+    guidance_passes: bool = False
     # Its pipeline takes one guidance weight a step (Ideogram 4, models.ideogram4_call): every
     # guidance phase renders at its own scale, on one transformer.
     phased_guidance: bool = False
+    # Z-Image ControlNet (models.z_image_control): its control image (image_guide, read with V in
+    # video_prompt_type) at control_net_weight; WanGP reads no control_net_weight_alt there.
+    control_net: bool = False
 
     @cached_property
     def unsettled(self) -> frozenset[str]:
@@ -433,6 +439,31 @@ def guide_letters_or(other: NoOp) -> NoOp:
     return NoOp(test, f"{other.words}; on Lucy Edit UV with the video to edit as video_guide")
 
 
+def control_letters_or(other: NoOp) -> NoOp:
+    """video_prompt_type on a Z-Image ControlNet model: "" (Turbo alone) or "V" with an image_guide
+    (the control image as given); P, D, E (WanGP's pose, depth, edge annotators) and A (its
+    inpainting mask) are not rendered. On any other model, `other`."""
+
+    def test(value: object, reading: Reading) -> bool:
+        if reading.facts.control_net:
+            return value in (None, "") or (value == "V" and bool(reading.get("image_guide")))
+        return other.test(value, reading)
+
+    return NoOp(
+        test,
+        f"{other.words}; on Z-Image ControlNet '' or 'V' with an image_guide (P, D and E run WanGP's "
+        "pose, depth and edge annotators, which the farm has not; A is its inpainting)",
+    )
+
+
+def _control_weight(value: object, reading: Reading) -> bool:
+    number = _number(value)
+    return reading.facts.control_net and number is not None and 0 <= number <= 2
+
+
+CONTROL_WEIGHT = NoOp(_control_weight, "0 to 2 on Z-Image ControlNet, which renders it")
+
+
 def vace_letters_or(other: NoOp) -> NoOp:
     """video_prompt_type on a VACE model: the letters WanFarm renders there (models.vace_letters);
     on any other model, `other`."""
@@ -492,6 +523,11 @@ def _phase(n: int) -> Callable[[Reading], bool]:
 
 def _audio(reading: Reading) -> bool:
     return reading.facts.audio or bool(reading.letters("audio_prompt_type"))
+
+
+def _passes() -> NoOp:
+    # LTX-2's guidance passes render: models.ltx2_stages.guidance_of refuses the values they cannot.
+    return NoOp(lambda _v, r: r.facts.guidance_passes, "any value on LTX-2, whose guidance passes render")
 
 
 def _row(key: str, does: str, default: object, noop: NoOp) -> WanGPKey:
@@ -580,7 +616,12 @@ _ROWS: tuple[WanGPKey, ...] = (
         "reference images (people, objects, background; an edit model's images), on models that take them",
         None,
     ),
-    _row("image_guide", "a control image", None, empty()),
+    _row(
+        "image_guide",
+        "a control image",
+        None,
+        empty() | NoOp(lambda v, r: r.facts.control_net, "a file on Z-Image ControlNet, which renders it"),
+    ),
     _row("image_mask", "the inpainting mask of an image", None, empty()),
     _applied("video_guide", "a control video (pose, depth, video-to-video), on models that take one", None),
     _row("video_guide2", "a second control video", None, empty()),
@@ -596,7 +637,7 @@ _ROWS: tuple[WanGPKey, ...] = (
         "video_prompt_type",
         "control video, reference image and mask modes (letters V, I, A, G, ...)",
         "",
-        guide_letters_or(vace_letters_or(REF_LETTERS_AS_RENDERED)),
+        control_letters_or(guide_letters_or(vace_letters_or(REF_LETTERS_AS_RENDERED))),
     ),
     _row("audio_prompt_type", "audio prompt modes (letters A, B, ...)", "", empty()),
     _row(
@@ -684,13 +725,24 @@ _ROWS: tuple[WanGPKey, ...] = (
         NoOp(lambda v, r: not r.video and same_value(v, 1), "1 on image models"),
     ),
     _letter_or(
-        "control_net_weight", "the strength of the control video", 1, "video_prompt_type", "V", equal(1)
+        "control_net_weight",
+        "the strength of the control video",
+        1,
+        "video_prompt_type",
+        "V",
+        equal(1) | CONTROL_WEIGHT,
     ),
     _with_letter(
         "control_net_weight2", "the strength of the second control video", 1, "video_prompt_type", "V"
     ),
-    _with_letter(
-        "control_net_weight_alt", "the strength of the alternative control", 1, "video_prompt_type", "V"
+    WanGPKey(
+        "control_net_weight_alt",
+        KeyClass.NOOP_ONLY,
+        "the strength of the alternative control",
+        1,
+        unless(letter_in("video_prompt_type", "V"), "without V in video_prompt_type")
+        | NoOp(lambda v, r: r.facts.control_net, "any value on Z-Image ControlNet, which reads none"),
+        gate="video_prompt_type",
     ),
     _row(
         "speakers_locations",
@@ -721,13 +773,17 @@ _ROWS: tuple[WanGPKey, ...] = (
         "alt_guidance_scale",
         "the guidance of the second prompt (LTX-2: modality guidance)",
         1.0,
-        equal(1) | unless(lambda r: r.facts.alt_prompt or r.facts.alt_guidance, "on models without one"),
+        equal(1)
+        | unless(lambda r: r.facts.alt_prompt or r.facts.alt_guidance, "on models without one")
+        | _passes(),
     ),
     _row(
         "alt_scale",
         "the weight of the second prompt (LTX-2: guidance rescale)",
         0.0,
-        equal(0) | unless(lambda r: r.facts.alt_prompt or r.facts.alt_guidance, "on models without one"),
+        equal(0)
+        | unless(lambda r: r.facts.alt_prompt or r.facts.alt_guidance, "on models without one")
+        | _passes(),
     ),
     _row(
         "audio_guidance_scale",
@@ -737,13 +793,19 @@ _ROWS: tuple[WanGPKey, ...] = (
         | NoOp(
             lambda v, r: r.facts.audio_follows_guidance and same_value(v, r.get("guidance_scale")),
             "equal to guidance_scale on LTX-2",
-        ),
+        )
+        | _passes(),
     ),
     _row("audio_scale", "the weight of the audio prompt", 1, unless(_audio, "on a model without audio")),
     _row("NAG_scale", "Normalized Attention Guidance", 1, at_most(1)),
     _gated("NAG_tau", "NAG's normalisation threshold", 3.5, "NAG_scale"),
     _gated("NAG_alpha", "NAG's blend", 0.5, "NAG_scale"),
-    _row("perturbation_switch", "skip-layer / perturbed-attention guidance", 0, at_most(0)),
+    _row(
+        "perturbation_switch",
+        "skip-layer / perturbed-attention guidance",
+        0,
+        at_most(0) | NoOp(lambda v, r: r.facts.guidance_passes and _number(v) == 2, "2 on LTX-2"),
+    ),
     _gated("perturbation_layers", "the layers the perturbation skips", [9], "perturbation_switch"),
     _gated("perturbation_start_perc", "where the perturbation starts", 10, "perturbation_switch"),
     _gated("perturbation_end_perc", "where the perturbation ends", 90, "perturbation_switch"),
@@ -1069,6 +1131,17 @@ MODEL_FACTS: dict[str, ModelFacts] = {
         guidance_phases=0, flow_shift=False, factory={"guidance_scale": 0, "flow_shift": 5.0}
     ),
     "z_image_base": ModelFacts(factory={"guidance_scale": 4, "flow_shift": 6.0}),
+    # Its ControlNets (z_image_handler.py: Turbo's defaults, control_net_weight 0.75, guide letters
+    # '', PV, DV, EV, V; Union 2.x's mask letters A, NA).
+    **dict.fromkeys(
+        ("z_image_control", "z_image_control2", "z_image_control2_1"),
+        ModelFacts(
+            guidance_phases=0,
+            flow_shift=False,
+            control_net=True,
+            factory={"guidance_scale": 0, "flow_shift": 5.0, "control_net_weight": 0.75},
+        ),
+    ),
     # models/krea2/krea2_handler.py: Raw runs CFG (one phase), Turbo none (guidance_max_phases 0);
     # both take their shift from the image size (krea2_main._timesteps), reading no flow_shift.
     "krea2_raw": ModelFacts(
@@ -1160,6 +1233,7 @@ _LTX2 = ModelFacts(
     alt_guidance=True,
     second_stage=_LTX2_STAGES,
     audio_follows_guidance=True,
+    guidance_passes=True,
     factory={
         "guidance_phases": 2,
         "sliding_window_size": 481,

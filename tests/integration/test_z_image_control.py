@@ -3,7 +3,7 @@ z_image_control2_1; Wan2GP 8681e9f7 models/z_image) as diffusers' ZImageControlN
 one, written as WanGP's module files hold it, loads back into the same weights; the tiny
 ZImageControlNetPipeline over the tiny Z-Image renders the tiny Z-Image's very image when the
 control weighs nothing (WanGP adds the control at control_net_weight), and another image when it
-does. WanGP's control definitions stay refused until a module loads beside a catalogue folder."""
+does. WanGP's four control definitions are served (the module beside Z-Image Turbo's folder)."""
 
 from __future__ import annotations
 
@@ -99,9 +99,55 @@ def test_the_control_adds_to_the_tiny_z_image_at_its_weight() -> None:
 
 
 @pytest.mark.parametrize(
-    "model_id", ["z_image_control", "z_image_control2", "z_image_control2_1", "z_image_control2_1_8s"]
+    ("model_id", "preset_id", "module", "resolution", "steps"),
+    [
+        ("z_image_control", "z-image-turbo-control", "Union_bf16", "1024x1024", 9),
+        ("z_image_control2", "z-image-turbo-control-2", "Union2_bf16", "1024x1024", 9),
+        ("z_image_control2_1", "z-image-turbo-control-2.1", "Union2.1_bf16", "1920x1088", 9),
+        # A Tile ControlNet on Union 2.1's architecture, over the 2.1 model's definition.
+        ("z_image_control2_1_8s", "z_image_control2_1_8s", "Tile-2.1-2601-8_steps_bf16", "1920x1088", 8),
+    ],
 )
-def test_wangps_control_definitions_stay_refused_by_architecture(model_id: str) -> None:
+def test_wangps_control_definitions_are_served_with_their_module_beside_turbo(
+    model_id: str, preset_id: str, module: str, resolution: str, steps: int
+) -> None:
     data = json.loads(FIXTURE.read_text())["definitions"][model_id]
     verdict = decide(parse_definition(model_id, data), catalogue())
-    assert verdict.preset is None and data["model"]["architecture"] in verdict.reason
+    assert verdict.preset is not None, verdict.reason
+    preset = verdict.preset
+    assert preset.id == preset_id and preset.pipeline == "ZImageControlNetPipeline"
+    assert preset.derived_from == "z-image-turbo" and preset.inputs == ["image_guide"]
+    [files] = preset.wangp_modules
+    assert files[0].endswith(f"Z-Image-Turbo-Fun-Controlnet-{module}.safetensors")
+    assert (preset.defaults.resolution, preset.defaults.num_inference_steps) == (resolution, steps)
+
+
+def test_a_control_definition_with_an_int8_module_first_or_no_module_is_refused_by_name() -> None:
+    data = json.loads(FIXTURE.read_text())["definitions"]["z_image_control2_1_8s"]
+    files = data["model"]["modules"][0]
+    int8_first = data | {"model": data["model"] | {"modules": [files[::-1]]}}
+    verdict = decide(parse_definition("int8_first", int8_first), catalogue())
+    assert verdict.preset is None and "an int8 quanto file listed first" in verdict.reason
+    bare = data | {"model": {key: v for key, v in data["model"].items() if key != "modules"}}
+    verdict = decide(parse_definition("bare", bare), catalogue())
+    assert verdict.preset is None and "loads one ControlNet module beside Z-Image Turbo" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("model_id", "architecture"),
+    [
+        ("z-image-turbo-control", "z_image_control"),
+        ("z-image-turbo-control-2", "z_image_control2"),
+        ("z-image-turbo-control-2.1", "z_image_control2_1"),
+    ],
+)
+def test_the_control_models_weigh_turbo_and_their_controlnet(model_id: str, architecture: str) -> None:
+    # The ControlNet at WanGP's config, counted on the meta device, in bf16 beside Turbo's folder.
+    from accelerate import init_empty_weights
+    from diffusers.models.controlnets.controlnet_z_image import ZImageControlNetModel
+
+    with init_empty_weights():
+        controlnet = ZImageControlNetModel(**VARIANTS[architecture].config())
+    params = sum(p.numel() for p in controlnet.parameters())
+    extra = catalogue()[model_id].weight_bytes - catalogue()["z-image-turbo"].weight_bytes
+    assert extra == 2 * params

@@ -37,6 +37,7 @@ TINY = [
     "stable-audio3-tiny",
     "ace-step-tiny",
     "z-image-tiny",
+    "z-image-control-tiny",
     "qwen-image-edit-tiny",
     "qwen-image-edit-plus-tiny",
     "k5-tiny",
