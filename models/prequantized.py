@@ -72,14 +72,18 @@ def kind_of_name(filename: str) -> Kind:
 
 
 def kind_of_file(path: Path) -> Kind:
-    """The format the file at `path` holds: GGUF by its magic, else by its tensors' names and dtypes."""
+    """The format the file at `path` holds: GGUF by its magic, else by its tensors' names and dtypes;
+    PLAIN for a file that is neither (models.single_file then refuses it as unreadable)."""
     with path.open("rb") as handle:
         if handle.read(4) == b"GGUF":
             return Kind.GGUF
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as handle:
-        dtypes = {key: handle.get_slice(key).get_dtype() for key in handle.keys()}  # noqa: SIM118
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            dtypes = {key: handle.get_slice(key).get_dtype() for key in handle.keys()}  # noqa: SIM118
+    except SafetensorError:
+        return Kind.PLAIN
     if any(key.endswith(_NF4_STATE) for key in dtypes):
         return Kind.NF4
     weights = {key for key in dtypes if key.endswith(".weight")}

@@ -249,3 +249,41 @@ def test_wangps_prequantized_definitions_pass_the_dry_run_with_their_defaults(
             job = tmp_path / f"{model_id}.json"
             job.write_text(json.dumps(settings))
             assert main(["render", "--dry-run", str(job)]) == 0, capsys.readouterr().err
+
+
+def test_a_file_of_neither_format_is_refused_as_unreadable(
+    tiny: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path
+) -> None:
+    folder, _ = tiny
+    path = tmp_path / "broken_nvfp4.safetensors"
+    path.write_bytes(b"not a model file")
+    assert kind_of_file(path) is Kind.PLAIN
+    with pytest.raises(SingleFileRefused, match=r"broken_nvfp4.safetensors: not a readable safetensors file"):
+        loaded(folder, path)
+
+
+@pytest.mark.parametrize("kind", [Kind.GGUF, Kind.NVFP4])
+def test_the_tiny_ltx2_transformer_loads_from_its_gguf_and_nvfp4_files(kind: Kind, tmp_path: Path) -> None:
+    # WanGP's LTX-2 GGUF and NVFP4 definitions: Lightricks' layout behind model.diffusion_model.
+    from models.tiny_ltx2 import write_ltx2_single_file
+
+    preset = get_model("ltx2-tiny")
+    build_tiny(preset, tmp_path / "ltx2-tiny")
+    with safe_open(str(write_ltx2_single_file(tmp_path / "plain.safetensors")), framework="pt") as handle:
+        state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    if kind is Kind.GGUF:
+        path = tmp_path / "ltx2-tiny-Q8_0.gguf"
+        snapped = quant.write_gguf(state, path)
+    else:
+        stored, snapped = quant.nvfp4(state)
+        path = save(stored, tmp_path / "ltx2-tiny-nvfp4_diffusion_model.safetensors")
+    assert kind_of_file(path) is kind
+    assert any(not torch.equal(snapped[key], state[key]) for key in state)
+    result = dict(load_transformer(preset, path, torch.float32, tmp_path / "ltx2-tiny").state_dict())
+    reference = dict(
+        load_transformer(
+            preset, save(snapped, tmp_path / "snapped.safetensors"), torch.float32, tmp_path / "ltx2-tiny"
+        ).state_dict()
+    )
+    assert result.keys() == reference.keys()
+    assert [key for key in reference if not torch.equal(result[key], reference[key])] == []
