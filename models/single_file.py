@@ -19,6 +19,9 @@ Public API, for the model definitions and the pipeline host:
   SECOND_TRANSFORMERS names) from `path2`.
 - `check_loadable(urls)`: SingleFileRefused when no machine of the farm could load any of `urls`.
 
+WanGP's GGUF, NVFP4, scaled FP8 and bitsandbytes NF4 files are dequantized into the compute dtype
+first (models.prequantized), then converted as a bf16 file of their layout is.
+
 Key names are converted by diffusers' own converters (`convert_wan_transformer_to_diffusers`, ...), so a
 file loads exactly as diffusers' `from_single_file` reads it; the check of the key set is ours,
 because diffusers only warns about unknown keys and leaves missing ones unset.
@@ -36,6 +39,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from models import prequantized
 from models.chroma_layout import chroma_to_diffusers
 from models.flux_layouts import flux1_to_diffusers, flux2_to_diffusers
 from models.gpus import ArchCaps, arch_caps
@@ -47,6 +51,7 @@ from models.krea2_layout import krea2_to_diffusers
 from models.ltx2_layout import ltx2_layout
 from models.preset import ModelPreset
 from models.qwen_layouts import qwen_image_layout, z_image_layout
+from models.sa3_layout import sa3_transformer
 from models.wan_offshoots import skyreels_layout
 
 if TYPE_CHECKING:  # torch is imported where a file is loaded: model definitions are read without it
@@ -92,6 +97,9 @@ LAYOUTS: dict[str, Layout] = {
     "HunyuanVideo15Transformer3DModel": Layout(hunyuan15_to_diffusers, names_only=False, int8_rows=True),
     # Fused qkv (and each single block's linear1) are cut along their rows: tensors, not names.
     "HunyuanVideoTransformer3DModel": Layout(hunyuan_to_diffusers, names_only=False, int8_rows=True),
+    # Stable Audio 3: the file holds the duration embedder too; load_pipeline reads both from it
+    # (models.sa3_layout.load_sa3_pipeline).
+    "StableAudio3DiTModel": Layout(sa3_transformer, names_only=False),
     # Each block's modulation vectors are reshaped: tensors, not names alone.
     "Krea2Transformer2DModel": Layout(krea2_to_diffusers, names_only=False),
     # FLUX.1's fused projections are split (models.chroma_layout): tensors, not names alone.
@@ -114,6 +122,7 @@ SINGLE_FILE_FAMILIES = frozenset(
         "hunyuan",
         "ideogram4",
         "chroma",
+        "stable-audio3",
     }
 )
 # The transformer class of each pipeline whose transformer loads from a single file.
@@ -137,6 +146,7 @@ PIPELINE_TRANSFORMERS = {
     "LTX2Pipeline": "LTX2VideoTransformer3DModel",
     "HunyuanVideoPipeline": "HunyuanVideoTransformer3DModel",
     "HunyuanVideoImageToVideoPipeline": "HunyuanVideoTransformer3DModel",
+    "StableAudio3Pipeline": "StableAudio3DiTModel",
     "HunyuanVideo15Pipeline": "HunyuanVideo15Transformer3DModel",
     "HunyuanVideo15ImageToVideoPipeline": "HunyuanVideo15Transformer3DModel",
     "Krea2Pipeline": "Krea2Transformer2DModel",
@@ -146,11 +156,12 @@ PIPELINE_TRANSFORMERS = {
 # The component a definition's URLs2 file loads into, where it is not a low-noise expert
 # (`transformer_2`): Ideogram 4's unconditional transformer, the other branch of its CFG.
 SECOND_TRANSFORMERS = {"Ideogram4Pipeline": "unconditional_transformer"}
-# Name tokens of prequantized files: int8 (optimum-quanto, read through mmgp) is the one loadable.
+# Name tokens of prequantized files: int8 (optimum-quanto, read through mmgp) loads as such; GGUF,
+# NVFP4, scaled FP8 and NF4 files are dequantized at load (models.prequantized).
 INT8_TOKEN = "int8"
-# "svdq": nunchaku's SVDQuant files (int4 / fp4 with low-rank branches), read by nunchaku only.
-# "nf4": bitsandbytes' 4-bit NormalFloat files (WanGP's Ideogram 4 NF4), read by bitsandbytes only.
-_OTHER_QUANT_TOKENS = ("fp8", "float8", "int4", "nvfp4", "nf4", "gguf", "svdq")
+# "svdq"/"int4": nunchaku's SVDQuant files (int4 / fp4 with low-rank branches): nunchaku's CUDA
+# kernels only run them, and the farm has neither those kernels nor a dequantizing reading of them.
+_OTHER_QUANT_TOKENS = ("int4", "svdq")
 # Suffixes optimum-quanto gives the tensors of a quantized weight.
 _QUANTO_SUFFIXES = ("._data", "._scale")
 _INT8_ON_CPU = "an int8 quanto file: it needs a CUDA card and mmgp, and this agent runs on the CPU"
@@ -242,6 +253,12 @@ def load_transformer(
     (VACE's blocks beside a t2v file), one state dict with the file's."""
     model_class = _transformer_class(preset)
     layout = LAYOUTS[model_class.__name__]
+    if prequantized.kind_of_file(path) is not prequantized.Kind.PLAIN:
+        if modules:
+            raise SingleFileRefused(
+                f"{path.name}: modules merged into a prequantized file are not supported yet"
+            )
+        return _load_dequantized(model_class, path, dtype, base, subfolder)
     keys, metadata = _header(path)
     owners = _key_owners(path, keys, modules)
     if any(key.endswith(_QUANTO_SUFFIXES) for key in owners) or "quantization_map" in metadata:
@@ -257,22 +274,36 @@ def load_transformer(
         return _load_quanto(model_class, path, dtype, base / subfolder)
     from safetensors import safe_open
 
-    expected = _expected_keys(model_class, base / subfolder)
     with ExitStack() as stack:
         handles = {
             part: stack.enter_context(safe_open(str(part), framework="pt")) for part in {*owners.values()}
         }
+        original = {key: handles[owners[key]].get_tensor(key) for key in owners}
+    return _from_original(model_class, path, original, dtype, base, subfolder)
 
-        def tensor(key: str) -> Any:
-            return handles[owners[key]].get_tensor(key)
 
-        if layout.names_only:
-            renames = diffusers_names(list(owners), model_class.__name__)
-            _check_keys(path, renames, expected)
-            state = {new: tensor(old) for new, old in renames.items()}
-        else:
-            state = layout.convert({key: tensor(key) for key in owners})
-            _check_keys(path, {key: key for key in state}, expected)
+def _load_dequantized(model_class: Any, path: Path, dtype: torch.dtype, base: Path, subfolder: str) -> Any:
+    """A prequantized file (models.prequantized), dequantized into `dtype` in its original names,
+    then converted as a bf16 file of the same layout is."""
+    try:
+        original = prequantized.dequantized_state(path, dtype)
+    except prequantized.Unreadable as error:
+        raise SingleFileRefused(f"{path.name}: {error}") from error
+    return _from_original(model_class, path, original, dtype, base, subfolder)
+
+
+def _from_original(
+    model_class: Any, path: Path, original: dict[str, Any], dtype: torch.dtype, base: Path, subfolder: str
+) -> Any:
+    layout = LAYOUTS[model_class.__name__]
+    expected = _expected_keys(model_class, base / subfolder)
+    if layout.names_only:
+        renames = diffusers_names(list(original), model_class.__name__)
+        _check_keys(path, renames, expected)
+        state = {new: original[old] for new, old in renames.items()}
+    else:
+        state = layout.convert(original)
+        _check_keys(path, {key: key for key in state}, expected)
     if not _has_single_file_mapping(model_class):
         return _from_state(model_class, state, base / subfolder, dtype)
     # Already in diffusers' names: from_single_file loads it as given, with the local config.
@@ -332,6 +363,10 @@ def load_pipeline(
     shares a module between two experts."""
     import diffusers
 
+    if preset.pipeline == "StableAudio3Pipeline" and path is not None:
+        from models.sa3_layout import load_sa3_pipeline
+
+        return load_sa3_pipeline(preset, path, dtype, base)
     files = {"transformer": path, SECOND_TRANSFORMERS.get(preset.pipeline, "transformer_2"): path2}
     experts = {
         name: load_transformer(preset, file, dtype, base, subfolder=name, modules=modules)
@@ -380,7 +415,10 @@ def _unloadable(url: str, caps: ArchCaps | None, quantize: bool, quanto: bool) -
     name = file_name(url).lower()
     other = next((token for token in _OTHER_QUANT_TOKENS if token in name), None)
     if other is not None:
-        return f"a prequantized {other} file, which the farm does not load"
+        return (
+            f"a prequantized {other} file (nunchaku's SVDQuant), which only nunchaku's CUDA kernels "
+            "run: the farm does not load it"
+        )
     if INT8_TOKEN not in name:
         return None
     if caps is None:

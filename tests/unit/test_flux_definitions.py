@@ -57,12 +57,12 @@ def test_a_finetune_setting_guidance_max_phases_is_refused_by_name() -> None:
     assert verdict.reason == "model setting(s) not supported yet: guidance_max_phases"
 
 
-def test_nvfp4_flux2_files_are_refused_by_name() -> None:
+def test_the_nvfp4_flux2_file_is_served_over_flux2_devs_folder() -> None:
+    # Dequantized at load (models.prequantized), as WanGP's kernel-less fallback computes with it.
     verdict = decide(parse_definition("flux2_dev_nvfp4", DEFINITIONS["flux2_dev_nvfp4"]), catalogue())
-    assert verdict.preset is None
-    assert verdict.reason.endswith(
-        "flux2-dev-nvfp4-mixed.safetensors: a prequantized nvfp4 file, which the farm does not load"
-    )
+    assert verdict.preset is not None, verdict.reason
+    assert verdict.preset.derived_from == "flux.2-dev"
+    assert verdict.preset.wangp_weights[0].endswith("flux2-dev-nvfp4-mixed.safetensors")
 
 
 def test_sampling_steps_changes_nothing_as_in_wangp(

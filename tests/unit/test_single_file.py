@@ -153,9 +153,11 @@ def test_an_int8_only_definition_is_refused_by_name(
         choose_file(urls, caps, quantize=quantize, quanto_installed=installed)
 
 
-def test_fp8_files_are_refused_by_name() -> None:
-    with pytest.raises(SingleFileRefused, match=r"model_fp8_e4m3fn.safetensors: a prequantized fp8 file"):
-        choose_file([HF + "model_fp8_e4m3fn.safetensors"], AMPERE, quantize=True, quanto_installed=True)
+def test_fp8_files_are_chosen_as_plain_files() -> None:
+    # models.prequantized dequantizes them at load: no int8 quantization applies to them.
+    choice = choose_file([HF + "model_fp8_e4m3fn.safetensors"], AMPERE, quantize=True, quanto_installed=True)
+    assert (choice.filename, choice.quantized) == ("model_fp8_e4m3fn.safetensors", False)
+    assert choice.dtype == "bf16"
 
 
 def _render(pipe: Any) -> np.ndarray:

@@ -107,13 +107,13 @@ def test_a_two_expert_finetune_is_served_from_its_files_for_each_expert() -> Non
     )
 
 
+# GGUF, NVFP4, fp8 and NF4 files load dequantized (models.prequantized); nunchaku's do not.
+NUNCHAKU = "(nunchaku's SVDQuant), which only nunchaku's CUDA kernels run: the farm does not load it"
+
+
 @pytest.mark.parametrize(
     ("model_id", "reason"),
-    [
-        ("ltx2_22B_distilled_gguf_q8_0", "a prequantized gguf file, which the farm does not load"),
-        ("i2v_2_2_Enhanced_Lightning_v2", "a prequantized fp8 file, which the farm does not load"),
-        ("t2v_1.3B_nvfp4", "a prequantized nvfp4 file, which the farm does not load"),
-    ],
+    [("z_image_nunchaku_r256_int4", NUNCHAKU), ("qwen_image_edit_plus_20B_nunchaku_r128_fp4", NUNCHAKU)],
 )
 def test_finetune_weights_the_farm_cannot_load_are_refused_by_name(model_id: str, reason: str) -> None:
     verdict = decide(parse_definition(model_id, fixture()["definitions"][model_id]), catalogue())
