@@ -11,6 +11,7 @@ under every profile (models.prequantized).
 VRAM peaks in one of three phases, each running one model at a time (mmgp offloads the others):
     text     = max over text/image encoders of vram(c)
     denoise  = max over transformers of vram(c)   (Wan 2.2's two experts take turns)
+               + vram(controlnet)                 (Z-Image's ControlNet runs beside it)
                + tokens x (HIDDEN_BYTES x hidden + FFN_BYTES x ffn width) x batch
     decode   = vram(vae) + VAE_BYTES_PER_PIXEL x width x height x batch
     VRAM     = CUDA_CONTEXT + max(text, denoise, decode)
@@ -46,6 +47,7 @@ FFN_BYTES = 3
 # frames on an H100: tiled (the runner tiles on CUDA) 2.3-2.5 kB in bf16, 4.5-4.9 kB in fp32; whole
 # frames 11.8 kB in bf16 and 23.6 kB in fp32, which is why the runner tiles. Other VAEs not measured.
 VAE_BYTES_PER_PIXEL = 4096
+CONTROLNET = "controlnet"  # the component folder of a ControlNet, which runs beside the transformer
 
 
 @dataclass(frozen=True)
@@ -137,8 +139,11 @@ def _vram(component: Component, spec: ProfileSpec) -> int:
 
 def _denoise_weights(preset: ModelPreset, spec: ProfileSpec) -> int:
     transformers = preset.component(Role.TRANSFORMER)
-    # Experts that take turns (Wan 2.2 A14B) are in VRAM one at a time.
-    return max((_vram(c, spec) for c in transformers), default=0)
+    # Experts that take turns (Wan 2.2 A14B) are in VRAM one at a time; a ControlNet (Z-Image's)
+    # runs beside the transformer at every step, so it adds to it.
+    beside = [c for c in transformers if c.name == CONTROLNET]
+    turns = [c for c in transformers if c.name != CONTROLNET]
+    return max((_vram(c, spec) for c in turns), default=0) + sum(_vram(c, spec) for c in beside)
 
 
 def _encoders(preset: ModelPreset) -> list[Component]:

@@ -151,3 +151,16 @@ def test_the_control_models_weigh_turbo_and_their_controlnet(model_id: str, arch
     params = sum(p.numel() for p in controlnet.parameters())
     extra = catalogue()[model_id].weight_bytes - catalogue()["z-image-turbo"].weight_bytes
     assert extra == 2 * params
+
+
+def test_the_controlnet_adds_to_the_vram_of_the_denoising_step() -> None:
+    # It runs beside the transformer at every step (not in turns, as Wan 2.2's experts): at
+    # profile 1 (whole models in VRAM, bf16) the control model needs its ControlNet's bytes more.
+    from models.memory import JobSize, estimate
+    from models.profiles import Profile
+
+    size = JobSize(width=1024, height=1024, frames=1)
+    turbo = estimate(catalogue()["z-image-turbo"], Profile.P1, size).vram_bytes
+    control = catalogue()["z-image-turbo-control-2.1"]
+    [controlnet] = [c for c in control.components if c.name == "controlnet"]
+    assert estimate(control, Profile.P1, size).vram_bytes == turbo + controlnet.bytes
