@@ -90,7 +90,9 @@ def write_video(
     with its metadata as `<stem>_seed<N>.mp4`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     name = f"{stem}_seed{generation.request.seed}"
-    clip = plugins.Clip(video, job.preset.fps, generation.request.seed)
+    # WanGP post-processes a long video window by window (RIFE carries a frame across them).
+    windows = tuple(window.output for window in job.windows)
+    clip = plugins.Clip(video, job.preset.fps, generation.request.seed, windows=windows)
     return _write(job, generation, _post_process(clip, job), out_dir / name, started, run)
 
 

@@ -1,18 +1,50 @@
 """WanFarm's own plugins, registered through its pyproject's entry points like any other package's:
-film grain and Lanczos resizing (WanGP's film_grain_* and spatial_upsampling), and the catalogue's
-own model family."""
+RIFE frame interpolation, film grain and Lanczos resizing (WanGP's temporal_upsampling,
+film_grain_* and spatial_upsampling), and the catalogue's own model family."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from processing import rife
 from processing.plugins import Clip
 from processing.postprocess import film_grain, resize_lanczos
 
 # WanGP's Lanczos choices (postprocessing/lanczos at 8681e9f7) and the factor of each.
 LANCZOS = {"lanczos1.5": 1.5, "lanczos2": 2.0}
+
+
+class RifeUpsampling:
+    """WanGP's RIFE temporal upsampling ('rife2': frames x2 less one, fps x2; 'rife4': x4), window
+    by window for a long video (processing.rife)."""
+
+    name = "rife"
+    keys = ("temporal_upsampling",)
+    order = 10
+
+    def wanted(self, settings: Mapping[str, Any]) -> bool:
+        value = settings.get("temporal_upsampling")
+        return isinstance(value, str) and value.startswith("rife")
+
+    def problems(self, settings: Mapping[str, Any], video: bool) -> list[str]:
+        value = settings["temporal_upsampling"]
+        if value not in rife.FACTORS:
+            accepted = ", ".join(repr(name) for name in rife.FACTORS)
+            return [f"temporal_upsampling: {value!r} is not one of WanGP's RIFE values; accepted: {accepted}"]
+        if not video:  # WanGP's own refusal (its validate_temporal_upsampling)
+            return [
+                f"temporal_upsampling: {value!r} cannot be used with an image: it interpolates video frames"
+            ]
+        return []
+
+    def apply(self, clip: Clip, settings: Mapping[str, Any]) -> Clip:
+        factor = rife.FACTORS[settings["temporal_upsampling"]]
+        done = rife.upsample(clip.frames, factor, rife.weights_path(), clip.windows)
+        assert clip.fps is not None  # problems() refuses it for an image
+        return replace(clip.with_frames(done.frames), fps=clip.fps * factor, windows=done.windows)
 
 
 class FilmGrain:

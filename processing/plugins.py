@@ -39,12 +39,15 @@ class PluginGroup(StrEnum):
 @dataclass(frozen=True)
 class Clip:
     """What a post-processor reads and returns: RGB uint8 frames (F, H, W, 3), the frame rate (None
-    for an image), the job's seed, and the keys it adds to the output's metadata."""
+    for an image), the job's seed, the keys it adds to the output's metadata, and for a long video
+    the frame count of each sliding window it was rendered in (WanGP post-processes each in turn;
+    () for one window). A step that changes the frame count returns the windows' new counts."""
 
     frames: np.ndarray
     fps: int | None
     seed: int
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    windows: tuple[int, ...] = ()
 
     def with_frames(self, frames: np.ndarray, **metadata: Any) -> Clip:
         """The same clip with other frames, and `metadata` added to what it records."""
@@ -137,7 +140,7 @@ _NO_UPSCALER = "this upscaler network is not in WanFarm"
 KNOWN_KEYS: dict[str, _Known] = {
     "temporal_upsampling": _Known(
         "interpolates frames after rendering ('rife2': a frame between each two, fps x2; 'rife4': three, x4)",
-        {"rife": ("rife", "WanFarm does not build RIFE's network yet")},
+        {"rife": ("rife", "it ships with WanFarm; reinstall WanFarm to register it")},
     ),
     "spatial_upsampling": _Known(
         "upscales the output after rendering",

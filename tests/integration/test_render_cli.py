@@ -137,8 +137,8 @@ BAD_SETTINGS = {
     # WanGP floors a size to the model's block (16 here): 31 wide renders 16, under the minimum.
     "too small once floored": ({"model_type": "wan-tiny", "resolution": "31x64"}, "between 32 and 256"),
     "a WanGP feature not rendered yet": (
-        {"model_type": "wan-tiny", "temporal_upsampling": "rife2"},
-        'temporal_upsampling: "rife2" is not supported by WanFarm yet',
+        {"model_type": "wan-tiny", "temporal_upsampling": "film2"},
+        "temporal_upsampling: 'film2' is not supported by WanFarm yet",
     ),
     "negative steps": ({"model_type": "wan-tiny", "num_inference_steps": -1}, "num_inference_steps"),
 }

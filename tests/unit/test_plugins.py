@@ -3,7 +3,8 @@ what a settings object asks of them, refusals naming the plugin that is missing,
 plugins carried from submit to placement (store, scheduler, agent).
 
 WanGP's post-processing keys as read at deepbeepmeep/Wan2GP@8681e9f7: postprocessing/rife
-(temporal_upsampling "rife2"/"rife4"), postprocessing/audio_processors.py (postprocess_audio).
+(temporal_upsampling "rife2"/"rife4", WanFarm's built-in `rife`: tests/unit/test_rife.py),
+postprocessing/audio_processors.py (postprocess_audio).
 """
 
 from __future__ import annotations
@@ -90,14 +91,17 @@ def sepia_installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     plugins.refresh()
 
 
-def test_film_grain_and_lanczos_are_registered_through_wanfarms_own_entry_points() -> None:
+def test_rife_film_grain_and_lanczos_are_registered_through_wanfarms_own_entry_points() -> None:
     found = {(info.name, info.group): info for info in plugins.installed()}
     grain = found["film_grain", PluginGroup.POSTPROCESSORS]
     lanczos = found["lanczos", PluginGroup.POSTPROCESSORS]
+    rife = found["rife", PluginGroup.POSTPROCESSORS]
     assert grain.keys == ("film_grain_intensity", "film_grain_saturation") and grain.builtin
     assert lanczos.keys == ("spatial_upsampling",) and lanczos.distribution == "wanfarm"
+    assert rife.keys == ("temporal_upsampling",) and rife.builtin
     assert found["wanfarm", PluginGroup.MODEL_FAMILIES].builtin
-    assert list(plugins.postprocessors())[:2] == ["lanczos", "film_grain"]  # WanGP's order
+    # WanGP's order: temporal, spatial, grain.
+    assert list(plugins.postprocessors())[:3] == ["rife", "lanczos", "film_grain"]
 
 
 def test_grain_and_upsampling_run_as_plugins_and_need_no_particular_agent() -> None:
@@ -114,8 +118,7 @@ def test_grain_and_upsampling_run_as_plugins_and_need_no_particular_agent() -> N
 @pytest.mark.parametrize(
     ("key", "value", "named"),
     [
-        ("temporal_upsampling", "rife2", "it needs the post-processor 'rife', which is not installed"),
-        ("temporal_upsampling", "rife4", "WanFarm does not build RIFE's network yet"),
+        ("temporal_upsampling", "rife3", "is not one of WanGP's RIFE values; accepted: 'rife2', 'rife4'"),
         ("postprocess_audio", "mmaudio", "MMAudio is not on this stack"),
         ("postprocess_audio", "custom", "needs the post-processor 'custom_soundtrack'"),
         ("temporal_upsampling", "film4", "no installed post-processor honours it"),

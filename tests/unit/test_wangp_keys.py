@@ -51,19 +51,9 @@ WANGP_TYPES = sorted(
 )
 # The WanGP defaults of our models that WanFarm cannot render as WanGP does, and the keys it names.
 CANNOT_RENDER: dict[str, set[str]] = {
-    # models/ltx2/ltx2_handler.py: guidance_phases 2 is WanGP's two-stage render, which WanFarm renders
-    # too (models.ltx2_stages), as the 22B's distilled_8_steps; the 19B's defaults/ltx2_19B.json adds
-    # modality guidance 3, rescale 0.7, audio guidance 7 and STG at block 29 (perturbation_switch 2),
-    # which WanFarm does not apply.
-    "ltx2_19B": {
-        "alt_guidance_scale",
-        "alt_scale",
-        "audio_guidance_scale",
-        "perturbation_switch",
-        "perturbation_layers",
-        "perturbation_start_perc",
-        "perturbation_end_perc",
-    },
+    # None today. LTX-2 (models/ltx2/ltx2_handler.py) renders as WanGP does: its two stages
+    # (guidance_phases 2), the 22B's distilled_8_steps, and the 19B's guidance passes of
+    # defaults/ltx2_19B.json (audio CFG 7, modality 3, rescale 0.7, skip attention at block 29).
 }
 # Keys a settings file, a queue entry or an output's metadata holds besides models/_settings.json
 # (wgp.py save_inputs, generate_media, _save_queue_to_zip, fix_settings' older names).
@@ -342,7 +332,7 @@ DOES_SOMETHING: dict[str, tuple[object, dict[str, object]]] = {
     "sliding_window_trim_first_frames": (4, {"sliding_window_size": 33}),
     "sub_parallel_window_size": (8, {"sliding_window_size": 33}),
     "sub_parallel_window_overlap": (9, {"sliding_window_size": 33}),
-    "temporal_upsampling": ("rife2", {}),
+    "temporal_upsampling": ("film2", {}),  # a temporal upsampler of no installed plugin
     "postprocess_audio": ("mmaudio", {}),
     "postprocess_audio_prompt": ("rain", {"postprocess_audio": "mmaudio"}),
     "postprocess_audio_neg_prompt": ("music", {"postprocess_audio": "mmaudio"}),
@@ -501,13 +491,13 @@ def test_a_size_outside_the_model_after_flooring_names_both(tmp_path: Path) -> N
     ("settings", "named"),
     [
         (
-            {"model_type": "wan-tiny", "prompt": "a fox", "temporal_upsampling": "rife2"},
+            {"model_type": "wan-tiny", "prompt": "a fox", "temporal_upsampling": "film2"},
             "temporal_upsampling",
         ),
         # Phase 3 (from 500 down) on the low-noise expert at 5, phase 2 there at 3.
         (wangp_export("t2v_2_2") | {"guidance_phases": 3, "switch_threshold2": 500}, "guidance3_scale"),
     ],
-    ids=["rife", "wan 2.2 three phases"],
+    ids=["no plugin's temporal upsampler", "wan 2.2 three phases"],
 )
 def test_a_dry_run_exits_2_naming_the_key(
     settings: dict[str, Any], named: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
