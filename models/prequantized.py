@@ -113,7 +113,11 @@ def dequantized_state(path: Path, dtype: torch.dtype) -> dict[str, torch.Tensor]
             if tensor is not None:
                 state[key] = tensor
                 consumed |= {key, *(f"{base}.{part}" for part in parts)}
-        state |= {key: stored[key] for key in stored if key not in consumed and key not in state}
+        # Other float8 tensors (a bias, a modulation table) are cast, as WanGP casts fp8 parameters
+        # outside its quantized linear layers.
+        for key in [key for key in stored if key not in consumed and key not in state]:
+            tensor = stored[key]
+            state[key] = tensor.to(dtype) if "float8" in str(tensor.dtype) else tensor
     return state
 
 

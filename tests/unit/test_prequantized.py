@@ -287,3 +287,17 @@ def test_the_tiny_ltx2_transformer_loads_from_its_gguf_and_nvfp4_files(kind: Kin
     )
     assert result.keys() == reference.keys()
     assert [key for key in reference if not torch.equal(result[key], reference[key])] == []
+
+
+def test_fp8_tensors_outside_linear_layers_are_cast_as_wangp_casts_them(
+    tiny: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path
+) -> None:
+    folder, state = tiny
+    stored, _ = quant.scaled_fp8(state)
+    # A convolution's fp8 weight keeps no scale in WanGP (_cast_non_linear_float8_params drops it).
+    stored["patch_embedding.weight"] = state["patch_embedding.weight"].to(torch.float8_e4m3fn)
+    stored["patch_embedding.scale_weight"] = torch.tensor(2.0)
+    stored["blocks.0.modulation"] = state["blocks.0.modulation"].to(torch.float8_e4m3fn)
+    result = loaded(folder, save(stored, tmp_path / "tiny_fp8_scaled.safetensors"))
+    assert torch.equal(result["patch_embedding.weight"], stored["patch_embedding.weight"].float())
+    assert torch.equal(result["blocks.0.scale_shift_table"], stored["blocks.0.modulation"].float())
