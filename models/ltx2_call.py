@@ -2,9 +2,14 @@
 
 LTX2Pipeline's own defaults turn on LTX-2.3's extra guidance passes (spatio-temporal guidance at
 block 28, modality isolation at 3, guidance rescale 0.7, audio CFG at 7). The farm renders what a
-job asks: classifier-free guidance at the job's guidance_scale, for the video and its audio alike,
-and none of the other passes; WanGP's keys for them (perturbation_*, alt_guidance_scale, alt_scale,
-audio_guidance_scale) are refused away from their no-op values (models.wangp_keys).
+job asks, as WanGP reads it (models.ltx2_stages.Guidance): CFG at guidance_scale and the audio's at
+audio_guidance_scale, modality guidance at alt_guidance_scale, rescale at alt_scale, and WanGP's
+skip-self-attention pass at scale 1 in the blocks perturbation_layers names (perturbation_switch 2;
+models.ltx2_guidance makes diffusers' perturbed pass WanGP's). Without such a record (a model other
+than LTX-2's), plain CFG for video and audio alike.
+
+WanGP gives LTX-2 Lightricks' default negative prompt when a job has none (Wan2GP 8681e9f7,
+models/ltx2/ltx2.py generate); diffusers ships the same text.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from models.ltx2_stages import Guidance
 from models.preset import ModelPreset
 from models.request import GenerationRequest
 from models.soundtrack import Soundtrack
@@ -27,14 +33,18 @@ def ltx2_kwargs(pipe: Any, preset: ModelPreset, request: GenerationRequest) -> d
     """The LTX-2 call's guidance passes (plain CFG only) and prompt length; {} on other families."""
     if preset.family != FAMILY:
         return {}
+    from diffusers.pipelines.ltx2.utils import DEFAULT_NEGATIVE_PROMPT
+
     tokens = getattr(getattr(pipe, "tokenizer", None), "model_max_length", MAX_PROMPT_TOKENS)
+    passes = request.ltx2_guidance or Guidance(audio_scale=request.guidance_scale)
     return {
-        "stg_scale": 0.0,
-        "spatio_temporal_guidance_blocks": None,
-        "modality_scale": 1.0,
-        "guidance_rescale": 0.0,
-        # None: each audio scale follows its video one (the pipeline's rule).
-        "audio_guidance_scale": None,
+        "negative_prompt": request.negative_prompt or DEFAULT_NEGATIVE_PROMPT,
+        "stg_scale": 1.0 if passes.skip_blocks else 0.0,
+        "spatio_temporal_guidance_blocks": list(passes.skip_blocks) or None,
+        "modality_scale": passes.modality,
+        "guidance_rescale": passes.rescale,
+        "audio_guidance_scale": passes.audio_scale,
+        # None: each audio scale follows its video one (the pipeline's rule), as WanGP's do.
         "audio_stg_scale": None,
         "audio_modality_scale": None,
         "audio_guidance_rescale": None,

@@ -16,7 +16,18 @@ from typing import Any
 
 import torch
 
+from models.ltx2_guidance import wangp_skip_attention
 from models.ltx2_stages import UPSAMPLER, StagePlan, first_stage_size
+
+# WanGP's refining pass reads the prompt alone: no CFG, no other guidance pass.
+UNGUIDED: dict[str, Any] = {
+    "guidance_scale": 1.0,
+    "audio_guidance_scale": 1.0,
+    "stg_scale": 0.0,
+    "spatio_temporal_guidance_blocks": None,
+    "modality_scale": 1.0,
+    "guidance_rescale": 0.0,
+}
 
 # Called with the stage (1 or 2) before it runs: the runner sets the stage's LoRA weight there.
 StageHook = Callable[[int], None]
@@ -56,38 +67,41 @@ class StagesCall:
                 self.before_stage(1)
                 sigmas = list(self.plan.first_sigmas)
                 one = {"num_inference_steps": first, "sigmas": sigmas, "callback_on_step_end": callback}
-                return self.pipe(**kwargs | one)
+                with wangp_skip_attention(self.pipe.transformer):
+                    return self.pipe(**kwargs | one)
             self.before_stage(1)
-            low = self.pipe(
-                **kwargs
-                | {
-                    "width": width,
-                    "height": height,
-                    "num_inference_steps": first,
-                    "sigmas": list(self.plan.first_sigmas),
-                    "output_type": "latent",
-                    "callback_on_step_end": callback,
-                }
-            )
+            with wangp_skip_attention(self.pipe.transformer):
+                low = self._first_stage(kwargs, width, height, callback)
             self.record.shapes.append(tuple(low.frames.shape))
             upsampled = self._upsample(low.frames)
             self.record.shapes.append(tuple(upsampled.shape))
             self.before_stage(2)
             return self.pipe(
                 **kwargs
+                | UNGUIDED
                 | {
                     "latents": upsampled,
                     "audio_latents": low.audio,
                     "noise_scale": self.plan.second_sigmas[0],
                     "num_inference_steps": second,
                     "sigmas": list(self.plan.second_sigmas),
-                    # WanGP's refining pass reads the prompt alone.
-                    "guidance_scale": 1.0,
                     "callback_on_step_end": _last_step(callback, first),
                 }
             )
         finally:
             self.pipe.scheduler = native
+
+    def _first_stage(self, kwargs: dict[str, Any], width: int, height: int, callback: Any) -> Any:
+        # Half the canvas; its latents (video and soundtrack) come back undecoded.
+        half = {
+            "width": width,
+            "height": height,
+            "num_inference_steps": self.plan.steps[0],
+            "sigmas": list(self.plan.first_sigmas),
+            "output_type": "latent",
+            "callback_on_step_end": callback,
+        }
+        return self.pipe(**kwargs | half)
 
     def _upsample(self, latents: Any) -> Any:
         # The upsampler reads the VAE's raw latents, which the first call returns.

@@ -15,6 +15,7 @@ The plan is pure (no torch): settings build it; models.ltx2_render runs it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # WanGP's distilled schedule (8 steps) and its second-stage schedules; 0 ends each.
@@ -142,44 +143,49 @@ def staged(
     """The stage plan of an LTX-2 job reading `phases` guidance phases, or a line per setting
     WanFarm cannot render as WanGP would ("key: value is not supported ...")."""
     model = MODELS.get(base)
-    if phases < 2:
-        if solver == DISTILLED_SAMPLER or pipeline == DISTILLED_PIPELINE:
-            return StagedRequest(
-                None,
-                (
-                    "guidance_phases: 1 is not supported by WanFarm yet: one stage "
-                    "of LTX-2's distilled schedule (its LoRA at 0.5); accepted: 2",
-                ),
-            )
-        if solver != "euler":  # WanGP's one stage runs Euler (res2s aside, which WanFarm lacks)
-            return StagedRequest(
-                None,
-                (f"sample_solver: {solver!r} is not supported by WanFarm yet on LTX-2; accepted: euler",),
-            )
-        return StagedRequest(one_stage(steps))
     problems = []
-    if model is None:
-        problems.append(f"guidance_phases: 2 is not supported by WanFarm yet: {base} has no latent upsampler")
-    if solver not in ("euler", DISTILLED_SAMPLER):
+    distilled = pipeline == DISTILLED_PIPELINE
+    if not distilled and solver not in ("euler", DISTILLED_SAMPLER):
+        # WanGP's LTX-2 samplers less res2s, which WanFarm lacks.
         problems.append(
-            f"sample_solver: {solver!r} is not supported by WanFarm yet with guidance_phases 2 on LTX-2; "
+            f"sample_solver: {solver!r} is not supported by WanFarm yet on LTX-2; "
             f"accepted: euler, {DISTILLED_SAMPLER}"
         )
-    elif solver == DISTILLED_SAMPLER and model is not None and not model.distilled_1_1_lora:
+    elif not distilled and solver == DISTILLED_SAMPLER and (model is None or not model.distilled_1_1_lora):
         problems.append(f"sample_solver: {solver!r} is not available for {base}: a sampler of LTX-2.3 (22B)")
-    if any(side % SIZE_BLOCK for side in size):
+    if phases >= 2 and model is None:
+        problems.append(f"guidance_phases: 2 is not supported by WanFarm yet: {base} has no latent upsampler")
+    if phases >= 2 and any(side % SIZE_BLOCK for side in size):
         problems.append(
             f"resolution: {size[0]}x{size[1]} is not supported with guidance_phases 2: both sides must be "
             f"multiples of {SIZE_BLOCK} (the first stage renders half of each)"
         )
-    if job_loras:
-        problems.append(
-            "activated_loras: a job's own LoRAs with guidance_phases 2 on LTX-2 are not supported by "
-            "WanFarm yet (its stages weight the distilled LoRA); accepted: none, or guidance_phases 1"
-        )
-    if problems or model is None:
+    if problems or (model is None and phases >= 2):
         return StagedRequest(None, tuple(problems))
-    return StagedRequest(two_stages(base, solver, steps, pipeline, lora))
+    plan = (
+        two_stages(base, solver, steps, pipeline, lora)
+        if phases >= 2
+        else _one(model, solver, steps, distilled)
+    )
+    if job_loras and plan.lora:
+        return StagedRequest(
+            None,
+            (
+                "activated_loras: a job's own LoRAs beside the distilled LoRA of LTX-2's stages are not "
+                "supported by WanFarm yet; accepted: none, or guidance_phases 1 with euler",
+            ),
+        )
+    return StagedRequest(plan)
+
+
+def _one(model: Ltx2Model | None, solver: str, steps: int, distilled: bool) -> StagePlan:
+    # WanGP's skip_stage_2: the distilled checkpoints on their schedule; distilled_8_steps on it
+    # with the 1.1 LoRA at 0.5 (get_loras_transformer); euler on LTX2Scheduler's.
+    if distilled:
+        return StagePlan(DISTILLED_SIGMAS, ())
+    if solver == DISTILLED_SAMPLER and model is not None:
+        return StagePlan(DISTILLED_SIGMAS, (), model.distilled_1_1_lora, "0.5", (0.5, 0.0))
+    return one_stage(steps)
 
 
 # WanGP's LTX-2 model keys the farm renders (ltx2_handler.py: ltx2_pipeline picks the pipeline,
@@ -205,3 +211,50 @@ def model_keys_problem(architecture: str, keys: dict[str, object]) -> str:
             "(ltx-2-19b-distilled_embeddings_connector.safetensors) are not the ltx-2-19b folder's"
         )
     return ""
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """LTX-2's guidance passes of the first stage as WanGP reads them (guider_denoising_func):
+    the audio's CFG scale, modality guidance (alt_guidance_scale), rescale (alt_scale) and the
+    blocks whose self attention its perturbed pass skips (perturbation_switch 2), at scale 1."""
+
+    audio_scale: float
+    modality: float = 1.0
+    rescale: float = 0.0
+    skip_blocks: tuple[int, ...] = ()
+
+
+def guidance_of(values: Callable[[str], object], guidance_scale: float) -> tuple[Guidance, list[str]]:
+    """The guidance passes `values` (a key's value as WanGP reads it) ask for, and a line per
+    value WanFarm cannot render as WanGP would."""
+    problems = []
+    audio = _float(values("audio_guidance_scale"), guidance_scale)
+    if audio != 1.0 and guidance_scale <= 1.0:
+        # WanGP guides the soundtrack alone; diffusers' call runs CFG for both or for neither.
+        problems.append(
+            f"audio_guidance_scale: {audio:g} is not supported by WanFarm yet with guidance_scale "
+            f"{guidance_scale:g} on LTX-2: CFG on the soundtrack alone; accepted: 1, or guidance over 1"
+        )
+    switch = _float(values("perturbation_switch"), 0.0)
+    blocks: tuple[int, ...] = ()
+    if switch == 2:
+        layers = values("perturbation_layers")
+        blocks = tuple(int(x) for x in layers) if isinstance(layers, list) else ()
+        for key, whole in (("perturbation_start_perc", 0.0), ("perturbation_end_perc", 100.0)):
+            if (value := _float(values(key), whole)) != whole:
+                problems.append(
+                    f"{key}: {value:g} is not supported by WanFarm yet: skip-attention guidance over part "
+                    f"of the steps; accepted: {whole:g}"
+                )
+    elif switch != 0:
+        problems.append(
+            f"perturbation_switch: {switch:g} is not supported by WanFarm yet on LTX-2: WanGP's "
+            "skip-layer guidance; accepted: 0, 2 (skip self attention)"
+        )
+    modality = _float(values("alt_guidance_scale"), 1.0)
+    return Guidance(audio, modality, _float(values("alt_scale"), 0.0), blocks), problems
+
+
+def _float(value: object, default: float) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default

@@ -10,6 +10,8 @@ import pytest
 from controller.cli.client import FarmClient, FarmError
 from controller.farm import Farm
 from models.catalogue import get_model
+from models.tiny_ltx2 import write_distilled_lora
+from processing.metadata import read_metadata
 from tests.integration.farm_helpers import NodeSpec, ray_cluster, running_farm, tiny, wait_job
 
 SMALL = NodeSpec(("RTX 3060",), ram_gb=16)  # 12 GB card, 16 GB RAM: Wan 14B needs 21.9 GiB at profile 5
@@ -28,10 +30,21 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
             # declared GPUs all render on the same CPU; its rules are tested on snapshots
             # (test_policy_wanfarm).
             running_farm(
-                tmp_path_factory.mktemp("farm"), cluster.address, agents=2, policy="greedy"
+                tmp_path_factory.mktemp("farm"),
+                cluster.address,
+                agents=2,
+                policy="greedy",
+                lora_dir=ltx2_stage_loras(tmp_path_factory.mktemp("loras")),
             ) as running,
         ):
             yield running
+
+
+def ltx2_stage_loras(root: Path) -> Path:
+    """A LoRA folder holding the tiny LTX-2's distilled LoRA, which its second stage weights."""
+    (root / "ltx2").mkdir()
+    write_distilled_lora(root / "ltx2")
+    return root
 
 
 @pytest.fixture()
@@ -102,6 +115,8 @@ def test_every_output_of_a_batch_arrives(farm: Farm, client: FarmClient, tmp_pat
         "chroma-tiny",
     ]
     batch = [tiny(model, seed=i) for i, model in enumerate(models * 2)]
+    # LTX-2's two render stages (models.ltx2_stages), its distilled LoRA from the agents' LoRA folder.
+    batch.append(tiny("ltx2-tiny", seed=7, guidance_phases=2))
     jobs = client.submit(batch).jobs
     finished = [wait_job(client, job.id) for job in jobs]
     assert [job.state for job in finished] == ["succeeded"] * len(batch)
@@ -109,4 +124,7 @@ def test_every_output_of_a_batch_arrives(farm: Farm, client: FarmClient, tmp_pat
         [output] = job.outputs
         path = client.download(output.url, tmp_path / output.name)
         assert path.stat().st_size > 0
+    two_stages = read_metadata(tmp_path / finished[-1].outputs[0].name)
+    assert two_stages is not None and two_stages["guidance_phases"] == 2
+    assert [lora["multipliers"] for lora in two_stages["wanfarm"]["loras"]] == ["0;1"]
     assert {job.agent for job in finished} == {a.agent_id for a in farm.agent_listing()}

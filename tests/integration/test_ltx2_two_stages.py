@@ -76,6 +76,23 @@ def test_two_stages_render_the_size_and_length_asked_and_record_them(
     assert not np.array_equal(one.frames, decoded.frames)  # the second stage is not the one-stage render
 
 
+def test_ltx2s_guidance_passes_render_in_the_first_stage_and_read_back(
+    tmp_path: Path, cache_dir: Path, lora_root: Path
+) -> None:
+    passes = {
+        "audio_guidance_scale": 5.0,
+        "alt_guidance_scale": 2.0,
+        "alt_scale": 0.5,
+        "perturbation_switch": 2,
+        "perturbation_layers": [1],
+    }
+    video = render(tmp_path / "passes", cache_dir, lora_root, guidance_phases=2, video_length=9, **passes)
+    metadata = read_metadata(video)
+    assert metadata is not None and {key: metadata[key] for key in passes} == passes
+    plain = render(tmp_path / "plain", cache_dir, lora_root, guidance_phases=2, video_length=9)
+    assert not np.array_equal(read_mp4(video).frames, read_mp4(plain).frames)
+
+
 def test_the_first_stage_denoises_half_the_canvas_then_the_upsampled_latents(
     tmp_path: Path, cache_dir: Path, lora_root: Path
 ) -> None:
@@ -131,11 +148,11 @@ def test_one_stage_runs_wangps_schedule_at_full_size(tmp_path: Path) -> None:
             {"guidance_phases": 1, "sample_solver": "unipc"},
             "sample_solver: 'unipc' is not supported by WanFarm yet on",
         ),
-        ({"sample_solver": "unipc"}, "sample_solver: 'unipc' is not supported by WanFarm yet with"),
+        ({"sample_solver": "unipc"}, "sample_solver: 'unipc' is not supported by WanFarm yet on LTX-2"),
         ({"sample_solver": "distilled_8_steps"}, "a sampler of LTX-2.3 (22B)"),
         (
             {"activated_loras": ["mine.safetensors"]},
-            "activated_loras: a job's own LoRAs with guidance_phases 2",
+            "activated_loras: a job's own LoRAs beside the distilled LoRA of LTX-2's stages",
         ),
     ],
 )

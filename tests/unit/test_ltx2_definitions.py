@@ -15,7 +15,7 @@ import pytest
 
 from controller.cli import main
 from models.catalogue import get_model
-from models.ltx2_stages import LTX23_SECOND_STAGE_SIGMAS
+from models.ltx2_stages import DISTILLED_SIGMAS, LTX23_SECOND_STAGE_SIGMAS, Guidance
 from models.settings import parse_settings, resolve
 from models.wangp_definitions import ARCHITECTURES, WangpDefinition, decide, parse_definition, with_references
 from tests.served_definitions import definitions_folder
@@ -23,23 +23,25 @@ from tests.served_definitions import definitions_folder
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
 # The definitions served, each with the catalogue model it renders on.
 SERVED = {
+    "ltx2_19B": "ltx-2-19b",
     "ltx2_22B": "ltx-2.3-22b",
     "ltx2_22B_1_1": "ltx-2.3-22b",
     "ltx2_22B_distilled": "ltx-2.3-22b",
     "ltx2_22B_distilled_1_1": "ltx-2.3-22b",
+    # Prequantized files, dequantized at load (models.prequantized).
+    "ltx2_19B_nvfp4": "ltx-2-19b",
+    "ltx2_22B_nvfp4": "ltx-2.3-22b",
+    "ltx2_22B_distilled_gguf_q4_k_m": "ltx-2.3-22b",
+    "ltx2_22B_distilled_gguf_q6_k": "ltx-2.3-22b",
+    "ltx2_22B_distilled_gguf_q8_0": "ltx-2.3-22b",
 }
 # The reason each of the others is refused for, as it starts or as it ends.
 REASONS = {
-    "ltx2_19B": "its default setting alt_guidance_scale: 3.0 is not supported by WanFarm yet",
     "ltx2_distilled": "(ltx-2-19b-distilled_embeddings_connector.safetensors) are not the ltx-2-19b folder's",
-    "ltx2_19B_nvfp4": "a prequantized nvfp4 file, which the farm does not load",
-    "ltx2_22B_nvfp4": "a prequantized nvfp4 file, which the farm does not load",
-    "ltx2_distilled_gguf_q4_k_m": "a prequantized gguf file, which the farm does not load",
-    "ltx2_distilled_gguf_q6_k": "a prequantized gguf file, which the farm does not load",
-    "ltx2_distilled_gguf_q8_0": "a prequantized gguf file, which the farm does not load",
-    "ltx2_22B_distilled_gguf_q4_k_m": "a prequantized gguf file, which the farm does not load",
-    "ltx2_22B_distilled_gguf_q6_k": "a prequantized gguf file, which the farm does not load",
-    "ltx2_22B_distilled_gguf_q8_0": "a prequantized gguf file, which the farm does not load",
+    # Their GGUF files load (models.prequantized); their distilled pipeline's connectors do not yet.
+    "ltx2_distilled_gguf_q4_k_m": "are not the ltx-2-19b folder's",
+    "ltx2_distilled_gguf_q6_k": "are not the ltx-2-19b folder's",
+    "ltx2_distilled_gguf_q8_0": "are not the ltx-2-19b folder's",
     "ltx2_25_22B": "architecture 'ltx2_25_22B' is not supported yet",
     "ltx2_25_22B_distilled": "architecture 'ltx2_25_22B' is not supported yet",
     "ltx2_25_22B_distilled_nvfp4": "architecture 'ltx2_25_22B' is not supported yet",
@@ -89,6 +91,19 @@ def test_each_ltx2_definition_is_served_or_refused_naming_what_the_farm_lacks() 
         )
 
 
+def test_the_19bs_defaults_render_ltx2s_guidance_passes_in_its_first_stage(tmp_path: Path) -> None:
+    (generation,) = resolve(
+        parse_settings({"model_type": "ltx2_19B", "prompt": "a fox"}), tmp_path
+    ).generations
+    # defaults/ltx2_19B.json: audio CFG 7, modality guidance 3, rescale 0.7, skip attention at block 29.
+    assert generation.request.ltx2_guidance == Guidance(
+        audio_scale=7.0, modality=3.0, rescale=0.7, skip_blocks=(29,)
+    )
+    plan = generation.request.ltx2_stages
+    assert plan is not None and plan.steps == (40, 3) and plan.lora_weights == (0.0, 1.0)
+    assert plan.lora.endswith("ltx-2-19b-distilled-lora-384.safetensors")
+
+
 @pytest.mark.parametrize(
     ("model_id", "first", "lora", "weights"),
     [
@@ -113,6 +128,20 @@ def test_served_ltx2_definitions_render_two_stages_with_their_defaults(
     assert plan.second_sigmas == LTX23_SECOND_STAGE_SIGMAS
     assert (generation.request.width, generation.request.height) == (1280, 704)
     assert generation.metadata["guidance_phases"] == 2 and generation.request.guidance_scale == 1.0
+
+
+def test_one_stage_of_the_distilled_schedules_renders_as_wangps(models_dir: Path, tmp_path: Path) -> None:
+    # WanGP's skip_stage_2: distilled_8_steps with the 1.1 LoRA at 0.5; the distilled checkpoints bare.
+    for model_id, lora, weights in (
+        ("ltx2_22B", "ltx-2.3-22b-distilled-lora-384-1.1.safetensors", (0.5, 0.0)),
+        ("ltx2_22B_distilled", "", (0.0, 0.0)),
+    ):
+        settings = {"model_type": model_id, "prompt": "a fox", "guidance_phases": 1}
+        (generation,) = resolve(parse_settings(settings), tmp_path).generations
+        plan = generation.request.ltx2_stages
+        assert plan is not None and not plan.two and plan.first_sigmas == DISTILLED_SIGMAS, model_id
+        assert plan.lora.endswith(lora) if lora else plan.lora == ""
+        assert plan.lora_weights == weights and generation.metadata["guidance_phases"] == 1
 
 
 def test_the_lora_a_definition_names_replaces_the_dev_pipelines_own_on_euler(
@@ -148,19 +177,16 @@ def test_ltx2_architectures_answer_to_their_catalogue_models() -> None:
 @pytest.mark.parametrize(
     ("settings", "named"),
     [
-        # WanGP's own defaults for the 19B: LTX-2's extra guidance (its two stages render).
+        # The soundtrack guided without the video: diffusers runs CFG for both or neither.
         (
-            {},
-            [
-                "audio_guidance_scale: 7.0",
-                "alt_guidance_scale: 3.0",
-                "perturbation_switch: 2",
-            ],
+            {"guidance_scale": 1.0},
+            ["audio_guidance_scale: 7 is not supported by WanFarm yet with guidance_scale 1"],
         ),
-        # One stage, but the soundtrack guided apart from the video.
+        # WanGP's older skip-layer guidance, and skip-attention guidance over part of the steps.
+        ({"perturbation_switch": 1}, ["perturbation_switch: 1 is not supported by WanFarm yet on LTX-2"]),
         (
-            {"guidance_phases": 1, "audio_guidance_scale": 5.0, "alt_guidance_scale": 1, "alt_scale": 0},
-            ["audio_guidance_scale: 5.0", "perturbation_switch: 2"],
+            {"perturbation_start_perc": 10, "perturbation_end_perc": 90},
+            ["perturbation_start_perc: 10", "_end_perc: 90"],
         ),
     ],
 )
