@@ -25,6 +25,7 @@ from models.preset import Component, Role
 from models.unserved_architectures import why_not
 from models.vace_modules import blocks_twice_problem, module_problem
 from models.wangp_keys import KEYS, Reading, model_facts, refusals, same_value
+from processing import plugins
 
 if TYPE_CHECKING:
     from models.preset import ModelPreset
@@ -559,9 +560,14 @@ def _settings_problem(definition: WangpDefinition, base: ModelPreset) -> str:
         frame_step=base.frames.step if base.frames else 1,
         frame_offset=base.frames.offset if base.frames else 0,
     )
+    # Post-processing keys are an installed plugin's to honour or refuse, as in a job's own file.
+    asked = plugins.wanted(settings, video=reading.video)
     # Only the keys it sets: the others are WanGP's for the base, which a job's own files may need
     # (Lucy Edit's "UV" with the video the job brings).
-    problems = [line for line in refusals(reading) if line.split(":", 1)[0] in settings]
+    problems = [
+        *asked.problems,
+        *(line for line in refusals(reading, handled=asked.keys) if line.split(":", 1)[0] in settings),
+    ]
     return f"its default setting {problems[0]}" if problems else ""
 
 

@@ -243,10 +243,10 @@ def test_a_definitions_other_defaults_fill_the_keys_a_file_leaves_out(models_dir
     assert job.generations[0].film_grain == (0.1, 0.7)
     own = resolve(parse_settings({"model_type": "t2v_grain", "film_grain_intensity": 0}), models_dir)
     assert own.generations[0].film_grain[0] == 0  # the file's own value wins
-    assert rife.preset is None
-    assert rife.reason.startswith(
-        'its default setting temporal_upsampling: "rife2" is not supported by WanFarm yet'
-    )
+    # RIFE is WanFarm's built-in plugin: its default is rendered as a job's own value would be.
+    assert rife.preset is not None and rife.reason == ""
+    interpolated = resolve(parse_settings({"model_type": "t2v_rife"}), models_dir)
+    assert interpolated.postprocessors == ("rife",)
 
 
 def test_an_agent_reports_a_definitions_own_file_as_cached_only_beside_its_base() -> None:
