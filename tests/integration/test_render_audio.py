@@ -130,9 +130,10 @@ def test_wangps_stable_audio3_definitions_are_served_or_refused_by_name() -> Non
         found = verdict(model_id)
         assert found.preset is not None and found.preset.id == served, found.reason
         assert found.preset.audio is not None and found.preset.audio.sample_rate == 44100
-    # The SFX checkpoint is a file of its own that no catalogue model holds.
+    # The SFX checkpoint is a file of its own, loaded over Small music's folder (models.sa3_layout;
+    # tests/integration/test_sa3_single_file.py).
     sfx = verdict("stable_audio3_small_sfx")
-    assert sfx.preset is None and "stable_audio3_small_sfx_bf16.safetensors" in sfx.reason
+    assert sfx.preset is not None and sfx.preset.derived_from == "stable-audio-3-small-music", sfx.reason
     # ACE-Step's definitions: tests/integration/test_ace_step.py.
 
 
