@@ -1357,6 +1357,9 @@ def _unread(reading: Reading) -> dict[str, str]:
         reasons["batch_size"] = "WanGP renders one video a call; repeat_generation renders more"
     if facts.wangp and not facts.step_caches:
         reasons["skip_steps_cache_type"] = f"WanGP offers no step skipping for {model}"
+    if facts.control_net and "V" not in reading.letters("video_prompt_type"):
+        # Z-Image ControlNet: WanGP drops the control image without V (validate_settings).
+        reasons["image_guide"] = "the control image is read only with V in video_prompt_type"
     return reasons
 
 

@@ -83,6 +83,19 @@ def test_a_control_image_steers_the_image_at_its_weight_and_reads_back(folder: P
     assert np.array_equal(rendered(folder / "again")[0], guided)
 
 
+def test_a_control_image_without_v_is_not_read_as_in_wangp_and_said_so(
+    folder: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unread = BASE | {"image_guide": "pose.png", "resolution": "96x48"}
+    assert render(unread, folder, folder / "unread", cache_dir) == 0
+    said = capsys.readouterr()
+    assert 'image_guide: "pose.png" is not used: the control image is read only with V' in said.out + said.err
+    assert render(BASE | {"resolution": "96x48"}, folder, folder / "plain", cache_dir) == 0
+    image, metadata = rendered(folder / "unread")
+    assert np.array_equal(image, rendered(folder / "plain")[0])
+    assert "video_prompt_type" not in metadata
+
+
 @pytest.mark.parametrize(
     ("settings", "named"),
     [
