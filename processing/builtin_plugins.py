@@ -27,12 +27,12 @@ class RifeUpsampling:
 
     def wanted(self, settings: Mapping[str, Any]) -> bool:
         value = settings.get("temporal_upsampling")
-        return isinstance(value, str) and value.startswith("rife")
+        return isinstance(value, str) and value.strip().lower().startswith(rife.METHOD)
 
     def problems(self, settings: Mapping[str, Any], video: bool) -> list[str]:
         value = settings["temporal_upsampling"]
-        if value not in rife.FACTORS:
-            accepted = ", ".join(repr(name) for name in rife.FACTORS)
+        if rife.factor_of(value) is None:
+            accepted = ", ".join(repr(f"{rife.METHOD}{factor}") for factor in rife.FACTORS)
             return [f"temporal_upsampling: {value!r} is not one of WanGP's RIFE values; accepted: {accepted}"]
         if not video:  # WanGP's own refusal (its validate_temporal_upsampling)
             return [
@@ -41,7 +41,8 @@ class RifeUpsampling:
         return []
 
     def apply(self, clip: Clip, settings: Mapping[str, Any]) -> Clip:
-        factor = rife.FACTORS[settings["temporal_upsampling"]]
+        factor = rife.factor_of(settings["temporal_upsampling"])
+        assert factor is not None  # problems() refuses any other value
         done = rife.upsample(clip.frames, factor, rife.weights_path(), clip.windows)
         assert clip.fps is not None  # problems() refuses it for an image
         return replace(clip.with_frames(done.frames), fps=clip.fps * factor, windows=done.windows)

@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
     from processing.rife_net import Rife
 
-# The value of temporal_upsampling and the frame-rate factor it asks for (WanGP's RIFE values).
-FACTORS = {"rife2": 2, "rife4": 4}
+METHOD = "rife"
+# The factors WanGP's RIFE offers; its values are the method and the factor: "rife2", "rife4".
+FACTORS = (2, 4)
 WEIGHTS_FILE = "rife4.26.pkl"  # WanGP's default RIFE version, v4
 WEIGHTS_URL = f"https://huggingface.co/DeepBeepMeep/Wan2.1/resolve/main/{WEIGHTS_FILE}"
 WEIGHTS_ENV = "WANFARM_RIFE_WEIGHTS"
@@ -58,6 +59,20 @@ class Upsampled:
     windows: tuple[int, ...]
 
 
+def factor_of(value: object) -> int | None:
+    """The factor a temporal_upsampling value asks of RIFE, read as WanGP reads it (case and
+    spaces aside, "rife" then the factor, 2 when left out: "rife2", "RIFE4.0", "rife"), or None
+    for a value that is not RIFE's or a factor it does not offer."""
+    text = str(value or "").strip().lower()
+    if not text.startswith(METHOD):
+        return None
+    try:
+        factor = float(text[len(METHOD) :] or 2.0)
+    except ValueError:
+        return None
+    return int(factor) if factor in FACTORS else None
+
+
 def frames_after(count: int, factor: int) -> int:
     """How many frames `count` frames become: (count - 1) * factor + 1."""
     return (count - 1) * factor + 1 if count else 0
@@ -69,7 +84,7 @@ def upsample(frames: np.ndarray, factor: int, weights: Path, windows: tuple[int,
     are upsampled in turn as WanGP does."""
     import torch
 
-    if factor not in FACTORS.values():
+    if factor not in FACTORS:
         raise ValueError(f"RIFE multiplies the frames by 2 or 4, not {factor}")
     windows = windows or (len(frames),)
     if sum(windows) != len(frames):

@@ -51,6 +51,11 @@ def test_rife_multiplies_the_frame_rate_and_puts_frames_between_each_two(
     assert out.frames.shape == (frames, 40, 56, 3) and out.fps == fps
 
 
+@pytest.mark.parametrize(("value", "factor"), [("rife2", 2), ("RIFE4.0", 4), (" rife ", 2), ("rife3", None)])
+def test_values_are_read_as_wangp_reads_them(value: str, factor: int | None) -> None:
+    assert rife.factor_of(value) == factor
+
+
 def test_a_still_clip_of_one_colour_stays_that_colour_whatever_the_weights() -> None:
     # Frames alike are WanGP's still frames: each is redrawn halfway between its neighbours, and
     # any flow over one colour gives that colour (to WanGP's rounding down, through -1..1).
