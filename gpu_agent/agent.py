@@ -160,7 +160,9 @@ class GpuAgent:
         with self._lock:
             if self._slots:
                 return False
-        self.cache.ensure(get_model(model_id))
+        # What a render loads: a definition with a file of its own warms its base's folder and
+        # that file, not a copy of the base's folder under its own id.
+        self.host.fetch(get_model(model_id))
         return True
 
     def _run(self, task: RenderTask) -> None:
