@@ -16,6 +16,7 @@ from models.runner import PipelineHost
 from models.tiny import write_wan_single_file
 from models.weights import WeightCache
 from tests.served_definitions import definitions_folder, served_file
+from tests.unit.tiny_agent import agent
 
 FILE = "wan_tiny_finetune_mbf16.safetensors"
 
@@ -26,15 +27,20 @@ def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
         yield folder
 
 
-def test_a_definitions_prefetch_caches_its_base_folder_and_its_own_file(
-    models_dir: Path, tmp_path: Path
+def test_an_idle_agents_prefetch_of_a_definition_caches_its_base_folder_and_its_own_file(
+    models_dir: Path, tmp_path: Path, temp_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     body = write_wan_single_file(tmp_path / FILE).read_bytes()
-    cache = WeightCache(tmp_path / "cache")
-    with served_file(FILE, body) as url:
-        definition = {"model": {"architecture": "wan-tiny", "URLs": [url]}}
-        (models_dir / "tiny_finetune.json").write_text(json.dumps(definition))
-        PipelineHost(cache).fetch(get_model("tiny_finetune"))
+    monkeypatch.delenv("WANFARM_CACHE", raising=False)
+    worker = agent(tmp_path, tmp_path / "cache")  # its job folders under temp_dir
+    cache = worker.cache
+    try:
+        with served_file(FILE, body) as url:
+            definition = {"model": {"architecture": "wan-tiny", "URLs": [url]}}
+            (models_dir / "tiny_finetune.json").write_text(json.dumps(definition))
+            assert worker.prefetch("tiny_finetune")  # idle: it warms the model
+    finally:
+        worker.workspace.release()
     own = sorted(path.name for path in cache.folder(get_model("tiny_finetune")).iterdir())
     assert own == [".complete", FILE]  # the file alone: the base's folder is cached as the base's
     # The base's folder (or its parts but the transformer the file replaces) under the base's id.
