@@ -43,7 +43,8 @@ class RifeUpsampling:
     def apply(self, clip: Clip, settings: Mapping[str, Any]) -> Clip:
         factor = rife.factor_of(settings["temporal_upsampling"])
         assert factor is not None  # problems() refuses any other value
-        done = rife.upsample(clip.frames, factor, rife.weights_path(), clip.windows)
+        weights = rife.weights_path(tiny=_tiny_model(settings.get("model_type")))
+        done = rife.upsample(clip.frames, factor, weights, clip.windows)
         assert clip.fps is not None  # problems() refuses it for an image
         return replace(clip.with_frames(done.frames), fps=clip.fps * factor, windows=done.windows)
 
@@ -98,6 +99,16 @@ class CatalogueFamily:
 
     name = "wanfarm"
     presets = Path(__file__).resolve().parent.parent / "models" / "presets"
+
+
+def _tiny_model(model_type: object) -> bool:
+    # A tiny model's job (random weights, built offline) runs a tiny RIFE too: no hub needed.
+    from models.catalogue import UnknownModel, get_model
+
+    try:
+        return get_model(str(model_type)).tiny
+    except UnknownModel:
+        return False
 
 
 def _number(value: object) -> float:

@@ -11,7 +11,8 @@ ssim.py; wgp.py's perform_temporal_upsampling and its caller), and kept here:
 - a long video is upsampled window by window: each later window starts from the last frame of the
   one before (its output's for the first window, its input's after that), which is dropped again.
 The weights are WanGP's file (rife4.26.pkl, a plain state dict), fetched once into the weight cache,
-or the file `$WANFARM_RIFE_WEIGHTS` names (a tiny one in tests). No torch at import.
+or the file `$WANFARM_RIFE_WEIGHTS` names; a tiny model's job runs a tiny RIFE (random weights in
+the same layout, built offline). No torch at import.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ FACTORS = (2, 4)
 WEIGHTS_FILE = "rife4.26.pkl"  # WanGP's default RIFE version, v4
 WEIGHTS_URL = f"https://huggingface.co/DeepBeepMeep/Wan2.1/resolve/main/{WEIGHTS_FILE}"
 WEIGHTS_ENV = "WANFARM_RIFE_WEIGHTS"
-# The flow blocks' widths of the tiny RIFE tests run (the released file's are 192, 128, 96, 64, 32).
+# The flow blocks' widths of the tiny RIFE tiny models' jobs and tests run (the released file's
+# are 192, 128, 96, 64, 32).
 TINY_WIDTHS = (16, 16, 16, 16, 16)
+TINY_FILE = "rife-tiny.pkl"
 
 _PAD = 64  # RIFE v4 sees sides on a multiple of 64
 _STILL = 0.996  # SSIM above which a frame is taken for a repeat of the one before
@@ -111,9 +114,10 @@ def upsample(frames: np.ndarray, factor: int, weights: Path, windows: tuple[int,
     return Upsampled(torch.cat(parts, 1).permute(1, 2, 3, 0).numpy(), tuple(counts))
 
 
-def weights_path() -> Path:
+def weights_path(tiny: bool = False) -> Path:
     """RIFE's weight file: `$WANFARM_RIFE_WEIGHTS`, else WanGP's, fetched once into the weight
-    cache ($WANFARM_CACHE, else ~/.cache/wanfarm/weights) under rife/."""
+    cache ($WANFARM_CACHE, else ~/.cache/wanfarm/weights) under rife/; for a tiny model's job (random
+    weights itself) a tiny RIFE, built there offline as the tiny models are."""
     given = os.environ.get(WEIGHTS_ENV)
     if given:
         path = Path(given)
@@ -121,8 +125,14 @@ def weights_path() -> Path:
             raise RifeUnavailable(f"${WEIGHTS_ENV}: {path} is not a file")
         return path
     root = Path(os.environ.get("WANFARM_CACHE") or Path.home() / ".cache" / "wanfarm" / "weights")
-    path = root / "rife" / WEIGHTS_FILE
-    if not path.is_file():
+    path = root / "rife" / (TINY_FILE if tiny else WEIGHTS_FILE)
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if tiny:  # built beside its place and renamed into it, as a download is
+        partial = save_tiny_weights(path.parent / f".partial-{os.getpid()}-{TINY_FILE}")
+        partial.replace(path)
+    else:
         _download(WEIGHTS_URL, path)
     return path
 

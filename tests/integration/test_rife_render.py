@@ -1,6 +1,7 @@
-"""`wanfarm render` with WanGP's temporal_upsampling (the built-in `rife`, a tiny RIFE of random
-weights in the released file's layout): the mp4 has the frames and the frame rate WanGP gives, and
-its metadata what WanGP records. WanGP read at deepbeepmeep/Wan2GP@8681e9f7 (postprocessing/rife)."""
+"""`wanfarm render` with WanGP's temporal_upsampling (the built-in `rife`; a tiny model's job runs a
+tiny RIFE, random weights in the released file's layout, built offline into the weight cache): the
+mp4 has the frames and the frame rate WanGP gives, and its metadata what WanGP records. WanGP read
+at deepbeepmeep/Wan2GP@8681e9f7 (postprocessing/rife)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from processing.video import read_mp4
 
 
 @pytest.fixture(autouse=True)
-def tiny_rife(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    weights = rife.save_tiny_weights(tmp_path_factory.mktemp("rife") / "rife-tiny.pkl")
-    monkeypatch.setenv(rife.WEIGHTS_ENV, str(weights))
+def rife_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path_factory.mktemp("rife-cache")
+    monkeypatch.delenv(rife.WEIGHTS_ENV, raising=False)
+    monkeypatch.setenv("WANFARM_CACHE", str(cache))
+    return cache
 
 
 def render(settings: dict[str, object], folder: Path, cache_dir: Path) -> Path:
@@ -32,7 +35,7 @@ def render(settings: dict[str, object], folder: Path, cache_dir: Path) -> Path:
 
 @pytest.mark.parametrize(("value", "frames", "fps"), [("rife2", 17, 32), ("rife4", 33, 64)])
 def test_rife_renders_the_frames_and_frame_rate_wangp_gives(
-    value: str, frames: int, fps: int, tmp_path: Path, cache_dir: Path
+    value: str, frames: int, fps: int, tmp_path: Path, cache_dir: Path, rife_cache: Path
 ) -> None:
     settings = {"model_type": "wan-tiny", "prompt": "a fox", "resolution": "64x32", "video_length": 9}
     video = render(settings | {"seed": 4, "temporal_upsampling": value}, tmp_path, cache_dir)
@@ -43,6 +46,7 @@ def test_rife_renders_the_frames_and_frame_rate_wangp_gives(
     assert metadata is not None
     assert metadata["temporal_upsampling"] == value and metadata["video_length"] == 9
     assert metadata["wanfarm"]["postprocessors"] == ["rife"]
+    assert (rife_cache / "rife" / rife.TINY_FILE).is_file()  # built offline: no hub was needed
 
 
 def test_a_long_video_is_upsampled_to_wangps_count_across_its_windows(

@@ -115,6 +115,18 @@ def test_the_released_files_layout_loads_into_the_network(tmp_path: Path) -> Non
     assert Rife.from_state_dict(state).widths == FULL_WIDTHS
 
 
+def test_a_tiny_models_rife_is_built_once_into_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(rife.WEIGHTS_ENV)
+    monkeypatch.setenv("WANFARM_CACHE", str(tmp_path))
+    built = rife.weights_path(tiny=True)
+    assert built == tmp_path / "rife" / rife.TINY_FILE and Rife.from_state_dict(torch.load(built)).widths
+    stamp = built.stat().st_mtime_ns
+    assert rife.weights_path(tiny=True).stat().st_mtime_ns == stamp
+    assert sorted(p.name for p in built.parent.iterdir()) == [rife.TINY_FILE]  # no partial left
+
+
 def test_weights_not_rifes_are_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = torch.load(rife.weights_path(), weights_only=True)
     del state["module.block2.convblock.0.conv.weight"]
