@@ -33,6 +33,7 @@ from models.profiles import override_profile
 from models.prompts import MODE_KEY, PromptError, prompt_mode, window_commands, window_prompts
 from models.request import GenerationRequest
 from models.samplers import SOLVER_NAMES, solver_problem, steps_run
+from models.song import Song
 from models.step_cache import StepCacheRefused, StepCaching, step_caching
 from models.vace import guide_problems, takes_guides
 from models.vace_letters import implied_letters
@@ -270,6 +271,8 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
     problems: list[str] = []
     rendered = _rendered(settings, preset, facts, attachments, problems)
     problems.extend(guide_problems(preset, rendered.request))  # a VACE guide shorter than the video
+    if control := z_image_control.control_problem(preset, rendered.request.image_guide):
+        problems.append(control)  # Z-Image ControlNet: only Union 1.0's control renders as WanGP's
     if preset.family == ideogram4_call.FAMILY:  # its flow shift and custom settings
         problems.extend(ideogram4_call.problems(settings.as_dict(), rendered.request.flow_shift))
     reading = _reading(settings, preset, facts, rendered)
@@ -454,7 +457,7 @@ def _one_window_prompts(settings: WanGPSettings, rendered: _Rendered) -> list[st
 
 def _song(
     settings: WanGPSettings, preset: ModelPreset, facts: ModelFacts, problems: list[str]
-) -> ace_step_call.Song | None:
+) -> Song | None:
     # ACE-Step reads the prompt as lyrics, alt_prompt as its caption (the model's own when left
     # out) and custom_settings as the song's metadata (models.ace_step_call).
     if not ace_step_call.is_ace_step(preset):

@@ -44,7 +44,7 @@ def _trained_looking(controlnet: Any) -> Any:
     return controlnet
 
 
-def build_z_image_control(architecture: str = "z_image_control2_1") -> Any:
+def build_z_image_control(architecture: str = "z_image_control") -> Any:
     """ZImageControlNetPipeline over the tiny Z-Image's very components and a tiny ControlNet."""
     from diffusers import ZImageControlNetPipeline
 

@@ -125,7 +125,14 @@ DEFAULT_WEIGHT = 0.75
 LETTERS = ("", "V")
 # The tiny control model's architecture (models.tiny_z_image_control builds Union 2.1's layout).
 TINY = "z-image-control-tiny"
-ARCHITECTURES: dict[str, str] = {name: name for name in VARIANTS} | {TINY: "z_image_control2_1"}
+ARCHITECTURES: dict[str, str] = {name: name for name in VARIANTS} | {TINY: "z_image_control"}
+# The architectures whose control diffusers' ZImageControlNetPipeline adds as WanGP does: checked at
+# tiny sizes against WanGP's own transformer class (Wan2GP 8681e9f7 z_image_transformer2d.py, the
+# same weights, one denoising call): Union 1.0 agrees to 5e-7. Union 2.0 and 2.1 do not (a
+# difference of the order of the control's own effect): WanGP adds the refiner control blocks'
+# hints to the latent it denoises, where diffusers' ControlNet steers only its own copy of it, and
+# the main layers' hints differ as well. Their control image is refused by name.
+RENDERED_AS_WANGP = frozenset({"z_image_control"})
 
 
 def is_control(preset: Any) -> bool:
@@ -146,6 +153,19 @@ def guide_used(letters: object) -> bool:
     """WanGP reads the control image only with V in video_prompt_type (wgp.py validate_settings
     drops image_guide otherwise)."""
     return isinstance(letters, str) and "V" in letters
+
+
+def control_problem(preset: Any, image: Path | None) -> str:
+    """Why a control image cannot render on `preset` ("" when it can, or when none is read)."""
+    if image is None or not is_control(preset) or (variant := variant_of(preset)) in RENDERED_AS_WANGP:
+        return ""
+    return (
+        f"image_guide: a control image on {variant} (Union 2.x) is not supported by WanFarm yet: "
+        "diffusers' ZImageControlNetPipeline adds its control otherwise than WanGP (WanGP adds the "
+        "refiner control blocks' hints to the latent it denoises, diffusers' ControlNet to its own "
+        "copy); without V in video_prompt_type the model renders Z-Image Turbo, as WanGP does, and "
+        "z_image_control (Union 1.0) renders the control image as WanGP does"
+    )
 
 
 def control_kwargs(preset: Any, request: Any) -> dict[str, Any]:

@@ -120,7 +120,7 @@ def test_a_definitions_controlnet_module_in_wangps_layout_renders_beside_the_fol
     # attention names, ComfyUI's prefix): the definition renders the folder's very image.
     module = write_control_module(
         tmp_path / "tiny_control_module_bf16.safetensors",
-        z_image_controlnet("z_image_control2_1"),
+        z_image_controlnet("z_image_control"),
         True,
         COMFY_PREFIX,
     )
@@ -138,3 +138,18 @@ def test_a_definitions_controlnet_module_in_wangps_layout_renders_beside_the_fol
     image, metadata = rendered(folder / "module")
     assert np.array_equal(image, rendered(folder / "own")[0])
     assert metadata["model_type"] == "tiny_control_union" and metadata["image_guide"] == "pose.png"
+
+
+@pytest.mark.parametrize(
+    ("model_type", "code"), [("z_image_control", 0), ("z_image_control2", 2), ("z_image_control2_1", 2)]
+)
+def test_only_union_1_renders_a_control_image_as_wangp_does(
+    model_type: str, code: int, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Union 2.x's control, as diffusers' pipeline adds it, differs from WanGP's: refused by name.
+    job = folder / "job.json"
+    job.write_text(json.dumps(CONTROLLED | {"model_type": model_type, "resolution": "1024x1024"}))
+    assert main(["render", str(job), "--dry-run"]) == code
+    said = capsys.readouterr()
+    refused = f"image_guide: a control image on {model_type} (Union 2.x) is not supported by WanFarm yet"
+    assert (refused in said.err) == (code == 2)
