@@ -22,10 +22,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from models.preset import ModelPreset
+from models.song import DEFAULT_LANGUAGE, Song
 
 if TYPE_CHECKING:
     import torch
@@ -42,10 +42,6 @@ MODEL_KEYS = frozenset({VARIANT_KEY, "text_encoder_folder"})  # the LM's folder:
 VARIANTS = {"ace_step_v1_5": "turbo", "ace_step_v1_5_xl": "xl_turbo"}
 STEPS = 8  # WanGP's fixed turbo schedules (_build_t_schedule)
 SHIFTS = (1.0, 2.0, 3.0)
-DEFAULT_BPM = 120
-DEFAULT_TIMESIGNATURE = 2
-DEFAULT_KEYSCALE = "C major"
-DEFAULT_LANGUAGE = "unknown"
 BPM_RANGE = (30, 300)
 TIMESIGNATURES = (2, 3, 4, 6)
 # The language codes WanGP accepts (ACE_STEP15_VALID_LANGUAGES).
@@ -58,17 +54,6 @@ _INSTRUMENTAL = {"[inst]", "[instrumental]"}
 # WanGP's spellings of the custom settings (ACE_STEP15_SETTING_ALIASES).
 _ALIASES = {"key_scale": "keyscale", "time_signature": "timesignature", "lang": "language"}
 _ALIASES |= {"language_code": "language"}
-
-
-@dataclass(frozen=True)
-class Song:
-    """What ACE-Step conditions a song on besides its lyrics (the job's prompt)."""
-
-    caption: str  # WanGP's alt_prompt: style, genre, instruments, mood
-    bpm: int = DEFAULT_BPM
-    keyscale: str = DEFAULT_KEYSCALE
-    timesignature: int = DEFAULT_TIMESIGNATURE
-    language: str = DEFAULT_LANGUAGE
 
 
 def is_ace_step(preset: ModelPreset) -> bool:

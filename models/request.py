@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.ace_step_call import Song
-from models.ideogram4_call import PhasedGuidance
 from models.loras import LoraRequest
 from models.ltx2_stages import Guidance, StagePlan
 from models.overrides import Overrides
+from models.phased_guidance import PhasedGuidance
+from models.song import Song
 from models.step_cache import StepCaching
 
 

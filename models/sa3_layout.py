@@ -90,7 +90,7 @@ def load_sa3_pipeline(preset: ModelPreset, path: Path, dtype: torch.dtype, base:
     from diffusers.pipelines.stable_audio_3.modeling_stable_audio_3 import StableAudio3DurationEmbedder
     from safetensors.torch import load_file
 
-    from models.single_file import SingleFileRefused
+    from models.single_file_refused import SingleFileRefused
 
     state = load_file(str(path))
     if any(key.endswith(("._data", "._scale")) for key in state):
@@ -113,7 +113,7 @@ def _built(model_class: Any, state: dict[str, Any], config_dir: Path, path: Path
 
     from accelerate import init_empty_weights
 
-    from models.single_file import SingleFileRefused
+    from models.single_file_refused import SingleFileRefused
 
     with init_empty_weights():  # parameters without storage; buffers are computed as usual
         model = model_class.from_config(json.loads((config_dir / "config.json").read_text()))

@@ -52,6 +52,7 @@ from models.ltx2_layout import ltx2_layout
 from models.preset import ModelPreset
 from models.qwen_layouts import qwen_image_layout, z_image_layout
 from models.sa3_layout import sa3_transformer
+from models.single_file_refused import SingleFileRefused
 from models.wan_offshoots import skyreels_layout
 
 if TYPE_CHECKING:  # torch is imported where a file is loaded: model definitions are read without it
@@ -167,10 +168,6 @@ _QUANTO_SUFFIXES = ("._data", "._scale")
 _INT8_ON_CPU = "an int8 quanto file: it needs a CUDA card and mmgp, and this agent runs on the CPU"
 _INT8_WITHOUT_MMGP = "an int8 quanto file: it needs mmgp and optimum-quanto, which are not installed here"
 MAX_NAMED_KEYS = 8  # a refusal names this many keys, then counts the rest
-
-
-class SingleFileRefused(ValueError):
-    """A single-file checkpoint that cannot be loaded here, with the file and the reason."""
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,12 @@ import torch
 from safetensors import safe_open
 
 from controller.cli import main
-from models.ace_step_call import Song, ace_kwargs, decode_song, decode_tiles, tile_seconds
+from models.ace_step_call import ace_kwargs, decode_song, decode_tiles, tile_seconds
 from models.ace_step_layout import LayoutError, diffusers_states, load_into
 from models.catalogue import catalogue, get_model
 from models.prompts import expand_prompts
 from models.settings import SettingsError, parse_settings, resolve
+from models.song import Song
 from models.tiny import build_tiny
 from models.tiny_ace_step import write_ace_step_single_file
 from models.wangp_definitions import Verdict, decide, parse_definition, with_references

@@ -20,8 +20,9 @@ from safetensors import safe_open
 
 from controller.cli import main
 from models.catalogue import catalogue, get_model
-from models.ideogram4_call import PRESETS, PhasedGuidance
+from models.ideogram4_call import PRESETS
 from models.ideogram4_layout import PREFIX
+from models.phased_guidance import PhasedGuidance
 from models.request import GenerationRequest
 from models.runner import PipelineHost
 from models.settings import SettingsError, parse_settings, resolve

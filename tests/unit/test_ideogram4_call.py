@@ -10,7 +10,8 @@ import pytest
 import torch
 from diffusers.pipelines.ideogram4.pipeline_ideogram4 import _logit_normal_sigmas, _resolution_aware_mu
 
-from models.ideogram4_call import noise_levels, wangp_fixed
+from models.ideogram4_call import wangp_fixed
+from models.phased_guidance import noise_levels
 
 
 @pytest.mark.parametrize(
