@@ -1,10 +1,12 @@
 """processing.rife frame for frame against WanGP's own RIFE code (deepbeepmeep/Wan2GP@8681e9f7,
-postprocessing/rife, read from the bare mirror of WanGP where this machine has one, never copied):
-the same random weights in the released file's layout give the same uint8 frames."""
+postprocessing/rife, read at test time from a git clone of WanGP named by $WANFARM_WANGP_GIT, never
+copied; skipped without one): the same random weights in the released file's layout give the same
+uint8 frames."""
 
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -19,11 +21,13 @@ from processing import rife
 from processing.rife_net import FULL_WIDTHS
 from tests.torch_threads import one_torch_thread
 
-MIRROR = Path("/work/.mirror/deepbeepmeep+Wan2GP/repo")
+MIRROR = Path(os.environ.get("WANFARM_WANGP_GIT", "/nonexistent"))
 COMMIT = "8681e9f777f9f847f74a0bdefd13d5b9a6efe12d"
 FILES = ("IFNet_HDv3.py", "RIFE_HDv3.py", "RIFE_V4.py", "inference.py", "ssim.py")
 
-pytestmark = pytest.mark.skipif(not MIRROR.is_dir(), reason="no mirror of WanGP on this machine")
+pytestmark = pytest.mark.skipif(
+    not MIRROR.is_dir(), reason="no git clone of WanGP named by $WANFARM_WANGP_GIT"
+)
 
 
 @pytest.fixture(scope="module")
