@@ -17,7 +17,7 @@ from models.hunyuan15_call import Hunyuan15Call
 from models.kandinsky5_call import with_wangp_rope_scale
 from models.request import GenerationRequest
 from models.wan_offshoots import own_call
-from models.z_image_control import is_control, plain_pipeline
+from models.z_image_control import control_call, is_control
 
 
 def pipeline_for(pipe: Any, preset: ModelPreset, request: GenerationRequest) -> Any:
@@ -30,8 +30,8 @@ def pipeline_for(pipe: Any, preset: ModelPreset, request: GenerationRequest) -> 
         return Hunyuan15Call(pipe)
     if preset.family == "kandinsky5":  # WanGP's RoPE scale at every size: models.kandinsky5_call
         return with_wangp_rope_scale(pipe)
-    if is_control(preset) and request.image_guide is None:  # Z-Image Turbo alone, as WanGP renders it
-        return plain_pipeline(pipe)
+    if is_control(preset):  # Z-Image ControlNet: Turbo alone, or its control as WanGP adds it
+        return control_call(pipe, request)
     if request.image_start is None:
         return pipe
     if preset.task is Task.TI2V:

@@ -271,8 +271,6 @@ def resolve(settings: WanGPSettings, attachments: Attachments | Path, source: st
     problems: list[str] = []
     rendered = _rendered(settings, preset, facts, attachments, problems)
     problems.extend(guide_problems(preset, rendered.request))  # a VACE guide shorter than the video
-    if control := z_image_control.control_problem(preset, rendered.request.image_guide):
-        problems.append(control)  # Z-Image ControlNet: only Union 1.0's control renders as WanGP's
     if preset.family == ideogram4_call.FAMILY:  # its flow shift and custom settings
         problems.extend(ideogram4_call.problems(settings.as_dict(), rendered.request.flow_shift))
     reading = _reading(settings, preset, facts, rendered)

@@ -126,13 +126,6 @@ LETTERS = ("", "V")
 # The tiny control model's architecture (models.tiny_z_image_control builds Union 2.1's layout).
 TINY = "z-image-control-tiny"
 ARCHITECTURES: dict[str, str] = {name: name for name in VARIANTS} | {TINY: "z_image_control"}
-# The architectures whose control diffusers' ZImageControlNetPipeline adds as WanGP does: checked at
-# tiny sizes against WanGP's own transformer class (Wan2GP 8681e9f7 z_image_transformer2d.py, the
-# same weights, one denoising call): Union 1.0 agrees to 5e-7. Union 2.0 and 2.1 do not (a
-# difference of the order of the control's own effect): WanGP adds the refiner control blocks'
-# hints to the latent it denoises, where diffusers' ControlNet steers only its own copy of it, and
-# the main layers' hints differ as well. Their control image is refused by name.
-RENDERED_AS_WANGP = frozenset({"z_image_control"})
 
 
 def is_control(preset: Any) -> bool:
@@ -155,19 +148,6 @@ def guide_used(letters: object) -> bool:
     return isinstance(letters, str) and "V" in letters
 
 
-def control_problem(preset: Any, image: Path | None) -> str:
-    """Why a control image cannot render on `preset` ("" when it can, or when none is read)."""
-    if image is None or not is_control(preset) or (variant := variant_of(preset)) in RENDERED_AS_WANGP:
-        return ""
-    return (
-        f"image_guide: a control image on {variant} (Union 2.x) is not supported by WanFarm yet: "
-        "diffusers' ZImageControlNetPipeline adds its control otherwise than WanGP (WanGP adds the "
-        "refiner control blocks' hints to the latent it denoises, diffusers' ControlNet to its own "
-        "copy); without V in video_prompt_type the model renders Z-Image Turbo, as WanGP does, and "
-        "z_image_control (Union 1.0) renders the control image as WanGP does"
-    )
-
-
 def control_kwargs(preset: Any, request: Any) -> dict[str, Any]:
     """ZImageControlNetPipeline's control arguments: the control image at the output size (Lanczos,
     as WanGP's preprocess_video_with_mask resizes it) and its weight; {} without one."""
@@ -179,6 +159,19 @@ def control_kwargs(preset: Any, request: Any) -> dict[str, Any]:
         control = image.convert("RGB").resize((request.width, request.height), Image.Resampling.LANCZOS)
     weight = DEFAULT_WEIGHT if request.control_net_weight is None else request.control_net_weight
     return {"control_image": control, "controlnet_conditioning_scale": weight}
+
+
+def control_call(pipe: Any, request: Any) -> Any:
+    """What a control model's job is called on: Z-Image Turbo alone without a control image; with
+    one, Union 1.0's pipeline as it is (diffusers adds its control as WanGP does), Union 2.x's with
+    its refiner control added as WanGP adds it (models.z_image_union2)."""
+    if request.image_guide is None:
+        return plain_pipeline(pipe)
+    if pipe.controlnet.config.add_control_noise_refiner is None:
+        return pipe
+    from models.z_image_union2 import Union2Call
+
+    return Union2Call(pipe)
 
 
 def plain_pipeline(pipe: Any) -> Any:

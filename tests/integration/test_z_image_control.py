@@ -68,19 +68,17 @@ def test_wangps_control_configs_are_diffusers_modes() -> None:
     assert VARIANTS["z_image_control2_1"].mode == "control_noise_refiner"
 
 
-def render(pipe: object, scale: float) -> np.ndarray:
-    control = Image.new("RGB", (64, 32), (220, 40, 40))
-    call = dict(
+def render(pipe: object, scale: float | None) -> np.ndarray:
+    """An image of `pipe` (a control image at `scale`; None: a pipeline without control)."""
+    call: dict[str, object] = dict(
         prompt="a fox", height=32, width=64, num_inference_steps=2, guidance_scale=0.0, output_type="np"
     )
-    return np.asarray(
-        pipe(
-            **call,
-            control_image=control,
-            controlnet_conditioning_scale=scale,  # type: ignore[operator]
-            generator=torch.Generator().manual_seed(3),
-        ).images
-    )
+    if scale is not None:
+        call |= {
+            "control_image": Image.new("RGB", (64, 32), (220, 40, 40)),
+            "controlnet_conditioning_scale": scale,
+        }
+    return np.asarray(pipe(**call, generator=torch.Generator().manual_seed(3)).images)  # type: ignore[operator]
 
 
 def test_the_control_adds_to_the_tiny_z_image_at_its_weight() -> None:
@@ -96,6 +94,26 @@ def test_the_control_adds_to_the_tiny_z_image_at_its_weight() -> None:
     ).images
     assert np.array_equal(render(pipe, 0.0), np.asarray(plain))
     assert not np.allclose(render(pipe, 0.75), np.asarray(plain))
+
+
+@pytest.mark.parametrize("architecture", ["z_image_control2", "z_image_control2_1"])
+def test_union_2_renders_through_wangps_refiner_control_at_its_weight(architecture: str) -> None:
+    # The call a job with a control image makes (models.z_image_control.control_call): at weight 0
+    # the control adds nothing, the refiner's hints included; at 0.75 it steers the image.
+    from dataclasses import dataclass
+
+    from models.z_image_control import control_call
+
+    @dataclass
+    class Job:
+        image_guide: Path | None
+
+    pipe = build_z_image_control(architecture)
+    call = control_call(pipe, Job(Path("pose.png")))
+    assert call is not pipe  # wrapped: WanGP's refiner control
+    plain = render(build_z_image(), None)
+    assert np.array_equal(render(call, 0.0), plain)
+    assert not np.allclose(render(call, 0.75), plain)
 
 
 @pytest.mark.parametrize(
