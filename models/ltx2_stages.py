@@ -38,17 +38,25 @@ class Ltx2Model:
     ltx23: bool  # the 22B class: its own second-stage schedule and distilled LoRA 1.1
     distilled_lora: str
     distilled_1_1_lora: str = ""  # LTX-2.3's, which the distilled_8_steps sampler takes
+    # The text connectors of its distilled checkpoints (ltx2_pipeline "distilled"), where they are
+    # not the folder's (models.ltx2_connectors); "" where both pipelines share the folder's.
+    distilled_connectors: str = ""
 
 
 # By catalogue model (a definition's base): WanGP's _ARCH_SPECS of the handler.
 MODELS: dict[str, Ltx2Model] = {
-    "ltx-2-19b": Ltx2Model(False, _HUB + "ltx-2-19b-distilled-lora-384.safetensors"),
+    "ltx-2-19b": Ltx2Model(
+        False,
+        _HUB + "ltx-2-19b-distilled-lora-384.safetensors",
+        distilled_connectors=_HUB + "ltx-2-19b-distilled_embeddings_connector.safetensors",
+    ),
     "ltx-2.3-22b": Ltx2Model(
         True,
         _HUB + "ltx-2.3-22b-distilled-lora-384.safetensors",
         _HUB + "ltx-2.3-22b-distilled-lora-384-1.1.safetensors",
     ),
-    # The tiny model is LTX-2.0 shaped; its LoRA is written by models.tiny_ltx2.
+    # The tiny model is LTX-2.0 shaped; its LoRA is written by models.tiny_ltx2. Its distilled
+    # pipeline reads the folder's connectors (tests stand a file in for the 19B's).
     "ltx2-tiny": Ltx2Model(False, "ltx2-tiny-distilled-lora.safetensors"),
 }
 
@@ -192,7 +200,8 @@ def _one(model: Ltx2Model | None, solver: str, steps: int, distilled: bool) -> S
 # ltx2_lora_distilled is the dev pipeline's second-stage LoRA, a finetune's custom URL).
 MODEL_KEYS = frozenset({"ltx2_pipeline", "ltx2_lora_distilled"})
 PIPELINES = ("two_stage", DISTILLED_PIPELINE)
-ARCHITECTURES = ("ltx2_19B", "ltx2_22B")
+# The architectures whose definitions may carry them: WanGP's, and the tiny model standing in.
+ARCHITECTURES = ("ltx2_19B", "ltx2_22B", "ltx2-tiny")
 
 
 def model_keys_problem(architecture: str, keys: dict[str, object]) -> str:
@@ -203,13 +212,8 @@ def model_keys_problem(architecture: str, keys: dict[str, object]) -> str:
     lora = keys.get("ltx2_lora_distilled", "")
     if not isinstance(lora, str):
         return f"model setting ltx2_lora_distilled {lora!r}: a LoRA's URL or file name is expected"
-    if pipeline == DISTILLED_PIPELINE and architecture == "ltx2_19B":
-        # WanGP swaps the 19B's text connectors for the distilled checkpoint's own; the catalogue
-        # model's folder holds the dev ones.
-        return (
-            "model setting ltx2_pipeline 'distilled' on ltx2_19B is not supported yet: its text connectors "
-            "(ltx-2-19b-distilled_embeddings_connector.safetensors) are not the ltx-2-19b folder's"
-        )
+    # The 19B's distilled checkpoints read text connectors of their own: the pipeline host loads
+    # them over the folder's (Ltx2Model.distilled_connectors, models.ltx2_connectors).
     return ""
 
 

@@ -27,6 +27,7 @@ from models.image_pipes import pipeline_for
 from models.lora_adapters import DENOISERS, Adapters, LoraRun, adapters_for
 from models.loras import AppliedLora, LoraError, LoraFile, LoraLibrary
 from models.ltx2_call import soundtracks
+from models.ltx2_connectors import connectors_url, load_connectors
 from models.ltx2_render import StagesCall, load_upsampler
 from models.model_attention import model_kernel
 from models.profiles import Profile
@@ -37,6 +38,7 @@ from models.run_info import RunInfo
 from models.single_file import (
     FileChoice,
     choose_file,
+    file_name,
     load_pipeline,
     quanto_installed,
     reads_int8,
@@ -284,7 +286,9 @@ class PipelineHost:
         self.unload()
         choices, modules, base = self._plan(preset, wanted_profile)
         chosen = [choice for choice in choices if choice is not None]
-        urls = [choice.url for choice in (*chosen, *modules)]
+        # LTX-2's distilled 19B: its own text connectors over the folder's (models.ltx2_connectors).
+        connectors = connectors_url(preset)
+        urls = [choice.url for choice in (*chosen, *modules)] + ([connectors] if connectors else [])
         # Its denoisers that files replace are not fetched (WeightCache.ensure_components).
         replaced = replaced_subfolders(base, *choices) if urls else ()
         base_cached = self.cache.has_components(base, replaced)
@@ -302,9 +306,10 @@ class PipelineHost:
             elif files is not None:
                 paths = [files / choice.filename if choice else None for choice in choices]
                 merged = [files / module.filename for module in modules]
-                pipe = load_pipeline(
-                    preset, paths[0], self._file_dtype(chosen[0]), folder, paths[1], modules=merged
-                )
+                dtype = self._file_dtype(chosen[0]) if chosen else self.dtype
+                pipe = load_pipeline(preset, paths[0], dtype, folder, paths[1], modules=merged)
+                if connectors:
+                    load_connectors(pipe, files / file_name(connectors))
             else:
                 import diffusers
 
@@ -339,6 +344,7 @@ class PipelineHost:
         agent warming a model while idle)."""
         choices, modules, base = self._plan(preset, profile if self.gpu else None)
         urls = [choice.url for choice in (*choices, *modules) if choice is not None]
+        urls += [connectors] if (connectors := connectors_url(preset)) else []
         # The same fetches as _ensure_hot's: the base's folder less the denoisers files replace.
         replaced = replaced_subfolders(base, *choices) if urls else ()
         with self.cache.using(base.id), self.cache.using(components_id(base.id)):
@@ -362,7 +368,7 @@ class PipelineHost:
             choose_file(module, self.gpu.caps if self.gpu else None, False, quanto_installed())
             for module in (preset.wangp_modules if chosen or is_control(preset) else [])
         ]
-        beside = chosen or bool(modules)
+        beside = chosen or bool(modules) or bool(connectors_url(preset))
         base = get_model(preset.derived_from) if beside and preset.derived_from else preset
         return choices, modules, base
 

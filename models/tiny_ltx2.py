@@ -259,3 +259,24 @@ def write_ltx2_single_file(dest: Path, transformer: Any = None) -> Path:
         raise RuntimeError("the original LTX-2 names written here do not convert back to diffusers' names")
     save_file({names[key]: tensor.contiguous() for key, tensor in state.items()}, str(dest))
     return dest
+
+
+def write_ltx2_connectors_file(dest: Path, connectors: Any = None) -> Path:
+    """The tiny LTX-2's video and audio text connectors (the ltx2-tiny preset's, same weights), or
+    those of `connectors`, saved as one safetensors file in WanGP's layout (its distilled 19B's
+    connectors file, models.ltx2_connectors); returns `dest`."""
+    from safetensors.torch import save_file
+
+    from models.ltx2_connectors import diffusers_names
+    from models.ltx2_connectors import original_name as connector_name
+
+    if connectors is None:
+        connectors = build_ltx2().connectors
+    parts = ("video_connector.", "audio_connector.")  # the text projection is not the file's
+    state = {key: t for key, t in connectors.state_dict().items() if key.startswith(parts)}
+    names = {key: connector_name(key) for key in state}
+    # Checked against the reader: each name must map back to itself.
+    if diffusers_names(names.values()) != names:
+        raise RuntimeError("the WanGP connector names written here do not read back as diffusers' names")
+    save_file({names[key]: tensor.contiguous() for key, tensor in state.items()}, str(dest))
+    return dest

@@ -1,9 +1,9 @@
 """WanGP's LTX-2 definitions (defaults/ltx2_*.json at Wan2GP 8681e9f7, in the fixture) against the
-catalogue: the LTX-2.3 ones render WanGP's two stages (dev, its distilled_8_steps sampler, the
-distilled checkpoints, the 1.1 LoRA) with their own defaults; the others are refused with the
-reason that names what the farm lacks (LTX-2's extra guidance passes, the 19B distilled text
-connectors, prequantized files, architectures without a preset), and a settings file on LTX-2 is
-refused by key until it asks for what the farm renders."""
+catalogue: the 19B and LTX-2.3 ones render WanGP's two stages (dev, its distilled_8_steps sampler,
+the distilled checkpoints, the 19B distilled ones with their own text connectors, the 1.1 LoRA) with
+their own defaults; the others are refused with the reason that names what the farm lacks
+(architectures without a preset), and a settings file on LTX-2 is refused by key until it asks for
+what the farm renders."""
 
 from __future__ import annotations
 
@@ -15,9 +15,17 @@ import pytest
 
 from controller.cli import main
 from models.catalogue import get_model
-from models.ltx2_stages import DISTILLED_SIGMAS, LTX23_SECOND_STAGE_SIGMAS, Guidance
+from models.ltx2_connectors import connectors_url
+from models.ltx2_stages import DISTILLED_SIGMAS, LTX23_SECOND_STAGE_SIGMAS, SECOND_STAGE_SIGMAS, Guidance
 from models.settings import parse_settings, resolve
-from models.wangp_definitions import ARCHITECTURES, WangpDefinition, decide, parse_definition, with_references
+from models.wangp_definitions import (
+    ARCHITECTURES,
+    WangpDefinition,
+    decide,
+    own_weights,
+    parse_definition,
+    with_references,
+)
 from tests.served_definitions import definitions_folder
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
@@ -34,14 +42,14 @@ SERVED = {
     "ltx2_22B_distilled_gguf_q4_k_m": "ltx-2.3-22b",
     "ltx2_22B_distilled_gguf_q6_k": "ltx-2.3-22b",
     "ltx2_22B_distilled_gguf_q8_0": "ltx-2.3-22b",
+    # The 19B's distilled checkpoints, over the 19B's folder with their own text connectors.
+    "ltx2_distilled": "ltx-2-19b",
+    "ltx2_distilled_gguf_q4_k_m": "ltx-2-19b",
+    "ltx2_distilled_gguf_q6_k": "ltx-2-19b",
+    "ltx2_distilled_gguf_q8_0": "ltx-2-19b",
 }
 # The reason each of the others is refused for, as it starts or as it ends.
 REASONS = {
-    "ltx2_distilled": "(ltx-2-19b-distilled_embeddings_connector.safetensors) are not the ltx-2-19b folder's",
-    # Their GGUF files load (models.prequantized); their distilled pipeline's connectors do not yet.
-    "ltx2_distilled_gguf_q4_k_m": "are not the ltx-2-19b folder's",
-    "ltx2_distilled_gguf_q6_k": "are not the ltx-2-19b folder's",
-    "ltx2_distilled_gguf_q8_0": "are not the ltx-2-19b folder's",
     "ltx2_25_22B": "architecture 'ltx2_25_22B' is not supported yet",
     "ltx2_25_22B_distilled": "architecture 'ltx2_25_22B' is not supported yet",
     "ltx2_25_22B_distilled_nvfp4": "architecture 'ltx2_25_22B' is not supported yet",
@@ -128,6 +136,38 @@ def test_served_ltx2_definitions_render_two_stages_with_their_defaults(
     assert plan.second_sigmas == LTX23_SECOND_STAGE_SIGMAS
     assert (generation.request.width, generation.request.height) == (1280, 704)
     assert generation.metadata["guidance_phases"] == 2 and generation.request.guidance_scale == 1.0
+
+
+@pytest.mark.parametrize(
+    ("model_id", "transformer"),
+    [
+        ("ltx2_distilled", "ltx-2-19b-distilled_diffusion_model.safetensors"),
+        ("ltx2_distilled_gguf_q4_k_m", "ltx-2-19b-distilled_Q4_K_M.gguf"),
+        ("ltx2_distilled_gguf_q8_0", "ltx-2-19b-distilled_Q8_0.gguf"),
+    ],
+)
+def test_the_19bs_distilled_checkpoints_render_with_their_own_transformer_and_text_connectors(
+    model_id: str, transformer: str, models_dir: Path, tmp_path: Path
+) -> None:
+    preset = get_model(model_id)
+    # WanGP's handler (_get_embeddings_connector_filename) reads the distilled checkpoint's own
+    # connectors file, which no definition names; the transformer is the definition's first file.
+    assert connectors_url(preset) == (
+        "https://huggingface.co/DeepBeepMeep/LTX-2/resolve/main/ltx-2-19b-distilled_embeddings_connector.safetensors"
+    )
+    assert [url.rsplit("/", 1)[-1] for url in own_weights(preset)][:1] == [transformer]
+    defaults = {key: value for key, value in fixture_data()[model_id].items() if key != "model"}
+    (generation,) = resolve(parse_settings(defaults | {"model_type": model_id}), tmp_path).generations
+    plan = generation.request.ltx2_stages
+    # Both stages on the distilled schedule, no LoRA, no guidance: the 19B's second-stage sigmas.
+    assert plan is not None and plan.first_sigmas == DISTILLED_SIGMAS
+    assert plan.second_sigmas == SECOND_STAGE_SIGMAS and plan.lora == ""
+    assert generation.request.guidance_scale == 1.0 and generation.request.frames == 241
+
+
+def test_the_dev_19b_and_the_22b_render_their_folders_connectors(models_dir: Path) -> None:
+    for model_id in ("ltx2_19B", "ltx2_19B_nvfp4", "ltx2_22B_distilled", "ltx2_22B_distilled_gguf_q8_0"):
+        assert connectors_url(get_model(model_id)) == "", model_id
 
 
 def test_one_stage_of_the_distilled_schedules_renders_as_wangps(models_dir: Path, tmp_path: Path) -> None:
