@@ -166,3 +166,14 @@ def test_a_connectors_file_missing_a_key_is_refused_naming_it(tmp_path: Path) ->
         match=r"partial.safetensors does not fit .* lacks 1 key\(s\): audio_connector.transformer_blocks.0.attn1.norm_k",  # noqa: E501
     ):
         load_connectors(build_ltx2(), tmp_path / "partial.safetensors")
+
+
+def test_an_agent_warming_a_distilled_model_fetches_its_connectors_file_with_its_folder(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = WeightCache(tmp_path / "cache")
+    with served_file(FILE, write_ltx2_connectors_file(tmp_path / FILE).read_bytes()) as url:
+        connectors_served(monkeypatch, url)
+        PipelineHost(cache).fetch(get_model(MODEL))
+    assert (tmp_path / "cache" / MODEL / FILE).is_file()
+    assert cache.is_cached(get_model("ltx2-tiny"))  # the folder it loads over
