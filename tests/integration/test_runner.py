@@ -199,3 +199,22 @@ def test_loading_still_works_after_mmgp_is_imported(weight_cache: WeightCache) -
     raw = LOAD_AFTER_MMGP.format(prelude="from mmgp import offload")
     broken = subprocess.run([sys.executable, "-c", raw, folder], capture_output=True, text=True)
     assert broken.returncode != 0 and "backend" in broken.stderr
+
+
+LOAD_VAE_AFTER_MMGP = """
+import sys, diffusers
+from models.mmgp_compat import import_offload
+import_offload()
+vae = diffusers.AutoencoderKLFlux2.from_pretrained(sys.argv[1], subfolder="vae")
+print("batches tracked", tuple(vae.bn.num_batches_tracked.shape))
+"""
+
+
+def test_a_zero_dimensional_tensor_loads_as_one_after_mmgp_is_imported(weight_cache: WeightCache) -> None:
+    # mmgp's own reader loads it as shape (1,): the FLUX.2 VAE's BatchNorm then refuses to load.
+    folder = str(weight_cache.ensure(get_model("flux2-klein-tiny")))
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_VAE_AFTER_MMGP, folder], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "batches tracked ()" in result.stdout
