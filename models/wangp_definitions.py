@@ -326,6 +326,11 @@ def _modules_over_problem(definition: WangpDefinition, preset: ModelPreset) -> s
                 f"{first}: an int8 quanto file listed first: the VACE module merges into plain "
                 "tensors, so only a bf16/fp16 file listed first loads"
             )
+        if (kind := kind_of_name(first)) is not Kind.PLAIN:  # refused at load: say so now
+            return (
+                f"with the VACE module merged in: {first}: a prequantized {kind.value} file; modules "
+                "merged into a prequantized file are not supported yet"
+            )
         try:
             check_loadable(files, int8=False)
         except SingleFileRefused as error:
