@@ -24,12 +24,13 @@ from models.wangp_keys import model_facts
 from tests.served_definitions import definitions_folder
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "wangp" / "definitions_8681e9f7.json"
-# What the farm serves of WanGP's defaults/ today (64): the catalogue's own models of 17 families
-# (Wan 2.1/2.2 and VACE, SkyReels V2 DF, ChronoEdit, Lucy Edit, HunyuanVideo and 1.5, LTX-Video,
-# Kandinsky 5, FLUX.1/Kontext/2, Qwen-Image and its edit models, Z-Image, Krea 2, Stable Audio 3),
-# finetunes with transformer files of their own, built-in LoRAs and defaults of their own. Raise
-# it as it grows.
-SERVED_AT_LEAST = 64
+# What the farm serves of WanGP's defaults/ today (102): the catalogue's own models of 25 families
+# (Wan 2.1/2.2, their VACE and Fun InP, SkyReels V2 DF, ChronoEdit, Lucy Edit, HunyuanVideo t2v/i2v
+# and 1.5, LTX-Video, LTX-2 in one or two stages, Kandinsky 5, FLUX.1/Kontext/2, Chroma, Qwen-Image
+# and its edit models, Z-Image and its ControlNets, Krea 2, Ideogram 4, Stable Audio 3, ACE-Step
+# 1.5), finetunes with transformer files of their own (int8, GGUF, NVFP4, FP8, NF4), VACE modules
+# merged, built-in LoRAs and defaults of their own. Raise it as it grows.
+SERVED_AT_LEAST = 102
 
 
 def fixture() -> dict[str, Any]:
