@@ -129,28 +129,6 @@ def _same_weights() -> dict[str, tuple[frozenset[str], frozenset[str]]]:
 
 _SAME_WEIGHTS = _same_weights()
 
-# Families whose definitions with weights of their own the farm renders from those files (their
-# URLs recorded as the preset's wangp_weights, loaded by models.single_file in the pipeline host).
-# One transformer per file: a two-expert Wan 2.2 names its low-noise expert's files in URLs2,
-# Ideogram 4 its unconditional transformer's.
-SINGLE_FILE_SERVED: frozenset[str] = frozenset(
-    {
-        "wan",
-        "qwen-image",
-        "z-image",
-        "flux",
-        "flux2",
-        "kandinsky5",
-        "ltx2",
-        "hunyuan15",
-        "krea2",
-        "chroma",
-        "hunyuan",
-        "ideogram4",
-        "stable-audio3",
-    }
-)
-
 # Keys of a definition's model block that change nothing rendered: WanGP's menus and folders, its
 # load-time quantization (memory only), files it downloads beside the model, the image-output flag.
 _INERT_MODEL_KEYS = frozenset(
@@ -464,11 +442,22 @@ def _weights_problem(definition: WangpDefinition, base: ModelPreset) -> str:
     if _is(definition.urls, urls, base) and _is(definition.urls2, urls2, base):
         return ""
     named = f"its weights ({definition.urls.describe() or 'none named'}) are not {base.id}'s"
-    if base.family not in SINGLE_FILE_SERVED:
+    # Imported here: reading definitions must stay light for the commands that start without torch.
+    from models.single_file import (
+        SECOND_TRANSFORMERS,
+        SINGLE_FILE_FAMILIES,
+        SingleFileRefused,
+        check_loadable,
+        reads_int8,
+    )
+
+    # The families whose files load (models.single_file): their definitions render from the
+    # files; one transformer per file, a Wan 2.2 A14B's low-noise expert (Ideogram 4's
+    # unconditional transformer) named in URLs2.
+    if base.family not in SINGLE_FILE_FAMILIES:
         return f"{named}: single-file weights not supported yet"
     if not definition.urls.urls or (definition.urls2.same_as and not definition.urls2.urls):
         return f"{named}: the files of a definition not given cannot be found"
-    from models.single_file import SECOND_TRANSFORMERS, SingleFileRefused, check_loadable, reads_int8
 
     # Ideogram 4's second transformer (its unconditional one) is always there, in tiny too.
     second = SECOND_TRANSFORMERS.get(base.pipeline)
