@@ -662,23 +662,7 @@ def tiny_hunyuan() -> Any:
     )
     text_encoder = seeded(lambda: LlamaModel(llama).eval())
     tokenizer_2, text_encoder_2 = clip_text()
-    transformer = seeded(
-        lambda: HunyuanVideoTransformer3DModel(
-            in_channels=16,
-            out_channels=16,
-            num_attention_heads=2,
-            attention_head_dim=16,
-            num_layers=1,
-            num_single_layers=1,
-            num_refiner_layers=1,
-            patch_size=2,
-            patch_size_t=1,
-            guidance_embeds=True,
-            text_embed_dim=32,
-            pooled_projection_dim=32,
-            rope_axes_dim=(4, 6, 6),
-        )
-    )
+    transformer = seeded(hunyuan_transformer)
     vae = hunyuan_vae()
     # hunyuanvideo-community/HunyuanVideo's scheduler: Euler over flow sigmas with shift 7.
     scheduler = FlowMatchEulerDiscreteScheduler(shift=7.0)
@@ -690,6 +674,27 @@ def tiny_hunyuan() -> Any:
         scheduler=scheduler,
         text_encoder_2=text_encoder_2,
         tokenizer_2=tokenizer_2,
+    )
+
+
+def hunyuan_transformer(image_condition_type: str | None = None) -> Any:
+    """HunyuanVideo's dual- and single-stream transformer in tiny (unseeded); image-to-video passes
+    its `image_condition_type` (token_replace)."""
+    return HunyuanVideoTransformer3DModel(
+        in_channels=16,
+        out_channels=16,
+        num_attention_heads=2,
+        attention_head_dim=16,
+        num_layers=1,
+        num_single_layers=1,
+        num_refiner_layers=1,
+        patch_size=2,
+        patch_size_t=1,
+        guidance_embeds=True,
+        text_embed_dim=32,
+        pooled_projection_dim=32,
+        rope_axes_dim=(4, 6, 6),
+        image_condition_type=image_condition_type,
     )
 
 

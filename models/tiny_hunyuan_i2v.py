@@ -24,6 +24,7 @@ from models.tiny import (
     QWEN_SPLIT,
     byte_level_bpe,
     clip_text,
+    hunyuan_transformer,
     hunyuan_vae,
     seeded,
     train_bpe,
@@ -54,25 +55,8 @@ def build_i2v() -> Any:
 
 
 def transformer() -> Any:
-    """HunyuanVideo's transformer in tiny (models.tiny.tiny_hunyuan's shape) with token_replace."""
-    from diffusers import HunyuanVideoTransformer3DModel
-
-    return HunyuanVideoTransformer3DModel(
-        in_channels=16,
-        out_channels=16,
-        num_attention_heads=2,
-        attention_head_dim=16,
-        num_layers=1,
-        num_single_layers=1,
-        num_refiner_layers=1,
-        patch_size=2,
-        patch_size_t=1,
-        guidance_embeds=True,
-        text_embed_dim=32,
-        pooled_projection_dim=32,
-        rope_axes_dim=(4, 6, 6),
-        image_condition_type="token_replace",
-    )
+    """HunyuanVideo's transformer in tiny (models.tiny's shape) with token_replace."""
+    return hunyuan_transformer("token_replace")
 
 
 def _tokenizer(template: str) -> Any:
