@@ -44,7 +44,7 @@ from gpu_agent.storage import (
 from gpu_agent.workspace import Workspace, default_parent
 from models.attention import AttentionMode
 from models.catalogue import get_model
-from models.progress import Cancelled, Phase, Progress
+from models.progress import Cancelled, Phase, Preempted, Progress
 from models.run_info import RunInfo, combined
 from models.settings import Attachments, Job, parse_settings, resolve
 from models.weights import WeightCache
@@ -111,6 +111,7 @@ class GpuAgent:
         self._slots: list[_Slot] = []  # the tasks held, oldest first: at most two, one on the GPU
         self._last_ended: tuple[str, int] | None = None  # the task that ended last
         self._cancel: set[tuple[str, int]] = set()
+        self._preempt: set[tuple[str, int]] = set()  # tasks to stop at their next step boundary
 
     def ping(self) -> str:
         return self.config.agent_id
@@ -155,6 +156,12 @@ class GpuAgent:
         with self._lock:
             self._cancel.add((job_id, attempt))
 
+    def preempt(self, job_id: str, attempt: int) -> None:
+        """Stop the task at its next step boundary, its state checkpointed; it ends with a PREEMPTED
+        event, or as it would have if it was past its denoising already."""
+        with self._lock:
+            self._preempt.add((job_id, attempt))
+
     def prefetch(self, model_id: str) -> bool:
         """Warm a model's weights into the node cache while idle; False when busy."""
         with self._lock:
@@ -177,6 +184,9 @@ class GpuAgent:
                 self._emit(task, EventKind.SUCCEEDED, run=run)
         except Cancelled:
             self._emit(task, EventKind.CANCELED)
+        except Preempted as stopped:
+            step, total = stopped.args if len(stopped.args) == 2 else (0, 0)
+            self._emit(task, EventKind.PREEMPTED, progress=Progress(step, total, Phase.DENOISING))
         except Exception as error:  # every failure reaches the controller as an event
             traceback.print_exc()
             self._emit(task, EventKind.FAILED, error=f"{type(error).__name__}: {error}")
@@ -186,6 +196,7 @@ class GpuAgent:
                 self._slots = [slot for slot in self._slots if slot.key != (task.job_id, task.attempt)]
                 self._last_ended = (task.job_id, task.attempt)
                 self._cancel.discard((task.job_id, task.attempt))
+                self._preempt.discard((task.job_id, task.attempt))
 
     def _render(self, task: RenderTask, work: Path) -> tuple[list[str], RunInfo, Progress | None]:
         """The attempt's output keys, how it ran, and for a long video's window that is not its
@@ -202,6 +213,7 @@ class GpuAgent:
         def on_progress(progress: Progress) -> None:
             nonlocal generations_left
             self._check_cancel(task)
+            self._check_preempt(task, progress)
             if progress.phase is Phase.ENCODING:
                 generations_left -= 1
                 if generations_left == 0:
@@ -263,6 +275,11 @@ class GpuAgent:
     def _check_cancel(self, task: RenderTask) -> None:
         if (task.job_id, task.attempt) in self._cancel:
             raise Cancelled(task.job_id)
+
+    def _check_preempt(self, task: RenderTask, progress: Progress) -> None:
+        # Only while denoising: a task past it has its outputs nearly done, and finishing is cheaper.
+        if progress.phase is Phase.DENOISING and (task.job_id, task.attempt) in self._preempt:
+            raise Preempted(progress.step, progress.total)
 
     def _accepts_next(self) -> bool:
         """Under the lock: one task held, and it has left the GPU."""

@@ -59,11 +59,21 @@ class EventKind(StrEnum):
     # A window of a long video is stored (`step` windows of `total` done): the attempt ends and
     # the job queues for its next window, which the scheduler places.
     WINDOW = "window"
+    # The task stopped at a step boundary for a job of a higher priority (the controller asked:
+    # `GpuAgent.preempt`), its denoising state checkpointed (`step` of `total` kept): the job
+    # queues again with its progress and is not charged an attempt.
+    PREEMPTED = "preempted"
 
     @property
     def final(self) -> bool:
         """The attempt ended (the job itself may go on: WINDOW)."""
-        return self in (EventKind.SUCCEEDED, EventKind.FAILED, EventKind.CANCELED, EventKind.WINDOW)
+        return self in (
+            EventKind.SUCCEEDED,
+            EventKind.FAILED,
+            EventKind.CANCELED,
+            EventKind.WINDOW,
+            EventKind.PREEMPTED,
+        )
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,13 @@ class AgentEvent:
     # (fetched for this attempt, `bytes_fetched` of them), for the farm's cache metrics.
     weights_source: str = "hot"
     bytes_fetched: int = 0
+    # Checkpoints (models.checkpoint): on an attempt's final event, the step it resumed from (0: from
+    # the start), the steps it redid that an earlier attempt had run past its last checkpoint, and
+    # what writing its checkpoints cost (bytes written, seconds spent).
+    resumed_from: int = 0
+    steps_redone: int = 0
+    checkpoint_bytes: int = 0
+    checkpoint_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,14 @@ def windows_prefix(job_id: str) -> str:
 WINDOWS_PREFIX = "windows/"
 
 
+def checkpoints_prefix(job_id: str) -> str:
+    # Beside windows/: the controller sweeps those of ended jobs without listing outputs.
+    return f"{CHECKPOINTS_PREFIX}{job_id}/"
+
+
+CHECKPOINTS_PREFIX = "checkpoints/"
+
+
 def input_key(job_id: str, filename: str) -> str:
     return f"jobs/{job_id}/inputs/{filename}"
 

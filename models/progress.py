@@ -27,6 +27,11 @@ class Cancelled(Exception):
     """Raised by a progress callback to stop a job between steps."""
 
 
+class Preempted(Exception):
+    """Raised by a progress callback to stop a job at a step boundary, once its denoising state is
+    checkpointed, so that another job takes the GPU; the job resumes later from that state."""
+
+
 ProgressFn = Callable[[Progress], None]
 
 
