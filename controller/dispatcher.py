@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 
 from controller.jobs import JobEvent, JobProgress, JobRecord, JobState
 from controller.metrics import FarmMetrics
+from controller.quarantine import QuarantineBook, is_probe, probe_job
 from controller.ray_cluster import EventPoll, TaskCancel, TaskStart
 from controller.registry import AgentEntry, AgentRegistry
 from controller.store import AttemptStart, JobStore, ProgressUpdate, QueuedJob, QueuedWait, StoreError
@@ -61,6 +62,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         refresh_every_s: float = 2.0,
         metrics: FarmMetrics | None = None,
+        quarantine: QuarantineBook | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -68,6 +70,7 @@ class Dispatcher:
         self.clock = clock
         self.refresh_every_s = refresh_every_s
         self.metrics = metrics or FarmMetrics()
+        self.quarantine = quarantine or QuarantineBook(store, clock)  # agents kept from new work
         self._last_refresh = 0.0
         self._place_due = False  # placement is owed to a later round
         self._last_place = -BUSY_PLACEMENT_EVERY_S  # monotonic time of the last placement
@@ -103,6 +106,7 @@ class Dispatcher:
         pool_changed = refreshed and self._refresh()
         self._write_waits()
         running = self._follow_running()
+        self._probe(running)
         room_made, self._room_made = self._room_made, False
         due = self._jobs_changed_state() or pool_changed or self._place_due or room_made
         # With every agent full a placement starts nothing, it only rewrites waits: while
@@ -119,18 +123,22 @@ class Dispatcher:
 
     def _room(self) -> bool:
         """Whether some agent would take a job now: idle, or its only job has left the GPU."""
+        held = self.quarantine.rows()
         return any(
-            e.inventory.current_job is None or e.inventory.accepts_next for e in self.registry.entries()
+            (e.inventory.current_job is None or e.inventory.accepts_next) and e.inventory.agent_id not in held
+            for e in self.registry.entries()
         )
 
     def _refresh(self) -> bool:
         """Refresh the registry; whether an agent came or went."""
         self._last_refresh = time.monotonic()
-        before = {entry.inventory.agent_id for entry in self.registry.entries()}
+        before = {entry.inventory.agent_id: entry.inventory.node_id for entry in self.registry.entries()}
         lost = self.registry.refresh()
         for agent_id in lost:
             log.warning("agent %s lost", agent_id)
-        return bool(lost) or before != {entry.inventory.agent_id for entry in self.registry.entries()}
+            self._agent_lost(agent_id, before.get(agent_id, "?"))
+        self.quarantine.inventories_read(entry.inventory for entry in self.registry.entries())
+        return bool(lost) or before.keys() != {entry.inventory.agent_id for entry in self.registry.entries()}
 
     def _jobs_changed_state(self) -> bool:
         """Whether placement is due: a job changed state (a submission, an end, a cancel, a requeue)
@@ -248,7 +256,13 @@ class Dispatcher:
             self._records.forget(job.id)
             self._learn(job, news.entry, event)
         elif event.kind.final:
-            self.store.finish(job.id, job.attempts, FINAL_STATES[event.kind], event.error, now)
+            agent_id = news.entry.inventory.agent_id
+            self.quarantine.attempt_ended(job, news.entry.inventory, event)
+            failed = event.kind is EventKind.FAILED
+            if not (failed and self._retry_elsewhere(job, agent_id, event.error or "failed")):
+                self.store.finish(job.id, job.attempts, FINAL_STATES[event.kind], event.error, now)
+            if is_probe(job):
+                self.quarantine.probe_ended(job, event.kind is EventKind.SUCCEEDED)
             self._ended.add((job.id, job.attempts))
             self._learn(job, news.entry, event)
 
@@ -262,11 +276,63 @@ class Dispatcher:
         return entry
 
     def _lose(self, agent_id: str, jobs: list[JobRecord], reason: str) -> None:
+        entry = self.registry.get(agent_id)
         self.registry.drop(agent_id)
+        if entry is not None:
+            self._agent_lost(agent_id, entry.inventory.node_id)
         for job in jobs:
             self._requeue(job, agent_id, reason)
 
+    def _agent_lost(self, agent_id: str, node_id: str) -> None:
+        node_agents = [
+            e.inventory.agent_id for e in self.registry.entries() if e.inventory.node_id == node_id
+        ]
+        self.quarantine.agent_lost(agent_id, node_id, node_agents)
+
+    def _retry_elsewhere(self, job: JobRecord, agent_id: str, error: str) -> bool:
+        """Queue a failed attempt again on another agent, not charged, when the rules blame its
+        agent (scheduler.quarantine.retry_elsewhere); whether it did."""
+        others = [agent_view(e.inventory, None) for e in self.registry.entries()]
+        if not self.quarantine.retry_elsewhere(job, agent_id, others):
+            return False
+        requeued = self.store.retry_elsewhere(job.id, job.attempts, agent_id, error, self.clock())
+        self._records.forget(job.id)
+        if requeued is not None and requeued.state is JobState.QUEUED:
+            self.metrics.jobs_retried.labels(requeued.model_id).inc()
+        return True
+
+    def _probe(self, running: list[JobRecord]) -> None:
+        """Start a probe job on each quarantined agent that runs nothing and whose probe is due."""
+        busy = {job.agent_id for job in running}
+        idle = [
+            e.inventory.agent_id
+            for e in self.registry.entries()
+            if e.inventory.current_job is None and e.inventory.agent_id not in busy
+        ]
+        for row in self.quarantine.due_probes(idle):
+            entry, now = self._entry(row.agent_id), self.clock()
+            [probe] = self.store.add_jobs([probe_job()], now)
+            profile = self.quarantine.probe_profile(probe, agent_view(entry.inventory, None))
+            started = self.store.start_attempts([AttemptStart(probe.id, row.agent_id, profile, None)], now)
+            if not started:
+                continue
+            job = started[0]
+            self.quarantine.probe_started(row.agent_id, job.id)
+            answers = self.registry.cluster.start_tasks([TaskStart(entry.handle, _task(job))])
+            if answers.answered.get(job.id, False):
+                entry.inventory = _holding(entry.inventory, job)
+            else:
+                error = str(answers.lost.get(job.id, "the agent did not take the probe"))
+                self.store.finish(job.id, job.attempts, JobState.FAILED, error, now)
+                self.quarantine.probe_ended(job, succeeded=False)
+
     def _requeue(self, job: JobRecord, agent_id: str, reason: str) -> None:
+        if is_probe(job):
+            # A probe is never placed elsewhere: losing it is its agent's answer.
+            self.store.finish(job.id, job.attempts, JobState.FAILED, f"probe lost: {reason}", self.clock())
+            self.quarantine.probe_ended(job, succeeded=False)
+            self._ended.add((job.id, job.attempts))
+            return
         charged = (job.id, job.attempts) not in (self._found_at_start or set())
         if not charged:
             reason = f"the farm restarted ({reason})"
@@ -298,7 +364,10 @@ class Dispatcher:
         self.policy.observe(observation)
 
     def _place(self, running: list[JobRecord]) -> None:
-        entries = {e.inventory.agent_id: e for e in self.registry.entries()}
+        held = self.quarantine.rows()  # quarantined agents get no new work; their jobs are followed
+        entries = {
+            e.inventory.agent_id: e for e in self.registry.entries() if e.inventory.agent_id not in held
+        }
         if not entries:
             return
         queue = self._records.queue(PLACEMENT_WINDOW)

@@ -66,11 +66,24 @@ class QueuedJob:
 @dataclasses.dataclass(frozen=True)
 class RunningAttempt:
     """A running job read without its settings: (job_id, attempt) names the attempt, so a reader
-    can keep the full record it already has; cancel_requested is the one field that changes."""
+    can keep the full record it already has; cancel_requested and preempt_requested are the fields
+    that change."""
 
     job_id: str
     attempt: int
     cancel_requested: bool
+    preempt_requested: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class PreemptRequest:
+    """Stop a running attempt for `for_job_id`, for `request_preemptions`."""
+
+    job_id: str
+    attempt: int
+    agent_id: str
+    for_job_id: str
+    reason: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +104,20 @@ class AttemptStart:
     agent_id: str
     profile: Profile
     eta: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class QuarantineRow:
+    """An agent kept from new work: why (kind, reason), since when, and its probe jobs so far."""
+
+    agent_id: str
+    node_id: str
+    kind: str  # scheduler.quarantine.QuarantineKind, or "admin"
+    reason: str
+    since: float
+    next_probe_at: float
+    probes_failed: int = 0
+    probe_job: str | None = None  # the probe job running on it, if any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +209,32 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("ALTER TABLE jobs ADD COLUMN step_skip TEXT NOT NULL DEFAULT 'null' CHECK (json_valid(step_skip))",),
     # The post-processors a job needs that do not ship with WanFarm (processing.plugins): a JSON list.
     ("ALTER TABLE jobs ADD COLUMN plugins TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(plugins))",),
+    # Agents kept from new work (scheduler.quarantine) and the agents each job failed on.
+    (
+        """CREATE TABLE quarantine (
+            agent_id TEXT PRIMARY KEY NOT NULL,
+            node_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            since REAL NOT NULL,
+            probes_failed INTEGER NOT NULL DEFAULT 0,
+            next_probe_at REAL NOT NULL,
+            probe_job TEXT
+        )""",
+        """CREATE TABLE attempt_failures (
+            job_id TEXT NOT NULL REFERENCES jobs (id),
+            agent_id TEXT NOT NULL,
+            PRIMARY KEY (job_id, agent_id)
+        )""",
+    ),
+)
+_MIGRATIONS += (
+    # Preemption by priority (scheduler.preemption): how often a job was stopped for a higher one,
+    # and whether its running attempt was asked to stop.
+    (
+        "ALTER TABLE jobs ADD COLUMN preemptions INTEGER NOT NULL DEFAULT 0 CHECK (preemptions >= 0)",
+        "ALTER TABLE jobs ADD COLUMN preempt_requested INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -191,7 +244,7 @@ _INSERT_JOB = """INSERT INTO jobs (id, owner, state, priority, settings, model_i
 _UPDATE_JOB = """UPDATE jobs SET state = ?, updated_at = ?, attempts = ?, agent_id = ?, profile = ?,
     started_at = ?, finished_at = ?, eta = ?, wait_reason = ?, progress_step = ?, progress_total = ?,
     progress_phase = ?, outputs = ?, error = ?, attempt_errors = ?, avoid_agents = ?,
-    cancel_requested = ?, uncharged_attempts = ? WHERE id = ?"""
+    cancel_requested = ?, uncharged_attempts = ?, preemptions = ?, preempt_requested = ? WHERE id = ?"""
 _INSERT_EVENT = "INSERT INTO events (job_id, at, kind, data) VALUES (?, ?, ?, ?)"
 _INSERT_KEY = (
     "INSERT INTO idempotency_keys (owner, key, fingerprint, job_ids, created_at) VALUES (?, ?, ?, ?, ?)"
@@ -387,6 +440,63 @@ class JobStore:
             _event(cur, job_id, now, "state", state=job.state, attempt=attempt, error=job.error)
             return job
 
+    def request_preemptions(self, requests: Sequence[PreemptRequest], now: float) -> list[JobRecord]:
+        """Mark each running attempt asked to stop for a job of a higher priority, in one
+        transaction; the attempts marked (those still running and not marked already)."""
+        if not requests:
+            return []
+        marked = []
+        with self._write() as cur:
+            for request in requests:
+                job = _current(cur, request.job_id, request.attempt)
+                if job is None or job.preempt_requested or job.cancel_requested:
+                    continue
+                job = dataclasses.replace(job, updated_at=now, preempt_requested=True)
+                _save(cur, job)
+                _event(
+                    cur,
+                    job.id,
+                    now,
+                    "state",
+                    state=job.state,
+                    attempt=request.attempt,
+                    agent_id=request.agent_id,
+                    preempt_requested=True,
+                    for_job=request.for_job_id,
+                    reason=request.reason,
+                )
+                marked.append(job)
+        return marked
+
+    def preempted(
+        self, job_id: str, attempt: int, agent_id: str, step: int, total: int, now: float
+    ) -> JobRecord | None:
+        """The attempt stopped at step `step` of `total` for a job of a higher priority: queue the
+        job again with that progress, not charged, its agent not avoided, its preemptions + 1; a job
+        whose cancel was requested is canceled instead. None if the attempt is not running."""
+        with self._write() as cur:
+            job = _current(cur, job_id, attempt)
+            if job is None:
+                return None
+            line = f"attempt {attempt} on {agent_id}: preempted at step {step}/{total}; not charged"
+            job = dataclasses.replace(
+                job,
+                state=JobState.CANCELED if job.cancel_requested else JobState.QUEUED,
+                finished_at=now if job.cancel_requested else None,
+                updated_at=now,
+                eta=None,
+                attempt_errors=(*job.attempt_errors, line),
+                progress=JobProgress(step, total, "preempted"),
+                uncharged_attempts=job.uncharged_attempts + 1,
+                preemptions=job.preemptions + 1,
+                preempt_requested=False,
+            )
+            _save(cur, job)
+            _event(
+                cur, job_id, now, "state", state=job.state, attempt=attempt, agent_id=agent_id, preempted=True
+            )
+            return job
+
     def next_window(
         self, job_id: str, attempt: int, agent_id: str, done: int, windows: int, now: float
     ) -> JobRecord | None:
@@ -529,10 +639,10 @@ class JobStore:
 
     def running_attempts(self) -> list[RunningAttempt]:
         """Every running attempt, by job id, without settings."""
-        sql = "SELECT id, attempts, cancel_requested FROM jobs WHERE state = ? ORDER BY id"
+        sql = "SELECT id, attempts, cancel_requested, preempt_requested FROM jobs WHERE state = ? ORDER BY id"
         with self._read() as cur:
             rows = cur.execute(sql, (JobState.RUNNING.value,)).fetchall()
-        return [RunningAttempt(row[0], row[1], bool(row[2])) for row in rows]
+        return [RunningAttempt(row[0], row[1], bool(row[2]), bool(row[3])) for row in rows]
 
     def queued_jobs(self, job_ids: Sequence[str]) -> list[QueuedJob]:
         """The jobs among `job_ids` still queued, in one read, without parsing their settings."""
@@ -587,6 +697,63 @@ class JobStore:
     def latest_seq(self) -> int:
         with self._read() as cur:
             return int(cur.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+
+    # -- quarantine ---------------------------------------------------------------------------
+
+    def retry_elsewhere(
+        self, job_id: str, attempt: int, agent_id: str, error: str, now: float
+    ) -> JobRecord | None:
+        """A failed attempt blamed on its agent: queue again avoiding it, not charged, and note the
+        agent among those the job failed on (a job whose cancel was requested is canceled instead).
+        None if the attempt is not running."""
+        with self._write() as cur:
+            job = _current(cur, job_id, attempt)
+            if job is None:
+                return None
+            line = f"attempt {attempt} on {agent_id}: {error}; retried elsewhere, not charged"
+            avoid = job.avoid_agents if agent_id in job.avoid_agents else (*job.avoid_agents, agent_id)
+            job = dataclasses.replace(
+                job,
+                state=JobState.CANCELED if job.cancel_requested else JobState.QUEUED,
+                finished_at=now if job.cancel_requested else None,
+                updated_at=now,
+                eta=None,
+                attempt_errors=(*job.attempt_errors, line),
+                avoid_agents=avoid,
+                progress=JobProgress(),
+                uncharged_attempts=job.uncharged_attempts + 1,
+            )
+            _save(cur, job)
+            cur.execute("INSERT OR IGNORE INTO attempt_failures VALUES (?, ?)", (job_id, agent_id))
+            _event(cur, job_id, now, "error", attempt=attempt, agent_id=agent_id, error=error)
+            _event(cur, job_id, now, "state", state=job.state, attempt=attempt, error=job.error)
+            return job
+
+    def failed_agents(self, job_id: str) -> list[str]:
+        """The agents an attempt of this job failed on and was retried elsewhere from."""
+        with self._read() as cur:
+            rows = cur.execute("SELECT agent_id FROM attempt_failures WHERE job_id = ?", (job_id,))
+            return [row[0] for row in rows]
+
+    def quarantines(self) -> list[QuarantineRow]:
+        with self._read() as cur:
+            rows = cur.execute("SELECT * FROM quarantine ORDER BY since, agent_id").fetchall()
+        return [QuarantineRow(**dict(row)) for row in rows]
+
+    def put_quarantine(self, row: QuarantineRow) -> None:
+        """Write (or overwrite) an agent's quarantine."""
+        fields = dataclasses.astuple(row)
+        with self._write() as cur:
+            cur.execute(
+                "INSERT OR REPLACE INTO quarantine (agent_id, node_id, kind, reason, since,"
+                " next_probe_at, probes_failed, probe_job) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                fields,
+            )
+
+    def release_quarantine(self, agent_id: str) -> bool:
+        """End an agent's quarantine; whether it had one."""
+        with self._write() as cur:
+            return cur.execute("DELETE FROM quarantine WHERE agent_id = ?", (agent_id,)).rowcount > 0
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -937,6 +1104,8 @@ def _save(cur: sqlite3.Cursor, job: JobRecord) -> None:
             json.dumps(job.avoid_agents),
             int(job.cancel_requested),
             job.uncharged_attempts,
+            job.preemptions,
+            int(job.preempt_requested),
             job.id,
         ),
     )
@@ -972,4 +1141,6 @@ def _record(row: sqlite3.Row) -> JobRecord:
         cancel_requested=bool(row["cancel_requested"]),
         uncharged_attempts=row["uncharged_attempts"],
         plugins=tuple(json.loads(row["plugins"])),
+        preemptions=row["preemptions"],
+        preempt_requested=bool(row["preempt_requested"]),
     )
