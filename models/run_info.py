@@ -34,6 +34,8 @@ class RunInfo:
     # The single file the transformer was loaded from (a WanGP definition's own weights, WanGP's
     # model_filename); "" when the model's diffusers folder supplied it.
     model_file: str = ""
+    # The step a checkpoint let this run resume from (models.checkpoint); 0 when it ran them all.
+    resumed_from: int = 0
 
 
 def combined(runs: Sequence[RunInfo]) -> RunInfo:

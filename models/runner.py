@@ -9,6 +9,8 @@ host's LoraLibrary, are weighted step by step through models.lora_adapters and s
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from models.attention import AttentionMode
 from models.audio_call import is_audio, waveforms
 from models.call_args import configure_scheduler, expert_switch, pipeline_kwargs
 from models.catalogue import ModelPreset, Output, Role, get_model
+from models.checkpoint import Checkpoints, ResumeMismatch, StepRecorder, StepState, recording
 from models.device import LocalGpu, detect_gpus
 from models.hf_logging import quiet_hf_libraries
 from models.image_pipes import pipeline_for
@@ -119,9 +122,12 @@ class PipelineHost:
         request: GenerationRequest,
         profile: Profile = Profile.P4,
         on_progress: ProgressFn = ignore_progress,
+        checkpoints: Checkpoints | None = None,
     ) -> GenerationOutput:
         """Render one request; `on_progress` may raise Cancelled to stop between steps. A request
-        with LoRAs needs a LoraLibrary (LoraError otherwise, or when a file is missing or misfits)."""
+        with LoRAs needs a LoraLibrary (LoraError otherwise, or when a file is missing or misfits).
+        With `checkpoints`, the run resumes from the last one saved for it by a run of the same kind
+        (dtype, device, quantization), and saves one at each step boundary they call due."""
         lora_files = self._lora_files(preset, request)  # before any load: a missing file fails fast
         kernel = self._attention_for(request, preset)
         load_started = time.monotonic()
@@ -138,32 +144,38 @@ class PipelineHost:
         stage_lora: list[AppliedLora] = []
         if request.ltx2_stages is not None:  # LTX-2's one or two render stages (models.ltx2_stages)
             call = self._stages(call, preset, request, stage_lora)
-        generator = torch.Generator(device="cpu").manual_seed(request.seed)
-        kwargs = pipeline_kwargs(call, preset, request, generator)
         total = request.steps
         lora_run = self._lora_run(request, lora_files)
-
-        def on_step_end(_pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            on_progress(Progress(step + 1, total, Phase.DENOISING if step + 1 < total else Phase.DECODING))
-            if lora_run is not None and step + 1 < total:
-                lora_run.before_step(step + 1)
-            return tensors
-
-        on_progress(Progress(0, total, Phase.DENOISING))
+        # Step skipping keeps residuals across steps that a checkpoint does not hold.
+        checkpoints = checkpoints if request.step_caching is None else None
+        resume = checkpoints.resume() if checkpoints is not None else None
         if self.gpu is not None:
             torch.cuda.reset_peak_memory_stats()
         started = time.monotonic()
         try:
-            # The job's expert switch, set before the LoRAs read it; the pipeline's own after.
-            with expert_switch((pipe, call), preset, request):
-                if lora_run is not None:
-                    lora_run.start(total)
-                with (
-                    attention.record_backends() as calls,
-                    torch.inference_mode(),
-                    step_skipping(call, request.step_caching, total) as steps,
-                ):
-                    result = call(**kwargs, callback_on_step_end=on_step_end)
+            while True:  # twice at most: a replay that does not follow its checkpoint starts over
+                generator = torch.Generator(device="cpu").manual_seed(request.seed)
+                kwargs = pipeline_kwargs(call, preset, request, generator)
+                recorder = self._recorder(checkpoints, generator, resume, profile)
+                on_step_end = _step_end(recorder, checkpoints, total, on_progress, lora_run)
+                on_progress(Progress(0, total, Phase.DENOISING))
+                try:
+                    # The job's expert switch, set before the LoRAs read it; the pipeline's own after.
+                    with expert_switch((pipe, call), preset, request):
+                        if lora_run is not None:
+                            lora_run.start(total)
+                        with (
+                            attention.record_backends() as calls,
+                            torch.inference_mode(),
+                            step_skipping(call, request.step_caching, total) as steps,
+                            recording(call, recorder) if recorder is not None else _nothing(),
+                        ):
+                            result = call(**kwargs, callback_on_step_end=on_step_end)
+                    break
+                except ResumeMismatch:
+                    if resume is None:
+                        raise
+                    resume = None
         finally:
             # Whatever happened, the hot pipeline's next job renders as on a fresh one.
             if lora_run is not None:
@@ -192,8 +204,24 @@ class PipelineHost:
             steps_run=steps.result().run,
             steps_skipped=steps.result().skipped,
             model_file=self._hot.model_file,
+            resumed_from=recorder.resume.step if recorder is not None and recorder.resume else 0,
         )
         return GenerationOutput(frames, info, audio)
+
+    def _recorder(
+        self,
+        checkpoints: Checkpoints | None,
+        generator: torch.Generator,
+        resume: StepState | None,
+        profile: Profile,
+    ) -> StepRecorder | None:
+        if checkpoints is None:
+            return None
+        # A resume computes as the saved run did only in the same type, on the same kind of device,
+        # with the transformer quantized (or not) alike.
+        quantized = self.gpu is not None and profile.spec.quantize
+        how = f"{str(self.dtype).removeprefix('torch.')}|{self.device.split(':')[0]}|int8={quantized}"
+        return StepRecorder(f"{checkpoints.fingerprint}|{how}", generator, resume)
 
     def unload(self) -> None:
         """Drop the hot pipeline and free its memory."""
@@ -388,6 +416,40 @@ class PipelineHost:
         if choice.quantized:
             return torch.float16 if choice.dtype == "fp16" else torch.bfloat16
         return self.dtype
+
+
+def _step_end(
+    recorder: StepRecorder | None,
+    checkpoints: Checkpoints | None,
+    total: int,
+    on_progress: ProgressFn,
+    lora_run: LoraRun | None,
+) -> Any:
+    """The pipeline's callback after each step: a checkpoint when due (before progress, whose
+    callback may stop the run for a preemption), progress, the LoRAs' weights for the next step."""
+
+    def on_step_end(_pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        if recorder is not None and checkpoints is not None:
+            recorder.step_ended()
+            done = recorder.steps_done
+            if (
+                not recorder.replaying
+                and done < total
+                and not recorder.unsupported
+                and checkpoints.due(done, total)
+            ):
+                checkpoints.save(recorder.capture(total))
+        on_progress(Progress(step + 1, total, Phase.DENOISING if step + 1 < total else Phase.DECODING))
+        if lora_run is not None and step + 1 < total:
+            lora_run.before_step(step + 1)
+        return tensors
+
+    return on_step_end
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def _apply_profile(pipe: Any, profile: Profile, lora_slots: bool, quantize: bool = True) -> Any:
