@@ -19,9 +19,11 @@ from controller.auth import KeyRing
 from controller.dispatcher import Dispatcher, agent_view
 from controller.leftover_windows import sweep_windows
 from controller.metrics import FarmMetrics
+from controller.quarantine import quarantine_out, release_agent
+from controller.quarantine_metrics import QuarantineCollector
 from controller.ray_cluster import Cluster
 from controller.registry import AgentRegistry, AgentSettings
-from controller.schemas import AgentOut
+from controller.schemas import AgentOut, ReleasedOut
 from controller.service import FarmService
 from controller.store import JobStore
 from controller.utilisation import UtilisationLog
@@ -56,6 +58,9 @@ class FarmConfig:
     api_keys: Path | None = None  # default: $WANFARM_API_KEYS, else an open farm (loopback only)
     allowed_hosts: tuple[str, ...] = ()  # Host names served besides the bound one; "*" for any
     cors_origins: tuple[str, ...] = ()  # other sites whose pages may call the API
+    # Running jobs' checkpoints: every N denoising steps when set, else every T seconds of it.
+    checkpoint_steps: int | None = None
+    checkpoint_seconds: float = 60.0
 
 
 class Farm:
@@ -92,6 +97,8 @@ class Farm:
             weight_mirror=self.config.weight_mirror,
             attention=self.config.attention,
             lora_dir=self.config.lora_dir,
+            checkpoint_steps=self.config.checkpoint_steps,
+            checkpoint_seconds=self.config.checkpoint_seconds,
         )
         self.registry = AgentRegistry(self.cluster, settings)
         self.registry.refresh()
@@ -103,6 +110,7 @@ class Farm:
             self.store, self.registry, get_policy(self.config.policy), metrics=self.metrics
         )
         self.dispatcher = dispatcher
+        self.metrics.registry.register(QuarantineCollector(dispatcher.quarantine, self.inventories))
         service = FarmService(self.store, self.storage, self.pool, time.time, self.metrics)
         app = create_app(
             service,
@@ -111,6 +119,7 @@ class Farm:
             self.metrics,
             hosts=served_hosts(self.config.host, self.config.allowed_hosts),
             cors_origins=self.config.cors_origins,
+            release_agent=self.release_agent,
         )
         app.state.utilisation = self.utilisation
         self._spawn("utilisation", self._sample_utilisation)
@@ -155,6 +164,7 @@ class Farm:
         # A pipelined agent runs two: the newest started is the one on its GPU.
         jobs = sorted(self.store.running(), key=lambda job: job.started_at or 0.0)
         running = {job.agent_id: job.id for job in jobs}
+        held = self.dispatcher.quarantine.rows() if self.dispatcher else {}
         listing = []
         for entry in self.registry.entries() if self.registry else []:
             inv = entry.inventory
@@ -180,9 +190,17 @@ class Farm:
                     storage_errors=inv.storage_errors,
                     last_storage_error=inv.last_storage_error,
                     plugins=list(inv.plugins),
+                    quarantine=quarantine_out(held[inv.agent_id]) if inv.agent_id in held else None,
                 )
             )
         return listing
+
+    def release_agent(self, agent_id: str) -> ReleasedOut:
+        """An admin ends an agent's quarantine (POST /v1/agents/{id}/release)."""
+        if self.dispatcher is None:
+            raise RuntimeError("the farm is not started")
+        known = [entry.inventory.agent_id for entry in self.registry.entries()] if self.registry else []
+        return release_agent(self.dispatcher.quarantine, known, agent_id)
 
     def _sample_utilisation(self) -> None:
         """Every `every_s`, the share of agents running a job, for /v1/stats."""

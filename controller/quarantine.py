@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import replace
 
 from controller.jobs import JobRecord, NewJob
+from controller.schemas import QuarantineOut, ReleasedOut
+from controller.service_error import ServiceError
 from controller.store import JobStore, QuarantineRow
 from gpu_agent.messages import AgentEvent, AgentInventory, EventKind
 from models.attachments import Attachments
@@ -192,6 +194,27 @@ class QuarantineBook:
             settings.get("override_profile"), settings.get("override_attention"), list(job.plugins)
         )
         return pool_refusal(preset, job.work, agents, forced) is None
+
+
+def release_agent(book: QuarantineBook, known: Collection[str], agent_id: str) -> ReleasedOut:
+    """An admin's release: 404 for an agent neither in the pool nor quarantined, 409 for one not
+    quarantined."""
+    row = book.rows().get(agent_id)
+    if row is None and agent_id not in known:
+        raise ServiceError(404, f"no agent {agent_id!r}", hint="GET /v1/agents lists them")
+    if row is None or not book.release(agent_id):
+        raise ServiceError(409, f"agent {agent_id!r} is not quarantined")
+    return ReleasedOut(agent_id=agent_id, released=quarantine_out(row))
+
+
+def quarantine_out(row: QuarantineRow) -> QuarantineOut:
+    return QuarantineOut(
+        kind=row.kind,
+        reason=row.reason,
+        since=row.since,
+        probes_failed=row.probes_failed,
+        next_probe_at=row.next_probe_at,
+    )
 
 
 def _without_ended_probe(store: JobStore, row: QuarantineRow) -> QuarantineRow:

@@ -45,6 +45,7 @@ class JobSummary(BaseModel):
     profile: str | None
     attempts: int
     max_attempts: int
+    preemptions: int = 0  # attempts stopped for a job of a higher priority (not charged)
     eta: float | None
     wait_reason: str | None
     outputs: list[OutputOut]
@@ -82,6 +83,23 @@ class LoraList(BaseModel):
     loras: list[LoraOut]  # newest upload first
 
 
+class QuarantineOut(BaseModel):
+    """Why an agent gets no new work (controller.quarantine), until a probe job or an admin releases it."""
+
+    kind: str  # failures, lost, storage or slow
+    reason: str
+    since: float
+    probes_failed: int
+    next_probe_at: float
+
+
+class ReleasedOut(BaseModel):
+    """`POST /v1/agents/{id}/release`: the agent takes new work again; the quarantine it left."""
+
+    agent_id: str
+    released: QuarantineOut
+
+
 class AgentOut(BaseModel):
     agent_id: str
     node_id: str
@@ -103,6 +121,7 @@ class AgentOut(BaseModel):
     storage_errors: int = 0  # failed storage attempts (retried or final) since the agent started
     last_storage_error: str | None = None
     plugins: list[str] = []  # plugins installed on its node (post-processors, model families)
+    quarantine: QuarantineOut | None = None  # set while it gets no new work
 
 
 class ErrorOut(BaseModel):
@@ -115,9 +134,10 @@ ERROR_MEANINGS = {
     400: "a malformed request: bad JSON or multipart, an invalid header, or a Host this farm does not serve",
     401: "a missing or unknown API key",
     403: "a write from another site's page (on a farm without API keys), or an admin call with a submit key",
-    404: "no such job or output (another owner's job answers as absent)",
+    404: "no such job, output or agent (another owner's job answers as absent)",
     409: "a conflict: no agent of the pool can run it, the job has already finished, a reused key, a "
-    "LoRA that queued or running jobs name, or no folder of model definitions to add one to",
+    "LoRA that queued or running jobs name, no folder of model definitions to add one to, or an agent to "
+    "release that is not quarantined",
     413: "the body, batch or archive is over its limit",
     415: "the body is not of the media type the route reads",
     422: "the request is well-formed but invalid; `detail` names each problem",

@@ -12,8 +12,9 @@ from controller.api.errors import document_errors, install_error_handlers
 from controller.api.guards import RequestGuard, StreamLimiter
 from controller.auth import KeyRing
 from controller.metrics import FarmMetrics
-from controller.schemas import AgentOut
+from controller.schemas import AgentOut, ReleasedOut
 from controller.service import FarmService
+from controller.service_error import ServiceError
 from dashboard.routes import mount_dashboard
 
 
@@ -24,11 +25,13 @@ def create_app(
     metrics: FarmMetrics | None = None,
     hosts: frozenset[str] | None = None,
     cors_origins: Sequence[str] = (),
+    release_agent: Callable[[str], ReleasedOut] | None = None,
 ) -> FastAPI:
     """The API over a running farm's service; `agents` lists the pool as the registry sees it.
 
     `hosts` are the Host names it answers (None: any; see guards.served_hosts); `cors_origins` the
-    other sites whose pages may call it (none by default: the dashboard is served from here)."""
+    other sites whose pages may call it (none by default: the dashboard is served from here);
+    `release_agent` ends an agent's quarantine (controller.quarantine.release_agent)."""
     # No trailing-slash redirects: they echo the request's Host header into Location.
     app = FastAPI(
         title="WanFarm",
@@ -39,6 +42,7 @@ def create_app(
     app.state.service = service
     app.state.keys = keys
     app.state.agents = agents
+    app.state.release_agent = release_agent or _no_agent
     app.state.metrics = metrics or service.metrics
     app.state.streams = StreamLimiter()
     app.include_router(job_routes.router)
@@ -60,3 +64,8 @@ def create_app(
     # Added last, so it runs first: a request for another Host is refused before anything else.
     app.add_middleware(RequestGuard, hosts=hosts, origins=cors_origins, check_origin=keys.open)
     return app
+
+
+def _no_agent(agent_id: str) -> ReleasedOut:
+    # A farm without a dispatcher (an API over a store alone) holds no agent to release.
+    raise ServiceError(404, f"no agent {agent_id!r}")

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from controller.api.bodies import read_json
 from controller.api.deps import Caller, Service
 from controller.catalogue_view import ModelRow, model_row
-from controller.schemas import AgentOut, ErrorOut, error_responses
+from controller.schemas import AgentOut, ErrorOut, ReleasedOut, error_responses
 from controller.service_error import ServiceError
 from models.catalogue import (
     DefinitionRefused,
@@ -44,6 +44,17 @@ _DEFINITION_DOC: dict[str, Any] = {
 def agents(request: Request, _: Caller) -> list[AgentOut]:
     listing: Callable[[], list[AgentOut]] = request.app.state.agents
     return listing()
+
+
+@router.post(
+    "/v1/agents/{agent_id}/release", response_model=ReleasedOut, responses=error_responses(403, 404, 409)
+)
+def release_agent(agent_id: str, request: Request, who: Caller) -> ReleasedOut:
+    """End an agent's quarantine: it takes new work again (admin keys only)."""
+    if not who.admin:
+        raise ServiceError(403, "releasing an agent needs an admin key", hint="ask the farm's admin")
+    release: Callable[[str], ReleasedOut] = request.app.state.release_agent
+    return release(agent_id)
 
 
 @router.get("/v1/models", response_model=list[ModelRow])
