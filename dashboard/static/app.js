@@ -117,8 +117,15 @@ function agentCard(agent) {
   const share = agent.vram_total ? Math.min(100, (100 * used) / agent.vram_total) : 0;
   const state = agent.busy ? '<span class="badge busy">busy</span>' : '<span class="badge idle">idle</span>';
   const declared = agent.declared ? '<span class="badge declared" title="inventory given in configuration, not probed">declared</span>' : "";
-  return `<article class="card" data-agent="${esc(agent.agent_id)}">
-    <h3>${esc(agent.gpu_name)} ${state} ${declared}</h3>
+  const held = agent.quarantine;
+  // A quarantined agent gets no new work until a probe job or an admin releases it.
+  const quarantine = held
+    ? `<span class="badge quarantined" title="${esc(held.reason)}">quarantined: ${esc(held.kind)}</span>`
+    : "";
+  const since = held ? new Date(held.since * 1000).toLocaleTimeString() : "";
+  const why = held ? `<dt>Quarantine</dt><dd class="quarantine">${esc(held.reason)} (since ${esc(since)})</dd>` : "";
+  return `<article class="card${held ? " quarantined" : ""}" data-agent="${esc(agent.agent_id)}">
+    <h3>${esc(agent.gpu_name)} ${state} ${declared} ${quarantine}</h3>
     <div class="muted">${esc(agent.hostname)} · GPU ${agent.gpu_index} · ${esc(agent.device)}</div>
     <div class="bar" title="VRAM used"><span style="width:${share.toFixed(1)}%"></span></div>
     <dl>
@@ -127,6 +134,7 @@ function agentCard(agent) {
       <dt>Hot</dt><dd>${esc(agent.hot_model || "–")}</dd>
       <dt>Cached</dt><dd>${esc(agent.cached_models.join(", ") || "–")}</dd>
       <dt>Job</dt><dd class="id">${esc(agent.current_job || "–")}</dd>
+      ${why}
     </dl>
   </article>`;
 }
