@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 
 from controller.jobs import JobEvent, JobProgress, JobRecord, JobState
 from controller.metrics import FarmMetrics
+from controller.preemptions import ReportedStep, ReportedSteps, send_preemptions
 from controller.quarantine import QuarantineBook, is_probe, probe_job
 from controller.ray_cluster import EventPoll, TaskCancel, TaskStart
 from controller.registry import AgentEntry, AgentRegistry
@@ -84,6 +85,7 @@ class Dispatcher:
         self._records = _Records(store)
         self._ended: set[tuple[str, int]] = set()  # attempts this round ended or queued again
         self._views = _Views()
+        self._steps = ReportedSteps()  # running attempts' denoising steps, as the views show them
         self.last_round_s = 0.0  # how long the last round took, for metrics
 
     def run(self, stop: threading.Event, interval_s: float = 0.05) -> None:
@@ -238,6 +240,7 @@ class Dispatcher:
                 continue
             if event.kind is EventKind.PROGRESS:
                 progress.append(ProgressUpdate(held.id, held.attempts, _progress(event)))
+                self._steps.note(held.id, held.attempts, event.step, event.total, event.phase, self.clock())
             else:
                 news.append(_News(held, entry, event))
             reread = reread or event.kind.final or (len(jobs) == 1 and _after_gpu(event))
@@ -255,6 +258,14 @@ class Dispatcher:
             self._ended.add((job.id, job.attempts))
             self._records.forget(job.id)
             self._learn(job, news.entry, event)
+        elif event.kind is EventKind.PREEMPTED:
+            # Stopped for a job of a higher priority: queued again with its progress, not charged.
+            agent_id = news.entry.inventory.agent_id
+            requeued = self.store.preempted(job.id, job.attempts, agent_id, event.step, event.total, now)
+            self._ended.add((job.id, job.attempts))
+            self._records.forget(job.id)
+            if requeued is not None:
+                self.metrics.preemptions.labels(job.model_id).inc()
         elif event.kind.final:
             agent_id = news.entry.inventory.agent_id
             self.quarantine.attempt_ended(job, news.entry.inventory, event)
@@ -376,9 +387,10 @@ class Dispatcher:
         by_agent: dict[str, list[JobRecord]] = {}
         for job in running:
             by_agent.setdefault(job.agent_id or "", []).append(job)
+        self._steps.keep(running)
         snapshot = Snapshot(
             now=self.clock(),
-            agents=self._views.of(entries, by_agent),
+            agents=self._views.of(entries, by_agent, self._steps),
             pending=tuple(queued.pending for queued in queue),
         )
         decisions = self.policy.place(snapshot)
@@ -386,10 +398,13 @@ class Dispatcher:
             ("assignment", len(decisions.assignments)),
             ("prefetch", len(decisions.prefetches)),
             ("waiting", len(decisions.waiting)),
+            ("preemption", len(decisions.preemptions)),
         ):
             self.metrics.decisions.labels(kind).inc(count)
         in_line = {queued.pending.job_id: queued for queued in queue}
         self._start(decisions.assignments, entries, in_line)
+        if decisions.preemptions:
+            send_preemptions(self.store, self.registry, entries, running, decisions.preemptions, self.clock())
         self._set_waits(decisions.waiting, in_line, snapshot.now)
         for prefetch in decisions.prefetches:
             entries[prefetch.agent_id].handle.prefetch(prefetch.model_id)
@@ -467,28 +482,30 @@ class _Views:
     changed since the last placement: most of 500 agents are as they were."""
 
     def __init__(self) -> None:
-        self._views: dict[str, tuple[AgentInventory, JobRecord | None, AgentView]] = {}
+        self._views: dict[str, tuple[AgentInventory, JobRecord | None, ReportedStep | None, AgentView]] = {}
 
     def of(
-        self, entries: dict[str, AgentEntry], running: dict[str, list[JobRecord]]
+        self, entries: dict[str, AgentEntry], running: dict[str, list[JobRecord]], steps: ReportedSteps
     ) -> tuple[AgentView, ...]:
-        views: dict[str, tuple[AgentInventory, JobRecord | None, AgentView]] = {}
+        views: dict[str, tuple[AgentInventory, JobRecord | None, ReportedStep | None, AgentView]] = {}
         for agent_id, entry in entries.items():
             occupying = _occupying(entry.inventory, running.get(agent_id, []))
+            step = steps.of(occupying) if occupying is not None else None
             kept = self._views.get(agent_id)
-            if kept is not None and kept[0] is entry.inventory and kept[1] is occupying:
+            if kept is not None and kept[0] is entry.inventory and kept[1] is occupying and kept[2] is step:
                 views[agent_id] = kept
             else:
-                views[agent_id] = (entry.inventory, occupying, agent_view(entry.inventory, occupying))
+                view = agent_view(entry.inventory, occupying, step)
+                views[agent_id] = (entry.inventory, occupying, step, view)
         self._views = views
-        return tuple(view for _, _, view in views.values())
+        return tuple(kept[3] for kept in views.values())
 
 
 class _Records:
     """The running attempts' full records and the queue window's jobs (read without settings), each
     read once per attempt or stay in the queue: a round reads ids, not records. A running record's
-    fields that change during the attempt are stale, except cancel_requested; a queued one's do not
-    change while queued (only this dispatcher queues a job again: `forget`)."""
+    fields that change during the attempt are stale, except cancel_requested and preempt_requested;
+    a queued one's do not change while queued (only this dispatcher queues a job again: `forget`)."""
 
     def __init__(self, store: JobStore) -> None:
         self.store = store
@@ -502,13 +519,15 @@ class _Records:
         for job in self._read(missing, JobState.RUNNING):
             known[(job.id, job.attempts)] = job
         found = [(a, known[(a.job_id, a.attempt)]) for a in attempts if (a.job_id, a.attempt) in known]
-        self._running = {(job.id, job.attempts): job for _, job in found}
-        return [
-            replace(job, cancel_requested=a.cancel_requested)
-            if a.cancel_requested != job.cancel_requested
+        # Kept as updated: a record stays the same object while nothing of it changed (the views' cache).
+        records = [
+            replace(job, cancel_requested=a.cancel_requested, preempt_requested=a.preempt_requested)
+            if (a.cancel_requested, a.preempt_requested) != (job.cancel_requested, job.preempt_requested)
             else job
             for a, job in found
         ]
+        self._running = {(job.id, job.attempts): job for job in records}
+        return records
 
     def add_running(self, jobs: Iterable[JobRecord]) -> None:
         """Attempts just started, as the store wrote them: the next round need not read them again."""
@@ -601,7 +620,11 @@ def _occupying(inventory: AgentInventory, jobs: list[JobRecord]) -> JobRecord | 
     return max(jobs, key=lambda job: (job.started_at or 0.0, job.id))
 
 
-def agent_view(inventory: AgentInventory, running: JobRecord | None) -> AgentView:
+def agent_view(
+    inventory: AgentInventory, running: JobRecord | None, step: ReportedStep | None = None
+) -> AgentView:
+    """The agent as the policy sees it: running `running` (None: free for a job), which reported
+    `step` (None: no denoising step yet)."""
     return AgentView(
         agent_id=inventory.agent_id,
         node_id=inventory.node_id,
@@ -625,6 +648,14 @@ def agent_view(inventory: AgentInventory, running: JobRecord | None) -> AgentVie
         attention_modes=frozenset(inventory.attention_modes) or None,
         # An agent that reports no plugins is taken to have WanFarm's own only.
         plugins=frozenset(inventory.plugins) or None,
+        running_job=running.id if running else None,
+        running_priority=running.priority if running else None,
+        running_preemptions=running.preemptions if running else 0,
+        running_step=step.step if step else 0,
+        running_total=step.total if step else 0,
+        running_since=running.started_at if running else None,
+        running_step_at=step.at if step else None,
+        preempting=running.preempt_requested if running else False,
     )
 
 

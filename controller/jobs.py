@@ -74,6 +74,8 @@ class JobRecord:
     cancel_requested: bool = False
     uncharged_attempts: int = 0  # attempts lost to the farm's own restart: not held against the job
     plugins: tuple[str, ...] = ()  # post-processors it needs that do not ship with WanFarm
+    preemptions: int = 0  # attempts stopped for a job of a higher priority (not charged)
+    preempt_requested: bool = False  # the running attempt was asked to stop for one
 
     @property
     def charged_attempts(self) -> int:

@@ -39,6 +39,12 @@ class FarmMetrics:
             ["model"],
             registry=r,
         )
+        self.preemptions = Counter(
+            "wanfarm_preemptions",
+            "Attempts stopped at a step boundary for a job of a higher priority, queued again uncharged.",
+            ["model"],
+            registry=r,
+        )
         self.queue_seconds = Histogram(
             "wanfarm_job_queue_seconds",
             "Time a job waited in the queue before an attempt started.",

@@ -94,6 +94,15 @@ class TaskCancel:
     attempt: int
 
 
+@dataclass(frozen=True)
+class TaskPreempt:
+    """Stop an attempt at its next step boundary (`GpuAgent.preempt`)."""
+
+    handle: AgentHandle
+    job_id: str
+    attempt: int
+
+
 RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
@@ -184,6 +193,12 @@ class Cluster:
         cancels = list(cancels)
         refs = {c.job_id: c.handle.remote("cancel", c.job_id, c.attempt) for c in cancels}
         return _gather(refs, {c.job_id: c.handle.agent_id for c in cancels})
+
+    def preempt_tasks(self, preempts: Iterable[TaskPreempt]) -> Answers[None]:
+        """Ask each agent to stop its attempt at the next step boundary, by job id."""
+        preempts = list(preempts)
+        refs = {p.job_id: p.handle.remote("preempt", p.job_id, p.attempt) for p in preempts}
+        return _gather(refs, {p.job_id: p.handle.agent_id for p in preempts})
 
     def shutdown(self) -> None:
         ray.shutdown()

@@ -227,8 +227,6 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (job_id, agent_id)
         )""",
     ),
-)
-_MIGRATIONS += (
     # Preemption by priority (scheduler.preemption): how often a job was stopped for a higher one,
     # and whether its running attempt was asked to stop.
     (
@@ -1060,6 +1058,7 @@ def _start_attempt(cur: sqlite3.Cursor, start: AttemptStart, now: float) -> JobR
         eta=start.eta,
         wait_reason=None,
         progress=JobProgress(),
+        preempt_requested=False,
     )
     _save(cur, job)
     cur.execute("UPDATE jobs SET progress_logged_at = NULL WHERE id = ?", (job.id,))

@@ -15,7 +15,7 @@ from scheduler.baselines.greedy import GreedyPolicy
 from scheduler.baselines.horde import HordePolicy
 from scheduler.baselines.locality import LocalityPolicy
 from scheduler.policy import Policy
-from scheduler.wanfarm.policy import FrugalWanfarmPolicy, WanfarmPolicy
+from scheduler.wanfarm.policy import FrugalWanfarmPolicy, SteadyWanfarmPolicy, WanfarmPolicy
 
 PolicyFactory = Callable[..., Policy]
 F = TypeVar("F", bound=PolicyFactory)
@@ -23,6 +23,7 @@ F = TypeVar("F", bound=PolicyFactory)
 _BUILT_IN: tuple[type[Policy], ...] = (
     WanfarmPolicy,
     FrugalWanfarmPolicy,
+    SteadyWanfarmPolicy,
     GreedyPolicy,
     FifoPolicy,
     AffinityPolicy,

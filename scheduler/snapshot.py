@@ -44,6 +44,18 @@ class AgentView:
     attention_modes: frozenset[AttentionMode] | None = None
     # Plugins installed on its node (processing.plugins); None: not reported, WanFarm's own only.
     plugins: frozenset[str] | None = None
+    # The job it runs now, as a preemption weighs it (scheduler.preemption): its id and priority, how
+    # often it was preempted already, its denoising progress (0 of 0: not reported yet), when its
+    # attempt started and when it reported that step; `preempting`: a preemption was sent and the
+    # job has not stopped yet.
+    running_job: str | None = None
+    running_priority: int | None = None
+    running_preemptions: int = 0
+    running_step: int = 0
+    running_total: int = 0
+    running_since: float | None = None
+    running_step_at: float | None = None
+    preempting: bool = False
 
     @property
     def idle(self) -> bool:
@@ -118,7 +130,19 @@ class Observation:
 
 
 @dataclass(frozen=True)
+class Preemption:
+    """Stop `job_id` on `agent_id` at its next step boundary (it checkpoints and queues again,
+    not charged) so that `for_job_id`, of a higher priority class, takes the agent."""
+
+    job_id: str
+    agent_id: str
+    for_job_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Decisions:
     assignments: tuple[Assignment, ...] = ()
     prefetches: tuple[Prefetch, ...] = ()
     waiting: tuple[Waiting, ...] = field(default_factory=tuple)
+    preemptions: tuple[Preemption, ...] = ()

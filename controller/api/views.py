@@ -27,6 +27,7 @@ def job_summary(job: JobRecord, storage: ObjectStore) -> JobSummary:
         profile=job.profile,
         attempts=job.attempts,
         max_attempts=job.max_attempts,
+        preemptions=job.preemptions,
         eta=job.eta,
         wait_reason=job.wait_reason,
         outputs=[_output(job.id, key, storage) for key in job.outputs],

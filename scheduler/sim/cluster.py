@@ -40,6 +40,8 @@ class SimJob:
     noise: JobNoise
     attempts: int = 0
     avoid: frozenset[str] = frozenset()
+    kept_steps: int = 0  # denoising steps a preempted attempt checkpointed: the next one starts there
+    preemptions: int = 0
     view: PendingJob = field(init=False)
 
     def refresh_view(self) -> None:
@@ -61,6 +63,16 @@ class Attempt:
     vram_bytes: int
     ram_bytes: int
     out_of_memory: bool
+    first_step: int = 0  # the step it resumed from
+    stopped_at: int | None = None  # the step a preemption stops it at (checkpointed); None: runs on
+
+    def step_at(self, now: float) -> tuple[int, float]:
+        """The last step boundary it passed by `now`, and when (the true progress an agent reports)."""
+        total = self.job.trace.work.steps
+        per_step = self.render_s / max(1, total - self.first_step)
+        begun = self.start + self.load_s
+        done = min(total - self.first_step, max(0, int((now - begun) / per_step))) if per_step > 0 else 0
+        return self.first_step + done, begun + done * per_step
 
 
 @dataclass(slots=True, eq=False)
@@ -98,6 +110,11 @@ class SimAgent:
             declared=True,
             running_model=attempt.job.trace.work.model_id if attempt else None,
             running_owner=attempt.job.trace.owner if attempt else None,
+            running_job=attempt.job.trace.job_id if attempt else None,
+            running_priority=attempt.job.trace.priority if attempt else None,
+            running_preemptions=attempt.job.preemptions if attempt else 0,
+            running_total=attempt.job.trace.work.steps if attempt else 0,
+            running_since=attempt.start if attempt else None,
             disk_bytes_per_s=node.disk_bytes_per_s,
             net_bytes_per_s=node.net_bytes_per_s,
         )

@@ -13,19 +13,30 @@ import heapq
 import itertools
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from models.catalogue import get_model
 from scheduler.feasibility import arch_problem
 from scheduler.policy import Policy
+from scheduler.preemption import priority_class, progress_moved
 from scheduler.sim.cluster import Attempt, SimAgent, SimJob, SimNode, build_cluster
 from scheduler.sim.formats import PoolSpec, TraceJob
 from scheduler.sim.memory_truth import true_memory
 from scheduler.sim.metrics import PolicyReport, SimResult, jain_index, median, percentile
 from scheduler.sim.truth import TruthConfig, job_noise, render_seconds
-from scheduler.snapshot import Assignment, Decisions, Observation, Prefetch, Snapshot
+from scheduler.snapshot import (
+    AgentView,
+    Assignment,
+    Decisions,
+    Observation,
+    PendingJob,
+    Preemption,
+    Prefetch,
+    Snapshot,
+)
 
 MAX_ATTEMPTS = 4  # a job that fails this often is given up, as the controller would
+HIGH_CLASS = 3  # priority class (scheduler.preemption) whose latency the report shows apart: 75-100
 STALL_POLLS = 3  # calls to the policy once nothing else can happen, before leaving jobs unfinished
 STALL_POLL_S = 60.0
 
@@ -52,6 +63,9 @@ def simulate(
 @dataclass
 class _Tally:
     latencies: list[float] = field(default_factory=list)
+    high_latencies: list[float] = field(default_factory=list)  # of jobs of HIGH_CLASS
+    preemptions: int = 0
+    checkpoint_seconds: float = 0.0  # written by preempted attempts and read back by resumed ones
     eta_errors: list[float] = field(default_factory=list)
     owner_seconds: dict[str, float] = field(default_factory=dict)
     busy_seconds: float = 0.0
@@ -100,7 +114,7 @@ class _Engine:
                 self._next_arrival(arrivals)
             elif kind == _END:
                 assert isinstance(payload, Attempt)
-                self._end(payload)
+                self._end(payload, when)
             elif kind == _DOWNLOAD:
                 assert isinstance(payload, tuple)
                 self._landed(*payload)
@@ -144,7 +158,20 @@ class _Engine:
             jain_fairness=jain_index(list(owners.values())),
             invalid_decisions=tally.invalid,
             place_calls=tally.place_calls,
+            extra=self._priority_figures(),
         )
+
+    def _priority_figures(self) -> dict[str, float]:
+        # What preemption trades: the high class's latency against the rest's, and what it cost.
+        tally = self.tally
+        high = sorted(tally.high_latencies)
+        return {
+            "preemptions": float(tally.preemptions),
+            "checkpoint_s": tally.checkpoint_seconds,
+            "high_jobs": float(len(high)),
+            "high_mean_latency_s": sum(high) / len(high) if high else 0.0,
+            "high_p95_latency_s": percentile(high, 95),
+        }
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -176,7 +203,9 @@ class _Engine:
         node.cached = node.cached | {model_id}
         self._refresh_node(node)
 
-    def _end(self, attempt: Attempt) -> None:
+    def _end(self, attempt: Attempt, when: float) -> None:
+        if when != attempt.end or attempt.agent.attempt is not attempt:
+            return  # the end it had before a preemption moved it
         agent, job, tally = attempt.agent, attempt.job, self.tally
         agent.attempt = None
         self.idle += 1
@@ -185,6 +214,19 @@ class _Engine:
         owner = job.trace.owner
         tally.owner_seconds[owner] = tally.owner_seconds.get(owner, 0.0) + spent
         rendered = spent - attempt.load_s
+        if attempt.first_step and attempt.stopped_at is None:
+            # A resumed attempt rendered part of the work: learnt as the whole, at its pace.
+            steps = job.trace.work.steps
+            rendered *= steps / (steps - attempt.first_step)
+        if attempt.stopped_at is not None:
+            # Preempted: back to the queue with its steps, not charged, nothing learnt.
+            tally.preemptions += 1
+            job.kept_steps = attempt.stopped_at
+            job.preemptions += 1
+            job.refresh_view()
+            self.pending[job.trace.job_id] = job
+            self._refresh_node(agent.node)
+            return
         if attempt.out_of_memory:
             agent.hot_model = None  # the worker process is restarted after an OOM
             tally.oom_failures += 1
@@ -197,6 +239,8 @@ class _Engine:
                 self.pending[job.trace.job_id] = job
         else:
             tally.latencies.append(attempt.end - job.trace.t)
+            if priority_class(job.trace.priority) >= HIGH_CLASS:
+                tally.high_latencies.append(attempt.end - job.trace.t)
             tally.last_done = attempt.end
             estimated = attempt.assignment.est_finish - attempt.start
             if spent > 0:  # an instant attempt has no relative error to measure
@@ -209,9 +253,10 @@ class _Engine:
     def _place(self) -> bool:
         """Call the policy if it can do anything; True when it assigned a job."""
         self.last_place = self.now
-        if not self.idle:
+        pending = tuple(job.view for job in self.pending.values())
+        if not self.idle and not self._could_preempt(pending):
             return False
-        snapshot = Snapshot(self.now, tuple(self.views), tuple(job.view for job in self.pending.values()))
+        snapshot = Snapshot(self.now, self._views_with_progress(pending), pending)
         started = time.perf_counter()
         decisions = self.policy.place(snapshot)
         self.policy_wall_s += time.perf_counter() - started
@@ -234,7 +279,55 @@ class _Engine:
             assigned = True
         for prefetch in decisions.prefetches:
             self._prefetch(prefetch)
+        for preemption in decisions.preemptions:
+            self._preempt(preemption)
         return assigned
+
+    def _could_preempt(self, pending: tuple[PendingJob, ...]) -> bool:
+        # With every agent busy the policy can only preempt: asked only when a queued job outranks
+        # a running one by class.
+        if not pending:
+            return False
+        top = max(priority_class(job.priority) for job in pending)
+        return any(
+            agent.attempt is not None and priority_class(agent.attempt.job.trace.priority) < top
+            for agent in self.agents
+        )
+
+    def _views_with_progress(self, pending: tuple[PendingJob, ...]) -> tuple[AgentView, ...]:
+        """The agents' views, with the progress their running jobs reported by now where a queued job
+        outranks them (only then does a policy weigh it; the views stay cached otherwise)."""
+        top = max((priority_class(job.priority) for job in pending), default=-1)
+        for agent in self.agents:
+            attempt = agent.attempt
+            if attempt is None or priority_class(attempt.job.trace.priority) >= top:
+                continue
+            view = agent.view
+            step, at = attempt.step_at(self.now)
+            preempting = attempt.stopped_at is not None
+            if preempting != view.preempting or progress_moved(view.running_step, step, view.running_total):
+                # Kept as the agent's view until it changes again, so unchanged agents stay the same object.
+                agent.view = replace(view, running_step=step, running_step_at=at, preempting=preempting)
+                self.views[agent.index] = agent.view
+        return tuple(self.views)
+
+    def _preempt(self, preemption: Preemption) -> None:
+        """Stop the attempt at its next step boundary, plus the checkpoint's write."""
+        agent = self.by_id.get(preemption.agent_id)
+        attempt = agent.attempt if agent is not None else None
+        if attempt is None or attempt.job.trace.job_id != preemption.job_id or attempt.stopped_at is not None:
+            self.tally.invalid += 1
+            return
+        total = attempt.job.trace.work.steps
+        step, at = attempt.step_at(self.now)  # while it loads: step 0 at the end of the load
+        next_step = step + 1
+        end = at + attempt.render_s / max(1, total - attempt.first_step) + self.truth.checkpoint_write_s
+        if next_step >= total or end >= attempt.end:
+            return  # it ends before it could stop: as the agent, it finishes
+        attempt.stopped_at = next_step
+        attempt.end = end
+        self.tally.checkpoint_seconds += self.truth.checkpoint_write_s
+        self._push(end, _END, attempt)
 
     def _start(self, job: SimJob, agent: SimAgent, assignment: Assignment) -> None:
         work, truth = job.trace.work, self.truth
@@ -243,10 +336,17 @@ class _Engine:
             self.tally.cold_loads += 1
         render = render_seconds(work, assignment.profile, agent.flops_per_s)
         render *= job.noise.render
+        if job.kept_steps:
+            # A resumed job renders only the steps left, after reading its checkpoint.
+            render *= (work.steps - job.kept_steps) / work.steps
+            load += truth.checkpoint_read_s
+            self.tally.checkpoint_seconds += truth.checkpoint_read_s
         vram, ram = true_memory(work.model_id, assignment.profile, work.size, job.noise)
         oom = vram > agent.vram_bytes or ram > agent.node.ram_bytes
         spent = load + (render * truth.oom_render_share if oom else render)
-        attempt = Attempt(job, agent, assignment, self.now, load, render, self.now + spent, vram, ram, oom)
+        attempt = Attempt(
+            job, agent, assignment, self.now, load, render, self.now + spent, vram, ram, oom, job.kept_steps
+        )
         agent.attempt = attempt
         agent.hot_model = work.model_id
         self.idle -= 1

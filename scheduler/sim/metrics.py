@@ -36,6 +36,7 @@ class PolicyReport:
 
     def to_json(self) -> dict[str, object]:
         row = {k: v for k, v in self.__dict__.items() if k not in ("policy", "extra")}
+        row.update(self.extra)
         return {k: _rounded(v) for k, v in row.items()}
 
 

@@ -29,8 +29,9 @@ def as_json(results: Sequence[SimResult], floor: LatencyFloor | None = None) -> 
 def as_table(results: Sequence[SimResult], floor: LatencyFloor | None = None) -> str:
     """One row per policy, the floor no policy can beat, then each policy's owners' shares and how
     long it took to simulate."""
+    width = max([12, *(len(result.report.policy) for result in results)])
     header = (
-        f"{'policy':<12} {'done':>7} {'fail':>5} {'left':>5} {'mean s':>9} {'p50 s':>9} {'p95 s':>9} "
+        f"{'policy':<{width}} {'done':>7} {'fail':>5} {'left':>5} {'mean s':>9} {'p50 s':>9} {'p95 s':>9} "
         f"{'p99 s':>9} {'makespan h':>10} {'busy':>5} {'cold':>6} {'GB down':>8} {'OOM':>5} "
         f"{'ETA err':>7} {'Jain':>5}"
     )
@@ -38,7 +39,7 @@ def as_table(results: Sequence[SimResult], floor: LatencyFloor | None = None) ->
     for result in results:
         r = result.report
         lines.append(
-            f"{r.policy:<12} {r.completed:>7} {r.failed:>5} {r.unfinished:>5} {r.mean_latency_s:>9.1f} "
+            f"{r.policy:<{width}} {r.completed:>7} {r.failed:>5} {r.unfinished:>5} {r.mean_latency_s:>9.1f} "
             f"{r.p50_latency_s:>9.1f} {r.p95_latency_s:>9.1f} {r.p99_latency_s:>9.1f} "
             f"{r.makespan_s / 3600:>10.2f} {r.gpu_busy_share:>5.0%} {r.cold_loads:>6} "
             f"{r.bytes_downloaded / GB:>8.1f} {r.oom_failures:>5} {_figure(r.eta_error):>7} "
@@ -46,7 +47,8 @@ def as_table(results: Sequence[SimResult], floor: LatencyFloor | None = None) ->
         )
     if floor is not None:
         lines.append(
-            f"{'floor':<12} {floor.jobs:>7} {'':>5} {'':>5} {floor.mean_s:>9.1f} {'':>9} {floor.p95_s:>9.1f}"
+            f"{'floor':<{width}} {floor.jobs:>7} {'':>5} {'':>5} {floor.mean_s:>9.1f} {'':>9} "
+            f"{floor.p95_s:>9.1f}"
             "   (no policy that finishes every job beats it: see scheduler.sim.bounds)"
         )
     lines.append("")
@@ -54,6 +56,14 @@ def as_table(results: Sequence[SimResult], floor: LatencyFloor | None = None) ->
         r = result.report
         shares = ", ".join(f"{owner} {share:.0%}" for owner, share in r.owner_share.items())
         lines.append(f"{r.policy}: GPU-time by owner: {shares or '-'}")
+        if "preemptions" in r.extra:
+            x = r.extra
+            lines.append(
+                f"{r.policy}: priority 75-100: {x['high_jobs']:.0f} jobs, "
+                f"mean {x['high_mean_latency_s']:.1f} s, p95 {x['high_p95_latency_s']:.1f} s; "
+                f"{x['preemptions']:.0f} preemptions "
+                f"({x['checkpoint_s']:.0f} s of checkpoints)"
+            )
         lines.append(
             f"{r.policy}: {r.jobs} jobs, {result.simulated_s / 3600:.1f} h simulated "
             f"in {result.wall_s:.1f} s ({result.policy_wall_s:.1f} s in the policy, {r.place_calls} calls)"

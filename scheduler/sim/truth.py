@@ -52,6 +52,10 @@ class TruthConfig:
     slow_node_share: float = 0.05
     slow_node_factor: float = 2.0
     oom_render_share: float = 0.1  # an out-of-memory attempt dies this far into its render
+    # A preempted attempt writes its denoising state at its next step boundary; the attempt that
+    # resumes reads it back (and loads the weights again where they are not hot).
+    checkpoint_write_s: float = 3.0
+    checkpoint_read_s: float = 1.0
 
     @property
     def mean_efficiency(self) -> float:

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from models.catalogue import ModelPreset, get_model
 from scheduler.catalogue_lookup import CatalogueLookup
-from scheduler.snapshot import Decisions, Observation, PendingJob, Snapshot
+from scheduler.preemption import PreemptionRule, with_preemptions
+from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
 from scheduler.wanfarm.fair_share import ServiceLedger, order_queue
 from scheduler.wanfarm.job_shapes import RoundShapes
 from scheduler.wanfarm.learning import MemoryModel, SpeedModel
@@ -22,6 +23,7 @@ from scheduler.wanfarm.pool_index import KeptPoolIndex
 
 HEAD_PER_AGENT = 4  # jobs placed (or reserved) per agent each round; the rest only get an ETA
 MIN_HEAD = 200
+DEFAULT_PREEMPTION = PreemptionRule()
 BEHIND_SHARE = 0.5  # an owner with less than this share of the mean service is behind: no waiting
 
 
@@ -31,8 +33,13 @@ class WanfarmPolicy:
     name = "wanfarm"
     downloads = DownloadCost()  # a download costs its time, and idle agents copy what queues up
 
-    def __init__(self, presets: Callable[[str], ModelPreset] = get_model) -> None:
+    def __init__(
+        self,
+        presets: Callable[[str], ModelPreset] = get_model,
+        preemption: PreemptionRule | None = DEFAULT_PREEMPTION,
+    ) -> None:
         self.catalogue = CatalogueLookup(presets)
+        self.preemption = preemption  # None: a queued job never stops a running one
         self.speed = SpeedModel()
         self.memory = MemoryModel(self.catalogue)
         self.ledger = ServiceLedger()
@@ -80,7 +87,29 @@ class WanfarmPolicy:
         decisions = PlacementRound(pool, shapes, _behind(order.head, service), self.downloads).run(order)
         for assignment in decisions.assignments:
             handed_out[assignment.agent_id] = assignment.est_start
-        return decisions
+        if self.preemption is None:
+            return decisions
+        position, class_of = pool.position, pool.class_of
+
+        def finish_on(job: PendingJob, agent: AgentView) -> float | None:
+            # As placement estimates it: the agent's class among the shape's options, its load by
+            # what the agent holds once its running job stops (that job's model stays hot).
+            shape, at = shapes.shape(job), position.get(agent.agent_id)
+            if shape is None or at is None:
+                return None
+            option = next((o for o in shape.options if o.class_index == class_of[at]), None)
+            if option is None:
+                return None
+            model_id = job.work.model_id
+            if (agent.running_model or agent.hot_model) == model_id:
+                load = 0.0
+            elif model_id in agent.cached_models:
+                load = shape.weight_bytes / agent.disk_bytes_per_s
+            else:
+                load = shape.weight_bytes * (1.0 / agent.net_bytes_per_s + 1.0 / agent.disk_bytes_per_s)
+            return now + load + option.render_s
+
+        return with_preemptions(decisions, self.preemption.choose(snapshot, decisions, finish_on))
 
 
 class FrugalWanfarmPolicy(WanfarmPolicy):
@@ -89,6 +118,15 @@ class FrugalWanfarmPolicy(WanfarmPolicy):
 
     name = "wanfarm-frugal"
     downloads = DownloadCost(charge=8.0, prefetch=False)
+
+
+class SteadyWanfarmPolicy(WanfarmPolicy):
+    """wanfarm without preemption: a running job always runs to its end (for comparison)."""
+
+    name = "wanfarm-no-preempt"
+
+    def __init__(self, presets: Callable[[str], ModelPreset] = get_model) -> None:
+        super().__init__(presets, preemption=None)
 
 
 def _behind(head: tuple[PendingJob, ...], service: Callable[[str], float]) -> frozenset[str]:

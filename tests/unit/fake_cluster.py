@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any, cast
 
 from controller.dispatcher import Dispatcher
-from controller.ray_cluster import AgentLost, Answers, Cluster, EventPoll, NodeInfo, TaskCancel, TaskStart
+from controller.ray_cluster import (
+    AgentLost,
+    Answers,
+    Cluster,
+    EventPoll,
+    NodeInfo,
+    TaskCancel,
+    TaskPreempt,
+    TaskStart,
+)
 from controller.registry import AgentRegistry, AgentSettings
 from controller.store import JobStore
 from gpu_agent.messages import AgentConfig, AgentEvent, AgentInventory, EventKind, RenderTask
@@ -64,6 +73,7 @@ class FakeAgent:
         self.tasks: list[FakeTask] = []  # held, oldest first
         self.started: list[RenderTask] = []  # every task it took
         self.cancels: list[tuple[str, int]] = []  # every cancel it was told
+        self.preempts: list[tuple[str, int]] = []  # every preemption it was told
         self.prefetched: list[str] = []
         self._seq = 0
         self._last_ended: tuple[str, int] | None = None
@@ -122,6 +132,10 @@ class FakeAgent:
         self._answer()
         self.cancels.append((job_id, attempt))
 
+    def preempt(self, job_id: str, attempt: int) -> None:
+        self._answer()
+        self.preempts.append((job_id, attempt))
+
     def prefetch(self, model_id: str) -> None:
         self.prefetched.append(model_id)
 
@@ -139,6 +153,11 @@ class FakeAgent:
         held = held or self.tasks[-1]
         held.on_gpu = False
         self._emit(held.task, EventKind.PROGRESS, step=0, total=1, phase=Phase.ENCODING.value)
+
+    def stop_preempted(self, step: int, total: int, job_id: str | None = None) -> None:
+        """The oldest task (or `job_id`'s) stops at a step boundary, as a preemption asked."""
+        held = next(t for t in self.tasks if job_id is None or t.task.job_id == job_id)
+        self._end(held, EventKind.PREEMPTED, step=step, total=total, phase=Phase.DENOISING.value)
 
     def succeed(self, job_id: str | None = None) -> None:
         """The oldest task (or `job_id`'s) ends well."""
@@ -231,6 +250,9 @@ class FakeCluster:
 
     def cancel_tasks(self, cancels: Iterable[TaskCancel]) -> Answers[None]:
         return self._batch({c.job_id: _Call(c.handle, "cancel", (c.job_id, c.attempt)) for c in cancels})
+
+    def preempt_tasks(self, preempts: Iterable[TaskPreempt]) -> Answers[None]:
+        return self._batch({p.job_id: _Call(p.handle, "preempt", (p.job_id, p.attempt)) for p in preempts})
 
     def _batch(self, calls: dict[str, _Call]) -> Answers[Any]:
         if not calls:

@@ -1,0 +1,174 @@
+"""Preemption by priority: which running job gives its agent to a queued job of a higher class.
+
+A queued job preempts only a job of a lower priority class (PRIORITY_CLASS_WIDTH), only when no agent
+that can run it is free, the soonest of them frees later than `PreemptionRule.wait_s` (from the
+running job's own progress when it reported some, else from its estimate), and on the freed agent it
+would finish more than `wait_s` sooner than placement expects it to by waiting (so placement then
+takes that agent, rather than keep waiting for a faster one). The victim is the lowest-priority,
+least-progressed running job among such agents; a job already preempted `max_preemptions` times, or
+past `near_done_share` of its steps, is never chosen. One preemption per agent a round; an agent
+already stopping, or one about to free, serves the first waiting job that can use it. Why these
+figures: docs/scheduler.md, "Preemption".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from scheduler.snapshot import AgentView, Decisions, PendingJob, Preemption, Snapshot, Waiting
+
+PRIORITY_CLASS_WIDTH = 25  # classes 0-24, 25-49, 50-74, 75-100
+MAX_PREEMPTIONS = 2  # a job is stopped at most this often; then it runs to its end
+NEAR_DONE_SHARE = 0.8  # a job past this share of its steps finishes: a checkpoint would save little
+WAIT_S = 60.0  # a wait shorter than a checkpoint, a reload and the redone steps is not worth a stop
+JOBS_LOOKED_AT = 64  # queued jobs a round looks at, highest priority first: a round stays O(agents)
+# A view's progress moves in steps of this share of the job: a new view each step would make every
+# busy agent look changed each round (the pool index rebuilds), and the pace is known anyway.
+PROGRESS_GRAIN = 0.05
+
+# When the job would finish on the agent were the agent free now (its load and render there);
+# None when the agent cannot run it. The policy's own estimates, as placement uses them.
+FinishOn = Callable[[PendingJob, AgentView], float | None]
+
+
+def priority_class(priority: int) -> int:
+    """0 for priorities 0-24, 1 for 25-49, 2 for 50-74, 3 for 75-100."""
+    return min(max(priority, 0), 4 * PRIORITY_CLASS_WIDTH - 1) // PRIORITY_CLASS_WIDTH
+
+
+@dataclass(frozen=True)
+class PreemptionRule:
+    """The bounds of preemption; `choose` applies them to one round."""
+
+    wait_s: float = WAIT_S
+    max_preemptions: int = MAX_PREEMPTIONS
+    near_done_share: float = NEAR_DONE_SHARE
+    jobs_looked_at: int = JOBS_LOOKED_AT
+
+    def choose(self, snapshot: Snapshot, decisions: Decisions, finish_on: FinishOn) -> tuple[Preemption, ...]:
+        """The preemptions this round calls for, given what placement already decided."""
+        now = snapshot.now
+        victims = [agent for agent in snapshot.agents if self._preemptible(agent)]
+        if not victims:
+            return ()
+        lowest = min(priority_class(agent.running_priority or 0) for agent in victims)
+        placed = {assignment.job_id for assignment in decisions.assignments}
+        taken = {assignment.agent_id for assignment in decisions.assignments}
+        candidates = [
+            job
+            for job in snapshot.pending
+            if job.job_id not in placed and priority_class(job.priority) > lowest
+        ]
+        # Highest priority first, queue order among equals (sorted is stable).
+        candidates = sorted(candidates, key=lambda job: -job.priority)[: self.jobs_looked_at]
+        claimed: set[str] = set(taken)
+        expected = {wait.job_id: wait.eta for wait in decisions.waiting}
+        chosen: list[Preemption] = []
+        for job in candidates:
+            eta = expected.get(job.job_id)
+            preemption = self._for_job(job, eta, snapshot.agents, claimed, now, finish_on)
+            if preemption is not None:
+                chosen.append(preemption)
+        return tuple(chosen)
+
+    def _for_job(
+        self,
+        job: PendingJob,
+        eta: float | None,
+        agents: Sequence[AgentView],
+        claimed: set[str],
+        now: float,
+        finish_on: FinishOn,
+    ) -> Preemption | None:
+        # `claimed`: agents assigned this round or kept for an earlier job; updated here. `eta`: the
+        # finish placement expects for the job (None: not estimated).
+        finishes: dict[str, float] = {}
+        for agent in agents:
+            if agent.agent_id in claimed or agent.agent_id in job.avoid_agents:
+                continue
+            finish = finish_on(job, agent)
+            if finish is not None:
+                finishes[agent.agent_id] = finish
+        suitable = [agent for agent in agents if agent.agent_id in finishes]
+        if not suitable or any(agent.idle for agent in suitable):
+            return None  # nothing can run it, or placement chose to wait for a better agent
+        soonest = min(suitable, key=lambda agent: (_frees_in(agent, now), agent.agent_id))
+        wait = _frees_in(soonest, now)
+        if wait <= self.wait_s:
+            claimed.add(soonest.agent_id)  # it frees in time (or is stopping already): this job's
+            return None
+        job_class = priority_class(job.priority)
+        later = float("inf") if eta is None else eta - self.wait_s
+        victims = [
+            agent
+            for agent in suitable
+            if self._preemptible(agent)
+            and priority_class(agent.running_priority or 0) < job_class
+            and finishes[agent.agent_id] < later
+        ]
+        if not victims:
+            return None
+        victim = min(victims, key=lambda agent: (agent.running_priority, _done_share(agent), agent.agent_id))
+        claimed.add(victim.agent_id)
+        progress = (
+            f"step {victim.running_step}/{victim.running_total}" if victim.running_total else "not started"
+        )
+        reason = (
+            f"priority {job.priority} job {job.job_id} would wait {wait:.0f} s for an agent that can run it; "
+            f"{victim.running_job} (priority {victim.running_priority}, {progress}, "
+            f"preempted {victim.running_preemptions} times before) checkpoints on {victim.agent_id}"
+        )
+        assert victim.running_job is not None  # _preemptible
+        return Preemption(victim.running_job, victim.agent_id, job.job_id, reason)
+
+    def _preemptible(self, agent: AgentView) -> bool:
+        return (
+            not agent.idle
+            and not agent.preempting
+            and agent.running_job is not None
+            and agent.running_priority is not None
+            and agent.running_preemptions < self.max_preemptions
+            and _done_share(agent) < self.near_done_share
+        )
+
+
+def progress_moved(shown: int, step: int, total: int) -> bool:
+    """Whether a view showing step `shown` of `total` is worth a new one at `step` (PROGRESS_GRAIN)."""
+    return step // max(1, int(total * PROGRESS_GRAIN)) != shown // max(1, int(total * PROGRESS_GRAIN))
+
+
+def with_preemptions(decisions: Decisions, preemptions: Sequence[Preemption]) -> Decisions:
+    """`decisions` with the preemptions added, and each preempting job's wait saying so."""
+    if not preemptions:
+        return decisions
+    by_job = {preemption.for_job_id: preemption for preemption in preemptions}
+    waiting = tuple(
+        Waiting(
+            wait.job_id,
+            f"preempting {by_job[wait.job_id].job_id} on {by_job[wait.job_id].agent_id}",
+            wait.eta,
+        )
+        if wait.job_id in by_job
+        else wait
+        for wait in decisions.waiting
+    )
+    return replace(decisions, waiting=waiting, preemptions=(*decisions.preemptions, *preemptions))
+
+
+def _frees_in(agent: AgentView, now: float) -> float:
+    """Seconds until the agent's job ends: from its own pace once it reported steps, else from its
+    estimate; 0 while it stops for a preemption, or once it runs past an estimate (any moment)."""
+    if agent.idle or agent.preempting:
+        return 0.0
+    step, since, at = agent.running_step, agent.running_since, agent.running_step_at
+    if step > 0 and agent.running_total > 0 and since is not None and at is not None:
+        # Its loading counts in the pace: the estimate errs long, towards a stop, for a job that loads long.
+        per_step = max(0.0, at - since) / step
+        return max(0.0, per_step * max(0, agent.running_total - step) - max(0.0, now - at))
+    assert agent.busy_until is not None
+    return max(0.0, agent.busy_until - now)
+
+
+def _done_share(agent: AgentView) -> float:
+    return agent.running_step / agent.running_total if agent.running_total else 0.0
