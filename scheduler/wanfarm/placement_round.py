@@ -11,7 +11,7 @@ docs/scheduler.md, "The round".
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scheduler.cost import lora_seconds
 from scheduler.feasibility import unknown_model
@@ -96,6 +96,10 @@ class PlacementRound:
         fair = False
         if job.avoid_agents or job.loras:
             choice = self._scan(job, shape)
+            if choice is None and job.avoid_agents:
+                # Every agent able to run it lost it once (a killed worker, a restarted node): avoiding
+                # is a preference, else it would wait forever; max_attempts bounds the retries.
+                choice = self._scan(replace(job, avoid_agents=frozenset()), shape)
         else:
             choice = self._best(model_id, shape)
             if choice is not None and not self.pool.startable[choice.index] and self.pool.idle_left:

@@ -335,6 +335,13 @@ def test_an_agent_the_job_failed_on_is_avoided() -> None:
     assert placed(place(agents, [job(avoid=frozenset({"fast"}))])) == {"j1": "other"}
 
 
+def test_a_job_every_agent_lost_once_runs_again_on_one_of_them() -> None:
+    # Found by the chaos suite: two agents each killed under the job, the job waited forever.
+    agents = [declared_agent("RTX 4090", "fast", hot_model=WAN_14B), declared_agent("RTX 3090", "other")]
+    decisions = place(agents, [job(avoid=frozenset({"fast", "other"}))])
+    assert placed(decisions) == {"j1": "fast"} and not decisions.waiting
+
+
 def test_same_model_jobs_group_on_the_hot_agent() -> None:
     agents = [
         declared_agent("RTX 4090", "a", hot_model=WAN_1_3B),
