@@ -3,16 +3,17 @@
 A queued job preempts only a job of a lower priority class (PRIORITY_CLASS_WIDTH), only when no agent
 that can run it is free, the soonest of them frees later than `PreemptionRule.wait_s` (from the
 running job's own progress when it reported some, else from its estimate), and on the freed agent it
-would finish more than `wait_s` sooner than placement expects it to by waiting (so placement then
-takes that agent, rather than keep waiting for a faster one). The victim is the lowest-priority,
-least-progressed running job among such agents; a job already preempted `max_preemptions` times, or
-past `near_done_share` of its steps, is never chosen. One preemption per agent a round; an agent
-already stopping, or one about to free, serves the first waiting job that can use it. Why these
-figures: docs/scheduler.md, "Preemption".
+would finish more than `wait_s` sooner than by waiting (the later of placement's estimate and the
+best busy agent's; so placement then takes that agent rather than keep waiting for a faster one).
+The victim is the lowest-priority, least-progressed running job among such agents; a job already
+preempted `max_preemptions` times, or past `near_done_share` of its steps, is never chosen. One
+preemption per agent a round; an agent already stopping, or one about to free, serves the first
+waiting job that can use it. Why these figures: docs/scheduler.md, "Preemption".
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -98,8 +99,11 @@ class PreemptionRule:
         if wait <= self.wait_s:
             claimed.add(soonest.agent_id)  # it frees in time (or is stopping already): this job's
             return None
+        # Its finish by waiting: the later of placement's estimate and the best busy agent's, by when
+        # that agent frees as its job's own pace tells (placement trusts estimates a job may be past).
+        waited = min(finishes[agent.agent_id] + _frees_in(agent, now) for agent in suitable)
+        later = max(waited, -math.inf if eta is None else eta) - self.wait_s
         job_class = priority_class(job.priority)
-        later = float("inf") if eta is None else eta - self.wait_s
         victims = [
             agent
             for agent in suitable

@@ -119,9 +119,18 @@ def test_one_preemption_per_agent_and_an_agent_stopping_serves_the_next_job() ->
 
 
 def test_no_preemption_that_would_not_bring_the_job_forward() -> None:
-    agents = [running("a", "low", 10, 2)]
-    # Placement expects it to finish sooner by waiting (a faster card frees): no stop.
-    assert choose(agents, [high()], waited(high(), eta=NOW + 90.0)) == []
+    # A fast card frees in 120 s (its job reported steps of 10 s, 12 to go), and renders the job in
+    # 10 s; the slow card running a low job would take 400 s: waiting finishes sooner, nothing stops.
+    fast = replace(running("fast", "other", 80, 18), running_since=NOW - 181.0)
+    slow = running("slow", "low", 10, 2)
+
+    def finish_on(job: PendingJob, agent: AgentView) -> float | None:
+        return NOW + (10.0 if agent.agent_id == "fast" else 400.0)
+
+    snapshot = Snapshot(NOW, (fast, slow), (high(),))
+    assert PreemptionRule().choose(snapshot, waited(high(), eta=NOW + 130.0), finish_on) == ()
+    # Were the slow card as quick, stopping its job would bring the finish forward by 120 s.
+    assert len(PreemptionRule().choose(snapshot, waited(high(), eta=NOW + 130.0), anywhere)) == 1
 
 
 def test_an_agent_placement_just_took_is_not_preempted_for_another() -> None:
