@@ -177,6 +177,17 @@ class QuarantineTracker:
     def _success(self, outcome: AttemptOutcome) -> list[Verdict]:
         model = outcome.work.model_id
         self._successes.setdefault(model, {})[outcome.agent_id] = outcome.at
+        # The success may be what shows other agents' recent failures of the model to be theirs.
+        verdicts = [
+            verdict
+            for agent_id, window in self._agents.items()
+            if agent_id != outcome.agent_id and any(o.work.model_id == model for o in window.failures)
+            for verdict in self._judge_failures(agent_id, window, outcome.at)
+        ]
+        return verdicts + self._judge_speed(outcome)
+
+    def _judge_speed(self, outcome: AttemptOutcome) -> list[Verdict]:
+        model = outcome.work.model_id
         window = self._window(outcome.agent_id, outcome.node_id)
         rate = _seconds_per_unit(outcome)
         if rate is None:
@@ -202,6 +213,7 @@ class QuarantineTracker:
         return [verdict] if verdict else []
 
     def _judge_failures(self, agent_id: str, window: _AgentWindow, now: float) -> list[Verdict]:
+        _expire(window.failures, now - self.rules.failure_window_s, lambda o: o.at)
         # Only failures of models another agent rendered lately count: a model that fails
         # everywhere is the model's problem (or the jobs'), not this agent's.
         since = now - self.rules.success_memory_s

@@ -46,6 +46,19 @@ def test_three_failures_of_a_model_that_succeeds_elsewhere_quarantine_the_agent(
     assert tracker.record_attempt(_attempt("bad", 40, ok=False)) == []
 
 
+def test_a_success_elsewhere_after_the_failures_quarantines_the_agent_that_failed() -> None:
+    tracker = QuarantineTracker()
+    for at in (0, 1, 2):
+        assert tracker.record_attempt(_attempt("bad", at, ok=False)) == []
+    [verdict] = tracker.record_attempt(_attempt("good", 5, ok=True))
+    assert (verdict.agent_id, verdict.kind, verdict.since) == ("bad", QuarantineKind.FAILURES, 5)
+    # Failures the window has forgotten by then are not counted.
+    late = QuarantineTracker()
+    for at in (0, 1, 2):
+        late.record_attempt(_attempt("bad", at, ok=False))
+    assert late.record_attempt(_attempt("good", RULES.failure_window_s + 1, ok=True)) == []
+
+
 def test_failures_of_a_model_nobody_renders_blame_no_agent() -> None:
     tracker = QuarantineTracker()
     for at in range(5):
