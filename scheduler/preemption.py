@@ -23,7 +23,8 @@ PRIORITY_CLASS_WIDTH = 25  # classes 0-24, 25-49, 50-74, 75-100
 MAX_PREEMPTIONS = 2  # a job is stopped at most this often; then it runs to its end
 NEAR_DONE_SHARE = 0.8  # a job past this share of its steps finishes: a checkpoint would save little
 WAIT_S = 60.0  # a wait shorter than a checkpoint, a reload and the redone steps is not worth a stop
-JOBS_LOOKED_AT = 64  # queued jobs a round looks at, highest priority first: a round stays O(agents)
+JOBS_LOOKED_AT = 64  # queued jobs a round looks at, highest priority first
+BUSY_LOOKED_AT = 64  # busy agents, soonest free first, a job's finish by waiting is taken over
 # A view's progress moves in steps of this share of the job: a new view each step would make every
 # busy agent look changed each round (the pool index rebuilds), and the pace is known anyway.
 PROGRESS_GRAIN = 0.05
@@ -49,71 +50,82 @@ class PreemptionRule:
 
     def choose(self, snapshot: Snapshot, decisions: Decisions, finish_on: FinishOn) -> tuple[Preemption, ...]:
         """The preemptions this round calls for, given what placement already decided."""
-        now = snapshot.now
         victims = [agent for agent in snapshot.agents if self._preemptible(agent)]
         if not victims:
             return ()
         lowest = min(priority_class(agent.running_priority or 0) for agent in victims)
         placed = {assignment.job_id for assignment in decisions.assignments}
-        taken = {assignment.agent_id for assignment in decisions.assignments}
         candidates = [
             job
             for job in snapshot.pending
             if job.job_id not in placed and priority_class(job.priority) > lowest
         ]
+        if not candidates:
+            return ()
         # Highest priority first, queue order among equals (sorted is stable).
         candidates = sorted(candidates, key=lambda job: -job.priority)[: self.jobs_looked_at]
-        claimed: set[str] = set(taken)
+        pool = _Pool(snapshot, decisions, victims)
         expected = {wait.job_id: wait.eta for wait in decisions.waiting}
         chosen: list[Preemption] = []
         for job in candidates:
-            eta = expected.get(job.job_id)
-            preemption = self._for_job(job, eta, snapshot.agents, claimed, now, finish_on)
+            preemption = self._for_job(job, expected.get(job.job_id), pool, finish_on)
             if preemption is not None:
                 chosen.append(preemption)
+            if not any(victim.agent_id not in pool.claimed for victim in victims):
+                break
         return tuple(chosen)
 
     def _for_job(
-        self,
-        job: PendingJob,
-        eta: float | None,
-        agents: Sequence[AgentView],
-        claimed: set[str],
-        now: float,
-        finish_on: FinishOn,
+        self, job: PendingJob, eta: float | None, pool: _Pool, finish_on: FinishOn
     ) -> Preemption | None:
-        # `claimed`: agents assigned this round or kept for an earlier job; updated here. `eta`: the
-        # finish placement expects for the job (None: not estimated).
-        finishes: dict[str, float] = {}
-        for agent in agents:
+        # `eta`: the finish placement expects for the job (None: not estimated). Claims in `pool`
+        # the agent the job waits for or takes.
+        claimed, now = pool.claimed, pool.now
+
+        def finish(agent: AgentView) -> float | None:
             if agent.agent_id in claimed or agent.agent_id in job.avoid_agents:
+                return None
+            return finish_on(job, agent)
+
+        if any(finish(agent) is not None for agent in pool.idle):
+            return None  # placement chose to wait for a better agent
+        # Busy agents soonest free first: the first that can run it is the wait; the best finish by
+        # waiting is found before the agents free too late to beat it.
+        soonest: AgentView | None = None
+        waited = math.inf
+        looked_at = 0
+        for agent in pool.busy:
+            frees_in = pool.frees_in[agent.agent_id]
+            if now + frees_in >= waited or looked_at == BUSY_LOOKED_AT:
+                break
+            done = finish(agent)
+            if done is None:
                 continue
-            finish = finish_on(job, agent)
-            if finish is not None:
-                finishes[agent.agent_id] = finish
-        suitable = [agent for agent in agents if agent.agent_id in finishes]
-        if not suitable or any(agent.idle for agent in suitable):
-            return None  # nothing can run it, or placement chose to wait for a better agent
-        soonest = min(suitable, key=lambda agent: (_frees_in(agent, now), agent.agent_id))
-        wait = _frees_in(soonest, now)
+            soonest = soonest or agent
+            waited = min(waited, done + frees_in)
+            looked_at += 1
+        if soonest is None:
+            return None
+        wait = pool.frees_in[soonest.agent_id]
         if wait <= self.wait_s:
             claimed.add(soonest.agent_id)  # it frees in time (or is stopping already): this job's
             return None
         # Its finish by waiting: the later of placement's estimate and the best busy agent's, by when
         # that agent frees as its job's own pace tells (placement trusts estimates a job may be past).
-        waited = min(finishes[agent.agent_id] + _frees_in(agent, now) for agent in suitable)
         later = max(waited, -math.inf if eta is None else eta) - self.wait_s
         job_class = priority_class(job.priority)
-        victims = [
-            agent
-            for agent in suitable
-            if self._preemptible(agent)
-            and priority_class(agent.running_priority or 0) < job_class
-            and finishes[agent.agent_id] < later
-        ]
-        if not victims:
+        victim = next(
+            (
+                agent
+                for agent in pool.victims  # lowest priority, least progressed first
+                if priority_class(agent.running_priority or 0) < job_class
+                and (done := finish(agent)) is not None
+                and done < later
+            ),
+            None,
+        )
+        if victim is None:
             return None
-        victim = min(victims, key=lambda agent: (agent.running_priority, _done_share(agent), agent.agent_id))
         claimed.add(victim.agent_id)
         progress = (
             f"step {victim.running_step}/{victim.running_total}" if victim.running_total else "not started"
@@ -134,6 +146,22 @@ class PreemptionRule:
             and agent.running_priority is not None
             and agent.running_preemptions < self.max_preemptions
             and _done_share(agent) < self.near_done_share
+        )
+
+
+class _Pool:
+    """A round's agents as preemption looks at them: idle ones, busy ones soonest free first, the
+    preemptible ones, and those claimed (placed this round, or kept for a waiting job)."""
+
+    def __init__(self, snapshot: Snapshot, decisions: Decisions, victims: list[AgentView]) -> None:
+        self.now = now = snapshot.now
+        self.claimed = {assignment.agent_id for assignment in decisions.assignments}
+        self.idle = [agent for agent in snapshot.agents if agent.idle]
+        self.frees_in = {agent.agent_id: _frees_in(agent, now) for agent in snapshot.agents if not agent.idle}
+        busy = [agent for agent in snapshot.agents if not agent.idle]
+        self.busy = sorted(busy, key=lambda agent: (self.frees_in[agent.agent_id], agent.agent_id))
+        self.victims = sorted(
+            victims, key=lambda agent: (agent.running_priority, _done_share(agent), agent.agent_id)
         )
 
 

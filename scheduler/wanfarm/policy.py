@@ -16,7 +16,7 @@ from scheduler.catalogue_lookup import CatalogueLookup
 from scheduler.preemption import PreemptionRule, with_preemptions
 from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
 from scheduler.wanfarm.fair_share import ServiceLedger, order_queue
-from scheduler.wanfarm.job_shapes import RoundShapes
+from scheduler.wanfarm.job_shapes import JobShape, RoundShapes
 from scheduler.wanfarm.learning import MemoryModel, SpeedModel
 from scheduler.wanfarm.placement_round import DownloadCost, PlacementRound
 from scheduler.wanfarm.pool_index import KeptPoolIndex
@@ -90,6 +90,7 @@ class WanfarmPolicy:
         if self.preemption is None:
             return decisions
         position, class_of = pool.position, pool.class_of
+        known: dict[tuple[int, str], float | None] = {}  # (shape, agent): jobs of a shape share them
 
         def finish_on(job: PendingJob, agent: AgentView) -> float | None:
             # As placement estimates it: the agent's class among the shape's options, its load by
@@ -97,17 +98,10 @@ class WanfarmPolicy:
             shape, at = shapes.shape(job), position.get(agent.agent_id)
             if shape is None or at is None:
                 return None
-            option = next((o for o in shape.options if o.class_index == class_of[at]), None)
-            if option is None:
-                return None
-            model_id = job.work.model_id
-            if (agent.running_model or agent.hot_model) == model_id:
-                load = 0.0
-            elif model_id in agent.cached_models:
-                load = shape.weight_bytes / agent.disk_bytes_per_s
-            else:
-                load = shape.weight_bytes * (1.0 / agent.net_bytes_per_s + 1.0 / agent.disk_bytes_per_s)
-            return now + load + option.render_s
+            key = (id(shape), agent.agent_id)
+            if key not in known:
+                known[key] = _finish_on(shape, job.work.model_id, agent, class_of[at], now)
+            return known[key]
 
         return with_preemptions(decisions, self.preemption.choose(snapshot, decisions, finish_on))
 
@@ -127,6 +121,21 @@ class SteadyWanfarmPolicy(WanfarmPolicy):
 
     def __init__(self, presets: Callable[[str], ModelPreset] = get_model) -> None:
         super().__init__(presets, preemption=None)
+
+
+def _finish_on(
+    shape: JobShape, model_id: str, agent: AgentView, class_index: int, now: float
+) -> float | None:
+    option = next((o for o in shape.options if o.class_index == class_index), None)
+    if option is None:
+        return None
+    if (agent.running_model or agent.hot_model) == model_id:
+        load = 0.0
+    elif model_id in agent.cached_models:
+        load = shape.weight_bytes / agent.disk_bytes_per_s
+    else:
+        load = shape.weight_bytes * (1.0 / agent.net_bytes_per_s + 1.0 / agent.disk_bytes_per_s)
+    return now + load + option.render_s
 
 
 def _behind(head: tuple[PendingJob, ...], service: Callable[[str], float]) -> frozenset[str]:
