@@ -27,6 +27,7 @@ from controller.preemptions import ReportedStep, ReportedSteps, send_preemptions
 from controller.quarantine import QuarantineBook, is_probe, probe_job
 from controller.ray_cluster import EventPoll, TaskCancel, TaskStart
 from controller.registry import AgentEntry, AgentRegistry
+from controller.steps_redone import StepsReached
 from controller.store import AttemptStart, JobStore, ProgressUpdate, QueuedJob, QueuedWait, StoreError
 from gpu_agent.messages import AgentEvent, AgentInventory, EventKind, RenderTask
 from models.progress import Phase
@@ -85,6 +86,7 @@ class Dispatcher:
         self._records = _Records(store)
         self._ended: set[tuple[str, int]] = set()  # attempts this round ended or queued again
         self._views = _Views()
+        self._reached = StepsReached()  # how far each job's attempts got, for steps redone
         self._steps = ReportedSteps()  # running attempts' denoising steps, as the views show them
         self.last_round_s = 0.0  # how long the last round took, for metrics
 
@@ -240,6 +242,8 @@ class Dispatcher:
                 continue
             if event.kind is EventKind.PROGRESS:
                 progress.append(ProgressUpdate(held.id, held.attempts, _progress(event)))
+                if event.phase == Phase.DENOISING.value:
+                    self._reached.progress(held.id, event.step)
                 self._steps.note(held.id, held.attempts, event.step, event.total, event.phase, self.clock())
             else:
                 news.append(_News(held, entry, event))
@@ -249,6 +253,8 @@ class Dispatcher:
     def _apply(self, news: _News) -> None:
         job, event = news.job, news.event
         now = self.clock()
+        if event.kind.final:
+            self._count_steps(job, event)
         if event.kind is EventKind.OUTPUT and event.output_key:
             self.store.add_output(job.id, job.attempts, event.output_key, now)
         elif event.kind is EventKind.WINDOW:
@@ -272,10 +278,18 @@ class Dispatcher:
             failed = event.kind is EventKind.FAILED
             if not (failed and self._retry_elsewhere(job, agent_id, event.error or "failed")):
                 self.store.finish(job.id, job.attempts, FINAL_STATES[event.kind], event.error, now)
+                self._reached.forget(job.id)
             if is_probe(job):
                 self.quarantine.probe_ended(job, event.kind is EventKind.SUCCEEDED)
             self._ended.add((job.id, job.attempts))
             self._learn(job, news.entry, event)
+
+    def _count_steps(self, job: JobRecord, event: AgentEvent) -> None:
+        """An ended attempt's checkpoints: what writing them cost, the steps it ran again."""
+        # A failed attempt may be retried elsewhere (quarantine's rules): forgotten if it is not.
+        going_on = event.kind in (EventKind.PREEMPTED, EventKind.FAILED)
+        steps = self._reached.ended(job.id, event.resumed_from, going_on)
+        self.metrics.record_checkpoints(event, job.model_id, steps.redone, steps.resumed)
 
     def _alive(self, job: JobRecord) -> bool:
         entry = self.registry.get(job.agent_id)
@@ -348,6 +362,7 @@ class Dispatcher:
         if not charged:
             reason = f"the farm restarted ({reason})"
         requeued = self.store.requeue(job.id, job.attempts, agent_id, reason, self.clock(), charged)
+        self._reached.lost(job.id)
         self._ended.add((job.id, job.attempts))
         self._records.forget(job.id)  # back in the queue, its record is another
         if requeued is not None and requeued.state is JobState.QUEUED:

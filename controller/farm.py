@@ -17,7 +17,7 @@ from controller.api.app import create_app
 from controller.api.guards import is_loopback, served_hosts
 from controller.auth import KeyRing
 from controller.dispatcher import Dispatcher, agent_view
-from controller.leftover_windows import sweep_windows
+from controller.leftovers import sweep_leftovers
 from controller.metrics import FarmMetrics
 from controller.quarantine import quarantine_out, release_agent
 from controller.quarantine_metrics import QuarantineCollector
@@ -214,12 +214,12 @@ class Farm:
             self._stop.wait(self.utilisation.every_s)
 
     def _sweep_uploads(self) -> None:
-        """Delete attachments and long videos' windows no queued or running job needs any more: at
+        """Delete attachments, long videos' windows and checkpoints no queued or running job needs: at
         start, then every few minutes."""
         while not self._stop.is_set():
             try:
                 uploads.sweep(self.storage, self.store, time.time())
-                sweep_windows(self.storage, self.store)
+                sweep_leftovers(self.storage, self.store)
             except Exception:
                 log.exception("upload sweep failed")
             self._stop.wait(UPLOAD_SWEEP_EVERY_S)

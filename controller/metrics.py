@@ -45,6 +45,37 @@ class FarmMetrics:
             ["model"],
             registry=r,
         )
+        self.checkpoints = Counter(
+            "wanfarm_checkpoints",
+            "Denoising checkpoints written to object storage by attempts that ended.",
+            ["model"],
+            registry=r,
+        )
+        self.checkpoint_bytes = Counter(
+            "wanfarm_checkpoint_bytes",
+            "Bytes of denoising checkpoints written by attempts that ended.",
+            ["model"],
+            registry=r,
+        )
+        self.checkpoint_seconds = Counter(
+            "wanfarm_checkpoint_seconds",
+            "Seconds attempts that ended spent writing denoising checkpoints.",
+            ["model"],
+            registry=r,
+        )
+        self.steps_redone = Counter(
+            "wanfarm_steps_redone",
+            "Denoising steps an attempt ran again that an earlier attempt of its job had run "
+            "(those after its last checkpoint).",
+            ["model"],
+            registry=r,
+        )
+        self.steps_resumed = Counter(
+            "wanfarm_steps_resumed",
+            "Denoising steps an attempt did not run again: it resumed from a checkpoint.",
+            ["model"],
+            registry=r,
+        )
         self.queue_seconds = Histogram(
             "wanfarm_job_queue_seconds",
             "Time a job waited in the queue before an attempt started.",
@@ -101,6 +132,17 @@ class FarmMetrics:
     def exposition(self) -> bytes:
         """The text exposition of every metric, as served on /metrics."""
         return generate_latest(self.registry)
+
+    def record_checkpoints(self, event: AgentEvent, model: str, redone: int, resumed: int) -> None:
+        """What an ended attempt's checkpoints cost and saved."""
+        if event.checkpoint_bytes:
+            self.checkpoints.labels(model).inc(event.checkpoint_saves)
+            self.checkpoint_bytes.labels(model).inc(event.checkpoint_bytes)
+            self.checkpoint_seconds.labels(model).inc(event.checkpoint_seconds)
+        if redone:
+            self.steps_redone.labels(model).inc(redone)
+        if resumed:
+            self.steps_resumed.labels(model).inc(resumed)
 
     def record_finished_attempt(self, event: AgentEvent, model: str, inventory: AgentInventory) -> None:
         """What a SUCCEEDED event tells about render time and the weight cache."""

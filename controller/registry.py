@@ -32,6 +32,8 @@ class AgentSettings:
     weight_mirror: bool = False
     attention: str = "auto"
     lora_dir: Path | None = None
+    checkpoint_steps: int | None = None
+    checkpoint_seconds: float = 60.0
 
 
 @dataclass
@@ -118,6 +120,8 @@ class AgentRegistry:
             weight_mirror=self.settings.weight_mirror,
             attention=self.settings.attention,
             lora_dir=self.settings.lora_dir,
+            checkpoint_steps=self.settings.checkpoint_steps,
+            checkpoint_seconds=self.settings.checkpoint_seconds,
             declared_ram_bytes=int(node.declared_ram_gb * 1024**3) if node.declared_ram_gb else None,
         )
         short = node.node_id[:8]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gpu_agent.checkpoints import CheckpointCost, CheckpointPolicy, StoredCheckpoints, work_fingerprint
 from gpu_agent.inventory import probe_inventory
 from gpu_agent.long_video import load_window, render_window, store_window, stored_windows
 from gpu_agent.lora_fetch import HubLoras, LoraCache, StoredLoras, lora_cache_budget
@@ -36,6 +37,7 @@ from gpu_agent.storage import (
     S3WeightMirror,
     StorageHealth,
     StorageMismatch,
+    checkpoints_prefix,
     open_store,
     output_key,
     verify_stored,
@@ -52,6 +54,7 @@ from models.windows import stitch
 from processing.queue_zip import ATTACHMENT_KEYS
 
 if TYPE_CHECKING:
+    from models.checkpoint import Checkpoints
     from models.runner import PipelineHost
 
 CONTENT_TYPES = {".mp4": "video/mp4", ".png": "image/png", ".wav": "audio/wav"}
@@ -112,6 +115,7 @@ class GpuAgent:
         self._last_ended: tuple[str, int] | None = None  # the task that ended last
         self._cancel: set[tuple[str, int]] = set()
         self._preempt: set[tuple[str, int]] = set()  # tasks to stop at their next step boundary
+        self.checkpoint_policy = CheckpointPolicy(config.checkpoint_steps, config.checkpoint_seconds)
 
     def ping(self) -> str:
         return self.config.agent_id
@@ -174,22 +178,25 @@ class GpuAgent:
 
     def _run(self, task: RenderTask) -> None:
         work = self.workspace.job_folder(task.job_id)
+        cost = CheckpointCost()
         try:
-            keys, run, window = self._render(task, work)
+            keys, run, window = self._render(task, work, cost)
             for key in keys:
                 self._emit(task, EventKind.OUTPUT, output_key=key)
             if window is not None:  # a long video's window is stored; the job goes on
-                self._emit(task, EventKind.WINDOW, progress=window, run=run)
+                self._emit(task, EventKind.WINDOW, progress=window, run=run, cost=cost)
             else:
-                self._emit(task, EventKind.SUCCEEDED, run=run)
+                # Its outputs are stored: no later attempt resumes it.
+                self.store.delete_prefix(checkpoints_prefix(task.job_id))
+                self._emit(task, EventKind.SUCCEEDED, run=run, cost=cost)
         except Cancelled:
-            self._emit(task, EventKind.CANCELED)
+            self._emit(task, EventKind.CANCELED, cost=cost)
         except Preempted as stopped:
             step, total = stopped.args if len(stopped.args) == 2 else (0, 0)
-            self._emit(task, EventKind.PREEMPTED, progress=Progress(step, total, Phase.DENOISING))
+            self._emit(task, EventKind.PREEMPTED, progress=Progress(step, total, Phase.DENOISING), cost=cost)
         except Exception as error:  # every failure reaches the controller as an event
             traceback.print_exc()
-            self._emit(task, EventKind.FAILED, error=f"{type(error).__name__}: {error}")
+            self._emit(task, EventKind.FAILED, error=f"{type(error).__name__}: {error}", cost=cost)
         finally:
             shutil.rmtree(work, ignore_errors=True)
             with self._lock:
@@ -198,7 +205,22 @@ class GpuAgent:
                 self._cancel.discard((task.job_id, task.attempt))
                 self._preempt.discard((task.job_id, task.attempt))
 
-    def _render(self, task: RenderTask, work: Path) -> tuple[list[str], RunInfo, Progress | None]:
+    def _checkpoints(self, task: RenderTask, part: str, cost: CheckpointCost) -> Checkpoints:
+        """Where `part` of the task's job (a generation, a window) keeps its checkpoints; a
+        preemption asks for one at the next boundary."""
+        return StoredCheckpoints(
+            self.store,
+            task.job_id,
+            part,
+            work_fingerprint(task.settings, part),
+            self.checkpoint_policy,
+            cost,
+            stop_requested=lambda: (task.job_id, task.attempt) in self._preempt,
+        )
+
+    def _render(
+        self, task: RenderTask, work: Path, cost: CheckpointCost
+    ) -> tuple[list[str], RunInfo, Progress | None]:
         """The attempt's output keys, how it ran, and for a long video's window that is not its
         last, how many of its windows are done (the job goes on)."""
         from gpu_agent.render import render_job, safe_stem
@@ -207,7 +229,7 @@ class GpuAgent:
         resolved = resolve(parse_settings(settings), Attachments.inside(work / "inputs"), task.job_id)
         job = _as_placed(resolved, task)  # never render what was not placed
         if len(job.windows) > 1:
-            return self._render_window(task, job, work)
+            return self._render_window(task, job, work, cost)
         generations_left = len(job.generations)
 
         def on_progress(progress: Progress) -> None:
@@ -229,6 +251,7 @@ class GpuAgent:
                 safe_stem(job.preset.id),
                 task.profile,
                 on_progress,
+                lambda generation: self._checkpoints(task, f"gen{generation}", cost),
             )
         self._emit(task, EventKind.PROGRESS, progress=Progress(0, len(outputs), Phase.ENCODING))
         keys = []
@@ -238,7 +261,7 @@ class GpuAgent:
         return keys, combined([o.run for o in outputs]), None
 
     def _render_window(
-        self, task: RenderTask, job: Job, work: Path
+        self, task: RenderTask, job: Job, work: Path, cost: CheckpointCost
     ) -> tuple[list[str], RunInfo, Progress | None]:
         """The next window of a long video, after those object storage holds: stored for the next
         attempt, or, the last, stitched with them into the job's output."""
@@ -252,11 +275,21 @@ class GpuAgent:
 
         def on_progress(progress: Progress) -> None:
             self._check_cancel(task)
+            self._check_preempt(task, progress)
             self._emit(task, EventKind.PROGRESS, progress=progress)
 
+        checkpoints = self._checkpoints(task, f"window{index}", cost)
         with self.cache.using(job.preset.id):
             frames, run = render_window(
-                self.host, job, generation, index, so_far, work / "scratch", task.profile, on_progress
+                self.host,
+                job,
+                generation,
+                index,
+                so_far,
+                work / "scratch",
+                task.profile,
+                on_progress,
+                checkpoints,
             )
         self._check_cancel(task)
         if index + 1 < count:
@@ -335,6 +368,7 @@ class GpuAgent:
         output_key: str | None = None,
         error: str | None = None,
         run: RunInfo | None = None,
+        cost: CheckpointCost | None = None,
     ) -> None:
         with self._lock:
             self._seq += 1
@@ -353,6 +387,10 @@ class GpuAgent:
                 peak_vram_bytes=run.peak_vram_bytes if run else 0,
                 weights_source=run.weights_source if run else "hot",
                 bytes_fetched=run.bytes_fetched if run else 0,
+                resumed_from=run.resumed_from if run else 0,
+                checkpoint_saves=cost.saves if cost else 0,
+                checkpoint_bytes=cost.bytes if cost else 0,
+                checkpoint_seconds=round(cost.seconds, 3) if cost else 0.0,
             )
             # Progress of one task replaces its previous progress: a poller needs only the latest.
             last = self._events[-1] if self._events else None

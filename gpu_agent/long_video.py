@@ -22,6 +22,7 @@ from models.settings import Generation, Job
 from processing.image import save_png
 
 if TYPE_CHECKING:  # the controller imports the agent's modules, which must not load torch
+    from models.checkpoint import Checkpoints
     from models.runner import PipelineHost
 
 
@@ -34,6 +35,7 @@ def render_window(
     folder: Path,
     profile: Profile = Profile.P4,
     on_progress: ProgressFn = ignore_progress,
+    checkpoints: Checkpoints | None = None,
 ) -> tuple[np.ndarray, RunInfo]:
     """The frames window `index` of `job` adds to the video (uint8, frames first), rendered after
     `so_far` (the frames kept from the windows before it; None for the first), and its run.
@@ -57,7 +59,7 @@ def render_window(
             progress = Progress(index * progress.total + progress.step, total, progress.phase)
         on_progress(progress)
 
-    result = host.generate(job.preset, request, profile, overall)
+    result = host.generate(job.preset, request, profile, overall, checkpoints)
     return window.kept(result.frames[0]), result.info
 
 

@@ -35,6 +35,10 @@ class AgentConfig:
     node_agents: int = 1  # agents of its node, sharing its cores
     lora_dir: Path | None = None  # LoRA root (WanGP's loras/ layout), unless the node sets $WANFARM_LORAS
     lora_cache_bytes: int | None = None  # LoRA cache budget; None: $WANFARM_LORA_CACHE_GB, else 20 GiB
+    # Checkpoints of running jobs (gpu_agent.checkpoints): every N steps when set, else every T
+    # seconds of denoising (spaced out further when writing them would cost over 2% of it).
+    checkpoint_steps: int | None = None
+    checkpoint_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -98,10 +102,9 @@ class AgentEvent:
     weights_source: str = "hot"
     bytes_fetched: int = 0
     # Checkpoints (models.checkpoint): on an attempt's final event, the step it resumed from (0: from
-    # the start), the steps it redid that an earlier attempt had run past its last checkpoint, and
-    # what writing its checkpoints cost (bytes written, seconds spent).
+    # the start) and what writing its checkpoints cost (how many, bytes written, seconds spent).
     resumed_from: int = 0
-    steps_redone: int = 0
+    checkpoint_saves: int = 0
     checkpoint_bytes: int = 0
     checkpoint_seconds: float = 0.0
 

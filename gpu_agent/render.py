@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 
 from gpu_agent.long_video import render_all_windows
 from models.catalogue import Output
+from models.checkpoint import Checkpoints
 from models.profiles import Profile
 from models.progress import Phase, Progress, ProgressFn, ignore_progress
 from models.run_info import RunInfo
@@ -52,11 +54,13 @@ def render_job(
     stem: str,
     profile: Profile = Profile.P4,
     on_progress: ProgressFn = ignore_progress,
+    checkpoints: Callable[[int], Checkpoints | None] = lambda _generation: None,
 ) -> list[OutputFile]:
-    """Render every generation of `job` into `out_dir` as `<stem>_seed<N>[_<i>].<ext>`."""
+    """Render every generation of `job` into `out_dir` as `<stem>_seed<N>[_<i>].<ext>`; each
+    generation saves its checkpoints where `checkpoints(index)` keeps them, and resumes from them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs: list[OutputFile] = []
-    for generation in job.generations:
+    for index, generation in enumerate(job.generations):
         started = time.time()
         if job.windows:  # a long video: its sliding windows in turn, then one file
             with tempfile.TemporaryDirectory(prefix="wanfarm-windows-") as scratch:
@@ -64,11 +68,11 @@ def render_job(
             on_progress(Progress(0, 1, Phase.ENCODING))
             outputs.append(write_video(job, generation, video, out_dir, stem, started, run))
             continue
-        result = host.generate(job.preset, generation.request, profile, on_progress)
+        result = host.generate(job.preset, generation.request, profile, on_progress, checkpoints(index))
         on_progress(Progress(0, 1, Phase.ENCODING))
-        for index, frames in enumerate(result.frames):
-            name = f"{stem}_seed{generation.request.seed}" + (f"_{index}" if len(result.frames) > 1 else "")
-            audio = result.audio[index] if result.audio is not None else None
+        for number, frames in enumerate(result.frames):
+            name = f"{stem}_seed{generation.request.seed}" + (f"_{number}" if len(result.frames) > 1 else "")
+            audio = result.audio[number] if result.audio is not None else None
             # Post-processing reads pictures; an audio model's output has none.
             clip = plugins.Clip(frames, job.preset.fps, generation.request.seed)
             processed = clip if job.preset.output is Output.AUDIO else _post_process(clip, job)

@@ -91,6 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--policy", default="wanfarm")
     up.add_argument(
+        "--checkpoint-steps",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="checkpoint running jobs every N denoising steps (default: by time, --checkpoint-seconds)",
+    )
+    up.add_argument(
+        "--checkpoint-seconds",
+        type=float,
+        default=60.0,
+        metavar="T",
+        help="checkpoint running jobs every T seconds of denoising, spaced out further when writing "
+        "one would cost over 2%% of it (default: 60)",
+    )
+    up.add_argument(
         "--allowed-host",
         action="append",
         default=[],
@@ -196,6 +211,8 @@ def _run_up(args: argparse.Namespace) -> int:
             weight_mirror=args.weight_mirror,
             lora_dir=args.lora_dir or default_lora_dir(),
             policy=args.policy,
+            checkpoint_steps=args.checkpoint_steps,
+            checkpoint_seconds=args.checkpoint_seconds,
             api_keys=args.api_keys,
             allowed_hosts=tuple(args.allowed_host),
             cors_origins=tuple(args.cors_origin),
@@ -262,3 +279,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
     from controller.cli.simulate import simulate_command
 
     return simulate_command(args.pool, args.trace, args.policy.split(","), args.seed, args.json, args.plot)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be 1 or more")
+    return value

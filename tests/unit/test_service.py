@@ -20,12 +20,13 @@ import pytest
 from controller import uploads
 from controller.auth import Principal, Role
 from controller.jobs import JobState
-from controller.leftover_windows import sweep_windows
+from controller.leftovers import sweep_leftovers
 from controller.service import FarmService, Submitted
 from controller.service_error import ServiceError
 from controller.store import JobStore
+from gpu_agent.checkpoints import checkpoint_key
 from gpu_agent.messages import OBJECT_REF, UPLOADS_PREFIX
-from gpu_agent.storage import LocalStore, window_key, windows_prefix
+from gpu_agent.storage import LocalStore, checkpoints_prefix, window_key, windows_prefix
 from models.profiles import Profile
 from models.work import WorkSize
 
@@ -224,6 +225,22 @@ def test_a_sweep_deletes_unreferenced_uploads_from_before_they_carried_their_tim
     ]
 
 
+def test_a_sweep_deletes_the_checkpoints_of_a_job_that_ended_and_keeps_a_requeued_ones(
+    farm: Farm, tmp_path: Path
+) -> None:
+    failed, requeued = (farm.service.submit(ALICE, [TINY]).jobs[0] for _ in range(2))
+    state = tmp_path / "state.ckpt"
+    state.write_bytes(b"a denoising state")
+    for job in (failed, requeued):
+        farm.store.start_attempt(job.id, "agent-1", Profile.P3, None, farm.clock())
+        farm.storage.put_file(checkpoint_key(job.id, "gen0"), state, "application/octet-stream")
+    farm.store.finish(failed.id, 1, JobState.FAILED, "RuntimeError: boom", farm.clock())
+    farm.store.requeue(requeued.id, 1, "agent-1", "agent lost", farm.clock())
+    assert sweep_leftovers(farm.storage, farm.store) == [checkpoints_prefix(failed.id)]
+    assert not farm.storage.exists(checkpoint_key(failed.id, "gen0"))
+    assert farm.storage.exists(checkpoint_key(requeued.id, "gen0"))  # its next attempt resumes
+
+
 def test_a_sweep_deletes_the_windows_of_a_long_video_canceled_between_windows(
     farm: Farm, tmp_path: Path
 ) -> None:
@@ -237,7 +254,7 @@ def test_a_sweep_deletes_the_windows_of_a_long_video_canceled_between_windows(
     for job in (canceled, requeued):
         farm.store.next_window(job.id, 1, "agent-1", 1, 3, farm.clock())
     assert farm.service.get(ALICE, canceled.id).state is JobState.CANCELED
-    assert sweep_windows(farm.storage, farm.store) == [windows_prefix(canceled.id)]
+    assert sweep_leftovers(farm.storage, farm.store) == [windows_prefix(canceled.id)]
     assert not farm.storage.list(windows_prefix(canceled.id))
     for job in (requeued, running):  # queued for its next window, or rendering one
         assert farm.storage.exists(window_key(job.id, 0))

@@ -13,7 +13,11 @@ SETTINGS = {"model_type": "qwen-image-tiny", "prompt": "a fox", "seed": 3}
 
 
 def agent(
-    tmp_path: Path, cache_dir: Path, agent_id: str = "n1-gpu0", lora_dir: Path | None = None
+    tmp_path: Path,
+    cache_dir: Path,
+    agent_id: str = "n1-gpu0",
+    lora_dir: Path | None = None,
+    checkpoint_steps: int | None = None,
 ) -> GpuAgent:
     config = AgentConfig(
         agent_id=agent_id,
@@ -23,5 +27,6 @@ def agent(
         cache_dir=cache_dir,  # the session's: each tiny model is built once
         declared_gpu="RTX 4090",
         lora_dir=lora_dir,
+        checkpoint_steps=checkpoint_steps,
     )
     return GpuAgent(config)
