@@ -2,8 +2,9 @@
 in the job store, probe jobs on quarantined agents, and releases.
 
 The dispatcher's thread records outcomes and starts probes; the API's threads read the book and
-release agents: one lock guards the book, and the store is written before the book changes, so a
-restarted controller reads the same quarantines back.
+release agents. One lock guards the book (the rows and the rules' windows) and is never held while
+the store is called: the dispatcher calls in here inside a store batch, which holds the store's own
+lock, and a release from the API must not take the two in the other order.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ class QuarantineBook:
         with self._lock:
             if self._rows.pop(agent_id, None) is None:
                 return False
-            self.store.release_quarantine(agent_id)
             self._tracker.release(agent_id)
+        self.store.release_quarantine(agent_id)
         log.warning("agent %s released from quarantine", agent_id)
         return True
 
@@ -93,18 +94,19 @@ class QuarantineBook:
             render_seconds=event.render_seconds,
             error=event.error,
         )
-        self._apply(self._tracker.record_attempt(outcome))
+        self._judge(lambda tracker: tracker.record_attempt(outcome))
 
     def agent_lost(self, agent_id: str, node_id: str, node_agents: Sequence[str]) -> None:
-        self._apply(self._tracker.record_lost(agent_id, node_id, node_agents, self.clock()))
+        now = self.clock()
+        self._judge(lambda tracker: tracker.record_lost(agent_id, node_id, node_agents, now))
 
     def inventories_read(self, inventories: Iterable[AgentInventory]) -> None:
         """Agents' storage-error counts, as their inventories report them."""
         now = self.clock()
-        for inv in inventories:
-            self._apply(
-                self._tracker.record_storage_errors(inv.agent_id, inv.node_id, inv.storage_errors, now)
-            )
+        counts = [(inv.agent_id, inv.node_id, inv.storage_errors) for inv in inventories]
+        self._judge(
+            lambda tracker: [v for a, n, c in counts for v in tracker.record_storage_errors(a, n, c, now)]
+        )
 
     def retry_elsewhere(self, job: JobRecord, agent_id: str, others: Sequence[AgentView]) -> bool:
         """Whether a failed attempt of `job` on `agent_id` is queued again elsewhere, not charged:
@@ -161,7 +163,9 @@ class QuarantineBook:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _apply(self, verdicts: list[Verdict]) -> None:
+    def _judge(self, rule: Callable[[QuarantineTracker], list[Verdict]]) -> None:
+        with self._lock:
+            verdicts = rule(self._tracker)
         for verdict in verdicts:
             row = QuarantineRow(
                 agent_id=verdict.agent_id,
@@ -171,8 +175,8 @@ class QuarantineBook:
                 since=verdict.since,
                 next_probe_at=verdict.since + probe_wait(self.rules, 0),
             )
+            self.store.put_quarantine(row)
             with self._lock:
-                self.store.put_quarantine(row)
                 self._rows[row.agent_id] = row
             log.warning("agent %s quarantined: %s", verdict.agent_id, verdict.reason)
 
@@ -182,8 +186,13 @@ class QuarantineBook:
             if row is None:
                 return  # released meanwhile
             row = change(row)
-            self.store.put_quarantine(row)
-            self._rows[agent_id] = row
+        self.store.put_quarantine(row)
+        with self._lock:
+            still_held = agent_id in self._rows
+            if still_held:
+                self._rows[agent_id] = row
+        if not still_held:
+            self.store.release_quarantine(agent_id)  # released while it was written: undone
 
     def _can_run(self, job: JobRecord, agents: list[AgentView]) -> bool:
         preset = self._catalogue.preset(job.model_id)

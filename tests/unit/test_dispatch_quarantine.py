@@ -197,3 +197,39 @@ def test_storage_errors_growing_quarantine_the_agent_an_admin_releases_it(
     _submit(store, 1)
     dispatcher.tick()
     assert len(_on(store, BAD)) == 1
+
+
+def test_a_failure_no_other_agent_could_take_fails_the_job_at_once(store: JobStore, tmp_path: Path) -> None:
+    clock = Clock()
+    cluster = FakeCluster(gpus=2)
+    dispatcher = fake_dispatcher(store, cluster, tmp_path, clock=clock)
+    _fail_on_bad_agent_until_quarantined(store, cluster, dispatcher, clock)
+    [job_id] = _submit(store, 1)
+    dispatcher.tick()
+    cluster.agents[GOOD].end(EventKind.FAILED, error="RuntimeError: boom")
+    dispatcher.tick()
+    # The only other agent is quarantined: nowhere else to try, the failure is final and charged.
+    job = _get(store, job_id)
+    assert (job.state, job.attempts, job.charged_attempts, job.error) == (
+        JobState.FAILED,
+        1,
+        1,
+        "RuntimeError: boom",
+    )
+
+
+def test_a_probe_lost_with_its_agent_is_a_failed_probe(store: JobStore, tmp_path: Path) -> None:
+    clock = Clock()
+    cluster = FakeCluster(gpus=2)
+    dispatcher = fake_dispatcher(store, cluster, tmp_path, clock=clock)
+    _fail_on_bad_agent_until_quarantined(store, cluster, dispatcher, clock)
+    clock.now = store.quarantines()[0].next_probe_at
+    dispatcher.tick()
+    [probe_id] = _on(store, BAD)
+    cluster.agents[BAD].kill()
+    dispatcher.tick()
+    probe = _get(store, probe_id)
+    assert probe.state is JobState.FAILED and (probe.error or "").startswith("probe lost")
+    assert store.queued() == [], "a probe is never queued for another agent"
+    [row] = store.quarantines()
+    assert (row.probes_failed, row.probe_job) == (1, None)
