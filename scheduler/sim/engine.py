@@ -64,6 +64,7 @@ def simulate(
 class _Tally:
     latencies: list[float] = field(default_factory=list)
     high_latencies: list[float] = field(default_factory=list)  # of jobs of HIGH_CLASS
+    low_latencies: list[float] = field(default_factory=list)  # of jobs of class 0, the ones preempted most
     preemptions: int = 0
     checkpoint_seconds: float = 0.0  # written by preempted attempts and read back by resumed ones
     eta_errors: list[float] = field(default_factory=list)
@@ -171,6 +172,9 @@ class _Engine:
             "high_jobs": float(len(high)),
             "high_mean_latency_s": sum(high) / len(high) if high else 0.0,
             "high_p95_latency_s": percentile(high, 95),
+            "low_mean_latency_s": sum(tally.low_latencies) / len(tally.low_latencies)
+            if tally.low_latencies
+            else 0.0,
         }
 
     # -- events ---------------------------------------------------------------------------------
@@ -241,6 +245,8 @@ class _Engine:
             tally.latencies.append(attempt.end - job.trace.t)
             if priority_class(job.trace.priority) >= HIGH_CLASS:
                 tally.high_latencies.append(attempt.end - job.trace.t)
+            elif priority_class(job.trace.priority) == 0:
+                tally.low_latencies.append(attempt.end - job.trace.t)
             tally.last_done = attempt.end
             estimated = attempt.assignment.est_finish - attempt.start
             if spent > 0:  # an instant attempt has no relative error to measure

@@ -61,7 +61,7 @@ def as_table(results: Sequence[SimResult], floor: LatencyFloor | None = None) ->
             lines.append(
                 f"{r.policy}: priority 75-100: {x['high_jobs']:.0f} jobs, "
                 f"mean {x['high_mean_latency_s']:.1f} s, p95 {x['high_p95_latency_s']:.1f} s; "
-                f"{x['preemptions']:.0f} preemptions "
+                f"priority 0-24: mean {x['low_mean_latency_s']:.1f} s; {x['preemptions']:.0f} preemptions "
                 f"({x['checkpoint_s']:.0f} s of checkpoints)"
             )
         lines.append(

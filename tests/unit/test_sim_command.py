@@ -23,7 +23,7 @@ DOCUMENTED_KEYS = {
     "p99_latency_s", "makespan_s", "gpu_busy_share", "cold_loads", "downloads", "bytes_downloaded",
     "oom_failures", "eta_error", "owner_gpu_seconds", "owner_share", "jain_fairness",
     "invalid_decisions", "place_calls", "high_jobs", "high_mean_latency_s", "high_p95_latency_s",
-    "preemptions", "checkpoint_s",
+    "low_mean_latency_s", "preemptions", "checkpoint_s",
 }  # fmt: skip
 
 
