@@ -35,6 +35,11 @@ class AgentLost(RuntimeError):
     """The agent's actor is gone (killed, crashed, or its node left)."""
 
 
+class AgentSilent(AgentLost):
+    """The agent did not answer within the call's timeout (hung, its node unreachable, or still
+    starting)."""
+
+
 @dataclass(frozen=True)
 class NodeInfo:
     """A live Ray node and the GPUs it offers: real (`gpus`) or declared by GPU-table name."""
@@ -171,10 +176,12 @@ class Cluster:
         ).remote(config)
         return AgentHandle(actor, config.agent_id)
 
-    def inventories(self, handles: Iterable[AgentHandle]) -> Answers[AgentInventory]:
+    def inventories(
+        self, handles: Iterable[AgentHandle], timeout_s: float = CALL_TIMEOUT_S
+    ) -> Answers[AgentInventory]:
         """Every agent's inventory, by agent id, asked of all at once."""
         handles = list(handles)
-        return _gather({h.agent_id: h.remote("inventory") for h in handles}, _names(handles))
+        return _gather({h.agent_id: h.remote("inventory") for h in handles}, _names(handles), timeout_s)
 
     def events(self, polls: Iterable[EventPoll]) -> Answers[list[AgentEvent]]:
         """Each agent's new events, by agent id, asked of all at once."""
@@ -204,11 +211,13 @@ class Cluster:
         ray.shutdown()
 
 
-def _gather(refs: dict[str, ray.ObjectRef], agents: dict[str, str]) -> Answers[Any]:
+def _gather(
+    refs: dict[str, ray.ObjectRef], agents: dict[str, str], timeout_s: float = CALL_TIMEOUT_S
+) -> Answers[Any]:
     """Wait once for every call; one lost agent (died or silent past the timeout) fails only its own."""
     if not refs:
         return Answers()
-    ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=CALL_TIMEOUT_S)
+    ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
     if len(ready) == len(refs):
         try:  # the usual round: every agent answered, read in one call
             return Answers(dict(zip(refs, ray.get(list(refs.values())), strict=True)))
@@ -218,7 +227,7 @@ def _gather(refs: dict[str, ray.ObjectRef], agents: dict[str, str]) -> Answers[A
     answers: Answers[Any] = Answers()
     for key, ref in refs.items():
         if ref not in done:
-            answers.lost[key] = AgentLost(f"agent {agents[key]}: no answer within {CALL_TIMEOUT_S:.0f} s")
+            answers.lost[key] = AgentSilent(f"agent {agents[key]}: no answer within {timeout_s:.0f} s")
             continue
         try:
             answers.answered[key] = ray.get(ref)

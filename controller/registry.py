@@ -9,10 +9,12 @@ a pool of more than INVENTORY_SLICE agents has its inventories read a slice a re
 from __future__ import annotations
 
 import logging
+import math
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from controller.ray_cluster import AgentHandle, Cluster, NodeInfo
+from controller.ray_cluster import AgentHandle, AgentSilent, Cluster, NodeInfo
 from gpu_agent.messages import AgentConfig, AgentInventory
 from gpu_agent.storage import StorageConfig
 
@@ -20,6 +22,8 @@ log = logging.getLogger(__name__)
 # Inventories one refresh reads: a bigger pool is read a slice a refresh, in turn, so a refresh of
 # 500 agents costs a round what one of 100 does (an agent that ends a job is read at once anyway).
 INVENTORY_SLICE = 100
+# How long a refresh waits for a starting agent's first answer, and how often it asks again.
+ATTACH_WAIT_S, ATTACH_ASK_EVERY_S = 2.0, 5.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class AgentRegistry:
         self._agents: dict[str, AgentEntry] = {}
         self._node_configs: dict[NodeInfo, list[AgentConfig]] = {}  # a node's agents, as last built
         self._next_slice = 0  # where the next refresh's slice of inventories starts
+        self._asked: dict[str, float] = {}  # agents asked to attach that were silent: when
 
     def entries(self) -> list[AgentEntry]:
         return list(self._agents.values())
@@ -100,14 +105,24 @@ class AgentRegistry:
         return (entries[start:] + entries[:start])[:INVENTORY_SLICE]
 
     def _attach(self, configs: list[AgentConfig]) -> None:
+        # A starting agent (torch imports: 10-60 s on a loaded node) is asked again every
+        # ATTACH_ASK_EVERY_S, waited for ATTACH_WAIT_S: the dispatch round waits with this call, and
+        # the other agents' events must not wait for it (found by the chaos suite: 30 s stalls).
+        now = time.monotonic()
+        configs = [c for c in configs if now - self._asked.get(c.agent_id, -math.inf) >= ATTACH_ASK_EVERY_S]
         handles = [self.cluster.find_agent(c.agent_id) or self.cluster.start_agent(c) for c in configs]
-        answers = self.cluster.inventories(handles)
+        answers = self.cluster.inventories(handles, timeout_s=ATTACH_WAIT_S)
         for handle in handles:
             inventory = answers.answered.get(handle.agent_id)
             if inventory is not None:
                 self._agents[handle.agent_id] = AgentEntry(handle, inventory)
+                self._asked.pop(handle.agent_id, None)
         for agent_id, error in answers.lost.items():
-            log.warning("agent %s did not answer: %s", agent_id, error)
+            if isinstance(error, AgentSilent):
+                self._asked[agent_id] = now
+                log.info("agent %s is not answering yet (starting?): %s", agent_id, error)
+            else:
+                log.warning("agent %s did not answer: %s", agent_id, error)
 
     def _configs(self, node: NodeInfo) -> list[AgentConfig]:
         base = AgentConfig(

@@ -18,6 +18,7 @@ from typing import Any, cast
 from controller.dispatcher import Dispatcher
 from controller.ray_cluster import (
     AgentLost,
+    AgentSilent,
     Answers,
     Cluster,
     EventPoll,
@@ -222,6 +223,8 @@ class FakeCluster:
     render_s: Callable[[], float] | None = None  # agents' task durations, drawn at each start
     agents: dict[str, FakeAgent] = field(default_factory=dict)
     batches: int = 0  # batch calls made
+    silent: set[str] = field(default_factory=set)  # agents that answer no inventory call (starting)
+    inventory_asks: list[tuple[str, float]] = field(default_factory=list)  # (agent, timeout) per ask
 
     def nodes(self) -> list[NodeInfo]:
         if not self.up:
@@ -239,8 +242,16 @@ class FakeCluster:
         self.agents[config.agent_id] = FakeAgent(config, self.render_s)
         return self.agents[config.agent_id]
 
-    def inventories(self, handles: Iterable[Any]) -> Answers[AgentInventory]:
-        return self._batch({h.agent_id: _Call(h, "inventory") for h in handles})
+    def inventories(self, handles: Iterable[Any], timeout_s: float = 30.0) -> Answers[AgentInventory]:
+        handles = list(handles)
+        self.inventory_asks += [(h.agent_id, timeout_s) for h in handles]
+        answers = self._batch(
+            {h.agent_id: _Call(h, "inventory") for h in handles if h.agent_id not in self.silent}
+        )
+        for handle in handles:
+            if handle.agent_id in self.silent:  # as the real wrapper says of a call past its timeout
+                answers.lost[handle.agent_id] = AgentSilent(f"agent {handle.agent_id}: no answer")
+        return answers
 
     def events(self, polls: Iterable[EventPoll]) -> Answers[list[AgentEvent]]:
         return self._batch({p.handle.agent_id: _Call(p.handle, "events", (p.after_seq,)) for p in polls})
