@@ -19,7 +19,7 @@ from controller.auth import KeyRing
 from controller.dispatcher import Dispatcher, agent_view
 from controller.leftovers import sweep_leftovers
 from controller.metrics import FarmMetrics
-from controller.quarantine import quarantine_out, release_agent
+from controller.quarantine import QuarantineBook, quarantine_out, release_agent
 from controller.quarantine_metrics import QuarantineCollector
 from controller.ray_cluster import Cluster
 from controller.registry import AgentRegistry, AgentSettings
@@ -29,6 +29,7 @@ from controller.store import JobStore
 from controller.utilisation import UtilisationLog
 from gpu_agent.messages import AgentInventory
 from gpu_agent.storage import StorageConfig, open_store
+from scheduler.quarantine import QuarantineRules
 from scheduler.registry import get_policy
 from scheduler.snapshot import AgentView
 
@@ -58,6 +59,7 @@ class FarmConfig:
     api_keys: Path | None = None  # default: $WANFARM_API_KEYS, else an open farm (loopback only)
     allowed_hosts: tuple[str, ...] = ()  # Host names served besides the bound one; "*" for any
     cors_origins: tuple[str, ...] = ()  # other sites whose pages may call the API
+    quarantine_rules: QuarantineRules | None = None  # default: scheduler.quarantine's thresholds
     # Running jobs' checkpoints: every N denoising steps when set, else every T seconds of it.
     checkpoint_steps: int | None = None
     checkpoint_seconds: float = 60.0
@@ -106,8 +108,13 @@ class Farm:
         # full collections stop scanning it, which otherwise stalls dispatch rounds and requests.
         gc.freeze()
         self.metrics.attach(self.store, self.inventories)
+        quarantine = QuarantineBook(self.store, time.time, self.config.quarantine_rules)
         dispatcher = Dispatcher(
-            self.store, self.registry, get_policy(self.config.policy), metrics=self.metrics
+            self.store,
+            self.registry,
+            get_policy(self.config.policy),
+            metrics=self.metrics,
+            quarantine=quarantine,
         )
         self.dispatcher = dispatcher
         self.metrics.registry.register(QuarantineCollector(dispatcher.quarantine, self.inventories))
