@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # torch first, from the local CPU build: an open range would pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint typecheck browser unit bench gpu-smoke clean
+.PHONY: demo test lint typecheck browser unit bench chaos gpu-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,6 +43,13 @@ bench: $(STAMP)
 	@status=0; for bench in $(BENCHES); do \
 		echo "== $$bench"; $(BIN)/python -m tests.benchmarks.$$bench || status=1; \
 	done; exit $$status
+
+# A seeded chaos run: 60 tiny jobs on a three-node Ray cluster of this machine, S3 on moto's server,
+# while agents, workers, the controller, S3, a cache file, a work folder and a node fail (tests/chaos).
+SEED ?= 0
+CHAOS_JOBS ?= 60
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.driver --seed $(SEED) --jobs $(CHAOS_JOBS)
 
 # Needs a CUDA machine: the tiny models under every memory profile and attention mode.
 gpu-smoke: $(STAMP)

@@ -1,0 +1,27 @@
+"""A short chaos run inside `make test`: the driver of `make chaos` with a few jobs and faults, on
+a real two-node Ray cluster, moto's S3 server and the controller as its own process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.chaos.driver import ChaosConfig, run
+from tests.chaos.faults import FaultKind
+
+SHORT = ChaosConfig(
+    seed=17,
+    jobs=6,
+    nodes=2,
+    kinds=(FaultKind.KILL_WORKER, FaultKind.KILL_CONTROLLER, FaultKind.S3_OUTAGE),
+    fault_gap_s=(1.0, 3.0),
+    outage_s=(3.0, 5.0),
+    long_steps=40,
+    time_limit_s=100.0,  # the jobs left unfinished then are reported as problems
+)
+
+
+def test_a_short_chaos_run_loses_no_job_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    report = run(SHORT, tmp_path)
+    print(report.render())
+    assert report.passed, report.render()
+    assert {fault.kind for fault in report.faults} == set(SHORT.kinds)
