@@ -16,14 +16,16 @@ POLICY_FOLDERS = ("wanfarm", "baselines")
 # The simulator's ground truth states its formulas: the contract of the simulated world.
 WORLD_MODELS = {"sim/truth.py", "sim/memory_truth.py"}
 DOCSTRING_LINES = 12
-# What a policy module may import beside its own folder: the records, the interface and the shared
-# catalogue arithmetic, never the registry (which imports the policies).
+# What a policy module may import beside its own folder: the records, the interface, the shared
+# catalogue arithmetic and the preemption rule (the simulator and controller read its priority
+# classes too), never the registry (which imports the policies).
 SHARED = {
     "scheduler.snapshot",
     "scheduler.policy",
     "scheduler.feasibility",
     "scheduler.cost",
     "scheduler.catalogue_lookup",
+    "scheduler.preemption",
 }
 
 
