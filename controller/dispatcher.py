@@ -405,7 +405,7 @@ class Dispatcher:
         self._steps.keep(running)
         snapshot = Snapshot(
             now=self.clock(),
-            agents=self._views.of(entries, by_agent, self._steps),
+            agents=self._views.of(entries, by_agent, self._steps, queue[0].pending.priority),
             pending=tuple(queued.pending for queued in queue),
         )
         decisions = self.policy.place(snapshot)
@@ -500,12 +500,16 @@ class _Views:
         self._views: dict[str, tuple[AgentInventory, JobRecord | None, ReportedStep | None, AgentView]] = {}
 
     def of(
-        self, entries: dict[str, AgentEntry], running: dict[str, list[JobRecord]], steps: ReportedSteps
+        self,
+        entries: dict[str, AgentEntry],
+        running: dict[str, list[JobRecord]],
+        steps: ReportedSteps,
+        top_priority: int,
     ) -> tuple[AgentView, ...]:
         views: dict[str, tuple[AgentInventory, JobRecord | None, ReportedStep | None, AgentView]] = {}
         for agent_id, entry in entries.items():
             occupying = _occupying(entry.inventory, running.get(agent_id, []))
-            step = steps.of(occupying) if occupying is not None else None
+            step = steps.shown(occupying, top_priority) if occupying is not None else None
             kept = self._views.get(agent_id)
             if kept is not None and kept[0] is entry.inventory and kept[1] is occupying and kept[2] is step:
                 views[agent_id] = kept

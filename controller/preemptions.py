@@ -4,7 +4,8 @@ The policy decides (scheduler.preemption); `send_preemptions` writes each one to
 (the store is the truth), then asks the agents in one batch call. An agent stops the attempt at its
 next step boundary and reports PREEMPTED; the dispatcher then queues the job again with its progress,
 not charged (JobStore.preempted). `ReportedSteps` keeps the denoising step each running attempt last
-reported, as coarsely as the views need it (scheduler.preemption.PROGRESS_GRAIN).
+reported, as coarsely as the views need it (scheduler.preemption.PROGRESS_GRAIN), and shows it only
+where a preemption could use it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from controller.ray_cluster import TaskPreempt
 from controller.registry import AgentEntry, AgentRegistry
 from controller.store import JobStore, PreemptRequest
 from models.progress import Phase
-from scheduler.preemption import progress_moved
+from scheduler.preemption import priority_class, progress_moved
 from scheduler.snapshot import Preemption
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,12 @@ class ReportedSteps:
         if shown is None or shown.total != total or progress_moved(shown.step, step, total):
             self._steps[key] = ReportedStep(step, total, now)
 
-    def of(self, job: JobRecord) -> ReportedStep | None:
+    def shown(self, job: JobRecord, top_priority: int) -> ReportedStep | None:
+        """The step a view of the job's agent shows: none unless a queued job (`top_priority`, the
+        queue's highest) is of a higher class and could preempt it; the views of other busy agents
+        stay as they are while their jobs advance."""
+        if priority_class(job.priority) >= priority_class(top_priority):
+            return None
         return self._steps.get((job.id, job.attempts))
 
     def keep(self, running: Iterable[JobRecord]) -> None:

@@ -180,7 +180,10 @@ class FakeAgent:
                 continue
             elapsed = now - held.started
             step = min(int(elapsed / held.render_s * self.steps), self.steps)
-            if step > held.step and step < self.steps:
+            if held.key in self.preempts and held.on_gpu and step < self.steps:
+                # As the real agent: stopped at the step boundary it reaches next.
+                self._end(held, EventKind.PREEMPTED, step=held.step, total=self.steps, phase="denoising")
+            elif step > held.step and step < self.steps:
                 held.step = step
                 self._emit(held.task, EventKind.PROGRESS, step=step, total=self.steps, phase="denoising")
             elif step == self.steps and held.on_gpu:
