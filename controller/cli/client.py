@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from controller.schemas import AgentOut, ErrorOut, JobList, JobOut, SubmitOut
+from controller.schemas import AgentOut, ErrorOut, JobList, JobOut, ReleasedOut, SubmitOut
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 ENV_SERVER, ENV_KEY = "WANFARM_SERVER", "WANFARM_API_KEY"
@@ -144,6 +144,11 @@ class FarmClient:
 
     def agents(self) -> list[AgentOut]:
         return [AgentOut.model_validate(a) for a in self._request("GET", "/v1/agents")]
+
+    def release_agent(self, agent_id: str) -> ReleasedOut:
+        """End an agent's quarantine (admin keys only)."""
+        path = f"/v1/agents/{quote(agent_id, safe='')}/release"
+        return ReleasedOut.model_validate(self._request("POST", path))
 
     def download(self, url: str, dest: Path) -> Path:
         """An output's URL (absolute, or an API path for local storage) into `dest`."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from controller.cli.client import FarmClient
 from controller.cli.exits import EXIT_OK
 from controller.schemas import JobOut
@@ -45,6 +47,11 @@ def agents_command(client: FarmClient) -> int:
             print(
                 f"{agent.agent_id}: {agent.storage_errors} storage error(s), last: {agent.last_storage_error}"
             )
+    for agent in agents:
+        if agent.quarantine is not None:
+            held = agent.quarantine
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(held.since))
+            print(f"{agent.agent_id}: quarantined ({held.kind}) since {since}, no new work: {held.reason}")
     return EXIT_OK
 
 

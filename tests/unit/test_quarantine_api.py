@@ -14,11 +14,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controller.api.app import create_app
 from controller.auth import KeyRing, Principal, Role
+from controller.cli.client import FarmClient, FarmError
+from controller.cli.jobs import agents_command
 from controller.dispatcher import Dispatcher
 from controller.farm import Farm, FarmConfig
 from controller.quarantine_metrics import QuarantineCollector
 from controller.service import FarmService
 from tests.unit.fake_cluster import FakeCluster, fake_dispatcher
+from tests.unit.served_app import serve
 
 ADMIN, USER = "k-admin", "k-user"
 BAD, GOOD = "node0001-gpu0", "node0001-gpu1"
@@ -92,6 +95,25 @@ def test_agents_show_the_quarantine_and_an_admin_releases_it(
     assert farm_.store.quarantines() == []
     assert _quarantined_gauge(client)[BAD] == ("none", 0.0)
     assert client.post(f"/v1/agents/{BAD}/release", headers=_auth(ADMIN)).status_code == 409
+
+
+def test_the_command_line_shows_the_quarantine_and_its_client_releases_it(
+    farm: tuple[Farm, FakeCluster], client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    farm_, cluster = farm
+    assert farm_.dispatcher is not None
+    _quarantine_by_storage_errors(farm_.dispatcher, cluster)
+    with serve(client.app) as url:
+        http = FarmClient(url, api_key=ADMIN)
+        assert agents_command(http) == 0
+        lines = [line for line in capsys.readouterr().out.splitlines() if "quarantined" in line]
+        assert len(lines) == 1 and lines[0].startswith(f"{BAD}: quarantined (storage) since ")
+        assert lines[0].endswith("no new work: 6 object-storage errors in 10 min")
+        assert http.release_agent(BAD).released.kind == "storage"
+        with pytest.raises(FarmError) as again:
+            http.release_agent(BAD)
+        assert again.value.status == 409
+        http.close()
 
 
 def test_the_release_route_is_in_the_openapi_document(client: TestClient) -> None:
