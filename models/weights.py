@@ -95,13 +95,11 @@ class WeightCache:
     def is_cached(self, preset: ModelPreset, *urls: str) -> bool:
         """Whether the model is complete on disk; with `urls`, as those files."""
         folder = self.folder(preset)
-        return (folder / COMPLETE).is_file() and all((folder / file_name(url)).is_file() for url in urls)
+        return _intact(folder) and all((folder / file_name(url)).is_file() for url in urls)
 
     def has_components(self, preset: ModelPreset, without: Sequence[str]) -> bool:
         """Whether `ensure_components(preset, without)` would fetch nothing."""
-        return self.is_cached(preset) or (
-            bool(without) and (self.root / components_id(preset.id) / COMPLETE).is_file()
-        )
+        return self.is_cached(preset) or (bool(without) and _intact(self.root / components_id(preset.id)))
 
     def cached_ids(self) -> list[str]:
         """Ids of the models whose weights are complete on disk."""
@@ -161,7 +159,7 @@ class WeightCache:
         key = components_id(preset.id)
         self.root.mkdir(parents=True, exist_ok=True)
         with self._lock(key):
-            fetched = not (self.root / key / COMPLETE).is_file()
+            fetched = not _intact(self.root / key)
             if fetched:
                 self._fetch(preset, without=tuple(without), key=key)
             (self.root / key / COMPLETE).touch()
@@ -301,6 +299,22 @@ def _try_exclusive(path: Path) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _intact(folder: Path) -> bool:
+    """Whether the folder is complete and holds the bytes its fetch wrote: a file cut short (a torn
+    write, a full disk) or gone makes the model uncached, so `ensure` fetches it anew instead of
+    every load on the node failing (found by the chaos suite). A record without a size is trusted."""
+    marker = folder / COMPLETE
+    try:
+        text = marker.read_text()
+    except OSError:
+        return False
+    try:
+        size = json.loads(text).get("bytes")
+    except (ValueError, AttributeError):
+        return True
+    return not isinstance(size, int) or _folder_bytes(folder) - len(text.encode()) == size
 
 
 def _folder_bytes(folder: Path) -> int:

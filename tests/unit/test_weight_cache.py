@@ -58,6 +58,19 @@ def test_over_budget_the_least_recently_used_model_is_evicted(tmp_path: Path) ->
     assert not list(cache.root.glob(".evicting-*"))
 
 
+def test_a_cached_file_cut_short_is_fetched_anew_with_its_own_bytes(tmp_path: Path) -> None:
+    # Found by the chaos suite: a truncated cached file failed every later load of the model on its node.
+    cache = WeightCache(tmp_path / "cache")
+    folder = cache.ensure(WAN)
+    whole = files_of(folder)
+    victim = max(folder.rglob("*.safetensors"), key=lambda path: path.stat().st_size)
+    with open(victim, "r+b") as handle:
+        handle.truncate(victim.stat().st_size // 2)
+    assert not cache.is_cached(WAN)
+    assert files_of(cache.ensure(WAN)) == whole
+    assert cache.is_cached(WAN) and cache.last_source("wan-tiny") == BUILT
+
+
 def test_a_model_in_use_is_never_evicted(tmp_path: Path) -> None:
     cache = WeightCache(tmp_path / "cache", budget_bytes=1_000_000)  # one model at a time
     cache.ensure(LTX)
