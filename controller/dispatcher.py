@@ -328,6 +328,8 @@ class Dispatcher:
 
     def _probe(self, running: list[JobRecord]) -> None:
         """Start a probe job on each quarantined agent that runs nothing and whose probe is due."""
+        if not self.quarantine.rows():
+            return  # the common case: nothing held, no pass over the pool
         busy = {job.agent_id for job in running}
         idle = [
             e.inventory.agent_id
