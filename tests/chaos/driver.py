@@ -40,6 +40,14 @@ GPUS = ("RTX 4090", "RTX 3090", "RTX 4080", "RTX 3060")
 FINISHED = {JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.CANCELED.value}
 # Faults that need a job running on their target to mean anything pick a busy agent when one is.
 EVERY_KIND = tuple(FaultKind)
+# What the farm's own /metrics say attempts cost: read before each controller kill and at the end.
+COUNTERS = (
+    "wanfarm_steps_redone_total",
+    "wanfarm_steps_resumed_total",
+    "wanfarm_checkpoints_total",
+    "wanfarm_checkpoint_bytes_total",
+    "wanfarm_checkpoint_seconds_total",
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,9 @@ class ChaosConfig:
     outage_s: tuple[float, float] = (10.0, 30.0)  # how long S3 stays down
     full_s: tuple[float, float] = (10.0, 20.0)  # how long a work folder stays full
     long_steps: int = 150  # the long job's steps
+    checkpoint_steps: int = 10  # the farm checkpoints a job every N steps (the long one only, here)
     time_limit_s: float = 1500.0
+    rounds: int = 2  # how many times each kind of fault is injected (a node vanishes once)
 
 
 @dataclass
@@ -64,6 +74,7 @@ class ChaosReport:
     faults: list[Fault] = field(default_factory=list)
     findings: Findings = field(default_factory=Findings)
     excused_folders: int = 0
+    cost: dict[str, float] = field(default_factory=dict)  # the farm's counters (COUNTERS)
 
     @property
     def passed(self) -> bool:
@@ -89,7 +100,15 @@ class ChaosReport:
             f"attempts: {found.attempts} for {self.jobs} jobs; denoising steps: {found.steps_needed} needed, "
             f"{found.steps_lost} rendered by attempts that did not finish (redone)"
         )
-        lines += [f"  attempt error: {line}" for line in found.attempt_errors]
+        if self.cost:
+            lines.append(
+                "the farm's counters: "
+                + ", ".join(
+                    f"{name.removeprefix('wanfarm_').removesuffix('_total')} {value:g}"
+                    for name, value in self.cost.items()
+                )
+            )
+        lines += [f"  attempt error: {line[:300]}" for line in found.attempt_errors]
         if self.excused_folders:
             lines.append(
                 f"task folders the full-folder mount hid from their agent, removed: {self.excused_folders}"
@@ -155,8 +174,9 @@ class _Chaos:
         ray.init(address=cluster.address, namespace=NAMESPACE, logging_level=logging.WARNING)
         self.data_dir = folder / "farm"
         self.controller = ControllerProcess(
-            cluster.address, self.data_dir, _free_port(), bucket, s3.endpoint, PREFIX
+            cluster.address, self.data_dir, _free_port(), bucket, s3.endpoint, PREFIX, config.checkpoint_steps
         )
+        self.cost = dict.fromkeys(COUNTERS, 0.0)  # the controller's counters, over its restarts
         self.client = FarmClient(self.controller.url)
         self.started = 0.0
         self.faults: list[Fault] = []
@@ -179,11 +199,13 @@ class _Chaos:
         while not self._all_finished() and self._elapsed() < self.config.time_limit_s:
             time.sleep(1)
         seconds = self._elapsed()
+        self._count_cost()
         self.controller.stop()
         findings = self._check()
         outputs = sum(job.outputs for job in self.expected)
         report = ChaosReport(self.config.seed, len(self.expected), outputs, seconds, self.faults, findings)
         report.excused_folders = len(self.excused)
+        report.cost = self.cost
         return report
 
     def close(self) -> None:
@@ -212,7 +234,7 @@ class _Chaos:
             elif draw < 0.3:
                 mix.append((_tiny("flux-tiny", seed=index, num_inference_steps=steps, batch_size=2), 2))
             else:
-                model = self.rng.choice(("flux-tiny", "wan-tiny"))
+                model = "wan-tiny" if self.rng.random() < 0.3 else "flux-tiny"
                 mix.append((_tiny(model, seed=index, num_inference_steps=steps), 1))
         expected = []
         for start in range(0, len(mix), 10):
@@ -251,12 +273,13 @@ class _Chaos:
     # -- the faults ------------------------------------------------------------------------------
 
     def _kinds(self) -> list[FaultKind]:
-        """Each kind once, in a seeded order, then again while jobs remain; a node vanishes once."""
+        """Each kind once, in a seeded order, then again for each further round while jobs remain;
+        a node vanishes once."""
         kinds = list(self.config.kinds)
         self.rng.shuffle(kinds)
         again = [kind for kind in kinds if kind is not FaultKind.FREEZE_NODE]
         self.rng.shuffle(again)
-        return kinds + again * 3
+        return kinds + again * (self.config.rounds - 1)
 
     def _inject(self, kind: FaultKind) -> None:
         at = self._elapsed()
@@ -323,6 +346,7 @@ class _Chaos:
         return time.monotonic() - since
 
     def _kill_controller(self, _: FaultKind) -> tuple[str, str, float | None]:
+        self._count_cost()
         killed = time.monotonic()
         self.controller.kill()
         down = self.rng.uniform(1, 5)
@@ -420,6 +444,10 @@ class _Chaos:
         for folder in leftover_folders(self.agent_ids, self.excused):
             findings.problems.append(f"work folder left: {folder}")
         return findings
+
+    def _count_cost(self) -> None:
+        for name, value in self.controller.counters(COUNTERS).items():
+            self.cost[name] += value
 
     def _elapsed(self) -> float:
         return time.monotonic() - self.started

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO
 
 import boto3
+import httpx
 from moto.server import ThreadedMotoServer
 
 from controller.cli.client import FarmClient, FarmError
@@ -67,11 +68,21 @@ class ControllerProcess:
     """`wanfarm up` (python -m controller.cli up) joined to the cluster, on S3: SIGKILLed and started
     again on the same data folder and port."""
 
-    def __init__(self, ray_address: str, data_dir: Path, port: int, bucket: str, endpoint: str, prefix: str):
+    def __init__(
+        self,
+        ray_address: str,
+        data_dir: Path,
+        port: int,
+        bucket: str,
+        endpoint: str,
+        prefix: str,
+        checkpoint_steps: int,
+    ):
         self.command = [
             sys.executable, "-m", "controller.cli", "up", "--ray-address", ray_address,
             "--data-dir", str(data_dir), "--port", str(port),
             "--s3-bucket", bucket, "--s3-prefix", prefix, "--s3-endpoint", endpoint,
+            "--checkpoint-steps", str(checkpoint_steps),
         ]  # fmt: skip
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = data_dir.parent / "controller.log"
@@ -102,6 +113,19 @@ class ControllerProcess:
                 time.sleep(0.3)
         finally:
             client.close()
+
+    def counters(self, names: tuple[str, ...]) -> dict[str, float]:
+        """These counters of its /metrics, summed over their labels (a restart starts them at 0)."""
+        totals = dict.fromkeys(names, 0.0)
+        try:
+            text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        except httpx.HTTPError:
+            return totals
+        for line in text.splitlines():
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if name in totals:
+                totals[name] += float(line.rsplit(" ", 1)[1])
+        return totals
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as when its machine dies."""

@@ -10,13 +10,14 @@ from tests.chaos.faults import FaultKind
 
 SHORT = ChaosConfig(
     seed=17,
-    jobs=6,
+    jobs=5,
     nodes=2,
     kinds=(FaultKind.KILL_WORKER, FaultKind.KILL_CONTROLLER, FaultKind.S3_OUTAGE),
-    fault_gap_s=(1.0, 3.0),
-    outage_s=(3.0, 5.0),
-    long_steps=40,
-    time_limit_s=100.0,  # the jobs left unfinished then are reported as problems
+    fault_gap_s=(1.0, 2.0),
+    outage_s=(2.0, 4.0),
+    long_steps=30,
+    time_limit_s=90.0,  # the jobs left unfinished then are reported as problems
+    rounds=1,
 )
 
 
