@@ -28,10 +28,10 @@ class QuarantineCollector(Collector):
             labels=["agent", "node", "kind"],
         )
         rows = self.book.rows()
+        # The pool's agents only: an agent whose node left stays held in the store (a node that comes
+        # back under the same id is still held), but is no series to alert on.
         for inv in self.agents():
-            if inv.agent_id not in rows:
-                gauge.add_metric([inv.agent_id, inv.node_id, NOT_QUARANTINED], 0)
-        # Quarantined agents gone from the pool (their node left) are still shown: still held.
-        for row in rows.values():
-            gauge.add_metric([row.agent_id, row.node_id, row.kind], 1)
+            row = rows.get(inv.agent_id)
+            kind = row.kind if row is not None else NOT_QUARANTINED
+            gauge.add_metric([inv.agent_id, inv.node_id, kind], 0 if row is None else 1)
         yield gauge
