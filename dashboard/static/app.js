@@ -159,11 +159,16 @@ function renderFinished(jobs) {
 function activeRow(job) {
   const { step, total, phase } = job.progress;
   const share = total ? (100 * step) / total : 0;
+  // A preempted job waits with the steps it keeps (its checkpoint).
+  const kept = job.state === "queued" && phase === "preempted" ? `${step}/${total} kept` : "–";
   const progress = job.state === "running"
     ? `${step}/${total} ${esc(phase)}<div class="bar"><span style="width:${share.toFixed(1)}%"></span></div>`
-    : "–";
+    : kept;
+  const preempted = job.preemptions
+    ? ` <span class="muted" title="stopped for a job of a higher priority, not charged">preempted ${job.preemptions}×</span>`
+    : "";
   return `<td class="id" title="${esc(job.id)}">${esc(job.id)}</td>
-    <td><span class="state state-${esc(job.state)}">${esc(job.state)}</span>${job.attempts ? ` <span class="muted">try ${job.attempts + 1}</span>` : ""}</td>
+    <td><span class="state state-${esc(job.state)}">${esc(job.state)}</span>${job.attempts ? ` <span class="muted">try ${job.attempts + 1}</span>` : ""}${preempted}</td>
     <td>${esc(job.model)}</td><td>${esc(job.owner)}</td><td>${job.priority}</td>
     <td class="progress">${progress}</td><td>${eta(job.eta)}</td>
     <td class="wait">${esc(job.wait_reason || "")}</td>
