@@ -1,11 +1,10 @@
 """SkyReels V2 DF, ChronoEdit and Lucy Edit end to end on their tiny models: `wanfarm render` writes
-files a user can open with WanGP's metadata, and a farm renders the editors from a queue.zip that
-carries their start image and source video."""
+files a user can open with WanGP's metadata. A farm renders the editors from a queue.zip in
+tests/integration/test_family_farms.py."""
 
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import av
@@ -14,11 +13,9 @@ import pytest
 from PIL import Image
 
 from controller.cli import main
-from controller.cli.client import FarmClient
 from processing.image import read_png
 from processing.metadata import read_metadata
 from processing.video import read_mp4
-from tests.integration.farm_helpers import NodeSpec, ray_cluster, running_farm, wait_job
 
 
 def write_video(path: Path, frames: int, fps: int = 24) -> Path:
@@ -86,41 +83,3 @@ def test_lucy_edit_without_its_video_exits_2_naming_the_key(
     assert main(["render", str(job), "--out", str(tmp_path / "out"), "--cache", str(cache_dir)]) == 2
     assert "video_guide: lucy-edit-tiny edits a video: give it as video_guide" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
-
-
-def test_a_farm_renders_the_editors_from_a_queue_zip_with_their_files(tmp_path: Path) -> None:
-    Image.new("RGB", (64, 64), (200, 60, 30)).save(tmp_path / "photo.png")
-    write_video(tmp_path / "clip.mp4", 9)
-    entries = [
-        {"model_type": "chrono-edit-tiny", "prompt": "a smile", "image_start": "photo.png", "seed": 1},
-        {
-            "model_type": "lucy-edit-tiny",
-            "prompt": "red",
-            "video_guide": "clip.mp4",
-            "video_length": 9,
-            "seed": 1,
-        },
-        {"model_type": "skyreels-df-tiny", "prompt": "a fox", "seed": 1},
-    ]
-    archive = tmp_path / "queue.zip"
-    with zipfile.ZipFile(archive, "w") as zipped:
-        zipped.writestr("queue.json", json.dumps([{"id": i, "params": p} for i, p in enumerate(entries, 1)]))
-        zipped.write(tmp_path / "photo.png", "photo.png")
-        zipped.write(tmp_path / "clip.mp4", "clip.mp4")
-    with (
-        ray_cluster([NodeSpec(("RTX 4090",), ram_gb=64)]) as cluster,
-        running_farm(tmp_path / "farm", cluster.address, agents=1) as farm,
-    ):
-        client = FarmClient(farm.url)
-        try:
-            jobs = client.submit_queue(archive).jobs
-            finished = [wait_job(client, job.id) for job in jobs]
-            assert [job.state for job in finished] == ["succeeded"] * 3, [job.error for job in finished]
-            paths = [client.download(job.outputs[0].url, tmp_path / job.outputs[0].name) for job in finished]
-        finally:
-            client.close()
-    assert read_png(paths[0]).shape == (64, 64, 3)
-    assert read_mp4(paths[1]).frame_count == 9 and read_mp4(paths[2]).frame_count == 17
-    for path, model in zip(paths, ("chrono-edit-tiny", "lucy-edit-tiny", "skyreels-df-tiny"), strict=True):
-        metadata = read_metadata(path)
-        assert metadata is not None and metadata["model_type"] == model
