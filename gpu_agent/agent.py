@@ -16,9 +16,10 @@ import shutil
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gpu_agent.checkpoints import CheckpointCost, CheckpointPolicy, StoredCheckpoints, work_fingerprint
 from gpu_agent.inventory import probe_inventory
@@ -43,6 +44,7 @@ from gpu_agent.storage import (
     verify_stored,
     windows_prefix,
 )
+from gpu_agent.storage_outage import OUTAGE_WAIT_S, is_outage, wait_for_storage
 from gpu_agent.workspace import Workspace, default_parent
 from models.attention import AttentionMode
 from models.catalogue import get_model
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
     from models.runner import PipelineHost
 
 CONTENT_TYPES = {".mp4": "video/mp4", ".png": "image/png", ".wav": "audio/wav"}
+T = TypeVar("T")
 # How much a declared agent (rendering on the CPU) lowers its priority: to 10 of 19 from 0.
 CPU_RENDER_NICENESS = 10
 
@@ -180,14 +183,14 @@ class GpuAgent:
         work = self.workspace.job_folder(task.job_id)
         cost = CheckpointCost()
         try:
-            keys, run, window = self._render(task, work, cost)
+            keys, run, window = self._through_outages(task, lambda: self._render(task, _emptied(work), cost))
             for key in keys:
                 self._emit(task, EventKind.OUTPUT, output_key=key)
             if window is not None:  # a long video's window is stored; the job goes on
                 self._emit(task, EventKind.WINDOW, progress=window, run=run, cost=cost)
             else:
                 # Its outputs are stored: no later attempt resumes it.
-                self.store.delete_prefix(checkpoints_prefix(task.job_id))
+                self._through_outages(task, lambda: self.store.delete_prefix(checkpoints_prefix(task.job_id)))
                 self._emit(task, EventKind.SUCCEEDED, run=run, cost=cost)
         except Cancelled:
             self._emit(task, EventKind.CANCELED, cost=cost)
@@ -204,6 +207,18 @@ class GpuAgent:
                 self._last_ended = (task.job_id, task.attempt)
                 self._cancel.discard((task.job_id, task.attempt))
                 self._preempt.discard((task.job_id, task.attempt))
+
+    def _through_outages(self, task: RenderTask, call: Callable[[], T]) -> T:
+        """`call()`, and again once object storage answers after an outage, for up to OUTAGE_WAIT_S
+        (gpu_agent.storage_outage): an outage fails no attempt it does not outlast."""
+        deadline = time.monotonic() + OUTAGE_WAIT_S
+        while True:
+            try:
+                return call()
+            except Exception as error:
+                if not is_outage(error) or not wait_for_storage(self.store, deadline - time.monotonic()):
+                    raise
+                self._check_cancel(task)
 
     def _checkpoints(self, task: RenderTask, part: str, cost: CheckpointCost) -> Checkpoints:
         """Where `part` of the task's job (a generation, a window) keeps its checkpoints; a
@@ -403,6 +418,13 @@ class GpuAgent:
                 self._events[-1] = event
             else:
                 self._events.append(event)
+
+
+def _emptied(folder: Path) -> Path:
+    """The folder, emptied: an attempt rendered again after an outage starts from a clean one."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @dataclass
