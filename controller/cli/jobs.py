@@ -59,7 +59,8 @@ def _print_detail(job: JobOut) -> None:
     print(f"job {job.id} ({job.owner}): {job.state}, model {job.model}, priority {job.priority}")
     print(f"  progress: {job.progress.phase or '-'} {job.progress.step}/{job.progress.total}")
     print(f"  agent: {job.agent or '-'}  profile: {job.profile or '-'}")
-    print(f"  attempts: {job.attempts} of at most {job.max_attempts}")
+    preempted = f" ({job.preemptions} stopped for a higher priority, not charged)" if job.preemptions else ""
+    print(f"  attempts: {job.attempts} of at most {job.max_attempts}{preempted}")
     if job.wait_reason:
         print(f"  waiting: {job.wait_reason}")
     for line in job.attempt_errors:
