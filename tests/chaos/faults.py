@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -93,7 +95,7 @@ def held(lock: Path) -> bool:
 
 
 class FullFolder:
-    """A 1 MiB tmpfs filled to the last byte, mounted over an agent's work folder: every write there
+    """A tmpfs filled to the last byte, mounted over an agent's work folder: every write there
     fails with ENOSPC, as on a full disk, without filling this machine's disk. Needs root (mount);
     `available` says whether this machine allows it."""
 
@@ -108,8 +110,15 @@ class FullFolder:
     def fill(self) -> None:
         # What the mount hides (the running task's folder) comes back at unmount: noted, see empty().
         self.hidden = {entry.name for entry in self.folder.iterdir()}
-        if not _run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(self.folder)]):
+        copy = Path(tempfile.mkdtemp(prefix="wanfarm-chaos-full-"))
+        # The running task's folders are copied in, as they are, so that it finds its files and its
+        # writes fail for want of space (ENOSPC), as on a full disk, not because its folder vanished.
+        _copy(self.folder, copy / "tree")
+        if not _run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(self.folder)]):
+            shutil.rmtree(copy, ignore_errors=True)
             raise OSError(f"could not mount a tmpfs over {self.folder}")
+        _copy(copy / "tree", self.folder)
+        shutil.rmtree(copy, ignore_errors=True)
         try:
             with open(self.folder / "filler", "wb") as filler:
                 while True:
@@ -139,6 +148,12 @@ def signal_all(processes: list[psutil.Process], signum: int) -> None:
     for process in processes:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.send_signal(signum)
+
+
+def _copy(source: Path, dest: Path) -> None:
+    # The task may remove or add a file meanwhile: what could be copied is enough.
+    with contextlib.suppress(shutil.Error, OSError):
+        shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
 
 
 def _run(command: list[str]) -> bool:
