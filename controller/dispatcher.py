@@ -353,17 +353,18 @@ class Dispatcher:
                 self.store.finish(job.id, job.attempts, JobState.FAILED, error, now)
                 self.quarantine.probe_ended(job, succeeded=False)
 
-    def _requeue(self, job: JobRecord, agent_id: str, reason: str) -> None:
+    def _requeue(
+        self, job: JobRecord, agent_id: str, reason: str, charged: bool = True, avoid: bool | None = None
+    ) -> None:
         if is_probe(job):
             # A probe is never placed elsewhere: losing it is its agent's answer.
             self.store.finish(job.id, job.attempts, JobState.FAILED, f"probe lost: {reason}", self.clock())
             self.quarantine.probe_ended(job, succeeded=False)
             self._ended.add((job.id, job.attempts))
             return
-        charged = (job.id, job.attempts) not in (self._found_at_start or set())
-        if not charged:
-            reason = f"the farm restarted ({reason})"
-        requeued = self.store.requeue(job.id, job.attempts, agent_id, reason, self.clock(), charged)
+        if charged and (job.id, job.attempts) in (self._found_at_start or set()):
+            charged, reason = False, f"the farm restarted ({reason})"
+        requeued = self.store.requeue(job.id, job.attempts, agent_id, reason, self.clock(), charged, avoid)
         self._reached.lost(job.id)
         self._ended.add((job.id, job.attempts))
         self._records.forget(job.id)  # back in the queue, its record is another
@@ -455,7 +456,9 @@ class Dispatcher:
                 self.registry.drop(agent_id)
                 self._requeue(job, agent_id, str(answers.lost[job_id]))
             elif not answers.answered.get(job_id, False):
-                self._requeue(job, agent_id, "agent was busy")
+                # It never started there: not charged, only avoided (found by the chaos suite: 14
+                # jobs charged an attempt each by one busy agent in a run).
+                self._requeue(job, agent_id, "agent was busy", charged=False, avoid=True)
             else:
                 # Until the next refresh, the registry's view must already show the agent on it.
                 entry.inventory = _holding(entry.inventory, job)

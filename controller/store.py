@@ -399,22 +399,31 @@ class JobStore:
             return job
 
     def requeue(
-        self, job_id: str, attempt: int, agent_id: str, reason: str, now: float, charged: bool = True
+        self,
+        job_id: str,
+        attempt: int,
+        agent_id: str,
+        reason: str,
+        now: float,
+        charged: bool = True,
+        avoid: bool | None = None,
     ) -> JobRecord | None:
         """The agent of the current attempt was lost: queue again, avoiding that agent.
 
         The last allowed charged attempt fails with every attempt's reason; a job whose cancel
         was requested is canceled instead. A loss not charged (the farm's own restart) neither
-        counts against max_attempts nor avoids the agent. None if the attempt is not running.
+        counts against max_attempts nor avoids the agent, unless `avoid` says otherwise (an agent
+        that refused the task). None if the attempt is not running.
         """
+        avoid = charged if avoid is None else avoid
         with self._write() as cur:
             job = _current(cur, job_id, attempt)
             if job is None:
                 return None
             line = f"attempt {attempt} on {agent_id}: {reason}" + ("" if charged else "; not charged")
-            avoid = (
+            avoided = (
                 job.avoid_agents
-                if agent_id in job.avoid_agents or not charged
+                if agent_id in job.avoid_agents or not avoid
                 else (*job.avoid_agents, agent_id)
             )
             job = dataclasses.replace(
@@ -422,7 +431,7 @@ class JobStore:
                 updated_at=now,
                 eta=None,
                 attempt_errors=(*job.attempt_errors, line),
-                avoid_agents=avoid,
+                avoid_agents=avoided,
                 progress=JobProgress(),
                 uncharged_attempts=job.uncharged_attempts + (0 if charged else 1),
             )

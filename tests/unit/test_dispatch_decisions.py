@@ -82,7 +82,8 @@ def test_an_agent_that_refuses_a_task_sends_the_job_to_another_agent(store: JobS
 
     job = _get(store, job_id)
     assert (job.state, job.attempts, job.agent_id) == (JobState.RUNNING, 2, "node0001-gpu1")
-    assert job.attempt_errors == ("attempt 1 on node0001-gpu0: agent was busy",)
+    assert job.attempt_errors == ("attempt 1 on node0001-gpu0: agent was busy; not charged",)
+    assert job.charged_attempts == 1  # the refused attempt never ran: only the running one counts
     assert busy.started == []
 
 
