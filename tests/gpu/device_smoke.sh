@@ -6,11 +6,12 @@
 # installed into $SITE, which goes first on PYTHONPATH so that our transformers 5.24 and
 # huggingface_hub 2.4 shadow the image's. Then tests/gpu/smoke.py runs; the exit status is its
 # (0 all ran, 1 one failed, 3 no CUDA device, 124 timeout), or 10 when the wheels do not install;
-# then tests/gpu/step_skip.py, whose status is the script's when the smoke passed.
+# then tests/gpu/step_skip.py and tests/gpu/resume.py, whose statuses are the script's when the smoke
+# passed.
 #
 #   OUT=/some/dir bash tests/gpu/device_smoke.sh
 # Overrides: PYTHON (python3), WHEELS (.whl), SITE (/tmp/site), SMOKE_TIMEOUT (420 s),
-# STEP_SKIP_TIMEOUT (240 s), SMOKE_ARGS (extra arguments for smoke.py, e.g. "--models wan-tiny"),
+# STEP_SKIP_TIMEOUT (240 s), RESUME_TIMEOUT (240 s), SMOKE_ARGS (extra arguments for smoke.py, e.g. "--models wan-tiny"),
 # SMOKE_SAGE (1; 0 hides sageattention from smoke.py: it is installed apart, in $SITE-sage, and
 # always probed on its own).
 set -u
@@ -136,5 +137,14 @@ skip_status=${PIPESTATUS[0]}
 echo "== step skipping exit status $skip_status"
 if [[ $status == 0 ]]; then
     status=$skip_status
+fi
+
+echo "== checkpoint resume (tests/gpu/resume.py: Wan 2.1 1.3B, random weights, 20 steps, stopped after 12)"
+PYTHONUNBUFFERED=1 timeout "${RESUME_TIMEOUT:-240}" "$PY" tests/gpu/resume.py --json "$OUT/resume.json" \
+    2>&1 | tee "$OUT/resume.log"
+resume_status=${PIPESTATUS[0]}
+echo "== checkpoint resume exit status $resume_status"
+if [[ $status == 0 ]]; then
+    status=$resume_status
 fi
 exit "$status"
