@@ -108,11 +108,22 @@ class AgentRegistry:
         # A starting agent (torch imports: 10-60 s on a loaded node) is asked again every
         # ATTACH_ASK_EVERY_S, waited for ATTACH_WAIT_S: the dispatch round waits with this call, and
         # the other agents' events must not wait for it (found by the chaos suite: 30 s stalls).
+        # An agent found running at first sight (a restarted controller's) gets the whole timeout:
+        # it is busy rendering, and taking it for lost would queue its job again beside it.
         now = time.monotonic()
         configs = [c for c in configs if now - self._asked.get(c.agent_id, -math.inf) >= ATTACH_ASK_EVERY_S]
-        handles = [self.cluster.find_agent(c.agent_id) or self.cluster.start_agent(c) for c in configs]
-        answers = self.cluster.inventories(handles, timeout_s=ATTACH_WAIT_S)
-        for handle in handles:
+        found = {c.agent_id: self.cluster.find_agent(c.agent_id) for c in configs}
+        running = [h for agent_id, h in found.items() if h is not None and agent_id not in self._asked]
+        starting = [
+            found[c.agent_id] or self.cluster.start_agent(c)
+            for c in configs
+            if found[c.agent_id] is None or c.agent_id in self._asked
+        ]
+        answers = self.cluster.inventories(running)
+        short = self.cluster.inventories(starting, timeout_s=ATTACH_WAIT_S)
+        answers.answered.update(short.answered)
+        answers.lost.update(short.lost)
+        for handle in running + starting:
             inventory = answers.answered.get(handle.agent_id)
             if inventory is not None:
                 self._agents[handle.agent_id] = AgentEntry(handle, inventory)

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from controller.dispatcher import Dispatcher
 from controller.ray_cluster import (
+    CALL_TIMEOUT_S,
     AgentLost,
     AgentSilent,
     Answers,
@@ -245,7 +246,9 @@ class FakeCluster:
         self.agents[config.agent_id] = FakeAgent(config, self.render_s)
         return self.agents[config.agent_id]
 
-    def inventories(self, handles: Iterable[Any], timeout_s: float = 30.0) -> Answers[AgentInventory]:
+    def inventories(
+        self, handles: Iterable[Any], timeout_s: float = CALL_TIMEOUT_S
+    ) -> Answers[AgentInventory]:
         handles = list(handles)
         self.inventory_asks += [(h.agent_id, timeout_s) for h in handles]
         answers = self._batch(
