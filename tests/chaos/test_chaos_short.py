@@ -12,7 +12,9 @@ SHORT = ChaosConfig(
     seed=17,
     jobs=5,
     nodes=2,
-    kinds=(FaultKind.KILL_WORKER, FaultKind.KILL_CONTROLLER, FaultKind.S3_OUTAGE),
+    # No agent kill: a restarted agent imports torch for 30-120 s on a loaded 2-core machine, too
+    # long for make test (test_farm_recovery kills one; make chaos kills many).
+    kinds=(FaultKind.KILL_CONTROLLER, FaultKind.S3_OUTAGE),
     fault_gap_s=(1.0, 2.0),
     outage_s=(2.0, 4.0),
     long_steps=30,
