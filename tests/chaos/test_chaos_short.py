@@ -17,7 +17,7 @@ SHORT = ChaosConfig(
     kinds=(FaultKind.KILL_CONTROLLER, FaultKind.S3_OUTAGE),
     fault_gap_s=(1.0, 2.0),
     outage_s=(2.0, 4.0),
-    long_steps=30,
+    long_steps=12,
     time_limit_s=90.0,  # the jobs left unfinished then are reported as problems
     rounds=1,
 )
