@@ -183,7 +183,9 @@ class GpuAgent:
         work = self.workspace.job_folder(task.job_id)
         cost = CheckpointCost()
         try:
-            keys, run, window = self._through_outages(task, lambda: self._render(task, _emptied(work), cost))
+            keys, run, window = self._through_outages(
+                task, lambda: self._render(task, _emptied(work), cost), rerender=True
+            )
             for key in keys:
                 self._emit(task, EventKind.OUTPUT, output_key=key)
             if window is not None:  # a long video's window is stored; the job goes on
@@ -208,17 +210,26 @@ class GpuAgent:
                 self._cancel.discard((task.job_id, task.attempt))
                 self._preempt.discard((task.job_id, task.attempt))
 
-    def _through_outages(self, task: RenderTask, call: Callable[[], T]) -> T:
+    def _through_outages(self, task: RenderTask | None, call: Callable[[], T], rerender: bool = False) -> T:
         """`call()`, and again once object storage answers after an outage, for up to OUTAGE_WAIT_S
-        (gpu_agent.storage_outage): an outage fails no attempt it does not outlast."""
+        (gpu_agent.storage_outage): an outage fails no attempt it does not outlast. A `rerender`
+        call runs again only while the task holds the GPU: once it left, the next task renders in
+        this process (the chaos suite saw two renders at once fail)."""
         deadline = time.monotonic() + OUTAGE_WAIT_S
         while True:
             try:
                 return call()
             except Exception as error:
+                if rerender and task is not None and not self._on_gpu(task):
+                    raise
                 if not is_outage(error) or not wait_for_storage(self.store, deadline - time.monotonic()):
                     raise
-                self._check_cancel(task)
+                if task is not None:
+                    self._check_cancel(task)
+
+    def _on_gpu(self, task: RenderTask) -> bool:
+        with self._lock:
+            return any(slot.key == (task.job_id, task.attempt) and slot.on_gpu for slot in self._slots)
 
     def _checkpoints(self, task: RenderTask, part: str, cost: CheckpointCost) -> Checkpoints:
         """Where `part` of the task's job (a generation, a window) keeps its checkpoints; a
@@ -342,7 +353,8 @@ class GpuAgent:
     def _store_output(self, job_id: str, path: Path) -> str:
         """Upload one output (the store retries) and check it arrived whole; its key."""
         key = output_key(job_id, path.name)
-        self.store.put_file(key, path, CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
+        content_type = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
+        self._through_outages(None, lambda: self.store.put_file(key, path, content_type))
         try:
             verify_stored(self.store, key, path)
         except StorageMismatch as error:  # the attempt fails: SUCCEEDED only for verified outputs
