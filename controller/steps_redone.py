@@ -40,4 +40,5 @@ class StepsReached:
         before = self._before.pop(job_id, 0)
         if going_on:
             self._before[job_id] = max(before, reached)
-        return Redone(redone=max(0, before - resumed_from), resumed=min(before, resumed_from))
+        # Steps spared are read from the attempt itself: a restarted controller knows them too.
+        return Redone(redone=max(0, before - resumed_from), resumed=resumed_from)

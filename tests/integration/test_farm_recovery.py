@@ -54,7 +54,8 @@ def test_a_job_whose_agent_dies_resumes_on_another_from_its_checkpoint_with_the_
         # Only the steps since its last checkpoint were run again.
         counted = _counters(farm.metrics.exposition())
         assert counted["wanfarm_steps_resumed_total"] >= 2 * CHECKPOINT_STEPS
-        assert counted["wanfarm_steps_redone_total"] < RESUMED_STEPS / 2
+        # At most the steps it ran past its last checkpoint (none when it died on one).
+        assert counted.get("wanfarm_steps_redone_total", 0.0) < CHECKPOINT_STEPS
         assert not farm.storage.list(checkpoints_prefix(job.id))  # deleted with its success
         # The same work never interrupted gives the same frames.
         [again] = client.submit([settings]).jobs
