@@ -44,7 +44,7 @@ from gpu_agent.storage import (
     verify_stored,
     windows_prefix,
 )
-from gpu_agent.storage_outage import OUTAGE_WAIT_S, is_outage, wait_for_storage
+from gpu_agent.storage_outage import OUTAGE_WAIT_S, answers_now, is_outage, wait_for_storage
 from gpu_agent.workspace import Workspace, default_parent
 from models.attention import AttentionMode
 from models.catalogue import get_model
@@ -222,7 +222,9 @@ class GpuAgent:
             except Exception as error:
                 if rerender and task is not None and not self._on_gpu(task):
                     raise
-                if not is_outage(error) or not wait_for_storage(self.store, deadline - time.monotonic()):
+                if not is_outage(error) or answers_now(self.store):
+                    raise
+                if not wait_for_storage(self.store, deadline - time.monotonic()):
                     raise
                 if task is not None:
                     self._check_cancel(task)

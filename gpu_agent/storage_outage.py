@@ -34,6 +34,17 @@ def is_outage(error: BaseException) -> bool:
     return False
 
 
+def answers_now(store: ObjectStore) -> bool:
+    """Whether the store answers one question now. An error that looks like an outage while the
+    store answers was not its outage (a hub refusing a weight download raises ConnectionError too):
+    it fails the attempt at once instead of being tried again for OUTAGE_WAIT_S."""
+    try:
+        store.exists(PROBE_KEY)
+    except Exception as error:
+        return not is_outage(error)
+    return True
+
+
 def wait_for_storage(
     store: ObjectStore,
     wait_s: float,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from gpu_agent.storage import S3Store, StorageError, StorageMismatch
-from gpu_agent.storage_outage import is_outage, wait_for_storage
+from gpu_agent.storage import LocalStore, S3Store, StorageError, StorageMismatch
+from gpu_agent.storage_outage import answers_now, is_outage, wait_for_storage
 from tests.chaos.services import S3Service
 from tests.unit.test_storage import throwaway_credentials
 
@@ -49,6 +49,7 @@ def test_the_wait_ends_when_the_store_answers_again_with_its_data(tmp_path: Path
             with pytest.raises(Exception) as down:
                 store.exists("jobs/a/outputs/x.png")
             assert is_outage(down.value)
+            assert not answers_now(store)
             assert not wait_for_storage(store, 0.5, sleep=lambda _: time.sleep(0.1))
             threading.Timer(1.0, s3.start).start()  # back in a second, on the same port
             started = time.monotonic()
@@ -57,6 +58,14 @@ def test_the_wait_ends_when_the_store_answers_again_with_its_data(tmp_path: Path
             assert store.exists("jobs/a/outputs/x.png")  # the outage lost nothing
         finally:
             s3.stop()
+
+
+def test_a_refused_connection_while_the_store_answers_is_not_its_outage(tmp_path: Path) -> None:
+    # A hub refusing a weight download raises ConnectionRefusedError like a store that is down: the
+    # store answering says it was not an outage, and the attempt fails at once instead of retrying.
+    store = LocalStore(tmp_path / "objects")
+    assert is_outage(ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"))
+    assert answers_now(store)
 
 
 def _slow_down(status: int) -> ClientError:
