@@ -168,11 +168,23 @@ class QuarantineTracker:
         while len(window.storage) > 1 and window.storage[1][0] <= now - rules.storage_window_s:
             window.storage.popleft()
         grown = count - window.storage[0][1]
-        if grown >= rules.storage_errors:
+        # Errors every agent sees are the store's (an outage), not this agent's: it is blamed only
+        # while another agent's count stayed still in the window.
+        if grown >= rules.storage_errors and self._storage_fine_elsewhere(agent_id, now):
             reason = f"{grown} object-storage errors in {_minutes(rules.storage_window_s)}"
             verdict = self._verdict(agent_id, node_id, QuarantineKind.STORAGE, reason, now)
             return [verdict] if verdict else []
         return []
+
+    def _storage_fine_elsewhere(self, agent_id: str, now: float) -> bool:
+        since = now - self.rules.storage_window_s
+        for other, window in self._agents.items():
+            readings = [count for at, count in window.storage if at > since] or [
+                count for _, count in list(window.storage)[-1:]
+            ]
+            if other != agent_id and readings and max(readings) == window.storage[0][1]:
+                return True
+        return False
 
     def _success(self, outcome: AttemptOutcome) -> list[Verdict]:
         model = outcome.work.model_id

@@ -18,7 +18,7 @@ SHORT = ChaosConfig(
     fault_gap_s=(1.0, 2.0),
     outage_s=(2.0, 4.0),
     long_steps=12,
-    time_limit_s=90.0,  # the jobs left unfinished then are reported as problems
+    time_limit_s=150.0,  # the jobs left unfinished then are reported as problems
     rounds=1,
 )
 

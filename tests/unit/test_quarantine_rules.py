@@ -102,10 +102,24 @@ def test_losses_older_than_the_window_are_forgotten() -> None:
 
 def test_storage_errors_growing_by_the_threshold_within_the_window() -> None:
     tracker = QuarantineTracker()
+    assert tracker.record_storage_errors("b", "m", 1, 0) == []  # another agent, whose store answers
     assert tracker.record_storage_errors("a", "n", 2, 0) == []  # errors from long ago are the base
     assert tracker.record_storage_errors("a", "n", 5, 100) == []
+    assert tracker.record_storage_errors("b", "m", 1, 150) == []
     [verdict] = tracker.record_storage_errors("a", "n", 7, 200)
     assert verdict.kind is QuarantineKind.STORAGE and verdict.reason.startswith("5 object-storage errors")
+
+
+def test_storage_errors_every_agent_sees_are_an_outage_of_the_store_not_an_agents_fault() -> None:
+    tracker = QuarantineTracker()
+    for at, count in ((0, 0), (100, 4), (200, 8)):
+        assert tracker.record_storage_errors("a", "n", count, at) == []
+        assert tracker.record_storage_errors("b", "m", count, at) == []
+    alone = QuarantineTracker()  # with no other agent to compare, nothing stands out either
+    assert (
+        alone.record_storage_errors("a", "n", 0, 0) == []
+        and alone.record_storage_errors("a", "n", 9, 1) == []
+    )
 
 
 def test_storage_errors_growing_slowly_or_counted_again_after_a_restart_are_not_held() -> None:
