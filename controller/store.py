@@ -486,15 +486,11 @@ class JobStore:
             if job is None:
                 return None
             line = f"attempt {attempt} on {agent_id}: preempted at step {step}/{total}; not charged"
-            job = dataclasses.replace(
+            job = _queued_again(
                 job,
-                state=JobState.CANCELED if job.cancel_requested else JobState.QUEUED,
-                finished_at=now if job.cancel_requested else None,
-                updated_at=now,
-                eta=None,
-                attempt_errors=(*job.attempt_errors, line),
+                line,
+                now,
                 progress=JobProgress(step, total, "preempted"),
-                uncharged_attempts=job.uncharged_attempts + 1,
                 preemptions=job.preemptions + 1,
                 preempt_requested=False,
             )
@@ -719,17 +715,7 @@ class JobStore:
                 return None
             line = f"attempt {attempt} on {agent_id}: {error}; retried elsewhere, not charged"
             avoid = job.avoid_agents if agent_id in job.avoid_agents else (*job.avoid_agents, agent_id)
-            job = dataclasses.replace(
-                job,
-                state=JobState.CANCELED if job.cancel_requested else JobState.QUEUED,
-                finished_at=now if job.cancel_requested else None,
-                updated_at=now,
-                eta=None,
-                attempt_errors=(*job.attempt_errors, line),
-                avoid_agents=avoid,
-                progress=JobProgress(),
-                uncharged_attempts=job.uncharged_attempts + 1,
-            )
+            job = _queued_again(job, line, now, avoid_agents=avoid, progress=JobProgress())
             _save(cur, job)
             cur.execute("INSERT OR IGNORE INTO attempt_failures VALUES (?, ?)", (job_id, agent_id))
             _event(cur, job_id, now, "error", attempt=attempt, agent_id=agent_id, error=error)
@@ -1151,4 +1137,19 @@ def _record(row: sqlite3.Row) -> JobRecord:
         plugins=tuple(json.loads(row["plugins"])),
         preemptions=row["preemptions"],
         preempt_requested=bool(row["preempt_requested"]),
+    )
+
+
+def _queued_again(job: JobRecord, line: str, now: float, **changes: Any) -> JobRecord:
+    """An attempt that ended without charging its job (preempted, retried elsewhere): queued again
+    with `line` among its attempt errors, or canceled when a cancel was requested meanwhile."""
+    return dataclasses.replace(
+        job,
+        state=JobState.CANCELED if job.cancel_requested else JobState.QUEUED,
+        finished_at=now if job.cancel_requested else None,
+        updated_at=now,
+        eta=None,
+        attempt_errors=(*job.attempt_errors, line),
+        uncharged_attempts=job.uncharged_attempts + 1,
+        **changes,
     )
