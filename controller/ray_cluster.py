@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +21,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from gpu_agent.agent import GpuAgent
 from gpu_agent.messages import AgentConfig, AgentEvent, AgentInventory, RenderTask
 from models.catalogue import MODELS_ENV
+from scheduler.demand import CLASS_RESOURCE_PREFIX
 
 NAMESPACE = "wanfarm"
 DECLARED_LABEL = "wanfarm.io/declared-gpus"
@@ -49,6 +50,8 @@ class NodeInfo:
     gpus: int
     declared: tuple[str, ...]
     declared_ram_gb: float | None = None  # RAM a declared node offers, when not the machine's own
+    gpu_class: str | None = None  # the autoscaler's class its GPUs belong to (scheduler.demand)
+    node_name: str = ""  # Ray's node name (`ray start --node-name`), else its hostname
 
 
 class AgentHandle:
@@ -120,6 +123,8 @@ class Cluster:
 
     def __init__(self, address: str | None = None, local_gpus: tuple[str, ...] = ()) -> None:
         """Join the cluster at `address`, or start a local one whose node declares `local_gpus`."""
+        # Inventory calls an agent has not answered yet (a starting agent), waited for again next time.
+        self._unanswered: dict[str, ray.ObjectRef | None] = {}
         if ray.is_initialized():
             return
         if address:
@@ -150,7 +155,17 @@ class Cluster:
             if gpus or declared:
                 ram = labels.get(DECLARED_RAM_LABEL)
                 hostname = node.get("NodeManagerHostname", "")
-                found.append(NodeInfo(node["NodeID"], hostname, gpus, declared, float(ram) if ram else None))
+                found.append(
+                    NodeInfo(
+                        node["NodeID"],
+                        hostname,
+                        gpus,
+                        declared,
+                        float(ram) if ram else None,
+                        gpu_class=_gpu_class(node.get("Resources", {})),
+                        node_name=_node_name(node.get("NodeName", ""), hostname),
+                    )
+                )
         return found
 
     def find_agent(self, agent_id: str) -> AgentHandle | None:
@@ -181,7 +196,14 @@ class Cluster:
     ) -> Answers[AgentInventory]:
         """Every agent's inventory, by agent id, asked of all at once."""
         handles = list(handles)
-        return _gather({h.agent_id: h.remote("inventory") for h in handles}, _names(handles), timeout_s)
+        # A starting agent answers its first call once its imports are done: a call it left silent
+        # is waited for again, not sent anew, so a short wait each refresh finds it as soon as it can.
+        refs = {h.agent_id: self._unanswered.pop(h.agent_id, None) or h.remote("inventory") for h in handles}
+        answers = _gather(refs, _names(handles), timeout_s)
+        for agent_id, error in answers.lost.items():
+            if isinstance(error, AgentSilent):
+                self._unanswered[agent_id] = refs[agent_id]
+        return answers
 
     def events(self, polls: Iterable[EventPoll]) -> Answers[list[AgentEvent]]:
         """Each agent's new events, by agent id, asked of all at once."""
@@ -206,6 +228,13 @@ class Cluster:
         preempts = list(preempts)
         refs = {p.job_id: p.handle.remote("preempt", p.job_id, p.attempt) for p in preempts}
         return _gather(refs, {p.job_id: p.handle.agent_id for p in preempts})
+
+    def request_gpus(self, wanted: Mapping[str, int]) -> None:
+        """Ask Ray's autoscaler for this many units of each class resource in all (the GPUs in use
+        included): it adds nodes of the classes short of them; nodes no request needs may go once idle."""
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=[{resource: 1} for resource, count in wanted.items() for _ in range(count)])
 
     def shutdown(self) -> None:
         ray.shutdown()
@@ -234,6 +263,23 @@ def _gather(
         except RayActorError as error:
             answers.lost[key] = AgentLost(f"agent {agents[key]}: {type(error).__name__}: {error}")
     return answers
+
+
+def _gpu_class(resources: Mapping[str, float]) -> str | None:
+    """The class a node's resources name (`wanfarm_class_<name>`), as its worker group spells it."""
+    for resource in resources:
+        if resource.startswith(CLASS_RESOURCE_PREFIX):
+            return resource.removeprefix(CLASS_RESOURCE_PREFIX).replace("_", "-")
+    return None
+
+
+def _node_name(name: str, hostname: str) -> str:
+    # Ray names a node by its IP address unless told otherwise: the hostname says more.
+    return name if name and not _is_address(name) else hostname
+
+
+def _is_address(name: str) -> bool:
+    return all(part.isdigit() for part in name.split(".")) or ":" in name
 
 
 def _names(handles: Iterable[AgentHandle]) -> dict[str, str]:
