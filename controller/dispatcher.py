@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from controller.autoscale import Autoscaler
 from controller.jobs import JobEvent, JobProgress, JobRecord, JobState
 from controller.metrics import FarmMetrics
 from controller.preemptions import ReportedStep, ReportedSteps, send_preemptions
@@ -32,7 +33,16 @@ from controller.store import AttemptStart, JobStore, ProgressUpdate, QueuedJob, 
 from gpu_agent.messages import AgentEvent, AgentInventory, EventKind, RenderTask
 from models.progress import Phase
 from scheduler.policy import Policy
-from scheduler.snapshot import AgentView, Assignment, Observation, PendingJob, Snapshot, Waiting
+from scheduler.snapshot import (
+    AgentView,
+    Assignment,
+    Decisions,
+    Observation,
+    PendingJob,
+    Preemption,
+    Snapshot,
+    Waiting,
+)
 
 log = logging.getLogger(__name__)
 # The head of the queue a round considers: enough to fill every agent many times over, while a
@@ -65,6 +75,7 @@ class Dispatcher:
         refresh_every_s: float = 2.0,
         metrics: FarmMetrics | None = None,
         quarantine: QuarantineBook | None = None,
+        autoscaler: Autoscaler | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -73,6 +84,7 @@ class Dispatcher:
         self.refresh_every_s = refresh_every_s
         self.metrics = metrics or FarmMetrics()
         self.quarantine = quarantine or QuarantineBook(store, clock)  # agents kept from new work
+        self.autoscaler = autoscaler  # None: the pool is as the cluster's nodes make it
         self._last_refresh = 0.0
         self._place_due = False  # placement is owed to a later round
         self._last_place = -BUSY_PLACEMENT_EVERY_S  # monotonic time of the last placement
@@ -110,6 +122,7 @@ class Dispatcher:
         pool_changed = refreshed and self._refresh()
         self._write_waits()
         running = self._follow_running()
+        self._drain(running)
         self._probe(running)
         room_made, self._room_made = self._room_made, False
         due = self._jobs_changed_state() or pool_changed or self._place_due or room_made
@@ -267,10 +280,13 @@ class Dispatcher:
         elif event.kind is EventKind.PREEMPTED:
             # Stopped for a job of a higher priority: queued again with its progress, not charged.
             agent_id = news.entry.inventory.agent_id
-            requeued = self.store.preempted(job.id, job.attempts, agent_id, event.step, event.total, now)
+            drained = agent_id in self.registry.draining()
+            requeued = self.store.preempted(
+                job.id, job.attempts, agent_id, event.step, event.total, now, drained=drained
+            )
             self._ended.add((job.id, job.attempts))
             self._records.forget(job.id)
-            if requeued is not None:
+            if requeued is not None and not drained:
                 self.metrics.preemptions.labels(job.model_id).inc()
         elif event.kind.final:
             agent_id = news.entry.inventory.agent_id
@@ -325,6 +341,35 @@ class Dispatcher:
         if requeued is not None and requeued.state is JobState.QUEUED:
             self.metrics.jobs_retried.labels(requeued.model_id).inc()
         return True
+
+    def _drain(self, running: list[JobRecord]) -> None:
+        """Stop the job of each draining agent at its next step boundary (unless it may finish), and
+        let each draining agent that holds no job go."""
+        draining = self.registry.draining()
+        if not draining:
+            return
+        jobs: dict[str, list[JobRecord]] = {}
+        for job in running:
+            jobs.setdefault(job.agent_id or "", []).append(job)
+        entries = {agent_id: e for agent_id in draining if (e := self.registry.get(agent_id)) is not None}
+        stops = [
+            Preemption(job.id, agent_id, "", "its agent is drained")
+            for agent_id, entry in entries.items()
+            if not draining[agent_id]
+            for job in jobs.get(agent_id, [])
+            if not job.preempt_requested
+        ]
+        if stops:
+            send_preemptions(self.store, self.registry, entries, running, stops, self.clock())
+        classes = self.registry.agent_classes()
+        for agent_id in draining:
+            if not jobs.get(agent_id):
+                log.info("agent %s drained", agent_id)
+                self.registry.release(agent_id, "drained")
+                if self.autoscaler is not None:
+                    self.autoscaler.count_release(classes.get(agent_id, ""), "drained")
+                else:
+                    self.metrics.agents_released.labels(classes.get(agent_id, ""), "drained").inc()
 
     def _probe(self, running: list[JobRecord]) -> None:
         """Start a probe job on each quarantined agent that runs nothing and whose probe is due."""
@@ -393,14 +438,16 @@ class Dispatcher:
         self.policy.observe(observation)
 
     def _place(self, running: list[JobRecord]) -> None:
-        held = self.quarantine.rows()  # quarantined agents get no new work; their jobs are followed
+        # Quarantined and draining agents get no new work; their jobs are followed.
+        held = self.quarantine.rows().keys() | self.registry.draining().keys()
         entries = {
             e.inventory.agent_id: e for e in self.registry.entries() if e.inventory.agent_id not in held
         }
-        if not entries:
+        # An autoscaled farm turns the queue into demand even with no agent, or no job, at all.
+        if not entries and self.autoscaler is None:
             return
         queue = self._records.queue(PLACEMENT_WINDOW)
-        if not queue:
+        if not queue and self.autoscaler is None:
             return
         by_agent: dict[str, list[JobRecord]] = {}
         for job in running:
@@ -408,10 +455,12 @@ class Dispatcher:
         self._steps.keep(running)
         snapshot = Snapshot(
             now=self.clock(),
-            agents=self._views.of(entries, by_agent, self._steps, queue[0].pending.priority),
+            agents=self._views.of(entries, by_agent, self._steps, queue[0].pending.priority if queue else 0),
             pending=tuple(queued.pending for queued in queue),
         )
-        decisions = self.policy.place(snapshot)
+        decisions = self.policy.place(snapshot) if entries and queue else Decisions()
+        if self.autoscaler is not None:
+            self.autoscaler.round(snapshot, decisions)
         for kind, count in (
             ("assignment", len(decisions.assignments)),
             ("prefetch", len(decisions.prefetches)),

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import uvicorn
@@ -16,6 +16,8 @@ from controller import uploads
 from controller.api.app import create_app
 from controller.api.guards import is_loopback, served_hosts
 from controller.auth import KeyRing
+from controller.autoscale import Autoscaler
+from controller.autoscale_metrics import DemandCollector
 from controller.dispatcher import Dispatcher, agent_view
 from controller.leftovers import sweep_leftovers
 from controller.metrics import FarmMetrics
@@ -23,12 +25,14 @@ from controller.quarantine import QuarantineBook, quarantine_out, release_agent
 from controller.quarantine_metrics import QuarantineCollector
 from controller.ray_cluster import Cluster
 from controller.registry import AgentRegistry, AgentSettings
-from controller.schemas import AgentOut, ReleasedOut
+from controller.schemas import AgentOut, AutoscaleOut, ClassDemandOut, DrainOut, ReleasedOut
 from controller.service import FarmService
+from controller.service_error import ServiceError
 from controller.store import JobStore
 from controller.utilisation import UtilisationLog
 from gpu_agent.messages import AgentInventory
 from gpu_agent.storage import StorageConfig, open_store
+from scheduler.demand import ScalingRules, class_view
 from scheduler.quarantine import QuarantineRules
 from scheduler.registry import get_policy
 from scheduler.snapshot import AgentView
@@ -63,6 +67,8 @@ class FarmConfig:
     # Running jobs' checkpoints: every N denoising steps when set, else every T seconds of it.
     checkpoint_steps: int | None = None
     checkpoint_seconds: float = 60.0
+    # GPU classes the cluster's autoscaler can add (controller.gpu_classes); None: a fixed pool.
+    scaling: ScalingRules | None = None
 
 
 class Farm:
@@ -86,6 +92,7 @@ class Farm:
         self.cluster: Cluster | None = None
         self.registry: AgentRegistry | None = None
         self.dispatcher: Dispatcher | None = None
+        self.autoscaler: Autoscaler | None = None
         self.url = ""
 
     def start(self) -> Farm:
@@ -109,12 +116,16 @@ class Farm:
         gc.freeze()
         self.metrics.attach(self.store, self.inventories)
         quarantine = QuarantineBook(self.store, time.time, self.config.quarantine_rules)
+        if self.config.scaling is not None:
+            self.autoscaler = Autoscaler(self.cluster, self.registry, self.config.scaling, self.metrics)
+            self.metrics.registry.register(DemandCollector(lambda: self.autoscaler))
         dispatcher = Dispatcher(
             self.store,
             self.registry,
             get_policy(self.config.policy),
             metrics=self.metrics,
             quarantine=quarantine,
+            autoscaler=self.autoscaler,
         )
         self.dispatcher = dispatcher
         self.metrics.registry.register(QuarantineCollector(dispatcher.quarantine, self.inventories))
@@ -127,6 +138,8 @@ class Farm:
             hosts=served_hosts(self.config.host, self.config.allowed_hosts),
             cors_origins=self.config.cors_origins,
             release_agent=self.release_agent,
+            drain_agent=self.drain_agent,
+            autoscale=self.autoscale_view,
         )
         app.state.utilisation = self.utilisation
         self._spawn("utilisation", self._sample_utilisation)
@@ -160,8 +173,11 @@ class Farm:
             self.cluster.shutdown()
 
     def pool(self) -> list[AgentView]:
-        """Every known agent as the scheduler sees it (for refusals at submit)."""
-        return [agent_view(inventory, None) for inventory in self.inventories()]
+        """Every known agent as the scheduler sees it, and an agent of each GPU class the autoscaler
+        can add (for refusals at submit: a class at zero nodes still runs what fits it)."""
+        agents = [agent_view(inventory, None) for inventory in self.inventories()]
+        scaling = self.config.scaling
+        return agents + [class_view(c) for c in scaling.classes if c.max_gpus] if scaling else agents
 
     def inventories(self) -> list[AgentInventory]:
         """Every known agent's latest inventory, as the registry polled it."""
@@ -172,6 +188,8 @@ class Farm:
         jobs = sorted(self.store.running(), key=lambda job: job.started_at or 0.0)
         running = {job.agent_id: job.id for job in jobs}
         held = self.dispatcher.quarantine.rows() if self.dispatcher else {}
+        classes = self.registry.agent_classes() if self.registry else {}
+        draining = self.registry.draining() if self.registry else {}
         listing = []
         for entry in self.registry.entries() if self.registry else []:
             inv = entry.inventory
@@ -198,6 +216,9 @@ class Farm:
                     last_storage_error=inv.last_storage_error,
                     plugins=list(inv.plugins),
                     quarantine=quarantine_out(held[inv.agent_id]) if inv.agent_id in held else None,
+                    gpu_class=classes.get(inv.agent_id),
+                    draining=inv.agent_id in draining,
+                    node_name=self.registry.node_name(inv.agent_id) if self.registry else "",
                 )
             )
         return listing
@@ -208,6 +229,28 @@ class Farm:
             raise RuntimeError("the farm is not started")
         known = [entry.inventory.agent_id for entry in self.registry.entries()] if self.registry else []
         return release_agent(self.dispatcher.quarantine, known, agent_id)
+
+    def drain_agent(self, agent_id: str, finish: bool) -> DrainOut:
+        """Drain an agent (POST /v1/agents/{id}/drain): no new work, its job stopped or let finish."""
+        entry = self.registry.get(agent_id) if self.registry else None
+        if entry is None or self.registry is None:
+            raise ServiceError(404, f"no agent {agent_id!r}", hint="`wanfarm agents` lists the pool")
+        self.registry.drain(agent_id, finish)
+        job = next((j.id for j in self.store.running() if j.agent_id == agent_id), None)
+        log.info("draining agent %s (%s)", agent_id, "its job finishes first" if finish else "its job stops")
+        return DrainOut(agent_id=agent_id, node_id=entry.inventory.node_id, state="draining", job_id=job)
+
+    def autoscale_view(self) -> AutoscaleOut:
+        """Demand per GPU class against its agents (GET /v1/autoscale)."""
+        scaling, autoscaler = self.config.scaling, self.autoscaler
+        if scaling is None or autoscaler is None:
+            return AutoscaleOut(enabled=False)
+        gpus = {c.name: c.gpu for c in scaling.classes}
+        return AutoscaleOut(
+            enabled=True,
+            classes=[ClassDemandOut(gpu=gpus[d.gpu_class], **asdict(d)) for d in autoscaler.demand],
+            released=autoscaler.released,
+        )
 
     def _sample_utilisation(self) -> None:
         """Every `every_s`, the share of agents running a job, for /v1/stats."""

@@ -76,6 +76,12 @@ class FarmMetrics:
             ["model"],
             registry=r,
         )
+        self.agents_released = Counter(
+            "wanfarm_agents_released",
+            "Agents let go, freeing their GPU: idle past their class's timeout, or drained.",
+            ["gpu_class", "reason"],
+            registry=r,
+        )
         self.queue_seconds = Histogram(
             "wanfarm_job_queue_seconds",
             "Time a job waited in the queue before an attempt started.",

@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 # Inventories one refresh reads: a bigger pool is read a slice a refresh, in turn, so a refresh of
 # 500 agents costs a round what one of 100 does (an agent that ends a job is read at once anyway).
 INVENTORY_SLICE = 100
-# How long a refresh waits for a starting agent's first answer, and how often it asks again.
-ATTACH_WAIT_S, ATTACH_ASK_EVERY_S = 2.0, 5.0
+# How long a refresh waits for a starting agent's first answer, and how often it asks again: the
+# call is kept, not sent anew (Cluster.inventories), so a short wait costs the round nothing and the
+# agent is attached within a refresh of its answer.
+ATTACH_WAIT_S, ATTACH_ASK_EVERY_S = 0.05, 1.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,15 @@ class AgentSettings:
     lora_dir: Path | None = None
     checkpoint_steps: int | None = None
     checkpoint_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class HeldBack:
+    """An agent the registry does not start again: released while idle, or drained."""
+
+    agent_id: str
+    gpu_class: str | None
+    reason: str  # "idle": started again when its class is asked for; "drained": not while its node lives
 
 
 @dataclass
@@ -55,6 +66,8 @@ class AgentRegistry:
         self._node_configs: dict[NodeInfo, list[AgentConfig]] = {}  # a node's agents, as last built
         self._next_slice = 0  # where the next refresh's slice of inventories starts
         self._asked: dict[str, float] = {}  # agents asked to attach that were silent: when
+        self._held: dict[str, HeldBack] = {}  # agents let go, not started again
+        self._draining: dict[str, bool] = {}  # agents to drain: whether their job may finish first
 
     def entries(self) -> list[AgentEntry]:
         return list(self._agents.values())
@@ -65,6 +78,49 @@ class AgentRegistry:
     def drop(self, agent_id: str) -> None:
         self._agents.pop(agent_id, None)
 
+    def agent_classes(self) -> dict[str, str]:
+        """The GPU class of every agent the cluster's nodes call for, where their node has one."""
+        return {
+            config.agent_id: config.gpu_class
+            for configs in self._node_configs.values()
+            for config in configs
+            if config.gpu_class is not None
+        }
+
+    def node_name(self, agent_id: str) -> str:
+        node = next(
+            (n for n, configs in self._node_configs.items() if any(c.agent_id == agent_id for c in configs)),
+            None,
+        )
+        return node.node_name if node is not None else ""
+
+    def release(self, agent_id: str, reason: str) -> None:
+        """Stop an agent and free its GPU; it is not started again (see HeldBack)."""
+        entry = self._agents.pop(agent_id, None)
+        self._draining.pop(agent_id, None)
+        self._held[agent_id] = HeldBack(agent_id, self.agent_classes().get(agent_id), reason)
+        if entry is not None:
+            entry.handle.kill()
+
+    def restore(self, gpu_class: str) -> list[str]:
+        """Let the agents of this class released while idle start again (the next refresh starts them
+        on their nodes, if these are still up); their ids."""
+        back = [h.agent_id for h in self._held.values() if h.gpu_class == gpu_class and h.reason == "idle"]
+        for agent_id in back:
+            del self._held[agent_id]
+        return back
+
+    def held(self) -> list[HeldBack]:
+        return list(self._held.values())
+
+    def drain(self, agent_id: str, finish: bool) -> None:
+        """Give the agent no new work; the dispatcher stops (or lets finish) its job, then releases it."""
+        self._draining[agent_id] = finish
+
+    def draining(self) -> dict[str, bool]:
+        """Agents being drained, and whether each one's job may finish first."""
+        return dict(self._draining)
+
     def refresh(self) -> list[str]:
         """Reconcile agents with the cluster's nodes; returns the ids of agents found lost."""
         nodes = self.cluster.nodes()
@@ -74,12 +130,15 @@ class AgentRegistry:
         lost = [agent_id for agent_id in self._agents if agent_id not in wanted]
         for agent_id in lost:
             self._agents.pop(agent_id)
+            self._draining.pop(agent_id, None)
+        # An agent let go is forgotten with its node: a node that comes back is a new one.
+        self._held = {agent_id: h for agent_id, h in self._held.items() if agent_id in wanted}
         lost += self.reinventory(self._inventory_slice())
         self._attach(
             [
                 config
                 for agent_id, config in wanted.items()
-                if agent_id not in self._agents and agent_id not in lost
+                if agent_id not in self._agents and agent_id not in lost and agent_id not in self._held
             ]
         )
         return lost
@@ -149,6 +208,7 @@ class AgentRegistry:
             checkpoint_steps=self.settings.checkpoint_steps,
             checkpoint_seconds=self.settings.checkpoint_seconds,
             declared_ram_bytes=int(node.declared_ram_gb * 1024**3) if node.declared_ram_gb else None,
+            gpu_class=node.gpu_class,
         )
         short = node.node_id[:8]
         if node.declared:

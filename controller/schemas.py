@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -122,6 +122,46 @@ class AgentOut(BaseModel):
     last_storage_error: str | None = None
     plugins: list[str] = []  # plugins installed on its node (post-processors, model families)
     quarantine: QuarantineOut | None = None  # set while it gets no new work
+    gpu_class: str | None = None  # its node's autoscaler class, when the farm autoscales
+    draining: bool = False  # takes no new work; exits once its job has stopped or ended
+    node_name: str = ""  # Ray's node name (`wanfarm join --node-name`), else its hostname
+
+
+class DrainBody(BaseModel):
+    """`POST /v1/agents/{id}/drain`: whether its running job may finish (else it stops at its next
+    step boundary with a checkpoint and is queued again, uncharged, to resume elsewhere)."""
+
+    model_config = ConfigDict(extra="forbid")
+    finish: bool = False
+
+
+class DrainOut(BaseModel):
+    """The agent as the drain left it: "draining" while its job stops or ends, then "drained"."""
+
+    agent_id: str
+    node_id: str
+    state: Literal["draining", "drained"]
+    job_id: str | None = None
+
+
+class ClassDemandOut(BaseModel):
+    """One GPU class: its agents, the queued jobs asking it for a GPU, the GPUs asked of the autoscaler."""
+
+    gpu_class: str
+    gpu: str
+    busy: int
+    idle: int
+    waiting: int
+    wanted: int
+    max_gpus: int
+
+
+class AutoscaleOut(BaseModel):
+    """`GET /v1/autoscale`: demand per GPU class against running agents (empty when not autoscaling)."""
+
+    enabled: bool
+    classes: list[ClassDemandOut] = []
+    released: int = 0  # agents let go since the controller started, idle or drained
 
 
 class ErrorOut(BaseModel):

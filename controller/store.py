@@ -476,22 +476,31 @@ class JobStore:
         return marked
 
     def preempted(
-        self, job_id: str, attempt: int, agent_id: str, step: int, total: int, now: float
+        self,
+        job_id: str,
+        attempt: int,
+        agent_id: str,
+        step: int,
+        total: int,
+        now: float,
+        drained: bool = False,
     ) -> JobRecord | None:
-        """The attempt stopped at step `step` of `total` for a job of a higher priority: queue the
-        job again with that progress, not charged, its agent not avoided, its preemptions + 1; a job
-        whose cancel was requested is canceled instead. None if the attempt is not running."""
+        """The attempt stopped at step `step` of `total` for a job of a higher priority (or because
+        its agent is `drained`): queue the job again with that progress, not charged, its agent not
+        avoided, its preemptions + 1 (not for a drain); a job whose cancel was requested is canceled
+        instead. None if the attempt is not running."""
         with self._write() as cur:
             job = _current(cur, job_id, attempt)
             if job is None:
                 return None
-            line = f"attempt {attempt} on {agent_id}: preempted at step {step}/{total}; not charged"
+            why = "its agent was drained" if drained else "preempted"
+            line = f"attempt {attempt} on {agent_id}: {why} at step {step}/{total}; not charged"
             job = _queued_again(
                 job,
                 line,
                 now,
                 progress=JobProgress(step, total, "preempted"),
-                preemptions=job.preemptions + 1,
+                preemptions=job.preemptions + (0 if drained else 1),
                 preempt_requested=False,
             )
             _save(cur, job)

@@ -39,6 +39,7 @@ class AgentConfig:
     # seconds of denoising (spaced out further when writing them would cost over 2% of it).
     checkpoint_steps: int | None = None
     checkpoint_seconds: float = 60.0
+    gpu_class: str | None = None  # its node's autoscaler class (scheduler.demand), if any
 
 
 @dataclass(frozen=True)

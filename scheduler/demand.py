@@ -95,9 +95,14 @@ def class_demand(
     agent_classes: Mapping[str, str],
     rules: ScalingRules,
     lookup: CatalogueLookup,
+    drained: Mapping[str, int] | None = None,
 ) -> tuple[ClassDemand, ...]:
     """GPUs per class for the queue: each queued job that no agent up now will finish within
-    `scale_up_s` asks the cheapest class that can run it (fastest profile that fits) for one GPU."""
+    `scale_up_s` asks the cheapest class that can run it (fastest profile that fits) for one GPU.
+
+    `drained`: GPUs per class whose agents were drained while their nodes are still up. The
+    autoscaler counts every node's GPUs, used or not, against a request: while jobs ask the class,
+    those GPUs are asked for on top, else an idle drained node would seem to serve them."""
     busy = dict.fromkeys((c.name for c in rules.classes), 0)
     idle = dict(busy)
     assigned = {a.agent_id for a in decisions.assignments}
@@ -121,13 +126,14 @@ def class_demand(
         name = _cheapest_able(job, rules.classes, views, lookup)
         if name is not None:
             asking[name] += 1
+    gone = drained or {}
     return tuple(
         ClassDemand(
             c.name,
             busy[c.name],
             idle[c.name],
             asking[c.name],
-            min(c.max_gpus, busy[c.name] + asking[c.name]),
+            min(c.max_gpus, busy[c.name] + asking[c.name] + (gone.get(c.name, 0) if asking[c.name] else 0)),
             c.max_gpus,
         )
         for c in rules.classes

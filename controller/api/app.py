@@ -12,7 +12,7 @@ from controller.api.errors import document_errors, install_error_handlers
 from controller.api.guards import RequestGuard, StreamLimiter
 from controller.auth import KeyRing
 from controller.metrics import FarmMetrics
-from controller.schemas import AgentOut, ReleasedOut
+from controller.schemas import AgentOut, AutoscaleOut, DrainOut, ReleasedOut
 from controller.service import FarmService
 from controller.service_error import ServiceError
 from dashboard.routes import mount_dashboard
@@ -26,12 +26,15 @@ def create_app(
     hosts: frozenset[str] | None = None,
     cors_origins: Sequence[str] = (),
     release_agent: Callable[[str], ReleasedOut] | None = None,
+    drain_agent: Callable[[str, bool], DrainOut] | None = None,
+    autoscale: Callable[[], AutoscaleOut] | None = None,
 ) -> FastAPI:
     """The API over a running farm's service; `agents` lists the pool as the registry sees it.
 
     `hosts` are the Host names it answers (None: any; see guards.served_hosts); `cors_origins` the
     other sites whose pages may call it (none by default: the dashboard is served from here);
-    `release_agent` ends an agent's quarantine (controller.quarantine.release_agent)."""
+    `release_agent` ends an agent's quarantine (controller.quarantine.release_agent), `drain_agent`
+    drains one, `autoscale` shows demand per GPU class."""
     # No trailing-slash redirects: they echo the request's Host header into Location.
     app = FastAPI(
         title="WanFarm",
@@ -43,6 +46,8 @@ def create_app(
     app.state.keys = keys
     app.state.agents = agents
     app.state.release_agent = release_agent or _no_agent
+    app.state.drain_agent = drain_agent or _no_drain
+    app.state.autoscale = autoscale or (lambda: AutoscaleOut(enabled=False))
     app.state.metrics = metrics or service.metrics
     app.state.streams = StreamLimiter()
     app.include_router(job_routes.router)
@@ -68,4 +73,8 @@ def create_app(
 
 def _no_agent(agent_id: str) -> ReleasedOut:
     # A farm without a dispatcher (an API over a store alone) holds no agent to release.
+    raise ServiceError(404, f"no agent {agent_id!r}")
+
+
+def _no_drain(agent_id: str, finish: bool) -> DrainOut:
     raise ServiceError(404, f"no agent {agent_id!r}")

@@ -6,12 +6,21 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from controller.api.bodies import read_json
 from controller.api.deps import Caller, Service
 from controller.catalogue_view import ModelRow, model_row
-from controller.schemas import AgentOut, ErrorOut, ReleasedOut, error_responses
+from controller.schemas import (
+    AgentOut,
+    AutoscaleOut,
+    DrainBody,
+    DrainOut,
+    ErrorOut,
+    ReleasedOut,
+    error_responses,
+)
 from controller.service_error import ServiceError
 from models.catalogue import (
     DefinitionRefused,
@@ -57,6 +66,30 @@ def release_agent(agent_id: str, request: Request, who: Caller) -> ReleasedOut:
     return release(agent_id)
 
 
+@router.post(
+    "/v1/agents/{agent_id}/drain",
+    status_code=202,
+    response_model=DrainOut,
+    responses=error_responses(403, 404, 415, 422),
+)
+async def drain_agent(agent_id: str, request: Request, who: Caller) -> DrainOut:
+    """Drain an agent (admin keys only): it takes no new work, its job stops at the next step
+    boundary with a checkpoint and resumes elsewhere (or finishes first: `{"finish": true}`), then
+    it exits and frees its GPU; its node gets no agent again while it lives."""
+    if not who.admin:
+        raise ServiceError(403, "draining an agent needs an admin key", hint="ask the farm's admin")
+    body = _drain_body(await read_json(request)) if await request.body() else DrainBody()
+    drain: Callable[[str, bool], DrainOut] = request.app.state.drain_agent
+    return await run_in_threadpool(drain, agent_id, body.finish)
+
+
+@router.get("/v1/autoscale", response_model=AutoscaleOut)
+def autoscale(request: Request, _: Caller) -> AutoscaleOut:
+    """Demand per GPU class (queued jobs asking, GPUs asked of the autoscaler) against its agents."""
+    view: Callable[[], AutoscaleOut] = request.app.state.autoscale
+    return view()
+
+
 @router.get("/v1/models", response_model=list[ModelRow])
 def models(_: Caller) -> list[ModelRow]:
     return [model_row(preset) for preset in catalogue().values()]
@@ -92,6 +125,16 @@ async def add_model(
     if replaced:
         response.status_code = 200
     return model_row(preset)
+
+
+def _drain_body(data: object) -> DrainBody:
+    try:
+        return DrainBody.model_validate(data)
+    except ValidationError as error:
+        detail = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()]
+        raise ServiceError(
+            422, "invalid drain request", detail, 'send {"finish": true} or {"finish": false}'
+        ) from None
 
 
 def _known(model_type: str) -> bool:

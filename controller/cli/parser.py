@@ -106,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
         "one would cost over 2%% of it (default: 60)",
     )
     up.add_argument(
+        "--gpu-classes",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="JSON of the GPU classes the cluster's autoscaler can add (docs/autoscaling.md): the queue "
+        "asks for their GPUs and idle agents of a class exit; default: a fixed pool",
+    )
+    up.add_argument(
         "--allowed-host",
         action="append",
         default=[],
@@ -188,6 +196,7 @@ def _run_up(args: argparse.Namespace) -> int:
     from controller.auth import KeyConfigError
     from controller.cli.farm import up_command
     from controller.farm import FarmConfig, FarmConfigError
+    from controller.gpu_classes import load_gpu_classes
     from gpu_agent.storage import StorageConfig
     from models.gpus import UnknownGpu, find_gpu
 
@@ -213,6 +222,7 @@ def _run_up(args: argparse.Namespace) -> int:
             policy=args.policy,
             checkpoint_steps=args.checkpoint_steps,
             checkpoint_seconds=args.checkpoint_seconds,
+            scaling=load_gpu_classes(args.gpu_classes) if args.gpu_classes else None,
             api_keys=args.api_keys,
             allowed_hosts=tuple(args.allowed_host),
             cors_origins=tuple(args.cors_origin),
