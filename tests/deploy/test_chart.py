@@ -1,21 +1,21 @@
-"""helm/wanfarm without a helm binary: its files parse, its templates balance and read only values
-that values.yaml declares; with helm on PATH, its rendered output validates like deploy/kuberay."""
+"""helm/wanfarm: its files parse, its templates balance and read only values that values.yaml
+declares, and its output, rendered by Helm's engine (tests/deploy/render.py), validates like
+deploy/kuberay."""
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
+import helm_python
 import pytest
 import yaml
 
 from tests.deploy.chart_lint import missing_values, unbalanced
-from tests.deploy.validation import CRD_FILES, REPO, load_documents, require_schemas, validate
+from tests.deploy.render import CHART, render
+from tests.deploy.validation import CRD_FILES, REPO, require_schemas, validate
 
-CHART = REPO / "helm" / "wanfarm"
 TEMPLATES = sorted((CHART / "templates").glob("*"))
 
 
@@ -66,28 +66,24 @@ def test_notes_say_how_to_submit_the_first_job() -> None:
     assert (REPO / "examples" / "wan-tiny.json").is_file()
 
 
-def test_helm_template_output_validates(tmp_path: Path) -> None:
-    helm = shutil.which("helm")
-    if helm is None:
-        pytest.skip("no helm binary on PATH: the chart was checked statically only")
-    rendered = subprocess.run(
-        [
-            helm,
-            "template",
-            "wanfarm",
-            str(CHART),
-            "--set",
-            "serviceMonitor.enabled=true",
-            "--set",
-            "ingress.enabled=true",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    manifests = load_documents(rendered)
+def test_helm_lint_strict_finds_nothing_above_info() -> None:
+    report = helm_python.lint(CHART, strict=True)
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] > 1] == []
+
+
+def test_rendered_chart_validates() -> None:
+    manifests = render({"serviceMonitor": {"enabled": True}, "ingress": {"enabled": True}})
     kinds = {doc["kind"] for doc in manifests}
-    assert {"RayCluster", "Service", "Secret", "PersistentVolumeClaim", "ServiceMonitor", "Ingress"} <= kinds
+    assert {
+        "RayCluster",
+        "Service",
+        "Secret",
+        "PersistentVolumeClaim",
+        "ServiceMonitor",
+        "Ingress",
+        "ConfigMap",
+    } <= kinds
     if any((doc["apiVersion"], doc["kind"]) in CRD_FILES for doc in manifests):
         require_schemas()
     for manifest in manifests:

@@ -3,12 +3,14 @@ against their CRDs."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import jsonschema
 import pytest
 from kubernetes_validate.utils import ValidationError
 
+from tests.deploy.render import render, the
 from tests.deploy.validation import CRD_FILES, REPO, crd_schema, load_documents, require_schemas, validate
 
 KUBERAY = REPO / "deploy" / "kuberay"
@@ -29,7 +31,14 @@ CUSTOM = [(name, doc) for name, doc in MANIFESTS if (doc["apiVersion"], doc["kin
 
 def test_the_manifests_hold_every_kind_the_farm_needs() -> None:
     kinds = sorted({doc["kind"] for _, doc in MANIFESTS})
-    assert kinds == ["PersistentVolumeClaim", "RayCluster", "Secret", "Service", "ServiceMonitor"]
+    assert kinds == [
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "RayCluster",
+        "Secret",
+        "Service",
+        "ServiceMonitor",
+    ]
 
 
 @pytest.mark.parametrize(("name", "manifest"), CORE, ids=[name for name, _ in CORE])
@@ -76,3 +85,38 @@ def test_head_runs_the_farm_without_gpus_and_workers_take_one_gpu_each() -> None
         assert group["minReplicas"] <= group["maxReplicas"]
     assert cluster["spec"]["enableInTreeAutoscaling"] is True
     assert "redisAddress" in cluster["spec"]["gcsFaultToleranceOptions"]
+
+
+def test_the_manifests_scale_and_drain_as_the_chart_does_by_default() -> None:
+    """deploy/kuberay is the chart's default output written out by hand: the parts autoscaling and
+    draining rest on must not drift from it."""
+    chart = render()
+    (cluster,) = (doc for _, doc in MANIFESTS if doc["kind"] == "RayCluster")
+    rendered = the(chart, "RayCluster")
+    assert cluster["spec"]["autoscalerOptions"] == rendered["spec"]["autoscalerOptions"]
+    head_args = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert "--gpu-classes /etc/wanfarm/gpu-classes.json" in head_args
+    for mine, theirs in zip(
+        cluster["spec"]["workerGroupSpecs"], rendered["spec"]["workerGroupSpecs"], strict=True
+    ):
+        for key in ("groupName", "minReplicas", "maxReplicas", "replicas"):
+            assert mine[key] == theirs[key]
+        assert {k: mine["rayStartParams"][k] for k in ("num-gpus", "resources")} == {
+            k: theirs["rayStartParams"][k] for k in ("num-gpus", "resources")
+        }
+        pod, rendered_pod = mine["template"]["spec"], theirs["template"]["spec"]
+        assert pod["terminationGracePeriodSeconds"] == rendered_pod["terminationGracePeriodSeconds"]
+        container, rendered_container = pod["containers"][0], rendered_pod["containers"][0]
+        assert container["lifecycle"] == rendered_container["lifecycle"]
+        assert [e["name"] for e in container["env"]] == [e["name"] for e in rendered_container["env"]]
+    (classes,) = (doc for _, doc in MANIFESTS if doc["kind"] == "ConfigMap")
+    assert json.loads(classes["data"]["gpu-classes.json"]) == json.loads(
+        the(chart, "ConfigMap", "-gpu-classes")["data"]["gpu-classes.json"]
+    )
+    (keys,) = (
+        doc
+        for _, doc in MANIFESTS
+        if doc["kind"] == "Secret" and doc["metadata"]["name"] == "wanfarm-api-keys"
+    )
+    admin = next(k["key"] for k in json.loads(keys["stringData"]["keys.json"]) if k["role"] == "admin")
+    assert keys["stringData"]["drain-key"] == admin

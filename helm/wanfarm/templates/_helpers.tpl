@@ -19,3 +19,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   value: {{ .Values.s3.region | quote }}
 {{- end }}
 {{- end }}
+
+{{/* The first admin key of apiKeys.keysJson: worker pods drain with it (a drain needs the admin role). */}}
+{{- define "wanfarm.drainKey" -}}
+{{- $admin := "" }}
+{{- range (fromJsonArray .Values.apiKeys.keysJson) }}
+{{- if and (not $admin) (kindIs "map" .) (eq (toString (get . "role")) "admin") }}{{ $admin = toString (get . "key") }}{{ end }}
+{{- end }}
+{{- if not $admin }}
+{{- fail "apiKeys.keysJson: no key with role \"admin\" (the worker pods' preStop drain needs one)" }}
+{{- end }}
+{{- $admin }}
+{{- end }}
