@@ -7,12 +7,14 @@ from __future__ import annotations
 import copy
 import json
 import shlex
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from ray.autoscaler._private.kuberay.autoscaling_config import _derive_autoscaling_config_from_ray_cr
 
+from controller.gpu_classes import load_gpu_classes
 from scheduler.demand import GpuClass, ScalingRules, class_resource
 from tests.deploy.render import CHART, NAMESPACE, ChartRefused, render, the
 from tests.deploy.validation import CRD_FILES, require_schemas, validate
@@ -81,14 +83,17 @@ def test_a_group_of_min_zero_starts_with_no_pod_and_may_grow() -> None:
     assert (first["minReplicas"], first["replicas"], first["maxReplicas"]) == (0, 0, 6)
 
 
-def test_the_classes_file_builds_the_schedulers_classes() -> None:
+def test_the_classes_file_builds_the_schedulers_classes(tmp_path: Path) -> None:
     groups = _groups(
         gpusPerNode=2, maxReplicas=3, ramGb=48, agentIdleTimeoutSeconds=60, agentHotIdleTimeoutSeconds=600
     )
     manifests = _validated(render({"workerGroups": groups, "autoscaling": {"scaleUpSeconds": 240}}))
-    data = json.loads(the(manifests, "ConfigMap", "-gpu-classes")["data"]["gpu-classes.json"])
+    text = the(manifests, "ConfigMap", "-gpu-classes")["data"]["gpu-classes.json"]
+    data = json.loads(text)
     # The contract of `wanfarm up --gpu-classes`: the keys are the dataclasses' fields.
     rules = ScalingRules(tuple(GpuClass(**c) for c in data.pop("classes")), **data)
+    (tmp_path / "gpu-classes.json").write_text(text)
+    assert load_gpu_classes(tmp_path / "gpu-classes.json") == rules  # as the head's `wanfarm up` reads it
     assert rules.scale_up_s == 240
     assert rules.classes == (
         GpuClass(
