@@ -8,12 +8,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import helm_python
 import pytest
 import yaml
 
 from tests.deploy.chart_lint import missing_values, unbalanced
-from tests.deploy.render import CHART, render
+from tests.deploy.render import CHART, lint, render
 from tests.deploy.validation import CRD_FILES, REPO, require_schemas, validate
 
 TEMPLATES = sorted((CHART / "templates").glob("*"))
@@ -67,7 +66,7 @@ def test_notes_say_how_to_submit_the_first_job() -> None:
 
 
 def test_helm_lint_strict_finds_nothing_above_info() -> None:
-    report = helm_python.lint(CHART, strict=True)
+    report = lint(strict=True)
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] > 1] == []
 
