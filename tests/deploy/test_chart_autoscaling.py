@@ -7,12 +7,15 @@ from __future__ import annotations
 import copy
 import json
 import shlex
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from ray.autoscaler._private.kuberay.autoscaling_config import _derive_autoscaling_config_from_ray_cr
+from ray.autoscaler._private.node_provider_availability_tracker import NodeAvailabilitySummary
+from ray.autoscaler._private.resource_demand_scheduler import _default_utilization_scorer, get_nodes_for
 
 from controller.gpu_classes import load_gpu_classes
 from scheduler.demand import GpuClass, ScalingRules, class_resource
@@ -75,6 +78,27 @@ def test_each_group_advertises_its_class_resource_one_unit_per_gpu() -> None:
         {**cluster, "metadata": {**cluster["metadata"], "namespace": NAMESPACE}}
     )
     assert config["available_node_types"]["a100-pair"]["resources"]["wanfarm_class_a100_pair"] == 2
+
+
+def test_the_farms_request_grows_only_the_groups_of_its_classes_up_to_their_max() -> None:
+    # Ray's own bin-packing, on the node types it derives from the rendered RayCluster, given the
+    # request Cluster.request_gpus makes: one bundle {class resource: 1} per GPU wanted.
+    groups = _groups(gpusPerNode=2, maxReplicas=3)
+    cluster = the(render({"workerGroups": groups}), "RayCluster")
+    config = _derive_autoscaling_config_from_ray_cr(
+        {**cluster, "metadata": {**cluster["metadata"], "namespace": NAMESPACE}}
+    )
+    wanted = {"consumer-12gb": 3, "consumer-24gb": 6}
+    bundles: list[dict[str, Any]] = [
+        {class_resource(name): 1} for name, count in wanted.items() for _ in range(count)
+    ]
+    scorer = partial(_default_utilization_scorer, node_availability_summary=NodeAvailabilitySummary({}))
+    added, short = get_nodes_for(
+        config["available_node_types"], {}, config["head_node_type"], 100, bundles, scorer
+    )
+    # 3 GPUs of a 2-GPU class: 2 pods; 6 of consumer-24gb: its maxReplicas, 4, and 2 left short.
+    assert dict(added) == {"consumer-12gb": 2, "consumer-24gb": 4}
+    assert short == [{class_resource("consumer-24gb"): 1}] * 2
 
 
 def test_a_group_of_min_zero_starts_with_no_pod_and_may_grow() -> None:
