@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from controller.schemas import AgentOut, ErrorOut, JobList, JobOut, ReleasedOut, SubmitOut
+from controller.schemas import AgentOut, DrainOut, ErrorOut, JobList, JobOut, ReleasedOut, SubmitOut
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 ENV_SERVER, ENV_KEY = "WANFARM_SERVER", "WANFARM_API_KEY"
@@ -149,6 +149,12 @@ class FarmClient:
         """End an agent's quarantine (admin keys only)."""
         path = f"/v1/agents/{quote(agent_id, safe='')}/release"
         return ReleasedOut.model_validate(self._request("POST", path))
+
+    def drain_agent(self, agent_id: str, finish: bool = False) -> DrainOut:
+        """Drain an agent (admin keys only): no new work; its job stops with a checkpoint and is
+        queued again (or, with `finish`, ends first); then it exits."""
+        path = f"/v1/agents/{quote(agent_id, safe='')}/drain"
+        return DrainOut.model_validate(self._request("POST", path, body=_json_body({"finish": finish})))
 
     def download(self, url: str, dest: Path) -> Path:
         """An output's URL (absolute, or an API path for local storage) into `dest`."""

@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     agents = commands.add_parser("agents", help="list the farm's GPU agents")
     agents.set_defaults(run=_run_agents)
 
+    drain, _, leave = _node_commands(commands)
+
     simulate = commands.add_parser(
         "simulate",
         help="compare placement policies on a simulated pool and trace",
@@ -172,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--plot", type=Path, default=None, metavar="FILE", help="write a PNG chart")
     simulate.set_defaults(run=_run_simulate)
 
-    for command in (submit, status, cancel, agents):
+    for command in (submit, status, cancel, agents, drain, leave):
         command.add_argument("--server", default=None, help="farm URL (default: $WANFARM_SERVER or local)")
         command.add_argument("--api-key", default=None, help="API key (default: $WANFARM_API_KEY)")
     return parser
@@ -263,6 +265,112 @@ def _run_agents(args: argparse.Namespace) -> int:
     from controller.cli.jobs import agents_command
 
     return _with_client(args, agents_command)
+
+
+def _node_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argparse.ArgumentParser]:
+    """`drain`, `join` and `leave`: a node's agents let go, a machine added to the farm, and removed."""
+    drain = commands.add_parser(
+        "drain",
+        help="drain a node's agents: no new work, their job stops with a checkpoint (or finishes), they exit",
+    )
+    drain.add_argument(
+        "node", nargs="?", help="agent id, node id (or a unique prefix), node name or hostname"
+    )
+    drain.add_argument(
+        "--this-node", action="store_true", help="the node `wanfarm join` started here, else this hostname"
+    )
+    drain.add_argument(
+        "--finish", action="store_true", help="let the running job finish instead of stopping it"
+    )
+    drain.add_argument("--wait", action="store_true", help="return once the agents are gone")
+    drain.add_argument(
+        "--timeout", type=float, default=600.0, metavar="S", help="--wait's limit (default: 600)"
+    )
+    drain.set_defaults(run=_run_drain)
+
+    join = commands.add_parser(
+        "join",
+        help="add this machine to a farm as a Ray worker node",
+        description="Start a Ray worker node here, joined to the farm's Ray head, offering this machine's "
+        "GPUs (or declared ones), its weight cache and GPU class. The head's token, when it checks one, "
+        "is read from --token-file, $RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token.",
+    )
+    join.add_argument("head", help="the Ray head's HOST:PORT (port default 6379)")
+    join.add_argument(
+        "--declare-gpu",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a GPU-table card this CPU node renders as (repeatable)",
+    )
+    join.add_argument("--ram-gb", type=float, default=None, help="RAM the declared node offers")
+    join.add_argument("--cache", type=Path, default=None, help="weight cache of this node's agents")
+    join.add_argument("--lora-dir", type=Path, default=None, help="LoRA root of this node's agents")
+    join.add_argument(
+        "--gpu-class", default=None, metavar="NAME", help="the autoscaler's GPU class of this node"
+    )
+    join.add_argument("--node-name", default=None, help="Ray's name of the node (default: the hostname)")
+    join.add_argument("--token-file", type=Path, default=None, help="a file holding the head's Ray token")
+    join.add_argument(
+        "--num-cpus", type=int, default=None, help="CPUs the node offers (default: Ray's count)"
+    )
+    join.set_defaults(run=_run_join)
+
+    leave = commands.add_parser("leave", help="drain this machine's node (`wanfarm join`) and stop it")
+    leave.add_argument("--timeout", type=float, default=600.0, metavar="S", help="how long draining may take")
+    leave.add_argument("--force", action="store_true", help="stop the node even if it could not be drained")
+    leave.set_defaults(run=_run_leave)
+    return drain, join, leave
+
+
+def _run_drain(args: argparse.Namespace) -> int:
+    from controller.cli.drain import drain_command, this_node
+
+    if bool(args.node) == args.this_node:
+        print("error: name one NODE, or give --this-node", file=sys.stderr)
+        return EXIT_INVALID
+    node = this_node() if args.this_node else args.node
+    return _with_client(
+        args,
+        lambda c: drain_command(c, node, args.finish, args.wait, args.timeout, none_ok=args.this_node),
+    )
+
+
+def _run_join(args: argparse.Namespace) -> int:
+    import socket
+
+    from controller.cli.join import JoinRequest, head_address, join_command
+    from models.gpus import UnknownGpu, find_gpu
+    from scheduler.demand import CLASS_NAME
+
+    try:
+        if args.gpu_class is not None and not CLASS_NAME.match(args.gpu_class):
+            raise ValueError(
+                f"--gpu-class {args.gpu_class!r}: a class name is lowercase letters, digits and -"
+            )
+        request = JoinRequest(
+            head=head_address(args.head),
+            node_name=args.node_name or socket.gethostname(),
+            declared=tuple(find_gpu(name).name for name in args.declare_gpu),
+            ram_gb=args.ram_gb,
+            cache=args.cache,
+            lora_dir=args.lora_dir,
+            gpu_class=args.gpu_class,
+            num_cpus=args.num_cpus,
+            token_file=args.token_file,
+        )
+    except (UnknownGpu, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    return join_command(request)
+
+
+def _run_leave(args: argparse.Namespace) -> int:
+    from controller.cli.leave import leave_command
+
+    return _with_client(args, lambda c: leave_command(c, args.timeout, args.force))
 
 
 def _with_client(args: argparse.Namespace, command: Callable[[FarmClient], int]) -> int:
