@@ -18,7 +18,7 @@ from ray.autoscaler._private.node_provider_availability_tracker import NodeAvail
 from ray.autoscaler._private.resource_demand_scheduler import _default_utilization_scorer, get_nodes_for
 
 from controller.gpu_classes import load_gpu_classes
-from scheduler.demand import GpuClass, ScalingRules, class_resource
+from scheduler.demand import CLASS_NAME, GpuClass, ScalingRules, class_resource
 from tests.deploy.render import CHART, NAMESPACE, ChartRefused, render, the
 from tests.deploy.validation import CRD_FILES, require_schemas, validate
 
@@ -219,3 +219,7 @@ def test_values_the_farm_cannot_use_fail_with_the_reason(values: dict[str, Any],
     with pytest.raises(ChartRefused) as refused:
         render(values)
     assert message in str(refused.value)
+
+
+def test_the_chart_checks_class_names_as_the_scheduler_does() -> None:
+    assert f'regexMatch "{CLASS_NAME.pattern}"' in (CHART / "templates" / "_classes.tpl").read_text()
