@@ -189,8 +189,9 @@ class AgentRegistry:
                 self._asked.pop(handle.agent_id, None)
         for agent_id, error in answers.lost.items():
             if isinstance(error, AgentSilent):
+                if agent_id not in self._asked:  # said once, not at every refresh while it starts
+                    log.info("agent %s is not answering yet (starting?)", agent_id)
                 self._asked[agent_id] = now
-                log.info("agent %s is not answering yet (starting?): %s", agent_id, error)
             else:
                 log.warning("agent %s did not answer: %s", agent_id, error)
 
@@ -210,7 +211,9 @@ class AgentRegistry:
             declared_ram_bytes=int(node.declared_ram_gb * 1024**3) if node.declared_ram_gb else None,
             gpu_class=node.gpu_class,
         )
-        short = node.node_id[:8]
+        # Both ends of the id: Ray's are random throughout, but an autoscaler's simulated nodes (and
+        # some providers') share a long prefix and differ at the end.
+        short = node.node_id[:4] + node.node_id[-4:]
         if node.declared:
             return [
                 replace(
