@@ -229,12 +229,14 @@ class FakeCluster:
     batches: int = 0  # batch calls made
     silent: set[str] = field(default_factory=set)  # agents that answer no inventory call (starting)
     inventory_asks: list[tuple[str, float]] = field(default_factory=list)  # (agent, timeout) per ask
+    gpu_class: str | None = None  # the autoscaler class every node advertises
+    requests: list[dict[str, int]] = field(default_factory=list)  # each request_gpus, in order
 
     def nodes(self) -> list[NodeInfo]:
         if not self.up:
             return []
         return [
-            NodeInfo(f"node{n + 1:04d}", "host", 0, ("RTX 4090",) * self.gpus)
+            NodeInfo(f"node{n + 1:04d}", "host", 0, ("RTX 4090",) * self.gpus, gpu_class=self.gpu_class)
             for n in range(self.nodes_count)
         ]
 
@@ -270,6 +272,9 @@ class FakeCluster:
 
     def preempt_tasks(self, preempts: Iterable[TaskPreempt]) -> Answers[None]:
         return self._batch({p.job_id: _Call(p.handle, "preempt", (p.job_id, p.attempt)) for p in preempts})
+
+    def request_gpus(self, wanted: dict[str, int]) -> None:
+        self.requests.append(dict(wanted))
 
     def _batch(self, calls: dict[str, _Call]) -> Answers[Any]:
         if not calls:
