@@ -23,7 +23,7 @@ from controller.cli.node_state import JoinedNode, load_joined
 from tests.integration.farm_helpers import tiny, wait_job, wait_until
 from tests.integration.ray_head import TokenHead, clean_env, free_port, token_head
 
-LONG_STEPS = 150  # about 0.05 s a step here: long enough to be drained mid-way
+LONG_STEPS = 200  # 0.01-0.2 s a step here (by load): still denoising when the drain arrives
 NOWHERE = "http://127.0.0.1:9"  # no farm answers there
 # A driver's view of the cluster through the farm's own wrapper, and the environment a task on the
 # joined node sees (where its agents would cache weights).
