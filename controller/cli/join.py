@@ -76,9 +76,6 @@ def join_command(request: JoinRequest) -> int:
             file=sys.stderr,
         )
         return EXIT_INVALID
-    environment = _node_environment(request)
-    if isinstance(environment, int):
-        return environment
     class_gpus = _class_gpus(request) if request.gpu_class else 0
     if request.gpu_class and not class_gpus:
         print(
@@ -87,6 +84,9 @@ def join_command(request: JoinRequest) -> int:
             file=sys.stderr,
         )
         return EXIT_INVALID
+    environment = _node_environment(request)
+    if isinstance(environment, int):
+        return environment
     return _start(request, ray_start_argv(_ray_command(), request, class_gpus), environment)
 
 

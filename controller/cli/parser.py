@@ -305,16 +305,24 @@ def _node_commands(
         metavar="NAME",
         help="a GPU-table card this CPU node renders as (repeatable)",
     )
-    join.add_argument("--ram-gb", type=float, default=None, help="RAM the declared node offers")
-    join.add_argument("--cache", type=Path, default=None, help="weight cache of this node's agents")
-    join.add_argument("--lora-dir", type=Path, default=None, help="LoRA root of this node's agents")
+    join.add_argument("--ram-gb", type=float, default=None, metavar="G", help="RAM the declared node offers")
+    join.add_argument(
+        "--cache", type=Path, default=None, metavar="DIR", help="weight cache of this node's agents"
+    )
+    join.add_argument(
+        "--lora-dir", type=Path, default=None, metavar="DIR", help="LoRA root of this node's agents"
+    )
     join.add_argument(
         "--gpu-class", default=None, metavar="NAME", help="the autoscaler's GPU class of this node"
     )
-    join.add_argument("--node-name", default=None, help="Ray's name of the node (default: the hostname)")
-    join.add_argument("--token-file", type=Path, default=None, help="a file holding the head's Ray token")
     join.add_argument(
-        "--num-cpus", type=int, default=None, help="CPUs the node offers (default: Ray's count)"
+        "--node-name", default=None, metavar="N", help="Ray's name of the node (default: the hostname)"
+    )
+    join.add_argument(
+        "--token-file", type=Path, default=None, metavar="FILE", help="a file holding the head's Ray token"
+    )
+    join.add_argument(
+        "--num-cpus", type=int, default=None, metavar="N", help="CPUs the node offers (default: Ray's count)"
     )
     join.set_defaults(run=_run_join)
 
