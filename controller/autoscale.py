@@ -18,8 +18,8 @@ from controller.metrics import FarmMetrics
 from controller.ray_cluster import Cluster
 from controller.registry import AgentRegistry
 from scheduler.catalogue_lookup import CatalogueLookup
-from scheduler.demand import ClassDemand, ScalingRules, class_demand, releases
-from scheduler.snapshot import Decisions, Snapshot
+from scheduler.demand import ClassDemand, ScalingRules, class_demand, class_waits, releases
+from scheduler.snapshot import Decisions, Snapshot, Waiting
 
 log = logging.getLogger(__name__)
 REQUEST_EVERY_S = 30.0
@@ -78,6 +78,10 @@ class Autoscaler:
             self.registry.release(release.agent_id, "idle")
             self._idle_since.pop(release.agent_id, None)
             self.count_release(release.gpu_class, "idle")
+
+    def waits(self, snapshot: Snapshot) -> tuple[Waiting, ...]:
+        """Why each queued job waits while no agent is up: the class whose node it waits for."""
+        return class_waits(snapshot.pending, self.rules, self.lookup)
 
     def count_release(self, gpu_class: str, reason: str) -> None:
         """An agent let go: "idle" past its timeout, or "drained"."""

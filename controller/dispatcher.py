@@ -458,7 +458,10 @@ class Dispatcher:
             agents=self._views.of(entries, by_agent, self._steps, queue[0].pending.priority if queue else 0),
             pending=tuple(queued.pending for queued in queue),
         )
-        decisions = self.policy.place(snapshot) if entries and queue else Decisions()
+        if entries and queue:
+            decisions = self.policy.place(snapshot)
+        else:  # no agent to place on (an autoscaled pool at zero), or nothing to place
+            decisions = Decisions(waiting=self.autoscaler.waits(snapshot) if self.autoscaler else ())
         if self.autoscaler is not None:
             self.autoscaler.round(snapshot, decisions)
         for kind, count in (

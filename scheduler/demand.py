@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from models.gpus import find_gpu
 from scheduler.catalogue_lookup import CatalogueLookup
 from scheduler.feasibility import choose_profile
-from scheduler.snapshot import AgentView, Decisions, PendingJob, Snapshot
+from scheduler.snapshot import AgentView, Decisions, PendingJob, Snapshot, Waiting
 
 GIB = 1024**3
 CLASS_RESOURCE_PREFIX = "wanfarm_class_"
@@ -138,6 +138,24 @@ def class_demand(
         )
         for c in rules.classes
     )
+
+
+def class_waits(
+    pending: Sequence[PendingJob], rules: ScalingRules, lookup: CatalogueLookup
+) -> tuple[Waiting, ...]:
+    """Why each job waits while no agent is up at all: the class whose new node it waits for."""
+    views = {c.name: class_view(c) for c in rules.classes}
+    waits = []
+    for job in pending:
+        name = _cheapest_able(job, rules.classes, views, lookup)
+        gpu_class = rules.of(name)
+        reason = (
+            f"waiting for a new node of GPU class {gpu_class.name} ({gpu_class.gpu}): the autoscaler adds it"
+            if gpu_class is not None
+            else "no agent is up, and no GPU class of this farm can run it"
+        )
+        waits.append(Waiting(job.job_id, reason))
+    return tuple(waits)
 
 
 def releases(

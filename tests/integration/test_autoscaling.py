@@ -78,6 +78,8 @@ def test_jobs_only_the_24gb_class_can_run_scale_it_from_zero_and_both_classes_re
     submitted = time.monotonic()
     jobs = client.submit([tiny("wan-tiny", seed=1), tiny("wan-tiny", seed=2)]).jobs
     wait_for(lambda: autoscale(farm)["classes"][1]["wanted"] == 2, 30, "demand for two 24 GB GPUs")
+    reason = "waiting for a new node of GPU class gpu24 (RTX 4090): the autoscaler adds it"
+    wait_for(lambda: client.job(jobs[0].id).wait_reason == reason, 30, "the job to say what it waits for")
     to_first_agent = wait_for(first_agent, 180, "an agent on a new 24 GB node")
     done = [wait_job(client, job.id, timeout_s=180) for job in jobs]
     assert [job.state for job in done] == ["succeeded", "succeeded"]

@@ -19,6 +19,7 @@ from scheduler.demand import (
     class_demand,
     class_resource,
     class_view,
+    class_waits,
     releases,
 )
 from scheduler.snapshot import Assignment, Decisions, PendingJob, Snapshot, Waiting
@@ -154,3 +155,13 @@ def test_the_classes_file_loads_and_a_bad_one_is_refused_naming_the_problem(tmp_
         assert str(bad) in str(refused.value)
     with pytest.raises(GpuClassesError, match="cannot read"):
         load_gpu_classes(tmp_path / "missing.json")
+
+
+def test_with_no_agent_up_a_job_says_which_classs_new_node_it_waits_for() -> None:
+    waits = class_waits(
+        (pending_job("big", WAN_14B), pending_job("odd", "no-such-model")), RULES, CatalogueLookup()
+    )
+    assert [w.reason for w in waits] == [
+        "waiting for a new node of GPU class gpu24 (RTX 4090): the autoscaler adds it",
+        "no agent is up, and no GPU class of this farm can run it",
+    ]
