@@ -17,6 +17,7 @@ let statsAt = 0;
 const errors = { poll: null, stats: null, submit: null, action: null };
 const rowHtml = new WeakMap();
 let agentsHtml = "";
+let autoscaleHtml = "";
 let newestFinished = null;
 
 class ApiError extends Error {
@@ -69,13 +70,15 @@ async function refresh() {
   if (polling || needKey) return;
   polling = true;
   try {
-    const [running, queued, finished, agents] = await Promise.all([
+    const [running, queued, finished, agents, autoscale] = await Promise.all([
       api(`/v1/jobs?state=running&limit=${ACTIVE_LIMIT}`),
       api(`/v1/jobs?state=queued&limit=${ACTIVE_LIMIT}`),
       api(`/v1/jobs?state=succeeded&state=failed&state=canceled&limit=${FINISHED_LIMIT}`),
       api("/v1/agents"),
+      api("/v1/autoscale"),
     ]);
     renderAgents(agents);
+    renderAutoscale(autoscale);
     renderActive([...running.jobs, ...queued.jobs], queued.next !== null);
     renderFinished(finished.jobs);
     setError("poll", null);
@@ -117,6 +120,9 @@ function agentCard(agent) {
   const share = agent.vram_total ? Math.min(100, (100 * used) / agent.vram_total) : 0;
   const state = agent.busy ? '<span class="badge busy">busy</span>' : '<span class="badge idle">idle</span>';
   const declared = agent.declared ? '<span class="badge declared" title="inventory given in configuration, not probed">declared</span>' : "";
+  const draining = agent.draining
+    ? '<span class="badge draining" title="takes no new work; leaves once its job has stopped or ended">draining</span>'
+    : "";
   const held = agent.quarantine;
   // A quarantined agent gets no new work until a probe job or an admin releases it.
   const quarantine = held
@@ -124,12 +130,16 @@ function agentCard(agent) {
     : "";
   const since = held ? new Date(held.since * 1000).toLocaleTimeString() : "";
   const why = held ? `<dt>Quarantine</dt><dd class="quarantine">${esc(held.reason)} (since ${esc(since)})</dd>` : "";
-  return `<article class="card${held ? " quarantined" : ""}" data-agent="${esc(agent.agent_id)}">
-    <h3>${esc(agent.gpu_name)} ${state} ${declared} ${quarantine}</h3>
-    <div class="muted">${esc(agent.hostname)} · GPU ${agent.gpu_index} · ${esc(agent.device)}</div>
+  // The node's name is what `wanfarm drain NODE` takes; shown when it is not the hostname.
+  const node = agent.node_name && agent.node_name !== agent.hostname ? ` (${esc(agent.node_name)})` : "";
+  const gpuClass = agent.gpu_class ? `<dt>Class</dt><dd class="gpu-class">${esc(agent.gpu_class)}</dd>` : "";
+  return `<article class="card${held ? " quarantined" : ""}${agent.draining ? " draining" : ""}" data-agent="${esc(agent.agent_id)}">
+    <h3>${esc(agent.gpu_name)} ${state} ${draining} ${declared} ${quarantine}</h3>
+    <div class="muted">${esc(agent.hostname)}${node} · GPU ${agent.gpu_index} · ${esc(agent.device)}</div>
     <div class="bar" title="VRAM used"><span style="width:${share.toFixed(1)}%"></span></div>
     <dl>
       <dt>VRAM</dt><dd>${gib(used)} / ${gib(agent.vram_total)} GiB</dd>
+      ${gpuClass}
       <dt>Arch</dt><dd>${esc(agent.arch)} (sm ${esc(agent.capability)})</dd>
       <dt>Hot</dt><dd>${esc(agent.hot_model || "–")}</dd>
       <dt>Cached</dt><dd>${esc(agent.cached_models.join(", ") || "–")}</dd>
@@ -137,6 +147,32 @@ function agentCard(agent) {
       ${why}
     </dl>
   </article>`;
+}
+
+// --- autoscaling ----------------------------------------------------------------------------------
+
+// Shown only on a farm given GPU classes (`wanfarm up --gpu-classes`): demand per class against its agents.
+function renderAutoscale(view) {
+  const panel = document.getElementById("autoscale-panel");
+  panel.hidden = !view.enabled;
+  if (!view.enabled) return;
+  const html = view.classes.map(classRow).join("");
+  if (html !== autoscaleHtml) {
+    autoscaleHtml = html;
+    document.getElementById("autoscale-rows").innerHTML = html;
+  }
+  document.getElementById("autoscale-released").textContent =
+    `${view.released} agent(s) released since the controller started (idle past their timeout, or drained).`;
+}
+
+function classRow(demand) {
+  const short = demand.wanted > demand.busy + demand.idle ? " short" : "";
+  return `<tr data-class="${esc(demand.gpu_class)}">
+    <td class="id">${esc(demand.gpu_class)}</td><td>${esc(demand.gpu)}</td>
+    <td class="agents">${demand.busy} / ${demand.idle}</td>
+    <td class="waiting">${demand.waiting}</td>
+    <td class="wanted${short}" title="GPUs asked of the cluster's autoscaler (its agents' included)">${demand.wanted} / ${demand.max_gpus}</td>
+  </tr>`;
 }
 
 // --- jobs ---------------------------------------------------------------------------------------

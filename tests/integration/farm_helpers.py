@@ -16,16 +16,18 @@ from controller.cli.client import FarmClient
 from controller.farm import Farm, FarmConfig
 from controller.ray_cluster import DECLARED_LABEL, DECLARED_RAM_LABEL, encode_declared
 from controller.schemas import JobOut
+from scheduler.demand import class_resource
 
 FINISHED = {"succeeded", "failed", "canceled"}
 
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """A worker node that declares these GPU-table cards and, optionally, its RAM."""
+    """A worker node that declares these GPU-table cards and, optionally, its RAM and GPU class."""
 
     gpus: tuple[str, ...]
     ram_gb: float | None = None
+    gpu_class: str | None = None  # advertises class_resource(gpu_class), one unit per GPU
 
 
 @contextmanager
@@ -36,7 +38,8 @@ def ray_cluster(nodes: list[NodeSpec]) -> Iterator[Cluster]:
         labels = {DECLARED_LABEL: encode_declared(spec.gpus)}
         if spec.ram_gb:
             labels[DECLARED_RAM_LABEL] = str(spec.ram_gb)
-        cluster.add_node(num_cpus=1, num_gpus=len(spec.gpus), labels=labels)
+        resources = {class_resource(spec.gpu_class): len(spec.gpus)} if spec.gpu_class else None
+        cluster.add_node(num_cpus=1, num_gpus=len(spec.gpus), labels=labels, resources=resources)
     try:
         yield cluster
     finally:
