@@ -36,11 +36,13 @@ class TokenHead:
         return any(p.info["name"] == "gcs_server" for p in self._processes())
 
     def _processes(self) -> list[psutil.Process]:
-        mark = str(self.temp_dir)
+        """The head's processes (they name its temp folder) and those of nodes joined to it (a
+        `ray start --address` names its address)."""
+        marks = (str(self.temp_dir), self.address)
         return [
             p
             for p in psutil.process_iter(["name", "cmdline"])
-            if any(mark in arg for arg in (p.info["cmdline"] or []))
+            if p.pid != os.getpid() and any(m in arg for arg in (p.info["cmdline"] or []) for m in marks)
         ]
 
     def kill(self) -> None:
