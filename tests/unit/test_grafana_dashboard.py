@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from controller.autoscale_metrics import DemandCollector
 from controller.metrics import FarmMetrics
 from controller.store import JobStore
 
@@ -34,7 +35,7 @@ def test_every_metric_the_dashboard_queries_is_exported(tmp_path: Path) -> None:
     assert not unknown, f"the dashboard queries metrics the farm does not export: {unknown}"
 
 
-def test_the_dashboard_covers_queue_throughput_gpus_cache_and_latency() -> None:
+def test_the_dashboard_covers_queue_throughput_gpus_cache_latency_and_class_demand() -> None:
     used = {base_name(name) for expr in dashboard_exprs() for name in metric_names(expr)}
     for name in (
         "wanfarm_queue_depth",
@@ -43,6 +44,9 @@ def test_the_dashboard_covers_queue_throughput_gpus_cache_and_latency() -> None:
         "wanfarm_agent_vram_used_bytes",
         "wanfarm_weight_cache_hits_total",
         "wanfarm_job_render_seconds",
+        "wanfarm_class_gpus_wanted",
+        "wanfarm_class_agents",
+        "wanfarm_agents_released_total",
     ):
         assert name in used
     assert any("histogram_quantile" in expr for expr in dashboard_exprs())
@@ -57,6 +61,7 @@ def test_the_check_catches_a_misspelt_metric(tmp_path: Path) -> None:
 def exported_names(tmp_path: Path) -> set[str]:
     """Every sample name a farm's /metrics can carry (histograms by their base name)."""
     metrics = FarmMetrics()
+    metrics.registry.register(DemandCollector(lambda: None))  # a farm given GPU classes adds these
     with JobStore(tmp_path / "jobs.db") as store:
         metrics.attach(store, list)
         families = list(metrics.registry.collect())
