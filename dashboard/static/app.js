@@ -200,11 +200,13 @@ function activeRow(job) {
   const progress = job.state === "running"
     ? `${step}/${total} ${esc(phase)}<div class="bar"><span style="width:${share.toFixed(1)}%"></span></div>`
     : kept;
+  // A running job's attempts count the one it runs; a queued job's, those before its next.
+  const tries = job.state === "running" ? job.attempts : job.attempts + 1;
   const preempted = job.preemptions
     ? ` <span class="muted" title="stopped for a job of a higher priority, not charged">preempted ${job.preemptions}×</span>`
     : "";
   return `<td class="id" title="${esc(job.id)}">${esc(job.id)}</td>
-    <td><span class="state state-${esc(job.state)}">${esc(job.state)}</span>${job.attempts ? ` <span class="muted">try ${job.attempts + 1}</span>` : ""}${preempted}</td>
+    <td><span class="state state-${esc(job.state)}">${esc(job.state)}</span>${tries > 1 ? ` <span class="muted">try ${tries}</span>` : ""}${preempted}</td>
     <td>${esc(job.model)}</td><td>${esc(job.owner)}</td><td>${job.priority}</td>
     <td class="progress">${progress}</td><td>${eta(job.eta)}</td>
     <td class="wait">${esc(job.wait_reason || "")}</td>
