@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +19,9 @@ import pytest
 from controller.cli.client import FarmClient
 from controller.cli.node_processes import is_running
 from controller.cli.node_state import JoinedNode, load_joined
-from tests.integration.farm_helpers import tiny, wait_job, wait_until
+from tests.integration.farm_helpers import wait_until
 from tests.integration.ray_head import TokenHead, clean_env, free_port, token_head
 
-LONG_STEPS = 200  # 0.01-0.2 s a step here (by load): still denoising when the drain arrives
 NOWHERE = "http://127.0.0.1:9"  # no farm answers there
 # A driver's view of the cluster through the farm's own wrapper, and the environment a task on the
 # joined node sees (where its agents would cache weights).
@@ -135,26 +133,19 @@ def test_joined_nodes_offer_their_declared_gpus_class_and_cache(lab: Lab) -> Non
         assert token not in " ".join(psutil.Process(process.pid).cmdline())
 
 
-def test_drain_a_node_mid_job_the_job_finishes_on_the_other(lab: Lab, farm: str) -> None:
+def test_drain_a_node_its_agent_leaves_and_an_unknown_node_is_refused_naming_those_there(
+    lab: Lab, farm: str
+) -> None:
+    # A job drained mid-way resumes elsewhere: tests/integration/test_autoscaling.py; here, the command.
     client = FarmClient(farm)
-    [job] = client.submit([tiny("wan-tiny", num_inference_steps=LONG_STEPS)]).jobs
-    submitted = time.monotonic()
-    wait_until(lambda: client.job(job.id).progress.step > 20, 240, "the job to be denoising")
-    print(f"\nstep 20 after {time.monotonic() - submitted:.1f} s")
-    agent = client.job(job.id).agent
-    node = next(a.node_name for a in client.agents() if a.agent_id == agent)
-
-    started = time.monotonic()
+    agent = client.agents()[0]
+    node = agent.node_name
     drained = wanfarm(["drain", node, "--wait", "--timeout", "180", "--server", farm])
-    print(f"\ndrain --wait: {time.monotonic() - started:.1f} s")
     assert drained.returncode == 0, drained.stderr
-    assert f"{agent} on {node}: draining, job {job.id} stops and resumes elsewhere" in drained.stdout
-    assert f"drained: {agent}" in drained.stdout
-    assert agent not in [a.agent_id for a in client.agents()]  # --wait returned once it was gone
+    assert f"{agent.agent_id} on {node}: draining" in drained.stdout
+    assert f"drained: {agent.agent_id}" in drained.stdout
+    assert agent.agent_id not in [a.agent_id for a in client.agents()]  # --wait returned once it was gone
 
-    done = wait_job(client, job.id, timeout_s=240)
-    print(f"job done {time.monotonic() - started:.1f} s after the drain")
-    assert done.state == "succeeded" and done.agent not in (None, agent)
     unknown = wanfarm(["drain", "no-such-pc", "--server", farm])
     assert unknown.returncode == 2
     assert "no agent, node id, node name or hostname 'no-such-pc'" in unknown.stderr
