@@ -55,11 +55,18 @@ class Autoscaler:
         classes = self.registry.agent_classes()
         models = {job.job_id: job.work.model_id for job in snapshot.pending}
         self._starts.extend((models[a.job_id], now) for a in decisions.assignments if a.job_id in models)
+        # Idle: no job at all, not even one that has left the GPU and is still encoding or uploading
+        # (the policy sees such an agent as free for the next job, but it must not exit yet).
+        holding = {
+            e.inventory.agent_id
+            for e in self.registry.entries()
+            if e.inventory.current_job is not None or e.inventory.previous_job is not None
+        }
         assigned = {a.agent_id for a in decisions.assignments}
         self._idle_since = {
             agent.agent_id: self._idle_since.get(agent.agent_id, now)
             for agent in snapshot.agents
-            if agent.idle and agent.agent_id not in assigned
+            if agent.idle and agent.agent_id not in assigned and agent.agent_id not in holding
         }
         drained: dict[str, int] = {}
         for held in self.registry.held():

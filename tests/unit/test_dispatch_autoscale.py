@@ -124,3 +124,22 @@ def test_an_idle_agent_of_a_class_exits_after_its_timeout_and_returns_when_its_c
     farm.tick()
     assert farm.agent().alive and farm.job(again).agent_id == AGENT
     assert farm.dispatcher.autoscaler is not None and farm.dispatcher.autoscaler.released == 1
+
+
+def test_an_agent_still_encoding_its_job_is_not_released_however_long_it_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dispatcher_module, "BUSY_PLACEMENT_EVERY_S", 0.0)
+    farm = Farm(JobStore(tmp_path / "jobs.db"), tmp_path, nodes=1, scaling=True)
+    job_id = farm.submit()
+    farm.tick()
+    farm.agent().leave_gpu()  # free for the next job, but its output is still being encoded
+    farm.tick()
+    farm.tick(61)
+    farm.tick(61)
+    assert farm.agent().alive and farm.job(job_id).state is JobState.RUNNING
+    farm.agent().succeed()
+    farm.tick()
+    farm.tick(61)
+    farm.tick()  # a refresh asks for a placement in the round after it
+    assert not farm.agent().alive and farm.job(job_id).state is JobState.SUCCEEDED
