@@ -33,8 +33,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two workers, each taking whole test files (a module's cluster fixture stays on one worker).
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # Speed and quality targets live here, not in timed tests; each prints one JSON line and exits 1 if
 # it misses. All of them run; `make bench` fails at the end if any missed.

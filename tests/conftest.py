@@ -17,6 +17,15 @@ from models.weights import WeightCache
 STEERING_PREFIXES = ("HF_", "TRANSFORMERS_", "AWS_", "WANFARM_")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Under pytest-xdist (make test) the workers share the cores: each worker's torch, and the
+    # processes it starts, get its share of them, as agents sharing a node do (gpu_agent/agent.py),
+    # rather than every worker spinning a thread per core. Set before any test module imports torch.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // workers)))
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("weights")
