@@ -64,6 +64,7 @@ class AgentRegistry:
         self.settings = settings
         self._agents: dict[str, AgentEntry] = {}
         self._node_configs: dict[NodeInfo, list[AgentConfig]] = {}  # a node's agents, as last built
+        self._node_of: dict[str, NodeInfo] = {}  # each of those agents' node
         self._next_slice = 0  # where the next refresh's slice of inventories starts
         self._asked: dict[str, float] = {}  # agents asked to attach that were silent: when
         self._held: dict[str, HeldBack] = {}  # agents let go, not started again
@@ -80,25 +81,18 @@ class AgentRegistry:
 
     def agent_classes(self) -> dict[str, str]:
         """The GPU class of every agent the cluster's nodes call for, where their node has one."""
-        return {
-            config.agent_id: config.gpu_class
-            for configs in self._node_configs.values()
-            for config in configs
-            if config.gpu_class is not None
-        }
+        return {agent_id: node.gpu_class for agent_id, node in self._node_of.items() if node.gpu_class}
 
     def node_name(self, agent_id: str) -> str:
-        node = next(
-            (n for n, configs in self._node_configs.items() if any(c.agent_id == agent_id for c in configs)),
-            None,
-        )
+        node = self._node_of.get(agent_id)
         return node.node_name if node is not None else ""
 
     def release(self, agent_id: str, reason: str) -> None:
         """Stop an agent and free its GPU; it is not started again (see HeldBack)."""
         entry = self._agents.pop(agent_id, None)
         self._draining.pop(agent_id, None)
-        self._held[agent_id] = HeldBack(agent_id, self.agent_classes().get(agent_id), reason)
+        node = self._node_of.get(agent_id)
+        self._held[agent_id] = HeldBack(agent_id, node.gpu_class if node else None, reason)
         if entry is not None:
             entry.handle.kill()
 
@@ -126,6 +120,8 @@ class AgentRegistry:
         nodes = self.cluster.nodes()
         # The same node asks for the same agents: built once, not 500 configs every refresh.
         self._node_configs = {node: self._node_configs.get(node) or self._configs(node) for node in nodes}
+        # Each wanted agent's node, looked up per agent by the listing and the autoscaler.
+        self._node_of = {c.agent_id: node for node, configs in self._node_configs.items() for c in configs}
         wanted = {config.agent_id: config for configs in self._node_configs.values() for config in configs}
         lost = [agent_id for agent_id in self._agents if agent_id not in wanted]
         for agent_id in lost:
