@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from models.gpus import GpuSpec, find_gpu
 from scheduler.sim.formats import PoolSpec, TraceJob
-from scheduler.sim.truth import JobNoise, TruthConfig, card_efficiency
+from scheduler.sim.truth import JobNoise, RenderPhases, TruthConfig, card_efficiency
 from scheduler.snapshot import AgentView, Assignment, PendingJob
 
 
@@ -63,14 +63,15 @@ class Attempt:
     vram_bytes: int
     ram_bytes: int
     out_of_memory: bool
+    phases: RenderPhases  # this job's on this card (its luck included): set-up, each step, decoding
     first_step: int = 0  # the step it resumed from
     stopped_at: int | None = None  # the step a preemption stops it at (checkpointed); None: runs on
 
     def step_at(self, now: float) -> tuple[int, float]:
         """The last step boundary it passed by `now`, and when (the true progress an agent reports)."""
         total = self.job.trace.work.steps
-        per_step = self.render_s / max(1, total - self.first_step)
-        begun = self.start + self.load_s
+        per_step = self.phases.step_s
+        begun = self.start + self.load_s + self.phases.setup_s
         done = min(total - self.first_step, max(0, int((now - begun) / per_step))) if per_step > 0 else 0
         return self.first_step + done, begun + done * per_step
 

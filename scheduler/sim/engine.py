@@ -23,7 +23,7 @@ from scheduler.sim.cluster import Attempt, SimAgent, SimJob, SimNode, build_clus
 from scheduler.sim.formats import PoolSpec, TraceJob
 from scheduler.sim.memory_truth import true_memory
 from scheduler.sim.metrics import PolicyReport, SimResult, jain_index, median, percentile
-from scheduler.sim.truth import TruthConfig, job_noise, render_seconds
+from scheduler.sim.truth import TruthConfig, job_noise, render_phases
 from scheduler.snapshot import (
     AgentView,
     Assignment,
@@ -223,9 +223,8 @@ class _Engine:
         tally.owner_seconds[owner] = tally.owner_seconds.get(owner, 0.0) + spent
         rendered = spent - attempt.load_s
         if attempt.first_step and attempt.stopped_at is None:
-            # A resumed attempt rendered part of the work: learnt as the whole, at its pace.
-            steps = job.trace.work.steps
-            rendered *= steps / (steps - attempt.first_step)
+            # A resumed attempt rendered part of the steps: learnt as the whole job, at its pace.
+            rendered += attempt.first_step * attempt.phases.step_s
         if attempt.stopped_at is not None:
             # Preempted: back to the queue with its steps, not charged, nothing learnt.
             tally.preemptions += 1
@@ -328,9 +327,11 @@ class _Engine:
             self.tally.invalid += 1
             return
         total = attempt.job.trace.work.steps
-        step, at = attempt.step_at(self.now)  # while it loads: step 0 at the end of the load
+        # While it loads or sets up: "step" first_step, reached when the set-up ends. Past its last
+        # step it is decoding, and an agent lets that finish.
+        step, at = attempt.step_at(self.now)
         next_step = step + 1
-        end = at + attempt.render_s / max(1, total - attempt.first_step) + self.truth.checkpoint_write_s
+        end = at + attempt.phases.step_s + self.truth.checkpoint_write_s
         if next_step >= total or end >= attempt.end:
             return  # it ends before it could stop: as the agent, it finishes
         attempt.stopped_at = next_step
@@ -343,18 +344,29 @@ class _Engine:
         load = self._load_seconds(agent, work.model_id)
         if agent.hot_model != work.model_id:
             self.tally.cold_loads += 1
-        render = render_seconds(work, assignment.profile, agent.flops_per_s)
-        render *= job.noise.render
+        phases = render_phases(work, assignment.profile, agent.flops_per_s).scaled(job.noise.render)
+        # A resumed job renders only the steps left, after reading its checkpoint; the set-up (text
+        # encoding) and the decoding it pays again.
+        render = phases.seconds(work.steps - job.kept_steps)
         if job.kept_steps:
-            # A resumed job renders only the steps left, after reading its checkpoint.
-            render *= (work.steps - job.kept_steps) / work.steps
             load += truth.checkpoint_read_s
             self.tally.checkpoint_seconds += truth.checkpoint_read_s
         vram, ram = true_memory(work.model_id, assignment.profile, work.size, job.noise)
         oom = vram > agent.vram_bytes or ram > agent.node.ram_bytes
         spent = load + (render * truth.oom_render_share if oom else render)
         attempt = Attempt(
-            job, agent, assignment, self.now, load, render, self.now + spent, vram, ram, oom, job.kept_steps
+            job,
+            agent,
+            assignment,
+            self.now,
+            load,
+            render,
+            self.now + spent,
+            vram,
+            ram,
+            oom,
+            phases,
+            job.kept_steps,
         )
         agent.attempt = attempt
         agent.hot_model = work.model_id

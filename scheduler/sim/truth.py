@@ -103,13 +103,34 @@ def card_efficiency(config: TruthConfig, rng: random.Random) -> float:
 
 def render_seconds(work: WorkSize, profile: Profile, flops_per_s: float) -> float:
     """Noise-free render time of a job on a card achieving `flops_per_s`, weights already loaded."""
+    return render_phases(work, profile, flops_per_s).seconds(work.steps)
+
+
+@dataclass(frozen=True)
+class RenderPhases:
+    """A render's seconds by phase: set-up before the first step, each denoising step, decoding after.
+    Every attempt pays the set-up and the decoding; one resumed from a checkpoint skips only steps."""
+
+    setup_s: float
+    step_s: float
+    decode_s: float
+
+    def seconds(self, steps: int) -> float:
+        return self.setup_s + steps * self.step_s + self.decode_s
+
+    def scaled(self, factor: float) -> RenderPhases:
+        return RenderPhases(self.setup_s * factor, self.step_s * factor, self.decode_s * factor)
+
+
+def render_phases(work: WorkSize, profile: Profile, flops_per_s: float) -> RenderPhases:
+    """`render_seconds` split into its phases (noise-free)."""
     cost = _cost(work.model_id, work.size, profile)
     step = cost.step_flops / flops_per_s
     if cost.transfer_s:
         # Streaming profiles move the transformer over PCIe once per pass and step; with async
         # transfers the copy overlaps compute, so the slower of the two sets the pace.
         step = max(step, cost.transfer_s) if cost.overlapped else step + cost.transfer_s
-    return OVERHEAD_S + work.steps * step + cost.decode_flops / flops_per_s
+    return RenderPhases(OVERHEAD_S, step, cost.decode_flops / flops_per_s)
 
 
 @dataclass(frozen=True)

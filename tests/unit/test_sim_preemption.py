@@ -11,7 +11,7 @@ from scheduler.registry import get_policy
 from scheduler.sim.engine import simulate
 from scheduler.sim.formats import NodeSpec, PoolSpec, TraceJob
 from scheduler.sim.metrics import SimResult
-from scheduler.sim.truth import TruthConfig
+from scheduler.sim.truth import OVERHEAD_S, TruthConfig
 
 NO_NOISE = TruthConfig(noise=False)
 POOL = PoolSpec(
@@ -42,3 +42,12 @@ def test_a_high_job_stops_a_long_low_one_and_both_finish() -> None:
     low_preempted = preempting.extra["low_mean_latency_s"]
     high_alone = preempting.extra["high_mean_latency_s"]
     assert low_steady < low_preempted < low_steady + high_alone + 60.0
+
+
+def test_a_resumed_job_pays_its_set_up_and_decoding_again_and_redoes_no_step() -> None:
+    steady, preempting = run("wanfarm-no-preempt").report, run("wanfarm").report
+    assert preempting.extra["preemptions"] == 1
+    # Both jobs are of one model, so the low job resumes with the weights hot: beyond its own render
+    # it pays the checkpoint's write and read and a second set-up (the decoding runs once, at the end).
+    extra = NO_NOISE.checkpoint_write_s + NO_NOISE.checkpoint_read_s + OVERHEAD_S
+    assert preempting.owner_gpu_seconds["ann"] == pytest.approx(steady.owner_gpu_seconds["ann"] + extra)
