@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from controller.autoscale import Autoscaler
+from controller.eta_honesty import EtaHonesty
 from controller.jobs import JobEvent, JobProgress, JobRecord, JobState
 from controller.metrics import FarmMetrics
 from controller.preemptions import ReportedStep, ReportedSteps, send_preemptions
@@ -101,6 +102,7 @@ class Dispatcher:
         self._reached = StepsReached()  # how far each job's attempts got, for steps redone
         self._steps = ReportedSteps()  # running attempts' denoising steps, as the views show them
         self.last_round_s = 0.0  # how long the last round took, for metrics
+        self._eta_honesty = EtaHonesty(self.metrics.eta_error)
 
     def run(self, stop: threading.Event, interval_s: float = 0.05) -> None:
         """Run rounds until `stop` is set; a failing round is logged, never fatal."""
@@ -293,7 +295,9 @@ class Dispatcher:
             self.quarantine.attempt_ended(job, news.entry.inventory, event)
             failed = event.kind is EventKind.FAILED
             if not (failed and self._retry_elsewhere(job, agent_id, event.error or "failed")):
-                self.store.finish(job.id, job.attempts, FINAL_STATES[event.kind], event.error, now)
+                ended = self.store.finish(job.id, job.attempts, FINAL_STATES[event.kind], event.error, now)
+                if ended is not None and not is_probe(ended):
+                    self._eta_honesty.finished(ended)
                 self._reached.forget(job.id)
             if is_probe(job):
                 self.quarantine.probe_ended(job, event.kind is EventKind.SUCCEEDED)
@@ -488,8 +492,12 @@ class Dispatcher:
         """Write every assignment (one commit), then tell the agents, all at once; a refusal
         queues the job again."""
         now = self.clock()
+        starts = [
+            AttemptStart(a.job_id, a.agent_id, a.profile, a.est_finish, in_line[a.job_id].first_eta)
+            for a in assignments
+        ]
         started = self.store.start_attempts(
-            [AttemptStart(a.job_id, a.agent_id, a.profile, a.est_finish) for a in assignments], now
+            starts, now
         )  # a job canceled since the snapshot is not among them
         self._started = {job.id for job in started}
         self._records.add_running(started)
@@ -519,10 +527,12 @@ class Dispatcher:
         """Keep the waits that changed, for the next round to write in one commit."""
         for wait in waiting:
             queued = in_line[wait.job_id]
+            if queued.first_eta is None:
+                queued.first_eta = wait.eta
             if _moved(queued.wait, (wait.reason, wait.eta), now):
                 queued.wait = (wait.reason, wait.eta)
                 self._waits[wait.job_id] = QueuedWait(
-                    wait.job_id, queued.pending.attempts, wait.reason, wait.eta
+                    wait.job_id, queued.pending.attempts, wait.reason, wait.eta, queued.first_eta
                 )
 
     def _write_waits(self) -> None:
@@ -547,6 +557,7 @@ class _Queued:
     pending: PendingJob
     queued_since: float  # when it last entered the queue
     wait: tuple[str | None, float | None]  # (reason, eta) as last stored
+    first_eta: float | None = None  # the first ETA a placement gave it on this stay in the queue
 
 
 class _Views:

@@ -76,6 +76,7 @@ class JobRecord:
     plugins: tuple[str, ...] = ()  # post-processors it needs that do not ship with WanFarm
     preemptions: int = 0  # attempts stopped for a job of a higher priority (not charged)
     preempt_requested: bool = False  # the running attempt was asked to stop for one
+    submit_eta: float | None = None  # the first ETA a placement gave it (clock seconds); None before
 
     @property
     def charged_attempts(self) -> int:

@@ -20,6 +20,8 @@ from gpu_agent.messages import AgentEvent, AgentInventory
 AGENT_LABELS = ("agent", "node", "gpu_index", "gpu_model", "arch")
 QUEUE_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600)
 RENDER_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 2 * 3600)
+# |submit ETA - finish| / latency: 0.25 is the farm's aim at the median for models it has seen.
+ETA_ERROR_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10)
 ROUND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 WEIGHT_SOURCES = ("hot", "disk", "download")
 
@@ -119,6 +121,14 @@ class FarmMetrics:
             "wanfarm_weight_downloaded_bytes",
             "Weight bytes fetched into node caches for attempts.",
             ["node"],
+            registry=r,
+        )
+        self.eta_error = Histogram(
+            "wanfarm_eta_error_ratio",
+            "How far a succeeded job's ETA at submit (its first placement's) was from its finish, "
+            "relative to its latency; model_seen: a job of its model had finished before it was submitted.",
+            ["model", "model_seen"],
+            buckets=ETA_ERROR_BUCKETS,
             registry=r,
         )
         self.round_seconds = Histogram(

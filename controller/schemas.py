@@ -46,7 +46,16 @@ class JobSummary(BaseModel):
     attempts: int
     max_attempts: int
     preemptions: int = 0  # attempts stopped for a job of a higher priority (not charged)
-    eta: float | None
+    eta: float | None = Field(
+        description="When the job should finish (epoch seconds), from the latest placement round; null "
+        "until the first round after the submission has placed it (POST /v1/jobs answers before that: "
+        "read the job again for it), and once the job has finished."
+    )
+    submit_eta: float | None = Field(
+        default=None,
+        description="The first ETA a placement round gave the job (its ETA at submit), kept while `eta` "
+        "moves on; null until that round. /metrics' wanfarm_eta_error_ratio measures it against the finish.",
+    )
     wait_reason: str | None
     outputs: list[OutputOut]
     error: str | None

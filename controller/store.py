@@ -94,6 +94,8 @@ class QueuedWait:
     attempts: int  # the stay in the queue it is about: written only while the job is on it
     reason: str | None
     eta: float | None
+    # The first ETA a placement gave it, kept as its submit_eta unless one is stored already.
+    first_eta: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +106,7 @@ class AttemptStart:
     agent_id: str
     profile: Profile
     eta: float | None
+    first_eta: float | None = None  # the first ETA a placement gave it, if before this start
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,6 +236,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE jobs ADD COLUMN preemptions INTEGER NOT NULL DEFAULT 0 CHECK (preemptions >= 0)",
         "ALTER TABLE jobs ADD COLUMN preempt_requested INTEGER NOT NULL DEFAULT 0",
     ),
+    # The first ETA a placement gave the job (its ETA at submit), kept while `eta` moves on; jobs
+    # stored before it read as having none.
+    ("ALTER TABLE jobs ADD COLUMN submit_eta REAL",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -242,7 +248,8 @@ _INSERT_JOB = """INSERT INTO jobs (id, owner, state, priority, settings, model_i
 _UPDATE_JOB = """UPDATE jobs SET state = ?, updated_at = ?, attempts = ?, agent_id = ?, profile = ?,
     started_at = ?, finished_at = ?, eta = ?, wait_reason = ?, progress_step = ?, progress_total = ?,
     progress_phase = ?, outputs = ?, error = ?, attempt_errors = ?, avoid_agents = ?,
-    cancel_requested = ?, uncharged_attempts = ?, preemptions = ?, preempt_requested = ? WHERE id = ?"""
+    cancel_requested = ?, uncharged_attempts = ?, preemptions = ?, preempt_requested = ?, submit_eta = ?
+    WHERE id = ?"""
 _INSERT_EVENT = "INSERT INTO events (job_id, at, kind, data) VALUES (?, ?, ?, ?)"
 _INSERT_KEY = (
     "INSERT INTO idempotency_keys (owner, key, fingerprint, job_ids, created_at) VALUES (?, ?, ?, ?, ?)"
@@ -561,12 +568,17 @@ class JobStore:
 
     def set_waits(self, waits: Sequence[QueuedWait]) -> None:
         """`set_wait` for many jobs in one transaction; a job no longer on that stay in the queue
-        (started, canceled, or queued again since) is left alone."""
-        sql = "UPDATE jobs SET wait_reason = ?, eta = ? WHERE id = ? AND attempts = ? AND state = ?"
+        (started, canceled, or queued again since) is left alone. A job's first ETA is also kept
+        as its `submit_eta`."""
+        sql = (
+            "UPDATE jobs SET wait_reason = ?, eta = ?, submit_eta = coalesce(submit_eta, ?)"
+            " WHERE id = ? AND attempts = ? AND state = ?"
+        )
         queued = JobState.QUEUED.value
         if waits:
             with self._write() as cur:
-                cur.executemany(sql, [(w.reason, w.eta, w.job_id, w.attempts, queued) for w in waits])
+                rows = [(w.reason, w.eta, w.first_eta, w.job_id, w.attempts, queued) for w in waits]
+                cur.executemany(sql, rows)
 
     def set_wait(self, job_id: str, reason: str | None, eta: float | None) -> JobRecord | None:
         """Why a queued job waits and when it should finish (the row only, no event); None if not queued."""
@@ -575,8 +587,10 @@ class JobStore:
             if job is None or job.state is not JobState.QUEUED:
                 return None
             if (job.wait_reason, job.eta) != (reason, eta):
-                cur.execute("UPDATE jobs SET wait_reason = ?, eta = ? WHERE id = ?", (reason, eta, job_id))
-                job = dataclasses.replace(job, wait_reason=reason, eta=eta)
+                first = eta if job.submit_eta is None else job.submit_eta
+                sql = "UPDATE jobs SET wait_reason = ?, eta = ?, submit_eta = ? WHERE id = ?"
+                cur.execute(sql, (reason, eta, first, job_id))
+                job = dataclasses.replace(job, wait_reason=reason, eta=eta, submit_eta=first)
             return job
 
     # -- reads --------------------------------------------------------------------------------
@@ -1060,6 +1074,7 @@ def _start_attempt(cur: sqlite3.Cursor, start: AttemptStart, now: float) -> JobR
         profile=start.profile,
         started_at=now,
         eta=start.eta,
+        submit_eta=_first(job.submit_eta, start.first_eta, start.eta),
         wait_reason=None,
         progress=JobProgress(),
         preempt_requested=False,
@@ -1069,6 +1084,10 @@ def _start_attempt(cur: sqlite3.Cursor, start: AttemptStart, now: float) -> JobR
     details = {"attempt": job.attempts, "agent_id": start.agent_id, "profile": start.profile.value}
     _event(cur, job.id, now, "state", state=job.state, **details)
     return job
+
+
+def _first(*etas: float | None) -> float | None:
+    return next((eta for eta in etas if eta is not None), None)
 
 
 def _load(cur: sqlite3.Cursor, job_id: str) -> JobRecord | None:
@@ -1109,6 +1128,7 @@ def _save(cur: sqlite3.Cursor, job: JobRecord) -> None:
             job.uncharged_attempts,
             job.preemptions,
             int(job.preempt_requested),
+            job.submit_eta,
             job.id,
         ),
     )
@@ -1146,6 +1166,7 @@ def _record(row: sqlite3.Row) -> JobRecord:
         plugins=tuple(json.loads(row["plugins"])),
         preemptions=row["preemptions"],
         preempt_requested=bool(row["preempt_requested"]),
+        submit_eta=row["submit_eta"],
     )
 
 

@@ -78,7 +78,9 @@ async def submit(
     request: Request, response: Response, who: Caller, service: Service, key: IdempotencyKey
 ) -> SubmitOut:
     """A WanGP settings object, a list of them (a batch), or {"settings": ..., "priority": 0-100,
-    "wait_for_capacity": bool}. With an Idempotency-Key, a retry answers the first submission."""
+    "wait_for_capacity": bool}. With an Idempotency-Key, a retry answers the first submission. The
+    answer comes once the jobs are stored, before a placement round has seen them: their `eta` and
+    `submit_eta` are null there and come with the first round (GET /v1/jobs/{id})."""
     asked = submission(await read_json(request))
     done = await run_in_threadpool(
         service.submit, who, asked.items, asked.priority, asked.wait_for_capacity, idempotency_key=key

@@ -29,6 +29,7 @@ def job_summary(job: JobRecord, storage: ObjectStore) -> JobSummary:
         max_attempts=job.max_attempts,
         preemptions=job.preemptions,
         eta=job.eta,
+        submit_eta=job.submit_eta,
         wait_reason=job.wait_reason,
         outputs=[_output(job.id, key, storage) for key in job.outputs],
         error=job.error,

@@ -42,6 +42,10 @@ class SimJob:
     avoid: frozenset[str] = frozenset()
     kept_steps: int = 0  # denoising steps a preempted attempt checkpointed: the next one starts there
     preemptions: int = 0
+    # The ETA the first placement after its arrival gave it, and whether a job of its model had
+    # finished before it arrived (its ETA is then measured: scheduler.sim.metrics).
+    submit_eta: float | None = None
+    model_seen: bool = False
     view: PendingJob = field(init=False)
 
     def refresh_view(self) -> None:

@@ -71,6 +71,8 @@ class _Tally:
     preemptions: int = 0
     checkpoint_seconds: float = 0.0  # written by preempted attempts and read back by resumed ones
     eta_errors: list[float] = field(default_factory=list)
+    submit_eta_errors: list[float] = field(default_factory=list)  # of jobs whose model had finished before
+    models_done: set[str] = field(default_factory=set)  # models with a finished job so far
     owner_seconds: dict[str, float] = field(default_factory=dict)
     busy_seconds: float = 0.0
     jobs: int = 0
@@ -106,6 +108,7 @@ class _Engine:
         self.place_due = False
         self.tally = _Tally()
         self.policy_wall_s = 0.0
+        self.unasked: dict[str, SimJob] = {}  # arrived since the policy was last called
 
     def run(self, arrivals: Iterator[TraceJob]) -> None:
         self._next_arrival(arrivals)
@@ -158,6 +161,8 @@ class _Engine:
             bytes_downloaded=tally.bytes_downloaded,
             oom_failures=tally.oom_failures,
             eta_error=median(tally.eta_errors),
+            submit_eta_error=median(tally.submit_eta_errors),
+            submit_eta_jobs=len(tally.submit_eta_errors),
             owner_gpu_seconds=owners,
             owner_share={owner: s / total for owner, s in owners.items()} if total else {},
             jain_fairness=jain_index(list(owners.values())),
@@ -203,8 +208,10 @@ class _Engine:
             tally.first_submit = trace.t
         job = SimJob(trace, tally.jobs, job_noise(self.truth, self.seed, tally.jobs, trace.work.model_id))
         tally.jobs += 1
+        job.model_seen = trace.work.model_id in tally.models_done
         job.refresh_view()
         self.pending[trace.job_id] = job
+        self.unasked[trace.job_id] = job
 
     def _landed(self, node: SimNode, model_id: str) -> None:
         del node.downloads[model_id]
@@ -251,6 +258,10 @@ class _Engine:
             elif priority_class(job.trace.priority) == 0:
                 tally.low_latencies.append(attempt.end - job.trace.t)
             tally.last_done = attempt.end
+            tally.models_done.add(job.trace.work.model_id)
+            latency = attempt.end - job.trace.t
+            if job.model_seen and job.submit_eta is not None and latency > 0:
+                tally.submit_eta_errors.append(abs(job.submit_eta - attempt.end) / latency)
             estimated = attempt.assignment.est_finish - attempt.start
             if spent > 0:  # an instant attempt has no relative error to measure
                 tally.eta_errors.append(abs(estimated - spent) / spent)
@@ -272,7 +283,25 @@ class _Engine:
         decisions = self.policy.place(snapshot)
         self.policy_wall_s += time.perf_counter() - started
         self.tally.place_calls += 1
+        if self.unasked:
+            self._note_submit_etas(decisions)
         return self._apply(decisions)
+
+    def _note_submit_etas(self, decisions: Decisions) -> None:
+        # The first ETA the policy gives a job, in the first call after its arrival (an assignment's
+        # estimated finish, or its wait's ETA; None when it gave none).
+        unasked = self.unasked
+        for assignment in decisions.assignments:
+            job = unasked.pop(assignment.job_id, None)
+            if job is not None:
+                job.submit_eta = assignment.est_finish
+        for wait in decisions.waiting:
+            if not unasked:
+                break
+            job = unasked.pop(wait.job_id, None)
+            if job is not None:
+                job.submit_eta = wait.eta
+        unasked.clear()
 
     def _apply(self, decisions: Decisions) -> bool:
         assigned = False

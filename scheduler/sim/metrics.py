@@ -27,6 +27,10 @@ class PolicyReport:
     bytes_downloaded: int
     oom_failures: int
     eta_error: float | None  # median |policy's est_finish - true finish| / true duration; None: no job
+    # Median |ETA at submit - finish| / (finish - submit) over the jobs of a model that had finished
+    # at least once before they were submitted (ETA at submit: the first place() after the arrival).
+    submit_eta_error: float | None
+    submit_eta_jobs: int  # jobs that median is over
     owner_gpu_seconds: dict[str, float]
     owner_share: dict[str, float]
     jain_fairness: float | None  # over owners' GPU-seconds, 1 = equal; None: fewer than two owners

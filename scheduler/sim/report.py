@@ -33,7 +33,7 @@ def as_table(results: Sequence[SimResult], floor: LatencyFloor | None = None) ->
     header = (
         f"{'policy':<{width}} {'done':>7} {'fail':>5} {'left':>5} {'mean s':>9} {'p50 s':>9} {'p95 s':>9} "
         f"{'p99 s':>9} {'makespan h':>10} {'busy':>5} {'cold':>6} {'GB down':>8} {'OOM':>5} "
-        f"{'ETA err':>7} {'Jain':>5}"
+        f"{'ETA err':>7} {'sub ETA':>7} {'Jain':>5}"
     )
     lines = [header]
     for result in results:
@@ -43,7 +43,7 @@ def as_table(results: Sequence[SimResult], floor: LatencyFloor | None = None) ->
             f"{r.p50_latency_s:>9.1f} {r.p95_latency_s:>9.1f} {r.p99_latency_s:>9.1f} "
             f"{r.makespan_s / 3600:>10.2f} {r.gpu_busy_share:>5.0%} {r.cold_loads:>6} "
             f"{r.bytes_downloaded / GB:>8.1f} {r.oom_failures:>5} {_figure(r.eta_error):>7} "
-            f"{_figure(r.jain_fairness):>5}"
+            f"{_figure(r.submit_eta_error):>7} {_figure(r.jain_fairness):>5}"
         )
     if floor is not None:
         lines.append(

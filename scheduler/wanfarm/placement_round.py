@@ -3,9 +3,9 @@
 Each job of the queue's head takes the agent where it would finish earliest: max(now, agent free at)
 + load + render. An idle agent starts it; a busy one (or one given a job earlier this round) is
 reserved until then and the job waits for it, so the jobs behind see it taken. The tail of the queue
-only gets a coarse ETA. An agent counts as caching a model another agent of its node runs or ran last
-(the disk is shared). Why waiting is limited, and the figures behind the constants:
-docs/scheduler.md, "The round".
+gets its ETA from a virtual schedule on the pool the head leaves (queue_eta). An agent counts as
+caching a model another agent of its node runs or ran last (the disk is shared). Why waiting is
+limited, and the figures behind the constants: docs/scheduler.md, "The round".
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from scheduler.snapshot import Assignment, Decisions, PendingJob, Prefetch, Wait
 from scheduler.wanfarm.fair_share import QueueOrder
 from scheduler.wanfarm.job_shapes import JobShape, RoundShapes, shape_key
 from scheduler.wanfarm.pool_index import PoolIndex
+from scheduler.wanfarm.queue_eta import QueueEta
 
 # Earliest finish alone would undo fair share: an owner far behind would wait for the busy cards
 # that suit it best while owners ahead take every idle one.
@@ -273,15 +274,11 @@ class PlacementRound:
         return None
 
     def _queue_tail(self, tail: tuple[PendingJob, ...], ahead: int) -> None:
-        # Coarse ETA in O(1) a job: the pool is through the head at about the mean free time, then
-        # works through the tail's render seconds spread over all agents. The loop is lean on
-        # purpose: it runs for most of a 100,000-job queue every round.
-        pool = self.pool
+        # ETAs from a virtual schedule of the tail on the pool the head leaves (queue_eta). The loop
+        # is lean on purpose: it runs for most of a 100,000-job queue every round.
         if not tail:
             return
-        base = sum(pool.free_at) / len(pool.free_at) if pool.free_at else self.now
-        agents = max(1, len(pool.agents))
-        queued = 0.0
+        finish = QueueEta(self.pool).finish
         append = self.waiting.append
         shape_of, known = self.shapes.shape, self.shapes.known
         counts: dict[str, int] = {}
@@ -297,8 +294,7 @@ class PlacementRound:
             elif shape.refusal is not None:
                 append(Waiting(job.job_id, shape.refusal))
             else:
-                queued += shape.mean_render_s
-                append(Waiting(job.job_id, f"queued behind {position} jobs", base + queued / agents))
+                append(Waiting(job.job_id, f"queued behind {position} jobs", finish(shape)))
                 model_id = work.model_id
                 count = counts.get(model_id, 0)
                 if not count:

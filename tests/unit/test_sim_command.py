@@ -21,9 +21,9 @@ HOME_LAB = [
 DOCUMENTED_KEYS = {
     "jobs", "completed", "failed", "unfinished", "mean_latency_s", "p50_latency_s", "p95_latency_s",
     "p99_latency_s", "makespan_s", "gpu_busy_share", "cold_loads", "downloads", "bytes_downloaded",
-    "oom_failures", "eta_error", "owner_gpu_seconds", "owner_share", "jain_fairness",
-    "invalid_decisions", "place_calls", "high_jobs", "high_mean_latency_s", "high_p95_latency_s",
-    "low_mean_latency_s", "preemptions", "checkpoint_s",
+    "oom_failures", "eta_error", "submit_eta_error", "submit_eta_jobs", "owner_gpu_seconds",
+    "owner_share", "jain_fairness", "invalid_decisions", "place_calls", "high_jobs",
+    "high_mean_latency_s", "high_p95_latency_s", "low_mean_latency_s", "preemptions", "checkpoint_s",
 }  # fmt: skip
 
 

@@ -16,7 +16,7 @@ from scheduler.sim.formats import NodeSpec, PoolSpec, TraceJob, load_pool
 from scheduler.sim.report import as_json
 from scheduler.sim.traces import load_trace
 from scheduler.sim.truth import TruthConfig, render_seconds
-from scheduler.snapshot import Assignment, Decisions, Observation, Prefetch, Snapshot
+from scheduler.snapshot import Assignment, Decisions, Observation, Prefetch, Snapshot, Waiting
 
 REFERENCE = Path(__file__).resolve().parents[2] / "scheduler" / "sim" / "reference"
 NO_NOISE = TruthConfig(noise=False)
@@ -171,3 +171,39 @@ def test_a_job_no_agent_can_run_is_left_unfinished_and_the_run_ends() -> None:
     pool = PoolSpec("p", (node("tiny", "RTX 3070", ram_gib=8),))
     result = simulate(pool, [job("a", 0.0, "wan2.1-t2v-14b", (1280, 720, 81))], GreedyPolicy(), seed=0)
     assert (result.report.completed, result.report.unfinished) == (0, 1)
+
+
+class Promising:
+    """Test-only: the one agent's job finishes 100 s from now, a waiting job 50 s from now (ETAs
+    that move on with the clock)."""
+
+    name = "promising"
+
+    def place(self, snapshot: Snapshot) -> Decisions:
+        [agent] = snapshot.agents
+        assignments, waiting = [], []
+        for pending in sorted(snapshot.pending, key=lambda p: p.job_id):
+            now = snapshot.now
+            if agent.idle and not assignments:
+                assignments.append(
+                    Assignment(pending.job_id, agent.agent_id, Profile.P1, now, now + 100, "idle")
+                )
+            else:
+                waiting.append(Waiting(pending.job_id, "busy", now + 50))
+        return Decisions(assignments=tuple(assignments), waiting=tuple(waiting))
+
+    def observe(self, observation: Observation) -> None:
+        pass
+
+
+def test_the_eta_at_submit_is_the_first_one_given_and_only_jobs_of_a_model_seen_before_count() -> None:
+    model, size = "wan2.1-t2v-1.3b", (832, 480, 81)
+    pool = PoolSpec("p", (node("solo", "RTX 4090", net=1e9),))
+    # "a" is the model's first job (not counted); "b" starts at once, "c" waits for it.
+    trace = [job("a", 0.0, model, size), job("b", 10_000.0, model, size), job("c", 10_000.0, model, size)]
+    report = simulate(pool, trace, Promising(), seed=0, truth=NO_NOISE).report
+    render = render_seconds(trace[0].work, Profile.P1, 165.2e12 * 0.4)
+    b_error = abs(100 - render) / render  # finishes at 10,000 + render (hot)
+    c_error = abs(50 - 2 * render) / (2 * render)  # its first ETA, 10,000 + 50; it ends after b
+    assert report.submit_eta_jobs == 2
+    assert report.submit_eta_error == pytest.approx((b_error + c_error) / 2)
