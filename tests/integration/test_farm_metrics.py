@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controller.cli.client import FarmClient
 from controller.farm import Farm
+from controller.schemas import JobOut
 from models.gpus import find_gpu
 from tests.integration.farm_helpers import NodeSpec, ray_cluster, running_farm, tiny, wait_job, wait_until
 
@@ -159,3 +160,26 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def test_the_eta_given_at_submit_is_honest_for_a_model_the_farm_has_run(run: Run) -> None:
+    # Last in the module: the targets above count the fixture's three jobs. wan-tiny has finished
+    # twice by now, so these are jobs of a seen model.
+    before = total(scrape(run.farm.url), "wanfarm_eta_error_ratio_count", model_seen="true")
+    with closing(FarmClient(run.farm.url)) as client:
+        submitted = client.submit([tiny("wan-tiny", seed=seed) for seed in range(5)]).jobs
+        assert all(job.submit_eta is None for job in submitted)  # answered before any placement round
+        wait_until(
+            lambda: all(client.job(job.id).submit_eta for job in submitted), 30, "the first round's ETAs"
+        )
+        done = [wait_job(client, job.id) for job in submitted]
+    assert [job.state for job in done] == ["succeeded"] * 5
+    errors = sorted(_eta_error(job) for job in done)
+    assert errors[2] <= 0.25, errors  # the median
+    after = total(scrape(run.farm.url), "wanfarm_eta_error_ratio_count", model_seen="true")
+    assert after - before == 5
+
+
+def _eta_error(job: JobOut) -> float:
+    assert job.submit_eta is not None and job.finished_at is not None
+    return abs(job.submit_eta - job.finished_at) / (job.finished_at - job.created_at)
