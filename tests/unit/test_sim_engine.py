@@ -181,7 +181,8 @@ class Promising:
 
     def place(self, snapshot: Snapshot) -> Decisions:
         [agent] = snapshot.agents
-        assignments, waiting = [], []
+        assignments: list[Assignment] = []
+        waiting: list[Waiting] = []
         for pending in sorted(snapshot.pending, key=lambda p: p.job_id):
             now = snapshot.now
             if agent.idle and not assignments:
