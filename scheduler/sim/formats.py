@@ -92,6 +92,48 @@ def load_pool(path: Path) -> PoolSpec:
     return PoolSpec(name=path.name.split(".")[0], nodes=specs)
 
 
+def write_pool(pool: PoolSpec, path: Path) -> None:
+    """Write a pool in the file's units; `load_pool` reads back the same nodes (values given in
+    at most six significant figures, as node_spec's callers give them, survive the round trip)."""
+    rows = [
+        {
+            "name": node.name,
+            "count": node.count,
+            "gpus": list(node.gpus),
+            "ram_gb": _figure(node.ram_bytes / GIB),
+            "disk_gb": _figure(node.disk_bytes / GIB),
+            "disk_gbps": _figure(node.disk_bytes_per_s / 1e9),
+            "net_gbps": _figure(node.net_bytes_per_s * 8 / 1e9),
+            "cached": sorted(node.cached),
+        }
+        for node in pool.nodes
+    ]
+    path.write_text(json.dumps({"nodes": rows}, indent=1) + "\n")
+
+
+def node_spec(
+    name: str,
+    count: int,
+    gpus: tuple[str, ...],
+    ram_gb: float,
+    disk_gb: float,
+    disk_gbps: float,
+    net_gbps: float,
+    cached: frozenset[str] = frozenset(),
+) -> NodeSpec:
+    """A node from the pool file's units (GiB, GB/s for disks, Gbit/s for links)."""
+    return NodeSpec(
+        name=name,
+        count=count,
+        gpus=gpus,
+        ram_bytes=int(ram_gb * GIB),
+        disk_bytes=int(disk_gb * GIB),
+        disk_bytes_per_s=disk_gbps * 1e9,  # GB/s
+        net_bytes_per_s=net_gbps * 1e9 / 8,  # Gbit/s
+        cached=cached,
+    )
+
+
 def write_trace(jobs: Iterable[TraceJob], path: Path) -> int:
     """Write jobs as JSON lines; returns how many."""
     count = 0
@@ -189,16 +231,22 @@ def _node(path: Path, index: int, row: object) -> NodeSpec:
     count = _integer(where, row, "count", 1)
     if count < 1:
         raise SimInputError(f"{where}: count must be at least 1")
-    return NodeSpec(
+    return node_spec(
         name=_text(where, row, "name", f"node{index}"),
         count=count,
         gpus=names,
-        ram_bytes=int(_positive(where, row, "ram_gb", 64.0) * GIB),
-        disk_bytes=int(_positive(where, row, "disk_gb", 1000.0) * GIB),
-        disk_bytes_per_s=_positive(where, row, "disk_gbps", 2.0) * 1e9,  # GB/s
-        net_bytes_per_s=_positive(where, row, "net_gbps", 1.0) * 1e9 / 8,  # Gbit/s
+        ram_gb=_positive(where, row, "ram_gb", 64.0),
+        disk_gb=_positive(where, row, "disk_gb", 1000.0),
+        disk_gbps=_positive(where, row, "disk_gbps", 2.0),
+        net_gbps=_positive(where, row, "net_gbps", 1.0),
         cached=cached_ids,
     )
+
+
+def _figure(value: float) -> float | int:
+    # Six significant figures: a unit conversion's last-bit noise does not reach the file.
+    rounded = float(f"{value:.6g}")
+    return int(rounded) if rounded.is_integer() else rounded
 
 
 def _number(where: str, row: dict[str, Any], key: str, default: float | None) -> float:

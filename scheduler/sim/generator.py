@@ -93,7 +93,7 @@ def iter_trace(spec: TraceSpec) -> Iterator[TraceJob]:
     owner_cdf = _cdf(_zipf(len(spec.owners), spec.owner_zipf_s))
     priority_cdf = _cdf([share for _, share in PRIORITIES])
     end = spec.hours * 3600
-    for index, t in enumerate(_arrivals(rng, rate, end, spec.arrival)):
+    for index, t in enumerate(arrival_times(rng, rate, end, spec.arrival)):
         yield TraceJob(
             job_id=f"j{index:07d}",
             t=round(t, 3),
@@ -105,34 +105,55 @@ def iter_trace(spec: TraceSpec) -> Iterator[TraceJob]:
 
 def arrival_rate(pool: PoolSpec, kinds: Sequence[tuple[WorkSize, float]], load: float) -> float:
     """Jobs per second so that offered work = load x capacity (see the module docstring)."""
-    config = TruthConfig()
-    slow = 1 + config.slow_node_share * (config.slow_node_factor - 1)
-    cards = [
-        (find_gpu(gpu), node.ram_bytes, node.count)
-        for node in pool.nodes
-        for gpu in node.gpus
-    ]  # fmt: skip
-    speed = {
-        name: find_gpu(name).half_tflops * 1e12 * config.mean_efficiency / slow
-        for name in {c[0].name for c in cards}
-    }
-    capacity = sum(speed[gpu.name] * count for gpu, _, count in cards)
+    capacity = pool_capacity(pool)
     work = 0.0
     weights = 0.0
     for kind, weight in kinds:
-        preset = get_model(kind.model_id)
-        costs = []
-        for gpu, ram, count in cards:
-            profile = _fastest_fit(preset, kind.size, gpu.vram_bytes, ram)
-            if profile is not None:
-                seconds = render_seconds(kind, profile, speed[gpu.name])
-                costs.append((seconds * speed[gpu.name], count))
-        if costs:  # a job no card can run adds no work anyone could do
-            work += weight * sum(c * n for c, n in costs) / sum(n for _, n in costs)
+        terms = _work_terms(pool, kind)
+        if terms is not None:  # a job no card can run adds no work anyone could do
+            work += weight * terms[0] / terms[1]
             weights += weight
     if work == 0:
         raise ValueError("no card of the pool can run any job of the mix")
     return load * capacity / (work / weights)
+
+
+def pool_capacity(pool: PoolSpec) -> float:
+    """The pool's summed true FLOP/s at mean card efficiency, slow nodes counted in."""
+    speed = _card_speeds(pool)
+    return sum(speed[find_gpu(gpu).name] * node.count for node in pool.nodes for gpu in node.gpus)
+
+
+def job_work(pool: PoolSpec, work: WorkSize) -> float | None:
+    """A job's offered work in FLOPs: its true render seconds x FLOP/s, averaged over the pool's
+    cards that can run it (weights loading left out); None when no card of the pool can."""
+    terms = _work_terms(pool, work)
+    return None if terms is None else terms[0] / terms[1]
+
+
+def _work_terms(pool: PoolSpec, work: WorkSize) -> tuple[float, float] | None:
+    # The FLOPs summed over the cards that can run the job, and how many cards those are.
+    speed = _card_speeds(pool)
+    preset = get_model(work.model_id)
+    costs = []
+    for node in pool.nodes:
+        for name in node.gpus:
+            gpu = find_gpu(name)
+            profile = _fastest_fit(preset, work.size, gpu.vram_bytes, node.ram_bytes)
+            if profile is not None:
+                seconds = render_seconds(work, profile, speed[gpu.name])
+                costs.append((seconds * speed[gpu.name], node.count))
+    if not costs:
+        return None
+    return sum(c * n for c, n in costs), sum(n for _, n in costs)
+
+
+def _card_speeds(pool: PoolSpec) -> dict[str, float]:
+    # Each card's FLOP/s at mean efficiency, slow nodes' share counted in.
+    config = TruthConfig()
+    slow = 1 + config.slow_node_share * (config.slow_node_factor - 1)
+    names = {find_gpu(gpu).name for node in pool.nodes for gpu in node.gpus}
+    return {name: find_gpu(name).half_tflops * 1e12 * config.mean_efficiency / slow for name in names}
 
 
 def expand_spec(path: Path, data: Any) -> Iterator[TraceJob]:
@@ -169,12 +190,12 @@ def _job_kinds(spec: TraceSpec) -> list[tuple[WorkSize, float]]:
     kinds = []
     for model, weight in zip(spec.models, popularity, strict=True):
         preset = get_model(model)
-        for work, share in zip(_works(preset), spec.size_mix, strict=True):
+        for work, share in zip(work_sizes(preset), spec.size_mix, strict=True):
             kinds.append((work, weight / total * share))
     return kinds
 
 
-def _works(preset: ModelPreset) -> list[WorkSize]:
+def work_sizes(preset: ModelPreset) -> list[WorkSize]:
     """Small, default and large jobs of a model: fewer frames, the default, a bigger frame/image."""
     width, height = (int(side) for side in preset.defaults.resolution.split("x"))
     steps = preset.defaults.num_inference_steps
@@ -208,7 +229,8 @@ def _fastest_fit(preset: ModelPreset, size: JobSize, vram: int, ram: int) -> Pro
     return None
 
 
-def _arrivals(rng: random.Random, rate: float, end: float, arrival: str) -> Iterator[float]:
+def arrival_times(rng: random.Random, rate: float, end: float, arrival: str) -> Iterator[float]:
+    """Arrival instants in [0, end) at a mean of `rate` a second, Poisson or bursty."""
     if arrival == "poisson":
         t = rng.expovariate(rate)
         while t < end:

@@ -61,12 +61,14 @@ HORDE_LEFT_OUT = "a simulated hour of the 2,000-GPU day had not finished after 1
 
 
 @dataclass
-class _Recorder:
+class Recorder:
     """Wraps a policy: ETA error of placements made once their (model, GPU) had ETA_AFTER observations,
-    and GPU-seconds per owner spent before `until` (a job running across it counts its part before)."""
+    and GPU-seconds per owner spent in [since, until) (a job running across a bound counts its part
+    inside)."""
 
     inner: Policy
     until: float = float("inf")
+    since: float = -float("inf")
     seen: dict[tuple[str, str], int] = field(default_factory=dict)
     estimates: dict[str, float] = field(default_factory=dict)  # job id -> estimated seconds
     errors: list[float] = field(default_factory=list)
@@ -93,8 +95,9 @@ class _Recorder:
         if estimate is not None and spent > 0 and not observation.out_of_memory:
             self.errors.append(abs(estimate - spent) / spent)
         if observation.owner is not None and observation.finished_at is not None:
-            # The part of the attempt that ran before `until`: GPU time granted while it lasted.
-            inside = min(observation.finished_at, self.until) - (observation.finished_at - spent)
+            # The part of the attempt that ran inside the window: GPU time granted while it lasted.
+            started = observation.finished_at - spent
+            inside = min(observation.finished_at, self.until) - max(started, self.since)
             if inside > 0:
                 owner = observation.owner
                 self.owner_seconds[owner] = self.owner_seconds.get(owner, 0.0) + inside
@@ -153,13 +156,13 @@ def jain_target(values: list[float | None]) -> Target:
 def _scenario(scenario: str, eta_errors: list[float]) -> dict[str, Target]:
     pool = load_pool(REFERENCE / f"{scenario}.pool.json")
     trace = list(load_trace(REFERENCE / f"{scenario}.trace.jsonl"))
-    recorder = _Recorder(get_policy("wanfarm"))
+    recorder = Recorder(get_policy("wanfarm"))
     ours = simulate(pool, trace, recorder).report
     eta_errors.extend(recorder.errors)
     frugal = simulate(pool, trace, get_policy("wanfarm-frugal")).report
     reports = {name: simulate(pool, trace, get_policy(name)).report for name in BASELINES}
     _print_rows(scenario, (*reports.values(), ours, frugal))
-    mean, p95, bytes_ = _ratios(frugal, _bar(reports))
+    mean, p95, bytes_ = _ratios(frugal, baseline_bar(reports))
     print(f"{scenario:10} wanfarm-frugal (not a target): mean {mean:.3f} p95 {p95:.3f} bytes {bytes_:.3f}")
     return _targets(scenario, ours, reports, latency_floor(pool, trace))
 
@@ -178,7 +181,7 @@ def _targets(
 ) -> dict[str, Target]:
     """The ratio targets of `ours` against the bar that `reports` set. A latency target's note gives
     the floor over the same bar: the ratio no policy can go under on this scenario."""
-    bar = _bar(reports)
+    bar = baseline_bar(reports)
     dropped = sorted(set(reports) - set(bar))
     if dropped:
         print(f"{scenario:10} not setting the bar (finished fewer jobs): {', '.join(dropped)}")
@@ -189,7 +192,7 @@ def _targets(
     )
 
     def ratio(metric: str, limit: float, floor_s: float | None = None) -> Target:
-        best_name, best = _best_of(bar, metric)
+        best_name, best = best_of(bar, metric)
         value = float(getattr(ours, metric)) / best if best > 0 else float("inf")
         floor_note = f"; floor {floor_s / best:.2f}x" if floor_s is not None and best > 0 else ""
         return Target(round(value, 3), limit, value <= limit, f"{note}: {best_name}{floor_note}")
@@ -203,7 +206,7 @@ def _targets(
     }
 
 
-def _bar(reports: dict[str, PolicyReport]) -> dict[str, PolicyReport]:
+def baseline_bar(reports: dict[str, PolicyReport]) -> dict[str, PolicyReport]:
     # The baselines that finished the most jobs set the bar: one that gives up on jobs or leaves
     # them unfinished (horde's model filter does) would otherwise win on bytes by not working.
     most = max(r.completed for r in reports.values())
@@ -214,13 +217,13 @@ def _ratios(ours: PolicyReport, bar: dict[str, PolicyReport]) -> tuple[float, fl
     """Mean latency, p95 latency and bytes downloaded of `ours` over the best of `bar` at each."""
 
     def over(metric: str) -> float:
-        best = _best_of(bar, metric)[1]
+        best = best_of(bar, metric)[1]
         return float(getattr(ours, metric)) / best if best > 0 else float("inf")
 
     return over("mean_latency_s"), over("p95_latency_s"), over("bytes_downloaded")
 
 
-def _best_of(bar: dict[str, PolicyReport], metric: str) -> tuple[str, float]:
+def best_of(bar: dict[str, PolicyReport], metric: str) -> tuple[str, float]:
     """The baseline of `bar` lowest on `metric`, and its value."""
     return min(((name, float(getattr(r, metric))) for name, r in bar.items()), key=lambda pair: pair[1])
 
@@ -232,7 +235,9 @@ def _other_sim_seeds(scenario: str) -> dict[str, float]:
     trace = list(load_trace(REFERENCE / f"{scenario}.trace.jsonl"))
     ratios = []
     for seed in OTHER_SIM_SEEDS:
-        bar = _bar({name: simulate(pool, trace, get_policy(name), seed=seed).report for name in BASELINES})
+        bar = baseline_bar(
+            {name: simulate(pool, trace, get_policy(name), seed=seed).report for name in BASELINES}
+        )
         ratios.append(_ratios(simulate(pool, trace, get_policy("wanfarm"), seed=seed).report, bar))
     mean, p95, bytes_ = (geometric_mean([r[i] for r in ratios]) for i in range(3))
     seeds = f"{OTHER_SIM_SEEDS[0]}-{OTHER_SIM_SEEDS[-1]}"
@@ -257,7 +262,7 @@ def _other_traces(scenario: str) -> dict[str, dict[str, float]]:
     for seed in OTHER_SEEDS:
         arrival = "bursty" if seed % 2 else "poisson"
         trace = list(iter_trace(TraceSpec(pool, OTHER_HOURS[scenario], 0.85, arrival=arrival, seed=seed)))
-        bar = _bar({name: simulate(pool, trace, get_policy(name)).report for name in BASELINES})
+        bar = baseline_bar({name: simulate(pool, trace, get_policy(name)).report for name in BASELINES})
         for name in OURS:
             report = simulate(pool, trace, get_policy(name)).report
             rows[name].append(_ratios(report, bar))
@@ -294,7 +299,7 @@ def _overload() -> Target:
             pool, OVERLOAD_HOURS, OVERLOAD_LOAD, owners=OVERLOAD_OWNERS, owner_zipf_s=0.0, seed=seed
         )
         trace = [replace(job, priority=50) for job in iter_trace(spec)]
-        recorder = _Recorder(get_policy("wanfarm"), until=OVERLOAD_HOURS * 3600)
+        recorder = Recorder(get_policy("wanfarm"), until=OVERLOAD_HOURS * 3600)
         simulate(pool, trace, recorder)
         shares = recorder.owner_seconds
         values.append(jain_index([shares.get(owner, 0.0) for owner in OVERLOAD_OWNERS]))
