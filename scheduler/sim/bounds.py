@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,6 +19,8 @@ from models.catalogue import get_model
 from models.profiles import SPEED_ORDER
 from models.work import WorkSize
 from scheduler.feasibility import arch_problem
+from scheduler.sim.bounds_sums import window_sum
+from scheduler.sim.bounds_windows import Windows, Workload, window_floor
 from scheduler.sim.cluster import SimAgent, build_cluster
 from scheduler.sim.formats import PoolSpec, TraceJob
 from scheduler.sim.memory_truth import MemoryPeaks, memory_peaks
@@ -33,17 +35,41 @@ PRICE_RATE = 0.3  # the first step's size, relative to a price of 1 (the render 
 
 @dataclass(frozen=True)
 class LatencyFloor:
-    mean_s: float  # the higher of the alone and the capacity bound
-    p95_s: float  # alone
+    mean_s: float  # the highest of the alone, the capacity and the window bounds
+    p95_s: float  # the higher of the alone and the window bounds
     jobs: int  # jobs some card of the pool can run (the others have no floor and are left out)
-    alone_mean_s: float  # the mean if every job had its fastest card to itself
+    alone_mean_s: float  # the mean if every job had the pool to itself
+    capacity_mean_s: float = 0.0  # the cards' hours over one horizon after the last arrival
+    window_mean_s: float = 0.0  # jobs that must wait, counted window by window of arrivals
+    window_p95_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """Cards that run a job alike: the card, its VRAM, and its node's RAM, disk, link and cache."""
+
+    card: str
+    vram: int
+    ram: int
+    disk_bytes_per_s: float
+    net_bytes_per_s: float
+    cached: frozenset[str]
+
+    def ready(self, model_id: str, first_arrival: float) -> float:
+        """The earliest a card of this kind can start rendering `model_id`: the model's first job
+        arrives at `first_arrival`, and the first attempt on a card reads the weights from disk
+        or waits for their download (which cannot start before the trace does)."""
+        weight = get_model(model_id).weight_bytes
+        if model_id in self.cached:
+            return first_arrival + weight / self.disk_bytes_per_s
+        return max(first_arrival, weight / self.net_bytes_per_s)
 
 
 @dataclass(frozen=True)
 class _Group:
-    """Cards of one kind (card, VRAM, node RAM) within a band of drawn speed."""
+    """Cards of one kind within a band of drawn speed."""
 
-    kind: tuple[str, int, int]
+    kind: _Kind
     fastest: SimAgent  # none of the group renders faster
     count: int
 
@@ -54,17 +80,19 @@ def latency_floor(
     """Mean and p95 latency no policy can go under on this pool and trace, for this seed."""
     config = truth or TruthConfig()
     groups = _speed_groups(build_cluster(pool, config, seed)[1])
-    kinds: dict[tuple[str, int, int], list[int]] = {}  # kind -> its groups' numbers
+    kinds: dict[_Kind, list[int]] = {}  # kind -> its groups' numbers
     for number, group in enumerate(groups):
         kinds.setdefault(group.kind, []).append(number)
     options: dict[tuple[object, ...], list[_Option]] = {}  # by WorkSize.key
-    # Jobs with the same render times on every group (before their own render luck) form a lot:
-    # under any prices they choose the same group, which makes the capacity bound cheap.
-    lots: dict[tuple[float, ...], list[float]] = {}
+    # Jobs of one model with the same render times on every group (before their own render luck)
+    # form a lot: under any prices they choose the same group, which makes the bounds cheap.
+    lot_numbers: dict[tuple[str, tuple[float, ...]], int] = {}
     best_renders: dict[tuple[tuple[object, ...], tuple[bool, ...]], tuple[float, ...]] = {}
-    span = 0.0
+    first_arrivals: dict[str, float] = {}
+    arrivals: list[float] = []
+    lucks: list[float] = []
+    lots: list[int] = []
     for index, job in enumerate(trace):
-        span = max(span, job.t)
         key = job.work.key
         if key not in options:
             options[key] = _options(job.work, groups, kinds)
@@ -78,19 +106,101 @@ def latency_floor(
         if renders is None:
             renders = best_renders[key, fits] = _best_renders(options[key], fits, len(groups))
         if min(renders) < math.inf:
-            lots.setdefault(renders, []).append(noise.render)
-    alone = sorted(min(renders) * luck for renders, lucks in lots.items() for luck in lucks)
-    if not alone:
+            model_id = job.work.model_id
+            first_arrivals.setdefault(model_id, job.t)
+            lots.append(lot_numbers.setdefault((model_id, renders), len(lot_numbers)))
+            arrivals.append(job.t)
+            lucks.append(noise.render)
+    if not lots:
         return LatencyFloor(0.0, 0.0, 0, 0.0)
-    alone_mean = sum(alone) / len(alone)
-    capacity = _capacity_mean(lots, [group.count for group in groups], span, alone_mean)
-    return LatencyFloor(max(alone_mean, capacity), percentile(alone, 95), len(alone), alone_mean)
+    lot_keys = list(lot_numbers)
+    renders_by_lot = np.array([renders for _, renders in lot_keys], dtype=float)
+    ready = np.array(
+        [
+            [group.kind.ready(model_id, first_arrivals[model_id]) for group in groups]
+            for model_id, _ in lot_keys
+        ]
+    )
+    work = Workload(
+        arrivals=np.array(arrivals),
+        alone=np.zeros(0),
+        lucks=np.array(lucks),
+        lots=np.array(lots),
+        renders=renders_by_lot,
+        ready=ready,
+        counts=np.array([group.count for group in groups], dtype=float),
+        speeds=np.array([group.fastest.flops_per_s for group in groups]),
+        priced=_price_shapes(groups),
+        move_s=config.checkpoint_write_s + config.checkpoint_read_s,
+    )
+    alone = _alone(work)
+    work = replace(work, alone=alone)
+    alone_mean = float(alone.mean())
+    by_renders: dict[tuple[float, ...], list[float]] = {}
+    for lot, luck in zip(lots, lucks, strict=True):
+        by_renders.setdefault(lot_keys[lot][1], []).append(luck)
+    capacity, prices = _capacity_mean(
+        by_renders, [group.count for group in groups], max(arrivals), alone_mean
+    )
+    windows = Windows(work)
+    counted = window_floor(work, windows)
+    # The window sums try the best prices the whole trace found, beside their own shapes.
+    window_mean = max(counted.sum_s, window_sum(work, windows, prices)) / len(alone)
+    alone_p95 = percentile(sorted(alone.tolist()), 95)
+    return LatencyFloor(
+        mean_s=max(alone_mean, capacity, window_mean),
+        p95_s=max(alone_p95, counted.p95_s),
+        jobs=len(alone),
+        alone_mean_s=alone_mean,
+        capacity_mean_s=capacity,
+        window_mean_s=window_mean,
+        window_p95_s=counted.p95_s,
+    )
+
+
+def _alone(work: Workload) -> np.ndarray:
+    """Each job's latency with the pool to itself: from its arrival it renders at the pace of the
+    fastest group its model can be ready on by then (a job may move between cards, so a faster
+    group that becomes ready later only speeds up the rest of it)."""
+    alone = np.zeros(len(work.arrivals))
+    for lot, (renders, readies) in enumerate(zip(work.renders, work.ready, strict=True)):
+        members = np.nonzero(work.lots == lot)[0]
+        starts = work.arrivals[members]
+        lucks = work.lucks[members]
+        levels = np.unique(readies[np.isfinite(renders)])
+        paces = [float(renders[readies <= level].min()) for level in levels]  # seconds per whole job
+        done = np.zeros(len(members))  # the share rendered so far
+        finish = np.full(len(members), np.inf)
+        for number, (level, pace) in enumerate(zip(levels, paces, strict=True)):
+            until = float(levels[number + 1]) if number + 1 < len(levels) else np.inf
+            begin = np.maximum(starts, level)
+            seconds = pace * lucks
+            ends = begin + (1.0 - done) * seconds
+            ending = np.isinf(finish) & (ends <= until)
+            finish[ending] = ends[ending]
+            done = np.where(begin < until, done + np.maximum(until - begin, 0.0) / seconds, done)
+        alone[members] = finish - starts
+    return alone
+
+
+def _price_shapes(groups: list[_Group]) -> tuple[np.ndarray, ...]:
+    # Prices on the groups at least so fast, or with at least so much VRAM (the rest free): where
+    # the big or fast cards are scarce, the jobs that need them queue for them.
+    speeds = np.array([group.fastest.spec.half_tflops for group in groups])
+    vrams = np.array([group.kind.vram for group in groups])
+    masks = {tuple(speeds >= speed) for speed in speeds} | {tuple(vrams >= vram) for vram in vrams}
+    return tuple(np.array(mask) for mask in sorted(masks))
 
 
 def _speed_groups(agents: list[SimAgent]) -> list[_Group]:
-    kinds: dict[tuple[str, int, int], list[SimAgent]] = {}
+    kinds: dict[_Kind, list[SimAgent]] = {}
     for agent in agents:
-        kinds.setdefault((agent.spec.name, agent.vram_bytes, agent.node.ram_bytes), []).append(agent)
+        node = agent.node
+        kind = _Kind(
+            agent.spec.name, agent.vram_bytes, node.ram_bytes, node.disk_bytes_per_s, node.net_bytes_per_s,
+            node.cached,
+        )  # fmt: skip
+        kinds.setdefault(kind, []).append(agent)
     groups: list[_Group] = []
     for kind, members in kinds.items():
         members.sort(key=lambda agent: agent.flops_per_s)
@@ -111,9 +221,7 @@ class _Option:
     ram: int  # its node's
 
 
-def _options(
-    work: WorkSize, groups: list[_Group], kinds: dict[tuple[str, int, int], list[int]]
-) -> list[_Option]:
+def _options(work: WorkSize, groups: list[_Group], kinds: dict[_Kind, list[int]]) -> list[_Option]:
     # Every (kind of card, profile) that could run a job of this shape; its luck decides which fit.
     preset = get_model(work.model_id)
     found: list[_Option] = []
@@ -143,7 +251,7 @@ def _best_renders(options: list[_Option], fits: tuple[bool, ...], groups: int) -
 
 def _capacity_mean(
     lots: dict[tuple[float, ...], list[float]], counts: list[int], span: float, alone: float
-) -> float:
+) -> tuple[float, np.ndarray]:
     """The best Lagrangian bound found on the mean latency (docs/scheduler.md); never above
     the true optimum, whatever prices and horizons are tried, so the search needs no proof.
 
@@ -168,6 +276,7 @@ def _capacity_mean(
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     jobs = int(sizes.sum())
     best = alone * jobs
+    best_prices = np.zeros(len(counts))
     prices = np.zeros(len(counts))
     # Every horizon gives a bound; the search stops at twice (the span + the jobs' alone renders
     # spread over every card), where the cards have hours to spare on average.
@@ -183,9 +292,10 @@ def _capacity_mean(
             cut = np.searchsorted(keyed, offsets + np.minimum(horizon / cost, top)) - starts
             lucky = sums[starts + cut] - sums[starts]
             value = float((cost * lucky).sum() + horizon * (sizes - cut).sum() - (prices * hours).sum())
-            best = max(best, value)
+            if value > best:
+                best, best_prices = value, prices.copy()
             used = np.bincount(chosen, weights=renders[rows, chosen] * lucky, minlength=len(counts))
             overrun = (used - hours) / hours
             squares += overrun * overrun
             prices = np.maximum(0.0, prices + PRICE_RATE * overrun / np.sqrt(squares))
-    return best / jobs
+    return best / jobs, best_prices
