@@ -23,9 +23,9 @@ from scheduler.sim.bounds_sums import window_sum
 from scheduler.sim.bounds_windows import Windows, Workload, window_floor
 from scheduler.sim.cluster import SimAgent, build_cluster
 from scheduler.sim.formats import PoolSpec, TraceJob
-from scheduler.sim.memory_truth import MemoryPeaks, memory_peaks
+from scheduler.sim.memory_truth import CONTEXT, MemoryPeaks, memory_peaks
 from scheduler.sim.metrics import percentile
-from scheduler.sim.truth import TruthConfig, job_noise, render_seconds
+from scheduler.sim.truth import JobNoise, TruthConfig, job_noise, render_phases
 
 SPEED_GROUPS = 32  # cards of one kind are split by drawn speed into this many groups, each priced alone
 HORIZONS = 32  # waiting horizons D tried, spread geometrically (see _capacity_mean)
@@ -83,36 +83,37 @@ def latency_floor(
     kinds: dict[_Kind, list[int]] = {}  # kind -> its groups' numbers
     for number, group in enumerate(groups):
         kinds.setdefault(group.kind, []).append(number)
-    options: dict[tuple[object, ...], list[_Option]] = {}  # by WorkSize.key
+    # The trace's jobs by shape, with their luck, in one pass (the luck is the engine's, job by job).
+    shapes: dict[tuple[object, ...], _ShapeJobs] = {}
+    arrivals_all: list[float] = []
+    for index, job in enumerate(trace):
+        noise = job_noise(config, seed, index, job.work.model_id)
+        shape = shapes.get(job.work.key)
+        if shape is None:
+            shape = shapes[job.work.key] = _ShapeJobs(job.work, _options(job.work, groups, kinds))
+        shape.add(index, noise)
+        arrivals_all.append(job.t)
     # Jobs of one model with the same render times on every group (before their own render luck)
     # form a lot: under any prices they choose the same group, which makes the bounds cheap.
     lot_numbers: dict[tuple[str, tuple[float, ...]], int] = {}
-    best_renders: dict[tuple[tuple[object, ...], tuple[bool, ...]], tuple[float, ...]] = {}
-    first_arrivals: dict[str, float] = {}
-    arrivals: list[float] = []
-    lucks: list[float] = []
-    lots: list[int] = []
-    for index, job in enumerate(trace):
-        key = job.work.key
-        if key not in options:
-            options[key] = _options(job.work, groups, kinds)
-        noise = job_noise(config, seed, index, job.work.model_id)
-        fits = tuple(
-            vram <= option.vram and ram <= option.ram
-            for option in options[key]
-            for vram, ram in (option.need.lucky(noise),)
-        )
-        renders = best_renders.get((key, fits))
-        if renders is None:
-            renders = best_renders[key, fits] = _best_renders(options[key], fits, len(groups))
-        if min(renders) < math.inf:
-            model_id = job.work.model_id
-            first_arrivals.setdefault(model_id, job.t)
-            lots.append(lot_numbers.setdefault((model_id, renders), len(lot_numbers)))
-            arrivals.append(job.t)
-            lucks.append(noise.render)
-    if not lots:
+    job_lots = np.full(len(arrivals_all), -1)
+    job_lucks = np.ones(len(arrivals_all))
+    for shape in shapes.values():
+        for members, renders in shape.renders(len(groups)):
+            if min(renders) < math.inf:
+                job_lots[members] = lot_numbers.setdefault((shape.work.model_id, renders), len(lot_numbers))
+        job_lucks[shape.indices] = shape.render_lucks
+    runnable = np.nonzero(job_lots >= 0)[0]  # in trace order, so by arrival
+    if len(runnable) == 0:
         return LatencyFloor(0.0, 0.0, 0, 0.0)
+    arrivals = np.array(arrivals_all)[runnable]
+    lots = job_lots[runnable]
+    lucks = job_lucks[runnable]
+    first_arrivals: dict[str, float] = {}
+    for (model_id, _), first in zip(
+        lot_numbers, _first_per_lot(lots, arrivals, len(lot_numbers)), strict=True
+    ):
+        first_arrivals[model_id] = min(first, first_arrivals.get(model_id, math.inf))
     lot_keys = list(lot_numbers)
     renders_by_lot = np.array([renders for _, renders in lot_keys], dtype=float)
     ready = np.array(
@@ -122,10 +123,10 @@ def latency_floor(
         ]
     )
     work = Workload(
-        arrivals=np.array(arrivals),
+        arrivals=arrivals,
         alone=np.zeros(0),
-        lucks=np.array(lucks),
-        lots=np.array(lots),
+        lucks=lucks,
+        lots=lots,
         renders=renders_by_lot,
         ready=ready,
         counts=np.array([group.count for group in groups], dtype=float),
@@ -192,6 +193,63 @@ def _price_shapes(groups: list[_Group]) -> tuple[np.ndarray, ...]:
     return tuple(np.array(mask) for mask in sorted(masks))
 
 
+def _first_per_lot(lots: np.ndarray, arrivals: np.ndarray, count: int) -> np.ndarray:
+    first = np.full(count, np.inf)
+    np.minimum.at(first, lots, arrivals)
+    return first
+
+
+class _ShapeJobs:
+    """The jobs of one work shape: which profiles fit each job's memory luck on each kind of card."""
+
+    def __init__(self, work: WorkSize, options: list[_Option]) -> None:
+        self.work = work
+        self.options = options
+        self.index_list: list[int] = []
+        self.lucks: list[tuple[float, float, float]] = []  # render, VRAM, RAM
+
+    def add(self, index: int, noise: JobNoise) -> None:
+        self.index_list.append(index)
+        self.lucks.append((noise.render, noise.vram, noise.ram))
+
+    @property
+    def indices(self) -> np.ndarray:
+        return np.array(self.index_list, dtype=int)
+
+    @property
+    def render_lucks(self) -> np.ndarray:
+        return np.array([luck[0] for luck in self.lucks])
+
+    def renders(self, groups: int) -> list[tuple[np.ndarray, tuple[float, ...]]]:
+        """(the trace indices of jobs, their best renders per group) for each pattern of fits."""
+        lucks = np.array(self.lucks)
+        fits = np.array([_fit(option, lucks[:, 1], lucks[:, 2]) for option in self.options]).T
+        if not self.options:
+            fits = np.zeros((len(lucks), 0), dtype=bool)
+        patterns, which = np.unique(fits, axis=0, return_inverse=True)
+        indices = self.indices
+        return [
+            (
+                indices[which.reshape(-1) == number],
+                _best_renders(self.options, tuple(pattern.tolist()), groups),
+            )
+            for number, pattern in enumerate(patterns)
+        ]
+
+
+def _fit(option: _Option, vram_lucks: np.ndarray, ram_lucks: np.ndarray) -> np.ndarray:
+    """Whether each job fits the option's card and node: MemoryPeaks.lucky over many jobs at once
+    (the same arithmetic, so the same bytes)."""
+    (text, text_work), (denoise, denoise_work), (decode, decode_work) = option.need.phases
+    peak = np.maximum(
+        np.maximum(text + text_work * vram_lucks, denoise + denoise_work * vram_lucks),
+        decode + decode_work * vram_lucks,
+    )
+    vram = np.trunc(CONTEXT + peak)
+    ram = np.trunc(option.need.ram_weights + option.need.ram_working * ram_lucks)
+    return (vram <= option.vram) & (ram <= option.ram)
+
+
 def _speed_groups(agents: list[SimAgent]) -> list[_Group]:
     kinds: dict[_Kind, list[SimAgent]] = {}
     for agent in agents:
@@ -216,6 +274,7 @@ class _Option:
     """One profile on one kind of card: whether a job fits depends on the kind, its speed on the group."""
 
     renders: tuple[tuple[int, float], ...]  # (group, render seconds before the job's render luck)
+    decodes: tuple[float, ...]  # the decoding's share of each of those (the same under every profile)
     need: MemoryPeaks  # before the job's memory luck (MemoryPeaks.lucky applies it, as the engine does)
     vram: int  # the card's
     ram: int  # its node's
@@ -231,22 +290,31 @@ def _options(work: WorkSize, groups: list[_Group], kinds: dict[_Kind, list[int]]
             continue
         for profile in SPEED_ORDER:
             need = memory_peaks(work.model_id, profile, work.size)
+            phases = [render_phases(work, profile, groups[number].fastest.flops_per_s) for number in members]
             renders = tuple(
-                (number, render_seconds(work, profile, groups[number].fastest.flops_per_s))
-                for number in members
+                (number, phase.seconds(work.steps)) for number, phase in zip(members, phases, strict=True)
             )
-            found.append(_Option(renders, need, agent.vram_bytes, agent.node.ram_bytes))
+            decodes = tuple(phase.decode_s for phase in phases)
+            found.append(_Option(renders, decodes, need, agent.vram_bytes, agent.node.ram_bytes))
     return found
 
 
 def _best_renders(options: list[_Option], fits: tuple[bool, ...], groups: int) -> tuple[float, ...]:
-    # Per group, the fastest render among the profiles that fit (inf where none does).
+    """Per group, the fastest render among the profiles that fit (inf where none does), counting
+    the decoding at the pace of the card that decodes fastest: a job moved between cards by a
+    preemption renders each step once and decodes once, on its last card, whichever that is."""
     renders = [math.inf] * groups
+    decodes = [math.inf] * groups
     for option, fit in zip(options, fits, strict=True):
         if fit:
-            for group, render_s in option.renders:
+            for (group, render_s), decode_s in zip(option.renders, option.decodes, strict=True):
                 renders[group] = min(renders[group], render_s)
-    return tuple(renders)
+                decodes[group] = decode_s
+    fastest = min(decodes)
+    return tuple(
+        render - decode + fastest if render < math.inf else math.inf
+        for render, decode in zip(renders, decodes, strict=True)
+    )
 
 
 def _capacity_mean(

@@ -142,24 +142,31 @@ class _Counter:
     """Counts, for a threshold x, the jobs beyond those alone that long that must wait x or more."""
 
     def __init__(self, work: Workload, windows: Windows) -> None:
-        self.work = work
         self.windows = windows
-        self.runs = windows.runs
-        self.piece = windows.piece
-        self.levels = _Levels(work)
-        self.shapes = [_Shape(work, mask, self.levels) for mask in work.priced if mask.any()]
+        # Jobs by their alone latency: the candidates at x (alone under x) are a prefix.
+        order = np.argsort(work.alone, kind="stable")
+        self.alone = work.alone[order]
+        self.arrivals = work.arrivals[order]
+        self.piece = windows.piece[order]
+        levels = _Levels(work)
+        self.times = levels.times[work.lots[order]]  # job x level
+        self.shapes = [_Shape(work, mask, levels, order) for mask in work.priced if mask.any()]
         self.weights = np.array([np.where(mask, work.speeds, 0.0) for mask in work.priced if mask.any()])
 
     def extra(self, x: float) -> int:
         """The most jobs, over splits of the trace into windows, that some window proves wait x or more."""
-        candidates = np.nonzero(self.work.alone < x)[0]
-        runs = self.runs
+        jobs = int(np.searchsorted(self.alone, x, side="left"))
+        runs = self.windows.runs
         upper = self.windows.upper
         budgets = self.windows.open_seconds(x) @ self.weights.T  # window x shape: FLOPs of priced card time
-        available = self.levels.available(candidates, x)
+        arrivals = self.arrivals[:jobs]
+        # Each job's last level whose groups are ready before its arrival + x (a candidate has one).
+        level = np.maximum((self.times[:jobs] < (arrivals + x)[:, None]).sum(axis=1) - 1, 0)
+        piece = self.piece[:jobs]
+        counts = _prefix(np.bincount(piece, minlength=runs).astype(float))
         best_window = np.zeros((runs, runs))
         for number, shape in enumerate(self.shapes):
-            waiting = shape.waiting(x, candidates, available, self.piece, upper, budgets[:, number])
+            waiting = shape.waiting(x, jobs, level, arrivals, piece, counts, upper, budgets[:, number])
             best_window[upper] = np.maximum(best_window[upper], waiting)
         return int(best_split(best_window))
 
@@ -169,64 +176,66 @@ class _Levels:
 
     def __init__(self, work: Workload) -> None:
         ready = np.where(np.isfinite(work.renders), work.ready, np.inf)
-        self.times = np.sort(ready, axis=1)  # lot x group: level k opens the k+1 groups ready first
-        self.work = work
-
-    def available(self, jobs: np.ndarray, x: float) -> np.ndarray:
-        """For each job, the last level whose groups are ready before its arrival + x (-1: none)."""
-        work = self.work
-        times = self.times[work.lots[jobs]]
-        return (times < (work.arrivals[jobs] + x)[:, None]).sum(axis=1) - 1
+        distinct = [np.unique(row[np.isfinite(row)]) for row in ready]
+        self.times = np.full((len(ready), max(len(row) for row in distinct)), np.inf)  # lot x level
+        for lot, row in enumerate(distinct):
+            self.times[lot, : len(row)] = row
 
 
 class _Shape:
     """Prices proportional to each priced group's speed, none on the others."""
 
-    def __init__(self, work: Workload, priced: np.ndarray, levels: _Levels) -> None:
-        lots, groups = work.renders.shape
-        order = np.argsort(np.where(np.isfinite(work.renders), work.ready, np.inf), axis=1, kind="stable")
-        cost = np.full((lots, groups), np.inf)  # lot x level: the cheapest priced group open by then
-        free = np.full((lots, groups), np.inf)  # the fastest free group open by then
-        free_from = np.full((lots, groups), np.inf)  # when the first free group opened
-        fastest = np.full((lots, groups), np.inf)  # the fastest priced group open by then
-        for lot in range(lots):
-            opened = order[lot]
-            renders = work.renders[lot, opened]
-            readies = work.ready[lot, opened]
-            pricing = priced[opened]
-            cost[lot] = np.minimum.accumulate(np.where(pricing, renders * work.speeds[opened], np.inf))
-            free[lot] = np.minimum.accumulate(np.where(pricing, np.inf, renders))
-            fastest[lot] = np.minimum.accumulate(np.where(pricing, renders, np.inf))
-            free_from[lot] = np.minimum.accumulate(np.where(pricing | ~np.isfinite(renders), np.inf, readies))
-        self.cost, self.free, self.free_from, self.fastest = cost, free, free_from, fastest
-        self.move_s = work.move_s
-        self.work = work
-        finite = cost[np.isfinite(cost)] * work.lucks.min()
-        top = cost[np.isfinite(cost)] * work.lucks.max()
-        low, high = (float(finite.min()), float(top.max())) if len(finite) else (1.0, 1.0)
+    def __init__(self, work: Workload, priced: np.ndarray, levels: _Levels, order: np.ndarray) -> None:
+        shape = levels.times.shape
+        cost = np.full(shape, np.inf)  # lot x level: the cheapest priced group open by then
+        free = np.full(shape, np.inf)  # the fastest free group open by then
+        free_from = np.full(shape, np.inf)  # when the first free group opened
+        fastest = np.full(shape, np.inf)  # the fastest priced group open by then
+        for lot, times in enumerate(levels.times):
+            renders, ready = work.renders[lot], work.ready[lot]
+            for level, time in enumerate(times[np.isfinite(times)]):
+                open_ = np.isfinite(renders) & (ready <= time)
+                paid, unpaid = open_ & priced, open_ & ~priced
+                if paid.any():
+                    cost[lot, level] = float((renders * work.speeds)[paid].min())
+                    fastest[lot, level] = float(renders[paid].min())
+                if unpaid.any():
+                    free[lot, level] = float(renders[unpaid].min())
+                    free_from[lot, level] = float(ready[unpaid].min())
+        lots, lucks = work.lots[order], work.lucks[order][:, None]
+        # Per job (by alone latency) and level, with its luck.
+        self.cost = cost[lots] * lucks  # FLOPs of priced card time the whole job takes
+        self.free = free[lots] * lucks  # its render on the fastest free card open
+        self.fastest = fastest[lots] * lucks  # and on the fastest priced one
+        self.free_from = free_from[lots]
+        finite = self.cost[np.isfinite(self.cost)]
+        low, high = (float(finite.min()), float(finite.max())) if len(finite) else (1.0, 1.0)
         self.edges = np.geomspace(low, max(high, low * 1.000001), COST_BINS + 1)
+        self.bins = np.clip(np.searchsorted(self.edges, self.cost, side="right") - 1, 0, COST_BINS - 1)
+        self.move_s = work.move_s
 
     def waiting(
         self,
         x: float,
-        jobs: np.ndarray,
-        available: np.ndarray,
+        jobs: int,
+        level: np.ndarray,
+        arrivals: np.ndarray,
         piece: np.ndarray,
+        counts: np.ndarray,
         upper: tuple[np.ndarray, np.ndarray],
         budgets: np.ndarray,
     ) -> np.ndarray:
-        """For each window (a, b-1), a <= b-1, how many of its candidate jobs must wait x or more."""
-        work = self.work
-        lots, lucks, arrivals = work.lots[jobs], work.lucks[jobs], work.arrivals[jobs]
-        level = np.maximum(available, 0)
-        cost = self.cost[lots, level] * lucks  # FLOPs of priced card time a whole job takes
-        free = self.free[lots, level] * lucks  # its render on the fastest free card open in time
-        fastest = self.fastest[lots, level] * lucks  # and on the fastest priced one
+        """For each window (a, b-1), a <= b-1, how many of the first `jobs` (by alone latency)
+        arrived in it and must wait x or more."""
+        rows = np.arange(jobs)
+        cost = self.cost[rows, level]
+        free = self.free[rows, level]
+        fastest = self.fastest[rows, level]
         # A job finishing within x renders on free cards only while one is open, at most at the
         # fastest one's pace, and the rest of it on priced cards, one card at a time: a share s on
         # free cards takes s free + (1 - s) fastest + a move (checkpoint) <= x unless s is 0 or 1.
         # That share costs nothing, the rest costs priced card time.
-        free_time = np.maximum(arrivals + x - np.maximum(arrivals, self.free_from[lots, level]), 0.0)
+        free_time = np.maximum(arrivals + x - np.maximum(arrivals, self.free_from[rows, level]), 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             mixed = np.where(free > fastest, (x - self.move_s - fastest) / (free - fastest), 1.0)
             share = np.where(free <= x, 1.0, np.clip(mixed, 0.0, 1.0))
@@ -234,36 +243,33 @@ class _Shape:
                 np.isfinite(free), np.minimum(share, np.minimum(1.0, free_time / free)), 0.0
             )
         rest = 1.0 - free_share
-        where = piece[jobs]
-        runs = len(piece) and int(piece[-1]) + 1
+        runs = len(counts) - 1
         priced = np.isfinite(cost)
-        counts = np.bincount(where, minlength=runs).astype(float)
-        shares = np.bincount(where, weights=free_share, minlength=runs)
-        cost_bin = np.clip(np.searchsorted(self.edges, cost[priced], side="right") - 1, 0, COST_BINS - 1)
-        slot = where[priced] * COST_BINS + cost_bin
+        shares = np.bincount(piece, weights=free_share, minlength=runs)
+        slot = piece[priced] * COST_BINS + self.bins[rows, level][priced]
         size = np.bincount(slot, weights=rest[priced], minlength=runs * COST_BINS).reshape(runs, COST_BINS)
         spend = np.bincount(slot, weights=rest[priced] * cost[priced], minlength=runs * COST_BINS)
         spend = spend.reshape(runs, COST_BINS)
         # Prefix sums over pieces, then over cost bins: window (a, b-1) is prefix[b] - prefix[a].
-        count_p, share_p = _prefix(counts), _prefix(shares)
+        share_p = _prefix(shares)
         size_p = np.cumsum(_prefix(size), axis=1)
         spend_p = np.cumsum(_prefix(spend), axis=1)
         a, b = upper[0], upper[1] + 1
-        rows = np.arange(len(a))
+        windows = np.arange(len(a))
         window_spend = spend_p[b] - spend_p[a]
         window_size = size_p[b] - size_p[a]
         # The fractional knapsack, cheapest first: whole cost bins while the budget lasts, then of
         # the next bin what the budget buys at that bin's lowest cost (never less than it could).
         whole = (window_spend <= budgets[:, None] * (1 + 1e-12)).sum(axis=1)
         last = np.maximum(whole - 1, 0)
-        taken = np.where(whole > 0, window_size[rows, last], 0.0)
-        spent = np.where(whole > 0, window_spend[rows, last], 0.0)
+        taken = np.where(whole > 0, window_size[windows, last], 0.0)
+        spent = np.where(whole > 0, window_spend[windows, last], 0.0)
         partial_bin = np.minimum(whole, COST_BINS - 1)
-        left_in_bin = np.maximum(window_size[rows, partial_bin] - taken, 0.0)
+        left_in_bin = np.maximum(window_size[windows, partial_bin] - taken, 0.0)
         affordable = np.maximum(budgets - spent, 0.0) / self.edges[partial_bin]
         partial = np.where(whole < COST_BINS, np.minimum(left_in_bin, affordable), 0.0)
         fit = share_p[b] - share_p[a] + taken + partial
-        return np.maximum(0.0, (count_p[b] - count_p[a]) - np.floor(fit + SLACK))
+        return np.maximum(0.0, (counts[b] - counts[a]) - np.floor(fit + SLACK))
 
 
 def _prefix(values: np.ndarray) -> np.ndarray:

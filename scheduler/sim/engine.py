@@ -363,6 +363,8 @@ class _Engine:
         end = at + attempt.phases.step_s + self.truth.checkpoint_write_s
         if next_step >= total or end >= attempt.end:
             return  # it ends before it could stop: as the agent, it finishes
+        if attempt.out_of_memory:
+            return  # it is past its memory, so no step of it is worth a checkpoint: it dies as it would
         attempt.stopped_at = next_step
         attempt.end = end
         self.tally.checkpoint_seconds += self.truth.checkpoint_write_s

@@ -21,6 +21,9 @@ def as_json(results: Sequence[SimResult], floor: LatencyFloor | None = None) -> 
             "mean_latency_s": floor.mean_s,
             "p95_latency_s": floor.p95_s,
             "alone_mean_latency_s": floor.alone_mean_s,
+            "capacity_mean_latency_s": floor.capacity_mean_s,
+            "window_mean_latency_s": floor.window_mean_s,
+            "window_p95_latency_s": floor.window_p95_s,
             "jobs": floor.jobs,
         }
     return out

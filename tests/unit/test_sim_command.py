@@ -46,6 +46,9 @@ def test_the_output_gives_the_floor_no_policy_beats(capsys: pytest.CaptureFixtur
         assert 0 < floor["p95_latency_s"] <= report["p95_latency_s"]
     # Counting the cards' hours raises the mean above every job alone on its fastest card.
     assert floor["alone_mean_latency_s"] < floor["mean_latency_s"]
+    parts = (floor["capacity_mean_latency_s"], floor["window_mean_latency_s"], floor["alone_mean_latency_s"])
+    assert floor["mean_latency_s"] == max(parts)
+    assert floor["window_p95_latency_s"] <= floor["p95_latency_s"]
     assert main(["simulate", *HOME_LAB, "--policy", "wanfarm"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("floor "))
     assert f"{floor['mean_latency_s']:.1f}" in row and f"{floor['p95_latency_s']:.1f}" in row
