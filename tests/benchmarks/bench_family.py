@@ -62,7 +62,7 @@ class Row:
     unfinished: int  # submitted but not completed: failed or left pending
     high_p95_ratio: float | None  # the highest class's p95 over the best baseline's; None: one class
     jain: float | None  # equal owners' GPU time in the overload window; None: no such owners
-    eta_submit_error: float | None  # the engine's, when it reports one
+    eta_submit_error: float | None  # median |first ETA - finish| / latency, jobs of models seen before
     bar: str  # the baselines that set the bar
     best: dict[str, str]  # metric -> the baseline best at it
     wall_s: float
@@ -192,7 +192,6 @@ def _row(
     if member.overload is not None:
         owners = sorted({job.owner for job in member.jobs})
         jain = jain_index([recorder.owner_seconds.get(owner, 0.0) for owner in owners])
-    eta = next((value for key, value in ours.extra.items() if "submit" in key and "eta" in key), None)
     return Row(
         scenario=member.name,
         policy=ours.policy,
@@ -208,7 +207,7 @@ def _row(
         unfinished=ours.jobs - ours.completed,
         high_p95_ratio=high,
         jain=None if jain is None else round(jain, 4),
-        eta_submit_error=eta,
+        eta_submit_error=None if ours.submit_eta_error is None else round(ours.submit_eta_error, 4),
         bar=",".join(sorted(bar)),
         best={metric: name for metric, (name, _) in best.items()},
         wall_s=round(wall, 2),
@@ -285,14 +284,15 @@ def _print_scenario(member: Scenario, reports: list[PolicyReport]) -> None:
 def _print_rows(rows: Sequence[Row]) -> None:
     print(
         f"{'scenario':12} {'policy':10} {'GPUs':>4} {'jobs':>5} {'mean':>6} {'p95':>6} {'bytes':>6} "
-        f"{'fl.mn':>6} {'fl.95':>6} {'OOM':>3} {'unf':>3} {'hi95':>6} {'jain':>6}  traits"
+        f"{'fl.mn':>6} {'fl.95':>6} {'OOM':>3} {'unf':>3} {'hi95':>6} {'jain':>6} {'eta':>6}  traits"
     )
     for row in rows:
         print(
             f"{row.scenario:12} {row.policy[:10]:10} {row.gpus:4} {row.jobs:5} {row.mean_ratio:6.3f} "
             f"{row.p95_ratio:6.3f} {row.bytes_ratio:6.3f} {row.floor_mean_ratio:6.3f} "
             f"{row.floor_p95_ratio:6.3f} {row.oom_failures:3} {row.unfinished:3} "
-            f"{_optional(row.high_p95_ratio):>6} {_optional(row.jain):>6}  {','.join(row.traits)}"
+            f"{_optional(row.high_p95_ratio):>6} {_optional(row.jain):>6} "
+            f"{_optional(row.eta_submit_error):>6}  {','.join(row.traits)}"
         )
 
 
