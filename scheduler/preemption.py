@@ -13,9 +13,11 @@ waiting job that can use it. Why these figures: docs/scheduler.md, "Preemption".
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from scheduler.snapshot import AgentView, Decisions, PendingJob, Preemption, Snapshot, Waiting
 
@@ -50,28 +52,30 @@ class PreemptionRule:
 
     def choose(self, snapshot: Snapshot, decisions: Decisions, finish_on: FinishOn) -> tuple[Preemption, ...]:
         """The preemptions this round calls for, given what placement already decided."""
-        victims = [agent for agent in snapshot.agents if self._preemptible(agent)]
+        victims = self._preemptible(snapshot.agents)
         if not victims:
             return ()
         lowest = min(priority_class(agent.running_priority or 0) for agent in victims)
+        if lowest >= priority_class(4 * PRIORITY_CLASS_WIDTH):
+            return ()  # nothing outranks the top class
+        # priority_class(p) > lowest, as one comparison: the pending queue can be 100,000 long.
+        least = (lowest + 1) * PRIORITY_CLASS_WIDTH
         placed = {assignment.job_id for assignment in decisions.assignments}
-        candidates = [
-            job
-            for job in snapshot.pending
-            if job.job_id not in placed and priority_class(job.priority) > lowest
-        ]
+        candidates = [job for job in snapshot.pending if job.priority >= least and job.job_id not in placed]
         if not candidates:
             return ()
-        # Highest priority first, queue order among equals (sorted is stable).
-        candidates = sorted(candidates, key=lambda job: -job.priority)[: self.jobs_looked_at]
+        # Highest priority first, queue order among equals (nsmallest is sorted()[:n], stable).
+        candidates = heapq.nsmallest(self.jobs_looked_at, candidates, key=lambda job: -job.priority)
         pool = _Pool(snapshot, decisions, victims)
         expected = {wait.job_id: wait.eta for wait in decisions.waiting}
         chosen: list[Preemption] = []
+        unclaimed = {victim.agent_id for victim in victims} - pool.claimed
         for job in candidates:
             preemption = self._for_job(job, expected.get(job.job_id), pool, finish_on)
             if preemption is not None:
                 chosen.append(preemption)
-            if not any(victim.agent_id not in pool.claimed for victim in victims):
+            unclaimed -= pool.claimed
+            if not unclaimed:
                 break
         return tuple(chosen)
 
@@ -138,15 +142,19 @@ class PreemptionRule:
         assert victim.running_job is not None  # _preemptible
         return Preemption(victim.running_job, victim.agent_id, job.job_id, reason)
 
-    def _preemptible(self, agent: AgentView) -> bool:
-        return (
-            not agent.idle
+    def _preemptible(self, agents: Sequence[AgentView]) -> list[AgentView]:
+        # One comprehension over every agent each round: no call per agent.
+        most, near = self.max_preemptions, self.near_done_share
+        return [
+            agent
+            for agent in agents
+            if agent.busy_until is not None
             and not agent.preempting
             and agent.running_job is not None
             and agent.running_priority is not None
-            and agent.running_preemptions < self.max_preemptions
-            and _done_share(agent) < self.near_done_share
-        )
+            and agent.running_preemptions < most
+            and (agent.running_step / agent.running_total if agent.running_total else 0.0) < near
+        ]
 
 
 class _Pool:
@@ -154,14 +162,32 @@ class _Pool:
     preemptible ones, and those claimed (placed this round, or kept for a waiting job)."""
 
     def __init__(self, snapshot: Snapshot, decisions: Decisions, victims: list[AgentView]) -> None:
-        self.now = now = snapshot.now
+        self.now = snapshot.now
+        self.agents = snapshot.agents
         self.claimed = {assignment.agent_id for assignment in decisions.assignments}
-        self.idle = [agent for agent in snapshot.agents if agent.idle]
-        self.frees_in = {agent.agent_id: _frees_in(agent, now) for agent in snapshot.agents if not agent.idle}
-        busy = [agent for agent in snapshot.agents if not agent.idle]
-        self.busy = sorted(busy, key=lambda agent: (self.frees_in[agent.agent_id], agent.agent_id))
-        self.victims = sorted(
-            victims, key=lambda agent: (agent.running_priority, _done_share(agent), agent.agent_id)
+        self.idle = [agent for agent in snapshot.agents if agent.busy_until is None]
+        self._victims = victims
+
+    # The busy agents and the victims in order are built on first use: a round whose jobs all have a
+    # free agent that can run them never looks at them.
+
+    @cached_property
+    def frees_in(self) -> dict[str, float]:
+        now = self.now
+        return {
+            agent.agent_id: _frees_in(agent, now) for agent in self.agents if agent.busy_until is not None
+        }
+
+    @cached_property
+    def busy(self) -> list[AgentView]:
+        frees_in = self.frees_in
+        busy = [agent for agent in self.agents if agent.busy_until is not None]
+        return sorted(busy, key=lambda agent: (frees_in[agent.agent_id], agent.agent_id))
+
+    @cached_property
+    def victims(self) -> list[AgentView]:
+        return sorted(
+            self._victims, key=lambda agent: (agent.running_priority, _done_share(agent), agent.agent_id)
         )
 
 
@@ -191,7 +217,7 @@ def with_preemptions(decisions: Decisions, preemptions: Sequence[Preemption]) ->
 def _frees_in(agent: AgentView, now: float) -> float:
     """Seconds until the agent's job ends: from its own pace once it reported steps, else from its
     estimate; 0 while it stops for a preemption, or once it runs past an estimate (any moment)."""
-    if agent.idle or agent.preempting:
+    if agent.busy_until is None or agent.preempting:
         return 0.0
     step, since, at = agent.running_step, agent.running_since, agent.running_step_at
     if step > 0 and agent.running_total > 0 and since is not None and at is not None:

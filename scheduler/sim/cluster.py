@@ -6,10 +6,12 @@ them when something about an agent or job changes, so a snapshot costs a tuple c
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 
 from models.gpus import GpuSpec, find_gpu
+from scheduler.preemption import PROGRESS_GRAIN
 from scheduler.sim.formats import PoolSpec, TraceJob
 from scheduler.sim.truth import JobNoise, RenderPhases, TruthConfig, card_efficiency
 from scheduler.snapshot import AgentView, Assignment, PendingJob
@@ -79,6 +81,21 @@ class Attempt:
         done = min(total - self.first_step, max(0, int((now - begun) / per_step))) if per_step > 0 else 0
         return self.first_step + done, begun + done * per_step
 
+    def progress_due(self, shown: int) -> float:
+        """A time no later than the first at which `step_at` leaves the progress grain of step `shown`
+        (scheduler.preemption.progress_moved); inf when it never will. Half a step early, so float
+        rounding in `step_at` cannot make it late."""
+        total = self.job.trace.work.steps
+        grain = max(1, int(total * PROGRESS_GRAIN))
+        next_grain = (shown // grain + 1) * grain
+        per_step = self.phases.step_s
+        if next_grain <= self.first_step:
+            return -math.inf  # resumed past it: it reports a step of a later grain from the start
+        if next_grain > total or per_step <= 0:
+            return math.inf
+        begun = self.start + self.load_s + self.phases.setup_s
+        return begun + (next_grain - self.first_step - 0.5) * per_step
+
 
 @dataclass(slots=True, eq=False)
 class SimAgent:
@@ -91,6 +108,10 @@ class SimAgent:
     hot_model: str | None = None
     attempt: Attempt | None = None
     view: AgentView = field(init=False)
+    # The engine's shortcut for progress: until `progress_due`, the view `progress_view` shows the
+    # attempt's progress grain as it stands (see Attempt.progress_due).
+    progress_view: AgentView | None = None
+    progress_due: float = -math.inf
 
     def refresh_view(self, ram_in_use: int) -> None:
         """Rebuild the policy's view; `ram_in_use` is the node's, summed once by the caller."""

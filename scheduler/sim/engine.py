@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from models.catalogue import get_model
 from scheduler.feasibility import arch_problem
@@ -335,17 +336,22 @@ class _Engine:
         """The agents' views, with the progress their running jobs reported by now where a queued job
         outranks them (only then does a policy weigh it; the views stay cached otherwise)."""
         top = max((priority_class(job.priority) for job in pending), default=-1)
+        now = self.now
         for agent in self.agents:
             attempt = agent.attempt
             if attempt is None or priority_class(attempt.job.trace.priority) >= top:
                 continue
             view = agent.view
-            step, at = attempt.step_at(self.now)
+            if view is agent.progress_view and now < agent.progress_due:
+                continue  # nothing it shows can have moved yet
+            step, at = attempt.step_at(now)
             preempting = attempt.stopped_at is not None
             if preempting != view.preempting or progress_moved(view.running_step, step, view.running_total):
                 # Kept as the agent's view until it changes again, so unchanged agents stay the same object.
-                agent.view = replace(view, running_step=step, running_step_at=at, preempting=preempting)
-                self.views[agent.index] = agent.view
+                view = agent.view = _with_progress(view, step, at, preempting)
+                self.views[agent.index] = view
+            agent.progress_view = view
+            agent.progress_due = attempt.progress_due(view.running_step)
         return tuple(self.views)
 
     def _preempt(self, preemption: Preemption) -> None:
@@ -366,6 +372,7 @@ class _Engine:
         if attempt.out_of_memory:
             return  # it is past its memory, so no step of it is worth a checkpoint: it dies as it would
         attempt.stopped_at = next_step
+        attempt.agent.progress_due = -math.inf  # its view is to say so
         attempt.end = end
         self.tally.checkpoint_seconds += self.truth.checkpoint_write_s
         self._push(end, _END, attempt)
@@ -448,6 +455,18 @@ class _Engine:
         for agent in node.agents:
             agent.refresh_view(in_use)
             self.views[agent.index] = agent.view
+
+
+def _with_progress(view: AgentView, step: int, at: float, preempting: bool) -> AgentView:
+    """`replace(view, running_step=step, running_step_at=at, preempting=preempting)`, by copying the
+    fields: a 2,000-GPU day makes half a million of these, and `replace` re-runs __init__ on 30 fields."""
+    new = object.__new__(AgentView)
+    fields = new.__dict__
+    fields.update(view.__dict__)
+    fields["running_step"] = step
+    fields["running_step_at"] = at
+    fields["preempting"] = preempting
+    return new
 
 
 def _observation(attempt: Attempt, rendered: float) -> Observation:

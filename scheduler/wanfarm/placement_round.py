@@ -158,6 +158,7 @@ class PlacementRound:
         charged_bytes = weight * self.downloads.charge
         hot_heaps = pool.hot_heaps.get(model_id, {})
         cached_heaps = pool.cached_heaps.get(model_id, {})
+        class_first = pool.class_first
         soonest = free_at[top(pool.everyone)] if pool.agents else math.inf
         best_finish, best_index, best_warmth, best_at, best_score = math.inf, -1, "", -1, math.inf
         for at, option in enumerate(shape.options):
@@ -165,7 +166,9 @@ class PlacementRound:
             if soonest + render > best_score:
                 break
             number = option.class_index
-            first = top(pool.by_class[number])
+            first = class_first[number]
+            if first == -2:
+                first = pool.first_in_class(number)
             if first < 0:
                 continue
             # No agent of the class loads faster than hot if the model is hot in it, else than a
@@ -268,7 +271,7 @@ class PlacementRound:
         if pool.idle_left == 0:
             return None
         for option in shape.options:
-            index = pool.top(pool.by_class[option.class_index])
+            index = pool.first_in_class(option.class_index)
             if index >= 0 and pool.startable[index]:
                 return index
         return None

@@ -74,6 +74,16 @@ class PoolIndex:
             self._share_node(members)
         self._set_clock(now)
         self._rebuild_heaps()
+        # top(by_class[c]) per class, -2 until looked up: it changes only when an agent of the class
+        # is reserved, and a round looks it up for every class a job could run on.
+        self.class_first: list[int] = [-2] * len(self.classes)
+
+    def first_in_class(self, number: int) -> int:
+        """top(by_class[number]), remembered until an agent of the class is reserved."""
+        first = self.class_first[number]
+        if first == -2:
+            first = self.class_first[number] = self.top(self.by_class[number])
+        return first
 
     def top(self, heap: list[_Entry] | None, holding: str | None = None, hot: bool = False) -> int:
         """The agent on top of a heap; -1 when empty.
@@ -105,6 +115,7 @@ class PoolIndex:
             self.startable[index] = False
             self.idle_left -= 1
         self.free_at[index] = self.key[index] = until
+        self.class_first[self.class_of[index]] = -2
         was_hot = self.hot[index]
         self.hot[index] = model_id
         self.version[index] += 1
@@ -138,6 +149,7 @@ class PoolIndex:
         for name in ("key", "hot", "cached", "version", "everyone"):
             setattr(twin, name, list(getattr(self, name)))
         twin.by_class = [list(heap) for heap in self.by_class]
+        twin.class_first = [-2] * len(self.classes)
         twin.hot_heaps = {m: {c: list(h) for c, h in by.items()} for m, by in self.hot_heaps.items()}
         twin.cached_heaps = {m: {c: list(h) for c, h in by.items()} for m, by in self.cached_heaps.items()}
         twin._set_clock(now)
@@ -154,11 +166,13 @@ class PoolIndex:
             index = position.get(agent.agent_id)
             if index is None:
                 return False
-            if current[index] is not agent:
-                if _class_key(current[index]) != _class_key(agent) or current[index].node_id != agent.node_id:
+            was = current[index]
+            if was is not agent:
+                if _class_key(was) != _class_key(agent) or was.node_id != agent.node_id:
                     return False
                 current[index] = agent
-                changed_nodes.add(agent.node_id)
+                if _held_key(was) != _held_key(agent):
+                    changed_nodes.add(agent.node_id)
         if len(changed_nodes) * 4 > len(self.node_agents):
             return False  # most of the pool changed: building afresh is cheaper
         for node in changed_nodes:
@@ -179,6 +193,7 @@ class PoolIndex:
             for by in (*self.hot_heaps.values(), *self.cached_heaps.values()):
                 for heap in by.values():
                     self._drop_stale(heap)
+        self.class_first = [-2] * len(self.classes)
         return True
 
     def _drop_stale(self, heap: list[_Entry]) -> None:
@@ -297,6 +312,19 @@ def _class_key(
         agent.ram_total,
         agent.attention_modes,
         agent.plugins,
+    )
+
+
+def _held_key(agent: AgentView) -> tuple[float | None, str | None, str | None, frozenset[str], float, float]:
+    # What _load derives the heaps from. A view that differs only elsewhere (a running job's
+    # progress) changes no heap; the round reads such fields from the new view itself.
+    return (
+        agent.busy_until,
+        agent.running_model,
+        agent.hot_model,
+        agent.cached_models,
+        agent.disk_bytes_per_s,
+        agent.net_bytes_per_s,
     )
 
 
