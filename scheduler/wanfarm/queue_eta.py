@@ -44,8 +44,13 @@ class QueueEta:
         if lanes is None:
             lanes = self._shapes[id(shape)] = _ShapeLanes(shape)
         free = self.free
+        if lanes.until_full:
+            lanes.until_full -= 1
+            look = lanes.short
+        else:
+            look = lanes.look_again(free)
         best, best_class = math.inf, -1
-        for class_index, render in lanes.next_look(free):
+        for class_index, render in look:
             end = free[class_index][0] + render
             if end < best:
                 best, best_class = end, class_index
@@ -63,14 +68,11 @@ class _ShapeLanes:
     def __init__(self, shape: JobShape) -> None:
         self.all = [(option.class_index, option.render_s) for option in shape.options]
         self.short = self.all
-        self.until_full = 0
+        # Jobs left before the next full look; a shape of SHORTLIST classes or fewer never needs one.
+        self.until_full = 0 if len(self.all) > SHORTLIST else -1
 
-    def next_look(self, free: list[list[float]]) -> list[_Lane]:
-        if len(self.all) <= SHORTLIST:
-            return self.all
-        if self.until_full:
-            self.until_full -= 1
-            return self.short
+    def look_again(self, free: list[list[float]]) -> list[_Lane]:
+        """A full look: the SHORTLIST classes that would end a job of the shape first now."""
         self.until_full = FULL_LOOK_EVERY - 1
         self.short = sorted(self.all, key=lambda lane: free[lane[0]][0] + lane[1])[:SHORTLIST]
         return self.short
