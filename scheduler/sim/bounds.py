@@ -25,7 +25,7 @@ from scheduler.sim.cluster import SimAgent, build_cluster
 from scheduler.sim.formats import PoolSpec, TraceJob
 from scheduler.sim.memory_truth import CONTEXT, MemoryPeaks, memory_peaks
 from scheduler.sim.metrics import percentile
-from scheduler.sim.truth import JobNoise, TruthConfig, job_noise, render_phases
+from scheduler.sim.truth import OVERHEAD_S, JobNoise, TruthConfig, job_noise, render_phases
 
 SPEED_GROUPS = 32  # cards of one kind are split by drawn speed into this many groups, each priced alone
 HORIZONS = 32  # waiting horizons D tried, spread geometrically (see _capacity_mean)
@@ -95,13 +95,14 @@ def latency_floor(
         arrivals_all.append(job.t)
     # Jobs of one model with the same render times on every group (before their own render luck)
     # form a lot: under any prices they choose the same group, which makes the bounds cheap.
-    lot_numbers: dict[tuple[str, tuple[float, ...]], int] = {}
+    lot_numbers: dict[tuple[str, tuple[float, ...], tuple[float, ...]], int] = {}
     job_lots = np.full(len(arrivals_all), -1)
     job_lucks = np.ones(len(arrivals_all))
     for shape in shapes.values():
-        for members, renders in shape.renders(len(groups)):
-            if min(renders) < math.inf:
-                job_lots[members] = lot_numbers.setdefault((shape.work.model_id, renders), len(lot_numbers))
+        for members, (whole, moved) in shape.renders(len(groups)):
+            if min(whole) < math.inf:
+                lot_key = (shape.work.model_id, whole, moved)
+                job_lots[members] = lot_numbers.setdefault(lot_key, len(lot_numbers))
         job_lucks[shape.indices] = shape.render_lucks
     runnable = np.nonzero(job_lots >= 0)[0]  # in trace order, so by arrival
     if len(runnable) == 0:
@@ -110,39 +111,38 @@ def latency_floor(
     lots = job_lots[runnable]
     lucks = job_lucks[runnable]
     first_arrivals: dict[str, float] = {}
-    for (model_id, _), first in zip(
-        lot_numbers, _first_per_lot(lots, arrivals, len(lot_numbers)), strict=True
-    ):
+    firsts = _first_per_lot(lots, arrivals, len(lot_numbers))
+    for (model_id, _, _), first in zip(lot_numbers, firsts, strict=True):
         first_arrivals[model_id] = min(first, first_arrivals.get(model_id, math.inf))
     lot_keys = list(lot_numbers)
-    renders_by_lot = np.array([renders for _, renders in lot_keys], dtype=float)
-    ready = np.array(
-        [
-            [group.kind.ready(model_id, first_arrivals[model_id]) for group in groups]
-            for model_id, _ in lot_keys
-        ]
-    )
     work = Workload(
         arrivals=arrivals,
         alone=np.zeros(0),
         lucks=lucks,
         lots=lots,
-        renders=renders_by_lot,
-        ready=ready,
+        whole=np.array([whole for _, whole, _ in lot_keys], dtype=float),
+        renders=np.array([moved for _, _, moved in lot_keys], dtype=float),
+        ready=np.array(
+            [
+                [group.kind.ready(model_id, first_arrivals[model_id]) for group in groups]
+                for model_id, _, _ in lot_keys
+            ]
+        ),
         counts=np.array([group.count for group in groups], dtype=float),
         speeds=np.array([group.fastest.flops_per_s for group in groups]),
         priced=_price_shapes(groups),
         move_s=config.checkpoint_write_s + config.checkpoint_read_s,
+        setup_s=OVERHEAD_S,
     )
     alone = _alone(work)
     work = replace(work, alone=alone)
     alone_mean = float(alone.mean())
     by_renders: dict[tuple[float, ...], list[float]] = {}
-    for lot, luck in zip(lots, lucks, strict=True):
-        by_renders.setdefault(lot_keys[lot][1], []).append(luck)
-    capacity, prices = _capacity_mean(
-        by_renders, [group.count for group in groups], max(arrivals), alone_mean
-    )
+    for lot, luck in zip(lots.tolist(), lucks.tolist(), strict=True):
+        _, whole, moved = lot_keys[lot]
+        by_renders.setdefault(whole + moved, []).append(luck)
+    counts = [group.count for group in groups]
+    capacity, prices = _capacity_mean(by_renders, counts, float(arrivals[-1]), alone_mean)
     windows = Windows(work)
     counted = window_floor(work, windows)
     # The window sums try the best prices the whole trace found, beside their own shapes.
@@ -160,27 +160,30 @@ def latency_floor(
 
 
 def _alone(work: Workload) -> np.ndarray:
-    """Each job's latency with the pool to itself: from its arrival it renders at the pace of the
-    fastest group its model can be ready on by then (a job may move between cards, so a faster
-    group that becomes ready later only speeds up the rest of it)."""
+    """Each job's latency with the pool to itself: the earliest it can finish on one card, from its
+    arrival or once its model is ready there; or, moving between cards as faster ones become ready
+    (at the moved pace, plus a move's checkpoint and set-up), at the pace of the fastest one ready."""
     alone = np.zeros(len(work.arrivals))
-    for lot, (renders, readies) in enumerate(zip(work.renders, work.ready, strict=True)):
+    for lot, (whole, moved, readies) in enumerate(zip(work.whole, work.renders, work.ready, strict=True)):
         members = np.nonzero(work.lots == lot)[0]
         starts = work.arrivals[members]
         lucks = work.lucks[members]
-        levels = np.unique(readies[np.isfinite(renders)])
-        paces = [float(renders[readies <= level].min()) for level in levels]  # seconds per whole job
-        done = np.zeros(len(members))  # the share rendered so far
+        levels = np.unique(readies[np.isfinite(whole)])
+        staying = np.full(len(members), np.inf)
+        done = np.zeros(len(members))  # the share rendered so far, moving
         finish = np.full(len(members), np.inf)
-        for number, (level, pace) in enumerate(zip(levels, paces, strict=True)):
+        for number, level in enumerate(levels):
+            opened = readies <= level
+            staying = np.minimum(staying, np.maximum(starts, level) + float(whole[opened].min()) * lucks)
             until = float(levels[number + 1]) if number + 1 < len(levels) else np.inf
             begin = np.maximum(starts, level)
-            seconds = pace * lucks
+            seconds = float(moved[opened].min()) * lucks
             ends = begin + (1.0 - done) * seconds
             ending = np.isinf(finish) & (ends <= until)
             finish[ending] = ends[ending]
             done = np.where(begin < until, done + np.maximum(until - begin, 0.0) / seconds, done)
-        alone[members] = finish - starts
+        moving = finish + work.move_s + work.setup_s * lucks
+        alone[members] = np.minimum(staying, moving) - starts
     return alone
 
 
@@ -220,20 +223,26 @@ class _ShapeJobs:
     def render_lucks(self) -> np.ndarray:
         return np.array([luck[0] for luck in self.lucks])
 
-    def renders(self, groups: int) -> list[tuple[np.ndarray, tuple[float, ...]]]:
-        """(the trace indices of jobs, their best renders per group) for each pattern of fits."""
+    def renders(self, groups: int) -> list[tuple[np.ndarray, tuple[tuple[float, ...], tuple[float, ...]]]]:
+        """(the trace indices of jobs, their best renders per group, staying and moved) for each
+        pattern of fits."""
         lucks = np.array(self.lucks)
         fits = np.array([_fit(option, lucks[:, 1], lucks[:, 2]) for option in self.options]).T
         if not self.options:
             fits = np.zeros((len(lucks), 0), dtype=bool)
-        patterns, which = np.unique(fits, axis=0, return_inverse=True)
+        # Each job's fits as bytes, so that finding the distinct patterns is one flat sort.
+        packed = np.ascontiguousarray(np.packbits(fits, axis=1))
+        keys = packed.view(np.dtype((np.void, packed.shape[1]))).reshape(-1)
+        _, first, which = np.unique(keys, return_index=True, return_inverse=True)
+        order = np.argsort(which, kind="stable")
+        bounds = np.searchsorted(which[order], np.arange(len(first) + 1))
         indices = self.indices
         return [
             (
-                indices[which.reshape(-1) == number],
-                _best_renders(self.options, tuple(pattern.tolist()), groups),
+                indices[order[bounds[number] : bounds[number + 1]]],
+                _best_renders(self.options, tuple(fits[row].tolist()), groups),
             )
-            for number, pattern in enumerate(patterns)
+            for number, row in enumerate(first)
         ]
 
 
@@ -299,10 +308,12 @@ def _options(work: WorkSize, groups: list[_Group], kinds: dict[_Kind, list[int]]
     return found
 
 
-def _best_renders(options: list[_Option], fits: tuple[bool, ...], groups: int) -> tuple[float, ...]:
-    """Per group, the fastest render among the profiles that fit (inf where none does), counting
-    the decoding at the pace of the card that decodes fastest: a job moved between cards by a
-    preemption renders each step once and decodes once, on its last card, whichever that is."""
+def _best_renders(
+    options: list[_Option], fits: tuple[bool, ...], groups: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per group, the fastest render among the profiles that fit (inf where none does); and the
+    same with the decoding at the pace of the card that decodes fastest: a job moved between cards
+    by a preemption renders each step once and decodes once, on its last card, whichever that is."""
     renders = [math.inf] * groups
     decodes = [math.inf] * groups
     for option, fit in zip(options, fits, strict=True):
@@ -311,10 +322,11 @@ def _best_renders(options: list[_Option], fits: tuple[bool, ...], groups: int) -
                 renders[group] = min(renders[group], render_s)
                 decodes[group] = decode_s
     fastest = min(decodes)
-    return tuple(
+    moved = tuple(
         render - decode + fastest if render < math.inf else math.inf
         for render, decode in zip(renders, decodes, strict=True)
     )
+    return tuple(renders), moved
 
 
 def _capacity_mean(
@@ -329,7 +341,8 @@ def _capacity_mean(
     hours and fall where they leave some, in steps scaled per group by its past overruns (AdaGrad),
     and carry over from one horizon to the next (horizons grow, the best prices change slowly).
     """
-    renders = np.array(list(lots), dtype=float)  # lot x group, inf where the lot cannot run
+    both = np.array(list(lots), dtype=float)  # lot x (group, staying then moved), inf where it cannot run
+    renders, moved = both[:, : len(counts)], both[:, len(counts) :]
     rows = np.arange(len(renders))
     cards = np.array(counts, dtype=float)
     # Each lot's lucks sorted, laid end to end and lifted by `top` x the lot's number, so that one
@@ -355,7 +368,8 @@ def _capacity_mean(
         for _ in range(PRICE_STEPS):
             priced = renders * (1 + prices)
             chosen = priced.argmin(axis=1)
-            cost = priced[rows, chosen]
+            # A job that moves renders at the moved pace but sets up again (its checkpoint left out).
+            cost = np.minimum(priced[rows, chosen], (moved * (1 + prices)).min(axis=1) + OVERHEAD_S)
             # Jobs of a lot whose luck is under D / cost render; the others cost D.
             cut = np.searchsorted(keyed, offsets + np.minimum(horizon / cost, top)) - starts
             lucky = sums[starts + cut] - sums[starts]

@@ -14,7 +14,9 @@ import numpy as np
 from scheduler.sim.bounds_windows import Windows, Workload, best_split
 
 HORIZONS = 48  # horizons D, spread geometrically
-LEVELS = np.concatenate([[0.0], np.geomspace(0.02, 50.0, 23)])  # prices on the fastest priced card
+LEVELS = np.unique(
+    np.concatenate([[0.0, 1.0], np.geomspace(0.02, 50.0, 23)])
+)  # prices on the fastest priced card
 
 
 def window_sum(work: Workload, windows: Windows, prices: np.ndarray) -> float:
@@ -39,7 +41,11 @@ def window_sum(work: Workload, windows: Windows, prices: np.ndarray) -> float:
     for shape in shapes:
         paid = opened @ shape  # window x D: card-seconds' worth at level 1
         for level in LEVELS:
-            least = (work.renders * (1.0 + level * shape)[None, :]).min(axis=1)  # per lot
+            factors = (1.0 + level * shape)[None, :]
+            # Staying on one card, or moving at the moved pace with a set-up again (per lot, by luck).
+            least = np.minimum(
+                (work.whole * factors).min(axis=1), (work.renders * factors).min(axis=1) + work.setup_s
+            )
             terms = np.maximum(alone, least[work.lots] * work.lucks)
             slot = np.searchsorted(edges, terms, side="right") - 1  # HORIZONS: at or past the last D
             where = windows.piece * (HORIZONS + 1) + slot

@@ -31,12 +31,16 @@ class Workload:
     alone: np.ndarray  # each job's latency with the pool to itself: no policy does better
     lucks: np.ndarray  # each job's render luck
     lots: np.ndarray  # each job's row of `renders`
-    renders: np.ndarray  # lot x group: seconds on the group's fastest card before luck, inf where it cannot
+    whole: (
+        np.ndarray
+    )  # lot x group: render seconds on the group's fastest card before luck, inf where it cannot
+    renders: np.ndarray  # the same for a job moved between cards (its decoding at the fastest pace)
     ready: np.ndarray  # lot x group: the earliest a card of the group can render the lot's model
     counts: np.ndarray  # cards per group
     speeds: np.ndarray  # FLOP/s of each group's fastest card: the weight of its card-seconds
     priced: tuple[np.ndarray, ...]  # group masks: the price shapes tried (unpriced groups are free)
     move_s: float  # what moving a job between cards costs it at least: a checkpoint written and read
+    setup_s: float  # and a set-up again (before luck)
 
 
 @dataclass(frozen=True)
