@@ -78,6 +78,18 @@ class RoundShapes:
         preset = self._catalogue.preset(work.model_id)
         if preset is None:
             return None
+        options = self._options(preset, work, forced, cautious=True)
+        if not options:
+            # The wider margin of an unmeasured job prefers a safer profile or card, never refuses one.
+            options = self._options(preset, work, forced, cautious=False)
+        options.sort(key=lambda option: (option.render_s, option.class_index))
+        mean = sum(o.render_s for o in options) / len(options) if options else 0.0
+        refusal = None if options else self._refusal(preset, work, forced)
+        return JobShape(preset, preset.weight_bytes, tuple(options), mean, refusal)
+
+    def _options(
+        self, preset: ModelPreset, work: WorkSize, forced: Overrides | None, cautious: bool
+    ) -> list[ClassOption]:
         size = work.size
         flops = render_flops(preset, work)
         options = []
@@ -89,8 +101,8 @@ class RoundShapes:
                 continue
             vram, ram = agent_class.vram_total, agent_class.ram_total
             if forced is None or forced.profile is None:
-                profile = self.memory.choose_profile(preset, size, vram, ram)
-            elif self.memory.fits_size(preset, size, vram, ram, forced.profile):
+                profile = self.memory.choose_profile(preset, size, vram, ram, cautious)
+            elif self.memory.fits_size(preset, size, vram, ram, forced.profile, cautious):
                 profile = forced.profile
             else:
                 continue
@@ -100,10 +112,7 @@ class RoundShapes:
                 flops, preset.id, agent_class.gpu_name, agent_class.half_tflops, profile
             )
             options.append(ClassOption(index, profile, seconds))
-        options.sort(key=lambda option: (option.render_s, option.class_index))
-        mean = sum(o.render_s for o in options) / len(options) if options else 0.0
-        refusal = None if options else self._refusal(preset, work, forced)
-        return JobShape(preset, preset.weight_bytes, tuple(options), mean, refusal)
+        return options
 
     def _refusal(self, preset: ModelPreset, work: WorkSize, forced: Overrides | None) -> str:
         # One agent of each class says as much as the whole pool, at a fraction of the cost.

@@ -1,10 +1,12 @@
 """What the wanfarm policy learns from finished jobs, in `observe` only: render speed per (model, GPU)
-and a memory factor per model.
+and a memory factor per (model, profile, size).
 
 Speed: the median of observed seconds per (FLOP x profile slowdown) for the pair; before the pair has
 run, scheduler.cost's FLOPs prior times the model's median learned / prior on the cards that have.
-Memory: models.memory.estimate x the learned factor (>= 1, raised by observed peaks and by OOM_RAISE
-on an out-of-memory failure) x SAFETY_MARGIN must fit the card's VRAM and the node's RAM.
+Memory: models.memory.estimate x the learned factor of the (model, profile, size) (>= 1, raised by
+observed peaks and by OOM_RAISE on an out-of-memory failure) x SAFETY_MARGIN must fit the card's VRAM
+and the node's RAM; before a job of that key has finished, the model's largest factor x
+UNMEASURED_MARGIN, unless nothing in the pool fits that.
 Why: docs/scheduler.md, "Learning".
 """
 
@@ -26,6 +28,7 @@ from scheduler.snapshot import AgentView, Observation
 SPEED_WINDOW = 32  # recent observations per (model, GPU); the median of these is the estimate
 SAFETY_MARGIN = 1.1  # headroom over the learned need: the estimator is a formula, not a measurement
 OOM_RAISE = 1.2  # an out-of-memory failure proves the need is larger than we thought, by an unknown amount
+UNMEASURED_MARGIN = 1.25  # headroom for a (model, profile, size) no finished job has measured yet
 
 
 @dataclass(frozen=True)
@@ -92,45 +95,82 @@ def prior_seconds_per_flop(half_tflops: float) -> float:
 
 
 class MemoryModel:
-    """VRAM and RAM needs: the catalogue estimate, corrected per model by observed peaks and OOMs."""
+    """VRAM and RAM needs: the catalogue estimate, corrected by observed peaks and OOMs.
 
-    def __init__(self, catalogue: CatalogueLookup | None = None, margin: float = SAFETY_MARGIN) -> None:
+    The estimator's error depends on the profile (which weights sit in VRAM) and the size (how much
+    of the peak is activations), so a correction is learned per (model, profile, size); a key not
+    yet measured borrows the largest correction of its model and gets the wider UNMEASURED_MARGIN.
+    """
+
+    def __init__(
+        self,
+        catalogue: CatalogueLookup | None = None,
+        margin: float = SAFETY_MARGIN,
+        unmeasured_margin: float = UNMEASURED_MARGIN,
+    ) -> None:
         self.catalogue = catalogue if catalogue is not None else CatalogueLookup()
         self.margin = margin
-        self._factor: dict[str, float] = {}
+        self.unmeasured_margin = max(margin, unmeasured_margin)
+        self._factor: dict[MemoryKey, float] = {}  # measured keys
+        self._model_factor: dict[str, float] = {}  # model -> the largest factor of its keys
 
     def observe(self, preset: ModelPreset, observation: Observation) -> None:
-        """Raise the model's factor to an observed peak over the estimate, or by OOM_RAISE on OOM."""
-        factor = self.factor(preset.id)
+        """Raise the key's factor to an observed peak over the estimate, or by OOM_RAISE on OOM."""
+        key = MemoryKey(preset.id, observation.profile, observation.work.size)
+        factor = self._factor.get(key, self.factor(preset.id))
         if observation.out_of_memory:
-            self._factor[preset.id] = factor * OOM_RAISE
+            factor *= OOM_RAISE
+        elif observation.peak_vram_bytes is None:
             return
-        if observation.peak_vram_bytes is None:
-            return
-        need = self.need(preset, observation.profile, observation.work.size)
-        if need.vram_bytes > 0:
-            self._factor[preset.id] = max(factor, observation.peak_vram_bytes / need.vram_bytes)
+        else:
+            need = self.need(preset, observation.profile, observation.work.size)
+            if need.vram_bytes <= 0:
+                return
+            factor = max(self._factor.get(key, 1.0), observation.peak_vram_bytes / need.vram_bytes)
+        self._factor[key] = factor
+        self._model_factor[preset.id] = max(self.factor(preset.id), factor)
 
     def factor(self, model_id: str) -> float:
-        """The learned multiplier of the model's estimate; 1.0 until something says otherwise."""
-        return self._factor.get(model_id, 1.0)
+        """The model's largest learned multiplier of its estimate; 1.0 until something says otherwise."""
+        return self._model_factor.get(model_id, 1.0)
+
+    def scale(self, model_id: str, profile: Profile, size: JobSize, cautious: bool = True) -> float:
+        """What the estimate is multiplied by before it must fit: the key's learned factor x
+        SAFETY_MARGIN once a job of the key has finished, else the model's largest factor x
+        UNMEASURED_MARGIN (x SAFETY_MARGIN when not `cautious`)."""
+        learned = self._factor.get(MemoryKey(model_id, profile, size))
+        if learned is not None:
+            return learned * self.margin
+        return self.factor(model_id) * (self.unmeasured_margin if cautious else self.margin)
 
     def need(self, preset: ModelPreset, profile: Profile, size: JobSize) -> MemoryNeed:
         """models.memory.estimate, through the policy's cached catalogue lookup."""
         return self.catalogue.need(preset, profile, size)
 
     def fits(self, preset: ModelPreset, work: WorkSize, agent: AgentView, profile: Profile) -> bool:
-        """Whether the work's learned need, with the safety margin, fits the card and the node."""
-        return self.fits_size(preset, work.size, agent.vram_total, agent.ram_total, profile)
+        """Whether the work's learned need, with SAFETY_MARGIN, fits the card and the node."""
+        return self.fits_size(preset, work.size, agent.vram_total, agent.ram_total, profile, cautious=False)
 
-    def fits_size(self, preset: ModelPreset, size: JobSize, vram: int, ram: int, profile: Profile) -> bool:
-        scale = self.factor(preset.id) * self.margin
+    def fits_size(
+        self, preset: ModelPreset, size: JobSize, vram: int, ram: int, profile: Profile, cautious: bool = True
+    ) -> bool:
+        """Whether the need at `scale` fits the card and the node."""
+        scale = self.scale(preset.id, profile, size, cautious)
         need = self.need(preset, profile, size)
         return need.vram_bytes * scale <= vram and need.ram_bytes * scale <= ram
 
-    def choose_profile(self, preset: ModelPreset, size: JobSize, vram: int, ram: int) -> Profile | None:
+    def choose_profile(
+        self, preset: ModelPreset, size: JobSize, vram: int, ram: int, cautious: bool = True
+    ) -> Profile | None:
         """The fastest profile whose learned need fits; architecture is the caller's to check."""
         for profile in SPEED_ORDER:
-            if self.fits_size(preset, size, vram, ram, profile):
+            if self.fits_size(preset, size, vram, ram, profile, cautious):
                 return profile
         return None
+
+
+@dataclass(frozen=True)
+class MemoryKey:
+    model_id: str
+    profile: Profile
+    size: JobSize

@@ -282,9 +282,9 @@ def test_idle_agents_prefetch_a_model_that_jobs_queue_for() -> None:
 
 
 def test_a_short_backlog_copies_nothing_ahead() -> None:
-    # Two jobs the busy holder clears in a few downloads' time: a copy would mostly cost bytes (on
+    # A job the busy holder clears in a few downloads' time: a copy would mostly cost bytes (on
     # the 2,000-GPU day a margin of 8 downloaded 12.4 TB against 7.1 at 32, for 1-5% less latency).
-    slow, fast, jobs = queued_for_a_busy_holder(2)
+    slow, fast, jobs = queued_for_a_busy_holder(1)
     decisions = place([slow, fast], jobs)
     assert decisions.assignments == () and decisions.prefetches == ()
 
