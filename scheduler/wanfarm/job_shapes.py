@@ -24,7 +24,7 @@ from scheduler.feasibility import (
     pool_refusal,
 )
 from scheduler.snapshot import PendingJob
-from scheduler.wanfarm.learning import MemoryModel, SpeedModel
+from scheduler.wanfarm.learning import Headroom, MemoryModel, SpeedModel
 from scheduler.wanfarm.pool_index import AgentClass
 
 
@@ -78,17 +78,18 @@ class RoundShapes:
         preset = self._catalogue.preset(work.model_id)
         if preset is None:
             return None
-        options = self._options(preset, work, forced, cautious=True)
-        if not options:
-            # The wider margin of an unmeasured job prefers a safer profile or card, never refuses one.
-            options = self._options(preset, work, forced, cautious=False)
+        options: list[ClassOption] = []
+        for headroom in Headroom:
+            options = self._options(preset, work, forced, headroom)
+            if options:
+                break
         options.sort(key=lambda option: (option.render_s, option.class_index))
         mean = sum(o.render_s for o in options) / len(options) if options else 0.0
         refusal = None if options else self._refusal(preset, work, forced)
         return JobShape(preset, preset.weight_bytes, tuple(options), mean, refusal)
 
     def _options(
-        self, preset: ModelPreset, work: WorkSize, forced: Overrides | None, cautious: bool
+        self, preset: ModelPreset, work: WorkSize, forced: Overrides | None, headroom: Headroom
     ) -> list[ClassOption]:
         size = work.size
         flops = render_flops(preset, work)
@@ -101,8 +102,8 @@ class RoundShapes:
                 continue
             vram, ram = agent_class.vram_total, agent_class.ram_total
             if forced is None or forced.profile is None:
-                profile = self.memory.choose_profile(preset, size, vram, ram, cautious)
-            elif self.memory.fits_size(preset, size, vram, ram, forced.profile, cautious):
+                profile = self.memory.choose_profile(preset, size, vram, ram, headroom)
+            elif self.memory.fits_size(preset, size, vram, ram, forced.profile, headroom):
                 profile = forced.profile
             else:
                 continue
@@ -119,10 +120,10 @@ class RoundShapes:
         refusal = pool_refusal(preset, work, [c.sample for c in self.classes], forced)
         if refusal is not None:
             return f"no agent can run it: {refusal}"
-        scale = self.memory.factor(preset.id) * self.memory.margin
+        factor = self.memory.factor(preset.id)
         return (
-            f"no agent can run it: {describe_job(preset, work)} fits the largest agents only at its bare "
-            f"memory estimate, not with the x{scale:.2f} safety margin (learned need x headroom)"
+            f"no agent can run it: {describe_job(preset, work)} fits the largest agents only at its "
+            f"catalogue memory estimate, not at the x{factor:.2f} its model was measured to need"
         )
 
 

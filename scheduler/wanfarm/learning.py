@@ -6,7 +6,7 @@ run, scheduler.cost's FLOPs prior times the model's median learned / prior on th
 Memory: models.memory.estimate x the learned factor of the (model, profile, size) (>= 1, raised by
 observed peaks and by OOM_RAISE on an out-of-memory failure) x SAFETY_MARGIN must fit the card's VRAM
 and the node's RAM; before a job of that key has finished, the model's largest factor x
-UNMEASURED_MARGIN, unless nothing in the pool fits that.
+UNMEASURED_MARGIN. Where nothing in the pool fits that, SAFETY_MARGIN, then no margin (Headroom).
 Why: docs/scheduler.md, "Learning".
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import statistics
 from collections import deque
 from dataclasses import dataclass
+from enum import IntEnum
 
 from models.catalogue import ModelPreset
 from models.gpus import UnknownGpu, find_gpu
@@ -94,6 +95,15 @@ def prior_seconds_per_flop(half_tflops: float) -> float:
     return 1.0 / (max(half_tflops, MIN_TFLOPS) * 1e12 * UTILISATION)
 
 
+class Headroom(IntEnum):
+    """Memory kept over a job's learned need, widest first. A placement takes the widest under which
+    some agent of the pool fits the job: a margin prefers a safer profile or card, never refuses."""
+
+    WIDE = 0  # UNMEASURED_MARGIN until a job of the (model, profile, size) has finished, then SAFETY_MARGIN
+    SAFE = 1  # SAFETY_MARGIN
+    BARE = 2  # the learned need alone (the catalogue's estimate, by which the job was accepted, at first)
+
+
 class MemoryModel:
     """VRAM and RAM needs: the catalogue estimate, corrected by observed peaks and OOMs.
 
@@ -134,37 +144,54 @@ class MemoryModel:
         """The model's largest learned multiplier of its estimate; 1.0 until something says otherwise."""
         return self._model_factor.get(model_id, 1.0)
 
-    def scale(self, model_id: str, profile: Profile, size: JobSize, cautious: bool = True) -> float:
-        """What the estimate is multiplied by before it must fit: the key's learned factor x
-        SAFETY_MARGIN once a job of the key has finished, else the model's largest factor x
-        UNMEASURED_MARGIN (x SAFETY_MARGIN when not `cautious`)."""
+    def scale(
+        self, model_id: str, profile: Profile, size: JobSize, headroom: Headroom = Headroom.WIDE
+    ) -> float:
+        """What the estimate is multiplied by before it must fit: the key's learned factor (else the
+        model's largest) x the margin `headroom` asks for."""
         learned = self._factor.get(MemoryKey(model_id, profile, size))
-        if learned is not None:
-            return learned * self.margin
-        return self.factor(model_id) * (self.unmeasured_margin if cautious else self.margin)
+        factor = self.factor(model_id) if learned is None else learned
+        if headroom is Headroom.BARE:
+            return factor
+        if headroom is Headroom.WIDE and learned is None:
+            return factor * self.unmeasured_margin
+        return factor * self.margin
 
     def need(self, preset: ModelPreset, profile: Profile, size: JobSize) -> MemoryNeed:
         """models.memory.estimate, through the policy's cached catalogue lookup."""
         return self.catalogue.need(preset, profile, size)
 
-    def fits(self, preset: ModelPreset, work: WorkSize, agent: AgentView, profile: Profile) -> bool:
-        """Whether the work's learned need, with SAFETY_MARGIN, fits the card and the node."""
-        return self.fits_size(preset, work.size, agent.vram_total, agent.ram_total, profile, cautious=False)
+    def fits(
+        self,
+        preset: ModelPreset,
+        work: WorkSize,
+        agent: AgentView,
+        profile: Profile,
+        headroom: Headroom = Headroom.SAFE,
+    ) -> bool:
+        """Whether the work's learned need, with the headroom's margin, fits the card and the node."""
+        return self.fits_size(preset, work.size, agent.vram_total, agent.ram_total, profile, headroom)
 
     def fits_size(
-        self, preset: ModelPreset, size: JobSize, vram: int, ram: int, profile: Profile, cautious: bool = True
+        self,
+        preset: ModelPreset,
+        size: JobSize,
+        vram: int,
+        ram: int,
+        profile: Profile,
+        headroom: Headroom = Headroom.WIDE,
     ) -> bool:
         """Whether the need at `scale` fits the card and the node."""
-        scale = self.scale(preset.id, profile, size, cautious)
+        scale = self.scale(preset.id, profile, size, headroom)
         need = self.need(preset, profile, size)
         return need.vram_bytes * scale <= vram and need.ram_bytes * scale <= ram
 
     def choose_profile(
-        self, preset: ModelPreset, size: JobSize, vram: int, ram: int, cautious: bool = True
+        self, preset: ModelPreset, size: JobSize, vram: int, ram: int, headroom: Headroom = Headroom.WIDE
     ) -> Profile | None:
         """The fastest profile whose learned need fits; architecture is the caller's to check."""
         for profile in SPEED_ORDER:
-            if self.fits_size(preset, size, vram, ram, profile, cautious):
+            if self.fits_size(preset, size, vram, ram, profile, headroom):
                 return profile
         return None
 

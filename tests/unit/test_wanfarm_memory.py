@@ -7,7 +7,7 @@ from functools import partial
 from models.catalogue import get_model
 from models.profiles import Profile
 from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
-from scheduler.wanfarm.learning import SAFETY_MARGIN, UNMEASURED_MARGIN, MemoryModel
+from scheduler.wanfarm.learning import SAFETY_MARGIN, UNMEASURED_MARGIN, Headroom, MemoryModel
 from scheduler.wanfarm.policy import WanfarmPolicy
 from tests.declared_agents import declared_agent
 from tests.job_records import WAN_14B, pending_job
@@ -69,7 +69,10 @@ def test_a_job_that_fits_only_the_narrow_margin_anywhere_is_placed_not_refused()
     # card in the pool, the job still runs there.
     card = declared_agent("RTX 2080 Ti", "small")
     memory, size = MemoryModel(), job().work.size
-    assert memory.choose_profile(get_model(WAN_14B), size, card.vram_total, card.ram_total) is None
+    assert (
+        memory.choose_profile(get_model(WAN_14B), size, card.vram_total, card.ram_total, Headroom.WIDE)
+        is None
+    )
     [placed] = place([card], [job()], WanfarmPolicy()).assignments
     assert placed.agent_id == "small"
     assert memory.fits(get_model(WAN_14B), job().work, card, placed.profile)
@@ -81,3 +84,16 @@ def test_a_job_that_fits_a_bigger_card_at_the_wide_margin_goes_there_before_it_i
     decisions = place([small, big], [job()], WanfarmPolicy())
     assert decisions.assignments == ()
     assert "big" in decisions.waiting[0].reason
+
+
+def test_a_job_that_fits_the_pool_only_at_its_estimate_runs_at_its_estimate() -> None:
+    # The controller accepted it by the catalogue's estimate: a margin never keeps it queued for
+    # ever. Here the node's RAM holds a 1024 px Qwen image at the estimate, under no margin.
+    image = partial(pending_job, model_id="qwen-image", size=(1024, 1024, 1), submitted_at=NOW)
+    memory, preset = MemoryModel(), get_model("qwen-image")
+    card = declared_agent("RTX 5090", "big", ram_gib=32)
+    size, vram, ram = image().work.size, card.vram_total, card.ram_total
+    assert memory.choose_profile(preset, size, vram, ram, Headroom.SAFE) is None
+    assert memory.choose_profile(preset, size, vram, ram, Headroom.BARE) is not None
+    [placed] = place([card], [image()], WanfarmPolicy()).assignments
+    assert placed.agent_id == "big"
