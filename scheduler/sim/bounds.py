@@ -1,10 +1,12 @@
 """The latency no policy can beat on a pool and trace, from the simulator's own truth for a seed.
 
-Two bounds from the same draws the engine makes, so they hold for every policy run with that seed:
-alone (every job on the card that renders it fastest, weights hot, nothing ahead: also the p95
-floor) and capacity (a Lagrangian bound with prices on each card's hours). The mean's floor is the
-higher of the two; both hold for a policy that finishes every job. The proof: docs/scheduler.md,
-"The latency floor".
+Bounds from the same draws the engine makes, so they hold for every policy run with that seed:
+alone (each job on the card that renders it fastest once its model can be there, nothing ahead:
+also a p95 floor), capacity (a Lagrangian bound with prices on each card's hours over one
+horizon), and the window bounds (scheduler.sim.bounds_sums and bounds_windows: the same capacity,
+and whole jobs counted, window by window of arrivals). The mean's floor is the highest of them, the
+p95's the higher of alone and the window count; all hold for a policy that finishes every job,
+preemptions included. The proof: docs/scheduler.md, "The latency floor".
 """
 
 from __future__ import annotations

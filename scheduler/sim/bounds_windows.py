@@ -1,4 +1,5 @@
-"""The time-windowed part of the latency floor: how many jobs must wait at least x, for each x.
+"""The time-windowed count of the latency floor: how many jobs must wait at least x, for each x;
+and what the window bounds share (the jobs and groups they read, the windows, the best split).
 
 For a threshold x and a run of consecutive arrivals, the jobs of the run that finish within x of
 their arrival render inside [the run's first arrival, its last arrival + x), when the cards have
