@@ -380,6 +380,8 @@ def _capacity_mean(
                 best, best_prices = value, prices.copy()
             used = np.bincount(chosen, weights=renders[rows, chosen] * lucky, minlength=len(counts))
             overrun = (used - hours) / hours
+            if not prices.any() and (overrun <= 0).all():
+                break  # no card is short at zero prices: every further step is this one again
             squares += overrun * overrun
             prices = np.maximum(0.0, prices + PRICE_RATE * overrun / np.sqrt(squares))
     return best / jobs, best_prices
