@@ -47,6 +47,7 @@ def test_the_dashboard_covers_queue_throughput_gpus_cache_latency_and_class_dema
         "wanfarm_class_gpus_wanted",
         "wanfarm_class_agents",
         "wanfarm_agents_released_total",
+        "wanfarm_eta_error_ratio",
     ):
         assert name in used
     assert any("histogram_quantile" in expr for expr in dashboard_exprs())
