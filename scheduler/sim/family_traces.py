@@ -15,12 +15,15 @@ from dataclasses import dataclass
 
 from models.catalogue import Output, get_model
 from models.gpus import find_gpu
+from models.memory import estimate
+from models.profiles import SPEED_ORDER
 from models.work import WorkSize
-from scheduler.feasibility import choose_profile
+from scheduler.feasibility import arch_problem
 from scheduler.sim.cluster import build_cluster
 from scheduler.sim.formats import PoolSpec
 from scheduler.sim.generator import arrival_times, job_work, work_sizes
-from scheduler.sim.truth import TruthConfig, render_seconds
+from scheduler.sim.memory_truth import true_memory
+from scheduler.sim.truth import JobNoise, TruthConfig, render_seconds
 from scheduler.snapshot import AgentView
 
 IMAGE_MODELS = (
@@ -35,6 +38,8 @@ SIZE_MIX = (0.3, 0.5, 0.2)  # small, default, large: the generator's
 LONG_SHARE = 0.15  # of a video model's jobs, in scenarios with long videos
 LONG_FACTOR = 1.5  # a long video has at least this many times its model's default frames
 MAX_RENDER_S = 7200.0  # a kind that takes its fastest card longer is left out of the scenario
+# A job's working memory at three standard deviations of its own and its model's luck (truth.py).
+WORST_LUCK = JobNoise(render=1.0, vram=1.5, ram=1.3)
 DIURNAL_SWING = (0.5, 0.8)  # the rate swings by this share of its mean over the (compressed) day
 
 
@@ -128,12 +133,20 @@ def _fastest_cards(pool: PoolSpec) -> list[tuple[AgentView, float]]:
 
 
 def _fastest_render(work: WorkSize, cards: list[tuple[AgentView, float]]) -> float | None:
-    # The least render seconds over the cards where the work fits; None when it fits none.
+    # The least render seconds over the cards and profiles where the work fits both the estimate
+    # (so a policy would choose it) and the truth with a job's worst luck (so it does not run out
+    # of memory there); None when no card has such a profile.
     preset = get_model(work.model_id)
     best = None
     for view, speed in cards:
-        profile = choose_profile(preset, work, view)
-        if profile is not None:
-            seconds = render_seconds(work, profile, speed)
-            best = seconds if best is None else min(best, seconds)
+        if arch_problem(preset, view) is not None:
+            continue
+        for profile in SPEED_ORDER:
+            if not estimate(preset, profile, work.size).fits(view.vram_total, view.ram_total):
+                continue
+            vram, ram = true_memory(work.model_id, profile, work.size, WORST_LUCK)
+            if vram <= view.vram_total and ram <= view.ram_total:
+                seconds = render_seconds(work, profile, speed)
+                best = seconds if best is None else min(best, seconds)
+                break
     return best
