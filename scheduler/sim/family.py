@@ -1,6 +1,6 @@
 """A seeded family of random scenarios (pool + trace) for judging policies beyond the references.
 
-`scenario(seed)` draws one: a consumer, datacenter or mixed pool of 4-120 GPUs and 100-1,500
+`scenario(seed)` draws one: a consumer, datacenter or mixed pool of 4-120 GPUs and 100-1,000
 jobs at 60-95% offered load, with the features its `traits` name; `family()` gives FAMILY_SIZE of
 them from FAMILY_SEED. Deterministic for a seed. Ranges and reasons: docs/simulator.md.
 
@@ -46,9 +46,9 @@ from scheduler.sim.generator import job_work, pool_capacity
 FAMILY_SEED = 1000
 FAMILY_SIZE = 40
 LOAD_RANGE = (0.6, 0.95)
-JOBS_RANGE = (150, 1200)  # drawn log-uniformly; a batch dump adds its own
-BATCH_JOBS = (100, 400)  # "hundreds of jobs of one model by one owner at one instant"
-MIN_JOBS, MAX_JOBS = 100, 1500
+JOBS_RANGE = (120, 800)  # drawn log-uniformly; a batch dump adds its own
+BATCH_JOBS = (100, 300)  # "hundreds of jobs of one model by one owner at one instant"
+MIN_JOBS, MAX_JOBS = 100, 1000
 MIN_GPUS = 4
 MIN_SPAN_S, MAX_SPAN_S = 3600.0, 24 * 3600.0  # under an hour, downloads alone decide everything
 OVERLOAD_LOAD = (1.4, 1.9)  # offered load inside the equal owners' overload window

@@ -3,7 +3,8 @@
 A scenario draws a few image and video models with Zipf popularity, each in the generator's three
 sizes and, where asked, a long video (the most frames the model allows). A kind of job no card of
 the pool can run, or that takes its fastest card more than MAX_RENDER_S, is left out. Arrivals are
-Poisson, bursty, diurnal (a day's rate compressed to the trace) or Poisson with an overload window.
+Poisson, bursty (bursts a sixteenth of the trace long), diurnal (a day's rate compressed to the
+trace) or Poisson with an overload window.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ MAX_RENDER_S = 7200.0  # a kind that takes its fastest card longer is left out o
 # A job's working memory at three standard deviations of its own and its model's luck (truth.py).
 WORST_LUCK = JobNoise(render=1.0, vram=1.5, ram=1.3)
 DIURNAL_SWING = (0.5, 0.8)  # the rate swings by this share of its mean over the (compressed) day
+BURST_SHARE = 1 / 16  # a burst's mean length, of the trace's; a lull's is twice it
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,9 @@ def long_video(model: str) -> WorkSize | None:
 
 def arrivals(rng: random.Random, rate: float, end: float, arrival: str) -> list[float]:
     """Arrival instants in [0, end) at a mean `rate` a second: poisson, bursty or diurnal."""
+    if arrival == "bursty":
+        # The generator's bursts and lulls (1:2), scaled to the trace so every one has several.
+        return list(arrival_times(rng, rate, end, arrival, end * BURST_SHARE, end * 2 * BURST_SHARE))
     if arrival != "diurnal":
         return list(arrival_times(rng, rate, end, arrival))
     # A day from midnight to midnight compressed to `end`: thinning a Poisson process at the peak.

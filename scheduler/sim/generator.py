@@ -229,8 +229,16 @@ def _fastest_fit(preset: ModelPreset, size: JobSize, vram: int, ram: int) -> Pro
     return None
 
 
-def arrival_times(rng: random.Random, rate: float, end: float, arrival: str) -> Iterator[float]:
-    """Arrival instants in [0, end) at a mean of `rate` a second, Poisson or bursty."""
+def arrival_times(
+    rng: random.Random,
+    rate: float,
+    end: float,
+    arrival: str,
+    burst_s: float = BURST_MEAN_S,
+    lull_s: float = LULL_MEAN_S,
+) -> Iterator[float]:
+    """Arrival instants in [0, end) at a mean of `rate` a second, Poisson or bursty (bursts and
+    lulls of mean lengths `burst_s` and `lull_s`)."""
     if arrival == "poisson":
         t = rng.expovariate(rate)
         while t < end:
@@ -239,11 +247,11 @@ def arrival_times(rng: random.Random, rate: float, end: float, arrival: str) -> 
         return
     # Bursty: a two-state Markov-modulated Poisson process whose long-run mean rate is `rate`.
     high = rate * BURST_FACTOR
-    low = (rate * (BURST_MEAN_S + LULL_MEAN_S) - high * BURST_MEAN_S) / LULL_MEAN_S
+    low = (rate * (burst_s + lull_s) - high * burst_s) / lull_s
     low = max(low, rate * 0.05)
     t = 0.0
     for bursting in itertools.cycle((False, True)):
-        phase_end = t + rng.expovariate(1 / (BURST_MEAN_S if bursting else LULL_MEAN_S))
+        phase_end = t + rng.expovariate(1 / (burst_s if bursting else lull_s))
         phase_rate = high if bursting else low
         while True:
             t += rng.expovariate(phase_rate)

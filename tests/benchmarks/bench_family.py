@@ -65,7 +65,7 @@ class Row:
     eta_submit_error: float | None  # median |first ETA - finish| / latency, jobs of models seen before
     bar: str  # the baselines that set the bar
     best: dict[str, str]  # metric -> the baseline best at it
-    wall_s: float
+    cpu_s: float  # the policy's simulation, CPU seconds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,16 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache = _load_cache(args.baselines_cache)
     started = time.perf_counter()
     jobs = [(seed, policies, cache) for seed in seeds]
-    if args.processes > 1 and len(jobs) > 1:
-        with multiprocessing.get_context("fork").Pool(args.processes) as pool:
-            results = pool.map(_run_scenario, jobs, chunksize=1)
-    else:
-        results = [_run_scenario(job) for job in jobs]
     rows: list[Row] = []
-    for scenario_rows, fresh in results:
-        rows.extend(scenario_rows)
-        cache.update(fresh)
-    _save_cache(args.baselines_cache, cache)
+    # Each scenario's rows print and its baselines reach the cache as it ends, so an interrupted
+    # run keeps what it measured.
+    with multiprocessing.get_context("fork").Pool(max(1, args.processes)) as pool:
+        for scenario_rows, fresh in pool.imap_unordered(_run_scenario, jobs):
+            rows.extend(scenario_rows)
+            if fresh:
+                cache.update(fresh)
+                _save_cache(args.baselines_cache, cache)
+    rows.sort(key=lambda row: (row.scenario, policies.index(row.policy)))
     _print_rows(rows)
     judged = [row for row in rows if row.policy == policies[0]]
     targets = family_targets(judged)
@@ -150,25 +150,27 @@ def _run_scenario(job: tuple[int, tuple[str, ...], dict[str, dict[str, object]]]
     key = _content_key(member)
     fresh: dict[str, dict[str, object]] = {}
     reports: dict[str, PolicyReport] = {}
+    seconds: dict[str, float] = {}
     for name in (*BASELINES, *SHOWN):
         entry = f"{member.name}/{name}/{key}"
         if entry in cache:
             reports[name] = PolicyReport(**cache[entry])  # type: ignore[arg-type]
         else:
+            started = time.process_time()
             reports[name] = simulate(member.pool, member.jobs, get_policy(name)).report
+            seconds[name] = time.process_time() - started
             fresh[entry] = asdict(reports[name])
     bar = baseline_bar({name: reports[name] for name in BASELINES})
     floor = latency_floor(member.pool, member.jobs)
     rows = []
     for name in policies:
-        started = time.perf_counter()
+        started = time.process_time()
         window = member.overload or (float("inf"), float("inf"))
         recorder = Recorder(get_policy(name), since=window[0], until=window[1], name=name)
         ours = simulate(member.pool, member.jobs, recorder).report
-        rows.append(
-            _row(member, ours, bar, floor.mean_s, floor.p95_s, recorder, time.perf_counter() - started)
-        )
-    _print_scenario(member, [*reports.values()])
+        seconds[name] = time.process_time() - started
+        rows.append(_row(member, ours, bar, floor.mean_s, floor.p95_s, recorder, seconds[name]))
+    _print_scenario(member, [*reports.values()], seconds)
     return rows, fresh
 
 
@@ -179,7 +181,7 @@ def _row(
     floor_mean: float,
     floor_p95: float,
     recorder: Recorder,
-    wall: float,
+    cpu: float,
 ) -> Row:
     best = {
         metric: best_of(bar, metric) for metric in ("mean_latency_s", "p95_latency_s", "bytes_downloaded")
@@ -210,7 +212,7 @@ def _row(
         eta_submit_error=None if ours.submit_eta_error is None else round(ours.submit_eta_error, 4),
         bar=",".join(sorted(bar)),
         best={metric: name for metric, (name, _) in best.items()},
-        wall_s=round(wall, 2),
+        cpu_s=round(cpu, 2),
     )
 
 
@@ -273,12 +275,16 @@ def _load_cache(path: Path | None) -> dict[str, dict[str, object]]:
 
 def _save_cache(path: Path | None, cache: dict[str, dict[str, object]]) -> None:
     if path is not None:
-        path.write_text(json.dumps(cache, sort_keys=True))
+        # Written aside and renamed: a reader never sees half a file.
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(cache, sort_keys=True))
+        partial.replace(path)
 
 
-def _print_scenario(member: Scenario, reports: list[PolicyReport]) -> None:
+def _print_scenario(member: Scenario, reports: list[PolicyReport], seconds: dict[str, float]) -> None:
     line = ", ".join(f"{r.policy} {r.mean_latency_s:.0f}/{r.p95_latency_s:.0f}" for r in reports)
-    print(f"{member.name}: baselines mean/p95 s: {line}", flush=True)
+    cpu = ", ".join(f"{name} {value:.1f}" for name, value in seconds.items())
+    print(f"{member.name}: baselines mean/p95 s: {line}; CPU s: {cpu}", flush=True)
 
 
 def _print_rows(rows: Sequence[Row]) -> None:
