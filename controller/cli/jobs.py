@@ -63,9 +63,16 @@ def _print_detail(job: JobOut) -> None:
     print(f"  attempts: {job.attempts} of at most {job.max_attempts}{preempted}")
     if job.wait_reason:
         print(f"  waiting: {job.wait_reason}")
+    if job.eta is not None or job.submit_eta is not None:
+        print(f"  ETA: {_clock(job.eta)} (at submit: {_clock(job.submit_eta)})")
     for line in job.attempt_errors:
         print(f"  attempt failed: {line}")
     if job.error:
         print(f"  error: {job.error}")
     for output in job.outputs:
         print(f"  output: {output.url}")
+
+
+def _clock(at: float | None) -> str:
+    # Local wall-clock time, as a user plans with it; "-" when there is none (finished, or not placed yet).
+    return "-" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
