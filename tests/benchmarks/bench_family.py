@@ -173,8 +173,8 @@ def _run_scenario(task: _Task) -> tuple[list[Row], dict[str, dict[str, object]]]
             seconds[name] = time.process_time() - started
             fresh[entry] = asdict(reports[name])
     bar = baseline_bar({name: reports[name] for name in BASELINES})
-    # The floor is kept too, keyed also on the bounds' own code.
-    floor_entry = f"{member.name}/floor/{key}/{_file_hash(ROOT / 'scheduler' / 'sim' / 'bounds.py')}"
+    # The floor is kept too, keyed also on the bounds' own code (scheduler/sim/bounds*.py).
+    floor_entry = f"{member.name}/floor/{key}/{_bounds_hash()}"
     if floor_entry not in cache:
         floor = latency_floor(member.pool, member.jobs)
         fresh[floor_entry] = {"mean_s": floor.mean_s, "p95_s": floor.p95_s}
@@ -271,8 +271,11 @@ def _content_key(member: Scenario) -> str:
 _FINGERPRINT: list[str] = []
 
 
-def _file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+def _bounds_hash() -> str:
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "scheduler" / "sim").glob("bounds*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _code_fingerprint() -> str:
