@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from models.catalogue import get_model
 from scheduler.feasibility import arch_problem
 from scheduler.policy import Policy
-from scheduler.preemption import priority_class, progress_moved
+from scheduler.preemption import PRIORITY_CLASS_WIDTH, priority_class, progress_moved
 from scheduler.sim.cluster import Attempt, SimAgent, SimJob, SimNode, build_cluster
 from scheduler.sim.formats import PoolSpec, TraceJob
 from scheduler.sim.memory_truth import true_memory
@@ -326,20 +326,25 @@ class _Engine:
 
     def _could_preempt(self) -> bool:
         # Whether a queued job outranks a running one by class.
+        # priority_class never decreases with the priority: the extremes' classes decide.
         running = [agent.attempt.job.trace.priority for agent in self.agents if agent.attempt is not None]
         if not running or not self.pending:
             return False
-        lowest = priority_class(min(running))
-        return any(priority_class(job.trace.priority) > lowest for job in self.pending.values())
+        highest = max(job.trace.priority for job in self.pending.values())
+        return priority_class(highest) > priority_class(min(running))
 
     def _views_with_progress(self, pending: tuple[PendingJob, ...]) -> tuple[AgentView, ...]:
         """The agents' views, with the progress their running jobs reported by now where a queued job
         outranks them (only then does a policy weigh it; the views stay cached otherwise)."""
-        top = max((priority_class(job.priority) for job in pending), default=-1)
+        top = priority_class(max(job.priority for job in pending)) if pending else -1
+        if top <= 0:
+            return tuple(self.views)  # no running job is of a lower class than a queued one
+        # priority_class(p) < top, as one comparison (classes never decrease with the priority).
+        least = top * PRIORITY_CLASS_WIDTH
         now = self.now
         for agent in self.agents:
             attempt = agent.attempt
-            if attempt is None or priority_class(attempt.job.trace.priority) >= top:
+            if attempt is None or attempt.job.trace.priority >= least:
                 continue
             view = agent.view
             if view is agent.progress_view and now < agent.progress_due:

@@ -50,6 +50,7 @@ class PoolIndex:
         self.class_of: list[int] = []
         self.class_size: list[int] = []  # agents per class
         self.node_agents: dict[str, list[int]] = {}
+        self._last_input = agents  # the views as given, in their order (update compares with them)
         self.position: dict[str, int] = {}
         self.fastest_first: list[int] = []  # agent indexes, most TFLOPS first, then by id
         count = len(self.agents)
@@ -162,7 +163,9 @@ class PoolIndex:
             return False
         changed_nodes: set[str] = set()
         current = self.agents
-        for agent in agents:
+        last, self._last_input = self._last_input, agents
+        # Views that are the same objects as last round's, in the same place, are current already.
+        for agent in [new for new, old in zip(agents, last, strict=True) if new is not old]:
             index = position.get(agent.agent_id)
             if index is None:
                 return False
