@@ -1,7 +1,7 @@
 """Placement speed of the wanfarm policy at farm scale: 2,000 agents of mixed cards, 100,000 jobs.
 
 Measures, on one core:
-- `round_s`: one `place()` round with all 100,000 jobs pending (target: under 1 s);
+- `round_s`: one `place()` round with all 100,000 jobs pending (target: under 0.5 s);
 - `window_placements_per_s`: placements per second of policy time over rounds as the controller runs
   them: each snapshot holds the first WINDOW queued jobs of the 100,000 backlog (controller/
   dispatcher.py's PLACEMENT_WINDOW), and every agent given a job comes free again before the next
@@ -28,7 +28,7 @@ from tests.declared_agents import declared_agent
 
 AGENTS, JOBS, WINDOW = 2_000, 100_000, 2_000
 FULL_ROUNDS, WINDOW_ROUNDS = 4, 20
-TARGET_ROUND_S, TARGET_RATE = 1.0, 10_000
+TARGET_ROUND_S, TARGET_RATE = 0.5, 10_000
 CARDS = ("RTX 3060", "RTX 3090", "RTX 4080", "RTX 4090", "RTX 5090", "L40S", "A10", "A100 80GB", "H100 SXM")
 SHAPES = (
     WorkSize("wan2.1-t2v-1.3b", 832, 480, 81, 30),
