@@ -74,17 +74,18 @@ def order_queue(
     service: Callable[[str], float],
     weight: Callable[[PendingJob], float],
     head_size: int,
+    size_share: float = SIZE_SHARE,
 ) -> QueueOrder:
     """Order by effective priority less a size penalty, then fair share among owners, then submit time.
 
-    `weight(job)` is the job's expected render seconds: it sets the size penalty (SIZE_SHARE of it,
+    `weight(job)` is the job's expected render seconds: it sets the size penalty (`size_share` of it,
     in seconds of later submission) and what an owner is charged for each job ordered. Jobs whose
     effective priority has the same whole part count as equal: among them the owner with the least
     `service(owner)` (before this round) plus `weight(job)` of the jobs already ordered goes next.
     Only the first `head_size` jobs are merged so (a heap operation a job); the tail keeps the plain
     order.
     """
-    ranked, keys = _by_virtual_submit_time(pending, weight)
+    ranked, keys = _by_virtual_submit_time(pending, weight, size_share)
 
     def band(virtual: float) -> int:
         # Whole effective priority, negated so it grows along `ranked`.
@@ -106,14 +107,14 @@ def order_queue(
 
 
 def _by_virtual_submit_time(
-    pending: Sequence[PendingJob], weight: Callable[[PendingJob], float]
+    pending: Sequence[PendingJob], weight: Callable[[PendingJob], float], share: float
 ) -> tuple[list[PendingJob], list[float]]:
     # Effective priority less the size penalty is (now - virtual) / AGING_STEP_S: ordering by this
     # "virtual submit time" (a priority point counts as a minute more of waiting, a second of expected
-    # render as SIZE_SHARE of a second less) does not depend on the clock.
+    # render as `share` of a second less) does not depend on the clock.
     # A float key sorts several times faster than a tuple; exact ties (rare) then go by job id, so
     # the order does not depend on the order of the snapshot's list.
-    step, share = AGING_STEP_S, SIZE_SHARE
+    step = AGING_STEP_S
     virtual = [job.submitted_at - job.priority * step + share * weight(job) for job in pending]
     order = sorted(range(len(pending)), key=virtual.__getitem__)
     ranked = [pending[at] for at in order]

@@ -15,7 +15,7 @@ from models.catalogue import ModelPreset, get_model
 from scheduler.catalogue_lookup import CatalogueLookup
 from scheduler.preemption import PreemptionRule, with_preemptions
 from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
-from scheduler.wanfarm.fair_share import ServiceLedger, order_queue
+from scheduler.wanfarm.fair_share import SIZE_SHARE, ServiceLedger, order_queue
 from scheduler.wanfarm.job_shapes import JobShape, RoundShapes
 from scheduler.wanfarm.learning import MemoryModel, SpeedModel
 from scheduler.wanfarm.placement_round import DownloadCost, PlacementRound
@@ -23,6 +23,10 @@ from scheduler.wanfarm.pool_index import KeptPoolIndex
 
 HEAD_PER_AGENT = 4  # jobs placed (or reserved) per agent each round; the rest only get an ETA
 MIN_HEAD = 200
+# From this many agents the queue is short beside the pool and most jobs start as they come: ordering
+# it by size no longer cuts waits, it only decides who gets the fastest free card, and the big jobs
+# (the p95) lose it. Such a pool queues by priority and submit time alone (docs/scheduler.md).
+LARGE_POOL = 500
 DEFAULT_PREEMPTION = PreemptionRule()
 BEHIND_SHARE = 0.5  # an owner with less than this share of the mean service is behind: no waiting
 
@@ -83,7 +87,8 @@ class WanfarmPolicy:
             return 0.0 if shape is None else shape.mean_render_s
 
         head = max(HEAD_PER_AGENT * len(snapshot.agents), MIN_HEAD)
-        order = order_queue(snapshot.pending, snapshot.now, service, weight, head)
+        size_share = 0.0 if len(snapshot.agents) >= LARGE_POOL else SIZE_SHARE
+        order = order_queue(snapshot.pending, snapshot.now, service, weight, head, size_share)
         decisions = PlacementRound(pool, shapes, _behind(order.head, service), self.downloads).run(order)
         for assignment in decisions.assignments:
             handed_out[assignment.agent_id] = assignment.est_start

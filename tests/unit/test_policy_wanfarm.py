@@ -17,7 +17,7 @@ from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Sn
 from scheduler.wanfarm.fair_share import SIZE_SHARE, ServiceLedger, effective_priority, order_queue
 from scheduler.wanfarm.learning import MemoryModel, SpeedModel
 from scheduler.wanfarm.placement_round import BIG_CLASS
-from scheduler.wanfarm.policy import MIN_HEAD, FrugalWanfarmPolicy, WanfarmPolicy
+from scheduler.wanfarm.policy import LARGE_POOL, MIN_HEAD, FrugalWanfarmPolicy, WanfarmPolicy
 from tests.declared_agents import declared_agent
 from tests.job_records import WAN_14B, pending_job
 
@@ -153,6 +153,20 @@ def test_a_card_freeing_up_takes_the_image_before_the_hour_long_video_queued_a_m
     assert placed(decisions) == {"image": "a"}
     [waiting] = decisions.waiting
     assert waiting.job_id == "video" and "RTX 4090" in waiting.reason
+
+
+def test_on_a_farm_of_hundreds_of_cards_the_free_card_takes_the_video_queued_first() -> None:
+    # The queue is short beside such a pool: ordering it by size would only hand the free card to
+    # the image and leave the video, the slow end of the latencies, for a later one.
+    busy = [
+        declared_agent("RTX 4090", f"b{i:03d}", cached_models=frozenset({WAN_14B}), busy_until=NOW + 7200)
+        for i in range(LARGE_POOL - 1)
+    ]
+    free = declared_agent("RTX 4090", "free", cached_models=frozenset({WAN_14B, "flux.1-schnell"}))
+    video = job("video", submitted_at=NOW - 60)
+    image = job("image", "flux.1-schnell", submitted_at=NOW, size=(1024, 1024, 1))
+    assert placed(place([*busy, free], [video, image])) == {"video": "free"}
+    assert placed(place([*busy[:10], free], [video, image])) == {"image": "free"}
 
 
 def test_owners_of_equal_priority_take_turns() -> None:
