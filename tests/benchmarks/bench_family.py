@@ -126,7 +126,7 @@ def family_targets(rows: Sequence[Row]) -> dict[str, Target]:
         "unfinished_jobs": at_most(sum(row.unfinished for row in rows) if rows else None, 0, where),
         "geomean_mean_ratio": at_most(_geomean([row.mean_ratio for row in rows]), MEAN_GEO, where),
         "geomean_p95_ratio": at_most(_geomean([row.p95_ratio for row in rows]), P95_GEO, where),
-        "geomean_bytes_ratio": at_most(_geomean([row.bytes_ratio for row in rows]), BYTES_GEO, where),
+        "geomean_bytes_ratio": _bytes_target(rows),
     }
     classes = [row for row in rows if row.high_p95_ratio is not None]
     geo = _geomean([row.high_p95_ratio for row in classes if row.high_p95_ratio is not None])
@@ -239,6 +239,17 @@ def _ratio(ours: float, best: float) -> float:
     if best <= 0:
         return 1.0 if ours <= 0 else math.inf
     return round(ours / best, 4)
+
+
+def _bytes_target(rows: Sequence[Row]) -> Target:
+    # Where the best baseline downloaded nothing a ratio has no meaning: those scenarios are left
+    # out of the mean and named in the note (with how many of them the policy downloaded in).
+    finite = [row.bytes_ratio for row in rows if not math.isinf(row.bytes_ratio)]
+    apart = [row.scenario for row in rows if math.isinf(row.bytes_ratio)]
+    note = f"{len(finite)} scenarios"
+    if apart:
+        note += f"; left out, the best baseline downloaded nothing but the policy did: {', '.join(apart)}"
+    return at_most(_geomean(finite), BYTES_GEO, note)
 
 
 def _worst(rows: Sequence[Row], metric: str, limit: float) -> Target:

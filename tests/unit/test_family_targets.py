@@ -57,3 +57,9 @@ def test_priority_and_jain_are_judged_where_they_exist_and_missed_with_nothing_t
     empty = family_targets([plain])
     assert empty["worst_high_class_p95_ratio"].value is None and not empty["worst_high_class_p95_ratio"].ok
     assert empty["lowest_overload_jain"].value is None and not empty["lowest_overload_jain"].ok
+
+
+def test_bytes_where_no_baseline_downloaded_are_named_not_averaged() -> None:
+    rows = [GOOD, replace(GOOD, scenario="family-2", bytes_ratio=float("inf"))]
+    target = family_targets(rows)["geomean_bytes_ratio"]
+    assert target.value == GOOD.bytes_ratio and target.ok and "family-2" in target.note
