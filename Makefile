@@ -39,7 +39,7 @@ unit: $(STAMP)
 
 # Speed and quality targets live here, not in timed tests; each prints one JSON line and exits 1 if
 # it misses. All of them run; `make bench` fails at the end if any missed.
-BENCHES = bench_store bench_farm_overhead bench_submit bench_dispatch bench_dashboard bench_place bench_scheduler bench_family bench_cli_start bench_step_skip
+BENCHES = bench_store bench_farm_overhead bench_submit bench_dispatch bench_dashboard bench_place bench_scheduler bench_family bench_eta bench_cli_start bench_step_skip
 bench: $(STAMP)
 	@status=0; for bench in $(BENCHES); do \
 		echo "== $$bench"; $(BIN)/python -m tests.benchmarks.$$bench || status=1; \

@@ -427,6 +427,7 @@ class Dispatcher:
             self.metrics.record_finished_attempt(event, job.model_id, entry.inventory)
         elif not out_of_memory:
             return
+        now = self.clock()
         observation = Observation(
             job_id=job.id,
             work=job.work,
@@ -437,7 +438,8 @@ class Dispatcher:
             peak_vram_bytes=event.peak_vram_bytes or None,
             out_of_memory=out_of_memory,
             owner=job.owner,
-            finished_at=self.clock(),
+            finished_at=now,
+            wall_seconds=now - job.started_at if job.started_at is not None else None,
         )
         self.policy.observe(observation)
 

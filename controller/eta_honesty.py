@@ -29,7 +29,12 @@ class EtaHonesty:
         latency = job.finished_at - job.created_at
         if job.submit_eta is None or latency <= 0:
             return None
-        error = abs(job.submit_eta - job.finished_at) / latency
+        error = eta_error(job.submit_eta, job.created_at, job.finished_at)
         seen = first < job.created_at
         self.histogram.labels(job.model_id, "true" if seen else "false").observe(error)
         return error
+
+
+def eta_error(submit_eta: float, submitted_at: float, finished_at: float) -> float:
+    """|the ETA at submit - the finish| / the latency; the latency must be positive."""
+    return abs(submit_eta - finished_at) / (finished_at - submitted_at)

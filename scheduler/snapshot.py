@@ -127,6 +127,9 @@ class Observation:
     out_of_memory: bool = False
     owner: str | None = None  # who asked for the job, for per-owner fair share
     finished_at: float | None = None  # when it ended, so older service counts for less
+    # From the assignment to the finish as the controller saw it: the render and loading plus the
+    # hand-over, encoding and upload around them. None where nothing surrounds them (the simulator).
+    wall_seconds: float | None = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ and a memory factor per (model, profile, size).
 
 Speed: the median of observed seconds per (FLOP x profile slowdown) for the pair; before the pair has
 run, scheduler.cost's FLOPs prior times the model's median learned / prior on the cards that have.
+Plus the pair's median finishing overhead (an attempt's wall time less its render and loading: the
+hand-over, encoding and upload), so an ETA is when the job ends, not when its GPU work does.
 Memory: models.memory.estimate x the learned factor of the (model, profile, size) (>= 1, raised by
 observed peaks and by OOM_RAISE on an out-of-memory failure) x SAFETY_MARGIN must fit the card's VRAM
 and the node's RAM; before a job of that key has finished, the model's largest factor x
@@ -46,6 +48,8 @@ class SpeedModel:
         self._seconds_per_flop: dict[SpeedKey, float] = {}  # the median of _samples, kept current
         self._over_prior: dict[str, dict[str, float]] = {}  # model -> GPU -> learned / prior
         self._model_factor: dict[str, float] = {}  # model -> median of its _over_prior values
+        self._overheads: dict[SpeedKey, deque[float]] = {}  # finishing seconds around the render
+        self._overhead: dict[SpeedKey, float] = {}  # the median of _overheads, kept current
 
     def observe(self, preset: ModelPreset, observation: Observation) -> None:
         """Record a successful job's render time; failed (OOM) runs say nothing about speed."""
@@ -58,6 +62,11 @@ class SpeedModel:
         samples = self._samples.setdefault(key, deque(maxlen=SPEED_WINDOW))
         samples.append(observation.render_seconds / flops)
         learned = self._seconds_per_flop[key] = statistics.median(samples)
+        if observation.wall_seconds is not None:
+            around = observation.wall_seconds - observation.render_seconds - observation.load_seconds
+            overheads = self._overheads.setdefault(key, deque(maxlen=SPEED_WINDOW))
+            overheads.append(max(0.0, around))
+            self._overhead[key] = statistics.median(overheads)
         try:
             half_tflops = find_gpu(observation.gpu_name).half_tflops
         except UnknownGpu:
@@ -73,7 +82,7 @@ class SpeedModel:
     def predict_render_seconds(
         self, preset: ModelPreset, work: WorkSize, agent: AgentView, profile: Profile
     ) -> float:
-        """Render seconds of the work on the agent under the profile, weights loading excluded."""
+        """Seconds of the work on the agent under the profile until it ends, weights loading excluded."""
         return self.render_seconds(
             render_flops(preset, work), preset.id, agent.gpu_name, agent.half_tflops, profile
         )
@@ -82,12 +91,13 @@ class SpeedModel:
         self, flops: float, model_id: str, gpu_name: str, half_tflops: float, profile: Profile
     ) -> float:
         """The same from a precomputed FLOPs count: the policy's hot path memoises the FLOPs."""
-        learned = self._seconds_per_flop.get(SpeedKey(model_id, gpu_name))
+        key = SpeedKey(model_id, gpu_name)
+        learned = self._seconds_per_flop.get(key)
         if learned is not None:
             per_flop = learned
         else:
             per_flop = prior_seconds_per_flop(half_tflops) * self._model_factor.get(model_id, 1.0)
-        return flops * PROFILE_SLOWDOWN[profile] * per_flop
+        return flops * PROFILE_SLOWDOWN[profile] * per_flop + self._overhead.get(key, 0.0)
 
 
 def prior_seconds_per_flop(half_tflops: float) -> float:

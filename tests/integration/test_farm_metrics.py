@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.cli.client import FarmClient
+from controller.eta_honesty import eta_error
 from controller.farm import Farm
 from controller.schemas import JobOut
 from models.gpus import find_gpu
@@ -162,26 +163,42 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_the_eta_given_at_submit_is_honest_for_a_model_the_farm_has_run(run: Run) -> None:
-    # Last in the module: the targets above count the fixture's three jobs. A warm-up job first, so
-    # the speed learned for wan-tiny includes how fast this machine renders now.
-    before = total(scrape(run.farm.url), "wanfarm_eta_error_ratio_count", model_seen="true")
+def test_each_job_gets_an_eta_at_submit_and_metrics_count_its_error(run: Run) -> None:
+    # Last in the module: the targets above count the fixture's three jobs. How honest these ETAs
+    # are is a timing figure, measured by tests/benchmarks/bench_eta.py (another test's load on a
+    # shared machine moves every render here); this checks what the user sees of them.
+    samples = scrape(run.farm.url)
+    before = _eta_errors(samples)
     with closing(FarmClient(run.farm.url)) as client:
         [warm_up] = client.submit([tiny("wan-tiny", seed=99)]).jobs
-        assert wait_job(client, warm_up.id).state == "succeeded"
+        warm_up = wait_job(client, warm_up.id)
+        assert warm_up.state == "succeeded"
         submitted = client.submit([tiny("wan-tiny", seed=seed) for seed in range(5)]).jobs
         assert all(job.submit_eta is None for job in submitted)  # answered before any placement round
         wait_until(
             lambda: all(client.job(job.id).submit_eta for job in submitted), 30, "the first round's ETAs"
         )
+        given = [client.job(job.id).submit_eta or 0.0 for job in submitted]
         done = [wait_job(client, job.id) for job in submitted]
     assert [job.state for job in done] == ["succeeded"] * 5
-    errors = sorted(_eta_error(job) for job in done)
-    assert errors[2] <= 0.25, errors  # the median
-    after = total(scrape(run.farm.url), "wanfarm_eta_error_ratio_count", model_seen="true")
-    assert after - before == 6, (before, after)  # the warm-up and the five
+    assert [job.submit_eta for job in done] == given  # kept as given, while `eta` moves
+    # Alike jobs queued in order end in order, each after it was submitted.
+    assert all(job.created_at < (job.submit_eta or 0.0) for job in done)
+    assert given == sorted(given)
+    count, errors = _eta_errors(scrape(run.farm.url))
+    # The warm-up and the five, as a model already finished here, each with the error shown here.
+    assert count - before[0] == 6, (before, count)
+    assert errors - before[1] == pytest.approx(sum(_eta_error(job) for job in [warm_up, *done]))
+
+
+def _eta_errors(samples: Samples) -> tuple[float, float]:
+    """How many errors of a seen model's ETA /metrics counted, and their sum."""
+    return (
+        total(samples, "wanfarm_eta_error_ratio_count", model_seen="true"),
+        total(samples, "wanfarm_eta_error_ratio_sum", model_seen="true"),
+    )
 
 
 def _eta_error(job: JobOut) -> float:
     assert job.submit_eta is not None and job.finished_at is not None
-    return abs(job.submit_eta - job.finished_at) / (job.finished_at - job.created_at)
+    return eta_error(job.submit_eta, job.created_at, job.finished_at)

@@ -249,6 +249,25 @@ def test_after_five_runs_the_speed_prediction_is_within_a_quarter_of_what_was_ob
     assert speed.observations(WAN_14B, "RTX 3060") == 0
 
 
+def test_the_time_around_a_render_counts_in_the_prediction_of_when_it_ends() -> None:
+    # On the farm an attempt ends some seconds after its render: the hand-over, encoding, upload.
+    # Their median is added for the (model, GPU) that measured them; the simulator's runs, with
+    # no wall time, add nothing.
+    preset, agent, the_job = get_model(WAN_14B), declared_agent("RTX 4090", "a"), job()
+    run = replace(oom_on("RTX 4090", the_job), out_of_memory=False, profile=Profile.P4, render_seconds=100.0)
+    simulated, farm = SpeedModel(), SpeedModel()
+    simulated.observe(preset, run)
+    for around in (4.0, 6.0, 50.0):  # one upload that stalled moves the median little
+        farm.observe(preset, replace(run, wall_seconds=run.render_seconds + run.load_seconds + around))
+    bare = simulated.predict_render_seconds(preset, the_job.work, agent, Profile.P4)
+    assert bare == pytest.approx(100.0)
+    assert farm.predict_render_seconds(preset, the_job.work, agent, Profile.P4) == pytest.approx(bare + 6.0)
+    other_card = declared_agent("RTX 3060", "b")
+    assert farm.predict_render_seconds(
+        preset, the_job.work, other_card, Profile.P4
+    ) == simulated.predict_render_seconds(preset, the_job.work, other_card, Profile.P4)
+
+
 def test_a_card_that_has_not_run_a_model_takes_the_correction_learned_on_the_cards_that_have() -> None:
     # The 4090 renders the 14B three times slower than the FLOPs prior says: the 3060, which has not
     # run it, is predicted three times slower than its prior too, not faster than the measured 4090.
