@@ -41,7 +41,7 @@ from scheduler.sim.family_traces import (
     window_arrivals,
 )
 from scheduler.sim.formats import PoolSpec, TraceJob, write_pool, write_trace
-from scheduler.sim.generator import job_work, pool_capacity
+from scheduler.sim.generator import job_nodes, job_work, pool_capacity
 
 FAMILY_SEED = 1000
 FAMILY_SIZE = 40
@@ -71,7 +71,9 @@ class Scenario:
     pool: PoolSpec
     jobs: tuple[TraceJob, ...]
     traits: frozenset[str]  # of TRAITS, each read off the pool and jobs themselves
-    load: float  # offered work / the pool's capacity over [0, span_s] (generator's measure)
+    # Offered work / the pool's capacity over [0, span_s] (generator's measure), and no part of the
+    # pool is offered more of its own by the jobs only it can run (confined_seconds).
+    load: float
     overload: tuple[float, float] | None  # the equal owners' window of offered load > 1, else None
     span_s: float = 0.0  # the trace's length: load is measured over it
 
@@ -121,7 +123,7 @@ def scenario(seed: int) -> Scenario:
         drawn, overload = _draw_jobs(trace_rng, pool, kinds, plan, load, arrival, equal_owners, classes)
         if overload is None or offered_load(pool, drawn, *overload) >= OVERLOAD_FLOOR:
             break
-    span = _offered(pool, drawn) / (load * pool_capacity(pool))
+    span = max(_offered(pool, drawn) / (load * pool_capacity(pool)), _confined_of(pool, drawn) / load)
     return Scenario(
         name, seed, pool, tuple(drawn), traits_of(pool, drawn, arrival, features.mix, overload),
         load, overload, round(span, 3),
@@ -183,19 +185,28 @@ def batch_dump(jobs: Sequence[TraceJob]) -> tuple[float, int] | None:
 def _plan(
     kinds: list[Kind], jobs: int, batch_jobs: int, load: float, pool: PoolSpec, grow: bool = False
 ) -> _Plan:
-    # The span that makes `jobs` jobs (and the batch) offer `load` x capacity, within the limits.
+    # The span that makes `jobs` jobs (and the batch) offer `load`, within the limits.
     mean = sum(k.weight * k.flops for k in kinds) / sum(k.weight for k in kinds)
     batch_kind = _batch_kind(kinds) if batch_jobs else None
-    batch_flops = batch_jobs * batch_kind.flops if batch_kind else 0.0
     capacity = pool_capacity(pool)
-    span = (jobs * mean + batch_flops) / (load * capacity)
+    weights = sum(k.weight for k in kinds)
+
+    def span_of(jobs: int, batch_jobs: int) -> float:
+        # The whole pool's time for the expected jobs, or the time of the part of it that alone
+        # runs some of them where that is longer.
+        batch_flops = batch_jobs * batch_kind.flops if batch_kind else 0.0
+        works = [(k.nodes, jobs * k.weight / weights * k.flops) for k in kinds]
+        if batch_kind is not None:
+            works.append((batch_kind.nodes, batch_flops))
+        return max((jobs * mean + batch_flops) / (load * capacity), confined_seconds(pool, works) / load)
+
+    span = span_of(jobs, batch_jobs)
     if span < MIN_SPAN_S and grow:
         jobs = min(MAX_JOBS - batch_jobs, round(jobs * MIN_SPAN_S / span))
     elif span > MAX_SPAN_S:
         jobs = max(MIN_JOBS, round(jobs * MAX_SPAN_S / span))
         batch_jobs = min(batch_jobs, max(BATCH_JOBS[0], round(batch_jobs * MAX_SPAN_S / span)))
-    batch_flops = batch_jobs * batch_kind.flops if batch_kind else 0.0
-    return _Plan(jobs, batch_jobs, batch_kind, (jobs * mean + batch_flops) / (load * capacity))
+    return _Plan(jobs, batch_jobs, batch_kind, span_of(jobs, batch_jobs))
 
 
 def _batch_kind(kinds: list[Kind]) -> Kind:
@@ -250,7 +261,12 @@ def _draw_jobs(
         rows += [(at, plan.batch_kind, owner, LOW if classes else NORMAL)] * plan.batch
     rows.sort(key=lambda row: row[0])
     # Stretch time so the jobs drawn offer exactly `load` over the trace, not only on average.
-    stretch = sum(kind.flops for _, kind, _, _ in rows) / (load * pool_capacity(pool) * span)
+    works: dict[int, tuple[frozenset[str], float]] = {}
+    for _, kind, _, _ in rows:
+        nodes, flops = works.get(id(kind), (kind.nodes, 0.0))
+        works[id(kind)] = (nodes, flops + kind.flops)
+    whole = sum(kind.flops for _, kind, _, _ in rows) / (load * pool_capacity(pool) * span)
+    stretch = max(whole, confined_seconds(pool, works.values()) / (load * span))
     jobs = [
         TraceJob(f"j{index:05d}", round(t * stretch, 3), kind.work, priority, owner)
         for index, (t, kind, owner, priority) in enumerate(rows)
@@ -258,6 +274,41 @@ def _draw_jobs(
     if window is not None:
         window = (round(window[0] * stretch, 3), round(window[1] * stretch, 3))
     return jobs, window
+
+
+def confined_seconds(pool: PoolSpec, works: Iterable[tuple[frozenset[str], float]]) -> float:
+    """The longest that a part of the pool (a set of its node kinds, short of all) needs for the
+    work that only it can run: over each such part, the FLOPs of the works (node kinds that can
+    run it, FLOPs) whose kinds all lie in it, over its FLOP/s. Beside the whole pool's time, this
+    makes the offered load honest where some jobs fit only some nodes: those load their nodes,
+    not the pool (family-1003 was drawn at 0.83 of the pool while its 3080 Ti nodes alone, the
+    only ones with the RAM for 175 of its jobs, were offered 1.6 of theirs)."""
+    by_nodes: dict[frozenset[str], float] = {}
+    for nodes, flops in works:
+        by_nodes[nodes] = by_nodes.get(nodes, 0.0) + flops
+    capacity = {node.name: pool_capacity(PoolSpec(pool.name, (node,))) for node in pool.nodes}
+    names = sorted(capacity)
+    longest = 0.0
+    # Only a union of some works' kinds can be the longest; the subsets of a few kinds are few.
+    for size in range(1, len(names)):
+        for part in itertools.combinations(names, size):
+            inside = frozenset(part)
+            flops = sum(f for nodes, f in by_nodes.items() if nodes <= inside)
+            if flops > 0:
+                longest = max(longest, flops / sum(capacity[name] for name in part))
+    return longest
+
+
+def _confined_of(pool: PoolSpec, jobs: Iterable[TraceJob]) -> float:
+    """confined_seconds of the jobs."""
+    works: dict[tuple[object, ...], tuple[frozenset[str], float, float]] = {}  # nodes, one's, all
+    for job in jobs:
+        key = job.work.key
+        found = works.get(key)
+        if found is None:
+            found = (job_nodes(pool, job.work), job_work(pool, job.work) or 0.0, 0.0)
+        works[key] = (found[0], found[1], found[2] + found[1])
+    return confined_seconds(pool, ((nodes, flops) for nodes, _, flops in works.values()))
 
 
 def _offered(pool: PoolSpec, jobs: Iterable[TraceJob]) -> float:

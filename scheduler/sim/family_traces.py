@@ -22,7 +22,7 @@ from models.work import WorkSize
 from scheduler.feasibility import arch_problem
 from scheduler.sim.cluster import build_cluster
 from scheduler.sim.formats import PoolSpec
-from scheduler.sim.generator import arrival_times, job_work, work_sizes
+from scheduler.sim.generator import arrival_times, job_nodes, job_work, work_sizes
 from scheduler.sim.memory_truth import true_memory
 from scheduler.sim.truth import JobNoise, TruthConfig, render_seconds
 from scheduler.snapshot import AgentView
@@ -52,6 +52,7 @@ class Kind:
     work: WorkSize
     weight: float
     flops: float  # generator.job_work: render seconds x FLOP/s averaged over the cards that run it
+    nodes: frozenset[str]  # the node kinds that can run it (generator.job_nodes)
 
 
 def draw_models(rng: random.Random, images_and_videos: bool) -> list[str]:
@@ -78,7 +79,7 @@ def job_kinds(pool: PoolSpec, models: Sequence[str], zipf_s: float, long_videos:
             flops = job_work(pool, work)
             if best is None or best > MAX_RENDER_S or flops is None:
                 continue
-            kinds.append(Kind(work, share / rank**zipf_s, flops))
+            kinds.append(Kind(work, share / rank**zipf_s, flops, job_nodes(pool, work)))
     return kinds
 
 

@@ -131,6 +131,19 @@ def job_work(pool: PoolSpec, work: WorkSize) -> float | None:
     return None if terms is None else terms[0] / terms[1]
 
 
+def job_nodes(pool: PoolSpec, work: WorkSize) -> frozenset[str]:
+    """The names of the pool's node kinds with a card that can run the job, by job_work's rule."""
+    preset = get_model(work.model_id)
+    return frozenset(
+        node.name
+        for node in pool.nodes
+        if any(
+            _fastest_fit(preset, work.size, find_gpu(name).vram_bytes, node.ram_bytes) is not None
+            for name in node.gpus
+        )
+    )
+
+
 def _work_terms(pool: PoolSpec, work: WorkSize) -> tuple[float, float] | None:
     # The FLOPs summed over the cards that can run the job, and how many cards those are.
     speed = _card_speeds(pool)
