@@ -78,11 +78,17 @@ class RoundShapes:
         preset = self._catalogue.preset(work.model_id)
         if preset is None:
             return None
-        options: list[ClassOption] = []
-        for headroom in Headroom:
-            options = self._options(preset, work, forced, headroom)
-            if options:
-                break
+        # Each class at the widest headroom under which it fits, down to SAFE; BARE only where no
+        # class fits at SAFE.
+        wide = self._options(preset, work, forced, Headroom.WIDE)
+        taken = {option.class_index for option in wide}
+        options = wide + [
+            option
+            for option in self._options(preset, work, forced, Headroom.SAFE)
+            if option.class_index not in taken
+        ]
+        if not options:
+            options = self._options(preset, work, forced, Headroom.BARE)
         options.sort(key=lambda option: (option.render_s, option.class_index))
         mean = sum(o.render_s for o in options) / len(options) if options else 0.0
         refusal = None if options else self._refusal(preset, work, forced)

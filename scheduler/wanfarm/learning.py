@@ -8,7 +8,8 @@ hand-over, encoding and upload), so an ETA is when the job ends, not when its GP
 Memory: models.memory.estimate x the learned factor of the (model, profile, size) (>= 1, raised by
 observed peaks and by OOM_RAISE on an out-of-memory failure) x SAFETY_MARGIN must fit the card's VRAM
 and the node's RAM; before a job of that key has finished, the model's largest factor x
-UNMEASURED_MARGIN. Where nothing in the pool fits that, SAFETY_MARGIN, then no margin (Headroom).
+UNMEASURED_MARGIN; a class of agent that does not fit that, at SAFETY_MARGIN; where no class fits
+even that, no margin (Headroom).
 Why: docs/scheduler.md, "Learning".
 """
 
@@ -106,8 +107,9 @@ def prior_seconds_per_flop(half_tflops: float) -> float:
 
 
 class Headroom(IntEnum):
-    """Memory kept over a job's learned need, widest first. A placement takes the widest under which
-    some agent of the pool fits the job: a margin prefers a safer profile or card, never refuses."""
+    """Memory kept over a job's learned need, widest first. Each class of agent is taken at the widest
+    of WIDE and SAFE it fits, BARE only where no class fits SAFE: a margin prefers a safer profile on
+    a card, never refuses, nor exiles a job from a card that fits it at SAFE (job_shapes)."""
 
     WIDE = 0  # UNMEASURED_MARGIN until a job of the (model, profile, size) has finished, then SAFETY_MARGIN
     SAFE = 1  # SAFETY_MARGIN

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from scheduler.sim.metrics import PolicyReport
 from tests.benchmarks.bench_family import Row, family_targets
+from tests.benchmarks.bench_scheduler import best_of, bytes_bar
 
 GOOD = Row(
     scenario="family-1",
@@ -63,3 +65,23 @@ def test_bytes_where_no_baseline_downloaded_are_named_not_averaged() -> None:
     rows = [GOOD, replace(GOOD, scenario="family-2", bytes_ratio=float("inf"))]
     target = family_targets(rows)["geomean_bytes_ratio"]
     assert target.value == GOOD.bytes_ratio and target.ok and "family-2" in target.note
+
+
+def test_bytes_are_measured_against_the_baselines_that_serve_the_jobs_about_as_fast() -> None:
+    # horde-like: the fewest bytes, by making jobs wait ten times longer; it sets no bytes bar.
+    def report(name: str, mean_s: float, gigabytes: int) -> PolicyReport:
+        return PolicyReport(
+            policy=name, jobs=10, completed=10, failed=0, unfinished=0, mean_latency_s=mean_s,
+            p50_latency_s=mean_s, p95_latency_s=mean_s, p99_latency_s=mean_s, makespan_s=1e4,
+            gpu_busy_share=0.5, cold_loads=1, downloads=1, bytes_downloaded=gigabytes * 10**9,
+            oom_failures=0, eta_error=None, submit_eta_error=None, submit_eta_jobs=0,
+            owner_gpu_seconds={}, owner_share={}, jain_fairness=None, invalid_decisions=0, place_calls=1,
+        )  # fmt: skip
+
+    bar = {
+        "fast": report("fast", 100.0, 50),
+        "close": report("close", 190.0, 30),
+        "slow": report("slow", 1e3, 1),
+    }
+    assert sorted(bytes_bar(bar)) == ["close", "fast"]
+    assert best_of(bytes_bar(bar), "bytes_downloaded") == ("close", 30e9)

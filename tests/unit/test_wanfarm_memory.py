@@ -97,3 +97,20 @@ def test_a_job_that_fits_the_pool_only_at_its_estimate_runs_at_its_estimate() ->
     assert memory.choose_profile(preset, size, vram, ram, Headroom.BARE) is not None
     [placed] = place([card], [image()], WanfarmPolicy()).assignments
     assert placed.agent_id == "big"
+
+
+def test_a_card_that_fits_a_job_only_at_the_safe_margin_still_competes_on_speed() -> None:
+    # A 5090 on a node of 16 GB of RAM holds a 720p Kandinsky 5 video with 10% headroom, not 25%;
+    # a 3060 with 64 GB holds it with 25%. The wide margin prefers a safer profile, it does not
+    # send the job to a card several times slower (family-1003's 3080 Ti nodes, which alone could
+    # run its Wan 14B videos, rendered its Kandinsky videos too, and fell hours behind).
+    video = partial(pending_job, model_id="kandinsky5-lite-t2v", size=(1248, 720, 81), submitted_at=NOW)
+    memory, preset, size = MemoryModel(), get_model("kandinsky5-lite-t2v"), video().work.size
+    fast = declared_agent("RTX 5090", "fast", ram_gib=16)
+    slow = declared_agent("RTX 3060", "slow", ram_gib=64)
+    assert memory.choose_profile(preset, size, fast.vram_total, fast.ram_total, Headroom.WIDE) is None
+    assert memory.choose_profile(preset, size, fast.vram_total, fast.ram_total, Headroom.SAFE) is not None
+    assert memory.choose_profile(preset, size, slow.vram_total, slow.ram_total, Headroom.WIDE) is not None
+    [placed] = place([slow, fast], [video()], WanfarmPolicy()).assignments
+    assert placed.agent_id == "fast"
+    assert memory.fits(preset, video().work, fast, placed.profile, Headroom.SAFE)
