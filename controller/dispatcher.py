@@ -743,6 +743,7 @@ def agent_view(
         running_step=step.step if step else 0,
         running_total=step.total if step else 0,
         running_since=running.started_at if running else None,
+        running_submitted_at=running.created_at if running else None,
         running_step_at=step.at if step else None,
         preempting=running.preempt_requested if running else False,
     )

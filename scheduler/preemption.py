@@ -6,7 +6,8 @@ running job's own progress when it reported some, else from its estimate), and o
 would finish more than `wait_s` sooner than by waiting (the later of placement's estimate and the
 best busy agent's; so placement then takes that agent rather than keep waiting for a faster one).
 The victim is the lowest-priority, least-progressed running job among such agents; a job already
-preempted `max_preemptions` times, or past `near_done_share` of its steps, is never chosen. One
+preempted `max_preemptions` times, or past `near_done_share` of its steps, or one the policy's queue
+would put ahead of the waiting job once stopped (`QueuedBefore`), is never chosen. One
 preemption per agent a round; an agent already stopping, or one about to free, serves the first
 waiting job that can use it. Why these figures: docs/scheduler.md, "Preemption".
 """
@@ -34,6 +35,9 @@ PROGRESS_GRAIN = 0.05
 # When the job would finish on the agent were the agent free now (its load and render there);
 # None when the agent cannot run it. The policy's own estimates, as placement uses them.
 FinishOn = Callable[[PendingJob, AgentView], float | None]
+# Whether the agent's running job, queued again now, would come before the waiting job in the
+# policy's queue order (its aging, say): then a stop would only hand it the agent back.
+QueuedBefore = Callable[[AgentView, PendingJob], bool]
 
 
 def priority_class(priority: int) -> int:
@@ -50,8 +54,15 @@ class PreemptionRule:
     near_done_share: float = NEAR_DONE_SHARE
     jobs_looked_at: int = JOBS_LOOKED_AT
 
-    def choose(self, snapshot: Snapshot, decisions: Decisions, finish_on: FinishOn) -> tuple[Preemption, ...]:
-        """The preemptions this round calls for, given what placement already decided."""
+    def choose(
+        self,
+        snapshot: Snapshot,
+        decisions: Decisions,
+        finish_on: FinishOn,
+        queued_before: QueuedBefore | None = None,
+    ) -> tuple[Preemption, ...]:
+        """The preemptions this round calls for, given what placement already decided; never of a
+        job that `queued_before` says would queue ahead of the one it stops for."""
         victims = self._preemptible(snapshot.agents)
         if not victims:
             return ()
@@ -71,7 +82,7 @@ class PreemptionRule:
         chosen: list[Preemption] = []
         unclaimed = {victim.agent_id for victim in victims} - pool.claimed
         for job in candidates:
-            preemption = self._for_job(job, expected.get(job.job_id), pool, finish_on)
+            preemption = self._for_job(job, expected.get(job.job_id), pool, finish_on, queued_before)
             if preemption is not None:
                 chosen.append(preemption)
             unclaimed -= pool.claimed
@@ -80,7 +91,12 @@ class PreemptionRule:
         return tuple(chosen)
 
     def _for_job(
-        self, job: PendingJob, eta: float | None, pool: _Pool, finish_on: FinishOn
+        self,
+        job: PendingJob,
+        eta: float | None,
+        pool: _Pool,
+        finish_on: FinishOn,
+        queued_before: QueuedBefore | None,
     ) -> Preemption | None:
         # `eta`: the finish placement expects for the job (None: not estimated). Claims in `pool`
         # the agent the job waits for or takes.
@@ -125,6 +141,7 @@ class PreemptionRule:
                 if priority_class(agent.running_priority or 0) < job_class
                 and (done := finish(agent)) is not None
                 and done < later
+                and (queued_before is None or not queued_before(agent, job))
             ),
             None,
         )

@@ -54,6 +54,7 @@ class AgentView:
     running_step: int = 0
     running_total: int = 0
     running_since: float | None = None
+    running_submitted_at: float | None = None  # when the running job was submitted, for its standing
     running_step_at: float | None = None
     preempting: bool = False
 

@@ -141,6 +141,7 @@ class SimAgent:
             running_preemptions=attempt.job.preemptions if attempt else 0,
             running_total=attempt.job.trace.work.steps if attempt else 0,
             running_since=attempt.start if attempt else None,
+            running_submitted_at=attempt.job.trace.t if attempt else None,
             disk_bytes_per_s=node.disk_bytes_per_s,
             net_bytes_per_s=node.net_bytes_per_s,
         )

@@ -15,7 +15,13 @@ from models.catalogue import ModelPreset, get_model
 from scheduler.catalogue_lookup import CatalogueLookup
 from scheduler.preemption import PreemptionRule, with_preemptions
 from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
-from scheduler.wanfarm.fair_share import SIZE_SHARE, ServiceLedger, order_queue
+from scheduler.wanfarm.fair_share import (
+    AGING_STEP_S,
+    SIZE_SHARE,
+    ServiceLedger,
+    effective_priority,
+    order_queue,
+)
 from scheduler.wanfarm.job_shapes import JobShape, RoundShapes
 from scheduler.wanfarm.learning import MemoryModel, SpeedModel
 from scheduler.wanfarm.placement_round import DownloadCost, PlacementRound
@@ -108,7 +114,16 @@ class WanfarmPolicy:
                 known[key] = _finish_on(shape, job.work.model_id, agent, class_of[at], now)
             return known[key]
 
-        return with_preemptions(decisions, self.preemption.choose(snapshot, decisions, finish_on))
+        def queued_before(agent: AgentView, job: PendingJob) -> bool:
+            # A stopped job queues again with its own submit time: aged past the waiting job's
+            # standing, it would take the agent straight back.
+            submitted = agent.running_submitted_at
+            if submitted is None or agent.running_priority is None:
+                return False
+            return agent.running_priority + (now - submitted) / AGING_STEP_S >= effective_priority(job, now)
+
+        chosen = self.preemption.choose(snapshot, decisions, finish_on, queued_before)
+        return with_preemptions(decisions, chosen)
 
 
 class FrugalWanfarmPolicy(WanfarmPolicy):

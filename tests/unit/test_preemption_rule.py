@@ -152,3 +152,16 @@ def test_the_wanfarm_policy_preempts_and_its_wait_says_so_the_baselines_do_not()
     assert wait.reason == "preempting low on a"
     for name in ("wanfarm-no-preempt", "greedy", "fifo"):
         assert get_policy(name).place(snapshot).preemptions == ()
+
+
+def test_wanfarm_never_stops_a_job_that_would_queue_again_ahead_of_the_one_it_stops_for() -> None:
+    # A stopped job queues again with its own submit time. A priority-10 job submitted 90 minutes
+    # ago stands at 10 + 90 by its aging, above a fresh priority-90 job: stopped, it would take the
+    # agent straight back. One submitted 10 minutes ago stands at 20 and is stopped.
+    def low(submitted_minutes_ago: float) -> AgentView:
+        return replace(running("a", "low", 10, 2), running_submitted_at=NOW - 60.0 * submitted_minutes_ago)
+
+    wanfarm = get_policy("wanfarm")
+    assert wanfarm.place(Snapshot(NOW, (low(90),), (high(),))).preemptions == ()
+    [preemption] = wanfarm.place(Snapshot(NOW, (low(10),), (high(),))).preemptions
+    assert (preemption.job_id, preemption.for_job_id) == ("low", "urgent")
