@@ -11,7 +11,6 @@ them from FAMILY_SEED. Deterministic for a seed. Ranges and reasons: docs/simula
 from __future__ import annotations
 
 import argparse
-import bisect
 import itertools
 import math
 import random
@@ -41,7 +40,7 @@ from scheduler.sim.family_traces import (
     window_arrivals,
 )
 from scheduler.sim.formats import PoolSpec, TraceJob, write_pool, write_trace
-from scheduler.sim.generator import job_nodes, job_work, pool_capacity
+from scheduler.sim.generator import cdf, job_nodes, job_work, pick, pool_capacity
 
 FAMILY_SEED = 1000
 FAMILY_SIZE = 40
@@ -240,21 +239,21 @@ def _draw_jobs(
     else:
         times = arrivals(rng, rate, span, arrival)
     owners = OWNERS[: rng.randint(3, 5) if equal_owners else rng.randint(2, len(OWNERS))]
-    owner_cdf = _cdf(
+    owner_cdf = cdf(
         [1.0 if equal_owners else 1 / rank ** rng.uniform(0.3, 1.0) for rank in range(1, 9)][: len(owners)]
     )
-    kind_cdf = _cdf([k.weight for k in kinds])
+    kind_cdf = cdf([k.weight for k in kinds])
     high, low = rng.uniform(0.05, 0.15), rng.uniform(0.1, 0.3)
     rows: list[tuple[float, Kind, str, int]] = []
     first = rng.randrange(len(owners))
     for index, t in enumerate(times):
         # Equal owners take turns, so each offers the same number of jobs of the same mix.
-        owner = owners[(first + index) % len(owners)] if equal_owners else owners[_pick(rng, owner_cdf)]
+        owner = owners[(first + index) % len(owners)] if equal_owners else owners[pick(rng, owner_cdf)]
         priority = NORMAL
         if classes:
             draw = rng.random()
             priority = HIGH if draw < high else LOW if draw < high + low else NORMAL
-        rows.append((t, kinds[_pick(rng, kind_cdf)], owner, priority))
+        rows.append((t, kinds[pick(rng, kind_cdf)], owner, priority))
     if plan.batch and plan.batch_kind is not None:
         at = rng.uniform(0.1, 0.6) * span
         owner = rng.choice(owners)
@@ -329,15 +328,6 @@ def _is_long(job: TraceJob) -> bool:
 
 def _is_image(job: TraceJob) -> bool:
     return get_model(job.work.model_id).output is Output.IMAGE
-
-
-def _cdf(weights: Sequence[float]) -> list[float]:
-    total = sum(weights)
-    return list(itertools.accumulate(w / total for w in weights))
-
-
-def _pick(rng: random.Random, cdf: list[float]) -> int:
-    return min(bisect.bisect_left(cdf, rng.random()), len(cdf) - 1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

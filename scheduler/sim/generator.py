@@ -89,17 +89,17 @@ def iter_trace(spec: TraceSpec) -> Iterator[TraceJob]:
     kinds = _job_kinds(spec)
     rate = arrival_rate(spec.pool, kinds, spec.load)
     rng = random.Random(spec.seed)
-    kind_cdf = _cdf([weight for _, weight in kinds])
-    owner_cdf = _cdf(_zipf(len(spec.owners), spec.owner_zipf_s))
-    priority_cdf = _cdf([share for _, share in PRIORITIES])
+    kind_cdf = cdf([weight for _, weight in kinds])
+    owner_cdf = cdf(_zipf(len(spec.owners), spec.owner_zipf_s))
+    priority_cdf = cdf([share for _, share in PRIORITIES])
     end = spec.hours * 3600
     for index, t in enumerate(arrival_times(rng, rate, end, spec.arrival)):
         yield TraceJob(
             job_id=f"j{index:07d}",
             t=round(t, 3),
-            work=kinds[_pick(rng, kind_cdf)][0],
-            priority=PRIORITIES[_pick(rng, priority_cdf)][0],
-            owner=spec.owners[_pick(rng, owner_cdf)],
+            work=kinds[pick(rng, kind_cdf)][0],
+            priority=PRIORITIES[pick(rng, priority_cdf)][0],
+            owner=spec.owners[pick(rng, owner_cdf)],
         )
 
 
@@ -280,13 +280,15 @@ def _zipf(n: int, s: float) -> list[float]:
     return [1 / (rank**s) for rank in range(1, n + 1)]
 
 
-def _cdf(weights: Sequence[float]) -> list[float]:
+def cdf(weights: Sequence[float]) -> list[float]:
+    """The cumulative shares of `weights`, for `pick`."""
     total = sum(weights)
     return list(itertools.accumulate(w / total for w in weights))
 
 
-def _pick(rng: random.Random, cdf: list[float]) -> int:
-    return min(bisect.bisect_left(cdf, rng.random()), len(cdf) - 1)
+def pick(rng: random.Random, shares: list[float]) -> int:
+    """An index drawn with the probabilities whose cumulative shares are `shares`."""
+    return min(bisect.bisect_left(shares, rng.random()), len(shares) - 1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
