@@ -1,15 +1,11 @@
 """What the wanfarm policy learns from finished jobs, in `observe` only: render speed per (model, GPU)
 and a memory factor per (model, profile, size).
 
-Speed: the median of observed seconds per (FLOP x profile slowdown) for the pair; before the pair has
-run, scheduler.cost's FLOPs prior times the model's median learned / prior on the cards that have.
-Plus the pair's median finishing overhead (an attempt's wall time less its render and loading: the
-hand-over, encoding and upload), so an ETA is when the job ends, not when its GPU work does.
-Memory: models.memory.estimate x the learned factor of the (model, profile, size) (>= 1, raised by
-observed peaks and by OOM_RAISE on an out-of-memory failure) x SAFETY_MARGIN must fit the card's VRAM
-and the node's RAM; before a job of that key has finished, the model's largest factor x
-UNMEASURED_MARGIN; a class of agent that does not fit that, at SAFETY_MARGIN; where no class fits
-even that, no margin (Headroom).
+Speed: the median of observed seconds per (FLOP x profile slowdown) for the pair (before it has run,
+scheduler.cost's prior times the model's learned / prior elsewhere), plus the pair's median time
+around a render (hand-over, encoding, upload), so an ETA is when the job ends. Memory: the estimate
+x the learned factor (>= 1, raised by peaks and OOMs) x SAFETY_MARGIN must fit VRAM and RAM;
+UNMEASURED_MARGIN until a job of the key has finished, per agent class as it fits (Headroom).
 Why: docs/scheduler.md, "Learning".
 """
 
