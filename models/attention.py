@@ -1,8 +1,9 @@
 """Attention kernels: which are installed, which the card allows, and which one really ran.
 
 "auto" picks as WanGP does: sage2, then sage, then sdpa. Each mode maps to a diffusers attention
-backend; a counter around diffusers' backend registry records the backends that were called, so a
-job reports the kernel that ran, not the one that was asked for.
+backend (the sage modes to the farm's own, models.sage_attention, which calls the installed
+SageAttention whatever version diffusers would accept); a counter around diffusers' backend registry
+records the backends that were called, so a job reports the kernel that ran, not the one asked for.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import importlib
 import importlib.util
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -68,14 +69,14 @@ def override_attention(value: str | None) -> AttentionMode | None:
 
 
 def installed_modes() -> set[AttentionMode]:
-    """Modes whose kernels import here and that diffusers will dispatch to (sage needs triton; sage2
-    needs SageAttention 2's CUDA ops; diffusers refuses sage below 2.1.1 and flash below 2.6.3)."""
+    """Modes whose kernels import here (sage: SageAttention's `sageattn`, any version, which needs
+    triton; sage2: SageAttention 2's CUDA ops) and, for flash, that diffusers will dispatch to (it
+    refuses flash-attn below 2.6.3)."""
     modes = {AttentionMode.SDPA}
-    sage = _imports("sageattention", "sageattn") and _diffusers_allows("_CAN_USE_SAGE_ATTN")
-    if sage:
+    if _imports("sageattention", "sageattn"):
         modes.add(AttentionMode.SAGE)
-    if sage and _imports("sageattention", "sageattn_qk_int8_pv_fp16_cuda"):
-        modes.add(AttentionMode.SAGE2)
+        if _imports("sageattention", "sageattn_qk_int8_pv_fp16_cuda"):
+            modes.add(AttentionMode.SAGE2)
     if _imports("flash_attn", "flash_attn_func") and _diffusers_allows("_CAN_USE_FLASH_ATTN"):
         modes.add(AttentionMode.FLASH)
     return modes
@@ -106,10 +107,19 @@ def choose(requested: AttentionMode, caps: ArchCaps | None) -> AttentionMode:
 
 
 def apply(pipe: Any, mode: AttentionMode) -> None:
-    """Point every transformer of the pipeline at the backend of `mode`."""
+    """Point every transformer of the pipeline at the backend of `mode` (AttentionUnavailable when
+    its kernel does not import)."""
+    from models import sage_attention
+
+    own = mode in (AttentionMode.SAGE, AttentionMode.SAGE2)
+    if own and sage_attention.register(mode.value) is None:
+        raise AttentionUnavailable(
+            f"attention {mode.value!r} is not installed: SageAttention does not import"
+        )
     for name, component in pipe.components.items():
         if name.startswith("transformer") and hasattr(component, "set_attention_backend"):
-            component.set_attention_backend(BACKENDS[mode])
+            with sage_attention.allowed() if own else nullcontext():
+                component.set_attention_backend(BACKENDS[mode])
 
 
 @contextmanager
@@ -117,15 +127,23 @@ def record_backends() -> Iterator[Counter[str]]:
     """Count calls per attention mode while the block runs (diffusers' dispatcher only)."""
     from diffusers.models.attention_dispatch import _AttentionBackendRegistry
 
+    from models.sage_attention import SageBackend
+
     registry: dict[str, Callable[..., Any]] = _AttentionBackendRegistry._backends
     calls: Counter[str] = Counter()
     originals = dict(registry)
+    own = [function for function in originals.values() if isinstance(function, SageBackend)]
     for backend, function in originals.items():
-        registry[backend] = _counting(function, MODE_OF_BACKEND.get(backend, backend), calls)
+        if not isinstance(function, SageBackend):  # the farm's own count the kernel that really ran
+            registry[backend] = _counting(function, MODE_OF_BACKEND.get(backend, backend), calls)
+    for function in own:
+        function.calls = calls
     try:
         yield calls
     finally:
         registry.update(originals)
+        for function in own:
+            function.calls = None
 
 
 def _counting(function: Callable[..., Any], label: str, calls: Counter[str]) -> Callable[..., Any]:

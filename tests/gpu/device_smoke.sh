@@ -123,6 +123,9 @@ except Exception:
     traceback.print_exc(limit=4)
 EOF
 
+echo "== the farm's sage backend at Wan 1.3B's attention shape (tests/gpu/sage.py)"
+PYTHONPATH="$SITE:$SITE-sage:$PWD" PYTHONUNBUFFERED=1 timeout 120 "$PY" tests/gpu/sage.py 2>&1 | tee -a "$OUT/sage.log"
+
 echo "== smoke"
 # shellcheck disable=SC2086  # SMOKE_ARGS is split on purpose
 PYTHONUNBUFFERED=1 timeout "${SMOKE_TIMEOUT:-420}" "$PY" tests/gpu/smoke.py --json "$OUT/smoke.json" \
