@@ -126,6 +126,9 @@ EOF
 echo "== the farm's sage backend at Wan 1.3B's attention shape (tests/gpu/sage.py)"
 PYTHONPATH="$SITE:$SITE-sage:$PWD" PYTHONUNBUFFERED=1 timeout 120 "$PY" tests/gpu/sage.py 2>&1 | tee -a "$OUT/sage.log"
 
+echo "== cold start of a Wan 1.3B transformer from this disk (tests/gpu/cold_start.py)"
+PYTHONUNBUFFERED=1 timeout 240 "$PY" tests/gpu/cold_start.py --dir /tmp 2>&1 | tee "$OUT/cold_start.log"
+
 echo "== smoke"
 # shellcheck disable=SC2086  # SMOKE_ARGS is split on purpose
 PYTHONUNBUFFERED=1 timeout "${SMOKE_TIMEOUT:-420}" "$PY" tests/gpu/smoke.py --json "$OUT/smoke.json" \

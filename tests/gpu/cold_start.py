@@ -1,0 +1,116 @@
+"""Cold start from the node's disk: a Wan 2.1 1.3B transformer (its published config, random weights)
+saved as diffusers saves it, then loaded as the pipeline host loads a diffusers folder (diffusers'
+`from_pretrained` in the job's dtype) and moved to the device, with the page cache of its files
+emptied first; against the raw read bandwidth of the same files, measured in the same run. Target:
+the load reaches at least 80% of the raw bandwidth. Prints one JSON line; exit 1 under the target.
+
+Runs on CPU too (the load then ends in RAM), and with `--layers 1` in seconds (make test runs it so).
+    python tests/gpu/cold_start.py [--dir DIR] [--layers 30] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TARGET = 0.8
+WAN_1_3B = {
+    "patch_size": (1, 2, 2), "num_attention_heads": 12, "attention_head_dim": 128, "in_channels": 16,
+    "out_channels": 16, "text_dim": 4096, "freq_dim": 256, "ffn_dim": 8960, "num_layers": 30,
+    "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "eps": 1e-6,
+}  # fmt: skip
+CHUNK = 16 * 2**20
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, help="where the files go (the node's disk); a temporary folder")
+    parser.add_argument("--layers", type=int, default=WAN_1_3B["num_layers"])
+    parser.add_argument("--keep", action="store_true", help="leave the files")
+    args = parser.parse_args(argv)
+
+    import torch
+    from diffusers import WanTransformer3DModel
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()  # its advice on casting the random model: not this check's
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    folder = Path(tempfile.mkdtemp(prefix="wanfarm-cold-", dir=args.dir))
+    try:
+        _random(WanTransformer3DModel, WAN_1_3B | {"num_layers": args.layers}).save_pretrained(
+            folder / "transformer", max_shard_size="100GB"
+        )
+        files = sorted((folder / "transformer").glob("*.safetensors"))
+        size = sum(file.stat().st_size for file in files)
+        evicted = all(_evict(file) for file in files)
+        raw_s = sum(_read(file) for file in files)
+        warm_s = sum(_read(file) for file in files)  # from the page cache: far above raw when evicting works
+        for file in files:
+            _evict(file)
+        started = time.perf_counter()
+        model = WanTransformer3DModel.from_pretrained(
+            folder, subfolder="transformer", torch_dtype=torch.bfloat16
+        )
+        model.to(device)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        load_s = time.perf_counter() - started
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    share = (size / load_s) / (size / raw_s)
+    print(json.dumps({
+        "check": "cold_start", "device": device, "layers": args.layers, "bytes": size,
+        "raw_gb_per_s": round(size / raw_s / 1e9, 3), "cached_gb_per_s": round(size / warm_s / 1e9, 3),
+        "load_s": round(load_s, 3),
+        "load_gb_per_s": round(size / load_s / 1e9, 3), "share_of_raw": round(share, 3),
+        "page_cache_emptied": evicted, "target": TARGET, "ok": share >= TARGET,
+    }))  # fmt: skip
+    return 0 if share >= TARGET else 1
+
+
+def _random(cls: Any, config: dict[str, Any]) -> Any:
+    # Built without init, then filled with small random values: the weights' values do not matter
+    # to a load, their bytes do.
+    import torch
+
+    with torch.device("meta"):
+        model = cls(**config)
+    model = model.to_empty(device="cpu").to(torch.bfloat16)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for tensor in (*model.parameters(), *model.buffers()):
+            if tensor.is_floating_point():
+                tensor.normal_(0.0, 0.02, generator=generator)
+    return model
+
+
+def _evict(path: Path) -> bool:
+    """Drop the file's pages from the page cache (written back first); False where the OS cannot."""
+    if not hasattr(os, "posix_fadvise"):
+        return False
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+        os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    return True
+
+
+def _read(path: Path) -> float:
+    """Seconds to read the whole file in large chunks: the disk's raw bandwidth when it is cold."""
+    buffer = bytearray(CHUNK)
+    started = time.perf_counter()
+    with path.open("rb", buffering=0) as handle:
+        while handle.readinto(buffer):
+            pass
+    return time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""tests/gpu/cold_start.py on CPU with one layer of Wan 1.3B: it writes the transformer as diffusers
+does, measures the raw read and the load of the same bytes, reports them, and leaves nothing."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "gpu" / "cold_start.py"
+
+
+def test_the_cold_start_check_reports_the_load_against_the_disk(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main = runpy.run_path(str(SCRIPT))["main"]
+    code = main(["--dir", str(tmp_path), "--layers", "1"])
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    report = json.loads(line)
+    # One block of the 1.3B (its embeddings and head included) in bf16: 144,437,064 bytes.
+    assert report["check"] == "cold_start" and report["device"] == "cpu" and report["layers"] == 1
+    assert report["bytes"] == 144_437_064
+    assert report["raw_gb_per_s"] > 0 and report["load_gb_per_s"] > 0
+    share = report["load_gb_per_s"] / report["raw_gb_per_s"]
+    assert report["share_of_raw"] == pytest.approx(share, rel=0.01)
+    assert report["ok"] is (report["share_of_raw"] >= report["target"]) and code == (0 if report["ok"] else 1)
+    assert list(tmp_path.iterdir()) == []  # the files are gone
