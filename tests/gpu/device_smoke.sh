@@ -129,6 +129,9 @@ PYTHONPATH="$SITE:$SITE-sage:$PWD" PYTHONUNBUFFERED=1 timeout 120 "$PY" tests/gp
 echo "== cold start of a Wan 1.3B transformer from this disk (tests/gpu/cold_start.py)"
 PYTHONUNBUFFERED=1 timeout 240 "$PY" tests/gpu/cold_start.py --dir /tmp 2>&1 | tee "$OUT/cold_start.log"
 
+echo "== fp16 where bf16 is missing, forced on this card (tests/gpu/fp16.py)"
+PYTHONUNBUFFERED=1 timeout 300 "$PY" tests/gpu/fp16.py 2>&1 | tee "$OUT/fp16.log"
+
 echo "== smoke"
 # shellcheck disable=SC2086  # SMOKE_ARGS is split on purpose
 PYTHONUNBUFFERED=1 timeout "${SMOKE_TIMEOUT:-420}" "$PY" tests/gpu/smoke.py --json "$OUT/smoke.json" \
