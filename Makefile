@@ -54,7 +54,7 @@ chaos: $(STAMP)
 
 # Needs a CUDA machine: the tiny models under every memory profile and attention mode.
 gpu-smoke: $(STAMP)
-	$(BIN)/python tests/gpu/smoke.py
+	$(BIN)/python tests/gpu/checks.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .mypy_cache .ruff_cache

@@ -4,8 +4,9 @@ saved as diffusers saves it, then loaded as the pipeline host loads a diffusers 
 emptied first; against the raw read bandwidth of the same files, measured in the same run. Target:
 the load reaches at least 80% of the raw bandwidth. Prints one JSON line; exit 1 under the target.
 
-Runs on CPU too (the load then ends in RAM), and with `--layers 1` in seconds (make test runs it so).
-    python tests/gpu/cold_start.py [--dir DIR] [--layers 30] [--keep]
+Runs on CPU too (the load then ends in RAM), and with `--layers 1` in seconds (make test runs it so;
+there fixed costs weigh, and `--target 0` judges nothing).
+    python tests/gpu/cold_start.py [--dir DIR] [--layers 30] [--keep] [--target 0.8]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, help="where the files go (the node's disk); a temporary folder")
     parser.add_argument("--layers", type=int, default=WAN_1_3B["num_layers"])
     parser.add_argument("--keep", action="store_true", help="leave the files")
+    parser.add_argument("--target", type=float, default=TARGET, help="share of the raw bandwidth to reach")
     args = parser.parse_args(argv)
 
     import torch
@@ -71,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         "raw_gb_per_s": round(size / raw_s / 1e9, 3), "cached_gb_per_s": round(size / warm_s / 1e9, 3),
         "load_s": round(load_s, 3),
         "load_gb_per_s": round(size / load_s / 1e9, 3), "share_of_raw": round(share, 3),
-        "page_cache_emptied": evicted, "target": TARGET, "ok": share >= TARGET,
+        "page_cache_emptied": evicted, "target": args.target, "ok": share >= args.target,
     }))  # fmt: skip
-    return 0 if share >= TARGET else 1
+    return 0 if share >= args.target else 1
 
 
 def _random(cls: Any, config: dict[str, Any]) -> Any:

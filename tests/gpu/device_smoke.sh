@@ -4,14 +4,14 @@
 #
 # The wheels that the machine lacks travel in .whl/ (downloaded beforehand, not committed): they are
 # installed into $SITE, which goes first on PYTHONPATH so that our transformers 5.24 and
-# huggingface_hub 2.4 shadow the image's. Then tests/gpu/smoke.py runs; the exit status is its
-# (0 all ran, 1 one failed, 3 no CUDA device, 124 timeout), or 10 when the wheels do not install;
-# then tests/gpu/step_skip.py and tests/gpu/resume.py, whose statuses are the script's when the smoke
-# passed.
+# huggingface_hub 2.4 shadow the image's. Then tests/gpu/checks.py runs every check (SageAttention,
+# cold start, fp16, the smoke, step skipping, checkpoint resume), each log and JSON file under $OUT;
+# the exit status is its (0 none failed, else the first failure's), or 10 when the wheels do not
+# install.
 #
 #   OUT=/some/dir bash tests/gpu/device_smoke.sh
-# Overrides: PYTHON (python3), WHEELS (.whl), SITE (/tmp/site), SMOKE_TIMEOUT (420 s),
-# STEP_SKIP_TIMEOUT (240 s), RESUME_TIMEOUT (240 s), SMOKE_ARGS (extra arguments for smoke.py, e.g. "--models wan-tiny"),
+# Overrides: PYTHON (python3), WHEELS (.whl), SITE (/tmp/site), SMOKE_ARGS (extra arguments for
+# smoke.py, e.g. "--models wan-tiny"; each check's time limit is in checks.py),
 # SMOKE_SAGE (1; 0 hides sageattention from smoke.py: it is installed apart, in $SITE-sage, and
 # always probed on its own).
 set -u
@@ -123,37 +123,12 @@ except Exception:
     traceback.print_exc(limit=4)
 EOF
 
-echo "== the farm's sage backend at Wan 1.3B's attention shape (tests/gpu/sage.py)"
-PYTHONPATH="$SITE:$SITE-sage:$PWD" PYTHONUNBUFFERED=1 timeout 120 "$PY" tests/gpu/sage.py 2>&1 | tee -a "$OUT/sage.log"
-
-echo "== cold start of a Wan 1.3B transformer from this disk (tests/gpu/cold_start.py)"
-PYTHONUNBUFFERED=1 timeout 240 "$PY" tests/gpu/cold_start.py --dir /tmp 2>&1 | tee "$OUT/cold_start.log"
-
-echo "== fp16 where bf16 is missing, forced on this card (tests/gpu/fp16.py)"
-PYTHONUNBUFFERED=1 timeout 300 "$PY" tests/gpu/fp16.py 2>&1 | tee "$OUT/fp16.log"
-
-echo "== smoke"
-# shellcheck disable=SC2086  # SMOKE_ARGS is split on purpose
-PYTHONUNBUFFERED=1 timeout "${SMOKE_TIMEOUT:-420}" "$PY" tests/gpu/smoke.py --json "$OUT/smoke.json" \
-    ${SMOKE_ARGS:-} 2>&1 | tee "$OUT/smoke.log"
+echo "== every GPU check (tests/gpu/checks.py): one JSON line per check"
+extra=()
+if [[ -n ${SMOKE_ARGS:-} ]]; then
+    extra=(--extra "smoke=$SMOKE_ARGS")
+fi
+PYTHONUNBUFFERED=1 "$PY" tests/gpu/checks.py --out "$OUT" ${extra[@]+"${extra[@]}"} 2>&1 | tee "$OUT/checks.log"
 status=${PIPESTATUS[0]}
-echo "== smoke exit status $status"
-
-echo "== step skipping (tests/gpu/step_skip.py: Wan 2.1 1.3B, random weights, 30 steps)"
-PYTHONUNBUFFERED=1 timeout "${STEP_SKIP_TIMEOUT:-240}" "$PY" tests/gpu/step_skip.py --json "$OUT/step_skip.json" \
-    2>&1 | tee "$OUT/step_skip.log"
-skip_status=${PIPESTATUS[0]}
-echo "== step skipping exit status $skip_status"
-if [[ $status == 0 ]]; then
-    status=$skip_status
-fi
-
-echo "== checkpoint resume (tests/gpu/resume.py: Wan 2.1 1.3B, random weights, 20 steps, stopped after 12)"
-PYTHONUNBUFFERED=1 timeout "${RESUME_TIMEOUT:-240}" "$PY" tests/gpu/resume.py --json "$OUT/resume.json" \
-    2>&1 | tee "$OUT/resume.log"
-resume_status=${PIPESTATUS[0]}
-echo "== checkpoint resume exit status $resume_status"
-if [[ $status == 0 ]]; then
-    status=$resume_status
-fi
+echo "== checks exit status $status"
 exit "$status"

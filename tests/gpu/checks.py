@@ -1,0 +1,84 @@
+"""Every GPU check of the farm, one after another with this interpreter, each under its own time
+limit: the scripts that print JSON lines have them passed through, and each script ends with one
+JSON line of its own (`{"check": NAME, "exit": CODE, "seconds": S}`; exit 3 is "nothing to check
+here": no CUDA, or no SageAttention). Exit 0 when none failed, else the first failure's code.
+
+    python tests/gpu/checks.py [--out DIR] [--quick] [--only NAME,...] [--extra NAME=ARGS]...
+    (make gpu-smoke)
+
+`--quick` runs the checks that can at sizes that take seconds, judging no target (CPU too); `--out`
+keeps each script's log and its --json file; `--extra smoke="--models wan-tiny"` adds arguments to
+one check. Under 10 minutes on one GPU at full size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NOTHING_TO_CHECK = 3
+# name: (script, its arguments, quick arguments or None when there is no quick form, time limit s)
+CHECKS: dict[str, tuple[str, list[str], list[str] | None, int]] = {
+    "sage": ("sage.py", [], ["--tokens", "4096", "--repeat", "2"], 120),
+    "cold_start": ("cold_start.py", [], ["--layers", "1", "--target", "0"], 240),
+    "fp16": ("fp16.py", [], ["--layers", "1", "--size", "64x64x1"], 300),
+    "smoke": ("smoke.py", ["--json", "{out}/smoke.json"], None, 420),
+    "step_skip": ("step_skip.py", ["--json", "{out}/step_skip.json"], None, 240),
+    "resume": ("resume.py", ["--json", "{out}/resume.json"], None, 240),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="each check's log and JSON file (a temporary folder)")
+    parser.add_argument("--quick", action="store_true", help="only checks with a quick form, at that size")
+    parser.add_argument("--only", help="comma-separated names: " + ", ".join(CHECKS))
+    parser.add_argument("--extra", action="append", default=[], help="NAME=ARGS: more arguments for a check")
+    args = parser.parse_args(argv)
+    names = [name.strip() for name in args.only.split(",")] if args.only else list(CHECKS)
+    extra = {name: shlex.split(value) for name, _, value in (item.partition("=") for item in args.extra)}
+    unknown = sorted((set(names) | set(extra)) - set(CHECKS))
+    if unknown:
+        parser.error(f"unknown checks: {', '.join(unknown)}; known: {', '.join(CHECKS)}")
+    out = args.out or Path(tempfile.mkdtemp(prefix="wanfarm-gpu-checks-"))
+    out.mkdir(parents=True, exist_ok=True)
+    failure = 0
+    for name in names:
+        script, arguments, quick, limit = CHECKS[name]
+        if args.quick and quick is None:
+            continue
+        chosen = quick if args.quick and quick is not None else arguments
+        command = [sys.executable, str(HERE / script), *chosen, *extra.get(name, [])]
+        code, seconds = _run(name, [part.format(out=out) for part in command], limit, out / f"{name}.log")
+        print(json.dumps({"check": name, "exit": code, "seconds": round(seconds, 1)}), flush=True)
+        if code not in (0, NOTHING_TO_CHECK) and not failure:
+            failure = code
+    return failure
+
+
+def _run(name: str, command: list[str], limit: int, log: Path) -> tuple[int, float]:
+    """Run one check; its JSON lines pass through, all it prints goes to `log`. 124 on timeout."""
+    started = time.monotonic()
+    with log.open("w") as sink:
+        try:
+            done = subprocess.run(command, stdout=subprocess.PIPE, stderr=sink, text=True, timeout=limit)
+        except subprocess.TimeoutExpired as expired:
+            partial = expired.stdout.decode() if isinstance(expired.stdout, bytes) else expired.stdout or ""
+            sink.write(f"{name}: over its {limit} s\n{partial}")
+            return 124, time.monotonic() - started
+        sink.write(done.stdout)
+    for line in done.stdout.splitlines():
+        if line.startswith("{"):
+            print(line, flush=True)
+    return done.returncode, time.monotonic() - started
+
+
+if __name__ == "__main__":
+    sys.exit(main())

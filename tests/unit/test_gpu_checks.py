@@ -1,0 +1,48 @@
+"""tests/gpu/checks.py, which `make gpu-smoke` runs: each check's JSON lines pass through, each
+check ends with a line of its exit, "nothing to check here" (3) is no failure, a bad name is exit 2."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "gpu" / "checks.py"
+
+
+def lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+
+def test_a_check_with_nothing_to_check_here_is_not_a_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main = runpy.run_path(str(SCRIPT))["main"]
+    assert main(["--only", "sage", "--out", str(tmp_path)]) == 0  # no CUDA here: sage.py exits 3
+    assert lines(capsys) == [
+        {"check": "sage", "skipped": "no CUDA device"},
+        {"check": "sage", "exit": 3, "seconds": pytest.approx(5, abs=60)},
+    ]
+    assert "no CUDA device" in (tmp_path / "sage.log").read_text()
+
+
+def test_a_failing_check_fails_the_run_with_its_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # cold_start at one layer cannot reach a target of 100 times the raw bandwidth.
+    main = runpy.run_path(str(SCRIPT))["main"]
+    code = main(
+        ["--only", "cold_start", "--quick", "--extra", "cold_start=--target 100", "--out", str(tmp_path)]
+    )
+    report, end = lines(capsys)
+    assert report["check"] == "cold_start" and report["ok"] is False
+    assert end["exit"] == 1 and code == 1
+
+
+def test_an_unknown_check_is_refused_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    main = runpy.run_path(str(SCRIPT))["main"]
+    with pytest.raises(SystemExit) as exited:
+        main(["--only", "sage,gpu-magic"])
+    assert exited.value.code == 2 and "unknown checks: gpu-magic" in capsys.readouterr().err
