@@ -6,12 +6,14 @@ a `SageBackend` in diffusers' backend registry under its "sage" name (SageAttent
 which picks its best kernel for the card) and SageAttention 2's "_sage_qk_int8_pv_fp16_cuda" name
 (`sageattn_qk_int8_pv_fp16_cuda`), and `allowed` lets a transformer point at them. A call the kernel
 cannot take (a mask, dropout, grouped heads, fp32, a head size it has no kernel for, a tensor off
-its device) runs sdpa instead, and is counted as sdpa: a job reports the kernel that ran.
+its device), and every call once the kernel has raised, runs sdpa instead, and is counted as sdpa:
+a job reports the kernel that ran.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,11 +21,13 @@ from typing import Any
 
 import torch
 
+log = logging.getLogger(__name__)
+
 # The kernel of each mode, by its name in the `sageattention` package.
 KERNELS = {"sage": "sageattn", "sage2": "sageattn_qk_int8_pv_fp16_cuda"}
 # diffusers' registry names of the modes (models.attention.BACKENDS).
 REGISTRY_NAMES = {"sage": "sage", "sage2": "_sage_qk_int8_pv_fp16_cuda"}
-HEAD_DIMS = frozenset({64, 96, 128})  # SageAttention's kernels: other head sizes run sdpa
+HEAD_DIMS = frozenset({64, 128})  # what SageAttention 1.0.6 and 2 both have kernels for
 DTYPES = frozenset({torch.float16, torch.bfloat16})
 
 
@@ -53,6 +57,7 @@ class SageBackend:
         self.sdpa = sdpa
         self.device_type = "cuda"  # SageAttention's kernels run on CUDA only
         self.calls: Counter[str] | None = None
+        self.broken: str | None = None  # why the kernel failed once: from then on sdpa runs
 
     def __call__(
         self,
@@ -67,14 +72,22 @@ class SageBackend:
         return_lse: bool = False,
         _parallel_config: Any = None,
     ) -> Any:
-        if not self.takes(query, key, value, attn_mask, dropout_p, return_lse):
-            return self.sdpa()(
-                query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
-                scale=scale, enable_gqa=enable_gqa, return_lse=return_lse,
-            )  # fmt: skip
-        if self.calls is not None:
-            self.calls[self.mode] += 1
-        return self.sage(query, key, value, tensor_layout="NHD", is_causal=is_causal, sm_scale=scale)
+        if self.broken is None and self.takes(query, key, value, attn_mask, dropout_p, return_lse):
+            try:
+                out = self.sage(query, key, value, tensor_layout="NHD", is_causal=is_causal, sm_scale=scale)
+            except (RuntimeError, ValueError, TypeError) as error:
+                # A kernel that fails here fails for every call like it: said once, then sdpa runs,
+                # counted as sdpa, rather than every job failing.
+                self.broken = f"{type(error).__name__}: {error}"
+                log.warning("SageAttention (%s) failed, sdpa runs instead: %s", self.mode, self.broken)
+            else:
+                if self.calls is not None:
+                    self.calls[self.mode] += 1
+                return out
+        return self.sdpa()(
+            query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+            scale=scale, enable_gqa=enable_gqa, return_lse=return_lse,
+        )  # fmt: skip
 
     def takes(
         self,

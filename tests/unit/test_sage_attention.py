@@ -152,6 +152,28 @@ def test_a_call_the_kernel_cannot_take_runs_sdpa_and_counts_as_sdpa(
     torch.testing.assert_close(out, dispatch(AttentionMode.SDPA, q, k, v, **kwargs))
 
 
+def test_a_kernel_that_raises_is_said_once_and_sdpa_runs_from_then_on(
+    monkeypatch: pytest.MonkeyPatch, registry: dict[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    kernel = install(monkeypatch)
+    backend = on_cpu("sage")
+
+    def fails(*args: Any, **kwargs: Any) -> torch.Tensor:
+        kernel.layouts.append("raised")
+        raise RuntimeError("Triton: no kernel for this card")
+
+    backend.sage = fails
+    tensors = qkv()
+    with attention.record_backends() as calls:
+        first = dispatch(AttentionMode.SAGE, *tensors)
+        second = dispatch(AttentionMode.SAGE, *tensors)
+    assert calls == {AttentionMode.SDPA: 2} and kernel.layouts == ["raised"]  # tried once only
+    assert [r.getMessage() for r in caplog.records if "SageAttention" in r.getMessage()] == [
+        "SageAttention (sage) failed, sdpa runs instead: RuntimeError: Triton: no kernel for this card"
+    ]
+    torch.testing.assert_close(first, second)
+
+
 def test_a_transformer_renders_through_the_farms_sage_backend(
     monkeypatch: pytest.MonkeyPatch, registry: dict[Any, Any]
 ) -> None:
