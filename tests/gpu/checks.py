@@ -29,6 +29,12 @@ CHECKS: dict[str, tuple[str, list[str], list[str] | None, int]] = {
     "sage": ("sage.py", [], ["--tokens", "4096", "--repeat", "2"], 120),
     "cold_start": ("cold_start.py", [], ["--layers", "1", "--target", "0"], 240),
     "fp16": ("fp16.py", [], ["--layers", "1", "--size", "64x64x1"], 300),
+    "step_speed": (
+        "step_speed.py",
+        [],
+        ["--layers", "1", "--size", "64x64x1", "--steps", "4", "--target", "inf"],
+        300,
+    ),
     "smoke": ("smoke.py", ["--json", "{out}/smoke.json"], None, 420),
     "step_skip": ("step_skip.py", ["--json", "{out}/step_skip.json"], None, 240),
     "resume": ("resume.py", ["--json", "{out}/resume.json"], None, 240),
