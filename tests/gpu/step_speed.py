@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({
         "check": "step_speed", "device": host.device, "dtype": str(host.dtype).removeprefix("torch."),
         "layers": args.layers, "size": args.size, "steps": args.steps, "plain_step_s": round(plain_s, 4),
-        "farm_step_s": round(farm_s, 4), "overhead": round(overhead, 4), "target": args.target, "ok": ok,
+        "farm_step_s": round(farm_s, 4), "overhead": round(overhead, 4),
+        "target": args.target if math.isfinite(args.target) else None, "ok": ok,
     }))  # fmt: skip
     return 0 if ok else 1
 
