@@ -75,6 +75,8 @@ class SageBackend:
         if self.broken is None and self.takes(query, key, value, attn_mask, dropout_p, return_lse):
             try:
                 out = self.sage(query, key, value, tensor_layout="NHD", is_causal=is_causal, sm_scale=scale)
+            except torch.cuda.OutOfMemoryError:
+                raise  # the job's memory, not the kernel: sdpa would need as much
             except (RuntimeError, ValueError, TypeError) as error:
                 # A kernel that fails here fails for every call like it: said once, then sdpa runs,
                 # counted as sdpa, rather than every job failing.

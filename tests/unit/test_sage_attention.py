@@ -174,6 +174,25 @@ def test_a_kernel_that_raises_is_said_once_and_sdpa_runs_from_then_on(
     torch.testing.assert_close(first, second)
 
 
+def test_out_of_memory_in_the_kernel_is_the_jobs_and_leaves_the_kernel_in_use(
+    monkeypatch: pytest.MonkeyPatch, registry: dict[Any, Any]
+) -> None:
+    install(monkeypatch)
+    backend = on_cpu("sage")
+    real = backend.sage
+
+    def short_of_memory(*args: Any, **kwargs: Any) -> torch.Tensor:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    backend.sage = short_of_memory
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        dispatch(AttentionMode.SAGE, *qkv())
+    backend.sage = real
+    with attention.record_backends() as calls:
+        dispatch(AttentionMode.SAGE, *qkv())
+    assert backend.broken is None and calls == {AttentionMode.SAGE: 1}
+
+
 def test_a_transformer_renders_through_the_farms_sage_backend(
     monkeypatch: pytest.MonkeyPatch, registry: dict[Any, Any]
 ) -> None:
