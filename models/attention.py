@@ -132,12 +132,13 @@ def record_backends() -> Iterator[Counter[str]]:
     registry: dict[str, Callable[..., Any]] = _AttentionBackendRegistry._backends
     calls: Counter[str] = Counter()
     originals = dict(registry)
-    own = [function for function in originals.values() if isinstance(function, SageBackend)]
+    own: list[SageBackend] = []  # the farm's own count the kernel that really ran themselves
     for backend, function in originals.items():
-        if not isinstance(function, SageBackend):  # the farm's own count the kernel that really ran
+        if isinstance(function, SageBackend):
+            function.calls = calls
+            own.append(function)
+        else:
             registry[backend] = _counting(function, MODE_OF_BACKEND.get(backend, backend), calls)
-    for function in own:
-        function.calls = calls
     try:
         yield calls
     finally:

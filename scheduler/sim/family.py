@@ -15,6 +15,7 @@ import itertools
 import math
 import random
 import sys
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,12 +261,9 @@ def _draw_jobs(
         rows += [(at, plan.batch_kind, owner, LOW if classes else NORMAL)] * plan.batch
     rows.sort(key=lambda row: row[0])
     # Stretch time so the jobs drawn offer exactly `load` over the trace, not only on average.
-    works: dict[int, tuple[frozenset[str], float]] = {}
-    for _, kind, _, _ in rows:
-        nodes, flops = works.get(id(kind), (kind.nodes, 0.0))
-        works[id(kind)] = (nodes, flops + kind.flops)
     whole = sum(kind.flops for _, kind, _, _ in rows) / (load * pool_capacity(pool) * span)
-    stretch = max(whole, confined_seconds(pool, works.values()) / (load * span))
+    confined = confined_seconds(pool, ((kind.nodes, kind.flops) for _, kind, _, _ in rows))
+    stretch = max(whole, confined / (load * span))
     jobs = [
         TraceJob(f"j{index:05d}", round(t * stretch, 3), kind.work, priority, owner)
         for index, (t, kind, owner, priority) in enumerate(rows)
@@ -298,16 +296,14 @@ def confined_seconds(pool: PoolSpec, works: Iterable[tuple[frozenset[str], float
     return longest
 
 
-def _confined_of(pool: PoolSpec, jobs: Iterable[TraceJob]) -> float:
-    """confined_seconds of the jobs."""
-    works: dict[tuple[object, ...], tuple[frozenset[str], float, float]] = {}  # nodes, one's, all
+def _confined_of(pool: PoolSpec, jobs: Sequence[TraceJob]) -> float:
+    """confined_seconds of the jobs, each kind of work's nodes and FLOPs worked out once."""
+    per_kind: dict[tuple[object, ...], tuple[frozenset[str], float]] = {}
     for job in jobs:
-        key = job.work.key
-        found = works.get(key)
-        if found is None:
-            found = (job_nodes(pool, job.work), job_work(pool, job.work) or 0.0, 0.0)
-        works[key] = (found[0], found[1], found[2] + found[1])
-    return confined_seconds(pool, ((nodes, flops) for nodes, _, flops in works.values()))
+        if job.work.key not in per_kind:
+            per_kind[job.work.key] = (job_nodes(pool, job.work), job_work(pool, job.work) or 0.0)
+    counts = Counter(job.work.key for job in jobs)
+    return confined_seconds(pool, ((nodes, flops * counts[key]) for key, (nodes, flops) in per_kind.items()))
 
 
 def _offered(pool: PoolSpec, jobs: Iterable[TraceJob]) -> float:

@@ -65,7 +65,12 @@ class ServiceLedger:
 
 def effective_priority(job: PendingJob, now: float) -> float:
     """Priority plus one point per AGING_STEP_S waited (a job from the future gets a little less)."""
-    return job.priority + (now - job.submitted_at) / AGING_STEP_S
+    return standing(job.priority, job.submitted_at, now)
+
+
+def standing(priority: int, submitted_at: float, now: float) -> float:
+    """The effective priority of a job of `priority` submitted at `submitted_at`, queued or not."""
+    return priority + (now - submitted_at) / AGING_STEP_S
 
 
 def order_queue(

@@ -15,13 +15,7 @@ from models.catalogue import ModelPreset, get_model
 from scheduler.catalogue_lookup import CatalogueLookup
 from scheduler.preemption import PreemptionRule, with_preemptions
 from scheduler.snapshot import AgentView, Decisions, Observation, PendingJob, Snapshot
-from scheduler.wanfarm.fair_share import (
-    AGING_STEP_S,
-    SIZE_SHARE,
-    ServiceLedger,
-    effective_priority,
-    order_queue,
-)
+from scheduler.wanfarm.fair_share import SIZE_SHARE, ServiceLedger, effective_priority, order_queue, standing
 from scheduler.wanfarm.job_shapes import JobShape, RoundShapes
 from scheduler.wanfarm.learning import MemoryModel, SpeedModel
 from scheduler.wanfarm.placement_round import DownloadCost, PlacementRound
@@ -120,7 +114,7 @@ class WanfarmPolicy:
             submitted = agent.running_submitted_at
             if submitted is None or agent.running_priority is None:
                 return False
-            return agent.running_priority + (now - submitted) / AGING_STEP_S >= effective_priority(job, now)
+            return standing(agent.running_priority, submitted, now) >= effective_priority(job, now)
 
         chosen = self.preemption.choose(snapshot, decisions, finish_on, queued_before)
         return with_preemptions(decisions, chosen)
