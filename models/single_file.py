@@ -304,9 +304,10 @@ def _from_original(
     if not _has_single_file_mapping(model_class):
         return _from_state(model_class, state, base / subfolder, dtype)
     # Already in diffusers' names: from_single_file loads it as given, with the local config.
-    return model_class.from_single_file(
+    model = model_class.from_single_file(
         state, config=str(base), subfolder=subfolder, torch_dtype=dtype, local_files_only=True
     )
+    return _kept_in_fp32(model, state)
 
 
 def _has_single_file_mapping(model_class: Any) -> bool:
@@ -319,18 +320,24 @@ def _from_state(model_class: Any, state: dict[str, Any], config_dir: Path, dtype
     """A class diffusers' from_single_file does not map (Kandinsky 5): built from the config in
     `config_dir` without weights, the checked state assigned, cast to `dtype` as from_pretrained
     casts (the class's _keep_in_fp32_modules stay float32)."""
-    import torch
     from accelerate import init_empty_weights
 
     with init_empty_weights():
         model = model_class.from_config(json.loads((config_dir / "config.json").read_text()))
     model.load_state_dict(state, strict=True, assign=True)
-    model.to(dtype)
-    keep = getattr(model_class, "_keep_in_fp32_modules", None) or []
-    for name, module in model.named_modules():
-        if any(part in keep for part in name.split(".")):
-            module.to(torch.float32)
-    return model.eval()
+    return _kept_in_fp32(model.to(dtype), state).eval()
+
+
+def _kept_in_fp32(model: Any, state: dict[str, Any]) -> Any:
+    """`model` with the tensors its class keeps in float32 (`_keep_in_fp32_modules`) back in float32,
+    read again from `state`, as from_pretrained loads a folder: from_single_file casts them with the
+    rest (diffusers 0.42), and a cast back would keep bf16's rounding."""
+    keep = set(getattr(type(model), "_keep_in_fp32_modules", None) or ())
+    tensors = (*model.named_parameters(), *model.named_buffers())
+    for name, tensor in tensors:  # a name kept, as a module of the path or the tensor itself
+        if tensor.is_floating_point() and keep.intersection(name.split(".")):
+            tensor.data = state.get(name, tensor.data).float()
+    return model
 
 
 def _key_owners(path: Path, keys: Sequence[str], modules: Sequence[Path]) -> dict[str, Path]:

@@ -823,6 +823,24 @@ _WAN_ORIGINAL_RENAMES = (
 )
 
 
+# The fields of an int8 quanto module's state: renamed with their module, kept as they are.
+_QUANTO_FIELDS = (".weight._data", ".weight._scale", ".input_scale", ".output_scale")
+
+
+def wan_to_original(state: dict[str, Any]) -> dict[str, Any]:
+    """A Wan transformer's state dict, plain or quantized by optimum-quanto, in the original names."""
+    out = {}
+    for key, value in state.items():
+        field = next((name for name in _QUANTO_FIELDS if key.endswith(name)), "")
+        if field:
+            out[wan_original_name(f"{key.removesuffix(field)}.weight").removesuffix(".weight") + field] = (
+                value
+            )
+        else:
+            out[wan_original_name(key)] = value
+    return out
+
+
 def wan_original_name(key: str) -> str:
     # The head's modulation and projection sit under `head.` in the original model.
     if key == "scale_shift_table":

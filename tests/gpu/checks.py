@@ -38,6 +38,18 @@ CHECKS: dict[str, tuple[str, list[str], list[str] | None, int]] = {
     "smoke": ("smoke.py", ["--json", "{out}/smoke.json"], None, 420),
     "step_skip": ("step_skip.py", ["--json", "{out}/step_skip.json"], None, 240),
     "resume": ("resume.py", ["--json", "{out}/resume.json"], None, 240),
+    "lora_mmgp": (
+        "lora_mmgp.py",
+        ["--dir", "{out}/lora_mmgp"],
+        ["--families", "wan", "--profiles", "4"],
+        300,
+    ),
+    "weight_files": (
+        "weight_files.py",
+        ["--dir", "{out}/weight_files"],
+        ["--families", "wan", "--profiles", "1,3"],
+        240,
+    ),
 }
 
 

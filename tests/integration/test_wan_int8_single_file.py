@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -18,12 +17,11 @@ from safetensors.torch import save_file
 from models.catalogue import get_model
 from models.quanto_rows import quantized_original
 from models.single_file import LAYOUTS, load_transformer, quanto_installed
-from models.tiny import build_tiny, wan_original_name, wan_transformer
+from models.tiny import build_tiny, wan_to_original, wan_transformer
 from models.tiny_hunyuan_video import quantized
 from tests.torch_threads import one_torch_thread
 
 TINY = get_model("wan-tiny")
-_FIELDS = (".weight._data", ".weight._scale", ".input_scale", ".output_scale")
 
 pytestmark = pytest.mark.skipif(not quanto_installed(), reason="mmgp and optimum-quanto read int8 files")
 
@@ -34,25 +32,12 @@ def one_thread() -> Iterator[None]:
         yield
 
 
-def to_original(state: dict[str, Any]) -> dict[str, Any]:
-    """A quantized Wan state dict in the original names: each module renamed, its fields kept."""
-    out = {}
-    for key, value in state.items():
-        field = next((name for name in _FIELDS if key.endswith(name)), "")
-        module = key.removesuffix(field) if field else key
-        renamed = (
-            wan_original_name(f"{module}.weight").removesuffix(".weight") if field else wan_original_name(key)
-        )
-        out[renamed + field] = value
-    return out
-
-
 def test_an_int8_wan_file_loads_as_the_model_quanto_quantizes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     build_tiny(TINY, tmp_path / "folder")
     reference = quantized(wan_transformer())
-    state, modules = quantized_original(reference, to_original, LAYOUTS["WanTransformer3DModel"].convert)
+    state, modules = quantized_original(reference, wan_to_original, LAYOUTS["WanTransformer3DModel"].convert)
     path = tmp_path / "wan_tiny_quanto_mbf16_int8.safetensors"
     metadata = {"quantization_map": json.dumps(modules)}
     save_file({key: value.contiguous() for key, value in state.items()}, str(path), metadata=metadata)

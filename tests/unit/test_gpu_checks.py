@@ -46,3 +46,18 @@ def test_an_unknown_check_is_refused_by_name(capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit) as exited:
         main(["--only", "sage,gpu-magic"])
     assert exited.value.code == 2 and "unknown checks: gpu-magic" in capsys.readouterr().err
+
+
+def test_the_lora_and_weight_file_checks_run_as_files_on_the_cpu(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Each script finds the tests package by itself (run as a file, tests/gpu is all its path).
+    main = runpy.run_path(str(SCRIPT))["main"]
+    assert main(["--only", "lora_mmgp,weight_files", "--quick", "--out", str(tmp_path)]) == 0
+    reports = lines(capsys)
+    assert [(report["check"], report.get("ok", report.get("exit"))) for report in reports] == [
+        ("lora_mmgp", True),
+        ("lora_mmgp", 0),
+        ("weight_files", True),
+        ("weight_files", 0),
+    ]

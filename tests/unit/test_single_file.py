@@ -67,6 +67,25 @@ def test_single_file_loads_the_same_weights_as_the_folder(tiny: tuple[Path, Path
     assert all(torch.equal(loaded[key], reference[key]) for key in reference)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_in_a_half_type_a_file_keeps_in_float32_what_the_folder_does(
+    tiny: tuple[Path, Path], dtype: torch.dtype
+) -> None:
+    # Wan's time embedder, norms and modulation tables: from_pretrained keeps them in float32, so a
+    # file loads them so too, with the file's own values (not cast down and back up).
+    folder, path = tiny
+    loaded = load_transformer(get_model("wan-tiny"), path, dtype, folder).state_dict()
+    reference = diffusers.WanTransformer3DModel.from_pretrained(
+        folder / "transformer", dtype=dtype
+    ).state_dict()
+    kept = [key for key, tensor in reference.items() if tensor.dtype == torch.float32]
+    assert "scale_shift_table" in kept and "condition_embedder.time_embedder.linear_1.weight" in kept
+    assert {key: tensor.dtype for key, tensor in loaded.items()} == {
+        key: tensor.dtype for key, tensor in reference.items()
+    }
+    assert [key for key in reference if not torch.equal(loaded[key], reference[key])] == []
+
+
 def test_single_file_renders_the_bytes_the_folder_renders(tiny: tuple[Path, Path]) -> None:
     folder, path = tiny
     preset = get_model("wan-tiny")
