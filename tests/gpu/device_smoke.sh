@@ -5,7 +5,8 @@
 # The wheels that the machine lacks travel in .whl/ (downloaded beforehand, not committed): they are
 # installed into $SITE, which goes first on PYTHONPATH so that our transformers 5.24 and
 # huggingface_hub 2.4 shadow the image's. Then tests/gpu/checks.py runs every check (SageAttention,
-# cold start, fp16, the smoke, step skipping, checkpoint resume), each log and JSON file under $OUT;
+# fp16, cold start, step speed, LoRAs under mmgp, weight files, resume, step skipping, the smoke,
+# the 14B's cold start), each log and JSON file under $OUT;
 # the exit status is its (0 none failed, else the first failure's), or 10 when the wheels do not
 # install.
 #

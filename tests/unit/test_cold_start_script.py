@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import runpy
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -27,3 +29,14 @@ def test_the_cold_start_check_reports_the_load_against_the_disk(
     assert report["share_of_raw"] == pytest.approx(share, rel=0.01)
     assert report["ok"] is (report["share_of_raw"] >= report["target"]) and code == (0 if report["ok"] else 1)
     assert list(tmp_path.iterdir()) == []  # the files are gone
+
+
+def test_without_room_for_the_files_there_is_nothing_to_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=10**8))  # 0.1 GB
+    main = runpy.run_path(str(SCRIPT))["main"]
+    assert main(["--dir", str(tmp_path), "--layers", "1"]) == 3
+    err = capsys.readouterr().err
+    assert "0.1 GB free, 0.2 GB needed" in err
+    assert list(tmp_path.iterdir()) == []
