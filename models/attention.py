@@ -1,9 +1,10 @@
 """Attention kernels: which are installed, which the card allows, and which one really ran.
 
-"auto" picks as WanGP does: sage2, then sage, then sdpa. Each mode maps to a diffusers attention
-backend (the sage modes to the farm's own, models.sage_attention, which calls the installed
-SageAttention whatever version diffusers would accept); a counter around diffusers' backend registry
-records the backends that were called, so a job reports the kernel that ran, not the one asked for.
+"auto" picks as WanGP does: sage2, then sage, then sdpa (flash and xformers only when asked). Each
+mode maps to a diffusers attention backend (the sage modes to the farm's own, models.sage_attention,
+which calls the installed SageAttention whatever version diffusers would accept); a counter around
+diffusers' backend registry records the backends that were called, so a job reports the kernel that
+ran, not the one asked for.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class AttentionMode(StrEnum):
     SAGE = "sage"
     SAGE2 = "sage2"
     FLASH = "flash"
+    XFORMERS = "xformers"
 
 
 class AttentionUnavailable(ValueError):
@@ -37,6 +39,7 @@ BACKENDS = {
     AttentionMode.SAGE: "sage",
     AttentionMode.SAGE2: "_sage_qk_int8_pv_fp16_cuda",
     AttentionMode.FLASH: "flash",
+    AttentionMode.XFORMERS: "xformers",
 }
 MODE_OF_BACKEND = {backend: mode for mode, backend in BACKENDS.items()}
 AUTO_ORDER = (AttentionMode.SAGE2, AttentionMode.SAGE, AttentionMode.SDPA)
@@ -44,7 +47,6 @@ AUTO_ORDER = (AttentionMode.SAGE2, AttentionMode.SAGE, AttentionMode.SDPA)
 # farm's modes force that mode ("auto" too: the best the agent has, whatever the farm was told).
 # WanGP's other kernels have no diffusers backend here.
 WANGP_ONLY = {
-    "xformers": "xFormers' memory-efficient attention",
     "sage3": "SageAttention 3 (Blackwell)",
     "radial": "radial sparse attention",
     "sol": "Sol sparse attention",
@@ -70,8 +72,8 @@ def override_attention(value: str | None) -> AttentionMode | None:
 
 def installed_modes() -> set[AttentionMode]:
     """Modes whose kernels import here (sage: SageAttention's `sageattn`, any version, which needs
-    triton; sage2: SageAttention 2's CUDA ops) and, for flash, that diffusers will dispatch to (it
-    refuses flash-attn below 2.6.3)."""
+    triton; sage2: SageAttention 2's CUDA ops) and, for flash and xformers, that diffusers will
+    dispatch to (it refuses flash-attn below 2.6.3, xFormers below 0.0.29)."""
     modes = {AttentionMode.SDPA}
     if _imports("sageattention", "sageattn"):
         modes.add(AttentionMode.SAGE)
@@ -79,6 +81,9 @@ def installed_modes() -> set[AttentionMode]:
             modes.add(AttentionMode.SAGE2)
     if _imports("flash_attn", "flash_attn_func") and _diffusers_allows("_CAN_USE_FLASH_ATTN"):
         modes.add(AttentionMode.FLASH)
+    # xFormers 0.0.35's kernels are built on torch's stable C ABI: one wheel for every torch >= 2.10.
+    if _imports("xformers.ops", "memory_efficient_attention") and _diffusers_allows("_CAN_USE_XFORMERS_ATTN"):
+        modes.add(AttentionMode.XFORMERS)
     return modes
 
 
@@ -91,6 +96,7 @@ def allowed_modes(caps: ArchCaps | None) -> set[AttentionMode]:
         AttentionMode.SAGE: caps.sage,
         AttentionMode.SAGE2: caps.sage2,
         AttentionMode.FLASH: caps.flash,
+        AttentionMode.XFORMERS: True,  # WanGP offers it on every CUDA card it runs on
     }
     return {mode for mode, ok in wanted.items() if ok}
 
@@ -156,9 +162,9 @@ def _counting(function: Callable[..., Any], label: str, calls: Counter[str]) -> 
 
 
 def _imports(module: str, attribute: str) -> bool:
-    if importlib.util.find_spec(module) is None:
-        return False
     try:
+        if importlib.util.find_spec(module) is None:  # a submodule's parent is imported to look
+            return False
         return hasattr(importlib.import_module(module), attribute)
     except Exception:  # a kernel package that fails to import (no triton, no CUDA) is absent
         return False

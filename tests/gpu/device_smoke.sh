@@ -2,7 +2,7 @@
 # GPU smoke on a lent, offline CUDA machine (python3 there holds torch, triton, tokenizers,
 # safetensors, accelerate, but not our diffusers/transformers/hub/mmgp/pydantic versions).
 #
-# The wheels that the machine lacks travel in .whl/ (downloaded beforehand, not committed): they are
+# The wheels that the machine lacks travel in .whl/ (tests/gpu/wheels.sh downloads them; 46 MB): they are
 # installed into $SITE, which goes first on PYTHONPATH so that our transformers 5.24 and
 # huggingface_hub 2.4 shadow the image's. Then tests/gpu/checks.py runs every check (SageAttention,
 # fp16, cold start, step speed, LoRAs under mmgp, weight files, resume, step skipping, the smoke,

@@ -1,7 +1,9 @@
-"""SageAttention through the farm's own backend on CUDA, at the attention shape of Wan 2.1 1.3B at
-480p (81 frames: 21 x 30 x 52 = 32,760 tokens, 12 heads of 128): the kernel counter, the largest
-difference from sdpa, and the time of a call of each. One JSON line per mode; exit 0 when every
-installed sage mode ran and matched, 1 when one did not, 3 without CUDA or SageAttention.
+"""SageAttention through the farm's own backend on CUDA, and the other kernels beside sdpa that are
+installed (xFormers, flash-attn, through diffusers' backends), at the attention shape of Wan 2.1
+1.3B at 480p (81 frames: 21 x 30 x 52 = 32,760 tokens, 12 heads of 128): the kernel counter, the
+largest difference from sdpa, and the time of a call of each against sdpa's. One JSON line per
+mode; exit 0 when every installed mode ran and matched, 1 when one did not, 3 without CUDA or
+without any kernel beside sdpa.
 
     python tests/gpu/sage.py [--tokens N] [--repeat N]
 """
@@ -13,7 +15,9 @@ import json
 import sys
 import time
 
-TOLERANCE = 0.05  # SageAttention quantizes q and k to int8: its outputs differ from sdpa's by ~1e-2
+# SageAttention quantizes q and k to int8: its outputs differ from sdpa's by ~1e-2. The exact
+# kernels differ by bf16's rounding of a different order of sums.
+TOLERANCE = {"sage": 0.05, "sage2": 0.05, "flash": 0.02, "xformers": 0.02}
 
 
 def main() -> int:
@@ -31,9 +35,10 @@ def main() -> int:
     if not torch.cuda.is_available():
         print(json.dumps({"check": "sage", "skipped": "no CUDA device"}))
         return 3
-    modes = [m for m in (AttentionMode.SAGE, AttentionMode.SAGE2) if m in attention.installed_modes()]
+    kernels = (AttentionMode.SAGE, AttentionMode.SAGE2, AttentionMode.FLASH, AttentionMode.XFORMERS)
+    modes = [m for m in kernels if m in attention.installed_modes()]
     if not modes:
-        print(json.dumps({"check": "sage", "skipped": "SageAttention does not import"}))
+        print(json.dumps({"check": "sage", "skipped": "no attention kernel beside sdpa imports"}))
         return 3
     generator = torch.Generator(device="cuda").manual_seed(0)
     q, k, v = (
@@ -55,10 +60,11 @@ def main() -> int:
     want, sdpa_s, _ = timed(AttentionMode.SDPA)
     failed = False
     for mode in modes:
-        sage_attention.register(mode.value)
+        if mode in (AttentionMode.SAGE, AttentionMode.SAGE2):
+            sage_attention.register(mode.value)
         got, seconds, calls = timed(mode)
         diff = float((got.float() - want.float()).abs().max())
-        ok = calls == {mode.value: args.repeat} and diff <= TOLERANCE
+        ok = calls == {mode.value: args.repeat} and diff <= TOLERANCE[mode.value]
         failed |= not ok
         print(json.dumps({
             "check": "sage", "mode": mode.value, "ok": ok, "calls": calls, "max_abs_diff": round(diff, 4),

@@ -20,7 +20,7 @@ from models.settings import SettingsError, parse_settings, resolve
 WANGP_PROFILES = {1: Profile.P1, 2: Profile.P2, 3: Profile.P3, 3.5: Profile.P3_PLUS, 4: Profile.P4}
 WANGP_PROFILES |= {4.5: Profile.P4_PLUS, 5: Profile.P5}
 WANGP_KERNELS = {"auto", "sdpa", "flash", "xformers", "sage", "sage2", "radial", "sage3", "sol"}
-FARM_KERNELS = {"auto", "sdpa", "flash", "sage", "sage2"}
+FARM_KERNELS = {"auto", "sdpa", "flash", "sage", "sage2", "xformers"}
 
 
 def resolved(tmp_path: Path, **keys: Any) -> Overrides | None:
@@ -70,7 +70,7 @@ def test_each_wangp_kernel_with_a_farm_kernel_forces_it(name: str, tmp_path: Pat
 def test_a_wangp_kernel_without_a_farm_kernel_is_refused_naming_it(name: str, tmp_path: Path) -> None:
     problem = refusal(tmp_path, override_attention=name)
     assert problem.startswith(f"override_attention: {name!r} is not supported by WanFarm yet:")
-    assert "accepted: '' (the farm's choice per agent), auto, sdpa, sage, sage2, flash" in problem
+    assert "accepted: '' (the farm's choice per agent), auto, sdpa, sage, sage2, flash, xformers" in problem
 
 
 def test_an_unknown_kernel_is_refused_naming_it(tmp_path: Path) -> None:

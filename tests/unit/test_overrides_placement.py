@@ -84,7 +84,7 @@ def test_a_pool_without_the_forced_kernel_refuses_naming_the_key_and_what_each_c
     ]
     assert pool_refusal(WAN, forcing(None).work, pool, SAGE2) == (
         "wan2.1-t2v-14b at 1280x720x81 cannot run: override_attention: attention 'sage2' is not "
-        "available on any agent: RTX 2080 Ti runs sage, sdpa; RTX 4090 runs sdpa"
+        "available on any agent: RTX 2080 Ti runs sage, sdpa, xformers; RTX 4090 runs sdpa"
     )
 
 

@@ -48,10 +48,10 @@ def post(url: str, settings: dict[str, Any]) -> httpx.Response:
 
 def test_a_kernel_wanfarm_does_not_have_is_a_422_naming_the_key(farm: tuple[str, JobStore]) -> None:
     url, store = farm
-    answer = post(url, WAN | {"override_attention": "xformers"})
+    answer = post(url, WAN | {"override_attention": "sage3"})
     assert answer.status_code == 422
     [line] = answer.json()["detail"]
-    assert line.startswith("settings: override_attention: 'xformers' is not supported by WanFarm yet")
+    assert line.startswith("settings: override_attention: 'sage3' is not supported by WanFarm yet")
     assert store.list_jobs(limit=10) == []
 
 
