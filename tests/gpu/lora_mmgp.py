@@ -16,10 +16,8 @@ Without CUDA the host renders on the CPU with diffusers' PEFT adapters (no profi
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -46,30 +44,9 @@ LORA = "tiny-lora.safetensors"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--families", default=",".join(FAMILIES))
-    parser.add_argument("--profiles", default="1,2,3,3+,4,4+,5", help="memory profiles (CUDA only)")
-    parser.add_argument("--dir", type=Path, help="where the weights and LoRAs go (a temporary folder)")
-    args = parser.parse_args(argv)
+    from tests.gpu.tiny_renders import run_families
 
-    import torch
-    from diffusers.utils import logging as diffusers_logging
-
-    from models.profiles import Profile
-
-    diffusers_logging.set_verbosity_error()
-    families = [name.strip() for name in args.families.split(",")]
-    unknown = sorted(set(families) - set(FAMILIES))
-    if unknown:
-        parser.error(f"unknown families: {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
-    cuda = torch.cuda.is_available()
-    # On the CPU the host applies no profile: one render per family says all.
-    profiles = [Profile.parse(p) for p in args.profiles.split(",")] if cuda else [Profile.P4]
-    root = args.dir or Path(tempfile.mkdtemp(prefix="wanfarm-lora-mmgp-"))
-    ok = True
-    for family in families:
-        ok = _family(family, profiles, root / family) and ok
-    return 0 if ok else 1
+    return run_families(argv, __doc__ or "", FAMILIES, _family)
 
 
 def _family(family: str, profiles: list[Any], root: Path) -> bool:
@@ -79,7 +56,7 @@ def _family(family: str, profiles: list[Any], root: Path) -> bool:
     from models.runner import PipelineHost
     from models.tiny_loras import LoraLayout, save_tiny_lora
     from models.weights import WeightCache
-    from tests.gpu.latents import apart, render_latents
+    from tests.gpu.tiny_renders import apart, render_latents
 
     preset_id, folder = FAMILIES[family]
     preset = get_model(preset_id)

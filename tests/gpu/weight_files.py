@@ -17,10 +17,8 @@ Without CUDA the host loads the bf16 file on the CPU (an int8 file needs CUDA an
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,31 +33,9 @@ INT8_SHARE = 0.1  # mmgp's int8 of the folder against quanto's int8 file of the 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--families", default=",".join(FAMILIES))
-    parser.add_argument("--profiles", default="1,2,3,3+,4,4+,5", help="memory profiles (CUDA only)")
-    parser.add_argument("--dir", type=Path, help="where the weights go (a temporary folder)")
-    args = parser.parse_args(argv)
+    from tests.gpu.tiny_renders import run_families
 
-    import torch
-    from diffusers.utils import logging as diffusers_logging
-
-    from models.hf_logging import quiet_hf_libraries
-    from models.profiles import Profile
-
-    quiet_hf_libraries()  # saving the tiny folders draws a bar per component
-    diffusers_logging.set_verbosity_error()
-    families = [name.strip() for name in args.families.split(",")]
-    unknown = sorted(set(families) - set(FAMILIES))
-    if unknown:
-        parser.error(f"unknown families: {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
-    cuda = torch.cuda.is_available()
-    profiles = [Profile.parse(p) for p in args.profiles.split(",")] if cuda else [Profile.P4]
-    root = args.dir or Path(tempfile.mkdtemp(prefix="wanfarm-weight-files-"))
-    ok = True
-    for family in families:
-        ok = _family(family, profiles, root / family) and ok
-    return 0 if ok else 1
+    return run_families(argv, __doc__ or "", FAMILIES, _family)
 
 
 def _family(family: str, profiles: list[Any], root: Path) -> bool:
@@ -68,7 +44,7 @@ def _family(family: str, profiles: list[Any], root: Path) -> bool:
     from models.single_file import quanto_installed
     from models.wangp_definitions import decide, parse_definition
     from models.weights import WeightCache
-    from tests.gpu.latents import apart, render_latents
+    from tests.gpu.tiny_renders import apart, render_latents
     from tests.tiny_requests import cache_as
 
     base_id, architecture = FAMILIES[family]

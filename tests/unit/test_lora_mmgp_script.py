@@ -5,7 +5,6 @@ the adapters stay on after the job."""
 
 from __future__ import annotations
 
-import json
 import runpy
 from pathlib import Path
 from typing import Any
@@ -13,24 +12,15 @@ from typing import Any
 import pytest
 
 from models.lora_adapters import PeftAdapters
+from tests.gpu_scripts import GPU, run_gpu_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "gpu" / "lora_mmgp.py"
-
-
-def run(
-    argv: list[str], capsys: pytest.CaptureFixture[str], **replaced: Any
-) -> tuple[int, list[dict[str, Any]]]:
-    script = runpy.run_path(str(SCRIPT))
-    script["main"].__globals__.update(replaced)
-    code = script["main"](argv)
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    return code, lines
+SCRIPT = "lora_mmgp.py"
 
 
 def test_a_lora_renders_as_the_weights_it_is_fused_into(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, lines = run(["--families", "wan,qwen-image", "--dir", str(tmp_path)], capsys)
+    code, lines = run_gpu_script(SCRIPT, ["--families", "wan,qwen-image", "--dir", str(tmp_path)], capsys)
     assert [(line["family"], line["profile"], line["adapters"]) for line in lines] == [
         ("wan", "none (cpu)", "PeftAdapters"),
         ("qwen-image", "none (cpu)", "PeftAdapters"),
@@ -45,13 +35,15 @@ def test_a_lora_renders_as_the_weights_it_is_fused_into(
 def test_a_lora_run_at_another_weight_than_asked_fails(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    script = runpy.run_path(str(SCRIPT))
+    script = runpy.run_path(str(GPU / SCRIPT))
     fuse = script["_cache_fused"]
 
     def fused_at_one(cache: Any, preset: Any, folder: Path, lora: Path, weight: float) -> None:
         fuse(cache, preset, folder, lora, 1.0)  # the reference the asked weight would not reach
 
-    code, [line] = run(["--families", "wan", "--dir", str(tmp_path)], capsys, _cache_fused=fused_at_one)
+    code, [line] = run_gpu_script(
+        SCRIPT, ["--families", "wan", "--dir", str(tmp_path)], capsys, _cache_fused=fused_at_one
+    )
     assert line["off_fused"]["1"] < 1e-4 < 0.1 * line["effect"] < line["off_fused"]["0.5"]
     assert line["ok"] is False and code == 1
 
@@ -60,5 +52,5 @@ def test_adapters_left_on_after_the_job_fail(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(PeftAdapters, "switch_off", lambda self: None)
-    code, [line] = run(["--families", "wan", "--dir", str(tmp_path)], capsys)
+    code, [line] = run_gpu_script(SCRIPT, ["--families", "wan", "--dir", str(tmp_path)], capsys)
     assert line["clean"] > 0.1 and line["ok"] is False and code == 1

@@ -4,30 +4,21 @@ pipeline host as the same weights in a diffusers folder render; a file of other 
 
 from __future__ import annotations
 
-import json
 import runpy
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "gpu" / "weight_files.py"
+from tests.gpu_scripts import GPU, run_gpu_script
 
-
-def run(
-    argv: list[str], capsys: pytest.CaptureFixture[str], **replaced: Any
-) -> tuple[int, list[dict[str, Any]]]:
-    script = runpy.run_path(str(SCRIPT))
-    script["main"].__globals__.update(replaced)
-    code = script["main"](argv)
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    return code, lines
+SCRIPT = "weight_files.py"
 
 
 def test_a_finetunes_file_renders_as_its_weights_in_a_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, lines = run(["--dir", str(tmp_path)], capsys)
+    code, lines = run_gpu_script(SCRIPT, ["--dir", str(tmp_path)], capsys)
     assert [(line["model"], line["profile"], line["loaded"], line["int8"]) for line in lines] == [
         ("wan_tiny_finetune", "none (cpu)", "wan_tiny_finetune_mbf16.safetensors", False),
         ("hunyuan_tiny_finetune", "none (cpu)", "hunyuan_tiny_finetune_mbf16.safetensors", False),
@@ -40,15 +31,18 @@ def test_a_finetunes_file_renders_as_its_weights_in_a_folder(
 def test_a_file_of_other_weights_than_the_folders_fails(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    script = runpy.run_path(str(SCRIPT))
+    script = runpy.run_path(str(GPU / SCRIPT))
     write, nudge = script["_write_files"], script["_nudge"]
 
     def written_after_another_nudge(family: str, transformer: Any, folder: Path) -> tuple[Path, Path]:
         nudge(transformer)
         return write(family, transformer, folder)
 
-    code, [line] = run(
-        ["--families", "wan", "--dir", str(tmp_path)], capsys, _write_files=written_after_another_nudge
+    code, [line] = run_gpu_script(
+        SCRIPT,
+        ["--families", "wan", "--dir", str(tmp_path)],
+        capsys,
+        _write_files=written_after_another_nudge,
     )
     assert line["loaded"] == "wan_tiny_finetune_mbf16.safetensors" and line["off_folder"] > 0.1
     assert line["ok"] is False and code == 1
