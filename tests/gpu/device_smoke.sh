@@ -14,7 +14,7 @@
 # Overrides: PYTHON (python3), WHEELS (.whl), SITE (/tmp/site), SMOKE_ARGS (extra arguments for
 # smoke.py, e.g. "--models wan-tiny"; each check's time limit is in checks.py),
 # SMOKE_SAGE (1; 0 hides sageattention from smoke.py: it is installed apart, in $SITE-sage, and
-# always probed on its own).
+# always probed on its own), CHECKS (checks.py --only), CHECKS_BUDGET (checks.py --budget, seconds).
 set -u
 cd "$(dirname "$0")/../.."
 
@@ -128,6 +128,12 @@ echo "== every GPU check (tests/gpu/checks.py): one JSON line per check"
 extra=()
 if [[ -n ${SMOKE_ARGS:-} ]]; then
     extra=(--extra "smoke=$SMOKE_ARGS")
+fi
+if [[ -n ${CHECKS_BUDGET:-} ]]; then  # the seconds left of the device call, the wheels installed
+    extra+=(--budget "$CHECKS_BUDGET")
+fi
+if [[ -n ${CHECKS:-} ]]; then
+    extra+=(--only "$CHECKS")
 fi
 PYTHONUNBUFFERED=1 "$PY" tests/gpu/checks.py --out "$OUT" ${extra[@]+"${extra[@]}"} 2>&1 | tee "$OUT/checks.log"
 status=${PIPESTATUS[0]}

@@ -1,5 +1,6 @@
 """tests/gpu/checks.py, which `make gpu-smoke` runs: each check's JSON lines pass through, each
-check ends with a line of its exit, "nothing to check here" (3) is no failure, a bad name is exit 2."""
+check ends with a line of its exit, "nothing to check here" (3) is no failure, a bad name is exit 2,
+and a budget for the whole run skips what cannot start and stops what runs past it."""
 
 from __future__ import annotations
 
@@ -61,3 +62,26 @@ def test_the_lora_and_weight_file_checks_run_as_files_on_the_cpu(
         ("weight_files", True),
         ("weight_files", 0),
     ]
+
+
+def test_a_check_that_cannot_start_within_the_budget_is_skipped_and_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main = runpy.run_path(str(SCRIPT))["main"]
+    # sage exits 3 here within seconds; fp16 would then start with under 20 s of the 20.5 left.
+    assert main(["--only", "sage,fp16", "--budget", "20.5", "--out", str(tmp_path)]) == 0
+    reports = lines(capsys)
+    assert [report["check"] for report in reports] == ["sage", "sage", "fp16"]
+    assert reports[1]["exit"] == 3 and reports[2]["skipped"].endswith("s left of the run's budget")
+    assert not (tmp_path / "fp16.log").exists()
+
+
+def test_a_check_running_past_the_budget_is_stopped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main = runpy.run_path(str(SCRIPT))["main"]
+    # fp16 at full size (30 layers, 832x480x33) takes minutes on this CPU.
+    assert main(["--only", "fp16", "--budget", "21", "--out", str(tmp_path)]) == 124
+    [report] = lines(capsys)
+    assert report["check"] == "fp16" and report["exit"] == 124 and 20 < report["seconds"] < 40
+    assert (tmp_path / "fp16.log").read_text().startswith("fp16: over its 21 s")
