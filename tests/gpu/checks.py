@@ -48,13 +48,13 @@ CHECKS: dict[str, tuple[str, list[str], list[str] | None, int]] = {
     # Profiles 1 (whole, bf16) and 4 (sliced, int8): a tiny load under mmgp took 1.7-5 s on an H100.
     "lora_mmgp": (
         "lora_mmgp.py",
-        ["--dir", "{out}/lora_mmgp", "--profiles", "1,4"],
+        ["--profiles", "1,4"],
         ["--families", "wan", "--profiles", "4"],
         300,
     ),
     "weight_files": (
         "weight_files.py",
-        ["--dir", "{out}/weight_files", "--profiles", "1,4"],
+        ["--profiles", "1,4"],
         ["--families", "wan", "--profiles", "1,3"],
         240,
     ),

@@ -2,11 +2,12 @@
 # GPU smoke on a lent, offline CUDA machine (python3 there holds torch, triton, tokenizers,
 # safetensors, accelerate, but not our diffusers/transformers/hub/mmgp/pydantic versions).
 #
-# The wheels that the machine lacks travel in .whl/ (tests/gpu/wheels.sh downloads them; 46 MB): they are
+# The wheels that the machine lacks travel in .whl/ (tests/gpu/wheels.sh downloads them; 49 MB): they are
 # installed into $SITE, which goes first on PYTHONPATH so that our transformers 5.24 and
 # huggingface_hub 2.4 shadow the image's. Then tests/gpu/checks.py runs every check (SageAttention,
 # fp16, cold start, step speed, LoRAs under mmgp, weight files, resume, step skipping, the smoke,
-# the 14B's cold start), each log and JSON file under $OUT;
+# the 14B's cold start). $OUT gets stack.log, sage.log, checks.log (every JSON line) and logs.tgz
+# (each check's log and JSON file): few files, as a device call brings back 8 at most;
 # the exit status is its (0 none failed, else the first failure's), or 10 when the wheels do not
 # install.
 #
@@ -135,7 +136,9 @@ fi
 if [[ -n ${CHECKS:-} ]]; then
     extra+=(--only "$CHECKS")
 fi
-PYTHONUNBUFFERED=1 "$PY" tests/gpu/checks.py --out "$OUT" ${extra[@]+"${extra[@]}"} 2>&1 | tee "$OUT/checks.log"
+LOGS=$(mktemp -d /tmp/wanfarm-checks-XXXX)
+PYTHONUNBUFFERED=1 "$PY" tests/gpu/checks.py --out "$LOGS" ${extra[@]+"${extra[@]}"} 2>&1 | tee "$OUT/checks.log"
 status=${PIPESTATUS[0]}
+tar czf "$OUT/logs.tgz" -C "$LOGS" --exclude '*.safetensors' .
 echo "== checks exit status $status"
 exit "$status"
