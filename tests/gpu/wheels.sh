@@ -12,10 +12,11 @@ cd "$(dirname "$0")/../.."
 
 PY=${PYTHON:-.venv/bin/python}
 WHEELS=${WHEELS:-.whl}
-# What the check scripts import that the image lacks (diffusers' and mmgp's needs among them), and
-# what it has in other versions (transformers, huggingface_hub, tokenizers, peft, pydantic).
+# What the check scripts import that the image lacks (diffusers' and mmgp's needs among them, and
+# httpcore2's truststore, imported with it), and what it has in other versions (transformers,
+# huggingface_hub, tokenizers, peft, pydantic). Each wheel's own needs are in this list or the image.
 PACKAGES=(
-    diffusers transformers huggingface_hub httpx2 httpcore2 tokenizers regex peft
+    diffusers transformers huggingface_hub httpx2 httpcore2 truststore tokenizers regex peft
     mmgp optimum-quanto gguf ftfy wcwidth
     pydantic pydantic_core annotated-types typing-inspection typing_extensions
     boto3 botocore jmespath s3transfer
