@@ -75,7 +75,7 @@ except Exception as error:
     print("torch import failed:", type(error).__name__, error)
 for name in ("diffusers", "transformers", "huggingface_hub", "tokenizers", "safetensors", "accelerate",
              "mmgp", "optimum-quanto", "pydantic", "pydantic_core", "httpx2", "numpy", "triton",
-             "regex", "typing_extensions", "sageattention"):
+             "regex", "typing_extensions", "sageattention", "xformers", "peft", "truststore"):
     try:
         print(f"  {name:18} {md.version(name)}")
     except md.PackageNotFoundError:
