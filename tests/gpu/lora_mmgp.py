@@ -35,7 +35,7 @@ FAMILIES = {
 STEPS = 4
 MULTIPLIERS = (1.0, 0.5)  # two weights: the one asked is the one that runs
 # Latents are compared, as |a - b| / |latents without LoRA|: the tiny VAEs blur most of a change
-# away. A tiny LoRA moves them by 0.6-0.75; at 0.5 or 2 times its weight they land 0.04-0.35 from
+# away. A tiny LoRA moves them by 0.48-0.78; at 0.5 or 2 times its weight they land 0.04-0.35 from
 # its own (CPU, fp32); bf16 puts the LoRA 0.005-0.019 from the fused weights, int8 adds 0.003.
 MIN_EFFECT = 0.1
 FUSED_SHARE = 0.1  # off_fused at most this share of the effect
