@@ -2,9 +2,9 @@
 
 "auto" picks as WanGP does: sage2, then sage, then sdpa (flash and xformers only when asked). Each
 mode maps to a diffusers attention backend (the sage modes to the farm's own, models.sage_attention,
-which calls the installed SageAttention whatever version diffusers would accept); a counter around
-diffusers' backend registry records the backends that were called, so a job reports the kernel that
-ran, not the one asked for.
+which calls the installed SageAttention whatever version diffusers would accept; xformers to
+diffusers' own, wrapped by models.xformers_attention); a counter around diffusers' backend registry
+records the backends that were called, so a job reports the kernel that ran, not the one asked for.
 """
 
 from __future__ import annotations
@@ -115,13 +115,15 @@ def choose(requested: AttentionMode, caps: ArchCaps | None) -> AttentionMode:
 def apply(pipe: Any, mode: AttentionMode) -> None:
     """Point every transformer of the pipeline at the backend of `mode` (AttentionUnavailable when
     its kernel does not import)."""
-    from models import sage_attention
+    from models import sage_attention, xformers_attention
 
     own = mode in (AttentionMode.SAGE, AttentionMode.SAGE2)
     if own and sage_attention.register(mode.value) is None:
         raise AttentionUnavailable(
             f"attention {mode.value!r} is not installed: SageAttention does not import"
         )
+    if mode is AttentionMode.XFORMERS:
+        xformers_attention.register()  # a call xFormers refuses runs sdpa, counted as sdpa
     for name, component in pipe.components.items():
         if name.startswith("transformer") and hasattr(component, "set_attention_backend"):
             with sage_attention.allowed() if own else nullcontext():
@@ -134,13 +136,14 @@ def record_backends() -> Iterator[Counter[str]]:
     from diffusers.models.attention_dispatch import _AttentionBackendRegistry
 
     from models.sage_attention import SageBackend
+    from models.xformers_attention import XformersBackend
 
     registry: dict[str, Callable[..., Any]] = _AttentionBackendRegistry._backends
     calls: Counter[str] = Counter()
     originals = dict(registry)
-    own: list[SageBackend] = []  # the farm's own count the kernel that really ran themselves
+    own: list[SageBackend | XformersBackend] = []  # the farm's own count the kernel that ran themselves
     for backend, function in originals.items():
-        if isinstance(function, SageBackend):
+        if isinstance(function, SageBackend | XformersBackend):
             function.calls = calls
             own.append(function)
         else:

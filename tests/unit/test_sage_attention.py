@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.machinery
 import sys
 import types
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -39,21 +38,6 @@ class StandIn:
         weights = (q.float() @ k.float().transpose(-1, -2) * scale).softmax(-1)
         out = (weights @ v.float()).to(q.dtype)
         return out.transpose(1, 2) if tensor_layout == "NHD" else out
-
-
-@pytest.fixture
-def registry() -> Iterator[dict[Any, Any]]:
-    """diffusers' backend registry, as it was before the test put the farm's backends in it and
-    pointed a model at one (which also sets the process's active backend)."""
-    from diffusers.models.attention_dispatch import _AttentionBackendRegistry as Registry
-
-    tables = (Registry._backends, Registry._constraints, Registry._supported_arg_names)
-    before = [dict(table) for table in tables], Registry._active_backend
-    yield Registry._backends
-    for table, saved in zip(tables, before[0], strict=True):
-        table.clear()
-        table.update(saved)
-    Registry._active_backend = before[1]
 
 
 def install(monkeypatch: pytest.MonkeyPatch, sage2: bool = False) -> StandIn:
@@ -106,7 +90,9 @@ def test_sage_1_counts_as_installed_though_diffusers_refuses_its_version(
     assert attention.choose(AttentionMode.AUTO, find_gpu("RTX 4090").caps) is AttentionMode.SAGE2
 
 
-def test_no_sageattention_no_sage(monkeypatch: pytest.MonkeyPatch, registry: dict[Any, Any]) -> None:
+def test_no_sageattention_no_sage(
+    monkeypatch: pytest.MonkeyPatch, attention_registry: dict[Any, Any]
+) -> None:
     monkeypatch.setitem(sys.modules, "sageattention", None)  # import fails
     assert attention.installed_modes() == {AttentionMode.SDPA}
     assert sage_attention.register("sage") is None
@@ -116,7 +102,7 @@ def test_no_sageattention_no_sage(monkeypatch: pytest.MonkeyPatch, registry: dic
 
 @pytest.mark.parametrize("mode", [AttentionMode.SAGE, AttentionMode.SAGE2])
 def test_the_kernel_gets_diffusers_layout_and_counts_as_what_ran(
-    mode: AttentionMode, monkeypatch: pytest.MonkeyPatch, registry: dict[Any, Any]
+    mode: AttentionMode, monkeypatch: pytest.MonkeyPatch, attention_registry: dict[Any, Any]
 ) -> None:
     kernel = install(monkeypatch, sage2=True)
     on_cpu(mode.value)
@@ -133,7 +119,7 @@ def test_the_kernel_gets_diffusers_layout_and_counts_as_what_ran(
     ["fp32", "head size 80", "mask", "grouped heads", "on another device"],
 )
 def test_a_call_the_kernel_cannot_take_runs_sdpa_and_counts_as_sdpa(
-    case: str, monkeypatch: pytest.MonkeyPatch, registry: dict[Any, Any]
+    case: str, monkeypatch: pytest.MonkeyPatch, attention_registry: dict[Any, Any]
 ) -> None:
     kernel = install(monkeypatch)
     backend = on_cpu("sage")
@@ -153,7 +139,7 @@ def test_a_call_the_kernel_cannot_take_runs_sdpa_and_counts_as_sdpa(
 
 
 def test_a_kernel_that_raises_is_said_once_and_sdpa_runs_from_then_on(
-    monkeypatch: pytest.MonkeyPatch, registry: dict[Any, Any], caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, attention_registry: dict[Any, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     kernel = install(monkeypatch)
     backend = on_cpu("sage")
@@ -175,7 +161,7 @@ def test_a_kernel_that_raises_is_said_once_and_sdpa_runs_from_then_on(
 
 
 def test_out_of_memory_in_the_kernel_is_the_jobs_and_leaves_the_kernel_in_use(
-    monkeypatch: pytest.MonkeyPatch, registry: dict[Any, Any]
+    monkeypatch: pytest.MonkeyPatch, attention_registry: dict[Any, Any]
 ) -> None:
     install(monkeypatch)
     backend = on_cpu("sage")
@@ -194,7 +180,7 @@ def test_out_of_memory_in_the_kernel_is_the_jobs_and_leaves_the_kernel_in_use(
 
 
 def test_a_transformer_renders_through_the_farms_sage_backend(
-    monkeypatch: pytest.MonkeyPatch, registry: dict[Any, Any]
+    monkeypatch: pytest.MonkeyPatch, attention_registry: dict[Any, Any]
 ) -> None:
     # A tiny Wan transformer with SageAttention's head size, pointed at "sage" as the runner does.
     kernel = install(monkeypatch)
