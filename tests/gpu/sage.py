@@ -29,7 +29,7 @@ def main() -> int:
     import torch
     from diffusers.models.attention_dispatch import AttentionBackendName, dispatch_attention_fn
 
-    from models import attention, sage_attention
+    from models import attention, sage_attention, xformers_attention
     from models.attention import AttentionMode
 
     if not torch.cuda.is_available():
@@ -62,6 +62,8 @@ def main() -> int:
     for mode in modes:
         if mode in (AttentionMode.SAGE, AttentionMode.SAGE2):
             sage_attention.register(mode.value)
+        if mode is AttentionMode.XFORMERS:
+            xformers_attention.register()  # as the runner points a model at it
         got, seconds, calls = timed(mode)
         diff = float((got.float() - want.float()).abs().max())
         ok = calls == {mode.value: args.repeat} and diff <= TOLERANCE[mode.value]
