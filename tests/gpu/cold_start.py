@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     diffusers_logging.set_verbosity_error()  # its advice on casting the random model: not this check's
     device = "cuda" if torch.cuda.is_available() else "cpu"
     config = WAN[args.model] | ({"num_layers": args.layers} if args.layers else {})
-    model = _random(WanTransformer3DModel, config)
+    model = _empty(WanTransformer3DModel, config)
     need = ROOM * sum(t.numel() * t.element_size() for t in model.state_dict().values())
     folder = Path(tempfile.mkdtemp(prefix="wanfarm-cold-", dir=args.dir))
     free = shutil.disk_usage(folder).free
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 3
     try:
+        _fill(model)
         model.save_pretrained(folder / "transformer", max_shard_size="100GB")
         del model
         files = sorted((folder / "transformer").glob("*.safetensors"))
@@ -94,14 +95,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if share >= args.target else 1
 
 
-def _random(cls: Any, config: dict[str, Any]) -> Any:
-    # Built without init, then filled with small random values: the weights' values do not matter
-    # to a load, their bytes do.
+def _empty(cls: Any, config: dict[str, Any]) -> Any:
+    """The model in bf16 on the CPU, its memory allocated and not yet written (cast on the meta
+    device first: the 14B in float32 would take 57 GB)."""
     import torch
 
     with torch.device("meta"):
-        model = cls(**config)
-    model = model.to_empty(device="cpu").to(torch.bfloat16)
+        model = cls(**config).to(torch.bfloat16)
+    return model.to_empty(device="cpu")
+
+
+def _fill(model: Any) -> None:
+    # Small random values: their values do not matter to a load, their bytes do.
+    import torch
+
     pool = torch.empty(POOL, dtype=torch.bfloat16).normal_(
         0.0, 0.02, generator=torch.Generator().manual_seed(0)
     )
@@ -112,7 +119,6 @@ def _random(cls: Any, config: dict[str, Any]) -> Any:
                 for start in range(0, flat.numel(), POOL):
                     part = flat[start : start + POOL]
                     part.copy_(pool[: part.numel()])
-    return model
 
 
 def _evict(path: Path) -> bool:
