@@ -1,6 +1,7 @@
 """xFormers as a kernel of the farm (models.attention, models.xformers_attention): installed where
-diffusers dispatches to it, allowed on any CUDA card, never chosen by auto, counted as what ran, and
-a call it refuses runs sdpa, counted as sdpa.
+diffusers dispatches to it, allowed on any CUDA card and never chosen by auto (as WanGP offers it:
+deepbeepmeep/Wan2GP 8681e9f7, shared/attention.py), counted as what ran, and a call it refuses runs
+sdpa, counted as sdpa.
 
 xFormers' kernels need CUDA. A stand-in `xformers.ops` computes exact attention in xFormers' layout
 and, like its CUTLASS kernel on tensor cores, refuses head sizes that are not multiples of 8: what is
