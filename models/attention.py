@@ -135,15 +135,14 @@ def record_backends() -> Iterator[Counter[str]]:
     """Count calls per attention mode while the block runs (diffusers' dispatcher only)."""
     from diffusers.models.attention_dispatch import _AttentionBackendRegistry
 
-    from models.sage_attention import SageBackend
-    from models.xformers_attention import XformersBackend
+    from models.fallback_backend import FallbackBackend
 
     registry: dict[str, Callable[..., Any]] = _AttentionBackendRegistry._backends
     calls: Counter[str] = Counter()
     originals = dict(registry)
-    own: list[SageBackend | XformersBackend] = []  # the farm's own count the kernel that ran themselves
+    own: list[FallbackBackend] = []  # the farm's own count the kernel that really ran themselves
     for backend, function in originals.items():
-        if isinstance(function, SageBackend | XformersBackend):
+        if isinstance(function, FallbackBackend):
             function.calls = calls
             own.append(function)
         else:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
+
+from models.fallback_backend import AttentionCall, FallbackBackend
 
 log = logging.getLogger(__name__)
 
@@ -42,54 +43,36 @@ def kernel(mode: str) -> Callable[..., torch.Tensor] | None:
     return found if callable(found) else None
 
 
-class SageBackend:
-    """One mode's backend in diffusers' registry: called as diffusers calls a backend, with query,
-    key and value as [batch, sequence, heads, head_dim]. `calls` is the counter of the recording
-    under way (models.attention.record_backends), None when none is."""
+class SageBackend(FallbackBackend):
+    """One mode's backend in diffusers' registry (models.fallback_backend)."""
 
     def __init__(
         self, mode: str, sage: Callable[..., torch.Tensor], sdpa: Callable[[], Callable[..., Any]]
     ) -> None:
-        self.mode = mode
+        super().__init__(mode, sdpa)
         self.sage = sage
-        # diffusers' native backend as the registry holds it at the call (counted while recording):
-        # what a call the kernel cannot take runs.
-        self.sdpa = sdpa
         self.device_type = "cuda"  # SageAttention's kernels run on CUDA only
-        self.calls: Counter[str] | None = None
         self.broken: str | None = None  # why the kernel failed once: from then on sdpa runs
 
-    def __call__(
-        self,
-        query: torch.Tensor,
-        key: torch.Tensor,
-        value: torch.Tensor,
-        attn_mask: torch.Tensor | None = None,
-        dropout_p: float = 0.0,
-        is_causal: bool = False,
-        scale: float | None = None,
-        enable_gqa: bool = False,
-        return_lse: bool = False,
-        _parallel_config: Any = None,
-    ) -> Any:
-        if self.broken is None and self.takes(query, key, value, attn_mask, dropout_p, return_lse):
-            try:
-                out = self.sage(query, key, value, tensor_layout="NHD", is_causal=is_causal, sm_scale=scale)
-            except torch.cuda.OutOfMemoryError:
-                raise  # the job's memory, not the kernel: sdpa would need as much
-            except (RuntimeError, ValueError, TypeError) as error:
-                # A kernel that fails here fails for every call like it: said once, then sdpa runs,
-                # counted as sdpa, rather than every job failing.
-                self.broken = f"{type(error).__name__}: {error}"
-                log.warning("SageAttention (%s) failed, sdpa runs instead: %s", self.mode, self.broken)
-            else:
-                if self.calls is not None:
-                    self.calls[self.mode] += 1
-                return out
-        return self.sdpa()(
-            query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
-            scale=scale, enable_gqa=enable_gqa, return_lse=return_lse,
-        )  # fmt: skip
+    def attempt(self, call: AttentionCall) -> torch.Tensor | None:
+        given = call.arguments
+        if self.broken is not None or not self.takes(
+            call.query, call.key, call.value, given["attn_mask"], given["dropout_p"], given["return_lse"]
+        ):
+            return None
+        try:
+            return self.sage(
+                call.query, call.key, call.value, tensor_layout="NHD", is_causal=given["is_causal"],
+                sm_scale=given["scale"],
+            )  # fmt: skip
+        except torch.cuda.OutOfMemoryError:
+            raise  # the job's memory, not the kernel: sdpa would need as much
+        except (RuntimeError, ValueError, TypeError) as error:
+            # A kernel that fails here fails for every call like it: said once, then sdpa runs,
+            # counted as sdpa, rather than every job failing.
+            self.broken = f"{type(error).__name__}: {error}"
+            log.warning("SageAttention (%s) failed, sdpa runs instead: %s", self.mode, self.broken)
+            return None
 
     def takes(
         self,

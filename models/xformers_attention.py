@@ -10,56 +10,37 @@ shape and still reports the kernel that ran (models.sage_attention does the same
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import torch
+from models.fallback_backend import AttentionCall, FallbackBackend
 
 log = logging.getLogger(__name__)
 MODE = "xformers"
 
 
-class XformersBackend:
-    """diffusers' xformers backend, and sdpa for the calls it refuses. `calls` is the counter of the
-    recording under way (models.attention.record_backends), None when none is."""
+class XformersBackend(FallbackBackend):
+    """diffusers' xformers backend, and sdpa for the calls it refuses (models.fallback_backend)."""
 
     def __init__(self, kernel: Callable[..., Any], sdpa: Callable[[], Callable[..., Any]]) -> None:
+        super().__init__(MODE, sdpa)
         self.kernel = kernel  # diffusers' own backend function
-        self.sdpa = sdpa  # diffusers' native backend as the registry holds it at the call
-        self.calls: Counter[str] | None = None
         self.refusals: set[str] = set()  # xFormers' reasons, each said once
 
-    def __call__(
-        self,
-        query: torch.Tensor,
-        key: torch.Tensor,
-        value: torch.Tensor,
-        attn_mask: torch.Tensor | None = None,
-        dropout_p: float = 0.0,
-        is_causal: bool = False,
-        scale: float | None = None,
-        enable_gqa: bool = False,
-        return_lse: bool = False,
-        _parallel_config: Any = None,
-    ) -> Any:
-        arguments = {
-            "attn_mask": attn_mask, "dropout_p": dropout_p, "is_causal": is_causal, "scale": scale,
-            "enable_gqa": enable_gqa, "return_lse": return_lse,
-        }  # fmt: skip
+    def attempt(self, call: AttentionCall) -> Any | None:
         try:
-            out = self.kernel(query, key, value, **arguments, _parallel_config=_parallel_config)
+            return self.kernel(
+                call.query, call.key, call.value, **call.arguments, _parallel_config=call.parallel_config
+            )
         except NotImplementedError as refused:  # "No operator found for memory_efficient_attention..."
             reason = str(refused).strip().splitlines()[0] if str(refused).strip() else "no operator"
             if reason not in self.refusals:
                 self.refusals.add(reason)
-                shape = list(query.shape)
-                log.warning("xFormers refused a call (%s, %s): sdpa runs it: %s", shape, query.dtype, reason)
-        else:
-            if self.calls is not None:
-                self.calls[MODE] += 1
-            return out
-        return self.sdpa()(query, key, value, **arguments)
+                shape = list(call.query.shape)
+                log.warning(
+                    "xFormers refused a call (%s, %s): sdpa runs it: %s", shape, call.query.dtype, reason
+                )
+            return None
 
 
 def register() -> XformersBackend:
