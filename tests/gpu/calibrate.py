@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the tests package, run as a file
+
 # (model id, transformer config, sizes as (width, height, frames))
 TRANSFORMERS: tuple[tuple[str, dict[str, int], tuple[tuple[int, int, int], ...]], ...] = (
     (
@@ -108,9 +110,10 @@ def _transformer_rows(
     from models.memory import latent_tokens, working_bytes
     from models.work import WorkSize
     from scheduler.cost import render_flops
+    from tests.gpu.random_weights import random_model
 
     preset = get_model(model_id)
-    model = _random_on_cuda(WanTransformer3DModel, config)
+    model = random_model(WanTransformer3DModel, config)
     weights = torch.cuda.memory_allocated()
     rows = []
     for width, height, frames in sizes:
@@ -154,10 +157,11 @@ def _vae_row(size: tuple[int, int, int], dtype: str, tiled: bool) -> VaeRow:
     from diffusers import AutoencoderKLWan
 
     from models.memory import VAE_BYTES_PER_PIXEL
+    from tests.gpu.random_weights import random_model
 
     width, height, frames = size
     torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
-    vae = _random_on_cuda(AutoencoderKLWan, {}, dtype=torch_dtype)
+    vae = random_model(AutoencoderKLWan, {}, dtype=torch_dtype)
     if tiled:
         vae.enable_tiling()
     weights = torch.cuda.memory_allocated()
@@ -176,22 +180,6 @@ def _vae_row(size: tuple[int, int, int], dtype: str, tiled: bool) -> VaeRow:
         f"{width}x{height}x{frames}", dtype, tiled, round(weights / GIB, 3), round(peak / GIB, 3),
         round(estimate / GIB, 3), round(peak / estimate, 2),
     )  # fmt: skip
-
-
-def _random_on_cuda(cls: Any, config: dict[str, int], dtype: Any = None) -> Any:
-    # Built on the meta device (no memory, no init), then given CUDA storage filled with small
-    # random values: a 14B model is ready in seconds instead of minutes of CPU init.
-    import torch
-
-    with torch.device("meta"):
-        model = cls(**config)
-    model = model.to_empty(device="cuda").to(dtype or torch.bfloat16).eval()
-    generator = torch.Generator(device="cuda").manual_seed(0)
-    with torch.no_grad():
-        for tensor in (*model.parameters(), *model.buffers()):
-            if tensor.is_floating_point():
-                tensor.normal_(0.0, 0.02, generator=generator)
-    return model
 
 
 if __name__ == "__main__":

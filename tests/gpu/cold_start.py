@@ -22,13 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the tests package, run as a file
+
+from tests.gpu.random_weights import WAN_1_3B, WAN_14B
+
 TARGET = 0.8
-WAN_1_3B = {
-    "patch_size": (1, 2, 2), "num_attention_heads": 12, "attention_head_dim": 128, "in_channels": 16,
-    "out_channels": 16, "text_dim": 4096, "freq_dim": 256, "ffn_dim": 8960, "num_layers": 30,
-    "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "eps": 1e-6,
-}  # fmt: skip
-WAN = {"1.3b": WAN_1_3B, "14b": WAN_1_3B | {"num_attention_heads": 40, "ffn_dim": 13824, "num_layers": 40}}
+WAN = {"1.3b": WAN_1_3B, "14b": WAN_14B}
 CHUNK = 16 * 2**20
 ROOM = 1.1  # free disk asked, as a multiple of the files' size
 POOL = 2**24  # random values written over and over: fast to fill, and no filesystem compresses them

@@ -20,11 +20,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-WAN_1_3B = {
-    "patch_size": (1, 2, 2), "num_attention_heads": 12, "attention_head_dim": 128, "in_channels": 16,
-    "out_channels": 16, "text_dim": 4096, "freq_dim": 256, "ffn_dim": 8960, "num_layers": 30,
-    "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "eps": 1e-6,
-}  # fmt: skip
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the tests package, run as a file
+
+from tests.gpu.random_weights import WAN_1_3B, random_model
+
 TEXT_TOKENS, TEXT_DIM = 512, 4096  # umT5's tokens and width, as the 1.3B reads them
 SLACK = 1.5  # fp16's error may be this much above bf16's and still pass
 TINY = ("wan-tiny", "ltx-tiny", "flux-tiny", "qwen-image-tiny")
@@ -52,14 +51,9 @@ def _transformer(device: str, layers: int, size: str) -> bool:
     from diffusers import WanTransformer3DModel
 
     width, height, frames = (int(side) for side in size.split("x"))
-    with torch.device("meta"):
-        built: Any = WanTransformer3DModel(**(WAN_1_3B | {"num_layers": layers}))
-    model = built.to_empty(device=device).float().eval()
-    generator = torch.Generator(device=device).manual_seed(0)
-    with torch.no_grad():
-        for tensor in (*model.parameters(), *model.buffers()):
-            if tensor.is_floating_point():
-                tensor.normal_(0.0, 0.02, generator=generator)
+    generator = torch.Generator(device=device).manual_seed(0)  # the weights', then the inputs'
+    config = WAN_1_3B | {"num_layers": layers}
+    model = random_model(WanTransformer3DModel, config, device, torch.float32, generator)
     shape = (1, 16, (frames - 1) // 4 + 1, height // 8, width // 8)  # Wan's VAE: 4x in time, 8x in space
     latents = torch.randn(shape, device=device, generator=generator)
     text = torch.randn(1, TEXT_TOKENS, TEXT_DIM, device=device, generator=generator)

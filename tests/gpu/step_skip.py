@@ -26,8 +26,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the tests package, run as a file
 
+from tests.gpu.random_weights import WAN_1_3B, random_model
+
 TEXT_TOKENS, TEXT_DIM = 512, 4096
-WAN_1_3B = {"num_attention_heads": 12, "attention_head_dim": 128, "ffn_dim": 8960, "num_layers": 30}
 CASES = (
     ("plain", None, 0.0),
     ("mag", "mag", 1.5),
@@ -78,9 +79,8 @@ def _measure(width: int, height: int, frames: int, steps: int) -> list[Row]:
 
     from models.step_cache import CacheKind, StepCaching, StepSkip
     from models.step_cache_hook import time_embedding_changes
-    from tests.gpu.calibrate import _random_on_cuda
 
-    model = _random_on_cuda(WanTransformer3DModel, WAN_1_3B)
+    model = random_model(WanTransformer3DModel, WAN_1_3B)
     scheduler: Any = UniPCMultistepScheduler(
         prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0, num_train_timesteps=1000
     )

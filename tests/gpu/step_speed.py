@@ -22,11 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-WAN_1_3B = {
-    "patch_size": (1, 2, 2), "num_attention_heads": 12, "attention_head_dim": 128, "in_channels": 16,
-    "out_channels": 16, "text_dim": 4096, "freq_dim": 256, "ffn_dim": 8960, "num_layers": 30,
-    "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "eps": 1e-6,
-}  # fmt: skip
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the tests package, run as a file
+
+from tests.gpu.random_weights import WAN_1_3B, random_model
+
 MODEL = "wan2.1-t2v-1.3b"
 
 
@@ -97,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _pipeline(layers: int, device: str, dtype: Any) -> Any:
-    import torch
     from diffusers import WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -111,14 +109,7 @@ def _pipeline(layers: int, device: str, dtype: Any) -> Any:
         "d_ff": 256,
         "num_layers": 1,
     }
-    with torch.device("meta"):
-        built: Any = WanTransformer3DModel(**(WAN_1_3B | {"num_layers": layers}))
-    transformer = built.to_empty(device=device).to(dtype).eval()
-    generator = torch.Generator(device=device).manual_seed(0)
-    with torch.no_grad():
-        for tensor in (*transformer.parameters(), *transformer.buffers()):
-            if tensor.is_floating_point():
-                tensor.normal_(0.0, 0.02, generator=generator)
+    transformer = random_model(WanTransformer3DModel, WAN_1_3B | {"num_layers": layers}, device, dtype)
     text_encoder = UMT5EncoderModel(UMT5Config(**wide)).eval()
     pipe: Any = WanPipeline(
         tokenizer=tokenizer,
