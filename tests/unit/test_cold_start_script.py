@@ -3,7 +3,6 @@ does, measures the raw read and the load of the same bytes, reports them, and le
 
 from __future__ import annotations
 
-import json
 import runpy
 import shutil
 from pathlib import Path
@@ -11,16 +10,13 @@ from types import SimpleNamespace
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "gpu" / "cold_start.py"
+from tests.gpu_scripts import GPU, run_gpu_script
 
 
 def test_the_cold_start_check_reports_the_load_against_the_disk(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    main = runpy.run_path(str(SCRIPT))["main"]
-    code = main(["--dir", str(tmp_path), "--layers", "1"])
-    [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    report = json.loads(line)
+    code, [report] = run_gpu_script("cold_start.py", ["--dir", str(tmp_path), "--layers", "1"], capsys)
     # One block of the 1.3B (its embeddings and head included) in bf16: 144,437,064 bytes.
     assert report["check"] == "cold_start" and report["device"] == "cpu" and report["layers"] == 1
     assert report["bytes"] == 144_437_064
@@ -35,7 +31,7 @@ def test_without_room_for_the_files_there_is_nothing_to_check(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=10**8))  # 0.1 GB
-    main = runpy.run_path(str(SCRIPT))["main"]
+    main = runpy.run_path(str(GPU / "cold_start.py"))["main"]
     assert main(["--dir", str(tmp_path), "--layers", "1"]) == 3
     err = capsys.readouterr().err
     assert "0.1 GB free, 0.2 GB needed" in err

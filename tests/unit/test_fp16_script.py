@@ -3,20 +3,13 @@ fp32's than bf16's is (x1.5), as a card without bf16 would compute it."""
 
 from __future__ import annotations
 
-import json
-import runpy
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "gpu" / "fp16.py"
+from tests.gpu_scripts import run_gpu_script
 
 
 def test_fp16_is_as_close_to_fp32_as_bf16_on_a_block_of_wan_1_3b(capsys: pytest.CaptureFixture[str]) -> None:
-    main = runpy.run_path(str(SCRIPT))["main"]
-    code = main(["--layers", "1", "--size", "64x64x1"])
-    [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    report = json.loads(line)
+    code, [report] = run_gpu_script("fp16.py", ["--layers", "1", "--size", "64x64x1"], capsys)
     assert report["check"] == "fp16_transformer" and report["device"] == "cpu"
     assert report["finite"] == {"bf16": True, "fp16": True}
     errors = report["relative_error_vs_fp32"]
